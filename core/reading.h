@@ -1,0 +1,61 @@
+// The unit of data in the pipeline (design: "Data flow").
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/time.h"
+
+namespace gw {
+
+/// Which clock an event time was derived from.
+enum class TimeReference : std::uint8_t {
+  kReceive = 0,  ///< the gateway's own receive time
+  kBroker = 1,   ///< a broker timestamp (MQTT v5 user property)
+};
+
+const char* toString(TimeReference r);
+
+/// A time series: (device, metric) plus tags captured from a topic or path template.
+/// Tags keep the template's order, so equal templates give equal series.
+struct Series {
+  std::string device;
+  std::string metric;
+  std::vector<std::pair<std::string, std::string>> tags;
+
+  bool operator==(const Series&) const = default;
+};
+
+struct SeriesHash {
+  size_t operator()(const Series& s) const noexcept;
+};
+
+/// One measured value as a source produced it and the clock stage corrected it.
+struct Reading {
+  Series series;
+  double value = 0;
+  std::optional<Nanos> device_time;  ///< the device's own timestamp, if the payload had one
+  Nanos reference_time = 0;          ///< broker stamp or receive time (see `reference`)
+  Nanos receive_time = 0;            ///< when the gateway got it
+  Nanos event_time = 0;              ///< the corrected instant of the measurement
+  TimeReference reference = TimeReference::kReceive;
+};
+
+/// Identifies a series inside one journal; stable for the journal's life.
+using SeriesId = std::uint32_t;
+
+/// A committed reading as read back from the journal for a sink. `series` points into the
+/// journal's series table, whose entries never move or change while the journal is open.
+struct ReadingRecord {
+  std::uint64_t seq = 0;
+  const Series* series = nullptr;
+  double value = 0;
+  Nanos event_time = 0;
+  std::optional<Nanos> device_time;
+  TimeReference reference = TimeReference::kReceive;
+};
+
+}  // namespace gw

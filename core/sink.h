@@ -1,0 +1,37 @@
+// The contract between the forwarder and a destination (conventions: "Sinks say what
+// happened; the forwarder decides what to do").
+#pragma once
+
+#include <span>
+#include <string>
+
+#include "core/reading.h"
+
+namespace gw {
+
+enum class SendStatus {
+  kDelivered,  ///< the remote side confirmed every record of the batch
+  kRetry,      ///< transient failure (down, timeout, 5xx): send the same batch again later
+  kRejected,   ///< the remote side refused the batch for good (4xx): skip it, count it
+};
+
+struct SendResult {
+  SendStatus status = SendStatus::kRetry;
+  std::string error;  ///< human-readable reason for kRetry/kRejected (server message included)
+};
+
+/// A destination for committed journal records.
+///
+/// Threading: send() runs on the sink's own worker thread, one batch at a time, never
+/// concurrently with itself. It blocks until the remote side has confirmed or failed the whole
+/// batch, and must not touch pipeline state. Records (and the Series they point to) stay valid
+/// for the duration of the call.
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  /// Stable name, used for the journal cursor and in status output ("kafka", "timeseries").
+  virtual const std::string& name() const = 0;
+  virtual SendResult send(std::span<const ReadingRecord> batch) = 0;
+};
+
+}  // namespace gw

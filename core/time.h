@@ -1,0 +1,37 @@
+// Time inside the daemon: int64 nanoseconds since the Unix epoch, UTC (design: "Time").
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace gw {
+
+using Nanos = std::int64_t;
+
+constexpr Nanos kNanosPerMicro = 1'000;
+constexpr Nanos kNanosPerMilli = 1'000'000;
+constexpr Nanos kNanosPerSecond = 1'000'000'000;
+
+/// Wall-clock time now (CLOCK_REALTIME).
+Nanos wallNow();
+/// Monotonic time now (CLOCK_MONOTONIC), for intervals and deadlines.
+Nanos monoNow();
+
+/// Appends `t` as RFC 3339 UTC with milliseconds, e.g. 2026-11-21T10:15:30.123Z.
+/// Does not allocate beyond growing `out`.
+void appendRfc3339Millis(std::string& out, Nanos t);
+std::string formatRfc3339Millis(Nanos t);
+
+/// Parses RFC 3339 (`2026-11-21T10:15:30Z`, fractional seconds up to ns, `Z` or `±hh:mm`).
+std::optional<Nanos> parseRfc3339(std::string_view s);
+
+/// Parses a duration such as "50ms", "10s", "1.5h", "7d", "250us", "1m" (minute).
+/// A bare number is rejected: the unit must be explicit.
+std::optional<Nanos> parseDuration(std::string_view s);
+
+/// Parses a byte size such as "512MiB", "1GB", "64KiB", "4096" (bytes).
+std::optional<std::uint64_t> parseSize(std::string_view s);
+
+}  // namespace gw

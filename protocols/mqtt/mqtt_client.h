@@ -1,0 +1,102 @@
+// A small MQTT v5 subscriber on the pipeline's Boost.Asio event loop.
+//
+// Why not Paho: Paho C sends the QoS 1 PUBACK in MQTTProtocol_handlePublishes *before* the
+// application callback runs (paho.mqtt.cpp issue 353), so a reading acknowledged to the broker
+// can still be lost in a crash. This client hands each message to the pipeline with an
+// AckToken and sends the PUBACK only when the pipeline calls ack() — after the journal commit.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/time.h"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace gw::mqtt {
+
+struct TlsOptions {
+  bool enabled = false;
+  std::string ca_file;    ///< empty: system trust store
+  std::string cert_file;  ///< client certificate (optional)
+  std::string key_file;
+  bool verify = true;     ///< verify the server certificate and host name
+};
+
+struct SubscriptionFilter {
+  std::string filter;  ///< may contain + and #
+  int qos = 1;         ///< 0 or 1
+};
+
+struct ClientOptions {
+  std::string host = "localhost";
+  std::uint16_t port = 1883;
+  TlsOptions tls;
+  std::string client_id;
+  std::string username;
+  std::string password;
+  bool clean_start = false;
+  std::uint32_t session_expiry_s = 3600;
+  std::uint16_t keepalive_s = 30;
+  std::uint16_t receive_maximum = 1000;          ///< QoS 1 messages in flight (unacked)
+  std::uint32_t maximum_packet_size = 16u << 20; ///< larger packets are dropped by the broker
+  std::vector<SubscriptionFilter> subscriptions;
+  Nanos reconnect_min = 100 * kNanosPerMilli;
+  Nanos reconnect_max = 30 * kNanosPerSecond;
+};
+
+/// Identifies a received QoS 1 message for ack(). A token from an older connection is
+/// ignored by ack(): the broker redelivers that message on the new connection.
+struct AckToken {
+  std::uint64_t connection = 0;
+  std::uint16_t packet_id = 0;  ///< 0 for QoS 0 (nothing to ack)
+};
+
+/// A received PUBLISH. Views are valid only during the handler call.
+struct Message {
+  std::string_view topic;
+  std::string_view payload;
+  /// MQTT v5 user properties, in packet order (name, value).
+  const std::vector<std::pair<std::string_view, std::string_view>>* user_properties = nullptr;
+  int qos = 0;
+  bool dup = false;
+  Nanos receive_time = 0;  ///< wall time when the packet was read
+};
+
+struct ClientStatus {
+  bool connected = false;
+  std::string last_error;
+  std::uint64_t connects = 0;
+  std::uint64_t messages = 0;
+  std::uint64_t acks_sent = 0;
+  std::uint32_t in_flight = 0;  ///< QoS 1 messages handed over and not yet acked
+};
+
+/// Threading: everything, including the handlers, runs on the io_context's thread; the
+/// io_context must be run by exactly one thread.
+class Client {
+ public:
+  using MessageHandler = std::function<void(const Message&, AckToken)>;
+  /// Called on connect (true) and on connection loss (false, with the reason).
+  using StateHandler = std::function<void(bool connected, const std::string& reason)>;
+
+  static std::unique_ptr<Client> create(boost::asio::io_context& io, ClientOptions options,
+                                        MessageHandler on_message, StateHandler on_state);
+  virtual ~Client() = default;
+
+  /// Connects (and reconnects with exponential backoff, forever) and subscribes.
+  virtual void start() = 0;
+  /// Sends DISCONNECT (keeping the session) and closes; no handler is called afterwards.
+  virtual void stop() = 0;
+  /// Sends the PUBACK for a QoS 1 message. No-op for QoS 0 tokens and stale connections.
+  virtual void ack(AckToken token) = 0;
+  virtual ClientStatus status() const = 0;
+};
+
+}  // namespace gw::mqtt
