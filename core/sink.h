@@ -32,6 +32,9 @@ class Sink {
   /// Stable name, used for the journal cursor and in status output ("kafka", "timeseries").
   virtual const std::string& name() const = 0;
   virtual SendResult send(std::span<const ReadingRecord> batch) = 0;
+  /// Asks a send() in progress (on another thread) to give up soon with kRetry; used at
+  /// shutdown so stopping never waits for a long delivery timeout. Thread-safe.
+  virtual void interrupt() {}
 };
 
 }  // namespace gw

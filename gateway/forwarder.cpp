@@ -1,0 +1,159 @@
+#include "gateway/forwarder.h"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "buffer/journal.h"
+#include "core/log.h"
+
+namespace gw {
+
+struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
+  Impl(boost::asio::io_context& io_, buffer::Journal& journal_, std::unique_ptr<Sink> sink_,
+       ForwarderOptions options_)
+      : io(io_), journal(journal_), sink(std::move(sink_)), options(options_), timer(io_) {
+    status.name = sink->name();
+    status.cursor = journal.cursor(sink->name());
+    sent_upto = status.cursor;
+  }
+
+  boost::asio::io_context& io;
+  buffer::Journal& journal;
+  std::unique_ptr<Sink> sink;
+  ForwarderOptions options;
+  boost::asio::steady_timer timer;
+  ForwarderStatus status;
+  std::uint64_t sent_upto = 0;  // highest seq confirmed (cursor, possibly not yet committed)
+  bool busy = false;            // a batch is with the worker, or a retry is scheduled
+  bool stopped = false;
+  Nanos backoff = 0;
+  log::RateLimiter retry_log;
+  std::mt19937_64 rng{std::random_device{}()};
+
+  // Worker mailbox: one batch at a time.
+  std::thread worker;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<std::vector<ReadingRecord>> job;  // guarded by mu
+  bool quit = false;                               // guarded by mu
+
+  void startWorker() {
+    worker = std::thread([self = shared_from_this()] { self->workerLoop(); });
+  }
+
+  void workerLoop() {
+    for (;;) {
+      std::vector<ReadingRecord> batch;
+      {
+        std::unique_lock lock(mu);
+        cv.wait(lock, [&] { return quit || job.has_value(); });
+        if (quit) return;
+        batch = std::move(*job);
+        job.reset();
+      }
+      SendResult result = sink->send(batch);
+      const std::uint64_t first = batch.front().seq, last = batch.back().seq;
+      const size_t n = batch.size();
+      boost::asio::post(io, [self = shared_from_this(), result = std::move(result), first, last, n] {
+        self->onResult(result, first, last, n);
+      });
+    }
+  }
+
+  void poke() {
+    if (busy || stopped) return;
+    std::vector<ReadingRecord> batch;
+    journal.read(sent_upto, options.batch, batch);
+    if (batch.empty()) return;
+    busy = true;
+    {
+      std::lock_guard lock(mu);
+      job = std::move(batch);
+    }
+    cv.notify_one();
+  }
+
+  void onResult(const SendResult& r, std::uint64_t first, std::uint64_t last, size_t n) {
+    if (stopped) return;
+    switch (r.status) {
+      case SendStatus::kDelivered:
+        if (!status.up) log::notice("{}: delivering again", status.name);
+        status.up = true;
+        status.sent += n;
+        advance(last);
+        backoff = 0;
+        busy = false;
+        poke();
+        return;
+      case SendStatus::kRejected:
+        status.rejected += n;
+        log::error("{}: rejected records {}..{} ({} records, skipped): {}", status.name, first, last,
+                   n, r.error);
+        advance(last);
+        busy = false;
+        poke();
+        return;
+      case SendStatus::kRetry: {
+        ++status.retries;
+        status.up = false;
+        status.last_error = r.error;
+        backoff = backoff == 0 ? options.retry_min : std::min(backoff * 2, options.retry_max);
+        // Full jitter on the upper half, so several gateways do not retry in lock-step.
+        std::uniform_int_distribution<Nanos> jitter(backoff / 2, backoff);
+        const Nanos wait = jitter(rng);
+        std::uint64_t suppressed = 0;
+        if (retry_log.allow(monoNow(), suppressed))
+          log::warn("{}: send failed, retrying in {}ms ({} more failures not logged): {}",
+                    status.name, wait / kNanosPerMilli, suppressed, r.error);
+        timer.expires_after(std::chrono::nanoseconds(wait));
+        timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+          if (ec || self->stopped) return;
+          self->busy = false;
+          self->poke();
+        });
+        return;
+      }
+    }
+  }
+
+  void advance(std::uint64_t last) {
+    sent_upto = last;
+    status.cursor = last;
+    journal.setCursor(status.name, last);
+  }
+
+  void stop() {
+    if (stopped) return;
+    stopped = true;
+    timer.cancel();
+    {
+      std::lock_guard lock(mu);
+      quit = true;
+    }
+    sink->interrupt();
+    cv.notify_one();
+    if (worker.joinable()) worker.join();
+  }
+};
+
+Forwarder::Forwarder(boost::asio::io_context& io, buffer::Journal& journal,
+                     std::unique_ptr<Sink> sink, ForwarderOptions options)
+    : impl_(std::make_shared<Impl>(io, journal, std::move(sink), options)) {
+  impl_->startWorker();
+}
+
+Forwarder::~Forwarder() { stop(); }
+
+void Forwarder::poke() { impl_->poke(); }
+void Forwarder::stop() { impl_->stop(); }
+ForwarderStatus Forwarder::status() const { return impl_->status; }
+const std::string& Forwarder::name() const { return impl_->status.name; }
+
+}  // namespace gw

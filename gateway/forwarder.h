@@ -1,0 +1,62 @@
+// Drives one sink from the journal: reads committed records after the sink's cursor, hands a
+// batch to the sink's worker thread, and on the answer advances the cursor (delivered),
+// backs off and resends (retry) or skips and counts (rejected). Cursors, retries and backoff
+// live here once, for every sink (conventions: "Sinks say what happened").
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/sink.h"
+#include "core/time.h"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace gw::buffer {
+class Journal;
+}
+
+namespace gw {
+
+struct ForwarderOptions {
+  size_t batch = 1000;
+  Nanos retry_min = 200 * kNanosPerMilli;
+  Nanos retry_max = 30 * kNanosPerSecond;
+};
+
+struct ForwarderStatus {
+  std::string name;
+  bool up = true;              ///< false after a failed send until the next success
+  std::string last_error;
+  std::uint64_t sent = 0;      ///< records confirmed by the remote side
+  std::uint64_t rejected = 0;  ///< records the remote side refused for good
+  std::uint64_t retries = 0;   ///< failed attempts
+  std::uint64_t cursor = 0;
+};
+
+/// Threading: construct, poke() and read status() on the event loop thread only.
+class Forwarder {
+ public:
+  Forwarder(boost::asio::io_context& io, buffer::Journal& journal, std::unique_ptr<Sink> sink,
+            ForwarderOptions options);
+  ~Forwarder();
+  Forwarder(const Forwarder&) = delete;
+  Forwarder& operator=(const Forwarder&) = delete;
+
+  /// New records were committed: send if idle.
+  void poke();
+  /// Interrupts a send in progress and joins the worker thread. Unconfirmed records stay
+  /// above the cursor and are sent again after a restart.
+  void stop();
+  ForwarderStatus status() const;
+  const std::string& name() const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace gw

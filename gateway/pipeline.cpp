@@ -1,0 +1,256 @@
+#include "gateway/pipeline.h"
+
+#include <fmt/format.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <charconv>
+#include <map>
+#include <vector>
+
+#include "buffer/journal.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "gateway/forwarder.h"
+#include "protocols/mqtt/topic_template.h"
+
+namespace gw {
+namespace {
+
+/// A broker stamp: epoch milliseconds (digits, optionally fractional) or RFC 3339.
+std::optional<Nanos> parseBrokerStamp(std::string_view v) {
+  if (!v.empty() && v.front() >= '0' && v.front() <= '9' && v.find_first_of("-T:") == v.npos) {
+    double ms = 0;
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), ms);
+    if (ec != std::errc() || p != v.data() + v.size() || ms > 9.2e12) return std::nullopt;
+    return static_cast<Nanos>(ms * kNanosPerMilli);
+  }
+  return parseRfc3339(v);
+}
+
+struct Route {
+  config::SubscribeConfig config;
+  mqtt::TopicTemplate tmpl;
+  payload::Decoder decoder;
+};
+
+}  // namespace
+
+struct Pipeline::Impl {
+  Impl(boost::asio::io_context& io_, const config::Config& cfg_)
+      : io(io_), cfg(cfg_), commit_timer(io_), retention_timer(io_), stats_timer(io_) {
+    buffer::JournalOptions jo;
+    jo.path = cfg.gateway.state_dir / "journal.db";
+    jo.max_size_bytes = cfg.buffer.max_size;
+    jo.max_age = cfg.buffer.max_age;
+    jo.synchronous_full = cfg.buffer.synchronous_full;
+    if (cfg.kafka) jo.sinks.push_back("kafka");
+    if (cfg.timeseries && cfg.timeseries->send_readings) jo.sinks.push_back("timeseries");
+    journal = buffer::Journal::open(jo);
+
+    for (const auto& sc : cfg.mqtt.subscriptions) {
+      std::string error;
+      auto tmpl = mqtt::TopicTemplate::parse(sc.template_text, error);
+      routes.push_back(Route{sc, std::move(*tmpl), payload::Decoder(sc.decoder)});
+    }
+    if (cfg.kafka) {
+      const auto& f = cfg.kafka->forward;
+      forwarders.push_back(std::make_unique<Forwarder>(
+          io, *journal, kafka::makeKafkaSink(cfg.kafka->options),
+          ForwarderOptions{f.batch, f.retry_min, f.retry_max}));
+    }
+    if (cfg.timeseries && cfg.timeseries->send_readings) {
+      const auto& f = cfg.timeseries->forward;
+      forwarders.push_back(std::make_unique<Forwarder>(
+          io, *journal, timeseries::makeTimeseriesSink(cfg.timeseries->options),
+          ForwarderOptions{f.batch, f.retry_min, f.retry_max}));
+    }
+    if (forwarders.empty())
+      log::warn("no sink configured ([kafka] or [timeseries]): readings only accumulate in the journal");
+  }
+
+  boost::asio::io_context& io;
+  config::Config cfg;
+  std::unique_ptr<buffer::Journal> journal;
+  std::vector<Route> routes;
+  std::vector<std::unique_ptr<Forwarder>> forwarders;
+  std::unique_ptr<mqtt::Client> client;
+  boost::asio::steady_timer commit_timer, retention_timer, stats_timer;
+  std::vector<mqtt::AckToken> pending_acks;
+  std::uint64_t committed_cursor_sum = 0;
+  bool stopped = false;
+
+  // Counters.
+  std::uint64_t messages = 0, readings = 0, bad_timestamps = 0, commit_failures = 0;
+  std::map<std::string, std::uint64_t, std::less<>> bad;
+  log::RateLimiter bad_log;
+
+  // Scratch reused for every message (no allocation in the steady state).
+  Series series;
+  payload::Decoded decoded;
+
+  void start() {
+    client = mqtt::Client::create(
+        io, cfg.mqtt.client,
+        [this](const mqtt::Message& m, mqtt::AckToken t) { onMessage(m, t); },
+        [this](bool up, const std::string& reason) {
+          if (up) log::notice("mqtt: connected to {} as {}", cfg.mqtt.uri, cfg.mqtt.client.client_id);
+          else log::warn("mqtt: disconnected from {}: {}", cfg.mqtt.uri, reason);
+        });
+    client->start();
+    for (auto& f : forwarders) f->poke();  // backlog left from before a restart
+    scheduleCommit();
+    scheduleRetention();
+    scheduleStats();
+    log::notice("gatewayd {}: journal {} (last seq {}), {} subscription(s), sinks: {}",
+                cfg.gateway.id, (cfg.gateway.state_dir / "journal.db").string(),
+                journal->stats().last_seq, routes.size(), sinkNames());
+  }
+
+  std::string sinkNames() const {
+    std::string s;
+    for (auto& f : forwarders) s += (s.empty() ? "" : ", ") + f->name();
+    return s.empty() ? "none" : s;
+  }
+
+  void countBad(std::string_view reason, std::string_view topic, size_t size) {
+    auto it = bad.find(reason);
+    if (it == bad.end()) it = bad.emplace(std::string(reason), 0).first;
+    ++it->second;
+    std::uint64_t suppressed = 0;
+    if (bad_log.allow(monoNow(), suppressed))
+      log::warn("bad input ({}) on topic '{}' ({} bytes); {} more bad messages not logged", reason,
+                topic.substr(0, 200), size, suppressed);
+  }
+
+  void onMessage(const mqtt::Message& m, mqtt::AckToken token) {
+    ++messages;
+    // Bad messages are acknowledged too (after the next commit): redelivering them would not
+    // make them good, and they are counted and logged.
+    pending_acks.push_back(token);
+    Route* route = nullptr;
+    for (auto& r : routes) {
+      if (mqtt::topicMatchesFilter(r.config.topic, m.topic) && r.tmpl.match(m.topic, series)) {
+        route = &r;
+        break;
+      }
+    }
+    if (!route) return countBad("no_template", m.topic, m.payload.size());
+    const auto err = route->decoder.decode(m.payload, decoded);
+    if (err != payload::DecodeError::kNone)
+      return countBad(payload::toString(err), m.topic, m.payload.size());
+    if (decoded.bad_timestamp) {
+      ++bad_timestamps;
+      countBad("bad_timestamp", m.topic, m.payload.size());
+    }
+
+    Nanos reference_time = m.receive_time;
+    TimeReference reference = TimeReference::kReceive;
+    if (cfg.clock.broker_reference && m.user_properties) {
+      for (const auto& [name, value] : *m.user_properties) {
+        if (name != cfg.clock.broker_property) continue;
+        if (auto t = parseBrokerStamp(value)) {
+          reference_time = *t;
+          reference = TimeReference::kBroker;
+        }
+        break;
+      }
+    }
+    // Until clock-skew correction lands: the device's time when it sent one, else the reference.
+    const Nanos event_time = decoded.device_time.value_or(reference_time);
+    for (const auto& v : decoded.values) {
+      if (!v.metric.empty()) series.metric.assign(v.metric);
+      const SeriesId id = journal->internSeries(series);
+      journal->append(id, v.value, event_time, decoded.device_time, reference);
+      ++readings;
+    }
+    if (journal->pending() >= cfg.buffer.batch) commitNow();
+  }
+
+  void commitNow() {
+    std::uint64_t cursor_sum = 0;
+    for (auto& f : forwarders) cursor_sum += f->status().cursor;
+    if (journal->pending() == 0 && pending_acks.empty() && cursor_sum == committed_cursor_sum) return;
+    if (!journal->commit()) {
+      ++commit_failures;  // the journal logged why; rows and acks stay pending
+      return;
+    }
+    committed_cursor_sum = cursor_sum;
+    for (const auto& t : pending_acks) client->ack(t);
+    pending_acks.clear();
+    for (auto& f : forwarders) f->poke();
+  }
+
+  template <typename F>
+  void every(boost::asio::steady_timer& timer, Nanos interval, F fn) {
+    timer.expires_after(std::chrono::nanoseconds(interval));
+    timer.async_wait([this, &timer, interval, fn](const boost::system::error_code& ec) {
+      if (ec || stopped) return;
+      fn();
+      every(timer, interval, fn);
+    });
+  }
+
+  void scheduleCommit() { every(commit_timer, cfg.buffer.commit_interval, [this] { commitNow(); }); }
+  void scheduleRetention() {
+    every(retention_timer, kNanosPerSecond, [this] { journal->enforceRetention(wallNow()); });
+  }
+  void scheduleStats() {
+    every(stats_timer, cfg.gateway.stats_interval, [this] { log::info("stats {}", statsJson()); });
+  }
+
+  std::string statsJson() const {
+    std::string s = fmt::format(R"({{"messages":{},"readings":{},"bad":{{)", messages, readings);
+    bool first = true;
+    for (const auto& [reason, n] : bad) {
+      s += first ? "" : ",";
+      first = false;
+      json::appendString(s, reason);
+      s += fmt::format(":{}", n);
+    }
+    const auto js = journal->stats();
+    s += fmt::format(R"(}},"journal":{{"last_seq":{},"rows":{},"bytes":{},"commits":{},"commit_failures":{}}},)",
+                     js.last_seq, js.rows, js.file_bytes, js.commits, commit_failures);
+    const auto ms = client ? client->status() : mqtt::ClientStatus{};
+    s += fmt::format(R"("mqtt":{{"connected":{},"in_flight":{},"pending_acks":{}}},"sinks":{{)",
+                     ms.connected, ms.in_flight, pending_acks.size());
+    first = true;
+    for (const auto& f : forwarders) {
+      const auto st = f->status();
+      const auto it = js.sinks.find(st.name);
+      const std::uint64_t backlog = it != js.sinks.end() ? it->second.backlog : 0;
+      const std::uint64_t dropped = it != js.sinks.end() ? it->second.dropped : 0;
+      s += first ? "" : ",";
+      first = false;
+      json::appendString(s, st.name);
+      s += fmt::format(R"(:{{"up":{},"sent":{},"backlog":{},"retries":{},"rejected":{},"dropped":{},"last_error":)",
+                       st.up, st.sent, backlog, st.retries, st.rejected, dropped);
+      json::appendString(s, st.last_error);
+      s += "}";
+    }
+    s += "}}";
+    return s;
+  }
+
+  void stop() {
+    if (stopped) return;
+    commitNow();
+    stopped = true;
+    commit_timer.cancel();
+    retention_timer.cancel();
+    stats_timer.cancel();
+    if (client) client->stop();
+    for (auto& f : forwarders) f->stop();
+    journal->commit();  // the last cursor moves
+    log::info("stats {}", statsJson());
+  }
+};
+
+Pipeline::Pipeline(boost::asio::io_context& io, const config::Config& config)
+    : impl_(std::make_unique<Impl>(io, config)) {}
+Pipeline::~Pipeline() { impl_->stop(); }
+void Pipeline::start() { impl_->start(); }
+void Pipeline::stop() { impl_->stop(); }
+std::string Pipeline::statsJson() const { return impl_->statsJson(); }
+
+}  // namespace gw

@@ -1,0 +1,38 @@
+// Wires sources, the journal and the sinks on one event loop (design: "Data flow", "Threads").
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "gateway/config.h"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace gw {
+
+/// Threading: construct, start, stop and statsJson on the io_context's (single) thread.
+class Pipeline {
+ public:
+  /// Opens the journal and creates the sinks. Throws buffer::JournalError,
+  /// kafka::KafkaConfigError or std::runtime_error when that is impossible.
+  Pipeline(boost::asio::io_context& io, const config::Config& config);
+  ~Pipeline();
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
+
+  /// Starts the MQTT source, the forwarders and the timers.
+  void start();
+  /// Commits and acknowledges what was received, disconnects (keeping the MQTT session),
+  /// stops the forwarders and writes the cursors. Safe to call twice.
+  void stop();
+  /// One-line JSON with the counters (messages, readings, bad input by reason, journal, sinks).
+  std::string statsJson() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace gw

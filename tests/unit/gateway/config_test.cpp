@@ -1,0 +1,162 @@
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "gateway/config.h"
+
+namespace fs = std::filesystem;
+using gw::config::ConfigError;
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    char tmpl[] = "/tmp/gw-config-XXXXXX";
+    path = mkdtemp(tmpl);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  fs::path write(const std::string& name, const std::string& text) const {
+    std::ofstream(path / name) << text;
+    return path / name;
+  }
+};
+
+const char* kMinimal = R"(
+[gateway]
+id = "plant1-line3"
+state_dir = "state"
+
+[mqtt]
+uri = "tcp://127.0.0.1:18830"
+
+[[mqtt.subscribe]]
+topic = "plant1/+/+/+"
+template = "plant1/{line}/{device}/{metric}"
+format = "json"
+timestamp = "ts"
+)";
+
+/// Loads `text` and returns the error message ("" when it loads).
+std::string errorOf(const std::string& text) {
+  TempDir dir;
+  try {
+    gw::config::load(dir.write("gateway.toml", text));
+  } catch (const ConfigError& e) {
+    std::string msg = e.what();
+    // Keep only "line: key: reason" so the tests do not depend on the temp folder's name.
+    return msg.substr(msg.find("gateway.toml:") + 13);
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("a minimal config loads with defaults and paths relative to the file") {
+  TempDir dir;
+  const auto cfg = gw::config::load(dir.write("gateway.toml", kMinimal));
+  CHECK(cfg.gateway.id == "plant1-line3");
+  CHECK(cfg.gateway.state_dir == dir.path / "state");
+  CHECK(cfg.mqtt.client.host == "127.0.0.1");
+  CHECK(cfg.mqtt.client.port == 18830);
+  CHECK_FALSE(cfg.mqtt.client.tls.enabled);
+  CHECK(cfg.mqtt.client.client_id == "plant1-line3");  // defaults to the gateway id
+  CHECK_FALSE(cfg.mqtt.client.clean_start);
+  REQUIRE(cfg.mqtt.subscriptions.size() == 1);
+  CHECK(cfg.mqtt.subscriptions[0].qos == 1);
+  CHECK(cfg.mqtt.subscriptions[0].decoder.timestamp_field == "ts");
+  CHECK(cfg.mqtt.subscriptions[0].decoder.timestamp_unit == gw::payload::TimeUnit::kMillis);
+  CHECK(cfg.buffer.commit_interval == 50 * gw::kNanosPerMilli);
+  CHECK(cfg.buffer.max_size == 512ull << 20);
+  CHECK_FALSE(cfg.kafka.has_value());
+  CHECK_FALSE(cfg.timeseries.has_value());
+}
+
+TEST_CASE("sinks, buffer and clock sections") {
+  TempDir dir;
+  dir.write("influx.token", "s3cret\n");
+  const auto cfg = gw::config::load(dir.write("gateway.toml", std::string(kMinimal) + R"(
+[clock]
+reference = "receive"
+
+[buffer]
+max_size = "64MiB"
+max_age = "2d"
+commit_interval = "20ms"
+synchronous = "full"
+
+[kafka]
+brokers = "127.0.0.1:9092"
+readings_topic = "r"
+delivery_timeout = "5s"
+[kafka.properties]
+"compression.type" = "zstd"
+"linger.ms" = 20
+
+[timeseries]
+url = "http://127.0.0.1:8428/write"
+token_file = "influx.token"
+send = ["readings"]
+)"));
+  CHECK_FALSE(cfg.clock.broker_reference);
+  CHECK(cfg.buffer.max_size == 64ull << 20);
+  CHECK(cfg.buffer.max_age == 2 * 86400 * gw::kNanosPerSecond);
+  CHECK(cfg.buffer.synchronous_full);
+  REQUIRE(cfg.kafka);
+  CHECK(cfg.kafka->options.readings_topic == "r");
+  CHECK(cfg.kafka->options.properties.at("compression.type") == "zstd");
+  CHECK(cfg.kafka->options.properties.at("linger.ms") == "20");
+  CHECK(cfg.kafka->options.delivery_timeout == 5 * gw::kNanosPerSecond);
+  REQUIRE(cfg.timeseries);
+  CHECK(cfg.timeseries->options.token == "s3cret");
+  CHECK(cfg.timeseries->send_readings);
+  CHECK_FALSE(cfg.timeseries->send_aggregates);
+}
+
+TEST_CASE("errors name the file, the line, the key and the reason") {
+  // A typo in a key is an error on its own line.
+  CHECK(errorOf(std::string(kMinimal) + "\n[buffer]\ncomit_interval = \"50ms\"\n") ==
+        "16: buffer.comit_interval: unknown key");
+  CHECK(errorOf(std::string(kMinimal) + "\n[buffer]\ncommit_interval = \"50\"\n") ==
+        "16: buffer.commit_interval: not a duration (use a number and a unit: ns, us, ms, s, m, "
+        "h, d)");
+  CHECK(errorOf(std::string(kMinimal) + "qos = 2\n") ==
+        "14: mqtt.subscribe[0].qos: QoS 2 is not supported; use 1 (the journal makes delivery "
+        "at-least-once end to end)");
+  CHECK(errorOf(std::string(kMinimal) + "\n[buffer]\nmax_size = \"lots\"\n") ==
+        "16: buffer.max_size: not a size (use e.g. \"64KiB\", \"512MiB\", \"1GiB\")");
+  CHECK(errorOf(std::string(kMinimal) + "\n[[alert]]\nname = \"x\"\n") ==
+        "15: alert: not available in this version of gatewayd yet");
+  CHECK(errorOf("[mqtt]\nuri = \"udp://x:1\"\n[[mqtt.subscribe]]\ntopic = \"a/+\"\ntemplate = \"a/{device}\"\nformat = \"fields\"\n") ==
+        "2: mqtt.uri: unknown scheme 'udp' (use tcp:// or ssl://)");
+  CHECK(errorOf("[mqtt]\nuri = \"tcp://x:99999\"\n[[mqtt.subscribe]]\ntopic = \"a/+\"\n") ==
+        "2: mqtt.uri: port must be 1..65535");
+  CHECK(errorOf("[mqtt]\n[[mqtt.subscribe]]\ntopic = \"a/+/+\"\ntemplate = \"a/{device}/{metric\"\n")
+            .find("4: mqtt.subscribe[0].template: ") == 0);
+  CHECK(errorOf("[mqtt]\n[[mqtt.subscribe]]\ntopic = \"a/+\"\ntemplate = \"a/{device}\"\n") ==
+        "4: mqtt.subscribe[0].template: must capture {metric} for format json or value (format "
+        "fields names metrics after the payload's fields)");
+  CHECK(errorOf("[mqtt]\nuri = \"tcp://x:1\"\n") ==
+        "1: mqtt.subscribe: at least one [[mqtt.subscribe]] is required");
+  CHECK(errorOf("[gateway]\nid = \"x\"\n") ==
+        "1: mqtt: section [mqtt] is required (with at least one [[mqtt.subscribe]])");
+  CHECK(errorOf("[mqtt\nuri = 1\n").find("1: (syntax): ") == 0);
+  CHECK(errorOf(std::string(kMinimal) + "\n[kafka]\nreadings_topic = \"r\"\n") ==
+        "15: kafka.brokers: is required");
+  CHECK(errorOf(std::string(kMinimal) + "password_file = \"nope.txt\"\n").find(
+            "14: mqtt.subscribe[0].password_file: unknown key") == 0);
+}
+
+TEST_CASE("secrets come from files, never from the config itself") {
+  CHECK(errorOf("[mqtt]\npassword = \"hunter2\"\n[[mqtt.subscribe]]\ntopic = \"a/+/+\"\ntemplate = \"a/{device}/{metric}\"\n") ==
+        "2: mqtt.password: put the password in a file and set password_file (keeps it out of the "
+        "config)");
+  const std::string e = errorOf(
+      "[mqtt]\npassword_file = \"missing.pw\"\n[[mqtt.subscribe]]\ntopic = \"a/+/+\"\ntemplate = "
+      "\"a/{device}/{metric}\"\n");
+  CHECK(e.find("2: mqtt.password_file: cannot read ") == 0);
+  CHECK(e.find("missing.pw: No such file or directory") != std::string::npos);
+}
