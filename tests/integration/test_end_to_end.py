@@ -1,0 +1,90 @@
+"""Issue 2, items 1 and 4: every reading arrives in Kafka and VictoriaMetrics, intact."""
+import collections
+import json
+
+from gwtest import Gatewayd, KafkaBroker, Mosquitto, VictoriaMetrics, run_sim, wait_until
+
+ODD = "pump 7,a=b"
+
+
+def kafka_key(r):
+    v = json.loads(r["payload"])
+    return (v["device"], v["metric"], v["tags"].get("line"), v["value"], v["device_time"])
+
+
+def sent_key(s):
+    from datetime import datetime, timezone
+    t = datetime.fromtimestamp(s["ts"] / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return (s["device"], s["metric"], s["line"], s["value"], t)
+
+
+def test_10000_readings_from_50_devices_arrive_in_both_sinks(wd):
+    mq = Mosquitto(wd)
+    kafka = KafkaBroker(wd)
+    vm = VictoriaMetrics(wd)
+    gw = Gatewayd(wd, mq.uri, kafka=kafka, vm=vm)
+
+    summary, sent = run_sim(wd, mq.uri, "--devices", "50", "--count", "10000", "--rate", "2000",
+                            "--qos", "1", "--seed", "7")
+    assert int(summary["acked"]) == 10000
+    assert len(sent) == 10000
+    assert len({s["device"] for s in sent}) == 50
+
+    # Kafka: every reading, with device key, event-time timestamp and the design's JSON.
+    records = kafka.consume("iot.readings", 10000)
+    got = collections.Counter(kafka_key(r) for r in records)
+    want = collections.Counter(sent_key(s) for s in sent)
+    assert set(got) == set(want), f"missing {len(set(want) - set(got))}, unexpected {len(set(got) - set(want))}"
+    dups = sum(got.values()) - len(got)
+    print(f"kafka: {len(records)} records, {dups} duplicates")
+    r0 = records[0]
+    v0 = json.loads(r0["payload"])
+    assert r0["key"] == v0["device"]
+    assert set(v0) == {"device", "metric", "tags", "value", "time", "device_time", "reference", "offset_ms", "seq"}
+    assert v0["time"] == v0["device_time"] and v0["offset_ms"] == 0
+    for r in records:
+        v = json.loads(r["payload"])
+        from datetime import datetime
+        ts_ms = int(datetime.strptime(v["time"], "%Y-%m-%dT%H:%M:%S.%f%z").timestamp() * 1000 + 0.5)
+        assert r["ts"] == ts_ms, "Kafka timestamp must be the event time"
+
+    # VictoriaMetrics: every sample with labels, value and time (ms).
+    samples = vm.wait_samples(10000)
+    got_vm = collections.Counter((m["device"], m["__name__"], m["line"], v, t) for m, v, t in samples)
+    want_vm = collections.Counter((s["device"], s["metric"], s["line"], s["value"], s["ts"]) for s in sent)
+    assert set(got_vm) == set(want_vm)
+
+    st = gw.wait_stats("the journal to be fully forwarded",
+                       lambda s: all(x["backlog"] == 0 for x in s["sinks"].values()))
+    assert st["readings"] >= 10000 and st["bad"] == {}
+
+
+def test_bad_input_is_counted_and_odd_device_names_arrive_intact(wd):
+    mq = Mosquitto(wd)
+    kafka = KafkaBroker(wd)
+    vm = VictoriaMetrics(wd)
+    gw = Gatewayd(wd, mq.uri, kafka=kafka, vm=vm)
+
+    summary, sent = run_sim(wd, mq.uri, "--devices", "3", "--count", "60", "--rate", "500", "--qos", "1",
+                            "--odd-device", ODD, "--bad-input", "--seed", "3")
+    good = [s for s in sent if "bad" not in s]
+    bad = [s for s in sent if "bad" in s]
+    assert {b["bad"] for b in bad} >= {"not_json", "not_number", "not_finite", "too_large", "no_template"}
+    assert any(s["device"] == ODD for s in good)
+
+    st = gw.wait_stats("bad input to be counted by reason",
+                       lambda s: sum(s["bad"].values()) >= len(bad), timeout=30)
+    for reason in ("not_json", "not_number", "too_large", "no_template"):
+        assert st["bad"].get(reason, 0) >= 1, (reason, st["bad"])
+    assert st["bad"].get("not_finite", 0) + st["bad"].get("not_json", 0) >= 2
+    assert gw.proc.alive()
+
+    records = kafka.consume("iot.readings", len(good))
+    odd_kafka = [json.loads(r["payload"]) for r in records if r["key"] == ODD]
+    assert odd_kafka and all(v["device"] == ODD for v in odd_kafka)
+    assert len(odd_kafka) == sum(1 for s in good if s["device"] == ODD)
+
+    samples = vm.wait_samples(len(good))
+    odd_vm = [(m, v) for m, v, t in samples if m.get("device") == ODD]
+    assert len(odd_vm) == len(odd_kafka)
+    assert all(set(m) == {"__name__", "device", "line"} for m, v in odd_vm), "device name injected a tag"
