@@ -1,1 +1,423 @@
-// Implementation in progress.
+#include "protocols/kafka/kafka_sink.h"
+
+#include <librdkafka/rdkafka.h>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "core/json.h"
+#include "core/log.h"
+#include "core/time.h"
+
+namespace gw::kafka {
+namespace {
+
+// How long past message.timeout.ms send() keeps polling for delivery reports. librdkafka scans
+// for timed-out messages about once a second, so reports can arrive up to ~1 s late.
+constexpr Nanos kReportMargin = 2 * kNanosPerSecond;
+// After a purge, reports for the purged messages arrive almost at once.
+constexpr Nanos kPurgeWait = 1 * kNanosPerSecond;
+constexpr int kPollSliceMs = 100;
+// One line per (facility, broker) per interval: librdkafka repeats "Connection refused".
+constexpr Nanos kLogInterval = 30 * kNanosPerSecond;
+constexpr size_t kMaxLogKeys = 256;
+
+struct KafkaDeleter {
+  void operator()(rd_kafka_t* rk) const { rd_kafka_destroy(rk); }
+};
+struct TopicDeleter {
+  void operator()(rd_kafka_topic_t* rkt) const { rd_kafka_topic_destroy(rkt); }
+};
+struct ConfDeleter {
+  void operator()(rd_kafka_conf_t* conf) const { rd_kafka_conf_destroy(conf); }
+};
+using KafkaPtr = std::unique_ptr<rd_kafka_t, KafkaDeleter>;
+using TopicPtr = std::unique_ptr<rd_kafka_topic_t, TopicDeleter>;
+using ConfPtr = std::unique_ptr<rd_kafka_conf_t, ConfDeleter>;
+
+void appendInt(std::string& out, std::int64_t v) {
+  char buf[24];
+  auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, p);
+}
+
+void appendUint(std::string& out, std::uint64_t v) {
+  char buf[24];
+  auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, p);
+}
+
+Nanos millisToNanos(std::string_view ms) {
+  std::int64_t v = 0;
+  auto [p, ec] = std::from_chars(ms.data(), ms.data() + ms.size(), v);
+  return ec == std::errc() ? v * kNanosPerMilli : 0;
+}
+
+/// Errors that sending the same records again can never fix: the records themselves are
+/// refused. Everything else (outages, timeouts, leader changes, missing topics, ACLs) is
+/// retried: the operator can fix it and the journal keeps the backlog meanwhile.
+bool isPermanent(rd_kafka_resp_err_t err) {
+  switch (err) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP:
+      return true;
+    default:
+      return false;
+  }
+}
+
+gw::log::Level logLevelFromSyslog(int level) {
+  if (level <= 3) return gw::log::Level::kError;
+  if (level == 4) return gw::log::Level::kWarning;
+  if (level == 5) return gw::log::Level::kNotice;
+  if (level == 6) return gw::log::Level::kInfo;
+  return gw::log::Level::kDebug;
+}
+
+/// Rate limits librdkafka's log lines per key; called from librdkafka's own threads.
+class LogLimiter {
+ public:
+  /// True when the line may be written; `suppressed` gets how many were held back.
+  bool allow(std::string_view key, std::uint64_t& suppressed) {
+    std::lock_guard lock(mutex_);
+    auto it = limiters_.find(std::string(key));
+    if (it == limiters_.end()) {
+      if (limiters_.size() >= kMaxLogKeys) limiters_.clear();
+      it = limiters_.emplace(std::string(key), gw::log::RateLimiter(kLogInterval)).first;
+    }
+    return it->second.allow(monoNow(), suppressed);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::unordered_map<std::string, gw::log::RateLimiter> limiters_;
+};
+
+/// Delivery bookkeeping of the batch in flight. Only touched on the send() thread: delivery
+/// reports are served by rd_kafka_poll() there.
+struct BatchState {
+  std::uintptr_t generation = 0;
+  size_t pending = 0;
+  size_t delivered = 0;
+  size_t failed_retriable = 0;
+  size_t failed_permanent = 0;
+  std::string first_error;
+
+  void fail(rd_kafka_resp_err_t err, std::string_view what) {
+    if (isPermanent(err)) {
+      ++failed_permanent;
+    } else {
+      ++failed_retriable;
+    }
+    if (first_error.empty()) first_error = what;
+  }
+};
+
+class KafkaSink final : public Sink {
+ public:
+  explicit KafkaSink(const KafkaOptions& options)
+      : options_(options), gateway_id_(options.gateway_id) {
+    settings_ = {
+        {"bootstrap.servers", options.brokers},
+        {"client.id", options.gateway_id.empty() ? "iot-gateway" : options.gateway_id},
+        {"enable.idempotence", "true"},
+        {"acks", "all"},
+        {"compression.type", "lz4"},
+        {"linger.ms", "5"},
+        // Same key → same partition as the Java client, so Kafka Streams joins line up.
+        {"partitioner", "murmur2_random"},
+        {"message.timeout.ms",
+         std::to_string(std::max<Nanos>(1, options.delivery_timeout / kNanosPerMilli))},
+    };
+    for (const auto& [k, v] : options.properties) settings_.emplace_back(k, v);
+
+    std::string errstr;
+    if (!createHandle(errstr)) throw KafkaConfigError(errstr);
+  }
+
+  ~KafkaSink() override { destroyHandle(); }
+
+  KafkaSink(const KafkaSink&) = delete;
+  KafkaSink& operator=(const KafkaSink&) = delete;
+
+  const std::string& name() const override { return name_; }
+
+  void interrupt() override { interrupted_.store(true, std::memory_order_relaxed); }
+
+  SendResult send(std::span<const ReadingRecord> batch) override {
+    if (interrupted()) return {SendStatus::kRetry, "interrupted"};
+    if (auto r = recoverFromFatal()) return *r;
+    rd_kafka_poll(rk_.get(), 0);  // serve errors/logs queued while idle
+
+    BatchState state;
+    state.generation = ++generation_;
+    batch_ = &state;
+
+    const Nanos start = monoNow();
+    Nanos last_produce = start;
+    bool stop = false;
+    for (const ReadingRecord& r : batch) {
+      if (stop) break;
+      json_.clear();
+      appendReadingJson(json_, r);
+      const std::string& device = r.series->device;
+      for (;;) {
+        const rd_kafka_resp_err_t err = rd_kafka_producev(
+            rk_.get(), RD_KAFKA_V_RKT(topic_.get()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_KEY(device.data(), device.size()),
+            RD_KAFKA_V_VALUE(json_.data(), json_.size()),
+            RD_KAFKA_V_TIMESTAMP(r.event_time / kNanosPerMilli),
+            RD_KAFKA_V_HEADER("gateway", gateway_id_.data(),
+                              static_cast<ssize_t>(gateway_id_.size())),
+            RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(state.generation)), RD_KAFKA_V_END);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+          ++state.pending;
+          last_produce = monoNow();
+          break;
+        }
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+          // The local queue drains as reports arrive; give up producing once the batch could
+          // no longer be confirmed in time anyway.
+          rd_kafka_poll(rk_.get(), kPollSliceMs);
+          if (interrupted() || monoNow() - start > message_timeout_) {
+            state.fail(err, "local producer queue full");
+            stop = true;
+            break;
+          }
+          continue;
+        }
+        state.fail(err, rd_kafka_err2str(err));
+        // A record the client refuses by itself (too large) does not spoil the rest.
+        if (!isPermanent(err)) stop = true;
+        break;
+      }
+    }
+
+    // Wait for every report of this batch, so nothing of a failed batch is still queued
+    // when the forwarder sends it again.
+    const Nanos deadline = last_produce + message_timeout_ + kReportMargin;
+    while (state.pending > 0 && monoNow() < deadline && !interrupted()) {
+      rd_kafka_poll(rk_.get(), kPollSliceMs);
+    }
+    if (state.pending > 0) {
+      const bool was_interrupted = interrupted();
+      rd_kafka_purge(rk_.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+      const Nanos purge_deadline = monoNow() + kPurgeWait;
+      while (state.pending > 0 && monoNow() < purge_deadline) {
+        rd_kafka_poll(rk_.get(), kPollSliceMs);
+      }
+      if (state.pending > 0) {
+        // Later reports carry a stale generation and are ignored.
+        gw::log::warn("kafka: {} delivery reports still missing after purge", state.pending);
+        state.failed_retriable += state.pending;
+        state.pending = 0;
+      }
+      if (was_interrupted) state.first_error = "interrupted";
+      if (state.first_error.empty()) state.first_error = "delivery reports timed out";
+    }
+    batch_ = nullptr;
+
+    const size_t failed = state.failed_retriable + state.failed_permanent;
+    if (failed == 0) return {SendStatus::kDelivered, {}};
+    std::string error =
+        fmt::format("{} of {} records failed: {}", failed, batch.size(), state.first_error);
+    // Retry while anything might still get through; what is left is refused for good.
+    if (state.failed_retriable > 0) return {SendStatus::kRetry, std::move(error)};
+    return {SendStatus::kRejected, std::move(error)};
+  }
+
+ private:
+  bool interrupted() const { return interrupted_.load(std::memory_order_relaxed); }
+
+  bool createHandle(std::string& errstr) {
+    char buf[512];
+    ConfPtr conf(rd_kafka_conf_new());
+    for (const auto& [k, v] : settings_) {
+      if (rd_kafka_conf_set(conf.get(), k.c_str(), v.c_str(), buf, sizeof buf) !=
+          RD_KAFKA_CONF_OK) {
+        errstr = buf;
+        return false;
+      }
+    }
+    // The effective timeout, also when [kafka.properties] set it.
+    size_t size = sizeof buf;
+    if (rd_kafka_conf_get(conf.get(), "message.timeout.ms", buf, &size) == RD_KAFKA_CONF_OK) {
+      message_timeout_ = millisToNanos(buf);
+    }
+    if (message_timeout_ <= 0) message_timeout_ = options_.delivery_timeout;
+
+    rd_kafka_conf_set_opaque(conf.get(), this);
+    rd_kafka_conf_set_dr_msg_cb(conf.get(), &KafkaSink::onDelivery);
+    rd_kafka_conf_set_error_cb(conf.get(), &KafkaSink::onError);
+    rd_kafka_conf_set_log_cb(conf.get(), &KafkaSink::onLog);
+
+    // rd_kafka_new takes over conf only on success.
+    KafkaPtr rk(rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), buf, sizeof buf));
+    if (!rk) {
+      errstr = buf;
+      return false;
+    }
+    conf.release();
+    TopicPtr topic(rd_kafka_topic_new(rk.get(), options_.readings_topic.c_str(), nullptr));
+    if (!topic) {
+      errstr = fmt::format("kafka topic {}: {}", options_.readings_topic,
+                           rd_kafka_err2str(rd_kafka_last_error()));
+      return false;
+    }
+    rk_ = std::move(rk);
+    topic_ = std::move(topic);
+    return true;
+  }
+
+  void destroyHandle() {
+    if (!rk_) return;
+    // send() never returns with messages outstanding; this is for the odd stray one.
+    rd_kafka_purge(rk_.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_poll(rk_.get(), 0);
+    topic_.reset();
+    rk_.reset();
+  }
+
+  /// An idempotent producer that hit a fatal error refuses every further message; start a
+  /// new one (a new producer id) instead of failing forever.
+  std::optional<SendResult> recoverFromFatal() {
+    if (!fatal_) return std::nullopt;
+    fatal_ = false;
+    gw::log::warn("kafka: recreating the producer after a fatal error");
+    destroyHandle();
+    std::string errstr;
+    if (!createHandle(errstr)) {
+      fatal_ = true;
+      return SendResult{SendStatus::kRetry, "kafka producer: " + errstr};
+    }
+    return std::nullopt;
+  }
+
+  static void onDelivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
+    auto* self = static_cast<KafkaSink*>(opaque);
+    BatchState* state = self->batch_;
+    if (state == nullptr || reinterpret_cast<std::uintptr_t>(m->_private) != state->generation) {
+      return;  // a report of an earlier, already failed batch
+    }
+    --state->pending;
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      ++state->delivered;
+    } else {
+      state->fail(m->err, rd_kafka_err2str(m->err));
+    }
+  }
+
+  static void onError(rd_kafka_t* rk, int err, const char* reason, void* opaque) {
+    auto* self = static_cast<KafkaSink*>(opaque);
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+      char buf[512];
+      const rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, buf, sizeof buf);
+      gw::log::error("kafka: fatal producer error: {}: {}", rd_kafka_err2name(orig), buf);
+      self->fatal_ = true;
+      return;
+    }
+    // Connection failures were already written by the log callback.
+    if (err != RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+      gw::log::debug("kafka: {}", reason);
+      return;
+    }
+    std::uint64_t suppressed = 0;
+    if (self->log_limiter_.allow("all-brokers-down", suppressed)) {
+      gw::log::warn("kafka: {} ({} similar suppressed)", reason, suppressed);
+    }
+  }
+
+  static void onLog(const rd_kafka_t* rk, int level, const char* fac, const char* buf) {
+    const gw::log::Level lvl = logLevelFromSyslog(level);
+    if (!gw::log::enabled(lvl)) return;
+    if (lvl <= gw::log::Level::kWarning) {
+      auto* self = static_cast<KafkaSink*>(rd_kafka_opaque(rk));
+      // Key: facility + the broker the line is about ("127.0.0.1:9092/1: Connect ... failed").
+      std::string_view msg(buf);
+      std::string key(fac);
+      key += '|';
+      key += msg.substr(0, msg.find(": "));
+      std::uint64_t suppressed = 0;
+      if (self != nullptr && !self->log_limiter_.allow(key, suppressed)) return;
+      if (suppressed > 0) {
+        gw::log::write(lvl, fmt::format("kafka: [{}] {} ({} similar suppressed)", fac, msg,
+                                        suppressed));
+        return;
+      }
+    }
+    gw::log::write(lvl, fmt::format("kafka: [{}] {}", fac, buf));
+  }
+
+  const std::string name_ = "kafka";
+  KafkaOptions options_;
+  std::string gateway_id_;
+  std::vector<std::pair<std::string, std::string>> settings_;
+  Nanos message_timeout_ = 0;
+  LogLimiter log_limiter_;  // outlives rk_ (declared before it): librdkafka threads log into it
+  std::atomic<bool> interrupted_{false};
+  bool fatal_ = false;  // set by onError, which rd_kafka_poll serves on the send() thread
+  std::uintptr_t generation_ = 0;
+  BatchState* batch_ = nullptr;
+  std::string json_;  // reused for every record
+  KafkaPtr rk_;
+  TopicPtr topic_;
+};
+
+}  // namespace
+
+std::unique_ptr<Sink> makeKafkaSink(const KafkaOptions& options) {
+  return std::make_unique<KafkaSink>(options);
+}
+
+void appendReadingJson(std::string& out, const ReadingRecord& r) {
+  const Series& s = *r.series;
+  out += "{\"device\":";
+  json::appendString(out, s.device);
+  out += ",\"metric\":";
+  json::appendString(out, s.metric);
+  out += ",\"tags\":{";
+  bool first = true;
+  for (const auto& [k, v] : s.tags) {
+    if (!first) out += ',';
+    first = false;
+    json::appendString(out, k);
+    out += ':';
+    json::appendString(out, v);
+  }
+  out += "},\"value\":";
+  json::appendNumber(out, r.value);
+  out += ",\"time\":\"";
+  appendRfc3339Millis(out, r.event_time);
+  out += '"';
+  if (r.device_time) {
+    out += ",\"device_time\":\"";
+    appendRfc3339Millis(out, *r.device_time);
+    out += '"';
+  }
+  out += ",\"reference\":";
+  json::appendString(out, toString(r.reference));
+  if (r.device_time) {
+    // Whole milliseconds, rounded: the times above have millisecond resolution too.
+    out += ",\"offset_ms\":";
+    appendInt(out, std::llround(static_cast<double>(r.event_time - *r.device_time) /
+                                static_cast<double>(kNanosPerMilli)));
+  }
+  out += ",\"seq\":";
+  appendUint(out, r.seq);
+  out += '}';
+}
+
+}  // namespace gw::kafka

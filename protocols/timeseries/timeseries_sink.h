@@ -1,6 +1,15 @@
 // Time-series sink: InfluxDB line protocol over HTTP (libcurl), gzip, batched. One endpoint
 // speaks to InfluxDB 1.x (/write?db=), 2.x/3.x (/api/v2/write + token), VictoriaMetrics
 // (/write) and QuestDB.
+//
+// Outcome of a POST, as the forwarder sees it:
+//   2xx                                  -> kDelivered
+//   413 (body too large)                 -> the batch is split in halves, sent in turn
+//   429, 5xx, 401/403/404/408, 1xx/3xx,
+//   connection/TLS/timeout errors        -> kRetry (the batch is fine; the endpoint is not)
+//   other 4xx (bad data)                 -> kRejected, server message in `error`
+// Writes are idempotent (same series + timestamp overwrite), so re-sending a batch after a
+// partial success is harmless.
 #pragma once
 
 #include <memory>
@@ -13,16 +22,26 @@ namespace gw::timeseries {
 
 struct TimeseriesOptions {
   std::string url = "http://localhost:8428/write";
-  std::string token;          ///< sent as "Authorization: Token <token>" when set
+  std::string token;  ///< sent as "Authorization: Token <token>" when set
   bool gzip = true;
   Nanos timeout = 10 * kNanosPerSecond;
 };
 
+/// Throws std::runtime_error (start-up/reload only) when the URL is not http(s) or libcurl or
+/// zlib cannot be set up. The sink reuses one connection (keep-alive) across batches.
 std::unique_ptr<Sink> makeTimeseriesSink(const TimeseriesOptions& options);
 
 /// Appends one line: `<metric>,device=<device>,<tag>=<v>… value=<value> <event time ns>\n`,
 /// escaped per the line protocol spec (measurement: comma, space; tag keys/values and field
 /// keys: comma, equals, space; backslashes as the spec says).
+///
+/// - A backslash is always written as `\\` (the spec reads `\\` as one backslash), so a name
+///   ending in a backslash can never escape the delimiter after it.
+/// - Newlines (CR, LF) cannot be represented and become a space (escaped as usual).
+/// - Tags with an empty key or value are omitted (line protocol forbids them); so is a template
+///   tag named `device` (the series' device wins). Order: `device` first, then template order.
+/// - Appends nothing for a record that cannot be written: non-finite value, empty metric, or a
+///   metric starting with `#` (the line would be a comment). Callers detect this by size.
 void appendLineProtocol(std::string& out, const ReadingRecord& r);
 
 }  // namespace gw::timeseries
