@@ -128,7 +128,8 @@ void globalInit() {
   static CURLcode rc = CURLE_OK;
   std::call_once(once, [] { rc = curl_global_init(CURL_GLOBAL_DEFAULT); });
   if (rc != CURLE_OK)
-    throw std::runtime_error(fmt::format("timeseries: curl_global_init: {}", curl_easy_strerror(rc)));
+    throw std::runtime_error(
+        fmt::format("timeseries: curl_global_init: {}", curl_easy_strerror(rc)));
 }
 
 // The URL without user info and query (InfluxDB 1.x takes `?u=&p=`), for log lines.
@@ -136,8 +137,7 @@ std::string validateUrl(const std::string& url) {
   CurlUrl u(curl_url());
   if (!u) throw std::runtime_error("timeseries: out of memory");
   if (const CURLUcode rc = curl_url_set(u.get(), CURLUPART_URL, url.c_str(), 0); rc != CURLUE_OK)
-    throw std::runtime_error(
-        fmt::format("timeseries: invalid url: {}", curl_url_strerror(rc)));
+    throw std::runtime_error(fmt::format("timeseries: invalid url: {}", curl_url_strerror(rc)));
   auto part = [&](CURLUPart p) {
     char* s = nullptr;
     if (curl_url_get(u.get(), p, &s, 0) != CURLUE_OK) return std::string();
@@ -180,8 +180,7 @@ class TimeseriesSink final : public Sink {
     if (gzip_enabled_) addHeader("Content-Encoding: gzip");
     if (!options.token.empty()) addHeader("Authorization: Token " + options.token);
 
-    const long timeout_ms =
-        static_cast<long>(std::max<Nanos>(1, options.timeout / kNanosPerMilli));
+    const long timeout_ms = static_cast<long>(std::max<Nanos>(1, options.timeout / kNanosPerMilli));
     errbuf_[0] = '\0';
     setopt(CURLOPT_URL, options.url.c_str());
     setopt(CURLOPT_POST, 1L);
@@ -221,9 +220,8 @@ class TimeseriesSink final : public Sink {
   template <typename T>
   void setopt(CURLoption option, T value) {
     if (const CURLcode rc = curl_easy_setopt(curl_.get(), option, value); rc != CURLE_OK)
-      throw std::runtime_error(
-          fmt::format("timeseries: curl_easy_setopt({}): {}", static_cast<int>(option),
-                      curl_easy_strerror(rc)));
+      throw std::runtime_error(fmt::format("timeseries: curl_easy_setopt({}): {}",
+                                           static_cast<int>(option), curl_easy_strerror(rc)));
   }
 
   void addHeader(const std::string& header) {
@@ -280,8 +278,8 @@ class TimeseriesSink final : public Sink {
       return {SendStatus::kRetry, fmt::format("curl setopt: {}", curl_easy_strerror(rc))};
 
     if (const CURLcode rc = curl_easy_perform(curl_.get()); rc != CURLE_OK) {
-      std::string error = fmt::format("{}: {}", safe_url_,
-                                      errbuf_[0] != '\0' ? errbuf_ : curl_easy_strerror(rc));
+      std::string error =
+          fmt::format("{}: {}", safe_url_, errbuf_[0] != '\0' ? errbuf_ : curl_easy_strerror(rc));
       log::debug("timeseries: {} records: {}", records.size(), error);
       return {SendStatus::kRetry, std::move(error)};
     }
