@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -16,12 +17,25 @@
 
 namespace gw::buffer {
 
+/// How long a row may wait in the journal is measured from its COMMIT (the gateway's wall
+/// clock), never from its event time: a sensor whose clock says 1970 must not have its readings
+/// dropped as "old". Commit times are kept per group of commits, to `kCommitTimeGranularity`.
+inline constexpr Nanos kCommitTimeGranularity = 10 * kNanosPerSecond;
+
 struct JournalOptions {
-  std::filesystem::path path;                   ///< journal.db
-  std::uint64_t max_size_bytes = 512ull << 20;  ///< buffer.max_size
-  Nanos max_age = 7 * 86400 * kNanosPerSecond;  ///< buffer.max_age (by event time)
-  bool synchronous_full = false;                ///< buffer.synchronous = "full"
-  std::vector<std::string> sinks;               ///< one cursor per sink name
+  std::filesystem::path path;  ///< journal.db; its directory is created if missing
+  /// buffer.max_size: cap on the pages in use (the file itself is not shrunk; freed pages are
+  /// reused). 0 = no cap. Also a hard stop: at 1.25 x the cap (+1 MiB) commits fail with
+  /// "database or disk is full" until enforceRetention() has made room.
+  std::uint64_t max_size_bytes = 512ull << 20;
+  /// buffer.max_age, by commit time (see above); rows may outlive it by up to
+  /// kCommitTimeGranularity. 0 = no cap.
+  Nanos max_age = 7 * 86400 * kNanosPerSecond;
+  bool synchronous_full = false;   ///< buffer.synchronous = "full"
+  std::vector<std::string> sinks;  ///< one cursor per sink name (duplicates ignored)
+  /// Wall clock for commit times (and the moved-aside file name); tests inject one.
+  /// Empty = gw::wallNow. enforceRetention's `now` must come from the same clock.
+  std::function<Nanos()> clock;
 };
 
 /// Thrown by open() when the journal cannot be opened or created at all.
@@ -30,23 +44,34 @@ class JournalError : public std::runtime_error {
 };
 
 struct SinkBacklog {
-  std::uint64_t cursor = 0;         ///< last seq the sink confirmed
-  std::uint64_t backlog = 0;        ///< committed rows above the cursor
-  std::uint64_t dropped = 0;        ///< rows dropped by the caps before this sink sent them
-  std::optional<Nanos> oldest_unsent;  ///< event time of the oldest unsent row
+  std::uint64_t cursor = 0;   ///< last seq the sink confirmed
+  std::uint64_t backlog = 0;  ///< committed rows above the cursor
+  std::uint64_t dropped = 0;  ///< rows dropped by the caps before this sink sent them
+  /// Commit (wall) time of the oldest unsent row, rounded down to kCommitTimeGranularity.
+  std::optional<Nanos> oldest_unsent;
 };
 
 struct JournalStats {
-  std::uint64_t last_seq = 0;   ///< highest committed seq
-  std::uint64_t rows = 0;       ///< rows in the journal
-  std::uint64_t file_bytes = 0; ///< database + WAL size on disk
-  std::uint64_t commits = 0;
-  std::map<std::string, SinkBacklog> sinks;
+  std::uint64_t last_seq = 0;                ///< highest committed seq
+  std::uint64_t rows = 0;                    ///< committed rows in the journal
+  std::uint64_t file_bytes = 0;              ///< database + WAL size on disk
+  std::uint64_t used_bytes = 0;              ///< pages in use, what max_size_bytes caps
+  std::uint64_t commits = 0;                 ///< successful commit() transactions since open
+  std::map<std::string, SinkBacklog> sinks;  ///< the configured sinks only
   std::optional<std::filesystem::path> moved_aside;  ///< set when a corrupt file was moved aside
 };
 
 /// Readings are appended into an in-memory batch and made durable by commit() (group
 /// commit: one transaction per batch). Sinks read committed rows after their cursor.
+///
+/// Seqs start at 1, are contiguous and never reused, also across restarts and retention.
+/// Rows are only ever removed from the oldest end.
+///
+/// Sinks: each name in JournalOptions::sinks has a persisted cursor and dropped count. A new
+/// name starts at the oldest row still in the journal (it gets what is buffered). A name found
+/// in the file but not configured keeps its row but is ignored (logged as a notice): it holds
+/// no rows back, and when configured again, rows deleted meanwhile count as dropped for it.
+/// With no sink configured, rows stay until a cap removes them.
 ///
 /// Threading: single-threaded; the pipeline's event loop owns it. Series returned by
 /// series() and pointed to by ReadingRecord stay valid and unchanged until the journal is
@@ -61,30 +86,42 @@ class Journal {
   virtual ~Journal() = default;
 
   /// Interns a series (persisted with the next commit); the same Series gives the same id,
-  /// also across restarts.
+  /// also across restarts. Ids are dense, from 0.
   virtual SeriesId internSeries(const Series& series) = 0;
+  /// `id` must come from internSeries() (anything else aborts: a bug).
   virtual const Series& series(SeriesId id) const = 0;
 
-  /// Buffers a reading for the next commit and returns the seq it will have.
+  /// Buffers a reading for the next commit and returns the seq it will have (the seq stays the
+  /// same if a commit fails and is retried). A NaN value reads back as NaN. Memory grows with
+  /// pending(); the caller bounds it (commit failures are persistent when the disk is full).
   virtual std::uint64_t append(SeriesId series, double value, Nanos event_time,
                                std::optional<Nanos> device_time, TimeReference reference) = 0;
   /// Number of appended rows not yet committed.
   virtual size_t pending() const = 0;
-  /// Writes pending rows, new series and cursor moves in one transaction. On failure (disk
-  /// full, I/O error) returns false, logs, and keeps everything pending for the next try.
+  /// Writes pending rows, new series and cursor moves in one transaction (BEGIN IMMEDIATE,
+  /// waits at most 200 ms for a lock held by another process). On failure (disk full, I/O
+  /// error, lock) returns false, logs (rate-limited), and keeps everything pending for the next
+  /// try. Returns true at once when there is nothing to write.
   virtual bool commit() = 0;
 
   /// Reads up to `limit` committed readings with seq > `after`, in seq order, into `out`
-  /// (cleared first).
+  /// (cleared first). On a read error, logs and returns the rows read so far.
   virtual void read(std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out) = 0;
 
+  /// The sink's cursor; 0 for a name that is not configured.
   virtual std::uint64_t cursor(std::string_view sink) const = 0;
-  /// Moves a sink's cursor forward (never back); written with the next commit.
+  /// Moves a sink's cursor forward; written with the next commit. A smaller seq is ignored
+  /// (the caps may have moved the cursor past rows the sink was still sending). An unknown
+  /// sink name is logged and ignored; a seq above the last committed one aborts (a bug).
   virtual void setCursor(std::string_view sink, std::uint64_t seq) = 0;
 
-  /// Deletes rows every sink has confirmed (at most `step` rows a call, so the loop never
-  /// stalls), then enforces max_size/max_age by dropping the oldest unsent rows, counted per
-  /// sink and logged. Returns the number of rows removed. Call it on a timer.
+  /// Deletes rows every sink has confirmed, then drops rows committed before `now - max_age`,
+  /// then, when the pages in use exceed max_size, drops the oldest rows until under 90% of it.
+  /// Each transaction removes at most `step` rows and each of the three phases runs at most 16
+  /// of them per call, so the loop never stalls for long; the rest waits for the next call.
+  /// Rows dropped before a sink confirmed them move its cursor past them and add to its
+  /// `dropped` count (persisted), and are logged as an error. Also checkpoints the WAL when it
+  /// has grown. Returns the number of rows removed. Call it on a timer with the wall time.
   virtual std::uint64_t enforceRetention(Nanos now, size_t step = 10000) = 0;
 
   virtual JournalStats stats() const = 0;
