@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""End-to-end benchmark (issue 2, "Performance"). Not a timed test: it reports figures.
+
+  1. ceiling: gw-sim publishes QoS 0 JSON readings as fast as Mosquitto takes them; a bare
+     Paho subscriber that only counts reports its rate.
+  2. gatewayd: the same load; readings/s confirmed by Kafka delivery reports (gatewayd's
+     per-second stats), and the ratio to the ceiling.
+  3. latency: gw-sim at a fixed 10k/s; a kcat consumer stamps each record's arrival; latency =
+     arrival − the reading's device timestamp (= publish time, ms).
+  4. peak RSS of gatewayd (VmHWM) over the whole run.
+  5. gatewayd's QoS 1 rate (PUBACK only after the journal commit) against its QoS 0 rate.
+
+Each figure is the median of --runs repetitions, measured in the same run as its baseline.
+Usage: tests/bench/e2e_bench.py [--runs 3] [--seconds 10] [--json out.json]
+"""
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+import gwtest  # noqa: E402
+from gwtest import BARE_SUB, GW_SIM, Gatewayd, KafkaBroker, Mosquitto, Proc, Workdir, wait_until  # noqa: E402
+
+
+def sim(wd, uri, *args, name="sim"):
+    p = subprocess.run([str(GW_SIM), "--uri", uri, "--out", "/dev/null", *map(str, args)],
+                       capture_output=True, timeout=600)
+    if p.returncode != 0:
+        raise RuntimeError(p.stderr.decode())
+    line = [l for l in p.stdout.decode().splitlines() if l.startswith("sent=")][-1]
+    return dict(kv.split("=", 1) for kv in line.split())
+
+
+def bare_rate(wd, mq, count):
+    ready = wd.path / "bare.ready"
+    if ready.exists():
+        ready.unlink()
+    sub = subprocess.Popen([str(BARE_SUB), "--uri", mq.uri, "--topic", "plant1/#", "--qos", "0",
+                            "--count", str(count), "--idle-timeout", "3", "--ready-file", str(ready)],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    wait_until("bare subscriber ready", ready.exists)
+    sim(wd, mq.uri, "--devices", 50, "--count", count, "--rate", 0, "--qos", 0, "--seed", 1)
+    out = sub.communicate(timeout=120)[0].decode()
+    m = dict(kv.split("=", 1) for kv in out.strip().splitlines()[-1].split())
+    return float(m["rate"]), int(m["received"])
+
+
+def gatewayd_rate(wd, gw, mq, count, qos=0):
+    """Readings/s delivered to Kafka: slope of kafka.sent between 10% and 90% of the load."""
+    base = gw.stats()["sinks"]["kafka"]["sent"]
+    t = threading.Thread(target=sim, args=(wd, mq.uri, "--devices", 50, "--count", count, "--rate", 0,
+                                           "--qos", qos, "--seed", 2))
+    t.start()
+    points = []  # (monotonic, sent)
+    deadline = time.monotonic() + 300
+    last_seen = None
+    while time.monotonic() < deadline:
+        s = gw.stats()
+        sent = s["sinks"]["kafka"]["sent"] - base
+        if last_seen != sent:
+            points.append((time.monotonic(), sent))
+            last_seen = sent
+        if not t.is_alive() and len(points) > 2 and points[-1][0] < time.monotonic() - 3:
+            break  # no progress for 3 s after the publisher finished
+        time.sleep(0.05)
+    t.join()
+    total = points[-1][1]
+    lo = [p for p in points if p[1] >= 0.1 * total][0]
+    hi = [p for p in points if p[1] >= 0.9 * total][0]
+    rate = (hi[1] - lo[1]) / (hi[0] - lo[0]) if hi[0] > lo[0] else float("nan")
+    return rate, total
+
+
+def latency(wd, gw, mq, kafka, seconds, rate=10000):
+    """p50/p99 ms from publish (device ts) to arrival at an independent Kafka consumer."""
+    kc = subprocess.Popen(["kcat", "-C", "-b", kafka.bootstrap, "-t", "iot.readings", "-o", "end", "-q",
+                           "-u", "-X", "fetch.wait.max.ms=5", "-X", "broker.address.family=v4",
+                           "-f", "%s\n"], stdout=subprocess.PIPE, bufsize=0)
+    time.sleep(2)  # let the consumer join before the first reading (not a synchronisation of results)
+    lat = []
+    ts_re = re.compile(rb'"device_time":"([^"]+)"')
+
+    def reader():
+        from datetime import datetime
+        for line in kc.stdout:
+            now = time.time()
+            m = ts_re.search(line)
+            if m:
+                t = datetime.strptime(m.group(1).decode(), "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+                lat.append((now - t) * 1000)
+
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+    n = rate * seconds
+    sim(wd, mq.uri, "--devices", 50, "--count", n, "--rate", rate, "--qos", 0, "--seed", 3)
+    wait_until("latency samples", lambda: len(lat) >= n * 0.99, timeout=60)
+    kc.terminate()
+    lat.sort()
+    return lat[len(lat) // 2], lat[int(len(lat) * 0.99)], len(lat)
+
+
+def rss_kb(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--count", type=int, default=200000, help="readings per throughput run")
+    ap.add_argument("--seconds", type=int, default=10, help="length of the 10k/s latency run")
+    ap.add_argument("--json")
+    a = ap.parse_args()
+
+    wd = Workdir("bench")
+    ok = False
+    try:
+        mq = Mosquitto(wd, persistence=False)
+        kafka = KafkaBroker(wd)
+        bare, daemon, q1 = [], [], []
+        # QoS 1 with a bare Paho subscriber as its baseline, before gatewayd subscribes.
+        for i in range(a.runs):
+            r, n = bare_rate(wd, mq, a.count)
+            bare.append(r)
+            print(f"run {i + 1}: bare subscriber {r:,.0f}/s ({n} received)", flush=True)
+        gw = Gatewayd(wd, mq.uri, kafka=kafka, client_id="bench-gw",
+                      subscribe=gwtest.DEFAULT_SUBSCRIBE.replace("qos = 1", "qos = 0"))
+        for i in range(a.runs):
+            r, n = gatewayd_rate(wd, gw, mq, a.count)
+            daemon.append(r)
+            print(f"run {i + 1}: gatewayd -> Kafka {r:,.0f}/s ({n} delivered)", flush=True)
+        p50, p99, nlat = latency(wd, gw, mq, kafka, a.seconds)
+        print(f"latency at 10k/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms ({nlat} samples)", flush=True)
+        rss = rss_kb(gw.proc.p.pid)
+        gw.proc.stop()
+        # QoS 1 end to end (PUBACK to the broker only after the journal commit).
+        gw1 = Gatewayd(wd, mq.uri, kafka=kafka, client_id="bench-gw-q1")
+        for i in range(a.runs):
+            r, n = gatewayd_rate(wd, gw1, mq, a.count // 2, qos=1)
+            q1.append(r)
+            print(f"run {i + 1}: gatewayd QoS 1 -> Kafka {r:,.0f}/s ({n} delivered)", flush=True)
+        gw1.proc.stop()
+        res = {
+            "bare_subscriber_per_s": statistics.median(bare),
+            "gatewayd_to_kafka_per_s": statistics.median(daemon),
+            "ratio": statistics.median(daemon) / statistics.median(bare),
+            "latency_10k_p50_ms": p50,
+            "latency_10k_p99_ms": p99,
+            "gatewayd_peak_rss_mib": rss / 1024,
+            "gatewayd_qos1_to_kafka_per_s": statistics.median(q1),
+            "qos1_over_qos0": statistics.median(q1) / statistics.median(daemon),
+            "runs": a.runs, "count": a.count,
+        }
+        print(json.dumps(res, indent=2))
+        if a.json:
+            Path(a.json).write_text(json.dumps(res, indent=2))
+        ok = True
+    finally:
+        wd.close(failed=not ok)
+
+
+if __name__ == "__main__":
+    main()
