@@ -114,6 +114,8 @@ std::optional<Nanos> parseRfc3339(std::string_view s) {
       !readInt(s, 11, 2, h) || !readInt(s, 14, 2, mi) || !readInt(s, 17, 2, se))
     return std::nullopt;
   if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60) return std::nullopt;
+  // int64 nanoseconds cover 1677-09-21 .. 2262-04-11; refuse what cannot be represented.
+  if (y < 1678 || y > 2261) return std::nullopt;
   size_t pos = 19;
   Nanos frac = 0;
   if (pos < s.size() && s[pos] == '.') {

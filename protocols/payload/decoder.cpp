@@ -59,9 +59,8 @@ bool isJsonNumber(std::string_view s) {
   return i == n;
 }
 
-// -?[0-9]+
-bool isInteger(std::string_view s) {
-  if (!s.empty() && s.front() == '-') s.remove_prefix(1);
+// [0-9]+
+bool allDigits(std::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), isDigit);
 }
 
@@ -136,18 +135,32 @@ Nanos unitNanos(TimeUnit u) {
 }
 
 // A numeric timestamp (a JSON number token or the text of a numeric string) in `unit`.
-// Integers are converted exactly (ns since the epoch need all 64 bits, beyond a double's 53);
-// fractions and exponents go through a double, rounded to the nearest ns.
+// Plain decimals convert exactly, rounded half away from zero to the ns (ns since the epoch need
+// all 64 bits, beyond a double's 53); exponent forms go through a double.
 std::optional<Nanos> numericTimestamp(std::string_view text, TimeUnit unit) {
   text = trim(text);
   const Nanos mult = unitNanos(unit);
-  if (isInteger(text)) {
+  const bool negative = !text.empty() && text.front() == '-';
+  const std::string_view digits = negative ? text.substr(1) : text;
+  const size_t point = digits.find('.');
+  const std::string_view int_part = digits.substr(0, point);
+  const std::string_view frac_part =
+      point == std::string_view::npos ? std::string_view{} : digits.substr(point + 1);
+  if (allDigits(int_part) && (point == std::string_view::npos || allDigits(frac_part))) {
     std::int64_t v = 0;
-    auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (ec != std::errc() || p != text.data() + text.size()) return std::nullopt;
+    auto [p, ec] = std::from_chars(int_part.data(), int_part.data() + int_part.size(), v);
+    if (ec != std::errc() || p != int_part.data() + int_part.size()) return std::nullopt;
+    Nanos frac = 0, scale = mult;
+    size_t i = 0;
+    for (; i < frac_part.size() && scale >= 10; ++i) {
+      scale /= 10;
+      frac += (frac_part[i] - '0') * scale;
+    }
+    if (i < frac_part.size() && frac_part[i] >= '5') ++frac;
     Nanos ns = 0;
-    if (__builtin_mul_overflow(v, mult, &ns)) return std::nullopt;
-    return ns;
+    if (__builtin_mul_overflow(v, mult, &ns) || __builtin_add_overflow(ns, frac, &ns))
+      return std::nullopt;
+    return negative ? -ns : ns;  // -ns cannot overflow: ns >= 0
   }
   double v = 0;
   if (parseNumberText(text, v) != Num::kOk) return std::nullopt;
@@ -196,7 +209,8 @@ struct Decoder::Impl {
   // The walk: visits every value once, in document order. `vm`/`tm` is how many segments of
   // the value/timestamp path the current value's ancestors matched (-1: off the path).
   // Returns false when the document is not valid JSON.
-  bool visit(od::value v, int depth, int vm, int tm, std::string_view key, Decoded& out);
+  // `key` is set for the fields of objects (nullptr for array elements and the root).
+  bool visit(od::value v, int depth, int vm, int tm, const std::string_view* key, Decoded& out);
   bool visitScalar(od::value& v, od::json_type type, bool value_leaf, bool ts_leaf, bool field,
                    std::string_view key, Decoded& out);
   bool atEnd(od::document& doc) {
@@ -246,7 +260,7 @@ bool Decoder::Impl::visitScalar(od::value& v, od::json_type type, bool value_lea
                      out);
       }
       if (field) {
-        if (state == Num::kOk && !key.empty()) {
+        if (state == Num::kOk) {
           out.values.push_back(DecodedValue{key, d});
         } else if (state == Num::kNotFinite) {
           field_not_finite = true;
@@ -300,7 +314,7 @@ bool Decoder::Impl::visitScalar(od::value& v, od::json_type type, bool value_lea
   }
 }
 
-bool Decoder::Impl::visit(od::value v, int depth, int vm, int tm, std::string_view key,
+bool Decoder::Impl::visit(od::value v, int depth, int vm, int tm, const std::string_view* key,
                           Decoded& out) {
   const bool value_leaf = vm >= 0 && static_cast<size_t>(vm) == value_path.size();
   const bool ts_leaf = tm >= 0 && static_cast<size_t>(tm) == ts_path.size();
@@ -329,7 +343,7 @@ bool Decoder::Impl::visit(od::value v, int depth, int vm, int tm, std::string_vi
                             : -1;
         od::value child;
         if (field.value().get(child) != simdjson::SUCCESS) return false;
-        if (!visit(child, depth + 1, cvm, ctm, k, out)) return false;
+        if (!visit(child, depth + 1, cvm, ctm, &k, out)) return false;
       }
       return true;
     }
@@ -345,14 +359,16 @@ bool Decoder::Impl::visit(od::value v, int depth, int vm, int tm, std::string_vi
       for (auto element : arr) {
         od::value child;
         if (element.get(child) != simdjson::SUCCESS) return false;
-        if (!visit(child, depth + 1, -1, -1, {}, out)) return false;
+        if (!visit(child, depth + 1, -1, -1, nullptr, out)) return false;
       }
       return true;
     }
     default: {
-      // Top-level fields of the root object are at depth 1; the timestamp is never a metric.
-      const bool field = options.format == Format::kFields && depth == 1 && !ts_leaf;
-      return visitScalar(v, type, value_leaf, ts_leaf, field, key, out);
+      // Fields of the root object are at depth 1; the timestamp and "" are never metrics.
+      const bool field = options.format == Format::kFields && depth == 1 && key != nullptr &&
+                         !key->empty() && !ts_leaf;
+      return visitScalar(v, type, value_leaf, ts_leaf, field, field ? *key : std::string_view{},
+                         out);
     }
   }
 }
@@ -397,9 +413,9 @@ DecodeError Decoder::Impl::decodeJson(std::string_view payload, Decoded& out) {
         double d;
         e = doc.get_double().get(d);
         // Out of a double's range but valid JSON, and nothing after it.
+        const std::string_view whole = trim(std::string_view(buf.get(), payload.size()));
         if (e == simdjson::NUMBER_ERROR && isJsonNumber(raw) &&
-            raw.data() + raw.size() == trim(payload).data() - payload.data() + buf.get() +
-                                           trim(payload).size())
+            raw.data() + raw.size() == whole.data() + whole.size())
           return missing;
         break;
       }
@@ -434,7 +450,7 @@ DecodeError Decoder::Impl::decodeJson(std::string_view payload, Decoded& out) {
   field_not_finite = false;
   const int vm = value_path.empty() ? -1 : 0;
   const int tm = ts_path.empty() ? -1 : 0;
-  if (!visit(root, 0, vm, tm, {}, out) || !atEnd(doc)) {
+  if (!visit(root, 0, vm, tm, nullptr, out) || !atEnd(doc)) {
     out.values.clear();
     return DecodeError::kNotJson;
   }
@@ -455,8 +471,8 @@ DecodeError Decoder::Impl::decode(std::string_view payload, Decoded& out) {
   out.bad_timestamp = false;
   out.values.clear();
   if (payload.size() > options.max_payload) return DecodeError::kTooLarge;
-  const DecodeError e = options.format == Format::kValue ? decodeValue(payload, out)
-                                                         : decodeJson(payload, out);
+  const DecodeError e =
+      options.format == Format::kValue ? decodeValue(payload, out) : decodeJson(payload, out);
   if (e != DecodeError::kNone) {
     // A refused payload carries nothing: callers count it, they do not use it.
     out.device_time.reset();

@@ -12,10 +12,22 @@
 
 namespace gw::payload {
 
+/// JSON payloads are validated in full (trailing content, bad literals, invalid UTF-8 and nesting
+/// deeper than 64 levels are not_json), even when the value comes before the fault.
 enum class Format {
-  kJson,    ///< one value at `value_field` (a dotted path: "value", "data.temp")
-  kValue,   ///< the payload is the number itself ("21.5", whitespace allowed)
-  kFields,  ///< every numeric top-level field is a metric named after the field
+  /// One value at `value_field`, a dotted path through objects ("value", "data.temp"). The
+  /// value is a JSON number or a string holding one ("21.5"); booleans, null, objects and
+  /// arrays are not_number. With duplicate keys the last one wins.
+  kJson,
+  /// The payload is the number itself ("21.5"; surrounding whitespace and newlines, a leading
+  /// '+' and exponents allowed). "NaN"/"inf" are not_finite; a quoted "21.5" is not_number.
+  /// Carries no device time: `timestamp_field` is ignored.
+  kValue,
+  /// Every top-level field holding a JSON number is a metric named after the field, in
+  /// document order (duplicate keys give two values). Numeric strings, booleans, null, nested
+  /// objects and arrays are skipped, as is the timestamp field and the empty key. A number
+  /// beyond a double's range is skipped too; when that leaves nothing the error is not_finite.
+  kFields,
 };
 
 enum class TimeUnit { kSeconds, kMillis, kMicros, kNanos, kRfc3339 };
@@ -31,11 +43,11 @@ struct DecoderOptions {
 /// Why a payload was refused; each is counted under its name.
 enum class DecodeError {
   kNone,
-  kTooLarge,      ///< "too_large"
-  kNotJson,       ///< "not_json"
-  kNotNumber,     ///< "not_number": the value is missing or not a number
-  kNotFinite,     ///< "not_finite": NaN or infinity
-  kNoFields,      ///< "no_fields": format fields and no numeric field
+  kTooLarge,   ///< "too_large"
+  kNotJson,    ///< "not_json"
+  kNotNumber,  ///< "not_number": the value is missing or not a number
+  kNotFinite,  ///< "not_finite": NaN or infinity
+  kNoFields,   ///< "no_fields": format fields and no numeric field
 };
 const char* toString(DecodeError e);
 
@@ -44,10 +56,16 @@ struct DecodedValue {
   double value = 0;
 };
 
+/// The timestamp field (a dotted path like the value) holds, for s/ms/us/ns, a JSON number or a
+/// string holding one: plain decimals convert exactly (rounded to the ns), exponent forms go
+/// through a double. For rfc3339 it is a string (`Z` or `±hh:mm`, years 1678..2261). A missing
+/// field or null gives no device time; anything else unreadable (a bool, an object, a number for
+/// rfc3339, a value outside int64 ns) gives no device time and `bad_timestamp`; the values are
+/// kept.
 struct Decoded {
   std::optional<Nanos> device_time;
-  bool bad_timestamp = false;  ///< the timestamp field was present but unreadable
-  std::vector<DecodedValue> values;
+  bool bad_timestamp = false;        ///< the timestamp field was present but unreadable
+  std::vector<DecodedValue> values;  ///< empty when decode() returned an error
 };
 
 /// Not thread-safe: one decoder per thread (it reuses its parser and buffers so decoding

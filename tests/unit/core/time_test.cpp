@@ -21,6 +21,8 @@ TEST_CASE("RFC 3339 rejects garbage") {
   CHECK_FALSE(parseRfc3339("2026-13-21T10:15:30Z"));
   CHECK_FALSE(parseRfc3339("2026-11-21T10:15:30.Z"));
   CHECK_FALSE(parseRfc3339("2026-11-21T10:15:30Zjunk"));
+  CHECK_FALSE(parseRfc3339("9999-12-31T23:59:59Z"));  // beyond int64 nanoseconds
+  CHECK_FALSE(parseRfc3339("0001-01-01T00:00:00Z"));
 }
 
 TEST_CASE("durations and sizes need units") {
