@@ -23,9 +23,10 @@
 namespace gw::kafka {
 namespace {
 
-// How long past message.timeout.ms send() keeps polling for delivery reports. librdkafka scans
-// for timed-out messages about once a second, so reports can arrive up to ~1 s late.
-constexpr Nanos kReportMargin = 2 * kNanosPerSecond;
+// How long past message.timeout.ms send() waits for delivery reports before it purges what is
+// left. librdkafka 2.0 enforces message.timeout.ms late while it waits out its reconnect
+// backoff (up to reconnect.backoff.max.ms, 10 s), so the deadline is ours.
+constexpr Nanos kReportMargin = 1 * kNanosPerSecond;
 // After a purge, reports for the purged messages arrive almost at once.
 constexpr Nanos kPurgeWait = 1 * kNanosPerSecond;
 constexpr int kPollSliceMs = 100;
@@ -139,6 +140,8 @@ class KafkaSink final : public Sink {
         {"linger.ms", "5"},
         // Same key → same partition as the Java client, so Kafka Streams joins line up.
         {"partitioner", "murmur2_random"},
+        // librdkafka's 10 s default delays draining the journal after an outage by up to 10 s.
+        {"reconnect.backoff.max.ms", "2000"},
         {"message.timeout.ms",
          std::to_string(std::max<Nanos>(1, options.delivery_timeout / kNanosPerMilli))},
     };
@@ -167,10 +170,11 @@ class KafkaSink final : public Sink {
     batch_ = &state;
 
     const Nanos start = monoNow();
-    Nanos last_produce = start;
     bool stop = false;
+    size_t handled = 0;  // records produced or failed; the rest were never tried
     for (const ReadingRecord& r : batch) {
       if (stop) break;
+      ++handled;
       json_.clear();
       appendReadingJson(json_, r);
       const std::string& device = r.series->device;
@@ -185,7 +189,6 @@ class KafkaSink final : public Sink {
             RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(state.generation)), RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
           ++state.pending;
-          last_produce = monoNow();
           break;
         }
         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -208,12 +211,19 @@ class KafkaSink final : public Sink {
 
     // Wait for every report of this batch, so nothing of a failed batch is still queued
     // when the forwarder sends it again.
-    const Nanos deadline = last_produce + message_timeout_ + kReportMargin;
+    const Nanos deadline = monoNow() + message_timeout_ + kReportMargin;
     while (state.pending > 0 && monoNow() < deadline && !interrupted()) {
       rd_kafka_poll(rk_.get(), kPollSliceMs);
     }
     if (state.pending > 0) {
       const bool was_interrupted = interrupted();
+      // Say why, rather than the "Purged in queue" of the purged messages' reports.
+      if (was_interrupted) {
+        state.first_error = "interrupted";
+      } else if (state.first_error.empty()) {
+        state.first_error = fmt::format("not confirmed within {} ms (brokers unreachable?)",
+                                        message_timeout_ / kNanosPerMilli);
+      }
       rd_kafka_purge(rk_.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
       const Nanos purge_deadline = monoNow() + kPurgeWait;
       while (state.pending > 0 && monoNow() < purge_deadline) {
@@ -225,10 +235,9 @@ class KafkaSink final : public Sink {
         state.failed_retriable += state.pending;
         state.pending = 0;
       }
-      if (was_interrupted) state.first_error = "interrupted";
-      if (state.first_error.empty()) state.first_error = "delivery reports timed out";
     }
     batch_ = nullptr;
+    state.failed_retriable += batch.size() - handled;
 
     const size_t failed = state.failed_retriable + state.failed_permanent;
     if (failed == 0) return {SendStatus::kDelivered, {}};
@@ -335,8 +344,11 @@ class KafkaSink final : public Sink {
       return;
     }
     std::uint64_t suppressed = 0;
-    if (self->log_limiter_.allow("all-brokers-down", suppressed)) {
+    if (!self->log_limiter_.allow("all-brokers-down", suppressed)) return;
+    if (suppressed > 0) {
       gw::log::warn("kafka: {} ({} similar suppressed)", reason, suppressed);
+    } else {
+      gw::log::warn("kafka: {}", reason);
     }
   }
 
@@ -353,8 +365,8 @@ class KafkaSink final : public Sink {
       std::uint64_t suppressed = 0;
       if (self != nullptr && !self->log_limiter_.allow(key, suppressed)) return;
       if (suppressed > 0) {
-        gw::log::write(lvl, fmt::format("kafka: [{}] {} ({} similar suppressed)", fac, msg,
-                                        suppressed));
+        gw::log::write(lvl,
+                       fmt::format("kafka: [{}] {} ({} similar suppressed)", fac, msg, suppressed));
         return;
       }
     }

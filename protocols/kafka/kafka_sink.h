@@ -26,6 +26,11 @@ class KafkaConfigError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// The sink's send() produces the batch and polls until every record's delivery report has
+/// arrived or delivery_timeout (+1 s) has passed; then it purges what is left, so nothing of a
+/// failed batch is still queued when the batch is sent again. kRejected only for records that
+/// can never be accepted (too large, invalid record or timestamp); everything else is kRetry.
+/// interrupt() is sticky: meant for shutdown, every later send() returns kRetry at once.
 std::unique_ptr<Sink> makeKafkaSink(const KafkaOptions& options);
 
 /// Appends the reading's JSON value: {"device","metric","tags":{…},"value","time",
