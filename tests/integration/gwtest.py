@@ -16,7 +16,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-BUILD = Path(os.environ.get("GW_BUILD_DIR", Path(__file__).resolve().parents[2] / "build" / "release"))
+BUILD = Path(os.environ.get("GW_BUILD_DIR", Path(__file__).resolve().parents[2] / "build" / "release")).resolve()
 GATEWAYD = BUILD / "gateway" / "gatewayd"
 KAFKA_BROKER = BUILD / "tests" / "tools" / "kafka_broker" / "kafka_broker"
 GW_SIM = BUILD / "tests" / "tools" / "simulator" / "gw-sim"
