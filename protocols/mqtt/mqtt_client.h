@@ -26,7 +26,7 @@ struct TlsOptions {
   std::string ca_file;    ///< empty: system trust store
   std::string cert_file;  ///< client certificate (optional)
   std::string key_file;
-  bool verify = true;     ///< verify the server certificate and host name
+  bool verify = true;  ///< verify the server certificate and host name
 };
 
 struct SubscriptionFilter {
@@ -44,11 +44,13 @@ struct ClientOptions {
   bool clean_start = false;
   std::uint32_t session_expiry_s = 3600;
   std::uint16_t keepalive_s = 30;
-  std::uint16_t receive_maximum = 1000;          ///< QoS 1 messages in flight (unacked)
-  std::uint32_t maximum_packet_size = 16u << 20; ///< larger packets are dropped by the broker
+  std::uint16_t receive_maximum = 1000;           ///< QoS 1 messages in flight (unacked)
+  std::uint32_t maximum_packet_size = 16u << 20;  ///< larger packets are dropped by the broker
   std::vector<SubscriptionFilter> subscriptions;
   Nanos reconnect_min = 100 * kNanosPerMilli;
   Nanos reconnect_max = 30 * kNanosPerSecond;
+  /// Resolve + TCP connect + TLS handshake + CONNACK must finish within this.
+  Nanos connect_timeout = 15 * kNanosPerSecond;
 };
 
 /// Identifies a received QoS 1 message for ack(). A token from an older connection is
@@ -71,19 +73,39 @@ struct Message {
 
 struct ClientStatus {
   bool connected = false;
-  std::string last_error;
-  std::uint64_t connects = 0;
+  std::string last_error;                 ///< kept after a reconnect, with its time, for gatewayctl
+  Nanos last_error_time = 0;              ///< wall time of last_error; 0 = none yet
+  std::uint64_t connects = 0;             ///< successful CONNACKs = current connection number
+  std::uint64_t connection_failures = 0;  ///< failed attempts and lost connections
+  bool session_present = false;           ///< the broker resumed our session on this connection
   std::uint64_t messages = 0;
   std::uint64_t acks_sent = 0;
   std::uint32_t in_flight = 0;  ///< QoS 1 messages handed over and not yet acked
 };
 
 /// Threading: everything, including the handlers, runs on the io_context's thread; the
-/// io_context must be run by exactly one thread.
+/// io_context must be run by exactly one thread. Handlers may call ack(), stop() and even
+/// destroy the Client.
+///
+/// Order per connection: on_state(true, "") once, then on_message(...) calls; on loss (or a
+/// failed attempt) on_state(false, reason), then a reconnect after backoff. on_state(true)
+/// normally follows the last SUBACK; when a resumed session redelivers before the SUBACK it
+/// comes just before the first such message (the subscriptions are part of that session).
+///
+/// Acknowledgement: a QoS 1 message is acknowledged only by ack(). Tokens die with their
+/// connection: after a loss, in_flight drops to 0, ack() of an older token does nothing, and
+/// the broker (clean_start=false, session_expiry > 0) redelivers every unacked message with
+/// DUP set and a new token. Acks queued before stop() go out before its DISCONNECT.
+/// Delivery is therefore at-least-once: a message committed but not acked before a crash
+/// arrives again.
+///
+/// Flow control: receive_maximum is sent to the broker. Mosquitto 2.0.11 (Debian 12) exceeds
+/// it after PUBACKs and on redelivery; the client accepts the extra messages (logged, and
+/// visible as in_flight > receive_maximum) rather than disconnect into a redelivery loop.
 class Client {
  public:
   using MessageHandler = std::function<void(const Message&, AckToken)>;
-  /// Called on connect (true) and on connection loss (false, with the reason).
+  /// Called on connect (true) and on connection loss or a failed attempt (false, reason).
   using StateHandler = std::function<void(bool connected, const std::string& reason)>;
 
   static std::unique_ptr<Client> create(boost::asio::io_context& io, ClientOptions options,
