@@ -2,7 +2,7 @@
 import collections
 import json
 
-from gwtest import Gatewayd, KafkaBroker, Mosquitto, VictoriaMetrics, run_sim, wait_until
+from gwtest import DEFAULT_SUBSCRIBE, Gatewayd, KafkaBroker, Mosquitto, VictoriaMetrics, run_sim, wait_until
 
 ODD = "pump 7,a=b"
 
@@ -63,7 +63,9 @@ def test_bad_input_is_counted_and_odd_device_names_arrive_intact(wd):
     mq = Mosquitto(wd)
     kafka = KafkaBroker(wd)
     vm = VictoriaMetrics(wd)
-    gw = Gatewayd(wd, mq.uri, kafka=kafka, vm=vm)
+    # A broad filter with a narrow template: topics outside the template are counted, not lost.
+    gw = Gatewayd(wd, mq.uri, kafka=kafka, vm=vm,
+                  subscribe=DEFAULT_SUBSCRIBE.replace('topic = "plant1/+/+/+"', 'topic = "plant1/#"'))
 
     summary, sent = run_sim(wd, mq.uri, "--devices", "3", "--count", "60", "--rate", "500", "--qos", "1",
                             "--odd-device", ODD, "--bad-input", "--seed", "3")
