@@ -125,6 +125,13 @@ struct Pipeline::Impl {
 
   void onMessage(const mqtt::Message& m, mqtt::AckToken token) {
     ++messages;
+    if (journal->pending() >= maxPending()) {
+      // The journal cannot commit (disk failure, lock): memory stays bounded. A QoS 1 message
+      // is left unacknowledged, so the broker keeps it and redelivers it on the next
+      // connection; a QoS 0 message is lost. Either way it is counted and logged.
+      return countBad(m.qos > 0 ? "journal_backpressure" : "journal_backpressure_qos0_lost",
+                      m.topic, m.payload.size());
+    }
     // Bad messages are acknowledged too (after the next commit): redelivering them would not
     // make them good, and they are counted and logged.
     pending_acks.push_back(token);
@@ -166,6 +173,9 @@ struct Pipeline::Impl {
     }
     if (journal->pending() >= cfg.buffer.batch) commitNow();
   }
+
+  /// Rows held in memory while commits fail, at most.
+  size_t maxPending() const { return std::max<size_t>(cfg.buffer.batch * 20, 20000); }
 
   void commitNow() {
     std::uint64_t cursor_sum = 0;
