@@ -14,7 +14,9 @@ std::mutex g_mutex;
 
 void setLevel(Level max_level) { g_level.store(static_cast<int>(max_level)); }
 
-bool enabled(Level level) { return static_cast<int>(level) <= g_level.load(std::memory_order_relaxed); }
+bool enabled(Level level) {
+  return static_cast<int>(level) <= g_level.load(std::memory_order_relaxed);
+}
 
 void write(Level level, std::string_view message) {
   // One write(2) per line so lines from several threads never interleave.

@@ -4,9 +4,7 @@
 
 namespace gw {
 
-const char* toString(TimeReference r) {
-  return r == TimeReference::kBroker ? "broker" : "receive";
-}
+const char* toString(TimeReference r) { return r == TimeReference::kBroker ? "broker" : "receive"; }
 
 size_t SeriesHash::operator()(const Series& s) const noexcept {
   std::hash<std::string> h;

@@ -1,12 +1,12 @@
 #include "gateway/config.h"
 
 #include <fmt/format.h>
+#include <toml++/toml.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <set>
-#include <toml++/toml.h>
 
 #include "protocols/mqtt/topic_template.h"
 
@@ -22,7 +22,8 @@ class Section {
   Section(const std::string& file, const toml::table& table, std::string path, int line)
       : file_(file), table_(table), path_(std::move(path)), line_(line) {}
 
-  [[noreturn]] void fail(std::string_view key, const toml::node* at, std::string_view reason) const {
+  [[noreturn]] void fail(std::string_view key, const toml::node* at,
+                         std::string_view reason) const {
     if (!at) at = table_.get(key);
     const int line = at ? static_cast<int>(at->source().begin.line) : line_;
     throw ConfigError(fmt::format("{}:{}: {}: {}", file_, line, join(key), reason));
@@ -39,7 +40,9 @@ class Section {
     if (!n->is_string()) fail(key, n, "expected a string");
     return std::string(*n->value<std::string_view>());
   }
-  std::string str(std::string_view key, std::string def) { return str(key).value_or(std::move(def)); }
+  std::string str(std::string_view key, std::string def) {
+    return str(key).value_or(std::move(def));
+  }
   std::string requiredStr(std::string_view key) {
     auto v = str(key);
     if (!v) fail(key, nullptr, "is required");
@@ -66,7 +69,8 @@ class Section {
   std::optional<Nanos> duration(std::string_view key, Nanos min = 0) {
     const toml::node* n = take(key);
     if (!n) return std::nullopt;
-    if (!n->is_string()) fail(key, n, "expected a duration string such as \"50ms\", \"10s\", \"1h\"");
+    if (!n->is_string())
+      fail(key, n, "expected a duration string such as \"50ms\", \"10s\", \"1h\"");
     auto v = parseDuration(*n->value<std::string_view>());
     if (!v) fail(key, n, "not a duration (use a number and a unit: ns, us, ms, s, m, h, d)");
     if (*v < min) fail(key, n, fmt::format("must be at least {}ms", min / kNanosPerMilli));
@@ -113,8 +117,8 @@ class Section {
   void done() const {
     for (auto&& [k, v] : table_) {
       if (used_.count(std::string(k.str()))) continue;
-      throw ConfigError(fmt::format("{}:{}: {}: unknown key", file_, k.source().begin.line,
-                                    join(k.str())));
+      throw ConfigError(
+          fmt::format("{}:{}: {}: unknown key", file_, k.source().begin.line, join(k.str())));
     }
   }
 
@@ -154,8 +158,10 @@ void parseUri(Section& s, const std::string& uri, MqttConfig& out) {
     if (close == std::string::npos) s.fail("uri", at, "unbalanced '[' in IPv6 address");
     host = rest.substr(1, close - 1);
     rest = rest.substr(close + 1);
-    if (!rest.empty() && rest.front() == ':') rest = rest.substr(1);
-    else rest.clear();
+    if (!rest.empty() && rest.front() == ':')
+      rest = rest.substr(1);
+    else
+      rest.clear();
     if (!rest.empty()) {
       const int p = std::atoi(rest.c_str());
       if (p <= 0 || p > 65535 || rest.find_first_not_of("0123456789") != std::string::npos)
@@ -166,7 +172,8 @@ void parseUri(Section& s, const std::string& uri, MqttConfig& out) {
     host = rest.substr(0, colon);
     const std::string ps = rest.substr(colon + 1);
     const int p = std::atoi(ps.c_str());
-    if (ps.empty() || p <= 0 || p > 65535 || ps.find_first_not_of("0123456789") != std::string::npos)
+    if (ps.empty() || p <= 0 || p > 65535 ||
+        ps.find_first_not_of("0123456789") != std::string::npos)
       s.fail("uri", at, "port must be 1..65535");
     port = static_cast<std::uint16_t>(p);
   }
@@ -226,11 +233,13 @@ void readSubscription(Section& s, SubscribeConfig& sub) {
   sub.decoder.timestamp_field = s.str("timestamp", "");
   const std::string unit = s.str("timestamp_unit", "ms");
   auto u = payload::parseTimeUnit(unit);
-  if (!u) s.fail("timestamp_unit", nullptr, fmt::format("'{}' is not s, ms, us, ns or rfc3339", unit));
+  if (!u)
+    s.fail("timestamp_unit", nullptr, fmt::format("'{}' is not s, ms, us, ns or rfc3339", unit));
   sub.decoder.timestamp_unit = *u;
   if (auto max = s.size("max_payload")) sub.decoder.max_payload = *max;
   if (sub.decoder.format == payload::Format::kValue && !sub.decoder.timestamp_field.empty())
-    s.fail("timestamp", nullptr, "format value has no fields; a device timestamp needs json or fields");
+    s.fail("timestamp", nullptr,
+           "format value has no fields; a device timestamp needs json or fields");
   s.done();
 }
 
@@ -242,25 +251,31 @@ void readMqtt(Section& s, const fs::path& base, const std::string& gateway_id, M
   if (c.client_id.empty()) s.fail("client_id", nullptr, "must not be empty");
   c.clean_start = s.boolean("clean_start").value_or(false);
   if (auto e = s.duration("session_expiry")) {
-    c.session_expiry_s = static_cast<std::uint32_t>(std::min<Nanos>(*e / kNanosPerSecond, 0xFFFFFFFE));
+    c.session_expiry_s =
+        static_cast<std::uint32_t>(std::min<Nanos>(*e / kNanosPerSecond, 0xFFFFFFFE));
   }
   if (auto k = s.duration("keepalive", kNanosPerSecond))
     c.keepalive_s = static_cast<std::uint16_t>(std::min<Nanos>(*k / kNanosPerSecond, 65535));
-  if (auto r = s.integer("receive_maximum", 1, 65535)) c.receive_maximum = static_cast<std::uint16_t>(*r);
-  if (auto p = s.size("max_packet_size")) c.maximum_packet_size = static_cast<std::uint32_t>(std::min<std::uint64_t>(*p, 268435455));
+  if (auto r = s.integer("receive_maximum", 1, 65535))
+    c.receive_maximum = static_cast<std::uint16_t>(*r);
+  if (auto p = s.size("max_packet_size"))
+    c.maximum_packet_size = static_cast<std::uint32_t>(std::min<std::uint64_t>(*p, 268435455));
   if (auto r = s.duration("reconnect_min", kNanosPerMilli)) c.reconnect_min = *r;
   if (auto r = s.duration("reconnect_max", kNanosPerMilli)) c.reconnect_max = *r;
-  if (c.reconnect_max < c.reconnect_min) s.fail("reconnect_max", nullptr, "must not be below reconnect_min");
+  if (c.reconnect_max < c.reconnect_min)
+    s.fail("reconnect_max", nullptr, "must not be below reconnect_min");
   c.username = s.str("username", "");
   if (auto pf = s.path("password_file", base)) c.password = readSecretFile(s, "password_file", *pf);
   if (s.take("password"))
-    s.fail("password", nullptr, "put the password in a file and set password_file (keeps it out of the config)");
+    s.fail("password", nullptr,
+           "put the password in a file and set password_file (keeps it out of the config)");
   if (auto ca = s.path("ca_file", base)) c.tls.ca_file = ca->string();
   if (auto cf = s.path("cert_file", base)) c.tls.cert_file = cf->string();
   if (auto kf = s.path("key_file", base)) c.tls.key_file = kf->string();
   c.tls.verify = s.boolean("tls_verify").value_or(true);
   if (c.tls.cert_file.empty() != c.tls.key_file.empty())
-    s.fail(c.tls.cert_file.empty() ? "cert_file" : "key_file", nullptr, "cert_file and key_file go together");
+    s.fail(c.tls.cert_file.empty() ? "cert_file" : "key_file", nullptr,
+           "cert_file and key_file go together");
   if (!c.tls.enabled && (!c.tls.ca_file.empty() || !c.tls.cert_file.empty()))
     s.fail("uri", nullptr, "TLS files are set but the uri is not ssl://");
 
@@ -282,7 +297,8 @@ void readMqtt(Section& s, const fs::path& base, const std::string& gateway_id, M
 
 void readClock(Section& s, ClockConfig& c) {
   const std::string ref = s.str("reference", "broker");
-  if (ref != "broker" && ref != "receive") s.fail("reference", nullptr, "must be \"broker\" or \"receive\"");
+  if (ref != "broker" && ref != "receive")
+    s.fail("reference", nullptr, "must be \"broker\" or \"receive\"");
   c.broker_reference = ref == "broker";
   c.broker_property = s.str("broker_property", c.broker_property);
   if (c.broker_property.empty()) s.fail("broker_property", nullptr, "must not be empty");
@@ -300,7 +316,8 @@ void readBuffer(Section& s, BufferConfig& b) {
     s.fail("commit_interval", nullptr, "must be at most 10s (QoS 1 acknowledgements wait for it)");
   if (auto n = s.integer("batch", 1, 100000)) b.batch = static_cast<size_t>(*n);
   const std::string sync = s.str("synchronous", "normal");
-  if (sync != "normal" && sync != "full") s.fail("synchronous", nullptr, "must be \"normal\" or \"full\"");
+  if (sync != "normal" && sync != "full")
+    s.fail("synchronous", nullptr, "must be \"normal\" or \"full\"");
   b.synchronous_full = sync == "full";
   s.done();
 }
@@ -326,12 +343,16 @@ void readKafka(Section& s, const std::string& gateway_id, KafkaConfig& k) {
     for (auto&& [key, v] : *props) {
       const std::string name(key.str());
       std::string value;
-      if (v.is_string()) value = *v.value<std::string>();
-      else if (v.is_integer()) value = std::to_string(*v.value<std::int64_t>());
-      else if (v.is_boolean()) value = *v.value<bool>() ? "true" : "false";
+      if (v.is_string())
+        value = *v.value<std::string>();
+      else if (v.is_integer())
+        value = std::to_string(*v.value<std::int64_t>());
+      else if (v.is_boolean())
+        value = *v.value<bool>() ? "true" : "false";
       else
-        throw ConfigError(fmt::format("{}:{}: kafka.properties.{}: expected a string, integer or boolean",
-                                      s.file(), v.source().begin.line, name));
+        throw ConfigError(
+            fmt::format("{}:{}: kafka.properties.{}: expected a string, integer or boolean",
+                        s.file(), v.source().begin.line, name));
       if (name == "bootstrap.servers")
         throw ConfigError(fmt::format("{}:{}: kafka.properties.{}: set kafka.brokers instead",
                                       s.file(), v.source().begin.line, name));
@@ -354,9 +375,12 @@ void readTimeseries(Section& s, const fs::path& base, TimeseriesConfig& t) {
     t.send_readings = t.send_aggregates = false;
     for (const toml::node& n : *send) {
       const auto v = n.value<std::string_view>();
-      if (v == "readings") t.send_readings = true;
-      else if (v == "aggregates") t.send_aggregates = true;
-      else s.fail("send", &n, "entries must be \"readings\" or \"aggregates\"");
+      if (v == "readings")
+        t.send_readings = true;
+      else if (v == "aggregates")
+        t.send_aggregates = true;
+      else
+        s.fail("send", &n, "entries must be \"readings\" or \"aggregates\"");
     }
   }
   s.done();
@@ -388,7 +412,8 @@ Config load(const fs::path& file) {
     cfg.gateway.control_socket = "/run/iot-gateway/control.sock";
   }
   const toml::table* mqtt = top.table("mqtt");
-  if (!mqtt) top.fail("mqtt", nullptr, "section [mqtt] is required (with at least one [[mqtt.subscribe]])");
+  if (!mqtt)
+    top.fail("mqtt", nullptr, "section [mqtt] is required (with at least one [[mqtt.subscribe]])");
   {
     Section s = top.sub("mqtt", *mqtt);
     readMqtt(s, base, cfg.gateway.id, cfg.mqtt);

@@ -32,7 +32,7 @@ struct GatewayConfig {
 };
 
 struct SubscribeConfig {
-  std::string topic;          ///< MQTT filter
+  std::string topic;  ///< MQTT filter
   int qos = 1;
   std::string template_text;  ///< topic template ("plant1/{line}/{device}/{metric}")
   payload::DecoderOptions decoder;

@@ -42,7 +42,7 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
   std::mutex mu;
   std::condition_variable cv;
   std::optional<std::vector<ReadingRecord>> job;  // guarded by mu
-  bool quit = false;                               // guarded by mu
+  bool quit = false;                              // guarded by mu
 
   void startWorker() {
     worker = std::thread([self = shared_from_this()] { self->workerLoop(); });
@@ -61,9 +61,8 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
       SendResult result = sink->send(batch);
       const std::uint64_t first = batch.front().seq, last = batch.back().seq;
       const size_t n = batch.size();
-      boost::asio::post(io, [self = shared_from_this(), result = std::move(result), first, last, n] {
-        self->onResult(result, first, last, n);
-      });
+      boost::asio::post(io, [self = shared_from_this(), result = std::move(result), first, last,
+                             n] { self->onResult(result, first, last, n); });
     }
   }
 
@@ -94,8 +93,8 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
         return;
       case SendStatus::kRejected:
         status.rejected += n;
-        log::error("{}: rejected records {}..{} ({} records, skipped): {}", status.name, first, last,
-                   n, r.error);
+        log::error("{}: rejected records {}..{} ({} records, skipped): {}", status.name, first,
+                   last, n, r.error);
         advance(last);
         busy = false;
         poke();

@@ -29,7 +29,7 @@ struct ForwarderOptions {
 
 struct ForwarderStatus {
   std::string name;
-  bool up = true;              ///< false after a failed send until the next success
+  bool up = true;  ///< false after a failed send until the next success
   std::string last_error;
   std::uint64_t sent = 0;      ///< records confirmed by the remote side
   std::uint64_t rejected = 0;  ///< records the remote side refused for good

@@ -17,7 +17,8 @@
 #endif
 
 int main(int argc, char** argv) {
-  CLI::App app{"gatewayd: edge gateway for industrial sensors (MQTT -> journal -> Kafka, time series)"};
+  CLI::App app{
+      "gatewayd: edge gateway for industrial sensors (MQTT -> journal -> Kafka, time series)"};
   std::string config_file, check_file, level = "info";
   auto* run_opt = app.add_option("-c,--config", config_file, "run with this config file (TOML)");
   auto* check_opt =

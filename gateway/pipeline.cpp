@@ -55,9 +55,9 @@ struct Pipeline::Impl {
     }
     if (cfg.kafka) {
       const auto& f = cfg.kafka->forward;
-      forwarders.push_back(std::make_unique<Forwarder>(
-          io, *journal, kafka::makeKafkaSink(cfg.kafka->options),
-          ForwarderOptions{f.batch, f.retry_min, f.retry_max}));
+      forwarders.push_back(
+          std::make_unique<Forwarder>(io, *journal, kafka::makeKafkaSink(cfg.kafka->options),
+                                      ForwarderOptions{f.batch, f.retry_min, f.retry_max}));
     }
     if (cfg.timeseries && cfg.timeseries->send_readings) {
       const auto& f = cfg.timeseries->forward;
@@ -66,7 +66,8 @@ struct Pipeline::Impl {
           ForwarderOptions{f.batch, f.retry_min, f.retry_max}));
     }
     if (forwarders.empty())
-      log::warn("no sink configured ([kafka] or [timeseries]): readings only accumulate in the journal");
+      log::warn(
+          "no sink configured ([kafka] or [timeseries]): readings only accumulate in the journal");
   }
 
   boost::asio::io_context& io;
@@ -91,11 +92,12 @@ struct Pipeline::Impl {
 
   void start() {
     client = mqtt::Client::create(
-        io, cfg.mqtt.client,
-        [this](const mqtt::Message& m, mqtt::AckToken t) { onMessage(m, t); },
+        io, cfg.mqtt.client, [this](const mqtt::Message& m, mqtt::AckToken t) { onMessage(m, t); },
         [this](bool up, const std::string& reason) {
-          if (up) log::notice("mqtt: connected to {} as {}", cfg.mqtt.uri, cfg.mqtt.client.client_id);
-          else log::warn("mqtt: disconnected from {}: {}", cfg.mqtt.uri, reason);
+          if (up)
+            log::notice("mqtt: connected to {} as {}", cfg.mqtt.uri, cfg.mqtt.client.client_id);
+          else
+            log::warn("mqtt: disconnected from {}: {}", cfg.mqtt.uri, reason);
         });
     client->start();
     for (auto& f : forwarders) f->poke();  // backlog left from before a restart
@@ -180,7 +182,8 @@ struct Pipeline::Impl {
   void commitNow() {
     std::uint64_t cursor_sum = 0;
     for (auto& f : forwarders) cursor_sum += f->status().cursor;
-    if (journal->pending() == 0 && pending_acks.empty() && cursor_sum == committed_cursor_sum) return;
+    if (journal->pending() == 0 && pending_acks.empty() && cursor_sum == committed_cursor_sum)
+      return;
     if (!journal->commit()) {
       ++commit_failures;  // the journal logged why; rows and acks stay pending
       return;
@@ -201,7 +204,9 @@ struct Pipeline::Impl {
     });
   }
 
-  void scheduleCommit() { every(commit_timer, cfg.buffer.commit_interval, [this] { commitNow(); }); }
+  void scheduleCommit() {
+    every(commit_timer, cfg.buffer.commit_interval, [this] { commitNow(); });
+  }
   void scheduleRetention() {
     every(retention_timer, kNanosPerSecond, [this] { journal->enforceRetention(wallNow()); });
   }
@@ -219,8 +224,9 @@ struct Pipeline::Impl {
       s += fmt::format(":{}", n);
     }
     const auto js = journal->stats();
-    s += fmt::format(R"(}},"journal":{{"last_seq":{},"rows":{},"bytes":{},"commits":{},"commit_failures":{}}},)",
-                     js.last_seq, js.rows, js.file_bytes, js.commits, commit_failures);
+    s += fmt::format(
+        R"(}},"journal":{{"last_seq":{},"rows":{},"bytes":{},"commits":{},"commit_failures":{}}},)",
+        js.last_seq, js.rows, js.file_bytes, js.commits, commit_failures);
     const auto ms = client ? client->status() : mqtt::ClientStatus{};
     s += fmt::format(R"("mqtt":{{"connected":{},"in_flight":{},"pending_acks":{}}},"sinks":{{)",
                      ms.connected, ms.in_flight, pending_acks.size());
@@ -233,8 +239,9 @@ struct Pipeline::Impl {
       s += first ? "" : ",";
       first = false;
       json::appendString(s, st.name);
-      s += fmt::format(R"(:{{"up":{},"sent":{},"backlog":{},"retries":{},"rejected":{},"dropped":{},"last_error":)",
-                       st.up, st.sent, backlog, st.retries, st.rejected, dropped);
+      s += fmt::format(
+          R"(:{{"up":{},"sent":{},"backlog":{},"retries":{},"rejected":{},"dropped":{},"last_error":)",
+          st.up, st.sent, backlog, st.retries, st.rejected, dropped);
       json::appendString(s, st.last_error);
       s += "}";
     }

@@ -1,8 +1,8 @@
+#include "core/json.h"
+
 #include <doctest/doctest.h>
 
 #include <cmath>
-
-#include "core/json.h"
 
 TEST_CASE("JSON strings are escaped") {
   std::string out;

@@ -1,6 +1,6 @@
-#include <doctest/doctest.h>
-
 #include "core/time.h"
+
+#include <doctest/doctest.h>
 
 using namespace gw;
 

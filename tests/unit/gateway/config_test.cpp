@@ -1,11 +1,11 @@
+#include "gateway/config.h"
+
 #include <doctest/doctest.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <string>
-
-#include "gateway/config.h"
 
 namespace fs = std::filesystem;
 using gw::config::ConfigError;
@@ -130,12 +130,14 @@ TEST_CASE("errors name the file, the line, the key and the reason") {
         "16: buffer.max_size: not a size (use e.g. \"64KiB\", \"512MiB\", \"1GiB\")");
   CHECK(errorOf(std::string(kMinimal) + "\n[[alert]]\nname = \"x\"\n") ==
         "15: alert: not available in this version of gatewayd yet");
-  CHECK(errorOf("[mqtt]\nuri = \"udp://x:1\"\n[[mqtt.subscribe]]\ntopic = \"a/+\"\ntemplate = \"a/{device}\"\nformat = \"fields\"\n") ==
+  CHECK(errorOf("[mqtt]\nuri = \"udp://x:1\"\n[[mqtt.subscribe]]\ntopic = \"a/+\"\ntemplate = "
+                "\"a/{device}\"\nformat = \"fields\"\n") ==
         "2: mqtt.uri: unknown scheme 'udp' (use tcp:// or ssl://)");
   CHECK(errorOf("[mqtt]\nuri = \"tcp://x:99999\"\n[[mqtt.subscribe]]\ntopic = \"a/+\"\n") ==
         "2: mqtt.uri: port must be 1..65535");
-  CHECK(errorOf("[mqtt]\n[[mqtt.subscribe]]\ntopic = \"a/+/+\"\ntemplate = \"a/{device}/{metric\"\n")
-            .find("4: mqtt.subscribe[0].template: ") == 0);
+  CHECK(
+      errorOf("[mqtt]\n[[mqtt.subscribe]]\ntopic = \"a/+/+\"\ntemplate = \"a/{device}/{metric\"\n")
+          .find("4: mqtt.subscribe[0].template: ") == 0);
   CHECK(errorOf("[mqtt]\n[[mqtt.subscribe]]\ntopic = \"a/+\"\ntemplate = \"a/{device}\"\n") ==
         "4: mqtt.subscribe[0].template: must capture {metric} for format json or value (format "
         "fields names metrics after the payload's fields)");
@@ -146,12 +148,13 @@ TEST_CASE("errors name the file, the line, the key and the reason") {
   CHECK(errorOf("[mqtt\nuri = 1\n").find("1: (syntax): ") == 0);
   CHECK(errorOf(std::string(kMinimal) + "\n[kafka]\nreadings_topic = \"r\"\n") ==
         "15: kafka.brokers: is required");
-  CHECK(errorOf(std::string(kMinimal) + "password_file = \"nope.txt\"\n").find(
-            "14: mqtt.subscribe[0].password_file: unknown key") == 0);
+  CHECK(errorOf(std::string(kMinimal) + "password_file = \"nope.txt\"\n")
+            .find("14: mqtt.subscribe[0].password_file: unknown key") == 0);
 }
 
 TEST_CASE("secrets come from files, never from the config itself") {
-  CHECK(errorOf("[mqtt]\npassword = \"hunter2\"\n[[mqtt.subscribe]]\ntopic = \"a/+/+\"\ntemplate = \"a/{device}/{metric}\"\n") ==
+  CHECK(errorOf("[mqtt]\npassword = \"hunter2\"\n[[mqtt.subscribe]]\ntopic = \"a/+/+\"\ntemplate = "
+                "\"a/{device}/{metric}\"\n") ==
         "2: mqtt.password: put the password in a file and set password_file (keeps it out of the "
         "config)");
   const std::string e = errorOf(
