@@ -54,7 +54,7 @@ def bare_rate(wd, mq, count):
 
 def gatewayd_rate(wd, gw, mq, count, qos=0):
     """Readings/s delivered to Kafka: slope of kafka.sent between 10% and 90% of the load."""
-    base = gw.stats()["sinks"]["kafka"]["sent"]
+    base = gw.wait_stats("gatewayd stats", lambda s: True)["sinks"]["kafka"]["sent"]
     t = threading.Thread(target=sim, args=(wd, mq.uri, "--devices", 50, "--count", count, "--rate", 0,
                                            "--qos", qos, "--seed", 2))
     t.start()
