@@ -322,7 +322,7 @@ void readBuffer(Section& s, BufferConfig& b) {
   s.done();
 }
 
-void readForward(Section& s, ForwardConfig& f) {
+void readForward(Section& s, ForwarderOptions& f) {
   if (auto n = s.integer("batch", 1, 100000)) f.batch = static_cast<size_t>(*n);
   f.retry_min = s.duration("retry_min", kNanosPerMilli).value_or(f.retry_min);
   f.retry_max = s.duration("retry_max", kNanosPerMilli).value_or(f.retry_max);

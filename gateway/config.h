@@ -10,6 +10,7 @@
 
 #include "buffer/journal.h"
 #include "core/time.h"
+#include "gateway/forwarder.h"
 #include "protocols/kafka/kafka_sink.h"
 #include "protocols/mqtt/mqtt_client.h"
 #include "protocols/payload/decoder.h"
@@ -59,25 +60,18 @@ struct BufferConfig {
   bool synchronous_full = false;
 };
 
-/// How the forwarder drives a sink: batch size and retry backoff.
-struct ForwardConfig {
-  size_t batch = 1000;
-  Nanos retry_min = 200 * kNanosPerMilli;
-  Nanos retry_max = 30 * kNanosPerSecond;
-};
-
 struct KafkaConfig {
   kafka::KafkaOptions options;
   std::string aggregates_topic = "iot.aggregates";
   std::string alerts_topic = "iot.alerts";
-  ForwardConfig forward;
+  ForwarderOptions forward;
 };
 
 struct TimeseriesConfig {
   timeseries::TimeseriesOptions options;
   bool send_readings = true;
   bool send_aggregates = true;
-  ForwardConfig forward;
+  ForwarderOptions forward;
 };
 
 struct Config {

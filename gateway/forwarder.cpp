@@ -1,5 +1,6 @@
 #include "gateway/forwarder.h"
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -41,8 +42,11 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
   std::thread worker;
   std::mutex mu;
   std::condition_variable cv;
-  std::optional<std::vector<ReadingRecord>> job;  // guarded by mu
-  bool quit = false;                              // guarded by mu
+  std::optional<std::vector<ReadingRecord>> job;              // guarded by mu
+  bool quit = false;                                          // guarded by mu
+  static constexpr size_t kAgeSamples = 8192;                 // 64 KiB per sink
+  std::vector<Nanos> ages = std::vector<Nanos>(kAgeSamples);  // ring, guarded by mu
+  size_t age_next = 0, age_count = 0;                         // guarded by mu
 
   void startWorker() {
     worker = std::thread([self = shared_from_this()] { self->workerLoop(); });
@@ -59,11 +63,40 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
         job.reset();
       }
       SendResult result = sink->send(batch);
+      if (result.status == SendStatus::kDelivered) recordAges(batch, wallNow());
       const std::uint64_t first = batch.front().seq, last = batch.back().seq;
       const size_t n = batch.size();
       boost::asio::post(io, [self = shared_from_this(), result = std::move(result), first, last,
                              n] { self->onResult(result, first, last, n); });
     }
+  }
+
+  void recordAges(const std::vector<ReadingRecord>& batch, Nanos confirmed) {
+    std::lock_guard lock(mu);
+    for (const auto& r : batch) {
+      ages[age_next] = confirmed - r.event_time;
+      age_next = (age_next + 1) % kAgeSamples;
+    }
+    age_count = std::min(age_count + batch.size(), kAgeSamples);
+  }
+
+  ForwarderStatus snapshot() {
+    ForwarderStatus st = status;
+    std::vector<Nanos> v;
+    {
+      std::lock_guard lock(mu);
+      v.assign(ages.begin(), ages.begin() + static_cast<std::ptrdiff_t>(age_count));
+    }
+    if (!v.empty()) {
+      auto at = [&](double q) {
+        auto it = v.begin() + static_cast<std::ptrdiff_t>(q * static_cast<double>(v.size() - 1));
+        std::nth_element(v.begin(), it, v.end());
+        return static_cast<double>(*it) / kNanosPerMilli;
+      };
+      st.age_p50_ms = at(0.50);
+      st.age_p99_ms = at(0.99);
+    }
+    return st;
   }
 
   void poke() {
@@ -152,7 +185,8 @@ Forwarder::~Forwarder() { stop(); }
 
 void Forwarder::poke() { impl_->poke(); }
 void Forwarder::stop() { impl_->stop(); }
-ForwarderStatus Forwarder::status() const { return impl_->status; }
+ForwarderStatus Forwarder::status() const { return impl_->snapshot(); }
+std::uint64_t Forwarder::cursor() const { return impl_->status.cursor; }
 const std::string& Forwarder::name() const { return impl_->status.name; }
 
 }  // namespace gw

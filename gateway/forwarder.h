@@ -35,6 +35,11 @@ struct ForwarderStatus {
   std::uint64_t rejected = 0;  ///< records the remote side refused for good
   std::uint64_t retries = 0;   ///< failed attempts
   std::uint64_t cursor = 0;
+  /// Age of delivered records when the remote side confirmed them (confirmation time minus
+  /// event time), over the last kAgeSamples records: publish-to-sink latency when the devices'
+  /// clocks are right, and how stale the data is while a backlog drains.
+  double age_p50_ms = 0;
+  double age_p99_ms = 0;
 };
 
 /// Threading: construct, poke() and read status() on the event loop thread only.
@@ -51,7 +56,10 @@ class Forwarder {
   /// Interrupts a send in progress and joins the worker thread. Unconfirmed records stay
   /// above the cursor and are sent again after a restart.
   void stop();
+  /// Computes the age quantiles: meant for status output, not for every commit.
   ForwarderStatus status() const;
+  /// The highest confirmed seq (cheap).
+  std::uint64_t cursor() const;
   const std::string& name() const;
 
  private:

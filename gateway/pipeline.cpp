@@ -54,16 +54,13 @@ struct Pipeline::Impl {
       routes.push_back(Route{sc, std::move(*tmpl), payload::Decoder(sc.decoder)});
     }
     if (cfg.kafka) {
-      const auto& f = cfg.kafka->forward;
-      forwarders.push_back(
-          std::make_unique<Forwarder>(io, *journal, kafka::makeKafkaSink(cfg.kafka->options),
-                                      ForwarderOptions{f.batch, f.retry_min, f.retry_max}));
+      forwarders.push_back(std::make_unique<Forwarder>(
+          io, *journal, kafka::makeKafkaSink(cfg.kafka->options), cfg.kafka->forward));
     }
     if (cfg.timeseries && cfg.timeseries->send_readings) {
-      const auto& f = cfg.timeseries->forward;
       forwarders.push_back(std::make_unique<Forwarder>(
           io, *journal, timeseries::makeTimeseriesSink(cfg.timeseries->options),
-          ForwarderOptions{f.batch, f.retry_min, f.retry_max}));
+          cfg.timeseries->forward));
     }
     if (forwarders.empty())
       log::warn(
@@ -181,7 +178,7 @@ struct Pipeline::Impl {
 
   void commitNow() {
     std::uint64_t cursor_sum = 0;
-    for (auto& f : forwarders) cursor_sum += f->status().cursor;
+    for (auto& f : forwarders) cursor_sum += f->cursor();
     if (journal->pending() == 0 && pending_acks.empty() && cursor_sum == committed_cursor_sum)
       return;
     if (!journal->commit()) {
@@ -240,8 +237,8 @@ struct Pipeline::Impl {
       first = false;
       json::appendString(s, st.name);
       s += fmt::format(
-          R"(:{{"up":{},"sent":{},"backlog":{},"retries":{},"rejected":{},"dropped":{},"last_error":)",
-          st.up, st.sent, backlog, st.retries, st.rejected, dropped);
+          R"(:{{"up":{},"sent":{},"backlog":{},"retries":{},"rejected":{},"dropped":{},"age_p50_ms":{:.1f},"age_p99_ms":{:.1f},"last_error":)",
+          st.up, st.sent, backlog, st.retries, st.rejected, dropped, st.age_p50_ms, st.age_p99_ms);
       json::appendString(s, st.last_error);
       s += "}";
     }
