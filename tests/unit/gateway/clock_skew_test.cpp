@@ -1,0 +1,1 @@
+// Clock-skew estimator tests: in progress.
