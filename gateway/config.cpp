@@ -304,6 +304,8 @@ void readClock(Section& s, ClockConfig& c) {
   if (c.broker_property.empty()) s.fail("broker_property", nullptr, "must not be empty");
   c.max_skew = s.duration("max_skew").value_or(c.max_skew);
   c.step = s.duration("step", kNanosPerMilli).value_or(c.step);
+  c.tolerance = s.duration("tolerance").value_or(c.tolerance);
+  if (c.tolerance >= c.step) s.fail("tolerance", nullptr, "must be smaller than clock.step");
   s.done();
 }
 

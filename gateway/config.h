@@ -50,6 +50,9 @@ struct ClockConfig {
   std::string broker_property = "timestamp";
   Nanos max_skew = 24 * 3600 * kNanosPerSecond;
   Nanos step = 5 * kNanosPerSecond;
+  /// A device clock within this of the estimate is trusted as it is (its timestamps are kept
+  /// verbatim rather than shifted by the filter's residual, about the minimum network delay).
+  Nanos tolerance = 25 * kNanosPerMilli;
 };
 
 struct BufferConfig {

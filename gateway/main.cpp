@@ -4,6 +4,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <cstdio>
+#include <functional>
 #include <iostream>
 
 #include "buffer/journal.h"
@@ -72,11 +73,23 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  // SIGUSR1: log each device's clock state (until gatewayctl reads it from the control socket).
+  boost::asio::signal_set usr1(io, SIGUSR1);
+  std::function<void()> on_usr1 = [&] {
+    usr1.async_wait([&](const boost::system::error_code& ec, int) {
+      if (ec) return;
+      gw::log::notice("sensors {}", pipeline->sensorsJson());
+      on_usr1();
+    });
+  };
+  on_usr1();
+
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
     gw::log::notice("signal {}: stopping", sig);
     pipeline->stop();
+    usr1.cancel();
     io.stop();
   });
   pipeline->start();

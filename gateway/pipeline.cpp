@@ -4,29 +4,19 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <charconv>
 #include <map>
+#include <unordered_map>
 #include <vector>
 
 #include "buffer/journal.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "gateway/clock_skew.h"
 #include "gateway/forwarder.h"
 #include "protocols/mqtt/topic_template.h"
 
 namespace gw {
 namespace {
-
-/// A broker stamp: epoch milliseconds (digits, optionally fractional) or RFC 3339.
-std::optional<Nanos> parseBrokerStamp(std::string_view v) {
-  if (!v.empty() && v.front() >= '0' && v.front() <= '9' && v.find_first_of("-T:") == v.npos) {
-    double ms = 0;
-    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), ms);
-    if (ec != std::errc() || p != v.data() + v.size() || ms > 9.2e12) return std::nullopt;
-    return static_cast<Nanos>(ms * kNanosPerMilli);
-  }
-  return parseRfc3339(v);
-}
 
 struct Route {
   config::SubscribeConfig config;
@@ -82,6 +72,29 @@ struct Pipeline::Impl {
   std::uint64_t messages = 0, readings = 0, bad_timestamps = 0, commit_failures = 0;
   std::map<std::string, std::uint64_t, std::less<>> bad;
   log::RateLimiter bad_log;
+
+  // Clock-skew estimators: one per device, one for the gateway's own clock vs the broker's.
+  struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view v) const noexcept {
+      return std::hash<std::string_view>{}(v);
+    }
+  };
+  struct DeviceClockEntry {
+    clock::SkewEstimator estimator;
+    TimeReference reference = TimeReference::kReceive;
+  };
+  std::unordered_map<std::string, DeviceClockEntry, StringHash, std::equal_to<>> clocks;
+  clock::SkewEstimator gateway_clock{clockOptions()};
+
+  clock::ClockOptions clockOptions() const { return {cfg.clock.max_skew, cfg.clock.step}; }
+
+  DeviceClockEntry& clockFor(const std::string& device) {
+    auto it = clocks.find(std::string_view(device));
+    if (it == clocks.end())
+      it = clocks.emplace(device, DeviceClockEntry{clock::SkewEstimator(clockOptions())}).first;
+    return it->second;
+  }
 
   // Scratch reused for every message (no allocation in the steady state).
   Series series;
@@ -155,15 +168,30 @@ struct Pipeline::Impl {
     if (cfg.clock.broker_reference && m.user_properties) {
       for (const auto& [name, value] : *m.user_properties) {
         if (name != cfg.clock.broker_property) continue;
-        if (auto t = parseBrokerStamp(value)) {
+        if (auto t = clock::parseBrokerStamp(value, m.receive_time)) {
           reference_time = *t;
           reference = TimeReference::kBroker;
+          // The gateway's own clock against the broker's: receive − stamp = delay + skew.
+          gateway_clock.observe(*t, m.receive_time);
+        } else {
+          countBad("bad_broker_stamp", m.topic, m.payload.size());
         }
         break;
       }
     }
-    // Until clock-skew correction lands: the device's time when it sent one, else the reference.
-    const Nanos event_time = decoded.device_time.value_or(reference_time);
+    // Clock stage: the device's time corrected by its estimated offset; without a device
+    // time, the reference itself.
+    Nanos event_time = reference_time;
+    if (decoded.device_time) {
+      auto& entry = clockFor(series.device);
+      entry.reference = reference;
+      const Nanos corrected =
+          entry.estimator.observe(*decoded.device_time, reference_time).event_time;
+      const Nanos shift = corrected - *decoded.device_time;
+      event_time = (shift <= cfg.clock.tolerance && shift >= -cfg.clock.tolerance)
+                       ? *decoded.device_time
+                       : corrected;
+    }
     for (const auto& v : decoded.values) {
       if (!v.metric.empty()) series.metric.assign(v.metric);
       const SeriesId id = journal->internSeries(series);
@@ -224,6 +252,15 @@ struct Pipeline::Impl {
     s += fmt::format(
         R"(}},"journal":{{"last_seq":{},"rows":{},"bytes":{},"commits":{},"commit_failures":{}}},)",
         js.last_seq, js.rows, js.file_bytes, js.commits, commit_failures);
+    std::uint64_t flagged = 0, steps = 0;
+    for (const auto& [device, e] : clocks) {
+      flagged += e.estimator.state().out_of_bounds;
+      steps += e.estimator.state().steps;
+    }
+    s += fmt::format(
+        R"("clock":{{"devices":{},"out_of_bounds":{},"steps":{},"gateway_offset_ms":{:.3f}}},)",
+        clocks.size(), flagged, steps,
+        static_cast<double>(gateway_clock.state().offset) / kNanosPerMilli);
     const auto ms = client ? client->status() : mqtt::ClientStatus{};
     s += fmt::format(R"("mqtt":{{"connected":{},"in_flight":{},"pending_acks":{}}},"sinks":{{)",
                      ms.connected, ms.in_flight, pending_acks.size());
@@ -243,6 +280,43 @@ struct Pipeline::Impl {
       s += "}";
     }
     s += "}}";
+    return s;
+  }
+
+  static void appendClock(std::string& s, const clock::DeviceClock& c) {
+    s += fmt::format(
+        R"("offset_ms":{:.3f},"drift_ppm":{:.2f},"samples":{},"steps":{},"last_step":)",
+        static_cast<double>(c.offset) / kNanosPerMilli, c.drift_ppm, c.samples, c.steps);
+    if (c.last_step) {
+      s += '"';
+      appendRfc3339Millis(s, *c.last_step);
+      s += '"';
+    } else {
+      s += "null";
+    }
+    s += fmt::format(R"(,"converged":{},"out_of_bounds":{},"last_seen":")", c.converged,
+                     c.out_of_bounds);
+    appendRfc3339Millis(s, c.last_seen);
+    s += '"';
+  }
+
+  std::string sensorsJson() const {
+    std::string s = R"({"gateway":{)";
+    appendClock(s, gateway_clock.state());
+    s += R"(},"devices":[)";
+    bool first = true;
+    for (const auto& [device, e] : clocks) {
+      s += first ? "{" : ",{";
+      first = false;
+      s += R"("device":)";
+      json::appendString(s, device);
+      s += R"(,"reference":")";
+      s += toString(e.reference);
+      s += "\",";
+      appendClock(s, e.estimator.state());
+      s += '}';
+    }
+    s += "]}";
     return s;
   }
 
@@ -266,5 +340,6 @@ Pipeline::~Pipeline() { impl_->stop(); }
 void Pipeline::start() { impl_->start(); }
 void Pipeline::stop() { impl_->stop(); }
 std::string Pipeline::statsJson() const { return impl_->statsJson(); }
+std::string Pipeline::sensorsJson() const { return impl_->sensorsJson(); }
 
 }  // namespace gw

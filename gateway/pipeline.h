@@ -29,6 +29,9 @@ class Pipeline {
   void stop();
   /// One-line JSON with the counters (messages, readings, bad input by reason, journal, sinks).
   std::string statsJson() const;
+  /// JSON with each device's clock (offset, drift, steps, flag, reference) and the gateway's
+  /// own clock against the broker's: what `gatewayctl sensors` shows.
+  std::string sensorsJson() const;
 
  private:
   struct Impl;

@@ -81,6 +81,7 @@ TEST_CASE("sinks, buffer and clock sections") {
   const auto cfg = gw::config::load(dir.write("gateway.toml", std::string(kMinimal) + R"(
 [clock]
 reference = "receive"
+tolerance = "10ms"
 
 [buffer]
 max_size = "64MiB"
@@ -102,6 +103,7 @@ token_file = "influx.token"
 send = ["readings"]
 )"));
   CHECK_FALSE(cfg.clock.broker_reference);
+  CHECK(cfg.clock.tolerance == 10 * gw::kNanosPerMilli);
   CHECK(cfg.buffer.max_size == 64ull << 20);
   CHECK(cfg.buffer.max_age == 2 * 86400 * gw::kNanosPerSecond);
   CHECK(cfg.buffer.synchronous_full);
