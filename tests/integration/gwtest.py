@@ -21,6 +21,7 @@ GATEWAYD = BUILD / "gateway" / "gatewayd"
 KAFKA_BROKER = BUILD / "tests" / "tools" / "kafka_broker" / "kafka_broker"
 GW_SIM = BUILD / "tests" / "tools" / "simulator" / "gw-sim"
 BARE_SUB = BUILD / "tests" / "tools" / "simulator" / "gw-bare-sub"
+PLUGIN = BUILD / "protocols" / "mqtt" / "iot_gateway_timestamp.so"
 
 
 def free_port():
@@ -105,7 +106,9 @@ class Workdir:
 
 
 class Mosquitto:
-    def __init__(self, wd, port=None, persistence=True):
+    def __init__(self, wd, port=None, persistence=True, plugin=None, plugin_opts=None):
+        """plugin: path of a broker plugin to load (e.g. the build's iot_gateway_timestamp.so);
+        plugin_opts: its options, {"format": "rfc3339"} becomes `plugin_opt_format rfc3339`."""
         self.wd = wd
         self.port = port or free_port()
         self.dir = wd.path / "mosquitto"
@@ -120,7 +123,9 @@ class Mosquitto:
             "max_inflight_messages 0\n"
             "message_size_limit 0\n"
             "log_dest stdout\n"
-            "log_type error\nlog_type warning\nlog_type notice\n")
+            "log_type error\nlog_type warning\nlog_type notice\n"
+            + (f"plugin {plugin}\n" if plugin else "")
+            + "".join(f"plugin_opt_{k} {v}\n" for k, v in (plugin_opts or {}).items()))
         self.conf = conf
         self.start()
 
