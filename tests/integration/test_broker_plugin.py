@@ -15,9 +15,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from gwtest import BUILD, Mosquitto, Proc, free_port, wait_until
+from gwtest import PLUGIN, Mosquitto, Proc, free_port, wait_until
 
-PLUGIN = BUILD / "protocols" / "mqtt" / "iot_gateway_timestamp.so"
 RFC3339_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 SLACK_MS = 1000
 
