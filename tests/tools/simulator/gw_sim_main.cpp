@@ -1,9 +1,11 @@
 // gw-sim: sensor simulator and MQTT load generator (Paho C++ async client).
 //
 // One thread generates and publishes (paced by absolute deadlines); Paho's callback thread
-// completes delivery tokens. Every publish attempt is tracked until its token completes; a
-// failed or orphaned attempt (connection lost before the PUBACK) goes back on a retry queue,
-// so `--count N --qos 1` means N acknowledged publishes even if the broker connection flaps.
+// completes delivery tokens. With --delay, each reading waits in a min-heap of due times
+// between being taken and being published, so delays never hold up the pacing. Every publish
+// attempt is tracked until its token completes; a failed or orphaned attempt (connection lost
+// before the PUBACK) goes back on a retry queue, so `--count N --qos 1` means N acknowledged
+// publishes even if the broker connection flaps.
 #include <fmt/format.h>
 #include <mqtt/async_client.h>
 #include <time.h>
@@ -21,10 +23,13 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <queue>
+#include <random>
 #include <thread>
 #include <unordered_map>
 
 #include "core/time.h"
+#include "tests/tools/simulator/device_clock.h"
 #include "tests/tools/simulator/reading_generator.h"
 
 namespace gw::sim {
@@ -37,6 +42,10 @@ constexpr int kExitUndelivered = 3;
 constexpr int kDefaultWindowQos0 = 100;
 // Mosquitto's default Receive Maximum (max_inflight_messages).
 constexpr int kDefaultWindowQos1 = 20;
+// Readings waiting for their --delay; beyond this, generation waits.
+constexpr std::size_t kMaxScheduled = 1 << 16;
+// A delayed publish this far past its due time counts as late.
+constexpr Nanos kLate = 5 * kNanosPerMilli;
 
 volatile std::sig_atomic_t g_signals = 0;
 
@@ -65,6 +74,8 @@ struct Options {
   double connect_timeout_s = 10;
   double ack_timeout_s = 30;
   double drain_timeout_s = 60;
+  std::vector<std::string> clocks;  // --clock DEVICE=SPEC, parsed into gen.clocks
+  std::optional<DelayRange> delay;
 };
 
 std::vector<std::string> splitCsv(const std::string& s) {
@@ -94,14 +105,20 @@ class Pacer {
   void waitTurn() {
     if (rate_ <= 0) return;
     const Nanos now = monoNow();
+    const Nanos d = nextDue(now);
+    if (d > now + 20 * kNanosPerMicro) sleepUntilMono(d);
+    ++k_;
+  }
+  // Non-blocking form: when the next send is due; take it with advance().
+  Nanos nextDue(Nanos now) {
+    if (rate_ <= 0) return now;
     if (k_ == 0 || now > due() + kNanosPerSecond) {
       t0_ = now;
       k_ = 0;
     }
-    const Nanos d = due();
-    if (d > now + 20 * kNanosPerMicro) sleepUntilMono(d);
-    ++k_;
+    return due();
   }
+  void advance() { ++k_; }
 
  private:
   Nanos due() const { return t0_ + static_cast<Nanos>(static_cast<double>(k_) * 1e9 / rate_); }
@@ -119,6 +136,7 @@ struct Counters {
   std::uint64_t bad_acked = 0;
   std::uint64_t bad_failed = 0;
   std::uint64_t reconnects = 0;
+  std::uint64_t late = 0;  // delayed publishes more than kLate past their due time
 };
 
 class Simulator : public mqtt::iaction_listener {
@@ -160,9 +178,13 @@ class Simulator : public mqtt::iaction_listener {
   // retries, until every attempt is answered or the drain timeout passes.
   void pump(const std::function<bool()>& more,
             const std::function<std::shared_ptr<SimMessage>()>& take, Pacer* pacer);
+  // As pump(), but each message taken waits until its delay_ns has passed (--delay).
+  void pumpDelayed(const std::function<bool()>& more,
+                   const std::function<std::shared_ptr<SimMessage>()>& take, Pacer& pacer);
 
   Options opts_;
   ReadingGenerator gen_;
+  std::mt19937_64 delay_rng_{opts_.gen.seed ^ 0x9e3779b97f4a7c15ULL};  // apart from values
   int window_;  // unanswered publishes allowed at once
   std::FILE* out_ = nullptr;
   int receive_maximum_ = 65535;  // the broker's, from CONNACK (MQTT v5)
@@ -380,6 +402,77 @@ void Simulator::pump(const std::function<bool()>& more,
   }
 }
 
+void Simulator::pumpDelayed(const std::function<bool()>& more,
+                            const std::function<std::shared_ptr<SimMessage>()>& take,
+                            Pacer& pacer) {
+  struct Due {
+    Nanos at;
+    std::uint64_t seq;  // FIFO among equal due times
+    std::shared_ptr<SimMessage> msg;
+    bool operator>(const Due& o) const { return at != o.at ? at > o.at : seq > o.seq; }
+  };
+  std::priority_queue<Due, std::vector<Due>, std::greater<>> due;
+  std::uint64_t seq = 0;
+  Nanos drain_deadline = 0;
+  Nanos last_reap = monoNow();
+  for (;;) {
+    flushOut(false);
+    const bool generating = more();
+    const Nanos now = monoNow();
+    std::unique_lock lk(mu_);
+    if (now - last_reap > 200 * kNanosPerMilli) {
+      reapOrphansLocked(now);
+      last_reap = now;
+    }
+    if (!generating) {
+      if (due.empty() && retry_.empty() && pending_.empty()) return;
+      if (drain_deadline == 0) {
+        drain_deadline = now + static_cast<Nanos>(opts_.drain_timeout_s * 1e9) + opts_.delay->max;
+      }
+      if (now > drain_deadline) {
+        // Not published in time: counted as failed with the unanswered ones.
+        for (; !due.empty(); due.pop()) retry_.push_back(due.top().msg);
+        return;
+      }
+    }
+    const bool can_send = connected_ && pending_.size() < static_cast<std::size_t>(window_);
+    std::shared_ptr<SimMessage> msg;
+    if (can_send && !retry_.empty()) {
+      msg = std::move(retry_.front());
+      retry_.pop_front();
+    } else if (can_send && !due.empty() && due.top().at <= now) {
+      if (now - due.top().at > kLate) ++c_.late;
+      msg = due.top().msg;
+      due.pop();
+    }
+    if (msg) {
+      lk.unlock();
+      publishOne(std::move(msg));
+      continue;
+    }
+    // A message due but not sendable (window full, disconnected) holds generation back, as in
+    // pump(): new readings would only queue up behind it and go out later than their delay.
+    Nanos wake = now + 20 * kNanosPerMilli;
+    const bool backlog = !retry_.empty() || (!due.empty() && due.top().at <= now);
+    if (generating && !backlog && due.size() < kMaxScheduled) {
+      const Nanos gen_at = pacer.nextDue(now);
+      if (gen_at <= now + 20 * kNanosPerMicro) {
+        lk.unlock();
+        pacer.advance();
+        auto m = take();  // takes the reading's true time
+        const Nanos at = monoNow() + m->delay_ns.value_or(0);
+        due.push({at, seq++, std::move(m)});
+        continue;
+      }
+      wake = std::min(wake, gen_at);
+    }
+    if (can_send && !due.empty()) wake = std::min(wake, due.top().at);
+    if (wake > now) {
+      cv_.wait_until(lk, std::chrono::steady_clock::time_point(std::chrono::nanoseconds(wake)));
+    }
+  }
+}
+
 int Simulator::run() {
   if (!opts_.out.empty()) {
     out_ = std::fopen(opts_.out.c_str(), "w");
@@ -401,7 +494,12 @@ int Simulator::run() {
   // Bad input goes first, as its own phase, so a slow 10 MiB publish does not skew the rate.
   if (opts_.bad_input) {
     std::deque<SimMessage> bad;
-    for (auto& m : gen_.badInputs(wallNow() / kNanosPerMilli)) bad.push_back(std::move(m));
+    const Nanos t = wallNow();
+    gen_.startClocks(t);  // stamped as at the start of the run
+    for (auto& m : gen_.badInputs(gen_.deviceMillis(0, t))) {
+      m.true_ns = t;
+      bad.push_back(std::move(m));
+    }
     pump([&] { return !g_signals && !bad.empty(); },
          [&] {
            auto m = std::make_shared<SimMessage>(std::move(bad.front()));
@@ -414,23 +512,35 @@ int Simulator::run() {
   }
 
   const Nanos start = monoNow();
+  // Clock errors (--clock) count from here, as --duration does: reset:30s is 30 s after the
+  // first reading.
+  gen_.startClocks(wallNow());
   const Nanos end =
       opts_.duration_s > 0 ? start + static_cast<Nanos>(opts_.duration_s * 1e9) : INT64_MAX;
   std::uint64_t generated = 0;
   Pacer pacer(opts_.rate);
-  pump(
-      [&] {
-        return !g_signals && monoNow() < end && (opts_.count == 0 || generated < opts_.count);
-      },
-      [&] {
-        ++generated;
-        {
-          std::lock_guard lk(mu_);
-          ++c_.sent;
-        }
-        return std::make_shared<SimMessage>(gen_.next(wallNow() / kNanosPerMilli));
-      },
-      &pacer);
+  const auto more = [&] {
+    return !g_signals && monoNow() < end && (opts_.count == 0 || generated < opts_.count);
+  };
+  const auto take = [&] {
+    ++generated;
+    {
+      std::lock_guard lk(mu_);
+      ++c_.sent;
+    }
+    auto m = std::make_shared<SimMessage>(gen_.nextAt(wallNow()));
+    if (opts_.delay) {
+      const auto [lo, hi] = *opts_.delay;
+      const double u = static_cast<double>(delay_rng_() >> 11) * 0x1.0p-53;
+      m->delay_ns = lo + static_cast<Nanos>(std::llround(u * static_cast<double>(hi - lo)));
+    }
+    return m;
+  };
+  if (opts_.delay) {
+    pumpDelayed(more, take, pacer);
+  } else {
+    pump(more, take, &pacer);
+  }
 
   // Whatever is still unanswered or waiting for a retry now counts as failed.
   {
@@ -467,6 +577,7 @@ int Simulator::run() {
       fmt::format("sent={} acked={} failed={} elapsed_s={:.3f} rate={:.1f} retries={}", c_.sent,
                   c_.acked, c_.failed, elapsed, rate, c_.retries);
   if (c_.reconnects) line += fmt::format(" reconnects={}", c_.reconnects);
+  if (opts_.delay) line += fmt::format(" late={}", c_.late);
   if (opts_.bad_input) {
     line += fmt::format(" bad_sent={} bad_acked={} bad_failed={}", c_.bad_sent, c_.bad_acked,
                         c_.bad_failed);
@@ -520,7 +631,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--odd-device", o.gen.odd_device,
                  "One extra device with an awkward name, e.g. 'pump 7,a=b'");
-  app.add_option("--out", o.out, "Write one JSON line per delivered reading to FILE");
+  app.add_option("--out", o.out,
+                 "Write one JSON line per delivered reading to FILE: topic, device, line, "
+                 "metric, value, ts (the device's stamp, epoch ms), true_ts (true time the "
+                 "reading was taken, epoch ms with µs decimals), delay_ms (with --delay)");
   app.add_option("--mqtt-version", o.mqtt_version, "3 (3.1.1) or 5")
       ->check(CLI::IsMember({3, 5}))
       ->capture_default_str();
@@ -543,7 +657,38 @@ int main(int argc, char** argv) {
                  "Seconds to wait for outstanding acks and retries at the end")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  app.add_option("--clock", o.clocks,
+                 "Give a device a wrong clock (repeatable): DEVICE=KIND:ARG[,KIND:ARG...], "
+                 "DEVICE a device name or '*' for all devices not named. KIND: "
+                 "offset:+37s|-5m|+2h (device = true + offset); drift:200ppm|-50ppm (runs "
+                 "fast/slow from the run start); reset:30s (30 s into the run the clock restarts "
+                 "at 1970-01-01T00:00:00Z); step:+10s@20s (jumps +10 s at 20 s into the run); "
+                 "none. Units ms, s, m, h. E.g. --clock pump-001=offset:+1s,drift:200ppm")
+      ->allow_extra_args(false);
+  std::string delay;
+  app.add_option("--delay", delay,
+                 "Delay each publish by a uniform random MIN-MAX (seeded) after its reading is "
+                 "taken, e.g. 0-200ms; the payload keeps the reading's stamp (not for "
+                 "--bad-input)");
   CLI11_PARSE(app, argc, argv);
+
+  for (const auto& c : o.clocks) {
+    std::string err;
+    auto a = parseClockAssignment(c, err);
+    if (!a) {
+      fmt::print(stderr, "gw-sim: --clock '{}': {}\n", c, err);
+      return kExitUsage;
+    }
+    o.gen.clocks.push_back(std::move(*a));
+  }
+  if (!delay.empty()) {
+    std::string err;
+    o.delay = parseDelayRange(delay, err);
+    if (!o.delay) {
+      fmt::print(stderr, "gw-sim: {}\n", err);
+      return kExitUsage;
+    }
+  }
 
   if (o.client_id.empty()) o.client_id = fmt::format("gw-sim-{}", ::getpid());
   o.gen.metrics = splitCsv(o.metrics);

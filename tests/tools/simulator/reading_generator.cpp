@@ -103,6 +103,7 @@ ReadingGenerator::ReadingGenerator(GeneratorOptions opts)
     devices_.push_back(std::move(dev));
   }
   if (devices_.empty()) throw std::invalid_argument("no devices to simulate");
+  resolveClocks();
   state_.reserve(devices_.size() * metrics_.size());
   for (std::size_t d = 0; d < devices_.size(); ++d) {
     for (const auto& m : metrics_) state_.push_back(m.lo + (m.hi - m.lo) * unit(rng_));
@@ -138,7 +139,53 @@ double ReadingGenerator::step(std::size_t device, std::size_t metric) {
   return roundCenti(v);
 }
 
+void ReadingGenerator::resolveClocks() {
+  clocks_.assign(devices_.size(), ClockSpec{});
+  std::vector<bool> named(devices_.size(), false);
+  const ClockSpec* others = nullptr;
+  for (const auto& a : opts_.clocks) {
+    if (a.device == "*") {
+      if (others) throw std::invalid_argument("--clock: '*' given twice");
+      others = &a.spec;
+      continue;
+    }
+    const auto it = std::find_if(devices_.begin(), devices_.end(),
+                                 [&](const Device& d) { return d.name == a.device; });
+    if (it == devices_.end()) {
+      throw std::invalid_argument(
+          fmt::format("--clock: no device named '{}' (devices are {} .. {})", a.device,
+                      devices_.front().name, devices_.back().name));
+    }
+    const auto d = static_cast<std::size_t>(it - devices_.begin());
+    if (named[d]) throw std::invalid_argument("--clock: device '" + a.device + "' given twice");
+    named[d] = true;
+    clocks_[d] = a.spec;
+  }
+  if (others) {
+    for (std::size_t d = 0; d < devices_.size(); ++d) {
+      if (!named[d]) clocks_[d] = *others;
+    }
+  }
+}
+
+std::int64_t ReadingGenerator::deviceMillis(std::size_t device, Nanos true_ns) const {
+  const ClockSpec& c = clocks_[device];
+  return floorMillis(c.exact() ? true_ns : deviceTime(c, run_start_, true_ns));
+}
+
 SimMessage ReadingGenerator::next(std::int64_t ts_ms) {
+  SimMessage m = make(ts_ms);
+  m.true_ns = ts_ms * kNanosPerMilli;
+  return m;
+}
+
+SimMessage ReadingGenerator::nextAt(Nanos true_ns) {
+  SimMessage m = make(deviceMillis(next_device_, true_ns));
+  m.true_ns = true_ns;
+  return m;
+}
+
+SimMessage ReadingGenerator::make(std::int64_t ts_ms) {
   SimMessage m;
   m.ts_ms = ts_ms;
   const std::size_t d = next_device_;
@@ -242,9 +289,28 @@ void ReadingGenerator::appendRecords(std::string& out, const SimMessage& m) cons
       out += "null";
     }
   };
+  // Exact decimal ms with µs: a double of epoch ns would lose the last digits.
+  const auto millis = [&](Nanos t) {
+    if (t < 0) {
+      out.push_back('-');
+      t = -t;
+    }
+    fmt::format_to(std::back_inserter(out), "{}.{:03}", t / kNanosPerMilli,
+                   t % kNanosPerMilli / kNanosPerMicro);
+  };
+  const auto times = [&] {
+    out += ",\"true_ts\":";
+    millis(m.true_ns);
+    if (m.delay_ns) {
+      out += ",\"delay_ms\":";
+      millis(*m.delay_ns);
+    }
+  };
   if (!m.bad.empty()) {
     head(m.device ? std::optional<std::size_t>(0) : std::nullopt);
-    fmt::format_to(std::back_inserter(out), ",\"value\":null,\"ts\":{},\"bad\":", m.ts_ms);
+    fmt::format_to(std::back_inserter(out), ",\"value\":null,\"ts\":{}", m.ts_ms);
+    times();
+    out += ",\"bad\":";
     json::appendString(out, m.bad);
     out += "}\n";
     return;
@@ -253,7 +319,9 @@ void ReadingGenerator::appendRecords(std::string& out, const SimMessage& m) cons
     head(f.metric);
     out += ",\"value\":";
     appendShortest(out, f.value);
-    fmt::format_to(std::back_inserter(out), ",\"ts\":{}}}\n", m.ts_ms);
+    fmt::format_to(std::back_inserter(out), ",\"ts\":{}", m.ts_ms);
+    times();
+    out += "}\n";
   }
 }
 
