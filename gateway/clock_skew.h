@@ -4,12 +4,10 @@
 // re-converged within a few messages, and offsets beyond max_skew are flagged.
 #pragma once
 
+#include <array>
 #include <cstdint>
-#include <memory>
 #include <optional>
-#include <string>
 #include <string_view>
-#include <vector>
 
 #include "core/reading.h"
 #include "core/time.h"
@@ -23,15 +21,25 @@ struct ClockOptions {
 
 /// One device's clock as the gateway sees it (shown by `gatewayctl sensors`).
 struct DeviceClock {
-  Nanos offset = 0;                ///< current estimate of reference − device time
+  Nanos offset = 0;                ///< current estimate of reference − device time (added)
   double drift_ppm = 0;            ///< device clock rate error (positive: device runs slow)
   std::uint64_t samples = 0;       ///< observations with a device time
-  std::uint64_t steps = 0;         ///< steps detected
+  std::uint64_t steps = 0;         ///< steps detected (jumps larger than ClockOptions::step)
   std::optional<Nanos> last_step;  ///< reference time of the last step
   bool out_of_bounds = false;      ///< |offset| > max_skew
   bool converged = false;          ///< enough samples since the last step to trust the estimate
   TimeReference reference = TimeReference::kReceive;  ///< reference of the last observation
   Nanos last_seen = 0;                                ///< reference time of the last observation
+  /// Smaller level changes (above the delay noise, at most ClockOptions::step) that were
+  /// confirmed and re-converged like a step; not counted in `steps`.
+  std::uint64_t shifts = 0;
+  /// drift_ppm is significant against the delay noise and is applied between samples; when
+  /// false the reported drift is a measurement only and the offset is treated as constant.
+  bool drift_applied = false;
+  /// Typical delay above the low envelope (mean), the noise the step detector allows for.
+  Nanos jitter = 0;
+  /// Observations answered with the reference time because a step was being confirmed.
+  std::uint64_t suspect = 0;
 };
 
 struct Correction {
@@ -39,31 +47,96 @@ struct Correction {
   Nanos offset = 0;  ///< applied: event_time − device_time (0 when there is no device time)
 };
 
-/// The estimator for one clock. Not thread-safe; owned by the pipeline's event loop.
+/// The estimator for one clock. Not thread-safe; owned by the pipeline's event loop. Fixed
+/// size (sizeof is under 800 bytes), no allocation at all; observe() costs tens of ns.
+///
+/// The gateway's own clock against the broker's is one more estimator fed with
+/// observe(broker_stamp, receive_time): its offset is gateway clock − broker clock (plus the
+/// minimum broker→gateway delay), since that delay only adds to the receive time.
+///
+/// Filter: samples are grouped in segments; each segment keeps its lowest sample (projected
+/// with the current drift) and the last kSegments segment minima form the history. A new epoch
+/// starts with one sample per segment and doubles the segment size each time the history is
+/// full (merging neighbours), up to kSegmentSamples, so the history covers every sample of the
+/// epoch until it spans kSegments * kSegmentSamples. The drift is the slope of the lower convex
+/// hull of that history (the edge over its middle: the line under every point that is highest on
+/// average); it is applied only when it is significant against the hull's residual noise. The
+/// offset is the low envelope of the history extrapolated with the applied drift. Fixed size; no
+/// allocation after construction.
 class SkewEstimator {
  public:
   explicit SkewEstimator(const ClockOptions& options);
   /// Feeds one observation and returns the corrected event time for it. While the estimate is
-  /// not yet trustworthy (first samples, a step being confirmed) the reference time is used.
+  /// not yet trustworthy the reference time is used (Correction::offset = reference − device
+  /// time): for the first observation, and for one whose offset jumps by more than
+  /// options.step or falls below the estimate beyond the delay noise, until a second consistent
+  /// one confirms the step (DeviceClock::suspect counts these). An offset above the estimate
+  /// by at most options.step is taken for queueing delay and gets the current estimate; four
+  /// consistent ones in a row are a clock set back and re-converge like a step (`shifts`).
   Correction observe(Nanos device_time, Nanos reference_time);
+  /// Same, and records which reference the caller used (shown in state().reference).
+  Correction observe(Nanos device_time, Nanos reference_time, TimeReference reference);
+  /// A reading without a device time: its event time is the reference; the estimate is kept.
+  Correction observeReferenceOnly(Nanos reference_time, TimeReference reference);
   const DeviceClock& state() const { return state_; }
+
+  static constexpr int kSegmentSamples = 8;
+  static constexpr int kSegments = 32;
 
  private:
   struct Sample {
     Nanos device_time;
     Nanos offset;
   };
+  enum class Kind : std::uint8_t { kNone, kJump, kHigh };
+
+  void startEpoch(const Sample& seed, int samples);
+  void addToHistory(const Sample& s);
+  void closeSegment();
+  void compact();
+  void refit();
+  bool consistent(const Sample& a, const Sample& b) const;
+  /// A sample's offset relative to the epoch's origin, projected to the origin with the drift.
+  double key(const Sample& s) const;
+  /// The estimated offset at device time `d`, relative to origin_offset_.
+  double predict(Nanos d) const;
+  /// Publishes the estimate at `device_time` in state_ and returns the correction (`fallback`
+  /// if the corrected time cannot be represented).
+  Correction apply(Nanos device_time, const Correction& fallback);
+
   ClockOptions options_;
   DeviceClock state_;
-  // Implementation state (filter window, drift fit, step candidate) lives here.
-  std::vector<Sample> window_;
-  size_t next_ = 0;
-  std::vector<Sample> candidate_;  ///< samples consistent with a suspected step
+  std::array<Sample, kSegments> ring_{};  ///< segment minima, oldest at ring_head_
+  std::uint8_t ring_size_ = 0;
+  std::uint8_t ring_head_ = 0;
+  std::uint8_t segment_count_ = 0;   ///< samples in the open segment
+  std::uint8_t segment_size_ = 1;    ///< samples per segment (1, 2, 4 .. kSegmentSamples)
+  std::uint8_t fits_skipped_ = 0;    ///< segments closed since the last drift fit
+  std::uint8_t history_argmin_ = 0;  ///< ring slot of the lowest key
+  Kind candidate_kind_ = Kind::kNone;
+  std::uint8_t candidate_count_ = 0;
+  std::uint32_t epoch_samples_ = 0;  ///< samples since the filter (re)started
+  Nanos origin_ = 0;                 ///< device time the epoch's projections are relative to
+  Nanos origin_offset_ = 0;          ///< offset the epoch's keys are relative to
+  Sample segment_min_{};             ///< lowest sample (by key) of the open segment
+  double segment_min_key_ = 0;
+  double base_key_ = 0;     ///< lowest key of the history and the open segment
+  double history_key_ = 0;  ///< lowest key of the closed segments
+  double drift_ = 0;        ///< fitted slope dθ/d(device time)
+  double drift_used_ = 0;   ///< drift_ when significant, else 0
+  double jitter_ = 0;       ///< EMA of the residual above the envelope (ns)
+  Nanos last_device_time_ = 0;
+  double tolerance_ = 0;           ///< residual noise allowed at the last classification (ns)
+  Sample candidate_last_{};        ///< last sample of a suspected step
+  Sample candidate_best_{};        ///< lowest sample (by projected offset) of a suspected step
+  double candidate_jump_ = 0;      ///< residual of the first sample of a suspected step (ns)
+  Nanos candidate_reference_ = 0;  ///< reference time of the first sample of a suspected step
 };
 
 /// Parses a broker timestamp property: epoch milliseconds ("1795256130123", fractional
 /// allowed) or RFC 3339. Rejects garbage, empty values and absurd values (before 2000 or more
-/// than a day ahead of `now`).
+/// than a day ahead of `now`; the second check is skipped when `now` itself is before 2000,
+/// since a gateway with a wrong clock cannot judge what is in the future).
 std::optional<Nanos> parseBrokerStamp(std::string_view value, Nanos now);
 
 }  // namespace gw::clock

@@ -80,19 +80,14 @@ struct Pipeline::Impl {
       return std::hash<std::string_view>{}(v);
     }
   };
-  struct DeviceClockEntry {
-    clock::SkewEstimator estimator;
-    TimeReference reference = TimeReference::kReceive;
-  };
-  std::unordered_map<std::string, DeviceClockEntry, StringHash, std::equal_to<>> clocks;
+  std::unordered_map<std::string, clock::SkewEstimator, StringHash, std::equal_to<>> clocks;
   clock::SkewEstimator gateway_clock{clockOptions()};
 
   clock::ClockOptions clockOptions() const { return {cfg.clock.max_skew, cfg.clock.step}; }
 
-  DeviceClockEntry& clockFor(const std::string& device) {
+  clock::SkewEstimator& clockFor(const std::string& device) {
     auto it = clocks.find(std::string_view(device));
-    if (it == clocks.end())
-      it = clocks.emplace(device, DeviceClockEntry{clock::SkewEstimator(clockOptions())}).first;
+    if (it == clocks.end()) it = clocks.emplace(device, clock::SkewEstimator(clockOptions())).first;
     return it->second;
   }
 
@@ -172,7 +167,7 @@ struct Pipeline::Impl {
           reference_time = *t;
           reference = TimeReference::kBroker;
           // The gateway's own clock against the broker's: receive − stamp = delay + skew.
-          gateway_clock.observe(*t, m.receive_time);
+          gateway_clock.observe(*t, m.receive_time, TimeReference::kReceive);
         } else {
           countBad("bad_broker_stamp", m.topic, m.payload.size());
         }
@@ -183,10 +178,9 @@ struct Pipeline::Impl {
     // time, the reference itself.
     Nanos event_time = reference_time;
     if (decoded.device_time) {
-      auto& entry = clockFor(series.device);
-      entry.reference = reference;
-      const Nanos corrected =
-          entry.estimator.observe(*decoded.device_time, reference_time).event_time;
+      const Nanos corrected = clockFor(series.device)
+                                  .observe(*decoded.device_time, reference_time, reference)
+                                  .event_time;
       const Nanos shift = corrected - *decoded.device_time;
       event_time = (shift <= cfg.clock.tolerance && shift >= -cfg.clock.tolerance)
                        ? *decoded.device_time
@@ -253,9 +247,9 @@ struct Pipeline::Impl {
         R"(}},"journal":{{"last_seq":{},"rows":{},"bytes":{},"commits":{},"commit_failures":{}}},)",
         js.last_seq, js.rows, js.file_bytes, js.commits, commit_failures);
     std::uint64_t flagged = 0, steps = 0;
-    for (const auto& [device, e] : clocks) {
-      flagged += e.estimator.state().out_of_bounds;
-      steps += e.estimator.state().steps;
+    for (const auto& [device, estimator] : clocks) {
+      flagged += estimator.state().out_of_bounds;
+      steps += estimator.state().steps;
     }
     s += fmt::format(
         R"("clock":{{"devices":{},"out_of_bounds":{},"steps":{},"gateway_offset_ms":{:.3f}}},)",
@@ -305,15 +299,15 @@ struct Pipeline::Impl {
     appendClock(s, gateway_clock.state());
     s += R"(},"devices":[)";
     bool first = true;
-    for (const auto& [device, e] : clocks) {
+    for (const auto& [device, estimator] : clocks) {
       s += first ? "{" : ",{";
       first = false;
       s += R"("device":)";
       json::appendString(s, device);
       s += R"(,"reference":")";
-      s += toString(e.reference);
+      s += toString(estimator.state().reference);
       s += "\",";
-      appendClock(s, e.estimator.state());
+      appendClock(s, estimator.state());
       s += '}';
     }
     s += "]}";
