@@ -2,7 +2,7 @@
 import collections
 import json
 
-from gwtest import Gatewayd, KafkaBroker, Mosquitto, VictoriaMetrics, run_sim, start_sim, wait_until
+from gwtest import PLUGIN, Gatewayd, KafkaBroker, Mosquitto, VictoriaMetrics, run_sim, start_sim, wait_until
 
 
 def distinct_kafka(records):
@@ -31,7 +31,7 @@ def check_per_device_order(records):
 
 
 def test_outage_backlog_drains_in_order_without_loss(wd):
-    mq = Mosquitto(wd)
+    mq = Mosquitto(wd, plugin=PLUGIN)  # broker stamps, as the design deploys it
     kafka = KafkaBroker(wd)
     vm = VictoriaMetrics(wd)
     gw = Gatewayd(wd, mq.uri, kafka=kafka, vm=vm)
@@ -67,7 +67,7 @@ def test_outage_backlog_drains_in_order_without_loss(wd):
 
 
 def test_sigkill_during_qos1_stream_loses_nothing(wd):
-    mq = Mosquitto(wd)
+    mq = Mosquitto(wd, plugin=PLUGIN)  # broker stamps, as the design deploys it
     kafka = KafkaBroker(wd)
     vm = VictoriaMetrics(wd)
     gw = Gatewayd(wd, mq.uri, kafka=kafka, vm=vm, client_id="gw-crash-test")
