@@ -1,0 +1,202 @@
+// Tumbling windows per series by event time (design: "Windows"): the extension point the
+// pipeline feeds committed readings to and takes closed-window aggregates from.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/reading.h"
+#include "core/time.h"
+
+namespace gw::aggregators {
+
+/// One statistic of a window; a StatSet is a bitwise or of these.
+enum class Stat : std::uint16_t {
+  kCount = 1 << 0,
+  kMin = 1 << 1,
+  kMax = 1 << 2,
+  kAvg = 1 << 3,
+  kP95 = 1 << 4,
+  kSum = 1 << 5,
+  kP50 = 1 << 6,
+  kP99 = 1 << 7,
+  kStddev = 1 << 8,  ///< population standard deviation (divides by n), as stddev_over_time
+  kFirst = 1 << 9,   ///< value with the earliest event time (the first to arrive on a tie)
+  kLast = 1 << 10,   ///< value with the latest event time (the last to arrive on a tie)
+};
+using StatSet = std::uint16_t;
+constexpr StatSet operator|(Stat a, Stat b) {
+  return static_cast<StatSet>(static_cast<StatSet>(a) | static_cast<StatSet>(b));
+}
+constexpr StatSet operator|(StatSet a, Stat b) {
+  return static_cast<StatSet>(a | static_cast<StatSet>(b));
+}
+constexpr bool has(StatSet set, Stat s) { return (set & static_cast<StatSet>(s)) != 0; }
+
+/// Always produced, whatever `stats` says.
+inline constexpr StatSet kDefaultStats =
+    Stat::kCount | Stat::kMin | Stat::kMax | Stat::kAvg | Stat::kP95;
+inline constexpr StatSet kAllStats = kDefaultStats | Stat::kSum | Stat::kP50 | Stat::kP99 |
+                                     Stat::kStddev | Stat::kFirst | Stat::kLast;
+
+/// The config name of a statistic ("count", "min", "max", "avg", "p95", "sum", "p50", "p99",
+/// "stddev", "first", "last"), also the JSON field name of the aggregate.
+const char* toString(Stat s);
+/// The inverse of toString(); nullopt for an unknown name.
+std::optional<Stat> parseStat(std::string_view name);
+
+/// [aggregate] config: what the windows compute. Immutable once the aggregator is built.
+struct WindowOptions {
+  /// aggregate.window: one set of tumbling windows per size, aligned to the Unix epoch
+  /// (window k covers [k·size, (k+1)·size)). Each > 0, no duplicates.
+  std::vector<Nanos> sizes = {10 * kNanosPerSecond};
+  /// aggregate.allowed_lateness: the watermark trails the highest event time by this (≥ 0).
+  Nanos allowed_lateness = 2 * kNanosPerSecond;
+  /// aggregate.stats: kDefaultStats plus any of sum, p50, p99, stddev, first, last.
+  StatSet stats = kDefaultStats;
+  /// Quantiles are exact while a window holds at most this many readings (≥ 1): 8 bytes each.
+  std::uint32_t sample_cap = 1024;
+  /// Past the cap: the quantile sketch's relative accuracy α, in [1e-4, 0.5].
+  double sketch_alpha = 0.01;
+  /// Past the cap: buckets per sign in the sketch (≥ 16): 8 bytes each, at most.
+  std::uint32_t sketch_max_buckets = 1024;
+};
+
+/// Why the options cannot be used; nullopt when they can.
+std::optional<std::string> validate(const WindowOptions& options);
+
+/// How the quantiles of an aggregate were obtained.
+enum class QuantileMode : std::uint8_t {
+  kExact,      ///< nearest rank on every sample (count ≤ sample_cap)
+  kSketch,     ///< the sketch: |reported − exact| ≤ α·|exact|
+  kCollapsed,  ///< the sketch folded its smallest magnitudes: the bound may fail near zero
+};
+
+/// One closed window of one series. Quantiles use nearest rank: the q-quantile of n values is
+/// the ⌈q·n⌉-th smallest (computed in integers: ⌈q%·n/100⌉), reported as a sample (exact) or
+/// within the sketch's bound and clamped to [min, max]. Fields not in `stats` are NaN (doubles)
+/// or 0 (times).
+struct Aggregate {
+  SeriesId series = 0;
+  Nanos window_size = 0;
+  Nanos window_start = 0;   ///< inclusive
+  Nanos window_end = 0;     ///< exclusive: window_start + window_size
+  std::uint64_t count = 0;  ///< ≥ 1: a window without a reading yields no aggregate
+  double min = 0, max = 0, avg = 0;
+  double p50 = 0, p95 = 0, p99 = 0;
+  double sum = 0, stddev = 0;
+  double first = 0, last = 0;
+  Nanos first_time = 0, last_time = 0;  ///< event times of `first` and `last`
+  /// Late readings of this series and size counted since its previous aggregate (see
+  /// Aggregator: a late reading's own window is already out, so it is reported here).
+  std::uint64_t late = 0;
+  StatSet stats = kDefaultStats;  ///< which statistics are set
+  QuantileMode quantiles = QuantileMode::kExact;
+};
+
+/// Counters since construction, for metrics and `gatewayctl`.
+struct AggregatorStats {
+  std::uint64_t readings = 0;        ///< add() and replay() calls accepted into a window
+  std::uint64_t late = 0;            ///< readings for a closed window (add()), once per size
+  std::uint64_t replay_skipped = 0;  ///< replay() readings for a closed window, once per size
+  std::uint64_t rejected = 0;        ///< non-finite values, event times at the int64 edge
+  std::uint64_t windows_closed = 0;  ///< aggregates emitted
+  std::uint64_t sketch_windows = 0;  ///< of those, past the sample cap
+  std::uint64_t open_windows = 0;    ///< windows (series × size) open now
+  std::uint64_t series = 0;          ///< series ids seen (slots allocated)
+  Nanos watermark = 0;               ///< current watermark (INT64_MIN before any input)
+};
+
+/// Receives each closed window, synchronously, from inside add(), replay() or
+/// advanceWallTime(). It must not call back into the aggregator.
+using EmitFn = std::function<void(const Aggregate&)>;
+
+/// Tumbling windows per (series, size), by event time.
+///
+/// Watermark: the highest event time seen by add()/replay() (all series together) minus
+/// allowed_lateness, raised further by advanceWallTime(now) to now − allowed_lateness so that
+/// the windows of silent series close too. It never goes back. A window [start, end) closes
+/// as soon as watermark ≥ end; so a reading joins its window while its event time t satisfies
+/// end(t) > watermark, i.e. it trails the highest event time seen by less than about the
+/// lateness.
+///
+/// Late readings: a reading whose window is closed (end ≤ watermark, or restored as closed)
+/// never reopens it: it is counted in stats().late and in `late` of the NEXT aggregate emitted
+/// for that series and size (its own aggregate is already out). Late readings pending at a
+/// restart are not persisted and so not reported.
+///
+/// Order: every aggregate that a watermark step closes is emitted ordered by (window_end,
+/// series, window_size); the window ends of successive steps only grow, so the whole output is
+/// in that order.
+///
+/// Restart contract (the pipeline persists state in the journal, this class holds none):
+///  1. With the aggregates it journals, the pipeline persists, in the same transaction, the
+///     watermark() and the replayFrom() seq taken after the last add() of the batch.
+///  2. On start, before any add(): restoreWatermark(persisted watermark) — or, per series,
+///     restoreClosed(series, size, last journalled window_end) — then replay() every journal
+///     reading with seq ≥ the persisted replayFrom(), in seq order, then advanceWallTime(now)
+///     and add() as usual. Replayed readings of windows already closed are skipped (not late);
+///     the others rebuild the open windows, which then close once, complete. Readings must come
+///     in non-decreasing seq order for replayFrom() to be right.
+///  The journal must keep rows from replayFrom() on (a cursor for the windows).
+///
+/// Memory: a slot per (series id, size) with ⌈lateness/size⌉ + 1 window states of 136 bytes
+/// (x86-64), plus per window up to 8·sample_cap bytes of samples and, past the cap, a sketch of at
+/// most 2·8·sketch_max_buckets bytes. Buffers are kept for the next window (no allocation per
+/// reading in a steady state) and released when a window used under a quarter of them.
+/// Series ids are indices: they should be dense (Journal::internSeries gives 0, 1, 2, ...).
+///
+/// Threading: single-threaded; the pipeline's event loop owns it.
+class Aggregator {
+ public:
+  /// Builds an aggregator; throws std::invalid_argument when validate(options) fails (a
+  /// start-up error). `emit` receives the closed windows.
+  static std::unique_ptr<Aggregator> create(const WindowOptions& options, EmitFn emit);
+  virtual ~Aggregator() = default;
+
+  /// Adds a committed reading to its window of every size, or counts it late. `seq` is the
+  /// reading's journal seq (0 when there is none; replayFrom() is then meaningless). A
+  /// non-finite value is counted in stats().rejected and otherwise ignored. May emit
+  /// aggregates: those this reading's event time closes, before the reading is added.
+  virtual void add(SeriesId series, Nanos event_time, double value, std::uint64_t seq = 0) = 0;
+  /// The same as add() for a reading replayed from the journal after a restart: when its
+  /// window is already closed it is skipped (stats().replay_skipped), not counted late.
+  virtual void replay(SeriesId series, Nanos event_time, double value, std::uint64_t seq) = 0;
+  /// Wall clock (same clock as event times, e.g. gw::wallNow() on a timer): raises the
+  /// watermark to now − allowed_lateness, emitting the windows that closes. Call it after the
+  /// replay on start, then periodically; the period bounds the close latency of silent series.
+  virtual void advanceWallTime(Nanos now) = 0;
+
+  /// Marks the windows of (series, size) ending at or before `end` as closed (already emitted
+  /// before a restart). Call before any reading of that series; `size` must be configured
+  /// (aborts otherwise: a bug).
+  virtual void restoreClosed(SeriesId series, Nanos size, Nanos end) = 0;
+  /// Raises the watermark to `watermark` (persisted before a restart) without emitting:
+  /// windows ending at or before it count as closed. Call before any reading.
+  virtual void restoreWatermark(Nanos watermark) = 0;
+
+  /// The wall time at which advanceWallTime() will close the oldest open window (its end +
+  /// allowed_lateness), or nullopt with none open: arm the loop's timer for it instead of
+  /// polling, so that a silent series' window closes on time.
+  virtual std::optional<Nanos> nextWallDeadline() const = 0;
+  /// Current watermark (INT64_MIN before any input).
+  virtual Nanos watermark() const = 0;
+  /// The smallest seq a replay must start from to rebuild every open window: the seq of the
+  /// first reading of the oldest open window, or, with none open, the last seq seen + 1 (1
+  /// before any reading).
+  virtual std::uint64_t replayFrom() const = 0;
+
+  virtual AggregatorStats stats() const = 0;
+  /// Bytes held by the window state: the object, its slot arrays and every buffer's capacity
+  /// (not malloc overhead). Walks every slot: for metrics and tests, not per reading.
+  virtual std::size_t memoryBytes() const = 0;
+  /// Windows open now.
+  virtual std::size_t openWindows() const = 0;
+};
+
+}  // namespace gw::aggregators

@@ -1,0 +1,510 @@
+// The window engine behind aggregators/aggregator.h.
+//
+// Layout: series ids are dense, so every (series, size) pair has a slot at a fixed index, and
+// each slot a ring of M = ⌈lateness/size⌉ + 1 window states indexed by (window number mod M).
+// That ring is enough: every reading has event time ≤ the highest seen (H), and every open
+// window ends after the watermark (≥ H − lateness), so the open windows of one size are among M
+// consecutive window numbers — for all series at once. The same holds for the "due" ring per
+// size, which lists the series with an open window ending at each of those M ends, so closing
+// never scans idle series.
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <stdexcept>
+#include <tuple>
+
+#include "aggregators/aggregator.h"
+#include "aggregators/quantile_sketch.h"
+
+namespace gw::aggregators {
+namespace {
+
+constexpr Nanos kNone = std::numeric_limits<Nanos>::min();
+constexpr Nanos kMaxNanos = std::numeric_limits<Nanos>::max();
+// Series ids index arrays; a larger one is not from Journal::internSeries (a bug).
+constexpr SeriesId kMaxSeries = 1u << 26;
+
+void require(bool ok) {
+  if (!ok) std::abort();
+}
+
+Nanos floorDiv(Nanos a, Nanos b) {
+  Nanos q = a / b;
+  if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
+  return q;
+}
+
+std::uint32_t ringIndex(Nanos window_number, std::uint32_t m) {
+  const Nanos r = window_number % static_cast<Nanos>(m);
+  return static_cast<std::uint32_t>(r < 0 ? r + m : r);
+}
+
+Nanos saturatingSub(Nanos a, Nanos b) {  // b ≥ 0
+  return a < kNone + b ? kNone : a - b;
+}
+
+/// ⌈percent·n/100⌉ clamped to [1, n]: the nearest rank, in integers so that 95% of 20 is 19.
+std::uint64_t nearestRank(std::uint32_t percent, std::uint64_t n) {
+  // n = 100a + b: ⌈(100a + b)·p/100⌉ = a·p + ⌈b·p/100⌉, without overflow (and no __int128 on
+  // 32-bit targets).
+  const std::uint64_t r = n / 100 * percent + (n % 100 * percent + 99) / 100;
+  return std::clamp<std::uint64_t>(r, 1, n);
+}
+
+struct Window {
+  Nanos start = kNone;  ///< kNone: not open
+  std::uint64_t count = 0;
+  double min = 0, max = 0;
+  double sum = 0, compensation = 0;                        ///< Neumaier summation
+  double shift = 0, shifted_sum = 0, shifted_squares = 0;  ///< for stddev, around the first value
+  Nanos first_time = 0, last_time = 0;
+  double first = 0, last = 0;
+  std::vector<double> samples;             ///< while count ≤ sample_cap
+  std::unique_ptr<QuantileSketch> sketch;  ///< past the cap; kept for the next window
+};
+
+struct Slot {
+  Nanos restored_end = kNone;  ///< windows ending at or before it closed before a restart
+  std::uint64_t late_pending = 0;
+  std::uint32_t last_ring = 0;  ///< ring position of the last window touched (fast path)
+};
+
+struct Due {
+  Nanos end = kNone;  ///< kNone: no open window of this size ends here
+  std::uint64_t first_seq = 0;
+  std::vector<SeriesId> series;
+};
+
+struct SizeState {
+  Nanos size = 0;
+  std::uint32_t ring = 0;    ///< M
+  std::uint32_t offset = 0;  ///< first window of this size within a series' windows
+  std::vector<Due> due;      ///< M entries
+};
+
+struct Closing {
+  Nanos end;
+  SeriesId series;
+  std::uint32_t size_index;
+  bool operator<(const Closing& o) const {
+    return std::tie(end, series, size_index) < std::tie(o.end, o.series, o.size_index);
+  }
+};
+
+class WindowAggregator final : public Aggregator {
+ public:
+  WindowAggregator(const WindowOptions& options, EmitFn emit)
+      : options_(options), emit_(std::move(emit)) {
+    stats_set_ = static_cast<StatSet>(options.stats | kDefaultStats);
+    Nanos largest = 0;
+    std::vector<Nanos> sizes = options.sizes;
+    std::sort(sizes.begin(), sizes.end());
+    for (Nanos size : sizes) {
+      SizeState s;
+      s.size = size;
+      const Nanos lateness_windows = (options.allowed_lateness + size - 1) / size;
+      s.ring = static_cast<std::uint32_t>(lateness_windows + 1);
+      s.offset = windows_per_series_;
+      s.due.resize(s.ring);
+      windows_per_series_ += s.ring;
+      sizes_.push_back(std::move(s));
+      largest = std::max(largest, size);
+    }
+    min_time_ = kNone + largest;
+    max_time_ = kMaxNanos - largest;
+    for (std::uint32_t p : {50u, 95u, 99u}) {
+      const Stat s = p == 50 ? Stat::kP50 : p == 95 ? Stat::kP95 : Stat::kP99;
+      if (has(stats_set_, s)) percents_.push_back(p);
+    }
+  }
+
+  void add(SeriesId series, Nanos event_time, double value, std::uint64_t seq) override {
+    feed(series, event_time, value, seq, false);
+  }
+
+  void replay(SeriesId series, Nanos event_time, double value, std::uint64_t seq) override {
+    feed(series, event_time, value, seq, true);
+  }
+
+  void advanceWallTime(Nanos now) override {
+    raiseWatermark(saturatingSub(now, options_.allowed_lateness));
+  }
+
+  void restoreClosed(SeriesId series, Nanos size, Nanos end) override {
+    ensureSeries(series);
+    const std::uint32_t k = sizeIndex(size);
+    Slot& slot = slots_[series * sizes_.size() + k];
+    slot.restored_end = std::max(slot.restored_end, end);
+    for (std::uint32_t p = 0; p < sizes_[k].ring; ++p)  // called before its readings: a bug
+      require(windowAt(series, k, p).start == kNone || windowAt(series, k, p).start + size > end);
+  }
+
+  void restoreWatermark(Nanos watermark) override {
+    require(open_windows_ == 0);  // called before any reading: a bug otherwise
+    watermark_ = std::max(watermark_, watermark);
+  }
+
+  std::optional<Nanos> nextWallDeadline() const override {
+    if (open_windows_ == 0) return std::nullopt;
+    return next_due_ > kMaxNanos - options_.allowed_lateness
+               ? kMaxNanos
+               : next_due_ + options_.allowed_lateness;
+  }
+
+  Nanos watermark() const override { return watermark_; }
+
+  std::uint64_t replayFrom() const override {
+    std::uint64_t from = last_seq_ + 1;
+    for (const auto& s : sizes_)
+      for (const auto& d : s.due)
+        if (d.end != kNone) from = std::min(from, d.first_seq);
+    return from;
+  }
+
+  AggregatorStats stats() const override {
+    AggregatorStats s = counters_;
+    s.open_windows = open_windows_;
+    s.series = series_count_;
+    s.watermark = watermark_;
+    return s;
+  }
+
+  std::size_t memoryBytes() const override {
+    std::size_t bytes =
+        sizeof(*this) + slots_.capacity() * sizeof(Slot) + windows_.capacity() * sizeof(Window) +
+        scratch_.capacity() * sizeof(Closing) + sizes_.capacity() * sizeof(SizeState) +
+        percents_.capacity() * sizeof(std::uint32_t);
+    for (const auto& s : sizes_) {
+      bytes += s.due.capacity() * sizeof(Due);
+      for (const auto& d : s.due) bytes += d.series.capacity() * sizeof(SeriesId);
+    }
+    for (const auto& w : windows_) {
+      bytes += w.samples.capacity() * sizeof(double);
+      if (w.sketch) bytes += sizeof(QuantileSketch) + w.sketch->heapBytes();
+    }
+    return bytes;
+  }
+
+  std::size_t openWindows() const override { return open_windows_; }
+
+ private:
+  std::uint32_t sizeIndex(Nanos size) const {
+    for (std::uint32_t k = 0; k < sizes_.size(); ++k)
+      if (sizes_[k].size == size) return k;
+    require(false);  // not a configured size: a bug
+    return 0;
+  }
+
+  Window& windowAt(SeriesId series, std::uint32_t k, std::uint32_t p) {
+    return windows_[static_cast<size_t>(series) * windows_per_series_ + sizes_[k].offset + p];
+  }
+
+  void ensureSeries(SeriesId series) {
+    if (series < series_count_) return;
+    require(series < kMaxSeries);
+    series_count_ = series + 1;
+    slots_.resize(static_cast<size_t>(series_count_) * sizes_.size());
+    windows_.resize(static_cast<size_t>(series_count_) * windows_per_series_);
+  }
+
+  void feed(SeriesId series, Nanos t, double value, std::uint64_t seq, bool replaying) {
+    if (!std::isfinite(value) || t < min_time_ || t > max_time_) {
+      ++counters_.rejected;
+      return;
+    }
+    ensureSeries(series);
+    if (seq > last_seq_) last_seq_ = seq;
+    if (t > highest_) {
+      highest_ = t;
+      raiseWatermark(saturatingSub(t, options_.allowed_lateness));
+    }
+    bool accepted = false;
+    for (std::uint32_t k = 0; k < sizes_.size(); ++k)
+      accepted |= addTo(series, k, t, value, seq, replaying);
+    if (accepted) ++counters_.readings;
+  }
+
+  /// Returns false when the reading's window of this size is closed.
+  bool addTo(SeriesId series, std::uint32_t k, Nanos t, double value, std::uint64_t seq,
+             bool replaying) {
+    const SizeState& size = sizes_[k];
+    Slot& slot = slots_[static_cast<size_t>(series) * sizes_.size() + k];
+    Window* w = &windowAt(series, k, slot.last_ring);
+    if (w->start == kNone || t < w->start || t - w->start >= size.size) {
+      const Nanos number = floorDiv(t, size.size);
+      const Nanos start = number * size.size;
+      const Nanos end = start + size.size;
+      if (end <= watermark_ || end <= slot.restored_end) {
+        if (replaying) {
+          ++counters_.replay_skipped;
+        } else {
+          ++counters_.late;
+          ++slot.late_pending;
+        }
+        return false;
+      }
+      const std::uint32_t p = ringIndex(number, size.ring);
+      w = &windowAt(series, k, p);
+      slot.last_ring = p;
+      if (w->start == kNone) {
+        open(*w, start, t, value);
+        Due& due = sizes_[k].due[p];
+        if (due.end == kNone) {
+          due.end = end;
+          due.first_seq = seq;
+          next_due_ = std::min(next_due_, end);
+        }
+        assert(due.end == end);
+        due.series.push_back(series);
+        return true;
+      }
+      require(w->start == start);  // the ring argument in the file comment
+    }
+    update(*w, t, value);
+    return true;
+  }
+
+  void open(Window& w, Nanos start, Nanos t, double value) {
+    ++open_windows_;
+    w.start = start;
+    w.count = 1;
+    w.min = w.max = value;
+    w.sum = value;
+    w.compensation = 0;
+    w.shift = value;
+    w.shifted_sum = w.shifted_squares = 0;
+    w.first_time = w.last_time = t;
+    w.first = w.last = value;
+    w.samples.push_back(value);
+  }
+
+  void update(Window& w, Nanos t, double value) {
+    ++w.count;
+    w.min = std::min(w.min, value);
+    w.max = std::max(w.max, value);
+    const double s = w.sum + value;
+    if (std::fabs(w.sum) >= std::fabs(value))
+      w.compensation += (w.sum - s) + value;
+    else
+      w.compensation += (value - s) + w.sum;
+    w.sum = s;
+    if (has(stats_set_, Stat::kStddev)) {
+      const double d = value - w.shift;
+      w.shifted_sum += d;
+      w.shifted_squares += d * d;
+    }
+    if (t < w.first_time) {
+      w.first_time = t;
+      w.first = value;
+    }
+    if (t >= w.last_time) {
+      w.last_time = t;
+      w.last = value;
+    }
+    if (w.count <= options_.sample_cap) {
+      w.samples.push_back(value);
+      return;
+    }
+    if (!w.sketch)
+      w.sketch =
+          std::make_unique<QuantileSketch>(options_.sketch_alpha, options_.sketch_max_buckets);
+    if (w.count == options_.sample_cap + std::uint64_t{1}) {
+      for (double v : w.samples) w.sketch->add(v);
+      w.samples.clear();
+    }
+    w.sketch->add(value);
+  }
+
+  void raiseWatermark(Nanos watermark) {
+    if (watermark <= watermark_) return;
+    watermark_ = watermark;
+    if (watermark_ >= next_due_) closeDue();
+  }
+
+  void closeDue() {
+    scratch_.clear();
+    next_due_ = kMaxNanos;
+    for (std::uint32_t k = 0; k < sizes_.size(); ++k) {
+      for (Due& due : sizes_[k].due) {
+        if (due.end == kNone) continue;
+        if (due.end > watermark_) {
+          next_due_ = std::min(next_due_, due.end);
+          continue;
+        }
+        for (SeriesId s : due.series) scratch_.push_back({due.end, s, k});
+        due.series.clear();
+        due.end = kNone;
+      }
+    }
+    std::sort(scratch_.begin(), scratch_.end());
+    for (const Closing& c : scratch_) close(c);
+  }
+
+  void close(const Closing& c) {
+    const SizeState& size = sizes_[c.size_index];
+    const Nanos start = c.end - size.size;
+    Window& w = windowAt(c.series, c.size_index, ringIndex(floorDiv(start, size.size), size.ring));
+    assert(w.start == start);
+    Slot& slot = slots_[static_cast<size_t>(c.series) * sizes_.size() + c.size_index];
+
+    Aggregate& a = aggregate_;
+    a = Aggregate{};
+    a.series = c.series;
+    a.window_size = size.size;
+    a.window_start = start;
+    a.window_end = c.end;
+    a.count = w.count;
+    a.min = w.min;
+    a.max = w.max;
+    const double sum = w.sum + w.compensation;
+    a.avg = std::clamp(sum / static_cast<double>(w.count), w.min, w.max);
+    a.stats = stats_set_;
+    constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+    a.sum = has(stats_set_, Stat::kSum) ? sum : kNaN;
+    if (has(stats_set_, Stat::kStddev)) {
+      const double n = static_cast<double>(w.count);
+      const double m = w.shifted_sum / n;
+      a.stddev = std::sqrt(std::max(0.0, w.shifted_squares / n - m * m));
+    } else {
+      a.stddev = kNaN;
+    }
+    a.first = has(stats_set_, Stat::kFirst) ? w.first : kNaN;
+    a.first_time = has(stats_set_, Stat::kFirst) ? w.first_time : 0;
+    a.last = has(stats_set_, Stat::kLast) ? w.last : kNaN;
+    a.last_time = has(stats_set_, Stat::kLast) ? w.last_time : 0;
+    a.p50 = a.p99 = kNaN;
+    quantiles(w, a);
+    a.late = slot.late_pending;
+    slot.late_pending = 0;
+
+    ++counters_.windows_closed;
+    if (a.quantiles != QuantileMode::kExact) ++counters_.sketch_windows;
+    if (emit_) emit_(a);
+
+    // Reset, keeping buffers for the next window unless this one used under a quarter of them.
+    const std::uint64_t used = std::min<std::uint64_t>(w.count, options_.sample_cap);
+    if (w.samples.capacity() > 64 && w.samples.capacity() > 4 * used)
+      std::vector<double>().swap(w.samples);
+    else
+      w.samples.clear();
+    if (w.sketch && w.count <= options_.sample_cap)
+      w.sketch.reset();
+    else if (w.sketch)
+      w.sketch->clear();
+    w.start = kNone;
+    w.count = 0;
+    --open_windows_;
+  }
+
+  void quantiles(Window& w, Aggregate& a) {
+    double* out[] = {&a.p50, &a.p95, &a.p99};
+    auto target = [&](std::uint32_t p) { return p == 50 ? out[0] : p == 95 ? out[1] : out[2]; };
+    if (w.count <= options_.sample_cap) {
+      a.quantiles = QuantileMode::kExact;
+      // percents_ ascending: each nth_element only needs the part above the previous rank.
+      auto from = w.samples.begin();
+      for (std::uint32_t p : percents_) {
+        const auto r = static_cast<std::ptrdiff_t>(nearestRank(p, w.count));
+        auto nth = w.samples.begin() + (r - 1);
+        if (nth >= from) {
+          std::nth_element(from, nth, w.samples.end());
+          from = nth + 1;
+        }
+        *target(p) = *nth;
+      }
+      return;
+    }
+    a.quantiles = w.sketch->collapsed() ? QuantileMode::kCollapsed : QuantileMode::kSketch;
+    for (std::uint32_t p : percents_)
+      *target(p) = std::clamp(w.sketch->valueAtRank(nearestRank(p, w.count)), w.min, w.max);
+  }
+
+  const WindowOptions options_;
+  const EmitFn emit_;
+  StatSet stats_set_ = kDefaultStats;
+  std::vector<std::uint32_t> percents_;  ///< requested quantiles, ascending
+  std::vector<SizeState> sizes_;         ///< ascending size
+  std::uint32_t windows_per_series_ = 0;
+  Nanos min_time_ = kNone, max_time_ = kMaxNanos;
+
+  SeriesId series_count_ = 0;
+  std::vector<Slot> slots_;      ///< [series × sizes + k]
+  std::vector<Window> windows_;  ///< [series × windows_per_series_ + offset_k + ring position]
+
+  Nanos highest_ = kNone;       ///< highest event time seen
+  Nanos watermark_ = kNone;     ///< never goes back
+  Nanos next_due_ = kMaxNanos;  ///< smallest end of an open window
+  std::uint64_t last_seq_ = 0;
+  std::uint64_t open_windows_ = 0;
+  AggregatorStats counters_;
+  std::vector<Closing> scratch_;
+  Aggregate aggregate_;
+};
+
+}  // namespace
+
+const char* toString(Stat s) {
+  switch (s) {
+    case Stat::kCount:
+      return "count";
+    case Stat::kMin:
+      return "min";
+    case Stat::kMax:
+      return "max";
+    case Stat::kAvg:
+      return "avg";
+    case Stat::kP95:
+      return "p95";
+    case Stat::kSum:
+      return "sum";
+    case Stat::kP50:
+      return "p50";
+    case Stat::kP99:
+      return "p99";
+    case Stat::kStddev:
+      return "stddev";
+    case Stat::kFirst:
+      return "first";
+    case Stat::kLast:
+      return "last";
+  }
+  return "?";
+}
+
+std::optional<Stat> parseStat(std::string_view name) {
+  for (std::uint16_t bit = 1; bit <= static_cast<std::uint16_t>(Stat::kLast); bit <<= 1) {
+    const auto s = static_cast<Stat>(bit);
+    if (name == toString(s)) return s;
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> validate(const WindowOptions& o) {
+  if (o.sizes.empty()) return "at least one window size is needed";
+  for (size_t i = 0; i < o.sizes.size(); ++i) {
+    if (o.sizes[i] <= 0) return "a window size must be positive";
+    if (o.sizes[i] > Nanos{366} * 86400 * kNanosPerSecond)
+      return "a window size must be at most 366d";
+    for (size_t j = 0; j < i; ++j)
+      if (o.sizes[i] == o.sizes[j]) return "window sizes must be distinct";
+  }
+  if (o.allowed_lateness < 0) return "allowed_lateness must not be negative";
+  for (Nanos size : o.sizes)
+    if (o.allowed_lateness / size > 1000)
+      return "allowed_lateness must be at most 1000 windows of the smallest size";
+  if ((o.stats & ~kAllStats) != 0) return "unknown statistic";
+  if (o.sample_cap < 1) return "sample_cap must be at least 1";
+  if (!(o.sketch_alpha >= 1e-4 && o.sketch_alpha <= 0.5))
+    return "sketch_alpha must be between 0.0001 and 0.5";
+  if (o.sketch_max_buckets < 16) return "sketch_max_buckets must be at least 16";
+  return std::nullopt;
+}
+
+std::unique_ptr<Aggregator> Aggregator::create(const WindowOptions& options, EmitFn emit) {
+  if (auto error = validate(options)) throw std::invalid_argument(*error);
+  return std::make_unique<WindowAggregator>(options, std::move(emit));
+}
+
+}  // namespace gw::aggregators
