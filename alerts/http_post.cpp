@@ -1,0 +1,287 @@
+#include "alerts/http_post.h"
+
+#include <curl/curl.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <mutex>
+#include <stdexcept>
+
+#include "alerts/retry_policy.h"
+
+#ifndef GW_VERSION
+#define GW_VERSION "dev"
+#endif
+
+namespace gw::alerts {
+
+const char* toString(DeliveryStatus s) {
+  switch (s) {
+    case DeliveryStatus::kDelivered:
+      return "delivered";
+    case DeliveryStatus::kRetry:
+      return "retry";
+    case DeliveryStatus::kPermanent:
+      return "permanent";
+  }
+  return "retry";
+}
+
+namespace detail {
+namespace {
+
+constexpr std::size_t kMaxResponseBytes = 64 * 1024;
+constexpr std::size_t kMaxErrorChars = 300;
+
+struct CurlEasyDeleter {
+  void operator()(CURL* c) const { curl_easy_cleanup(c); }
+};
+struct CurlSlistDeleter {
+  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
+};
+struct CurlUrlDeleter {
+  void operator()(CURLU* u) const { curl_url_cleanup(u); }
+};
+
+void globalInit() {
+  static std::once_flag once;
+  static CURLcode rc = CURLE_OK;
+  std::call_once(once, [] { rc = curl_global_init(CURL_GLOBAL_DEFAULT); });
+  if (rc != CURLE_OK)
+    throw std::runtime_error(fmt::format("curl_global_init: {}", curl_easy_strerror(rc)));
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+}  // namespace
+
+struct HttpPoster::Curl {
+  std::unique_ptr<CURL, CurlEasyDeleter> easy;
+  std::unique_ptr<curl_slist, CurlSlistDeleter> headers;
+  char errbuf[CURL_ERROR_SIZE] = {};
+};
+
+std::string trimMessage(std::string_view s) {
+  constexpr std::string_view kSpace = " \t\r\n";
+  const auto first = s.find_first_not_of(kSpace);
+  if (first == std::string_view::npos) return {};
+  s = s.substr(first, s.find_last_not_of(kSpace) - first + 1);
+  if (s.size() <= kMaxErrorChars) return std::string(s);
+  std::size_t n = kMaxErrorChars;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  std::string r(s.substr(0, n));
+  r += "…";
+  return r;
+}
+
+HttpPoster::HttpPoster(std::string who, const HttpOptions& options)
+    : who_(std::move(who)), clock_(options.wall_clock), curl_(std::make_unique<Curl>()) {
+  globalInit();
+  // Validate and take the URL apart for messages.
+  std::unique_ptr<CURLU, CurlUrlDeleter> u(curl_url());
+  if (!u) throw std::runtime_error(who_ + ": out of memory");
+  if (const CURLUcode rc = curl_url_set(u.get(), CURLUPART_URL, options.url.c_str(), 0);
+      rc != CURLUE_OK)
+    throw std::runtime_error(fmt::format("{}: invalid url: {}", who_, curl_url_strerror(rc)));
+  auto part = [&](CURLUPart p) {
+    char* s = nullptr;
+    if (curl_url_get(u.get(), p, &s, 0) != CURLUE_OK || s == nullptr) return std::string();
+    std::string v(s);
+    curl_free(s);
+    return v;
+  };
+  const std::string scheme = part(CURLUPART_SCHEME);
+  if (scheme != "http" && scheme != "https")
+    throw std::runtime_error(who_ + ": url must be http:// or https://");
+  safe_url_ = scheme + "://" + part(CURLUPART_HOST);
+  if (const std::string port = part(CURLUPART_PORT); !port.empty()) safe_url_ += ":" + port;
+  if (options.url_path_is_secret) {
+    const std::string path = part(CURLUPART_PATH);
+    if (path.size() > 1) {
+      safe_url_ += "/…";
+      addSecret(path);
+    }
+    if (const std::string q = part(CURLUPART_QUERY); !q.empty()) addSecret(q);
+  } else {
+    safe_url_ += part(CURLUPART_PATH);
+  }
+  if (const std::string user = part(CURLUPART_USER); !user.empty()) addSecret(user);
+  if (const std::string pass = part(CURLUPART_PASSWORD); !pass.empty()) addSecret(pass);
+
+  curl_->easy.reset(curl_easy_init());
+  if (!curl_->easy) throw std::runtime_error(who_ + ": curl_easy_init failed");
+
+  auto add_header = [&](const std::string& h) {
+    if (h.find_first_of("\r\n") != std::string::npos)
+      throw std::runtime_error(who_ + ": a header contains a line break");
+    curl_slist* l = curl_slist_append(curl_->headers.get(), h.c_str());
+    if (!l) throw std::runtime_error(who_ + ": curl_slist_append failed");
+    (void)curl_->headers.release();
+    curl_->headers.reset(l);
+  };
+  add_header("Content-Type: application/json");
+  add_header("Accept: application/json");
+  add_header("Expect:");
+  for (const std::string& h : options.headers) {
+    add_header(h);
+    if (const auto colon = h.find(':'); colon != std::string::npos) {
+      std::string_view value = std::string_view(h).substr(colon + 1);
+      while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+      addSecret(std::string(value));
+    }
+  }
+
+  auto setopt = [&](CURLoption option, auto value) {
+    if (const CURLcode rc = curl_easy_setopt(curl_->easy.get(), option, value); rc != CURLE_OK)
+      throw std::runtime_error(fmt::format("{}: curl_easy_setopt({}): {}", who_,
+                                           static_cast<int>(option), curl_easy_strerror(rc)));
+  };
+  setopt(CURLOPT_URL, options.url.c_str());
+  setopt(CURLOPT_POST, 1L);
+  setopt(CURLOPT_HTTPHEADER, curl_->headers.get());
+  setopt(CURLOPT_USERAGENT, "iot-gateway/" GW_VERSION);
+  setopt(CURLOPT_WRITEFUNCTION, &HttpPoster::onBody);
+  setopt(CURLOPT_WRITEDATA, this);
+  setopt(CURLOPT_HEADERFUNCTION, &HttpPoster::onHeader);
+  setopt(CURLOPT_HEADERDATA, this);
+  setopt(CURLOPT_XFERINFOFUNCTION, &HttpPoster::onProgress);
+  setopt(CURLOPT_XFERINFODATA, this);
+  setopt(CURLOPT_NOPROGRESS, 0L);
+  setopt(CURLOPT_ERRORBUFFER, curl_->errbuf);
+  setopt(CURLOPT_TIMEOUT_MS,
+         static_cast<long>(std::max<Nanos>(1, options.timeout / kNanosPerMilli)));
+  setopt(CURLOPT_CONNECTTIMEOUT_MS,
+         static_cast<long>(std::max<Nanos>(1, options.connect_timeout / kNanosPerMilli)));
+  setopt(CURLOPT_NOSIGNAL, 1L);
+  setopt(CURLOPT_TCP_KEEPALIVE, 1L);
+  setopt(CURLOPT_FOLLOWLOCATION, 0L);
+  // Verification is libcurl's default; set it anyway so nobody can lose it by accident.
+  setopt(CURLOPT_SSL_VERIFYPEER, 1L);
+  setopt(CURLOPT_SSL_VERIFYHOST, 2L);
+  if (!options.ca_file.empty()) setopt(CURLOPT_CAINFO, options.ca_file.c_str());
+#if LIBCURL_VERSION_NUM >= 0x075500
+  setopt(CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+  setopt(CURLOPT_PROTOCOLS, static_cast<long>(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+}
+
+HttpPoster::~HttpPoster() = default;
+
+void HttpPoster::addSecret(std::string secret) {
+  // Shorter values are not plausible secrets and would garble ordinary words in messages.
+  if (secret.size() >= 8) secrets_.push_back(std::move(secret));
+}
+
+void HttpPoster::scrub(std::string& text) const {
+  for (const std::string& s : secrets_) {
+    for (auto pos = text.find(s); pos != std::string::npos; pos = text.find(s, pos + 10))
+      text.replace(pos, s.size(), "<redacted>");
+  }
+}
+
+Nanos HttpPoster::now() const { return clock_ ? clock_() : wallNow(); }
+
+std::size_t HttpPoster::onBody(char* data, std::size_t size, std::size_t n, void* p) {
+  auto* self = static_cast<HttpPoster*>(p);
+  const std::size_t bytes = size * n;
+  std::string& body = self->response_.body;
+  body.append(data, std::min(bytes, kMaxResponseBytes - std::min(kMaxResponseBytes, body.size())));
+  return bytes;  // drop the rest but keep the connection usable
+}
+
+std::size_t HttpPoster::onHeader(char* data, std::size_t size, std::size_t n, void* p) {
+  auto* self = static_cast<HttpPoster*>(p);
+  const std::size_t bytes = size * n;
+  std::string_view line(data, bytes);
+  if (line.rfind("HTTP/", 0) == 0) {
+    self->response_.retry_after.reset();  // a new header block (after 100 Continue)
+  } else if (const auto colon = line.find(':');
+             colon != std::string_view::npos && iequals(line.substr(0, colon), "retry-after")) {
+    std::string_view v = line.substr(colon + 1);
+    while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+    while (!v.empty() && (v.back() == '\r' || v.back() == '\n' || v.back() == ' '))
+      v.remove_suffix(1);
+    self->response_.retry_after = std::string(v.substr(0, 64));
+  }
+  return bytes;
+}
+
+int HttpPoster::onProgress(void* p, long long, long long, long long, long long) {
+  return static_cast<HttpPoster*>(p)->interrupted_.load() ? 1 : 0;
+}
+
+HttpResponse HttpPoster::post(std::string_view body) {
+  response_ = HttpResponse{};
+  response_.body.reserve(256);
+  curl_->errbuf[0] = '\0';
+  CURL* easy = curl_->easy.get();
+  auto fail = [&](std::string error) {
+    scrub(error);
+    response_.transport_ok = false;
+    response_.error = std::move(error);
+    return std::move(response_);
+  };
+  if (interrupted_.load()) return fail(fmt::format("{}: interrupted (shutting down)", safe_url_));
+  if (const CURLcode rc =
+          curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+      rc != CURLE_OK)
+    return fail(fmt::format("curl setopt: {}", curl_easy_strerror(rc)));
+  if (const CURLcode rc = curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body.data()); rc != CURLE_OK)
+    return fail(fmt::format("curl setopt: {}", curl_easy_strerror(rc)));
+  if (const CURLcode rc = curl_easy_perform(easy); rc != CURLE_OK) {
+    if (rc == CURLE_ABORTED_BY_CALLBACK)
+      return fail(fmt::format("{}: interrupted (shutting down)", safe_url_));
+    return fail(fmt::format("{}: {}", safe_url_,
+                            curl_->errbuf[0] != '\0' ? curl_->errbuf : curl_easy_strerror(rc)));
+  }
+  long status = 0;
+  if (const CURLcode rc = curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status); rc != CURLE_OK)
+    return fail(fmt::format("curl getinfo: {}", curl_easy_strerror(rc)));
+  response_.transport_ok = true;
+  response_.status = status;
+  return std::move(response_);
+}
+
+DeliveryResult classify(const HttpPoster& poster, const HttpResponse& r,
+                        std::string_view server_message) {
+  DeliveryResult out;
+  if (!r.transport_ok) {
+    out.status = DeliveryStatus::kRetry;
+    out.error = r.error;
+    return out;
+  }
+  const long s = r.status;
+  if (s >= 200 && s < 300) {
+    out.status = DeliveryStatus::kDelivered;
+    return out;
+  }
+  out.error = fmt::format("{}: HTTP {}", poster.safeUrl(), s);
+  if (!server_message.empty()) {
+    out.error += ": ";
+    out.error += server_message;
+  }
+  const bool retry = s == 429 || s >= 500 || s < 200 || (s >= 300 && s < 400) || s == 408 ||
+                     s == 401 || s == 403 || s == 404;
+  if (!retry) {
+    out.status = DeliveryStatus::kPermanent;
+  } else {
+    out.status = DeliveryStatus::kRetry;
+    if (r.retry_after) {
+      out.retry_after = parseRetryAfter(*r.retry_after, poster.now());
+      if (out.retry_after)
+        out.error += fmt::format(" (retry after {}s)", *out.retry_after / kNanosPerSecond);
+    }
+  }
+  poster.scrub(out.error);
+  return out;
+}
+
+}  // namespace detail
+}  // namespace gw::alerts

@@ -1,0 +1,426 @@
+// The per rule × series state machine: hysteresis, `for`, flapping, re-trigger interval,
+// no_data_for, window statistics, restore after restart, memory bounds. Time is driven by the
+// test; nothing sleeps.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "alerts/alert_engine.h"
+#include "test_print.h"
+
+using namespace gw::alerts;
+using gw::kNanosPerSecond;
+using gw::Nanos;
+using gw::Series;
+
+namespace {
+
+constexpr Nanos kS = kNanosPerSecond;
+constexpr Nanos kT0 = 1'795'000'000 * kS;  // 2026-11-18
+
+Rule overheat(Nanos for_duration = 0) {
+  Rule r;
+  r.name = "bearing-overheat";
+  r.device = "pump-*";
+  r.metric = "bearing_temp";
+  r.above = 85;
+  r.clear_below = 80;
+  r.for_duration = for_duration;
+  r.severity = "critical";
+  r.notify = {"pagerduty"};
+  return r;
+}
+
+Rule silent(Nanos no_data_for = 60 * kS) {
+  Rule r;
+  r.name = "sensor-silent";
+  r.no_data_for = no_data_for;
+  return r;
+}
+
+const Series kPump{"pump-7", "bearing_temp", {{"line", "3"}}};
+
+// Feeds readings at `step` seconds apart from kT0 (event time = wall time).
+struct Feed {
+  explicit Feed(AlertEngine& e) : engine(e) {}
+  AlertEngine& engine;
+  std::vector<AlertEvent> events;
+  Nanos t = kT0;
+  void at(Nanos when, double v, const Series& s = kPump) {
+    t = when;
+    engine.onReading(s, v, t, t, events);
+  }
+  void next(double v, Nanos step = kS) { at(t + step, v); }
+};
+
+int countState(const std::vector<AlertEvent>& ev, AlertState s) {
+  int n = 0;
+  for (const auto& e : ev) n += e.state == s;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("hysteresis: 84 86 84 81 79 gives one trigger and one resolve") {
+  AlertEngine engine({overheat()}, {.gateway_id = "plant1-line3"});
+  Feed f{engine};
+  for (double v : {84.0, 86.0, 84.0, 81.0, 79.0}) f.next(v);
+  REQUIRE(f.events.size() == 2);
+  const AlertEvent& trig = f.events[0];
+  CHECK(str(trig.state) == "firing");
+  CHECK(trig.rule == "bearing-overheat");
+  CHECK(trig.series == kPump);
+  CHECK(str(trig.severity) == "critical");
+  CHECK(trig.statistic == "value");
+  CHECK(trig.value == 86);
+  CHECK(trig.threshold == 85);
+  CHECK(trig.time == kT0 + 2 * kS);
+  CHECK(trig.dedup_key == "plant1-line3/bearing-overheat/pump-7/bearing_temp/line=3");
+  const AlertEvent& res = f.events[1];
+  CHECK(str(res.state) == "resolved");
+  CHECK(res.value == 79);
+  CHECK(res.threshold == 80);
+  CHECK(res.time == kT0 + 5 * kS);
+  CHECK(res.dedup_key == trig.dedup_key);
+}
+
+TEST_CASE("no hysteresis by default: clear threshold = trigger threshold, equal holds") {
+  Rule r = overheat();
+  r.clear_below.reset();
+  AlertEngine engine({r});
+  Feed f{engine};
+  f.next(86);
+  f.next(85);  // not above, not below: holds
+  CHECK(f.events.size() == 1);
+  f.next(84.9);
+  REQUIRE(f.events.size() == 2);
+  CHECK(str(f.events[1].state) == "resolved");
+  CHECK(f.events[1].threshold == 85);
+}
+
+TEST_CASE("below rule mirrors above") {
+  Rule r;
+  r.name = "too-cold";
+  r.below = 5;
+  r.clear_above = 8;
+  AlertEngine engine({r});
+  Feed f{engine};
+  for (double v : {6.0, 4.0, 6.0, 7.9, 8.1}) f.next(v);
+  REQUIRE(f.events.size() == 2);
+  CHECK(f.events[0].value == 4);
+  CHECK(f.events[0].threshold == 5);
+  CHECK(f.events[1].value == 8.1);
+  CHECK(f.events[1].threshold == 8);
+}
+
+TEST_CASE("for 20s: must stay beyond the threshold for the duration, by event time") {
+  AlertEngine engine({overheat(20 * kS)});
+  Feed f{engine};
+  f.at(kT0, 86);
+  f.at(kT0 + 5 * kS, 90);
+  f.at(kT0 + 10 * kS, 88);
+  f.at(kT0 + 19 * kS, 87);
+  CHECK(f.events.empty());
+  CHECK(engine.counters().pending == 1);
+  f.at(kT0 + 20 * kS, 86);
+  REQUIRE(f.events.size() == 1);
+  CHECK(f.events[0].time == kT0 + 20 * kS);
+  CHECK(f.events[0].value == 86);
+
+  SUBCASE("a dip below the trigger threshold restarts the wait") {
+    AlertEngine e2({overheat(20 * kS)});
+    Feed g{e2};
+    g.at(kT0, 86);
+    g.at(kT0 + 10 * kS, 86);
+    g.at(kT0 + 15 * kS, 84);  // between clear and trigger: pending → ok
+    g.at(kT0 + 20 * kS, 86);
+    g.at(kT0 + 30 * kS, 86);
+    CHECK(g.events.empty());
+    g.at(kT0 + 40 * kS, 86);
+    REQUIRE(g.events.size() == 1);
+    CHECK(g.events[0].time == kT0 + 40 * kS);
+  }
+  SUBCASE("wall time alone does not fire a pending rule") {
+    AlertEngine e2({overheat(20 * kS)});
+    Feed g{e2};
+    g.at(kT0, 86);
+    e2.tick(kT0 + 3600 * kS, g.events);
+    CHECK(g.events.empty());
+  }
+}
+
+TEST_CASE("flapping around 85 with hysteresis: one trigger, no storm") {
+  AlertEngine engine({overheat()});
+  Feed f{engine};
+  for (int i = 0; i < 3600; ++i) f.next(i % 2 ? 84.0 : 86.5);  // an hour at 1 Hz
+  CHECK(f.events.size() == 1);
+  CHECK(countState(f.events, AlertState::kFiring) == 1);
+}
+
+TEST_CASE("flapping across both thresholds: bounded by the re-trigger interval") {
+  AlertEngine engine({overheat()});  // min_retrigger 5 min
+  Feed f{engine};
+  for (int i = 0; i < 1800; ++i) f.next(i % 2 ? 79.0 : 86.0);  // 30 min at 1 Hz, 900 cycles
+  // At most one trigger and one resolve per 5-minute interval.
+  CHECK(countState(f.events, AlertState::kFiring) <= 30 / 5 + 1);
+  CHECK(f.events.size() <= 2 * (30 / 5 + 1));
+  CHECK(countState(f.events, AlertState::kFiring) >= 5);
+  // Strictly alternating per dedup key: never two triggers or two resolves in a row.
+  for (std::size_t i = 0; i < f.events.size(); ++i)
+    CHECK(str(f.events[i].state) == (i % 2 == 0 ? "firing" : "resolved"));
+  // Consecutive triggers are at least the interval apart.
+  Nanos last = 0;
+  for (const auto& e : f.events) {
+    if (e.state != AlertState::kFiring) continue;
+    if (last != 0) CHECK(e.time - last >= kDefaultMinRetrigger);
+    last = e.time;
+  }
+  const EngineCounters c = engine.counters();
+  CHECK(c.suppressed > 800);
+  CHECK(c.held == c.suppressed + c.delayed);
+}
+
+TEST_CASE("a re-trigger within the interval is held, then sent if the problem persists") {
+  AlertEngine engine({overheat()});
+  Feed f{engine};
+  f.at(kT0, 86);
+  f.at(kT0 + 10 * kS, 79);
+  f.at(kT0 + 20 * kS, 90);  // held: the last trigger was 20 s ago
+  CHECK(f.events.size() == 2);
+  CHECK(engine.counters().held == 1);
+
+  SUBCASE("released by a later sample") {
+    f.at(kT0 + 200 * kS, 91);
+    CHECK(f.events.size() == 2);
+    f.at(kT0 + 300 * kS, 82);  // still not cleared (hysteresis)
+    REQUIRE(f.events.size() == 3);
+    CHECK(str(f.events[2].state) == "firing");
+    CHECK(f.events[2].time == kT0 + 300 * kS);
+    CHECK(f.events[2].value == 91);  // the last value beyond the threshold
+    CHECK(engine.counters().delayed == 1);
+  }
+  SUBCASE("released by tick when the sensor goes quiet") {
+    engine.tick(kT0 + 299 * kS, f.events);
+    CHECK(f.events.size() == 2);
+    engine.tick(kT0 + 300 * kS, f.events);
+    REQUIRE(f.events.size() == 3);
+    CHECK(str(f.events[2].state) == "firing");
+    CHECK(f.events[2].value == 90);
+  }
+  SUBCASE("dropped when it clears first") {
+    f.at(kT0 + 30 * kS, 70);
+    engine.tick(kT0 + 400 * kS, f.events);
+    CHECK(f.events.size() == 2);
+    CHECK(engine.counters().suppressed == 1);
+  }
+}
+
+TEST_CASE("min_retrigger 0 disables the hold") {
+  Rule r = overheat();
+  r.min_retrigger = 0;
+  AlertEngine engine({r});
+  Feed f{engine};
+  for (int i = 0; i < 10; ++i) f.next(i % 2 ? 79.0 : 86.0);
+  CHECK(f.events.size() == 10);
+}
+
+TEST_CASE("no_data_for: a silent series fires on tick and resolves when data returns") {
+  AlertEngine engine({silent(60 * kS)}, {.gateway_id = "gw"});
+  std::vector<AlertEvent> ev;
+  engine.onReading(kPump, 50, kT0, kT0, ev);
+  engine.tick(kT0 + 30 * kS, ev);
+  engine.tick(kT0 + 60 * kS - 1, ev);
+  CHECK(ev.empty());
+  engine.tick(kT0 + 60 * kS, ev);
+  REQUIRE(ev.size() == 1);
+  CHECK(str(ev[0].state) == "firing");
+  CHECK(ev[0].statistic == "no_data");
+  CHECK(ev[0].value == 60);
+  CHECK(ev[0].threshold == 60);
+  CHECK(ev[0].time == kT0 + 60 * kS);
+  CHECK(str(ev[0].severity) == "warning");
+  CHECK(ev[0].dedup_key == "gw/sensor-silent/pump-7/bearing_temp/line=3");
+  engine.tick(kT0 + 61 * kS, ev);
+  engine.tick(kT0 + 600 * kS, ev);
+  CHECK(ev.size() == 1);
+  engine.onReading(kPump, 51, kT0 + 700 * kS, kT0 + 700 * kS, ev);
+  REQUIRE(ev.size() == 2);
+  CHECK(str(ev[1].state) == "resolved");
+  CHECK(ev[1].value == 700);  // seconds of silence
+  CHECK(ev[1].dedup_key == ev[0].dedup_key);
+  // Data keeps flowing: nothing more.
+  engine.onReading(kPump, 52, kT0 + 701 * kS, kT0 + 701 * kS, ev);
+  engine.tick(kT0 + 702 * kS, ev);
+  CHECK(ev.size() == 2);
+}
+
+TEST_CASE("no_data_for: series never seen do not fire; each series has its own state") {
+  AlertEngine engine({silent(60 * kS)});
+  std::vector<AlertEvent> ev;
+  const Series other{"pump-8", "bearing_temp", {}};
+  engine.tick(kT0 + 3600 * kS, ev);
+  CHECK(ev.empty());
+  engine.onReading(kPump, 1, kT0, kT0, ev);
+  engine.onReading(other, 1, kT0 + 30 * kS, kT0 + 30 * kS, ev);
+  engine.tick(kT0 + 60 * kS, ev);
+  REQUIRE(ev.size() == 1);
+  CHECK(ev[0].series == kPump);
+  engine.tick(kT0 + 90 * kS, ev);
+  REQUIRE(ev.size() == 2);
+  CHECK(ev[1].series == other);
+  CHECK(ev[0].dedup_key != ev[1].dedup_key);
+}
+
+TEST_CASE("no_data_for: a sensor that blinks is held by the re-trigger interval") {
+  AlertEngine engine({silent(60 * kS)});
+  std::vector<AlertEvent> ev;
+  engine.onReading(kPump, 1, kT0, kT0, ev);
+  engine.tick(kT0 + 60 * kS, ev);                                // trigger
+  engine.onReading(kPump, 1, kT0 + 61 * kS, kT0 + 61 * kS, ev);  // resolve
+  engine.tick(kT0 + 121 * kS, ev);                               // silent again: held
+  CHECK(ev.size() == 2);
+  engine.tick(kT0 + 359 * kS, ev);
+  CHECK(ev.size() == 2);
+  engine.tick(kT0 + 360 * kS, ev);  // 5 min after the first trigger
+  REQUIRE(ev.size() == 3);
+  CHECK(str(ev[2].state) == "firing");
+  CHECK(ev[2].value == 299);
+}
+
+TEST_CASE("window statistic: on = p95, `for` spans whole windows") {
+  Rule r = overheat(20 * kS);
+  r.on = "p95";
+  AlertEngine engine({r});
+  std::vector<AlertEvent> ev;
+  auto window = [&](Nanos start, double p95) {
+    const Statistic stats[] = {{"count", 10}, {"max", p95 + 1}, {"p95", p95}};
+    engine.onWindow(kPump, start, start + 10 * kS, stats, start + 12 * kS, ev);
+  };
+  // Readings do not drive a p95 rule.
+  engine.onReading(kPump, 99, kT0, kT0, ev);
+  CHECK(ev.empty());
+  window(kT0, 86);
+  CHECK(ev.empty());
+  window(kT0 + 10 * kS, 87);  // [t0, t0+20) beyond: 20 s
+  REQUIRE(ev.size() == 1);
+  CHECK(ev[0].statistic == "p95");
+  CHECK(ev[0].value == 87);
+  CHECK(ev[0].window == 10 * kS);
+  CHECK(ev[0].time == kT0 + 20 * kS);
+  window(kT0 + 20 * kS, 79);
+  REQUIRE(ev.size() == 2);
+  CHECK(str(ev[1].state) == "resolved");
+  CHECK(ev[1].statistic == "p95");
+  // A window without the statistic changes nothing.
+  const Statistic only_count[] = {{"count", 3}};
+  engine.onWindow(kPump, kT0 + 30 * kS, kT0 + 40 * kS, only_count, kT0 + 42 * kS, ev);
+  CHECK(ev.size() == 2);
+}
+
+TEST_CASE("NaN is ignored but is data for no_data_for") {
+  AlertEngine engine({overheat(), silent(60 * kS)});
+  std::vector<AlertEvent> ev;
+  engine.onReading(kPump, std::numeric_limits<double>::quiet_NaN(), kT0, kT0, ev);
+  engine.tick(kT0 + 59 * kS, ev);
+  CHECK(ev.empty());
+  CHECK(engine.counters().ignored_nan == 1);
+}
+
+TEST_CASE("several rules on one series are independent, with their own dedup keys") {
+  Rule warn = overheat();
+  warn.name = "bearing-warm";
+  warn.above = 75;
+  warn.clear_below = 70;
+  warn.severity = "warning";
+  AlertEngine engine({overheat(), warn, silent()});
+  Feed f{engine};
+  f.next(80);
+  REQUIRE(f.events.size() == 1);
+  CHECK(f.events[0].rule == "bearing-warm");
+  f.next(90);
+  REQUIRE(f.events.size() == 2);
+  CHECK(f.events[1].rule == "bearing-overheat");
+  CHECK(f.events[0].dedup_key != f.events[1].dedup_key);
+  // A series no rule selects is not tracked at all (sensor-silent selects everything though).
+  AlertEngine only_pumps({overheat()});
+  std::vector<AlertEvent> ev;
+  only_pumps.onReading(Series{"fan-1", "rpm", {}}, 1, kT0, kT0, ev);
+  CHECK(only_pumps.counters().series == 0);
+}
+
+TEST_CASE("restore after a restart: resolve is sent, no second trigger") {
+  std::vector<AlertEvent> firing;
+  {
+    AlertEngine before({overheat()}, {.gateway_id = "gw"});
+    Feed f{before};
+    f.next(86);
+    REQUIRE(f.events.size() == 1);
+    firing = before.firing();
+    REQUIRE(firing.size() == 1);
+    CHECK(firing[0] == f.events[0]);
+  }
+  AlertEngine after({overheat()}, {.gateway_id = "gw"});
+  CHECK(after.restore(firing[0], kT0 + 100 * kS));
+  CHECK(after.counters().firing == 1);
+  Feed f{after};
+  f.at(kT0 + 101 * kS, 90);
+  CHECK(f.events.empty());
+  f.at(kT0 + 102 * kS, 79);
+  REQUIRE(f.events.size() == 1);
+  CHECK(str(f.events[0].state) == "resolved");
+  CHECK(f.events[0].dedup_key == firing[0].dedup_key);
+
+  SUBCASE("a rule that is gone cannot be restored; resolvedFrom closes it") {
+    Rule other = overheat();
+    other.name = "renamed";
+    AlertEngine reloaded({other}, {.gateway_id = "gw"});
+    CHECK_FALSE(reloaded.restore(firing[0], kT0));
+    const AlertEvent r = resolvedFrom(firing[0], kT0 + 5 * kS);
+    CHECK(str(r.state) == "resolved");
+    CHECK(r.dedup_key == firing[0].dedup_key);
+    CHECK(r.time == kT0 + 5 * kS);
+  }
+}
+
+TEST_CASE("restore a no_data_for alert: it stays firing until data returns") {
+  AlertEngine engine({silent()});
+  AlertEvent e;
+  e.rule = "sensor-silent";
+  e.series = kPump;
+  e.statistic = "no_data";
+  e.time = kT0;
+  e.dedup_key = dedupKey("gateway", "sensor-silent", kPump);
+  REQUIRE(engine.restore(e, kT0 + 10 * kS));
+  std::vector<AlertEvent> ev;
+  engine.tick(kT0 + 1000 * kS, ev);
+  CHECK(ev.empty());
+  engine.onReading(kPump, 1, kT0 + 1001 * kS, kT0 + 1001 * kS, ev);
+  REQUIRE(ev.size() == 1);
+  CHECK(str(ev[0].state) == "resolved");
+}
+
+TEST_CASE("memory bounds: max_series and forgetting idle series") {
+  AlertEngine engine({overheat()}, {.max_series = 2, .forget_after = 600 * kS});
+  std::vector<AlertEvent> ev;
+  for (const char* d : {"pump-1", "pump-2", "pump-3"})
+    engine.onReading(Series{d, "bearing_temp", {}}, 50, kT0, kT0, ev);
+  CHECK(engine.counters().series == 2);
+  CHECK(engine.counters().series_over_cap == 1);
+  // A firing series is kept; an idle ok one is forgotten.
+  engine.onReading(Series{"pump-1", "bearing_temp", {}}, 90, kT0 + kS, kT0 + kS, ev);
+  engine.tick(kT0 + 601 * kS, ev);
+  CHECK(engine.counters().series == 1);
+  CHECK(engine.counters().firing == 1);
+  engine.onReading(Series{"pump-3", "bearing_temp", {}}, 50, kT0, kT0 + 602 * kS, ev);
+  CHECK(engine.counters().series == 2);
+}
+
+TEST_CASE("invalid rules are refused by the engine") {
+  Rule r = overheat();
+  r.severity = "loud";
+  const char* expected = "alert[0].severity: \"loud\" is not one of critical, error, warning, info";
+  CHECK_THROWS_WITH_AS(AlertEngine({r}), expected, std::invalid_argument);
+}
