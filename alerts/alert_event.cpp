@@ -38,18 +38,7 @@ std::uint64_t fnv1a64(std::string_view s) {
   return h;
 }
 
-void appendTags(std::string& out, const Series& s) {
-  out += '{';
-  bool first = true;
-  for (const auto& [k, v] : s.tags) {
-    if (!first) out += ',';
-    first = false;
-    json::appendString(out, k);
-    out += ':';
-    json::appendString(out, v);
-  }
-  out += '}';
-}
+void appendTags(std::string& out, const Series& s) { json::appendStringMap(out, s.tags); }
 
 }  // namespace
 

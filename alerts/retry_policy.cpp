@@ -11,15 +11,6 @@
 namespace gw::alerts {
 namespace {
 
-constexpr std::int64_t daysFromCivil(std::int64_t y, unsigned m, unsigned d) {
-  y -= m <= 2;
-  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const unsigned yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
-}
-
 int monthIndex(const char* name) {
   static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                             "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
@@ -30,12 +21,8 @@ int monthIndex(const char* name) {
 
 std::optional<Nanos> civil(int year, const char* month, int day, int h, int m, int s) {
   const int mon = monthIndex(month);
-  if (mon == 0 || day < 1 || day > 31 || h < 0 || h > 23 || m < 0 || m > 59 || s < 0 || s > 60 ||
-      year < 1970 || year > 9999)
-    return std::nullopt;
-  const std::int64_t days =
-      daysFromCivil(year, static_cast<unsigned>(mon), static_cast<unsigned>(day));
-  return ((days * 24 + h) * 60 + m) * 60 * kNanosPerSecond + std::int64_t{s} * kNanosPerSecond;
+  if (mon == 0 || year < 1970) return std::nullopt;
+  return civilToNanos(year, mon, day, h, m, s);
 }
 
 }  // namespace

@@ -45,6 +45,19 @@ void appendString(std::string& out, std::string_view s) {
   out.push_back('"');
 }
 
+void appendStringMap(std::string& out, const std::vector<std::pair<std::string, std::string>>& kv) {
+  out.push_back('{');
+  bool first = true;
+  for (const auto& [k, v] : kv) {
+    if (!first) out.push_back(',');
+    first = false;
+    appendString(out, k);
+    out.push_back(':');
+    appendString(out, v);
+  }
+  out.push_back('}');
+}
+
 void appendNumber(std::string& out, double v) {
   if (!std::isfinite(v)) {
     out += "null";

@@ -113,9 +113,8 @@ std::optional<Nanos> parseRfc3339(std::string_view s) {
   if (!readInt(s, 0, 4, y) || !readInt(s, 5, 2, mo) || !readInt(s, 8, 2, d) ||
       !readInt(s, 11, 2, h) || !readInt(s, 14, 2, mi) || !readInt(s, 17, 2, se))
     return std::nullopt;
-  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60) return std::nullopt;
-  // int64 nanoseconds cover 1677-09-21 .. 2262-04-11; refuse what cannot be represented.
-  if (y < 1678 || y > 2261) return std::nullopt;
+  const auto base = civilToNanos(y, mo, d, h, mi, se);  // range-checked
+  if (!base) return std::nullopt;
   size_t pos = 19;
   Nanos frac = 0;
   if (pos < s.size() && s[pos] == '.') {
@@ -145,9 +144,16 @@ std::optional<Nanos> parseRfc3339(std::string_view s) {
     return std::nullopt;
   }
   if (pos != s.size()) return std::nullopt;
-  const std::int64_t days = daysFromCivil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d));
-  const std::int64_t secs = days * 86400 + h * 3600 + mi * 60 + se - offset_s;
-  return secs * kNanosPerSecond + frac;
+  return *base - offset_s * kNanosPerSecond + frac;
+}
+
+std::optional<Nanos> civilToNanos(int year, int month, int day, int hour, int minute, int second) {
+  if (year < 1678 || year > 2261 || month < 1 || month > 12 || day < 1 || day > 31 || hour < 0 ||
+      hour > 23 || minute < 0 || minute > 59 || second < 0 || second > 60)
+    return std::nullopt;
+  const std::int64_t days =
+      daysFromCivil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
+  return ((days * 24 + hour) * 60 + minute) * 60 * kNanosPerSecond + second * kNanosPerSecond;
 }
 
 std::optional<Nanos> parseDuration(std::string_view s) {

@@ -27,6 +27,10 @@ std::string formatRfc3339Millis(Nanos t);
 /// Parses RFC 3339 (`2026-11-21T10:15:30Z`, fractional seconds up to ns, `Z` or `±hh:mm`).
 std::optional<Nanos> parseRfc3339(std::string_view s);
 
+/// The instant of a UTC calendar date and time; nullopt outside what int64 nanoseconds hold
+/// (1678..2261) or for fields out of range (second 60 is allowed for a leap second).
+std::optional<Nanos> civilToNanos(int year, int month, int day, int hour, int minute, int second);
+
 /// Parses a duration such as "50ms", "10s", "1.5h", "7d", "250us", "1m" (minute).
 /// A bare number is rejected: the unit must be explicit.
 std::optional<Nanos> parseDuration(std::string_view s);

@@ -400,16 +400,9 @@ void appendReadingJson(std::string& out, const ReadingRecord& r) {
   json::appendString(out, s.device);
   out += ",\"metric\":";
   json::appendString(out, s.metric);
-  out += ",\"tags\":{";
-  bool first = true;
-  for (const auto& [k, v] : s.tags) {
-    if (!first) out += ',';
-    first = false;
-    json::appendString(out, k);
-    out += ':';
-    json::appendString(out, v);
-  }
-  out += "},\"value\":";
+  out += ",\"tags\":";
+  json::appendStringMap(out, s.tags);
+  out += ",\"value\":";
   json::appendNumber(out, r.value);
   out += ",\"time\":\"";
   appendRfc3339Millis(out, r.event_time);

@@ -10,23 +10,7 @@
 #include <vector>
 
 #include "gateway/clock_skew.h"
-
-namespace {
-std::atomic<long> g_allocations{0};
-}
-
-void* operator new(std::size_t n) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  return std::malloc(n ? n : 1);
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
+#include "tests/support/alloc_counter.h"
 
 using gw::kNanosPerMilli;
 using gw::kNanosPerSecond;
@@ -63,12 +47,12 @@ int run(long observations, int estimators) {
     }
   };
   feed(300L * estimators);  // warm up: every history full (32 segments of 8)
-  const long allocations_before = g_allocations.load();
+  const long allocations_before = gw::test::allocations();
   const auto start = std::chrono::steady_clock::now();
   feed(observations);
   const auto ns =
       std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start);
-  const long allocations = g_allocations.load() - allocations_before;
+  const long allocations = gw::test::allocations() - allocations_before;
 
   // The loop's own cost (time, device clock model, delay lookup) without observe().
   Nanos baseline_sum = 0;

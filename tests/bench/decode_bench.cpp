@@ -9,23 +9,7 @@
 #include <string_view>
 
 #include "protocols/payload/decoder.h"
-
-namespace {
-std::atomic<long> g_allocations{0};
-}
-
-void* operator new(std::size_t n) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  return std::malloc(n ? n : 1);
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
+#include "tests/support/alloc_counter.h"
 
 using namespace gw::payload;
 
@@ -39,7 +23,7 @@ int run(const char* name, DecoderOptions options, std::string_view payload, long
   Decoded out;
   double sink = 0;
   for (int i = 0; i < 1000; ++i) decoder.decode(payload, out);  // warm up, size the buffers
-  const long allocations_before = g_allocations.load();
+  const long allocations_before = gw::test::allocations();
   const auto start = std::chrono::steady_clock::now();
   for (long i = 0; i < iterations; ++i) {
     if (decoder.decode(payload, out) != DecodeError::kNone) {
@@ -50,7 +34,7 @@ int run(const char* name, DecoderOptions options, std::string_view payload, long
   }
   const auto ns =
       std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start);
-  const long allocations = g_allocations.load() - allocations_before;
+  const long allocations = gw::test::allocations() - allocations_before;
   std::printf("%7.1f ns/decode  %ld allocations  %-7s %s  (checksum %g)\n", ns.count() / iterations,
               allocations, name, shown.c_str(), sink);
   return allocations == 0 ? 0 : 1;

@@ -15,23 +15,7 @@
 #include <vector>
 
 #include "aggregators/aggregator.h"
-
-namespace {
-std::atomic<long> g_allocations{0};
-}
-
-void* operator new(std::size_t n) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  return std::malloc(n ? n : 1);
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
+#include "tests/support/alloc_counter.h"
 
 using namespace gw;
 using namespace gw::aggregators;
@@ -83,11 +67,11 @@ void addCost(const char* label, const WindowOptions& o, int series, Nanos period
   // Warm up for three of the largest windows so every buffer has its steady-state size.
   const Nanos largest = *std::max_element(o.sizes.begin(), o.sizes.end());
   feed(static_cast<long>(3 * largest / step) + 1);
-  const long allocs_before = g_allocations.load();
+  const long allocs_before = gw::test::allocations();
   const double t0 = nowNs();
   feed(readings);
   const double elapsed = nowNs() - t0;
-  const long allocs = g_allocations.load() - allocs_before;
+  const long allocs = gw::test::allocations() - allocs_before;
   std::printf("%-44s %7.1f ns/reading  (%ld readings, %ld windows closed, %ld allocations)\n",
               label, elapsed / static_cast<double>(readings), readings, emitted, allocs);
 }

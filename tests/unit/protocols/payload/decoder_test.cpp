@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/alloc_counter.h"
+
 namespace gw::payload {
 // For doctest's failure messages.
 std::ostream& operator<<(std::ostream& os, Format f) { return os << static_cast<int>(f); }
@@ -18,21 +20,6 @@ std::ostream& operator<<(std::ostream& os, TimeUnit u) { return os << static_cas
 }  // namespace gw::payload
 
 // Counts allocations, to check that decoding does not allocate in the steady state.
-namespace {
-std::atomic<long> g_allocations{0};
-}
-void* operator new(std::size_t n) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  return std::malloc(n ? n : 1);
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
 
 using gw::Nanos;
 using namespace gw::payload;
@@ -550,7 +537,7 @@ TEST_CASE("the steady state does not allocate") {
     value.decode("21.5\n", out);
   };
   round();  // sizes the buffers
-  const long before = g_allocations.load();
+  const long before = gw::test::allocations();
   for (int i = 0; i < 100; ++i) round();
-  CHECK(g_allocations.load() - before == 0);
+  CHECK(gw::test::allocations() - before == 0);
 }
