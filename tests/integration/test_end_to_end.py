@@ -2,7 +2,7 @@
 import collections
 import json
 
-from gwtest import DEFAULT_SUBSCRIBE, Gatewayd, KafkaBroker, Mosquitto, VictoriaMetrics, run_sim, wait_until
+from gwtest import DEFAULT_SUBSCRIBE, PLUGIN, Gatewayd, KafkaBroker, Mosquitto, VictoriaMetrics, run_sim, wait_until
 
 ODD = "pump 7,a=b"
 
@@ -19,7 +19,7 @@ def sent_key(s):
 
 
 def test_10000_readings_from_50_devices_arrive_in_both_sinks(wd):
-    mq = Mosquitto(wd)
+    mq = Mosquitto(wd, plugin=PLUGIN)  # broker stamps, as the design deploys it
     kafka = KafkaBroker(wd)
     vm = VictoriaMetrics(wd)
     gw = Gatewayd(wd, mq.uri, kafka=kafka, vm=vm)
@@ -60,7 +60,7 @@ def test_10000_readings_from_50_devices_arrive_in_both_sinks(wd):
 
 
 def test_bad_input_is_counted_and_odd_device_names_arrive_intact(wd):
-    mq = Mosquitto(wd)
+    mq = Mosquitto(wd, plugin=PLUGIN)  # broker stamps, as the design deploys it
     kafka = KafkaBroker(wd)
     vm = VictoriaMetrics(wd)
     # A broad filter with a narrow template: topics outside the template are counted, not lost.

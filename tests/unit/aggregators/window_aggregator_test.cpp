@@ -615,7 +615,7 @@ TEST_CASE("memory: 10,000 series at 1 kHz in total stays bounded") {
   std::size_t hot_peak = 0;
   auto hot = Aggregator::create(o, nullptr);
   for (long i = 0; i < 60L * 20000; ++i) {  // 20 series at 1 kHz each for 60 s
-    t = start + i * 50'000;
+    t = start + Nanos{i} * 50'000;
     hot->add(static_cast<SeriesId>(i % 20), t, std::sin(i * 0.001) * 100, i + 1);
     if (i % 20000 == 0) hot_peak = std::max(hot_peak, hot->memoryBytes());
   }
