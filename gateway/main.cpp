@@ -3,6 +3,8 @@
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <cstdio>
 #include <functional>
 #include <iostream>
@@ -11,6 +13,7 @@
 #include "core/log.h"
 #include "gateway/config.h"
 #include "gateway/pipeline.h"
+#include "gateway/sd_notify.h"
 #include "protocols/kafka/kafka_sink.h"
 
 #ifndef GW_VERSION
@@ -84,15 +87,58 @@ int main(int argc, char** argv) {
   };
   on_usr1();
 
+  // SIGHUP: reload is a later step; until then say so (systemd's RELOADING=1/READY=1 around
+  // it, so `systemctl reload` completes) instead of dying by the default action.
+  boost::asio::signal_set hup(io, SIGHUP);
+  std::function<void()> on_hup = [&] {
+    hup.async_wait([&](const boost::system::error_code& ec, int) {
+      if (ec) return;
+      gw::sd::reloading();
+      gw::log::warn("SIGHUP: reload not supported yet, keeping the running config");
+      gw::sd::ready(pipeline->statusLine());
+      on_hup();
+    });
+  };
+  on_hup();
+
+  // STATUS= every few seconds; WATCHDOG=1 at half the interval systemd asked for, from this
+  // loop, so a stuck loop stops the pings.
+  constexpr auto kStatusInterval = std::chrono::seconds(5);
+  boost::asio::steady_timer status_timer(io), watchdog_timer(io);
+  std::function<void()> on_status = [&] {
+    status_timer.expires_after(kStatusInterval);
+    status_timer.async_wait([&](const boost::system::error_code& ec) {
+      if (ec) return;
+      gw::sd::status(pipeline->statusLine());
+      on_status();
+    });
+  };
+  const auto watchdog_every = gw::sd::watchdogInterval() / 2;
+  std::function<void()> on_watchdog = [&] {
+    gw::sd::watchdog();
+    watchdog_timer.expires_after(watchdog_every);
+    watchdog_timer.async_wait([&](const boost::system::error_code& ec) {
+      if (!ec) on_watchdog();
+    });
+  };
+
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
+    gw::sd::stopping();
     gw::log::notice("signal {}: stopping", sig);
     pipeline->stop();
     usr1.cancel();
+    hup.cancel();
+    status_timer.cancel();
+    watchdog_timer.cancel();
     io.stop();
   });
   pipeline->start();
+  // The journal is open (constructor) and the MQTT source started.
+  gw::sd::ready(pipeline->statusLine());
+  on_status();
+  if (watchdog_every.count() > 0) on_watchdog();
   io.run();
   pipeline.reset();
   return 0;

@@ -286,6 +286,20 @@ struct Pipeline::Impl {
     return s;
   }
 
+  std::string statusLine() const {
+    const auto ms = client ? client->status() : mqtt::ClientStatus{};
+    std::string s =
+        fmt::format("mqtt {}, {} readings", ms.connected ? "connected" : "disconnected", readings);
+    const auto js = journal->stats();
+    for (const auto& f : forwarders) {
+      const auto st = f->status();
+      const auto it = js.sinks.find(st.name);
+      s += fmt::format(", {} {} backlog {}", st.name, st.up ? "up" : "down",
+                       it != js.sinks.end() ? it->second.backlog : 0);
+    }
+    return s;
+  }
+
   static void appendClock(std::string& s, const clock::DeviceClock& c) {
     s += fmt::format(
         R"("offset_ms":{:.3f},"drift_ppm":{:.2f},"samples":{},"steps":{},"last_step":)",
@@ -343,6 +357,7 @@ Pipeline::~Pipeline() { impl_->stop(); }
 void Pipeline::start() { impl_->start(); }
 void Pipeline::stop() { impl_->stop(); }
 std::string Pipeline::statsJson() const { return impl_->statsJson(); }
+std::string Pipeline::statusLine() const { return impl_->statusLine(); }
 std::string Pipeline::sensorsJson() const { return impl_->sensorsJson(); }
 
 }  // namespace gw

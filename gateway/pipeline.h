@@ -12,7 +12,7 @@ class io_context;
 
 namespace gw {
 
-/// Threading: construct, start, stop and statsJson on the io_context's (single) thread.
+/// Threading: construct, start, stop, statsJson and statusLine on the io_context's (single) thread.
 class Pipeline {
  public:
   /// Opens the journal and creates the sinks. Throws buffer::JournalError,
@@ -29,6 +29,8 @@ class Pipeline {
   void stop();
   /// One-line JSON with the counters (messages, readings, bad input by reason, journal, sinks).
   std::string statsJson() const;
+  /// One line for systemd's STATUS=, e.g. "mqtt connected, 12345 readings, kafka up backlog 0".
+  std::string statusLine() const;
   /// JSON with each device's clock (offset, drift, steps, flag, reference) and the gateway's
   /// own clock against the broker's: what `gatewayctl sensors` shows.
   std::string sensorsJson() const;
