@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "alerts/retry_policy.h"
+#include "protocols/http/curl_util.h"
 
 #ifndef GW_VERSION
 #define GW_VERSION "dev"
@@ -31,27 +32,6 @@ const char* toString(DeliveryStatus s) {
 namespace detail {
 namespace {
 
-constexpr std::size_t kMaxResponseBytes = 64 * 1024;
-constexpr std::size_t kMaxErrorChars = 300;
-
-struct CurlEasyDeleter {
-  void operator()(CURL* c) const { curl_easy_cleanup(c); }
-};
-struct CurlSlistDeleter {
-  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
-};
-struct CurlUrlDeleter {
-  void operator()(CURLU* u) const { curl_url_cleanup(u); }
-};
-
-void globalInit() {
-  static std::once_flag once;
-  static CURLcode rc = CURLE_OK;
-  std::call_once(once, [] { rc = curl_global_init(CURL_GLOBAL_DEFAULT); });
-  if (rc != CURLE_OK)
-    throw std::runtime_error(fmt::format("curl_global_init: {}", curl_easy_strerror(rc)));
-}
-
 bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return std::tolower(static_cast<unsigned char>(x)) ==
@@ -62,29 +42,16 @@ bool iequals(std::string_view a, std::string_view b) {
 }  // namespace
 
 struct HttpPoster::Curl {
-  std::unique_ptr<CURL, CurlEasyDeleter> easy;
-  std::unique_ptr<curl_slist, CurlSlistDeleter> headers;
+  http::CurlEasy easy;
+  http::CurlSlist headers;
   char errbuf[CURL_ERROR_SIZE] = {};
 };
 
-std::string trimMessage(std::string_view s) {
-  constexpr std::string_view kSpace = " \t\r\n";
-  const auto first = s.find_first_not_of(kSpace);
-  if (first == std::string_view::npos) return {};
-  s = s.substr(first, s.find_last_not_of(kSpace) - first + 1);
-  if (s.size() <= kMaxErrorChars) return std::string(s);
-  std::size_t n = kMaxErrorChars;
-  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
-  std::string r(s.substr(0, n));
-  r += "…";
-  return r;
-}
-
 HttpPoster::HttpPoster(std::string who, const HttpOptions& options)
     : who_(std::move(who)), clock_(options.wall_clock), curl_(std::make_unique<Curl>()) {
-  globalInit();
+  http::globalInit(who_);
   // Validate and take the URL apart for messages.
-  std::unique_ptr<CURLU, CurlUrlDeleter> u(curl_url());
+  http::CurlUrl u(curl_url());
   if (!u) throw std::runtime_error(who_ + ": out of memory");
   if (const CURLUcode rc = curl_url_set(u.get(), CURLUPART_URL, options.url.c_str(), 0);
       rc != CURLUE_OK)
@@ -192,7 +159,8 @@ std::size_t HttpPoster::onBody(char* data, std::size_t size, std::size_t n, void
   auto* self = static_cast<HttpPoster*>(p);
   const std::size_t bytes = size * n;
   std::string& body = self->response_.body;
-  body.append(data, std::min(bytes, kMaxResponseBytes - std::min(kMaxResponseBytes, body.size())));
+  body.append(data, std::min(bytes, http::kMaxResponseBytes -
+                                        std::min(http::kMaxResponseBytes, body.size())));
   return bytes;  // drop the rest but keep the connection usable
 }
 

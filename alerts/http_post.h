@@ -80,7 +80,4 @@ class HttpPoster {
 DeliveryResult classify(const HttpPoster& poster, const HttpResponse& response,
                         std::string_view server_message);
 
-/// A response body cut to a loggable size (300 bytes, UTF-8 safe, whitespace trimmed).
-std::string trimMessage(std::string_view s);
-
 }  // namespace gw::alerts::detail

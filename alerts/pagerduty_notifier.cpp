@@ -8,6 +8,7 @@
 #include "alerts/http_post.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "protocols/http/curl_util.h"
 
 namespace gw::alerts {
 namespace {
@@ -130,7 +131,7 @@ std::string pagerDutyError(std::string_view body) {
   simdjson::dom::element doc;
   std::string_view message;
   if (parser.parse(body.data(), body.size()).get(doc) || doc["message"].get_string().get(message))
-    return detail::trimMessage(body);
+    return http::trimMessage(body);
   std::string out(message);
   simdjson::dom::array errors;
   if (!doc["errors"].get_array().get(errors)) {
@@ -143,7 +144,7 @@ std::string pagerDutyError(std::string_view body) {
       first = false;
     }
   }
-  return detail::trimMessage(out);
+  return http::trimMessage(out);
 }
 
 std::unique_ptr<Notifier> makePagerDutyNotifier(const PagerDutyOptions& options) {

@@ -8,6 +8,7 @@
 #include "alerts/alert_event.h"
 #include "alerts/http_post.h"
 #include "core/log.h"
+#include "protocols/http/curl_util.h"
 
 namespace gw::alerts {
 namespace {
@@ -51,8 +52,7 @@ class WebhookNotifier final : public Notifier {
     appendAlertJson(body_, event);
     const detail::HttpResponse r = http_.post(body_);
     std::string message;
-    if (r.transport_ok && (r.status < 200 || r.status >= 300))
-      message = detail::trimMessage(r.body);
+    if (r.transport_ok && (r.status < 200 || r.status >= 300)) message = http::trimMessage(r.body);
     DeliveryResult out = detail::classify(http_, r, message);
     log::debug("notifier {}: {} {} -> {}{}{}", name_, toString(event.state), event.dedup_key,
                toString(out.status), out.error.empty() ? "" : ": ", out.error);

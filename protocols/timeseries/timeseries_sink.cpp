@@ -14,13 +14,12 @@
 #include <string_view>
 
 #include "core/log.h"
+#include "protocols/http/curl_util.h"
 
 namespace gw::timeseries {
 namespace {
 
 constexpr std::string_view kFieldKey = "value";
-constexpr std::size_t kMaxResponseBytes = 64 * 1024;  // enough for any error message
-constexpr std::size_t kMaxErrorChars = 300;
 
 // Escapes one name or tag value. `escape_equals` is false only for the measurement.
 void appendEscaped(std::string& out, std::string_view s, bool escape_equals) {
@@ -56,36 +55,12 @@ void appendTag(std::string& out, std::string_view key, std::string_view value) {
   appendEscaped(out, value, true);
 }
 
-// Cuts a server message to a loggable size without splitting a UTF-8 sequence.
-std::string trimMessage(std::string_view s) {
-  constexpr std::string_view kSpace = " \t\r\n";
-  const auto first = s.find_first_not_of(kSpace);
-  if (first == std::string_view::npos) return {};
-  s = s.substr(first, s.find_last_not_of(kSpace) - first + 1);
-  if (s.size() <= kMaxErrorChars) return std::string(s);
-  std::size_t n = kMaxErrorChars;
-  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
-  std::string r(s.substr(0, n));
-  r += "…";
-  return r;
-}
-
-struct CurlEasyDeleter {
-  void operator()(CURL* c) const { curl_easy_cleanup(c); }
-};
-struct CurlSlistDeleter {
-  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
-};
-struct CurlUrlDeleter {
-  void operator()(CURLU* u) const { curl_url_cleanup(u); }
-};
-struct CurlCharDeleter {
-  void operator()(char* p) const { curl_free(p); }
-};
-using CurlEasy = std::unique_ptr<CURL, CurlEasyDeleter>;
-using CurlSlist = std::unique_ptr<curl_slist, CurlSlistDeleter>;
-using CurlUrl = std::unique_ptr<CURLU, CurlUrlDeleter>;
-using CurlString = std::unique_ptr<char, CurlCharDeleter>;
+using http::CurlEasy;
+using http::CurlSlist;
+using http::CurlString;
+using http::CurlUrl;
+using http::kMaxResponseBytes;
+using http::trimMessage;
 
 // A reusable gzip compressor (deflate with a gzip wrapper).
 class Gzip {
@@ -122,15 +97,6 @@ class Gzip {
  private:
   z_stream z_{};
 };
-
-void globalInit() {
-  static std::once_flag once;
-  static CURLcode rc = CURLE_OK;
-  std::call_once(once, [] { rc = curl_global_init(CURL_GLOBAL_DEFAULT); });
-  if (rc != CURLE_OK)
-    throw std::runtime_error(
-        fmt::format("timeseries: curl_global_init: {}", curl_easy_strerror(rc)));
-}
 
 // The URL without user info and query (InfluxDB 1.x takes `?u=&p=`), for log lines.
 std::string validateUrl(const std::string& url) {
@@ -170,7 +136,7 @@ HttpClass classify(long status) {
 class TimeseriesSink final : public Sink {
  public:
   explicit TimeseriesSink(const TimeseriesOptions& options) : gzip_enabled_(options.gzip) {
-    globalInit();
+    http::globalInit("timeseries");
     safe_url_ = validateUrl(options.url);
     curl_.reset(curl_easy_init());
     if (!curl_) throw std::runtime_error("timeseries: curl_easy_init failed");

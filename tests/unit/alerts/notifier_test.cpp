@@ -28,6 +28,7 @@
 #include "alerts/secret.h"
 #include "alerts/webhook_notifier.h"
 #include "test_print.h"
+#include "tests/support/net.h"
 
 extern char** environ;
 
@@ -151,19 +152,6 @@ class Receiver {
   std::string events_json_;
   simdjson::dom::parser parser_;
 };
-
-std::uint16_t closedPort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  socklen_t len = sizeof a;
-  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 AlertEvent event(AlertState state = AlertState::kFiring) {
   AlertEvent e;
@@ -305,7 +293,7 @@ TEST_CASE("pagerduty: Retry-After as an HTTP date, against the injected clock") 
 
 TEST_CASE("pagerduty: connection refused and timeouts are retried") {
   PagerDutyOptions o;
-  o.url = "http://127.0.0.1:" + std::to_string(closedPort()) + "/v2/enqueue";
+  o.url = "http://127.0.0.1:" + std::to_string(gw::test::unusedLoopbackPort()) + "/v2/enqueue";
   o.routing_key = kKey;
   auto pd = makePagerDutyNotifier(o);
   DeliveryResult r = pd->deliver(event());

@@ -2,6 +2,8 @@
 // loopback port) and, for what Mosquitto never does, against a scripted fake broker.
 #include "protocols/mqtt/mqtt_client.h"
 
+#include "tests/support/net.h"
+
 // clang-format off
 #include <utility>  // before Boost: 1.74's asio/awaitable.hpp uses std::exchange without it
 // clang-format on
@@ -78,19 +80,6 @@ std::string readFile(const std::string& path) {
   return s.str();
 }
 
-std::uint16_t freePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  socklen_t len = sizeof a;
-  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 bool tcpConnectable(std::uint16_t port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
@@ -132,7 +121,9 @@ class Mosquitto {
  public:
   /// `extra` is appended to the listener's configuration.
   explicit Mosquitto(std::string extra = "", std::string listener_extra = "")
-      : extra_(std::move(extra)), listener_extra_(std::move(listener_extra)), port_(freePort()) {
+      : extra_(std::move(extra)),
+        listener_extra_(std::move(listener_extra)),
+        port_(gw::test::unusedLoopbackPort()) {
     start();
   }
   ~Mosquitto() { stop(SIGKILL); }
@@ -620,8 +611,8 @@ TEST_CASE("TLS: verified with the right CA and host name, refused otherwise") {
   serverCert("server", "DNS:localhost,IP:127.0.0.1");
   serverCert("wrongname", "DNS:elsewhere.example");
   serverCert("client", "DNS:gw-client");
-  const std::uint16_t wrong_port = freePort();
-  const std::uint16_t mtls_port = freePort();
+  const std::uint16_t wrong_port = gw::test::unusedLoopbackPort();
+  const std::uint16_t mtls_port = gw::test::unusedLoopbackPort();
   Mosquitto broker(fmt::format("listener {} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n"
                                "listener {} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n"
                                "require_certificate true\n",
@@ -710,7 +701,7 @@ TEST_CASE("TLS: verified with the right CA and host name, refused otherwise") {
 }
 
 TEST_CASE("stop() while the broker is unreachable leaves no work behind") {
-  const std::uint16_t port = freePort();  // nobody listens
+  const std::uint16_t port = gw::test::unusedLoopbackPort();  // nobody listens
   Harness h(options(port, "gw-nobody"));
   REQUIRE(runUntil(h.io, [&] { return h.downs() >= 3; }));
   CHECK(h.client->status().last_error.find("connecting: Connection refused") == 0);

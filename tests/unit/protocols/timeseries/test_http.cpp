@@ -12,6 +12,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "tests/support/net.h"
+
 namespace gw::timeseries::test {
 namespace {
 
@@ -178,11 +180,7 @@ void TestHttpServer::run() {
   for (const Client& c : clients) ::close(c.fd);
 }
 
-std::uint16_t closedPort() {
-  std::uint16_t port = 0;
-  ::close(listenLoopback(port));
-  return port;
-}
+std::uint16_t closedPort() { return gw::test::unusedLoopbackPort(); }
 
 HttpResult httpGet(const std::string& url, long timeout_ms) {
   HttpResult r;

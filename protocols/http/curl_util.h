@@ -1,0 +1,42 @@
+// What every libcurl user here shares: RAII handles, a once-only global init, and how much of
+// a server's answer we keep and quote. Included only by .cpp files (it pulls in curl.h).
+#pragma once
+
+#include <curl/curl.h>
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace gw::http {
+
+struct CurlEasyDeleter {
+  void operator()(CURL* c) const { curl_easy_cleanup(c); }
+};
+struct CurlSlistDeleter {
+  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
+};
+struct CurlUrlDeleter {
+  void operator()(CURLU* u) const { curl_url_cleanup(u); }
+};
+struct CurlCharDeleter {
+  void operator()(char* p) const { curl_free(p); }
+};
+using CurlEasy = std::unique_ptr<CURL, CurlEasyDeleter>;
+using CurlSlist = std::unique_ptr<curl_slist, CurlSlistDeleter>;
+using CurlUrl = std::unique_ptr<CURLU, CurlUrlDeleter>;
+using CurlString = std::unique_ptr<char, CurlCharDeleter>;
+
+/// Response bytes kept per request: enough for any error message, bounded whatever a server
+/// sends.
+constexpr std::size_t kMaxResponseBytes = 64 * 1024;
+
+/// curl_global_init, once per process. Throws std::runtime_error naming `who` on failure.
+void globalInit(std::string_view who);
+
+/// A server message cut to a loggable size (300 bytes, whitespace trimmed, never splitting a
+/// UTF-8 sequence; "…" marks a cut).
+std::string trimMessage(std::string_view s);
+
+}  // namespace gw::http
