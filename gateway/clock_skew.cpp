@@ -237,6 +237,20 @@ Correction SkewEstimator::observeReferenceOnly(Nanos reference_time, TimeReferen
 }
 
 Correction SkewEstimator::observe(Nanos device_time, Nanos reference_time) {
+  return trust(device_time, estimate(device_time, reference_time));
+}
+
+Correction SkewEstimator::trust(Nanos device_time, const Correction& corrected) const {
+  const Nanos tol = options_.tolerance;
+  Nanos shift;
+  if (tol <= 0 || __builtin_sub_overflow(corrected.event_time, device_time, &shift))
+    return corrected;
+  if ((shift <= tol && shift >= -tol) || (!state_.converged && shift > 0 && shift < options_.step))
+    return {device_time, 0};
+  return corrected;
+}
+
+Correction SkewEstimator::estimate(Nanos device_time, Nanos reference_time) {
   ++state_.samples;
   state_.last_seen = reference_time;
   Nanos theta;

@@ -17,6 +17,11 @@ namespace gw::clock {
 struct ClockOptions {
   Nanos max_skew = 24 * 3600 * kNanosPerSecond;  ///< |offset| above this is flagged
   Nanos step = 5 * kNanosPerSecond;              ///< a jump larger than this is a step
+  /// When > 0: a device time within this of the corrected time is kept verbatim (a right clock
+  /// is not shifted by the filter's residual), and while not converged, a reference later than
+  /// the device time by less than `step` — what delay alone gives a right clock, e.g. a backlog
+  /// redelivered after a restart — keeps the device time too.
+  Nanos tolerance = 0;
 };
 
 /// One device's clock as the gateway sees it (shown by `gatewayctl sensors`).
@@ -84,6 +89,9 @@ class SkewEstimator {
   static constexpr int kSegments = 32;
 
  private:
+  Correction estimate(Nanos device_time, Nanos reference_time);
+  /// Applies ClockOptions::tolerance to an estimate.
+  Correction trust(Nanos device_time, const Correction& corrected) const;
   struct Sample {
     Nanos device_time;
     Nanos offset;

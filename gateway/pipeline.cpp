@@ -83,24 +83,14 @@ struct Pipeline::Impl {
   std::unordered_map<std::string, clock::SkewEstimator, StringHash, std::equal_to<>> clocks;
   clock::SkewEstimator gateway_clock{clockOptions()};
 
-  clock::ClockOptions clockOptions() const { return {cfg.clock.max_skew, cfg.clock.step}; }
+  clock::ClockOptions clockOptions() const {
+    return {cfg.clock.max_skew, cfg.clock.step, cfg.clock.tolerance};
+  }
 
   clock::SkewEstimator& clockFor(const std::string& device) {
     auto it = clocks.find(std::string_view(device));
     if (it == clocks.end()) it = clocks.emplace(device, clock::SkewEstimator(clockOptions())).first;
     return it->second;
-  }
-
-  /// The device's own time when its clock is right or cannot be judged yet, else the
-  /// corrected time.
-  Nanos trustedEventTime(Nanos device_time, Nanos corrected, const clock::DeviceClock& st) const {
-    const Nanos shift = corrected - device_time;
-    if (shift <= cfg.clock.tolerance && shift >= -cfg.clock.tolerance) return device_time;
-    // Not converged yet (a fresh start, e.g. after a restart with a backlog queued in the
-    // broker): a reference later than the device time by less than a step is what delay alone
-    // gives a device with a right clock, so keep the device's time until the estimate settles.
-    if (!st.converged && shift > 0 && shift < cfg.clock.step) return device_time;
-    return corrected;
   }
 
   // Scratch reused for every message (no allocation in the steady state).
@@ -190,10 +180,9 @@ struct Pipeline::Impl {
     // time, the reference itself.
     Nanos event_time = reference_time;
     if (decoded.device_time) {
-      auto& estimator = clockFor(series.device);
-      const Nanos corrected =
-          estimator.observe(*decoded.device_time, reference_time, reference).event_time;
-      event_time = trustedEventTime(*decoded.device_time, corrected, estimator.state());
+      event_time = clockFor(series.device)
+                       .observe(*decoded.device_time, reference_time, reference)
+                       .event_time;
     }
     for (const auto& v : decoded.values) {
       if (!v.metric.empty()) series.metric.assign(v.metric);

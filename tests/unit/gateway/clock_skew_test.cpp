@@ -2,6 +2,7 @@
 // network delay from a seeded generator; every test is deterministic and drives time itself.
 #include "gateway/clock_skew.h"
 
+#include <cstdlib>
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -440,5 +441,29 @@ TEST_CASE("parseBrokerStamp") {
   }
   SUBCASE("a gateway clock before 2000 cannot judge the future") {
     CHECK(parseBrokerStamp("1795256130123", 0) == 1'795'256'130'123 * kMs);
+  }
+}
+
+TEST_CASE("tolerance: a right clock keeps its own times, also for a redelivered backlog") {
+  const Nanos t0 = 1795256130 * kNanosPerSecond;
+  ClockOptions with;
+  with.tolerance = 25 * kNanosPerMilli;
+  SkewEstimator trusting(with), plain(ClockOptions{});
+  // First reading arrives 3 s late (queued in the broker while the gateway restarted).
+  const Nanos device = t0, late_reference = t0 + 3 * kNanosPerSecond;
+  CHECK(plain.observe(device, late_reference).event_time == late_reference);
+  CHECK(trusting.observe(device, late_reference).event_time == device);
+  // Then live readings with 2 ms delay: still the device's own times, unshifted.
+  for (int i = 1; i <= 10; ++i) {
+    const Nanos d = t0 + i * kNanosPerSecond;
+    CHECK(trusting.observe(d, d + 2 * kNanosPerMilli).event_time == d);
+  }
+  // A clock 37 s fast is corrected, whatever the tolerance.
+  SkewEstimator fast(with);
+  for (int i = 0; i < 5; ++i) {
+    const Nanos truth = t0 + i * kNanosPerSecond;
+    const Nanos event =
+        fast.observe(truth + 37 * kNanosPerSecond, truth + kNanosPerMilli).event_time;
+    CHECK(std::llabs(event - truth) < 5 * kNanosPerMilli);
   }
 }
