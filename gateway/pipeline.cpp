@@ -134,7 +134,7 @@ struct Pipeline::Impl {
 
   void onMessage(const mqtt::Message& m, mqtt::AckToken token) {
     ++messages;
-    if (journal->pending() >= maxPending()) {
+    if (backpressure()) {
       // The journal cannot commit (disk failure, lock): memory stays bounded. A QoS 1 message
       // is left unacknowledged, so the broker keeps it and redelivers it on the next
       // connection; a QoS 0 message is lost. Either way it is counted and logged.
@@ -176,6 +176,14 @@ struct Pipeline::Impl {
         break;
       }
     }
+    ingest(series, decoded, reference_time, reference);
+  }
+
+  /// The part of every source after decoding (MQTT, CoAP): clock stage, journal, windows,
+  /// alerts. `series` holds the device, tags and (for single-value formats) the metric; it is
+  /// scratch and may be changed. Commits when a batch is full.
+  void ingest(Series& series, const payload::Decoded& decoded, Nanos reference_time,
+              TimeReference reference) {
     // Clock stage: the device's time corrected by its estimated offset; without a device
     // time, the reference itself.
     Nanos event_time = reference_time;
@@ -192,6 +200,9 @@ struct Pipeline::Impl {
     }
     if (journal->pending() >= cfg.buffer.batch) commitNow();
   }
+
+  /// True when a source must hold back: the journal cannot commit and memory is at its bound.
+  bool backpressure() const { return journal->pending() >= maxPending(); }
 
   /// Rows held in memory while commits fail, at most.
   size_t maxPending() const { return std::max<size_t>(cfg.buffer.batch * 20, 20000); }
