@@ -1,0 +1,234 @@
+#include "gateway/control/control_server.h"
+
+// clang-format off
+#include <utility>  // before Boost: 1.74's asio/awaitable.hpp uses std::exchange without it
+// clang-format on
+
+#include <fmt/format.h>
+#include <grp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <boost/asio.hpp>
+#include <cerrno>
+#include <cstring>
+#include <set>
+
+#include "core/json.h"
+#include "core/log.h"
+
+namespace gw::control {
+namespace {
+
+namespace asio = boost::asio;
+using Socket = asio::local::stream_protocol::socket;
+
+std::string errorJson(std::string_view message) {
+  std::string s = R"({"error":)";
+  json::appendString(s, message);
+  s += "}\n";
+  return s;
+}
+
+/// Whether a process accepts connections on the socket file at `path`: true if so, false if
+/// the file is stale (ECONNREFUSED: nobody listens). Other errors throw.
+bool socketIsLive(const std::string& path) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw ControlError(fmt::format("socket(): {}", std::strerror(errno)));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  const int rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+  const int err = errno;
+  ::close(fd);
+  if (rc == 0) return true;
+  if (err == ECONNREFUSED || err == ENOENT) return false;
+  throw ControlError(
+      fmt::format("control socket {}: cannot check whether another gatewayd uses it: {}", path,
+                  std::strerror(err)));
+}
+
+}  // namespace
+
+struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
+  struct Session {
+    explicit Session(asio::io_context& io) : socket(io), timer(io) {}
+    Socket socket;
+    asio::steady_timer timer;
+    std::string in;
+    std::string out;
+  };
+
+  Impl(asio::io_context& io_, ControlOptions options_, Handler handler_)
+      : io(io_), options(std::move(options_)), handler(std::move(handler_)), acceptor(io_) {}
+
+  asio::io_context& io;
+  ControlOptions options;
+  Handler handler;
+  asio::local::stream_protocol::acceptor acceptor;
+  std::set<std::shared_ptr<Session>> sessions;
+  bool closed = false;
+  dev_t dev = 0;
+  ino_t ino = 0;
+
+  void bind() {
+    const std::string path = options.path.string();
+    if (path.size() >= sizeof(sockaddr_un{}.sun_path))
+      throw ControlError(
+          fmt::format("gateway.control_socket: {} is too long for a Unix socket ({} bytes at most)",
+                      path, sizeof(sockaddr_un{}.sun_path) - 1));
+    std::error_code fec;
+    const auto dir = options.path.parent_path();
+    if (!dir.empty() && !std::filesystem::exists(dir, fec)) {
+      std::filesystem::create_directories(dir, fec);
+      if (fec)
+        throw ControlError(fmt::format("gateway.control_socket: cannot create {}: {}", dir.string(),
+                                       fec.message()));
+    }
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) == 0) {
+      if (!S_ISSOCK(st.st_mode))
+        throw ControlError(fmt::format(
+            "gateway.control_socket: {} exists and is not a socket; remove it or choose "
+            "another path",
+            path));
+      if (socketIsLive(path))
+        throw ControlError(fmt::format(
+            "gateway.control_socket: {} is in use: another gatewayd is running with it (stop "
+            "it, or give this one its own control_socket and state_dir)",
+            path));
+      log::notice("control: replacing stale socket {} (left by a previous run)", path);
+      if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+        throw ControlError(fmt::format("gateway.control_socket: cannot remove stale {}: {}", path,
+                                       std::strerror(errno)));
+    }
+    boost::system::error_code ec;
+    const asio::local::stream_protocol::endpoint ep(path);
+    acceptor.open(ep.protocol(), ec);
+    if (!ec) acceptor.bind(ep, ec);
+    if (!ec) acceptor.listen(16, ec);
+    if (ec)
+      throw ControlError(
+          fmt::format("gateway.control_socket: cannot listen on {}: {}", path, ec.message()));
+    // 0660, group iot-gateway: the service user and the members of the group (gatewayctl
+    // as a technician who was added to it); nobody else.
+    if (::chmod(path.c_str(), 0660) != 0)
+      log::warn("control: chmod 0660 {}: {}", path, std::strerror(errno));
+    if (const group* g = ::getgrnam(kGroup)) {
+      if (::chown(path.c_str(), static_cast<uid_t>(-1), g->gr_gid) != 0)
+        log::warn("control: cannot give {} to group {}: {}", path, kGroup, std::strerror(errno));
+    }
+    if (::stat(path.c_str(), &st) == 0) {
+      dev = st.st_dev;
+      ino = st.st_ino;
+    }
+    log::info("control: listening on {}", path);
+  }
+
+  void accept() {
+    acceptor.async_accept(
+        [self = shared_from_this()](const boost::system::error_code& ec, Socket socket) {
+          if (self->closed || ec == asio::error::operation_aborted) return;
+          if (ec) {
+            log::warn("control: accept: {}", ec.message());
+          } else if (self->sessions.size() >= self->options.max_clients) {
+            // Never blocks: a fresh connection's send buffer takes this small answer.
+            boost::system::error_code ignored;
+            socket.non_blocking(true, ignored);
+            const std::string busy = errorJson("busy: too many control clients, try again");
+            socket.send(asio::buffer(busy), 0, ignored);
+            socket.close(ignored);
+          } else {
+            self->serve(std::move(socket));
+          }
+          self->accept();
+        });
+  }
+
+  void serve(Socket socket) {
+    auto session = std::make_shared<Session>(io);
+    session->socket = std::move(socket);
+    sessions.insert(session);
+    session->timer.expires_after(std::chrono::nanoseconds(options.timeout));
+    session->timer.async_wait(
+        [self = shared_from_this(), session](const boost::system::error_code& ec) {
+          if (ec) return;
+          self->finish(session);  // too slow: drop it
+        });
+    read(session);
+  }
+
+  void read(const std::shared_ptr<Session>& session) {
+    const size_t have = session->in.size();
+    session->in.resize(kMaxRequest + 1);
+    session->socket.async_read_some(
+        asio::buffer(session->in.data() + have, session->in.size() - have),
+        [self = shared_from_this(), session, have](const boost::system::error_code& ec, size_t n) {
+          session->in.resize(have + n);
+          if (self->closed || ec == asio::error::operation_aborted) return;
+          const auto nl = session->in.find('\n');
+          if (nl == std::string::npos) {
+            if (session->in.size() > kMaxRequest)
+              return self->respond(
+                  session, errorJson(fmt::format("request longer than {} bytes", kMaxRequest)));
+            if (ec) return self->finish(session);  // closed before a full line: nothing to say
+            return self->read(session);
+          }
+          std::string_view line(session->in.data(), nl);
+          if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+          std::string answer;
+          try {
+            answer = self->handler(line);
+          } catch (const std::exception& e) {
+            answer = errorJson(fmt::format("internal error: {}", e.what()));
+          }
+          if (answer.empty() || answer.back() != '\n') answer += '\n';
+          self->respond(session, std::move(answer));
+        });
+  }
+
+  void respond(const std::shared_ptr<Session>& session, std::string answer) {
+    session->out = std::move(answer);
+    asio::async_write(session->socket, asio::buffer(session->out),
+                      [self = shared_from_this(), session](const boost::system::error_code&,
+                                                           size_t) { self->finish(session); });
+  }
+
+  void finish(const std::shared_ptr<Session>& session) {
+    boost::system::error_code ignored;
+    session->timer.cancel();
+    session->socket.shutdown(Socket::shutdown_both, ignored);
+    session->socket.close(ignored);
+    sessions.erase(session);
+  }
+
+  void close() {
+    closed = true;
+    boost::system::error_code ignored;
+    acceptor.close(ignored);
+    for (const auto& s : sessions) {
+      s->timer.cancel();
+      s->socket.close(ignored);
+    }
+    sessions.clear();
+    // Remove the file only if it is still the one we bound (not a successor's).
+    struct stat st {};
+    const std::string path = options.path.string();
+    if (ino != 0 && ::stat(path.c_str(), &st) == 0 && st.st_dev == dev && st.st_ino == ino)
+      ::unlink(path.c_str());
+  }
+};
+
+ControlServer::ControlServer(boost::asio::io_context& io, ControlOptions options, Handler handler)
+    : impl_(std::make_shared<Impl>(io, std::move(options), std::move(handler))) {
+  impl_->bind();
+  impl_->accept();
+}
+
+ControlServer::~ControlServer() { impl_->close(); }
+
+const std::filesystem::path& ControlServer::path() const { return impl_->options.path; }
+
+}  // namespace gw::control

@@ -1,0 +1,204 @@
+// The control socket: request/response over a real Unix socket on a real io_context, with
+// gatewayctl's client; stale and live socket files; limits.
+#include "gateway/control/control_server.h"
+
+// clang-format off
+#include <utility>  // before Boost: 1.74's asio/awaitable.hpp uses std::exchange without it
+// clang-format on
+
+#include <doctest/doctest.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "gateway/ctl/client.h"
+
+namespace fs = std::filesystem;
+using gw::control::ControlError;
+using gw::control::ControlOptions;
+using gw::control::ControlServer;
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    char tmpl[] = "/tmp/gw-control-XXXXXX";
+    path = mkdtemp(tmpl);
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+/// Runs the io_context on a thread while a test talks to the server as gatewayctl would.
+struct Loop {
+  boost::asio::io_context io{1};
+  std::unique_ptr<ControlServer> server;
+  std::thread thread;
+  Loop(const fs::path& path, gw::control::Handler handler, ControlOptions o = {}) {
+    o.path = path;
+    server = std::make_unique<ControlServer>(io, o, std::move(handler));
+  }
+  void run() {
+    thread = std::thread([this] {
+      auto guard = boost::asio::make_work_guard(io);
+      io.run();
+    });
+  }
+  ~Loop() {
+    io.stop();
+    if (thread.joinable()) thread.join();
+    server.reset();
+  }
+};
+
+gw::control::Handler echo() {
+  return [](std::string_view req) { return "{\"got\":\"" + std::string(req) + "\"}"; };
+}
+
+/// A raw client: connects, sends `data`, reads until EOF.
+std::string raw(const fs::path& path, const std::string& data) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strcpy(a.sun_path, path.c_str());
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  if (!data.empty()) REQUIRE(::send(fd, data.data(), data.size(), MSG_NOSIGNAL) >= 0);
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) out.append(buf, n);
+  ::close(fd);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("one request line, one JSON answer, then the server closes") {
+  TempDir dir;
+  Loop loop(dir.path / "ctl.sock", echo());
+  loop.run();
+  const auto r = gw::ctl::request((dir.path / "ctl.sock").string(), "status");
+  CHECK(r.exit == gw::ctl::kOk);
+  CHECK(r.body == R"({"got":"status"})");
+  CHECK(raw(dir.path / "ctl.sock", "sensors\r\n") == "{\"got\":\"sensors\"}\n");
+}
+
+TEST_CASE("the socket is mode 0660 and removed when the server goes") {
+  TempDir dir;
+  const fs::path p = dir.path / "ctl.sock";
+  {
+    Loop loop(p, echo());
+    struct stat st {};
+    REQUIRE(::stat(p.c_str(), &st) == 0);
+    CHECK(S_ISSOCK(st.st_mode));
+    CHECK((st.st_mode & 0777) == 0660);
+  }
+  CHECK_FALSE(fs::exists(p));
+}
+
+TEST_CASE("a stale socket file is replaced; a live one is refused") {
+  TempDir dir;
+  const fs::path p = dir.path / "ctl.sock";
+  {  // a socket file nobody listens on, as a crashed gatewayd leaves it
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strcpy(a.sun_path, p.c_str());
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    ::close(fd);
+    REQUIRE(fs::exists(p));
+  }
+  Loop first(p, echo());
+  first.run();
+  CHECK(gw::ctl::request(p.string(), "x").exit == gw::ctl::kOk);
+
+  boost::asio::io_context io2;
+  ControlOptions o;
+  o.path = p;
+  CHECK_THROWS_WITH_AS(ControlServer(io2, o, echo()),
+                       doctest::Contains("another gatewayd is running"), ControlError);
+  // The refusal left the live socket alone.
+  CHECK(gw::ctl::request(p.string(), "still").body == R"({"got":"still"})");
+}
+
+TEST_CASE("a path that is not a socket is not deleted") {
+  TempDir dir;
+  const fs::path p = dir.path / "ctl.sock";
+  std::ofstream(p) << "precious";
+  boost::asio::io_context io;
+  ControlOptions o;
+  o.path = p;
+  CHECK_THROWS_WITH_AS(ControlServer(io, o, echo()), doctest::Contains("not a socket"),
+                       ControlError);
+  CHECK(fs::file_size(p) == 8);
+}
+
+TEST_CASE("an over-long request gets an error, not a crash") {
+  TempDir dir;
+  Loop loop(dir.path / "ctl.sock", echo());
+  loop.run();
+  const std::string answer = raw(dir.path / "ctl.sock", std::string(10000, 'a'));
+  CHECK(answer.find("\"error\":\"request longer than 256 bytes\"") != std::string::npos);
+}
+
+TEST_CASE("a client that sends nothing is dropped after the timeout") {
+  TempDir dir;
+  ControlOptions o;
+  o.timeout = 200 * gw::kNanosPerMilli;
+  Loop loop(dir.path / "ctl.sock", echo(), o);
+  loop.run();
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK(raw(dir.path / "ctl.sock", "") == "");  // EOF from the server
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));
+}
+
+TEST_CASE("beyond max_clients, a client is told the server is busy") {
+  TempDir dir;
+  ControlOptions o;
+  o.max_clients = 1;
+  o.timeout = 3 * gw::kNanosPerSecond;
+  const fs::path p = dir.path / "ctl.sock";
+  Loop loop(p, echo(), o);
+  loop.run();
+  // The first client holds its slot by not sending a line.
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strcpy(a.sun_path, p.c_str());
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  // Poll until the server has accepted the first one (the answer turns to "busy").
+  std::string answer;
+  for (int i = 0; i < 200 && answer.find("busy") == std::string::npos; ++i) {
+    answer = raw(p, "status\n");
+    if (answer.find("busy") == std::string::npos)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  CHECK(answer.find("\"error\":\"busy") != std::string::npos);
+  ::close(fd);
+}
+
+TEST_CASE("gatewayctl's client: missing socket and refused connection mean not running") {
+  TempDir dir;
+  auto r = gw::ctl::request((dir.path / "none.sock").string(), "status");
+  CHECK(r.exit == gw::ctl::kNotRunning);
+  CHECK(r.message.find("gatewayd is not running") != std::string::npos);
+
+  const fs::path p = dir.path / "dead.sock";
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strcpy(a.sun_path, p.c_str());
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  ::close(fd);
+  r = gw::ctl::request(p.string(), "status");
+  CHECK(r.exit == gw::ctl::kNotRunning);
+  CHECK(r.message.find("nobody accepts") != std::string::npos);
+}
