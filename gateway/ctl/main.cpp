@@ -1,0 +1,155 @@
+// gatewayctl: a field technician's view of a running gatewayd, over its control socket.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+
+#include "core/json.h"
+#include "gateway/config.h"
+#include "gateway/control/control_server.h"
+#include "gateway/ctl/client.h"
+#include "gateway/ctl/render.h"
+
+#ifndef GW_VERSION
+#define GW_VERSION "dev"
+#endif
+
+namespace {
+
+constexpr const char* kExitCodes = R"(Exit codes:
+  0   ok
+  1   something is down or needs attention: status/sinks: a source or sink is down;
+      sensors: a device clock is off by more than clock.max_skew; buffer: commits failed or
+      the journal is at 90% of buffer.max_size; alerts: an alert is firing or a notification
+      is undelivered
+  2   usage error
+  3   gatewayd is not running (no control socket, or nobody accepts on it)
+  4   permission denied on the control socket (run as root or join the iot-gateway group)
+  5   no valid answer (timeout, garbled answer, or gatewayd reported an error)
+  78  config check: the file is invalid
+)";
+
+bool useColor(const std::string& mode) {
+  if (mode == "always") return true;
+  if (mode == "never") return false;
+  const char* no_color = std::getenv("NO_COLOR");  // https://no-color.org
+  if (no_color && *no_color) return false;
+  const char* term = std::getenv("TERM");
+  if (term && std::string(term) == "dumb") return false;
+  return ::isatty(STDOUT_FILENO) == 1;
+}
+
+int configCheck(const std::string& file, bool json) {
+  try {
+    const auto cfg = gw::config::load(file);
+    if (json) {
+      std::string s = R"({"file":)";
+      gw::json::appendString(s, file);
+      std::printf("%s,\"ok\":true}\n", s.c_str());
+    } else {
+      std::string sinks;
+      if (cfg.kafka) sinks += "kafka";
+      if (cfg.timeseries) sinks += std::string(sinks.empty() ? "" : ", ") + "timeseries";
+      std::printf("%s: ok (mqtt %s, %zu subscription(s), sinks: %s, metrics: %s)\n", file.c_str(),
+                  cfg.mqtt.uri.c_str(), cfg.mqtt.subscriptions.size(),
+                  sinks.empty() ? "none" : sinks.c_str(),
+                  cfg.metrics ? cfg.metrics->listen.c_str() : "off");
+    }
+    return gw::ctl::kOk;
+  } catch (const gw::config::ConfigError& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return gw::ctl::kConfigInvalid;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"gatewayctl: inspect a running gatewayd (iot-gateway) over its control socket"};
+  app.footer(kExitCodes);
+  app.require_subcommand(1);
+  app.fallthrough();  // `gatewayctl status --json` as well as `gatewayctl --json status`
+  std::string socket = gw::control::kDefaultSocket, color = "auto";
+  bool json = false, wide = false;
+  int timeout_ms = 5000;
+  app.add_option("-s,--socket", socket, "control socket of gatewayd (gateway.control_socket)")
+      ->capture_default_str();
+  app.add_flag("-j,--json", json, "print gatewayd's JSON answer (for scripts)");
+  app.add_flag("-w,--wide", wide, "do not cut lines to 80 columns");
+  app.add_option("--color", color, "auto (on a TTY, unless NO_COLOR is set) | always | never")
+      ->check(CLI::IsMember({"auto", "always", "never"}))
+      ->capture_default_str();
+  app.add_option("--timeout-ms", timeout_ms, "give up when gatewayd has not answered by then")
+      ->check(CLI::Range(100, 600000))
+      ->capture_default_str();
+  app.set_version_flag("--version", std::string("gatewayctl ") + GW_VERSION);
+
+  struct View {
+    const char* name;
+    const char* help;
+    gw::ctl::Rendered (*render)(std::string_view, const gw::ctl::Style&);
+  };
+  const View views[] = {
+      {"status", "uptime, version, sources and sinks up/down, rates, journal backlog, drops",
+       gw::ctl::renderStatus},
+      {"sensors", "per device: last seen, message rate, clock offset/drift, flag",
+       gw::ctl::renderSensors},
+      {"buffer", "the journal: size, rows, caps, per-sink cursor, backlog, dropped rows",
+       gw::ctl::renderBuffer},
+      {"sinks", "per sink: state, target, sent, retries, backlog, delivery age, last error",
+       gw::ctl::renderSinks},
+      {"alerts", "alerts firing and pending, undelivered notifications", gw::ctl::renderAlerts},
+  };
+  for (const auto& v : views) app.add_subcommand(v.name, v.help);
+  auto* config = app.add_subcommand("config", "configuration commands");
+  config->require_subcommand(1);
+  std::string check_file;
+  auto* check = config->add_subcommand(
+      "check", "validate a config file as `gatewayd --check-config` does (exit 78 if bad)");
+  check->add_option("FILE", check_file, "the config file (TOML)")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return gw::ctl::kUsage;
+  }
+
+  if (check->parsed()) return configCheck(check_file, json);
+
+  for (const auto& v : views) {
+    if (!app.got_subcommand(v.name)) continue;
+    const gw::ctl::Reply reply = gw::ctl::request(socket, v.name, timeout_ms);
+    if (reply.exit != gw::ctl::kOk) {
+      std::fprintf(stderr, "gatewayctl: %s\n", reply.message.c_str());
+      return reply.exit;
+    }
+    if (const std::string err = gw::ctl::answerError(reply.body); !err.empty()) {
+      std::fprintf(stderr, "gatewayctl: gatewayd answered: %s\n", err.c_str());
+      return gw::ctl::kBadAnswer;
+    }
+    gw::ctl::Rendered out;
+    try {
+      out = v.render(reply.body, gw::ctl::Style{useColor(color), wide ? 0u : 80u});
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "gatewayctl: %s\n", e.what());
+      return gw::ctl::kBadAnswer;
+    }
+    if (json)
+      std::printf("%s\n", reply.body.c_str());
+    else
+      std::fwrite(out.text.data(), 1, out.text.size(), stdout);
+    std::fflush(stdout);
+    return out.exit;
+  }
+  return gw::ctl::kUsage;
+}

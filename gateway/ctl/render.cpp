@@ -1,0 +1,570 @@
+#include "gateway/ctl/render.h"
+
+#include <fmt/format.h>
+#include <simdjson.h>
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include "core/time.h"
+#include "gateway/ctl/client.h"
+
+namespace gw::ctl {
+namespace {
+
+constexpr const char* kGreen = "\033[32m";
+constexpr const char* kRed = "\033[1;31m";
+constexpr const char* kYellow = "\033[33m";
+constexpr const char* kBold = "\033[1m";
+constexpr const char* kReset = "\033[0m";
+
+/// A tolerant view of a JSON value: a missing key or a wrong type reads as absent, so a newer
+/// or older daemon's answer still renders.
+class J {
+ public:
+  J() = default;
+  explicit J(simdjson::dom::element e) : e_(e), ok_(true) {}
+
+  J operator[](std::string_view key) const {
+    simdjson::dom::element v;
+    if (!ok_ || e_.at_key(key).get(v)) return J();
+    return J(v);
+  }
+  bool present() const { return ok_ && !e_.is_null(); }
+  std::string str(std::string_view def = "") const {
+    std::string_view v;
+    if (!ok_ || e_.get(v)) return std::string(def);
+    return std::string(v);
+  }
+  std::optional<double> num() const {
+    if (!ok_) return std::nullopt;
+    if (e_.is_double()) return e_.get_double().value();
+    if (e_.is_int64()) return static_cast<double>(e_.get_int64().value());
+    if (e_.is_uint64()) return static_cast<double>(e_.get_uint64().value());
+    return std::nullopt;
+  }
+  double num(double def) const { return num().value_or(def); }
+  std::uint64_t count() const {
+    if (ok_ && e_.is_uint64()) return e_.get_uint64().value();
+    return static_cast<std::uint64_t>(std::max(0.0, num(0)));
+  }
+  bool boolean(bool def = false) const {
+    bool v;
+    if (!ok_ || e_.get(v)) return def;
+    return v;
+  }
+  std::vector<J> items() const {
+    std::vector<J> out;
+    simdjson::dom::array a;
+    if (!ok_ || e_.get(a)) return out;
+    for (auto v : a) out.emplace_back(v);
+    return out;
+  }
+  std::vector<std::pair<std::string, J>> fields() const {
+    std::vector<std::pair<std::string, J>> out;
+    simdjson::dom::object o;
+    if (!ok_ || e_.get(o)) return out;
+    for (auto [k, v] : o) out.emplace_back(std::string(k), J(v));
+    return out;
+  }
+
+ private:
+  simdjson::dom::element e_;
+  bool ok_ = false;
+};
+
+struct Doc {
+  simdjson::dom::parser parser;
+  J root;
+  explicit Doc(std::string_view json) {
+    simdjson::dom::element e;
+    if (auto err = parser.parse(json.data(), json.size()).get(e))
+      throw std::runtime_error(
+          fmt::format("gatewayd's answer is not JSON: {}", simdjson::error_message(err)));
+    if (!e.is_object()) throw std::runtime_error("gatewayd's answer is not a JSON object");
+    root = J(e);
+  }
+};
+
+std::string paint(const Style& st, const char* color, std::string_view text) {
+  if (!st.color || !color) return std::string(text);
+  return fmt::format("{}{}{}", color, text, kReset);
+}
+
+/// Cuts plain text (no escapes) to `width` columns with "...".
+std::string cut(std::string_view text, size_t width) {
+  if (visibleWidth(text) <= width) return std::string(text);
+  return fitLine(text, width);
+}
+
+std::string rate(const J& v) {
+  const auto r = v.num();
+  if (!r) return "-";
+  return *r >= 100 ? fmt::format("{:.0f}", *r) : fmt::format("{:.1f}", *r);
+}
+
+std::string ageOrDash(const J& v) {
+  const auto s = v.num();
+  return s ? formatAge(*s) : "-";
+}
+
+/// RFC 3339 with milliseconds → without them ("2026-11-21T10:15:30Z").
+std::string shortTime(std::string t) {
+  const auto dot = t.find('.');
+  if (dot != std::string::npos && !t.empty() && t.back() == 'Z') t = t.substr(0, dot) + "Z";
+  return t;
+}
+
+enum class Align { kLeft, kRight };
+struct Column {
+  std::string header;
+  Align align = Align::kLeft;
+  bool flex = false;  ///< shrinks (cells cut with "...") when the table is too wide
+};
+struct Cell {
+  std::string text;
+  const char* color = nullptr;
+};
+
+std::string table(const std::vector<Column>& cols, const std::vector<std::vector<Cell>>& rows,
+                  const Style& st) {
+  std::vector<size_t> w(cols.size());
+  for (size_t i = 0; i < cols.size(); ++i) {
+    w[i] = visibleWidth(cols[i].header);
+    for (const auto& r : rows) w[i] = std::max(w[i], visibleWidth(r[i].text));
+  }
+  size_t total = 2 * (cols.size() - 1);
+  for (size_t x : w) total += x;
+  if (st.width > 0 && total > st.width) {
+    for (size_t i = 0; i < cols.size() && total > st.width; ++i) {
+      if (!cols[i].flex) continue;
+      const size_t min = std::max<size_t>(visibleWidth(cols[i].header), 8);
+      const size_t cut_by = std::min(total - st.width, w[i] > min ? w[i] - min : 0);
+      w[i] -= cut_by;
+      total -= cut_by;
+    }
+  }
+  auto line = [&](const std::vector<Cell>& cells, bool header) {
+    std::string out;
+    for (size_t i = 0; i < cols.size(); ++i) {
+      std::string text = cut(cells[i].text, w[i]);
+      const size_t pad = w[i] - visibleWidth(text);
+      const bool last = i + 1 == cols.size();
+      std::string cell;
+      if (cols[i].align == Align::kRight)
+        cell = std::string(pad, ' ') + paint(st, cells[i].color, text);
+      else
+        cell = paint(st, cells[i].color, text) + (last ? "" : std::string(pad, ' '));
+      if (header) cell = paint(st, kBold, cell);
+      out += cell;
+      if (!last) out += "  ";
+    }
+    return fitLine(out, st.width) + "\n";
+  };
+  std::vector<Cell> head;
+  for (const auto& c : cols) head.push_back({c.header, nullptr});
+  std::string out = line(head, true);
+  for (const auto& r : rows) out += line(r, false);
+  return out;
+}
+
+std::string textLine(const Style& st, std::string_view line) {
+  return fitLine(line, st.width) + "\n";
+}
+
+Cell upCell(bool up) { return up ? Cell{"up", kGreen} : Cell{"DOWN", kRed}; }
+
+/// Error text on one line: control characters become spaces.
+std::string oneLine(std::string s) {
+  for (char& c : s)
+    if (static_cast<unsigned char>(c) < 0x20) c = ' ';
+  return s;
+}
+
+}  // namespace
+
+/// Length of the escape sequence starting at line[i] (ESC, or ESC [ params final-byte).
+static size_t escapeLength(std::string_view line, size_t i) {
+  size_t j = i + 1;
+  if (j < line.size() && line[j] == '[') {
+    ++j;
+    while (j < line.size() && !(line[j] >= 0x40 && line[j] <= 0x7e)) ++j;
+  }
+  return std::min(j + 1, line.size()) - i;
+}
+
+size_t visibleWidth(std::string_view line) {
+  size_t n = 0;
+  for (size_t i = 0; i < line.size(); ++i) {
+    const auto c = static_cast<unsigned char>(line[i]);
+    if (c == 0x1b) {
+      i += escapeLength(line, i) - 1;
+      continue;
+    }
+    if ((c & 0xC0) != 0x80) ++n;  // not a UTF-8 continuation byte
+  }
+  return n;
+}
+
+std::string fitLine(std::string_view line, size_t width) {
+  if (width == 0 || visibleWidth(line) <= width) return std::string(line);
+  const size_t keep = width > 3 ? width - 3 : 0;
+  std::string out;
+  size_t n = 0;
+  bool colored = false;
+  for (size_t i = 0; i < line.size(); ++i) {
+    const auto c = static_cast<unsigned char>(line[i]);
+    if (c == 0x1b) {
+      const size_t len = escapeLength(line, i);
+      const std::string_view esc = line.substr(i, len);
+      out += esc;
+      colored = esc != kReset;
+      i += len - 1;
+      continue;
+    }
+    if ((c & 0xC0) != 0x80) {
+      if (n == keep) break;
+      ++n;
+    }
+    out.push_back(static_cast<char>(c));
+  }
+  if (colored) out += kReset;
+  out += std::string(std::min<size_t>(3, width), '.');
+  return out;
+}
+
+std::string formatAge(double s) {
+  if (s < 0) s = 0;
+  if (s < 1) return fmt::format("{:.0f}ms", s * 1000);
+  if (s < 60) return fmt::format("{:.0f}s", std::floor(s));
+  const auto t = static_cast<std::uint64_t>(s);
+  if (t < 3600) return fmt::format("{}m {:02}s", t / 60, t % 60);
+  if (t < 86400) return fmt::format("{}h {:02}m", t / 3600, t % 3600 / 60);
+  return fmt::format("{}d {:02}h", t / 86400, t % 86400 / 3600);
+}
+
+std::string formatBytes(double b) {
+  if (b < 1024) return fmt::format("{:.0f} B", b);
+  const char* units[] = {"KiB", "MiB", "GiB", "TiB"};
+  int u = -1;
+  while (b >= 1024 && u < 3) {
+    b /= 1024;
+    ++u;
+  }
+  return fmt::format("{:.1f} {}", b, units[u]);
+}
+
+std::string answerError(std::string_view json) {
+  try {
+    Doc d(json);
+    return d.root["error"].str();
+  } catch (const std::exception&) {
+    return "";
+  }
+}
+
+Rendered renderStatus(std::string_view json, const Style& st) {
+  Doc d(json);
+  const J& r = d.root;
+  Rendered out;
+  std::string& s = out.text;
+  const J daemon = r["daemon"];
+  std::string head =
+      fmt::format("gatewayd {}, gateway {}", daemon["version"].str("?"), r["gateway"].str("?"));
+  if (daemon["pid"].num()) head += fmt::format(", pid {}", daemon["pid"].count());
+  if (daemon["uptime_s"].num()) head += ", up " + formatAge(daemon["uptime_s"].num(0));
+  s += textLine(st, paint(st, kBold, head));
+  if (daemon["config"].present()) s += textLine(st, "config    " + daemon["config"].str());
+  const J reload = daemon["last_reload"];
+  if (reload.present()) {
+    if (reload["ok"].boolean(true))
+      s += textLine(st, "reloaded  " + shortTime(reload["time"].str()));
+    else {
+      s += textLine(st, paint(st, kYellow,
+                              fmt::format("reload    FAILED at {}, the old config runs:",
+                                          shortTime(reload["time"].str()))));
+      // The reason ends in what matters (`file:line: key: reason`): wrap it, up to 3 lines.
+      const std::string why = oneLine(reload["error"].str());
+      const size_t room = st.width > 4 ? st.width - 2 : 0;
+      for (size_t at = 0, n = 0; at < why.size() && n < 3; at += room ? room : why.size(), ++n)
+        s += textLine(st, paint(st, kYellow, "  " + why.substr(at, room ? room : why.size())));
+    }
+  }
+  s += textLine(st, fmt::format("readings  in {}/s, {} since {}", rate(r["rate_in"]),
+                                r["readings"].count(), shortTime(r["since"].str("?"))));
+  const std::uint64_t bad_total = r["bad_total"].count();
+  if (bad_total > 0) {
+    std::string reasons;
+    for (const auto& [reason, n] : r["bad"].fields())
+      reasons += fmt::format("{}{} {}", reasons.empty() ? "" : ", ", reason, n.count());
+    s += textLine(st, paint(st, kYellow, fmt::format("bad input {}: {}", bad_total, reasons)));
+  } else {
+    s += textLine(st, "bad input 0");
+  }
+  const J j = r["journal"];
+  const std::uint64_t dropped = j["dropped"].count();
+  s += textLine(st, fmt::format("journal   {} rows, {}, backlog {}, oldest unsent {}, dropped {}",
+                                j["rows"].count(), formatBytes(j["file_bytes"].num(0)),
+                                j["backlog"].count(), ageOrDash(j["oldest_unsent_age_s"]),
+                                dropped > 0 ? paint(st, kRed, std::to_string(dropped)) : "0"));
+  const J clock = r["clock"];
+  if (clock.present() && clock["devices"].count() > 0)
+    s += textLine(st, fmt::format("clocks    {} devices, {} out of bounds",
+                                  clock["devices"].count(), clock["out_of_bounds"].count()));
+
+  std::vector<std::string> down, errors;
+  std::vector<std::vector<Cell>> rows;
+  for (const J& src : r["sources"].items()) {
+    const bool up = src["up"].boolean();
+    const std::string name = src["name"].str("?");
+    rows.push_back({{name},
+                    upCell(up),
+                    {src["target"].str()},
+                    {src["in_flight"].present() ? std::to_string(src["in_flight"].count()) : "-"}});
+    if (!up) {
+      down.push_back(name);
+      if (!src["last_error"].str().empty())
+        errors.push_back(fmt::format("  {}: {}", name, oneLine(src["last_error"].str())));
+    }
+  }
+  s += "\n";
+  s += table({{"SOURCE"}, {"STATE"}, {"TARGET", Align::kLeft, true}, {"IN FLIGHT", Align::kRight}},
+             rows, st);
+  rows.clear();
+  for (const J& sink : r["sinks"].items()) {
+    const bool up = sink["up"].boolean();
+    const std::string name = sink["name"].str("?");
+    rows.push_back({{name},
+                    upCell(up),
+                    {sink["target"].str()},
+                    {rate(sink["rate_out"])},
+                    {std::to_string(sink["sent"].count())},
+                    {std::to_string(sink["backlog"].count()), up ? nullptr : kYellow},
+                    {ageOrDash(sink["oldest_unsent_age_s"])}});
+    if (!up) {
+      down.push_back(name);
+      errors.push_back(
+          fmt::format("  {}: {}", name, oneLine(sink["last_error"].str("(no error reported)"))));
+    }
+  }
+  s += "\n";
+  if (rows.empty()) {
+    s += textLine(st, paint(st, kYellow, "no sinks configured: readings stay in the journal"));
+  } else {
+    s += table({{"SINK"},
+                {"STATE"},
+                {"TARGET", Align::kLeft, true},
+                {"OUT/S", Align::kRight},
+                {"SENT", Align::kRight},
+                {"BACKLOG", Align::kRight},
+                {"OLDEST", Align::kRight}},
+               rows, st);
+  }
+  for (const auto& e : errors) s += textLine(st, paint(st, kRed, e));
+  s += "\n";
+  if (down.empty()) {
+    s += textLine(st, paint(st, kGreen, "all sources and sinks up"));
+  } else {
+    std::string names;
+    for (const auto& n : down) names += (names.empty() ? "" : ", ") + n;
+    s += textLine(st, paint(st, kRed, "DOWN: " + names));
+    out.exit = kDegraded;
+  }
+  return out;
+}
+
+Rendered renderSensors(std::string_view json, const Style& st) {
+  Doc d(json);
+  const J& r = d.root;
+  Rendered out;
+  std::string& s = out.text;
+  const J gw = r["gateway"];
+  const auto devices = r["devices"].items();
+  std::uint64_t flagged = 0;
+  std::vector<std::vector<Cell>> rows;
+  const double now_s = static_cast<double>(wallNow()) / kNanosPerSecond;
+  for (const J& dev : devices) {
+    const bool bad = dev["out_of_bounds"].boolean();
+    flagged += bad;
+    std::string seen = "-";
+    if (auto t = parseRfc3339(dev["last_seen"].str()))
+      seen = formatAge(now_s - static_cast<double>(*t) / kNanosPerSecond) + " ago";
+    const double off_ms = dev["offset_ms"].num(0);
+    std::string offset;
+    if (std::fabs(off_ms) < 1000)
+      offset = fmt::format("{:+.1f}ms", off_ms);
+    else if (std::fabs(off_ms) < 60000)
+      offset = fmt::format("{:+.2f}s", off_ms / 1000);
+    else
+      offset = (off_ms < 0 ? "-" : "+") + formatAge(std::fabs(off_ms) / 1000);
+    std::string flag = bad ? "SKEW" : (dev["converged"].boolean(true) ? "ok" : "settling");
+    rows.push_back({{dev["device"].str("?")},
+                    {seen},
+                    {rate(dev["rate"])},
+                    {offset},
+                    {fmt::format("{:+.1f}", dev["drift_ppm"].num(0))},
+                    {std::to_string(dev["steps"].count())},
+                    {dev["reference"].str("-")},
+                    {flag, bad ? kRed : (flag == "ok" ? kGreen : kYellow)}});
+  }
+  s += textLine(st, fmt::format("{} devices, {} clocks beyond clock.max_skew; gateway clock "
+                                "vs broker {:+.1f}ms",
+                                devices.size(), flagged, gw["offset_ms"].num(0)));
+  s += "\n";
+  if (rows.empty()) {
+    s += textLine(st, "no device has sent a reading with a timestamp yet");
+  } else {
+    s += table({{"DEVICE", Align::kLeft, true},
+                {"LAST SEEN", Align::kRight},
+                {"MSG/S", Align::kRight},
+                {"OFFSET", Align::kRight},
+                {"PPM", Align::kRight},
+                {"STEPS", Align::kRight},
+                {"REF"},
+                {"CLOCK"}},
+               rows, st);
+  }
+  if (flagged) out.exit = kDegraded;
+  return out;
+}
+
+Rendered renderBuffer(std::string_view json, const Style& st) {
+  Doc d(json);
+  const J j = d.root["journal"];
+  Rendered out;
+  std::string& s = out.text;
+  const double used = j["used_bytes"].num(0), max = j["max_size"].num(0);
+  s += textLine(st, "journal   " + j["path"].str("?"));
+  s += textLine(
+      st, fmt::format("size      {} on disk, {} in use of {} ({:.0f}%), max age {}",
+                      formatBytes(j["file_bytes"].num(0)), formatBytes(used), formatBytes(max),
+                      max > 0 ? 100 * used / max : 0.0, formatAge(j["max_age_s"].num(0))));
+  const std::uint64_t failures = j["commit_failures"].count();
+  s += textLine(
+      st, fmt::format("rows      {} (last seq {}), {} pending; commits {}, {}", j["rows"].count(),
+                      j["last_seq"].count(), j["pending"].count(), j["commits"].count(),
+                      failures ? paint(st, kRed, fmt::format("{} FAILED", failures)) : "0 failed"));
+  if (j["moved_aside"].present())
+    s += textLine(
+        st, paint(st, kYellow, "a corrupt journal was moved aside to " + j["moved_aside"].str()));
+  std::vector<std::vector<Cell>> rows;
+  for (const J& sink : d.root["sinks"].items()) {
+    const std::uint64_t dropped = sink["dropped"].count();
+    rows.push_back({{sink["name"].str("?")},
+                    {std::to_string(sink["cursor"].count())},
+                    {std::to_string(sink["backlog"].count())},
+                    {ageOrDash(sink["oldest_unsent_age_s"])},
+                    {std::to_string(dropped), dropped ? kRed : nullptr}});
+  }
+  s += "\n";
+  s += table({{"SINK", Align::kLeft, true},
+              {"CURSOR", Align::kRight},
+              {"BACKLOG", Align::kRight},
+              {"OLDEST UNSENT", Align::kRight},
+              {"DROPPED", Align::kRight}},
+             rows, st);
+  if (max > 0 && used >= 0.9 * max) {
+    s += textLine(st, paint(st, kRed,
+                            "the journal is at 90% of buffer.max_size: the oldest "
+                            "unsent rows will be dropped"));
+    out.exit = kDegraded;
+  }
+  if (failures) out.exit = kDegraded;
+  return out;
+}
+
+Rendered renderSinks(std::string_view json, const Style& st) {
+  Doc d(json);
+  Rendered out;
+  std::string& s = out.text;
+  const auto sinks = d.root["sinks"].items();
+  if (sinks.empty()) s += textLine(st, "no sinks configured: readings stay in the journal");
+  bool first = true;
+  for (const J& sink : sinks) {
+    const bool up = sink["up"].boolean();
+    if (!first) s += "\n";
+    first = false;
+    s += textLine(
+        st, fmt::format("{}  {}  {}", paint(st, kBold, sink["name"].str("?")),
+                        paint(st, up ? kGreen : kRed, up ? "up" : "DOWN"), sink["target"].str()));
+    s += textLine(
+        st, fmt::format("  sent {} ({}/s), retries {}, rejected {}", sink["sent"].count(),
+                        rate(sink["rate_out"]), sink["retries"].count(), sink["rejected"].count()));
+    s += textLine(st, fmt::format("  backlog {}, oldest unsent {}, dropped {}, cursor {}",
+                                  sink["backlog"].count(), ageOrDash(sink["oldest_unsent_age_s"]),
+                                  sink["dropped"].count(), sink["cursor"].count()));
+    s += textLine(st, fmt::format("  delivery age p50 {:.1f}ms, p99 {:.1f}ms",
+                                  sink["age_p50_ms"].num(0), sink["age_p99_ms"].num(0)));
+    const std::string err = oneLine(sink["last_error"].str());
+    s += textLine(st, "  last error: " +
+                          (err.empty() ? std::string("-") : paint(st, up ? nullptr : kRed, err)));
+    if (!up) out.exit = kDegraded;
+  }
+  return out;
+}
+
+Rendered renderAlerts(std::string_view json, const Style& st) {
+  Doc d(json);
+  const J& r = d.root;
+  Rendered out;
+  std::string& s = out.text;
+  const auto firing = r["firing"].items(), pending = r["pending"].items(),
+             undelivered = r["undelivered"].items();
+  s += textLine(st,
+                fmt::format("{} rules; {} firing, {} pending, {} undelivered notifications",
+                            r["rules"].count(), firing.size(), pending.size(), undelivered.size()));
+  auto alertRows = [&](const std::vector<J>& list, const char* color) {
+    std::vector<std::vector<Cell>> rows;
+    for (const J& a : list) {
+      const auto value = a["value"].num();
+      rows.push_back({{a["rule"].str("?"), color},
+                      {a["device"].str("-")},
+                      {a["metric"].str("-")},
+                      {a["severity"].str("-")},
+                      {value ? fmt::format("{:g}", *value) : "-"},
+                      {shortTime(a["since"].str("-"))}});
+    }
+    return rows;
+  };
+  const std::vector<Column> cols = {{"RULE", Align::kLeft, true},
+                                    {"DEVICE", Align::kLeft, true},
+                                    {"METRIC"},
+                                    {"SEVERITY"},
+                                    {"VALUE", Align::kRight},
+                                    {"SINCE"}};
+  if (!firing.empty()) {
+    s += "\n" + textLine(st, paint(st, kRed, "FIRING"));
+    s += table(cols, alertRows(firing, kRed), st);
+  }
+  if (!pending.empty()) {
+    s += "\n" + textLine(st, paint(st, kYellow, "PENDING (condition true, waiting for `for`)"));
+    s += table(cols, alertRows(pending, kYellow), st);
+  }
+  if (!undelivered.empty()) {
+    s += "\n" + textLine(st, paint(st, kRed, "UNDELIVERED NOTIFICATIONS"));
+    std::vector<std::vector<Cell>> rows;
+    for (const J& u : undelivered)
+      rows.push_back({{u["rule"].str("?")},
+                      {u["device"].str("-")},
+                      {u["notifier"].str("-")},
+                      {std::to_string(u["attempts"].count()), nullptr},
+                      {oneLine(u["last_error"].str("-"))}});
+    s += table({{"RULE", Align::kLeft, true},
+                {"DEVICE", Align::kLeft, true},
+                {"NOTIFIER"},
+                {"TRIES", Align::kRight},
+                {"LAST ERROR", Align::kLeft, true}},
+               rows, st);
+  }
+  if (firing.empty() && pending.empty() && undelivered.empty())
+    s += textLine(st,
+                  paint(st, kGreen, "no alerts firing or pending, every notification delivered"));
+  if (!firing.empty() || !undelivered.empty()) out.exit = kDegraded;
+  return out;
+}
+
+}  // namespace gw::ctl

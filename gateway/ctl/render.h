@@ -1,0 +1,42 @@
+// gatewayctl's views: the control socket's JSON turned into tables for people, and the health
+// verdict (exit code) each command gives. Pure functions, so tests can check them without a
+// daemon, e.g. that `status` fits an 80-column terminal whatever the errors say.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace gw::ctl {
+
+struct Style {
+  bool color = false;  ///< ANSI colours (only on a TTY, and not with NO_COLOR)
+  size_t width = 80;   ///< lines are cut to this many columns; 0 = no limit
+};
+
+struct Rendered {
+  std::string text;
+  int exit = 0;  ///< kOk or kDegraded (see client.h)
+};
+
+/// Each throws std::runtime_error when `json` is not a JSON object.
+Rendered renderStatus(std::string_view json, const Style& style);
+Rendered renderSensors(std::string_view json, const Style& style);
+Rendered renderBuffer(std::string_view json, const Style& style);
+Rendered renderSinks(std::string_view json, const Style& style);
+Rendered renderAlerts(std::string_view json, const Style& style);
+
+/// The daemon's {"error":"…"} answer, or empty when the document is not one.
+std::string answerError(std::string_view json);
+
+/// Columns a line takes: UTF-8 code points, ANSI escape sequences not counted.
+size_t visibleWidth(std::string_view line);
+/// Cuts a line to `width` columns, ending in "..." when cut; escape sequences are kept whole
+/// and a colour is reset at the cut.
+std::string fitLine(std::string_view line, size_t width);
+/// "850ms", "42s", "5m 10s", "2h 05m", "3d 04h".
+std::string formatAge(double seconds);
+/// "512 B", "12.3 KiB", "4.0 MiB", "1.5 GiB".
+std::string formatBytes(double bytes);
+
+}  // namespace gw::ctl
