@@ -1,5 +1,7 @@
 // gatewayd: the edge gateway daemon. `--config FILE` runs in the foreground;
 // `--check-config FILE` validates and exits (78 on a bad config, as EX_CONFIG).
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -8,10 +10,15 @@
 #include <cstdio>
 #include <functional>
 #include <iostream>
+#include <optional>
 
 #include "buffer/journal.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "gateway/config.h"
+#include "gateway/control/control_server.h"
+#include "gateway/metrics/exposition.h"
+#include "gateway/metrics/metrics_server.h"
 #include "gateway/pipeline.h"
 #include "gateway/sd_notify.h"
 #include "protocols/kafka/kafka_sink.h"
@@ -19,6 +26,197 @@
 #ifndef GW_VERSION
 #define GW_VERSION "dev"
 #endif
+
+namespace {
+
+/// What the process owns across reloads: the running pipeline and the control and metrics
+/// servers that show it. Everything runs on the one event loop.
+class Daemon {
+ public:
+  Daemon(boost::asio::io_context& io, gw::config::Config cfg) : io_(io), cfg_(std::move(cfg)) {}
+
+  /// Opens the control socket and the journal, starts the pipeline and the metrics server.
+  /// Throws what Pipeline's constructor throws.
+  void start() {
+    openControl();
+    pipeline_ = std::make_unique<gw::Pipeline>(io_, cfg_);
+    pipeline_->start();
+    openMetrics();
+  }
+
+  void stop() {
+    metrics_.reset();
+    control_.reset();
+    if (pipeline_) pipeline_->stop();
+  }
+
+  gw::Pipeline& pipeline() { return *pipeline_; }
+
+  /// SIGHUP: re-reads the config file. A bad file leaves everything as it is; a good one
+  /// replaces the pipeline (the old one commits, acknowledges and keeps the MQTT session, so
+  /// the broker holds QoS 1 messages for the new one) and moves the control socket and the
+  /// metrics listener if their settings changed. Returns false when even the old config can no
+  /// longer run (the daemon must exit).
+  bool reload() {
+    gw::sd::reloading();
+    gw::log::notice("SIGHUP: reloading {}", cfg_.file.string());
+    gw::config::Config next;
+    try {
+      next = gw::config::load(cfg_.file);
+    } catch (const gw::config::ConfigError& e) {
+      return reloadFailed(e.what());
+    }
+    if (next.mqtt.client.client_id != cfg_.mqtt.client.client_id)
+      gw::log::warn(
+          "reload: mqtt.client_id changed from {} to {}: QoS 1 messages queued in the old "
+          "session stay with the broker",
+          cfg_.mqtt.client.client_id, next.mqtt.client.client_id);
+    pipeline_->stop();
+    pipeline_.reset();
+    try {
+      pipeline_ = std::make_unique<gw::Pipeline>(io_, next);
+    } catch (const std::exception& e) {
+      const std::string why = startError(next, e);
+      gw::log::error("reload: cannot start with the new config: {}; going back to the old one",
+                     why);
+      try {
+        pipeline_ = std::make_unique<gw::Pipeline>(io_, cfg_);
+        pipeline_->start();
+      } catch (const std::exception& e2) {
+        gw::log::error("reload: cannot start with the old config either: {}", e2.what());
+        return false;
+      }
+      reloadFailed(why);
+      return true;
+    }
+    pipeline_->start();
+    const bool control_moved = next.gateway.control_socket != cfg_.gateway.control_socket;
+    const bool metrics_moved = listenOf(next) != listenOf(cfg_);
+    cfg_ = std::move(next);
+    if (control_moved) openControl();
+    if (metrics_moved) openMetrics();
+    ++reloads_;
+    last_reload_ = LastReload{gw::wallNow(), true, ""};
+    gw::log::notice("reload: running with the new config");
+    gw::sd::ready(pipeline_->statusLine());
+    return true;
+  }
+
+  /// The control socket's answer to one request line.
+  std::string control(std::string_view request) {
+    if (request == "status") {
+      // The pipeline's view with the daemon's own part in front.
+      const std::string view = pipeline_->control("status");
+      std::string s = R"({"daemon":{"version":)";
+      gw::json::appendString(s, GW_VERSION);
+      s += fmt::format(R"(,"pid":{},"started":")", ::getpid());
+      gw::appendRfc3339Millis(s, start_time_);
+      s += fmt::format(R"(","uptime_s":{:.3f},"config":)",
+                       static_cast<double>(gw::wallNow() - start_time_) / gw::kNanosPerSecond);
+      gw::json::appendString(s, cfg_.file.string());
+      s += fmt::format(R"(,"reloads":{},"reload_failures":{},"metrics":)", reloads_,
+                       reload_failures_);
+      if (metrics_)
+        gw::json::appendString(s, fmt::format("{}:{}", cfg_.metrics->host, metrics_->port()));
+      else
+        s += "null";
+      s += R"(,"last_reload":)";
+      if (last_reload_) {
+        s += R"({"time":")";
+        gw::appendRfc3339Millis(s, last_reload_->time);
+        s += fmt::format(R"(","ok":{},"error":)", last_reload_->ok);
+        gw::json::appendString(s, last_reload_->error);
+        s += "}";
+      } else {
+        s += "null";
+      }
+      s += "},";
+      s.append(view, 1);  // view is {…}: drop its '{'
+      return s;
+    }
+    return pipeline_->control(request);
+  }
+
+  std::string metricsText() {
+    gw::metrics::DaemonInfo d;
+    d.version = GW_VERSION;
+    d.start_time = start_time_;
+    d.now = gw::wallNow();
+    d.reloads = reloads_;
+    d.reload_failures = reload_failures_;
+    return gw::metrics::renderExposition(d, pipeline_->control("status"),
+                                         pipeline_->control("sensors"),
+                                         pipeline_->control("alerts"));
+  }
+
+  /// A one-line reason for a failed pipeline start, as start-up logs it.
+  static std::string startError(const gw::config::Config& cfg, const std::exception& e) {
+    if (dynamic_cast<const gw::kafka::KafkaConfigError*>(&e))
+      return fmt::format("{}: kafka.properties: {}", cfg.file.string(), e.what());
+    return e.what();
+  }
+
+ private:
+  struct LastReload {
+    gw::Nanos time = 0;
+    bool ok = true;
+    std::string error;
+  };
+
+  static std::string listenOf(const gw::config::Config& c) {
+    return c.metrics ? c.metrics->listen : "";
+  }
+
+  bool reloadFailed(const std::string& why) {
+    ++reload_failures_;
+    last_reload_ = LastReload{gw::wallNow(), false, why};
+    gw::log::error("reload failed, keeping the running config: {}", why);
+    gw::sd::ready("reload failed: " + why.substr(0, 200) + "; " + pipeline_->statusLine());
+    return true;
+  }
+
+  /// A control socket that cannot be served (another live gatewayd holds it, no permission)
+  /// is logged and left out: the data path runs without it. On reload the old socket stays
+  /// until the new one is up.
+  void openControl() {
+    try {
+      gw::control::ControlOptions o;
+      o.path = cfg_.gateway.control_socket;
+      auto next = std::make_unique<gw::control::ControlServer>(
+          io_, o, [this](std::string_view request) { return control(request); });
+      control_ = std::move(next);
+    } catch (const gw::control::ControlError& e) {
+      gw::log::error("{}; gatewayctl cannot reach this gatewayd", e.what());
+    }
+  }
+
+  /// Same policy as the control socket; the old listener closes first (the new one may want
+  /// the same port on another address).
+  void openMetrics() {
+    metrics_.reset();
+    if (!cfg_.metrics) return;
+    try {
+      gw::metrics::MetricsServerOptions o;
+      o.host = cfg_.metrics->host;
+      o.port = cfg_.metrics->port;
+      metrics_ =
+          std::make_unique<gw::metrics::MetricsServer>(io_, o, [this] { return metricsText(); });
+    } catch (const gw::metrics::MetricsError& e) {
+      gw::log::error("{}; running without metrics", e.what());
+    }
+  }
+
+  boost::asio::io_context& io_;
+  gw::config::Config cfg_;
+  std::unique_ptr<gw::Pipeline> pipeline_;
+  std::unique_ptr<gw::control::ControlServer> control_;
+  std::unique_ptr<gw::metrics::MetricsServer> metrics_;
+  gw::Nanos start_time_ = gw::wallNow();
+  std::uint64_t reloads_ = 0, reload_failures_ = 0;
+  std::optional<LastReload> last_reload_;
+};
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -65,51 +263,39 @@ int main(int argc, char** argv) {
   }
 
   boost::asio::io_context io(1);
-  std::unique_ptr<gw::Pipeline> pipeline;
+  Daemon daemon(io, cfg);
   try {
-    pipeline = std::make_unique<gw::Pipeline>(io, cfg);
+    daemon.start();
   } catch (const gw::kafka::KafkaConfigError& e) {
-    gw::log::error("{}: kafka.properties: {}", cfg.file.string(), e.what());
+    gw::log::error("{}", Daemon::startError(cfg, e));
     return gw::config::kExitConfig;
   } catch (const std::exception& e) {
     gw::log::error("cannot start: {}", e.what());
     return 1;
   }
 
-  // SIGUSR1: log each device's clock state (until gatewayctl reads it from the control socket).
+  // SIGUSR1: log each device's clock state (also `gatewayctl sensors`).
   boost::asio::signal_set usr1(io, SIGUSR1);
   std::function<void()> on_usr1 = [&] {
     usr1.async_wait([&](const boost::system::error_code& ec, int) {
       if (ec) return;
-      gw::log::notice("sensors {}", pipeline->sensorsJson());
+      gw::log::notice("sensors {}", daemon.pipeline().sensorsJson());
       on_usr1();
     });
   };
   on_usr1();
 
-  // SIGHUP: reload is a later step; until then say so (systemd's RELOADING=1/READY=1 around
-  // it, so `systemctl reload` completes) instead of dying by the default action.
-  boost::asio::signal_set hup(io, SIGHUP);
-  std::function<void()> on_hup = [&] {
-    hup.async_wait([&](const boost::system::error_code& ec, int) {
-      if (ec) return;
-      gw::sd::reloading();
-      gw::log::warn("SIGHUP: reload not supported yet, keeping the running config");
-      gw::sd::ready(pipeline->statusLine());
-      on_hup();
-    });
-  };
-  on_hup();
-
   // STATUS= every few seconds; WATCHDOG=1 at half the interval systemd asked for, from this
-  // loop, so a stuck loop stops the pings.
+  // loop, so a stuck loop stops the pings. The status tick also samples the counters for the
+  // rates gatewayctl and the metrics show.
   constexpr auto kStatusInterval = std::chrono::seconds(5);
   boost::asio::steady_timer status_timer(io), watchdog_timer(io);
   std::function<void()> on_status = [&] {
     status_timer.expires_after(kStatusInterval);
     status_timer.async_wait([&](const boost::system::error_code& ec) {
       if (ec) return;
-      gw::sd::status(pipeline->statusLine());
+      gw::sd::status(daemon.pipeline().statusLine());
+      daemon.pipeline().control("status");
       on_status();
     });
   };
@@ -122,24 +308,42 @@ int main(int argc, char** argv) {
     });
   };
 
+  int exit_code = 0;
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  boost::asio::signal_set hup(io, SIGHUP);
+  auto shutdown = [&] {
+    daemon.stop();
+    usr1.cancel();
+    hup.cancel();
+    signals.cancel();
+    status_timer.cancel();
+    watchdog_timer.cancel();
+    io.stop();
+  };
+  // SIGHUP: reload (systemd's RELOADING=1 … READY=1 around it, so `systemctl reload` waits).
+  std::function<void()> on_hup = [&] {
+    hup.async_wait([&](const boost::system::error_code& ec, int) {
+      if (ec) return;
+      if (!daemon.reload()) {
+        exit_code = 1;
+        gw::sd::stopping();
+        return shutdown();
+      }
+      on_hup();
+    });
+  };
+  on_hup();
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
     gw::sd::stopping();
     gw::log::notice("signal {}: stopping", sig);
-    pipeline->stop();
-    usr1.cancel();
-    hup.cancel();
-    status_timer.cancel();
-    watchdog_timer.cancel();
-    io.stop();
+    shutdown();
   });
-  pipeline->start();
   // The journal is open (constructor) and the MQTT source started.
-  gw::sd::ready(pipeline->statusLine());
+  gw::sd::ready(daemon.pipeline().statusLine());
+  daemon.pipeline().control("status");  // the first sample for the rates
   on_status();
   if (watchdog_every.count() > 0) on_watchdog();
   io.run();
-  pipeline.reset();
-  return 0;
+  return exit_code;
 }

@@ -1,5 +1,6 @@
 """Issue 6, items 1 and 3: gatewayd speaks the sd_notify protocol to a socket the test owns,
-and the unit file passes `systemd-analyze verify` and rates low exposure."""
+the unit file passes `systemd-analyze verify` and rates low exposure, and the .deb builds with
+what it should hold."""
 import os
 import re
 import shutil
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gwtest import GATEWAYD, Gatewayd, Mosquitto, Proc, VictoriaMetrics, wait_until
+from gwtest import BUILD, GATEWAYD, Gatewayd, Mosquitto, Proc, VictoriaMetrics, wait_until
 
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "iot-gateway.service"
 WATCHDOG_USEC = 2_000_000
@@ -107,9 +108,23 @@ def test_notify_ready_watchdog_status_reload_stop(wd):
         assert "MONOTONIC_USEC" in ns.poll()[reloading][1]
         wait_until("READY=1 after RELOADING=1", lambda: ns.index("READY", "1", since=reloading + 1) is not None,
                    timeout=10)
-        wait_until("the reload warning", lambda: "reload not supported yet" in gw.text())
-        time.sleep(0.5)
+        wait_until("the reload", lambda: "reload: running with the new config" in gw.text())
         assert gw.proc.alive(), "SIGHUP killed gatewayd"
+
+        # SIGHUP with a bad config: RELOADING=1, then READY=1 with a STATUS= saying why.
+        good = gw.config.read_text()
+        gw.config.write_text(good.replace("[buffer]", "[buffer]\nbogus = 1", 1))
+        before = len(ns.poll())
+        gw.proc.p.send_signal(signal.SIGHUP)
+        wait_until("RELOADING=1", lambda: ns.index("RELOADING", "1", since=before) is not None, timeout=10)
+        reloading = ns.index("RELOADING", "1", since=before)
+        ready = wait_until("READY=1 after the failed reload",
+                           lambda: ns.index("READY", "1", since=reloading + 1), timeout=10)
+        st = ns.poll()[ready][1]["STATUS"]
+        print(f"STATUS={st}")
+        assert st.startswith("reload failed: ") and "buffer.bogus: unknown key" in st, st
+        assert gw.proc.alive()
+        gw.config.write_text(good)
         # Still pinging the watchdog after the reload.
         after = len(ns.poll())
         wait_until("WATCHDOG=1 after SIGHUP", lambda: ns.count("WATCHDOG", "1", since=after) >= 1, timeout=3)
@@ -128,7 +143,7 @@ def test_no_notify_socket_is_a_no_op(wd):
     mq = Mosquitto(wd)
     gw = Gatewayd(wd, mq.uri)
     gw.proc.p.send_signal(signal.SIGHUP)
-    wait_until("the reload warning", lambda: "reload not supported yet" in gw.text())
+    wait_until("the reload", lambda: "reload: running with the new config" in gw.text())
     assert gw.proc.alive()
     gw.proc.p.send_signal(signal.SIGTERM)
     assert gw.proc.p.wait(timeout=20) == 0
@@ -169,3 +184,62 @@ def test_unit_security_exposure_is_low(wd):
     score, level = float(m.group(1)), m.group(2)
     print(f"systemd-analyze security: {score} {level}")
     assert score <= 4.0 and level == "OK", p.stdout
+
+
+DEB_FILES = {
+    "./usr/sbin/gatewayd", "./usr/bin/gatewayctl", "./usr/lib/iot-gateway/iot_gateway_timestamp.so",
+    "./usr/lib/systemd/system/iot-gateway.service", "./usr/lib/sysusers.d/iot-gateway.conf",
+    "./usr/lib/tmpfiles.d/iot-gateway.conf", "./etc/iot-gateway/gateway.toml",
+    "./usr/share/doc/iot-gateway/README.md",
+}
+
+
+def test_deb_holds_binaries_unit_plugin_and_the_config_as_a_conffile(wd):
+    if not shutil.which("cpack") or not shutil.which("dpkg-deb"):
+        pytest.skip("cpack or dpkg-deb missing")
+    out = wd.path / "deb"
+    p = subprocess.run(["cpack", "-G", "DEB", "-B", str(out), "--config", str(BUILD / "CPackConfig.cmake")],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    (deb,) = out.glob("iot-gateway_*.deb")
+    listing = subprocess.run(["dpkg", "-c", str(deb)], capture_output=True, text=True, check=True).stdout
+    print(listing)
+    entries = {}
+    for line in listing.splitlines():
+        f = line.split()
+        entries[f[5]] = (f[0], f[1])
+    files = {name for name, (mode, _) in entries.items() if not mode.startswith("d")}
+    assert files == DEB_FILES, files ^ DEB_FILES
+    for exe in ("./usr/sbin/gatewayd", "./usr/bin/gatewayctl"):
+        assert entries[exe] == ("-rwxr-xr-x", "root/root"), entries[exe]
+
+    def field(name):
+        return subprocess.run(["dpkg-deb", "-f", str(deb), name], capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    assert field("Package") == "iot-gateway"
+    depends = [d.split()[0] for d in field("Depends").split(", ")]
+    print(f"Depends: {field('Depends')}")
+    for lib in ("systemd", "librdkafka1", "libsqlite3-0", "libcurl4", "libsimdjson14", "libtomlplusplus3",
+                "libsystemd0", "libfmt9"):
+        assert lib in depends, (lib, depends)
+
+    control = wd.path / "control"
+    subprocess.run(["dpkg-deb", "-e", str(deb), str(control)], check=True)
+    assert (control / "conffiles").read_text().split() == ["/etc/iot-gateway/gateway.toml"]
+    for script in ("postinst", "prerm", "postrm"):
+        assert os.access(control / script, os.X_OK), script
+        subprocess.run(["sh", "-n", str(control / script)], check=True)
+    assert "systemd-sysusers" in (control / "postinst").read_text()
+
+    # The packaged example config is valid, for gatewayd and gatewayctl alike.
+    root = wd.path / "root"
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+    conf = root / "etc" / "iot-gateway" / "gateway.toml"
+    for argv in ([root / "usr/sbin/gatewayd", "--check-config", conf],
+                 [root / "usr/bin/gatewayctl", "config", "check", conf]):
+        p = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0 and ": ok" in p.stdout, p.stdout + p.stderr
+    # The unit runs what the package ships.
+    unit = (root / "usr/lib/systemd/system/iot-gateway.service").read_text()
+    assert "ExecStart=/usr/sbin/gatewayd --config /etc/iot-gateway/gateway.toml" in unit
