@@ -501,6 +501,9 @@ def test_sighup_applies_new_subscriptions_socket_and_metrics_port(wd):
     assert ("pump-2", 2.0) not in got  # published before the subscription existed
     p = ctl(new_socket, "status")
     assert p.returncode == 0 and "reloaded" in p.stdout
+    gw.proc.p.send_signal(signal.SIGTERM)
+    assert gw.proc.p.wait(timeout=20) == 0, gw.text()[-3000:]  # a clean exit after the reload
+    assert not new_socket.exists()
 
 
 def test_sighup_with_a_bad_config_keeps_the_old_one_and_says_why(wd):
@@ -543,6 +546,8 @@ def test_sighup_with_a_bad_config_keeps_the_old_one_and_says_why(wd):
     st = hup_and_wait(gw, n_reloads=1)
     assert st["daemon"]["last_reload"]["ok"] is True
     wait_kafka(kafka, {("pump-1", 1.0), ("pump-1", 2.0), ("pump-1", 3.0)})
+    gw.proc.p.send_signal(signal.SIGTERM)
+    assert gw.proc.p.wait(timeout=20) == 0, gw.text()[-3000:]
 
 
 def test_no_qos1_reading_is_lost_across_reloads(wd):
