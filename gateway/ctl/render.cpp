@@ -461,7 +461,8 @@ Rendered renderBuffer(std::string_view json, const Style& st) {
                     {std::to_string(dropped), dropped ? kRed : nullptr}});
   }
   s += "\n";
-  s += table({{"SINK", Align::kLeft, true},
+  // Every reader of the journal with a cursor: the sinks and in-process consumers (windows).
+  s += table({{"CONSUMER", Align::kLeft, true},
               {"CURSOR", Align::kRight},
               {"BACKLOG", Align::kRight},
               {"OLDEST UNSENT", Align::kRight},
