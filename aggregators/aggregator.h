@@ -12,43 +12,18 @@
 
 #include "core/reading.h"
 #include "core/time.h"
+#include "core/window_stats.h"
 
 namespace gw::aggregators {
 
-/// One statistic of a window; a StatSet is a bitwise or of these.
-enum class Stat : std::uint16_t {
-  kCount = 1 << 0,
-  kMin = 1 << 1,
-  kMax = 1 << 2,
-  kAvg = 1 << 3,
-  kP95 = 1 << 4,
-  kSum = 1 << 5,
-  kP50 = 1 << 6,
-  kP99 = 1 << 7,
-  kStddev = 1 << 8,  ///< population standard deviation (divides by n), as stddev_over_time
-  kFirst = 1 << 9,   ///< value with the earliest event time (the first to arrive on a tie)
-  kLast = 1 << 10,   ///< value with the latest event time (the last to arrive on a tie)
-};
-using StatSet = std::uint16_t;
-constexpr StatSet operator|(Stat a, Stat b) {
-  return static_cast<StatSet>(static_cast<StatSet>(a) | static_cast<StatSet>(b));
-}
-constexpr StatSet operator|(StatSet a, Stat b) {
-  return static_cast<StatSet>(a | static_cast<StatSet>(b));
-}
-constexpr bool has(StatSet set, Stat s) { return (set & static_cast<StatSet>(s)) != 0; }
-
-/// Always produced, whatever `stats` says.
-inline constexpr StatSet kDefaultStats =
-    Stat::kCount | Stat::kMin | Stat::kMax | Stat::kAvg | Stat::kP95;
-inline constexpr StatSet kAllStats = kDefaultStats | Stat::kSum | Stat::kP50 | Stat::kP99 |
-                                     Stat::kStddev | Stat::kFirst | Stat::kLast;
-
-/// The config name of a statistic ("count", "min", "max", "avg", "p95", "sum", "p50", "p99",
-/// "stddev", "first", "last"), also the JSON field name of the aggregate.
-const char* toString(Stat s);
-/// The inverse of toString(); nullopt for an unknown name.
-std::optional<Stat> parseStat(std::string_view name);
+// Stat, StatSet, kDefaultStats, kAllStats, toString(Stat) and parseStat() live in
+// core/window_stats.h (the journal and the sinks use them too).
+using gw::kAllStats;
+using gw::kDefaultStats;
+using gw::parseStat;
+using gw::Stat;
+using gw::StatSet;
+using gw::WindowStats;
 
 /// [aggregate] config: what the windows compute. Immutable once the aggregator is built.
 struct WindowOptions {

@@ -445,42 +445,6 @@ class WindowAggregator final : public Aggregator {
 
 }  // namespace
 
-const char* toString(Stat s) {
-  switch (s) {
-    case Stat::kCount:
-      return "count";
-    case Stat::kMin:
-      return "min";
-    case Stat::kMax:
-      return "max";
-    case Stat::kAvg:
-      return "avg";
-    case Stat::kP95:
-      return "p95";
-    case Stat::kSum:
-      return "sum";
-    case Stat::kP50:
-      return "p50";
-    case Stat::kP99:
-      return "p99";
-    case Stat::kStddev:
-      return "stddev";
-    case Stat::kFirst:
-      return "first";
-    case Stat::kLast:
-      return "last";
-  }
-  return "?";
-}
-
-std::optional<Stat> parseStat(std::string_view name) {
-  for (std::uint16_t bit = 1; bit <= static_cast<std::uint16_t>(Stat::kLast); bit <<= 1) {
-    const auto s = static_cast<Stat>(bit);
-    if (name == toString(s)) return s;
-  }
-  return std::nullopt;
-}
-
 std::optional<std::string> validate(const WindowOptions& o) {
   if (o.sizes.empty()) return "at least one window size is needed";
   for (size_t i = 0; i < o.sizes.size(); ++i) {

@@ -66,6 +66,7 @@ struct AlertEngine::Impl {
     e.time = time;
     e.window = window;
     e.dedup_key = dedupKey(options.gateway_id, r.name, s);
+    e.notify = r.notify;
     return e;
   }
 

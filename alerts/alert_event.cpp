@@ -42,13 +42,6 @@ void appendTags(std::string& out, const Series& s) { json::appendStringMap(out, 
 
 }  // namespace
 
-std::string formatDuration(Nanos d) {
-  if (d > 0 && d % (3600 * kNanosPerSecond) == 0)
-    return fmt::format("{}h", d / 3600 / kNanosPerSecond);
-  if (d > 0 && d % (60 * kNanosPerSecond) == 0) return fmt::format("{}m", d / 60 / kNanosPerSecond);
-  return fmt::format("{:g}s", static_cast<double>(d) / kNanosPerSecond);
-}
-
 const char* toString(AlertState s) { return s == AlertState::kFiring ? "firing" : "resolved"; }
 
 std::string dedupKey(std::string_view gateway_id, std::string_view rule, const Series& series) {
@@ -121,7 +114,13 @@ std::string alertJson(const AlertEvent& e) {
 void appendOutboxJson(std::string& out, const AlertEvent& e) {
   appendAlertJson(out, e);
   out.pop_back();  // '}'
-  fmt::format_to(std::back_inserter(out), ",\"time_ns\":{},\"window_ns\":{}}}", e.time, e.window);
+  fmt::format_to(std::back_inserter(out), ",\"time_ns\":{},\"window_ns\":{},\"notify\":[", e.time,
+                 e.window);
+  for (size_t i = 0; i < e.notify.size(); ++i) {
+    if (i > 0) out += ',';
+    json::appendString(out, e.notify[i]);
+  }
+  out += "]}";
 }
 
 std::optional<AlertEvent> parseAlertJson(std::string_view text, std::string* error) {
@@ -166,6 +165,15 @@ std::optional<AlertEvent> parseAlertJson(std::string_view text, std::string* err
   const auto sev = parseSeverity(severity);
   if (!sev) return fail(fmt::format("unknown severity \"{}\"", severity));
   e.severity = *sev;
+
+  simdjson::dom::array notify;
+  if (!doc["notify"].get_array().get(notify)) {
+    for (auto n : notify) {
+      std::string_view sv;
+      if (n.get_string().get(sv)) return fail("a \"notify\" entry is not a string");
+      e.notify.emplace_back(sv);
+    }
+  }
 
   simdjson::dom::object tags;
   if (doc["tags"].get_object().get(tags)) return fail("\"tags\" is missing or not an object");

@@ -12,6 +12,7 @@
 #include "alerts/rule.h"
 #include "core/reading.h"
 #include "core/time.h"
+#include "core/window_stats.h"
 
 namespace gw::alerts {
 
@@ -33,6 +34,9 @@ struct AlertEvent {
   Nanos time = 0;         ///< event time of the transition (see AlertEngine)
   Nanos window = 0;       ///< window length for a window statistic, else 0
   std::string dedup_key;  ///< stable per gateway × rule × series, ≤ kMaxDedupKey bytes
+  /// The rule's notifiers when the event happened (kept with the event in the outbox, so a
+  /// reload that changes the rule still delivers the resolve where the trigger went).
+  std::vector<std::string> notify;
 
   bool operator==(const AlertEvent&) const = default;
 };
@@ -53,8 +57,9 @@ std::string dedupKey(std::string_view gateway_id, std::string_view rule, const S
 void appendAlertJson(std::string& out, const AlertEvent& event);
 std::string alertJson(const AlertEvent& event);
 
-/// The outbox record: the alert record plus "window_ns" and "time_ns" (the exact instant,
-/// which RFC 3339 milliseconds would round), so a stored event comes back identical.
+/// The outbox record: the alert record plus "time_ns" (the exact instant, which RFC 3339
+/// milliseconds would round), "window_ns" and "notify" (the targets), so a stored event comes
+/// back identical.
 void appendOutboxJson(std::string& out, const AlertEvent& event);
 /// Reads an outbox record (or an alert record, with time rounded to ms and window 0). nullopt
 /// with `error` set when the JSON is not one.
@@ -65,7 +70,6 @@ std::optional<AlertEvent> parseAlertJson(std::string_view json, std::string* err
 /// brackets. Resolved events say "resolved: …". Not truncated (see PagerDuty's 1024 limit).
 std::string summary(const AlertEvent& event);
 
-/// "10s", "1.5s", "5m", "2h": the shortest exact form, for summaries and custom details.
-std::string formatDuration(Nanos d);
+using gw::formatDuration;  // core/window_stats.h
 
 }  // namespace gw::alerts

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <deque>
 #include <limits>
@@ -25,7 +26,7 @@ using sqlite::ResetGuard;
 using sqlite::Stmt;
 
 constexpr std::int64_t kApplicationId = 0x47574A31;  // "GWJ1", marks the file as ours
-constexpr std::int64_t kSchemaVersion = 1;           // PRAGMA user_version
+constexpr std::int64_t kSchemaVersion = 2;           // PRAGMA user_version
 constexpr int kBusyTimeoutMs = 200;  // only another process (sqlite3 CLI) can hold the lock
 constexpr std::int64_t kJournalSizeLimit = 4 << 20;  // WAL file size kept after a checkpoint
 constexpr int kAutoCheckpointFrames = 1000;          // SQLite's default, as a backstop
@@ -33,16 +34,22 @@ constexpr int kRetentionCheckpointFrames = 128;      // enforceRetention() check
 constexpr int kMaxTxnsPerPhase = 16;
 constexpr Nanos kLogInterval = 10 * kNanosPerSecond;  // for repeated data-path errors
 
-// One row per reading; seq is the rowid, so a row is a few varints and a double:
-//   s  series id, t event time (ns), v value (NULL for NaN), f TimeReference,
+// One row per record; seq is the rowid, so a reading is a few varints and a double:
+//   s  series id, t event time (ns), v value (NULL for NaN), f kind (see RowKind),
 //   d  event time - device time (ns; NULL when the payload had no device time). Usually small.
+//   x  NULL for a reading (one header byte); an aggregate's statistics (encodeWindow) or an
+//      alert's JSON. An aggregate's t is the window start and d the window size.
+// r_alerts: a partial index over the few alert rows, for the notifiers' outbox reads.
+// state: small named values the pipeline persists with its commits (window watermark, …).
 // commits: commit wall time per group of commits; rows first_seq.. were committed in
 //   [t, t + kCommitTimeGranularity). Pruned with the rows it covers.
 // meta 'floor': every row <= floor was deleted, so seq continues after an emptied table.
 constexpr const char* kSchema = R"sql(
 BEGIN IMMEDIATE;
 CREATE TABLE r(seq INTEGER PRIMARY KEY, s INTEGER NOT NULL, t INTEGER NOT NULL, v REAL,
-               d INTEGER, f INTEGER NOT NULL);
+               d INTEGER, f INTEGER NOT NULL, x BLOB);
+CREATE INDEX r_alerts ON r(f) WHERE f = 3;
+CREATE TABLE state(k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE series(id INTEGER PRIMARY KEY, device TEXT NOT NULL, metric TEXT NOT NULL,
                     tags BLOB NOT NULL);
 CREATE TABLE sinks(name TEXT PRIMARY KEY, cursor INTEGER NOT NULL, dropped INTEGER NOT NULL)
@@ -51,10 +58,23 @@ CREATE TABLE commits(first_seq INTEGER PRIMARY KEY, t INTEGER NOT NULL);
 CREATE TABLE meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID;
 INSERT INTO meta(k, v) VALUES('floor', 0);
 PRAGMA application_id = 1196902961;
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
 COMMIT;
 )sql";
-static_assert(kApplicationId == 1196902961 && kSchemaVersion == 1, "update kSchema");
+static_assert(kApplicationId == 1196902961 && kSchemaVersion == 2, "update kSchema");
+
+// Version 1 (readings only) to 2: no row is rewritten.
+constexpr const char* kUpgradeFrom1 = R"sql(
+BEGIN IMMEDIATE;
+ALTER TABLE r ADD COLUMN x BLOB;
+CREATE INDEX r_alerts ON r(f) WHERE f = 3;
+CREATE TABLE state(k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
+PRAGMA user_version = 2;
+COMMIT;
+)sql";
+
+// Column f: a reading's TimeReference (0, 1), or the kind of another record.
+enum RowKind : std::int64_t { kRowAggregate = 2, kRowAlert = 3 };
 
 [[noreturn]] void die(const std::string& what) {
   log::error("journal: bug: {}", what);
@@ -115,6 +135,45 @@ bool decodeTags(std::string_view in, std::vector<std::pair<std::string, std::str
     if (!readString(in, k) || !readString(in, v)) return false;
   }
   return true;
+}
+
+// An aggregate's statistics: varints stats, count, late, quantiles, then each other statistic in
+// `stats` as an 8-byte little-endian double, in kStatOrder. ~40 bytes for the defaults.
+std::string encodeWindow(const WindowStats& w) {
+  std::string out;
+  appendVarint(out, w.stats);
+  appendVarint(out, w.count);
+  appendVarint(out, w.late);
+  appendVarint(out, w.quantiles);
+  for (Stat st : kStatOrder) {
+    if (st == Stat::kCount || !has(w.stats, st)) continue;
+    std::uint64_t bits = 0;
+    const double v = w.get(st);
+    std::memcpy(&bits, &v, sizeof bits);
+    for (int i = 0; i < 8; ++i) out += static_cast<char>(bits >> (8 * i));
+  }
+  return out;
+}
+
+bool decodeWindow(std::string_view in, WindowStats& w) {
+  std::uint64_t stats = 0, quantiles = 0;
+  if (!readVarint(in, stats) || !readVarint(in, w.count) || !readVarint(in, w.late) ||
+      !readVarint(in, quantiles) || stats > 0xffff || quantiles > 0xff)
+    return false;
+  w.stats = static_cast<StatSet>(stats);
+  w.quantiles = static_cast<std::uint8_t>(quantiles);
+  for (Stat st : kStatOrder) {
+    if (st == Stat::kCount || !has(w.stats, st)) continue;
+    if (in.size() < 8) return false;
+    std::uint64_t bits = 0;
+    for (int i = 0; i < 8; ++i)
+      bits |= static_cast<std::uint64_t>(static_cast<unsigned char>(in[i])) << (8 * i);
+    in.remove_prefix(8);
+    double v = 0;
+    std::memcpy(&v, &bits, sizeof v);
+    w.set(st, v);
+  }
+  return in.empty();
 }
 
 struct SeriesPtrHash {
@@ -190,9 +249,16 @@ class SqliteJournal final : public Journal {
   const Series& series(SeriesId id) const override;
   std::uint64_t append(SeriesId series, double value, Nanos event_time,
                        std::optional<Nanos> device_time, TimeReference reference) override;
+  std::uint64_t appendAggregate(SeriesId series, const WindowStats& window) override;
+  std::uint64_t appendAlert(SeriesId series, Nanos time, double value,
+                            std::string_view json) override;
   size_t pending() const override { return pending_.size(); }
   bool commit() override;
   void read(std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out) override;
+  void readAlerts(std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out) override;
+  std::uint64_t lastSeq() const override { return last_seq_; }
+  void putState(std::string_view key, std::string value) override;
+  std::optional<std::string> state(std::string_view key) const override;
   std::uint64_t cursor(std::string_view sink) const override;
   void setCursor(std::string_view sink, std::uint64_t seq) override;
   std::uint64_t enforceRetention(Nanos now, size_t step) override;
@@ -202,10 +268,10 @@ class SqliteJournal final : public Journal {
   struct PendingRow {
     Nanos t;
     double v;
-    std::int64_t d;  // event - device time, when has_d
+    std::int64_t d;  // event - device time (or window size), when has_d
     SeriesId s;
     bool has_d;
-    TimeReference f;
+    std::uint8_t f;  // TimeReference or RowKind; kinds >= 2 take the next of pending_blobs_
   };
   struct SinkState {
     std::uint64_t cursor = 0;
@@ -228,7 +294,8 @@ class SqliteJournal final : public Journal {
   template <typename F>
   int transaction(F&& body);
   void rollback();
-  int insertRow(std::uint64_t seq, const PendingRow& p);
+  int insertRow(std::uint64_t seq, const PendingRow& p, const std::string* blob);
+  void readRows(Stmt& stmt, std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out);
   int insertSeries(size_t id);
   int writeSink(const std::string& name, std::uint64_t cursor, std::uint64_t dropped);
   int writeDirtySinks();
@@ -261,7 +328,7 @@ class SqliteJournal final : public Journal {
   sqlite::Db db_;
   Stmt begin_, commit_, rollback_;
   Stmt insert_row_, insert_series_, insert_marker_, write_sink_, write_floor_;
-  Stmt read_, delete_rows_, delete_markers_, marker_after_;
+  Stmt read_, read_alerts_, delete_rows_, delete_markers_, marker_after_, write_state_;
   mutable Stmt marker_at_, page_count_, freelist_count_;
   std::int64_t page_size_ = 4096;
 
@@ -270,6 +337,9 @@ class SqliteJournal final : public Journal {
   size_t persisted_series_ = 0;
 
   std::vector<PendingRow> pending_;
+  std::vector<std::string> pending_blobs_;  // x of the pending rows with f >= 2, in order
+  std::map<std::string, std::string, std::less<>> state_;
+  std::map<std::string, std::string, std::less<>> pending_state_;
   std::uint64_t last_seq_ = 0;  // highest committed seq
   std::uint64_t floor_ = 0;     // every seq <= floor_ is deleted; rows are (floor_, last_seq_]
   bool has_marker_ = false;
@@ -345,7 +415,8 @@ OpenResult SqliteJournal::open() {
       (rc = queryInt("SELECT count(*) FROM sqlite_master", objects)) != SQLITE_OK)
     return failed(rc, "reading the schema");
   const bool fresh = app_id == 0 && version == 0 && objects == 0;
-  if (!fresh && (app_id != kApplicationId || version != kSchemaVersion))
+  const bool upgrade = app_id == kApplicationId && version == 1;
+  if (!fresh && !upgrade && (app_id != kApplicationId || version != kSchemaVersion))
     return {Outcome::kCorrupt,
             fmt::format("not an iot-gateway journal of schema version {} (application_id {:#x}, "
                         "user_version {})",
@@ -363,6 +434,15 @@ OpenResult SqliteJournal::open() {
     OpenResult r = failed(rc, "creating the schema");
     if (sqlite3_get_autocommit(db_.get()) == 0) exec("ROLLBACK");
     return r;
+  }
+  if (upgrade) {
+    if ((rc = exec(kUpgradeFrom1)) != SQLITE_OK) {
+      OpenResult r = failed(rc, "upgrading the schema from version 1");
+      r.outcome = Outcome::kFatal;  // the file is fine, only this process cannot change it
+      if (sqlite3_get_autocommit(db_.get()) == 0) exec("ROLLBACK");
+      return r;
+    }
+    log::notice("journal {}: schema upgraded from version 1 to {}", path_, kSchemaVersion);
   }
 
   const std::string pragmas =
@@ -396,14 +476,17 @@ int SqliteJournal::prepareStatements() {
       {&begin_, "BEGIN IMMEDIATE"},
       {&commit_, "COMMIT"},
       {&rollback_, "ROLLBACK"},
-      {&insert_row_, "INSERT INTO r(seq, s, t, v, d, f) VALUES(?, ?, ?, ?, ?, ?)"},
+      {&insert_row_, "INSERT INTO r(seq, s, t, v, d, f, x) VALUES(?, ?, ?, ?, ?, ?, ?)"},
       {&insert_series_, "INSERT INTO series(id, device, metric, tags) VALUES(?, ?, ?, ?)"},
       {&insert_marker_, "INSERT INTO commits(first_seq, t) VALUES(?, ?)"},
       {&write_sink_,
        "INSERT INTO sinks(name, cursor, dropped) VALUES(?, ?, ?) ON CONFLICT(name) DO UPDATE "
        "SET cursor = excluded.cursor, dropped = excluded.dropped"},
       {&write_floor_, "INSERT OR REPLACE INTO meta(k, v) VALUES('floor', ?)"},
-      {&read_, "SELECT seq, s, t, v, d, f FROM r WHERE seq > ? ORDER BY seq LIMIT ?"},
+      {&read_, "SELECT seq, s, t, v, d, f, x FROM r WHERE seq > ? ORDER BY seq LIMIT ?"},
+      {&read_alerts_,
+       "SELECT seq, s, t, v, d, f, x FROM r WHERE f = 3 AND seq > ? ORDER BY seq LIMIT ?"},
+      {&write_state_, "INSERT OR REPLACE INTO state(k, v) VALUES(?, ?)"},
       {&delete_rows_, "DELETE FROM r WHERE seq <= ?"},
       // Keeps the marker that covers the first remaining row.
       {&delete_markers_,
@@ -470,6 +553,15 @@ OpenResult SqliteJournal::loadState() {
     } else if (rc != SQLITE_DONE) {
       return failed(rc, "loading commit times");
     }
+  }
+
+  {
+    Stmt s;
+    if ((rc = s.prepare(db_.get(), "SELECT k, v FROM state", false)) != SQLITE_OK)
+      return failed(rc, "loading state");
+    while ((rc = s.step()) == SQLITE_ROW)
+      state_[std::string(s.columnText(0))] = std::string(s.columnBlob(1));
+    if (rc != SQLITE_DONE) return failed(rc, "loading state");
   }
 
   std::map<std::string, SinkState, std::less<>> stored;
@@ -557,11 +649,12 @@ void SqliteJournal::rollback() {
     log::error("journal {}: ROLLBACK failed: {}", path_, sqlite::describe(db_.get(), rc));
 }
 
-int SqliteJournal::insertRow(std::uint64_t seq, const PendingRow& p) {
+int SqliteJournal::insertRow(std::uint64_t seq, const PendingRow& p, const std::string* blob) {
   ResetGuard guard(insert_row_);
   int rc = insert_row_.bindAll(i64(seq), static_cast<std::int64_t>(p.s), p.t, p.v);
   if (rc == SQLITE_OK) rc = p.has_d ? insert_row_.bind(5, p.d) : insert_row_.bind(5, nullptr);
   if (rc == SQLITE_OK) rc = insert_row_.bind(6, static_cast<std::int64_t>(p.f));
+  if (rc == SQLITE_OK) rc = blob ? insert_row_.bind(7, Blob{*blob}) : insert_row_.bind(7, nullptr);
   if (rc == SQLITE_OK) rc = insert_row_.step();
   return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
@@ -611,14 +704,49 @@ std::uint64_t SqliteJournal::append(SeriesId series, double value, Nanos event_t
   if (series >= series_.size()) die(fmt::format("append with unknown series id {}", series));
   pending_.push_back(PendingRow{event_time, value,
                                 device_time ? wrapSub(event_time, *device_time) : 0, series,
-                                device_time.has_value(), reference});
+                                device_time.has_value(), static_cast<std::uint8_t>(reference)});
   return last_seq_ + pending_.size();
+}
+
+std::uint64_t SqliteJournal::appendAggregate(SeriesId series, const WindowStats& window) {
+  if (series >= series_.size()) die(fmt::format("aggregate with unknown series id {}", series));
+  pending_blobs_.push_back(encodeWindow(window));
+  pending_.push_back(PendingRow{window.start, std::numeric_limits<double>::quiet_NaN(), window.size,
+                                series, true, kRowAggregate});
+  return last_seq_ + pending_.size();
+}
+
+std::uint64_t SqliteJournal::appendAlert(SeriesId series, Nanos time, double value,
+                                         std::string_view json) {
+  if (series >= series_.size()) die(fmt::format("alert with unknown series id {}", series));
+  pending_blobs_.emplace_back(json);
+  pending_.push_back(PendingRow{time, value, 0, series, false, kRowAlert});
+  return last_seq_ + pending_.size();
+}
+
+void SqliteJournal::putState(std::string_view key, std::string value) {
+  auto it = pending_state_.find(key);
+  if (it == pending_state_.end()) {
+    auto cur = state_.find(key);
+    if (cur != state_.end() && cur->second == value) return;
+    pending_state_.emplace(std::string(key), std::move(value));
+  } else {
+    it->second = std::move(value);
+  }
+}
+
+std::optional<std::string> SqliteJournal::state(std::string_view key) const {
+  if (auto it = pending_state_.find(key); it != pending_state_.end()) return it->second;
+  if (auto it = state_.find(key); it != state_.end()) return it->second;
+  return std::nullopt;
 }
 
 bool SqliteJournal::commit() {
   bool dirty_sinks = false;
   for (const auto& [name, st] : sinks_) dirty_sinks = dirty_sinks || st.dirty;
-  if (pending_.empty() && persisted_series_ == series_.size() && !dirty_sinks) return true;
+  if (pending_.empty() && persisted_series_ == series_.size() && !dirty_sinks &&
+      pending_state_.empty())
+    return true;
 
   // Commit times never go back, so the markers stay ordered if the wall clock steps back.
   const Nanos now = clock_();
@@ -630,8 +758,16 @@ bool SqliteJournal::commit() {
     for (size_t id = persisted_series_; id < series_.size() && rc == SQLITE_OK; ++id)
       rc = insertSeries(id);
     std::uint64_t seq = last_seq_;
+    size_t blob = 0;
     for (size_t i = 0; i < pending_.size() && rc == SQLITE_OK; ++i)
-      rc = insertRow(++seq, pending_[i]);
+      rc = insertRow(++seq, pending_[i],
+                     pending_[i].f >= kRowAggregate ? &pending_blobs_[blob++] : nullptr);
+    for (auto it = pending_state_.begin(); it != pending_state_.end() && rc == SQLITE_OK; ++it) {
+      ResetGuard guard(write_state_);
+      rc = write_state_.bindAll(std::string_view(it->first), Blob{it->second});
+      if (rc == SQLITE_OK) rc = write_state_.step();
+      if (rc == SQLITE_DONE) rc = SQLITE_OK;
+    }
     if (rc == SQLITE_OK && new_marker) {
       ResetGuard guard(insert_marker_);
       rc = insert_marker_.bindAll(i64(last_seq_ + 1), commit_time);
@@ -653,6 +789,9 @@ bool SqliteJournal::commit() {
   }
   last_seq_ += pending_.size();
   pending_.clear();
+  pending_blobs_.clear();
+  for (auto& [k, v] : pending_state_) state_[k] = std::move(v);
+  pending_state_.clear();
   persisted_series_ = series_.size();
   if (new_marker) {
     has_marker_ = true;
@@ -664,35 +803,69 @@ bool SqliteJournal::commit() {
 }
 
 void SqliteJournal::read(std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out) {
-  out.clear();
-  if (limit == 0 || after >= last_seq_) return;
-  out.reserve(static_cast<size_t>(std::min<std::uint64_t>(limit, last_seq_ - after)));
-  ResetGuard guard(read_);
-  int rc = read_.bindAll(i64(after), i64(std::min<std::uint64_t>(limit, INT64_MAX)));
-  if (rc == SQLITE_OK) {
-    while ((rc = read_.step()) == SQLITE_ROW) {
-      const std::int64_t sid = read_.columnInt(1);
-      if (sid < 0 || static_cast<std::uint64_t>(sid) >= series_.size()) {
-        logLimited(read_log_, "journal {}: row {} refers to unknown series {}; skipped", path_,
-                   read_.columnInt(0), sid);
-        continue;
+  readRows(read_, after, limit, out);
+}
+
+void SqliteJournal::readAlerts(std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out) {
+  readRows(read_alerts_, after, limit, out);
+}
+
+void SqliteJournal::readRows(Stmt& stmt, std::uint64_t after, size_t limit,
+                             std::vector<ReadingRecord>& out) {
+  // Records are reused (their strings keep their capacity), so a sink's steady state reads
+  // without allocating.
+  size_t n = 0;
+  if (limit > 0 && after < last_seq_) {
+    const auto cap = static_cast<size_t>(std::min<std::uint64_t>(limit, last_seq_ - after));
+    if (out.size() < cap && &stmt == &read_) out.reserve(cap);
+    ResetGuard guard(stmt);
+    int rc = stmt.bindAll(i64(after), i64(std::min<std::uint64_t>(limit, INT64_MAX)));
+    if (rc == SQLITE_OK) {
+      while ((rc = stmt.step()) == SQLITE_ROW) {
+        const std::int64_t sid = stmt.columnInt(1);
+        if (sid < 0 || static_cast<std::uint64_t>(sid) >= series_.size()) {
+          logLimited(read_log_, "journal {}: row {} refers to unknown series {}; skipped", path_,
+                     stmt.columnInt(0), sid);
+          continue;
+        }
+        if (n == out.size()) out.emplace_back();
+        ReadingRecord& r = out[n];
+        r.seq = static_cast<std::uint64_t>(stmt.columnInt(0));
+        r.series = &series_[static_cast<size_t>(sid)];
+        r.event_time = stmt.columnInt(2);
+        r.value = stmt.columnType(3) == SQLITE_NULL ? std::numeric_limits<double>::quiet_NaN()
+                                                    : stmt.columnDouble(3);
+        const std::int64_t f = stmt.columnInt(5);
+        r.device_time.reset();
+        r.reference = TimeReference::kReceive;
+        if (f == kRowAggregate) {
+          r.kind = RecordKind::kAggregate;
+          r.window = WindowStats{};
+          r.window.start = r.event_time;
+          r.window.size = stmt.columnInt(4);
+          if (!decodeWindow(stmt.columnBlob(6), r.window)) {
+            logLimited(read_log_, "journal {}: aggregate row {} cannot be decoded; skipped", path_,
+                       r.seq);
+            continue;
+          }
+        } else if (f == kRowAlert) {
+          r.kind = RecordKind::kAlert;
+          r.alert.assign(stmt.columnBlob(6));
+        } else {
+          r.kind = RecordKind::kReading;
+          if (stmt.columnType(4) != SQLITE_NULL)
+            r.device_time = wrapSub(r.event_time, stmt.columnInt(4));
+          if (f == static_cast<std::int64_t>(TimeReference::kBroker))
+            r.reference = TimeReference::kBroker;
+        }
+        ++n;
       }
-      ReadingRecord& r = out.emplace_back();
-      r.seq = static_cast<std::uint64_t>(read_.columnInt(0));
-      r.series = &series_[static_cast<size_t>(sid)];
-      r.event_time = read_.columnInt(2);
-      r.value = read_.columnType(3) == SQLITE_NULL ? std::numeric_limits<double>::quiet_NaN()
-                                                   : read_.columnDouble(3);
-      if (read_.columnType(4) != SQLITE_NULL)
-        r.device_time = wrapSub(r.event_time, read_.columnInt(4));
-      r.reference = read_.columnInt(5) == static_cast<std::int64_t>(TimeReference::kBroker)
-                        ? TimeReference::kBroker
-                        : TimeReference::kReceive;
     }
+    if (rc != SQLITE_DONE)
+      logLimited(read_log_, "journal {}: reading after seq {} failed after {} rows: {}", path_,
+                 after, n, sqlite::describe(db_.get(), rc));
   }
-  if (rc != SQLITE_DONE)
-    logLimited(read_log_, "journal {}: reading after seq {} failed after {} rows: {}", path_, after,
-               out.size(), sqlite::describe(db_.get(), rc));
+  out.resize(n);
 }
 
 std::uint64_t SqliteJournal::cursor(std::string_view sink) const {

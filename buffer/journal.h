@@ -96,6 +96,13 @@ class Journal {
   /// pending(); the caller bounds it (commit failures are persistent when the disk is full).
   virtual std::uint64_t append(SeriesId series, double value, Nanos event_time,
                                std::optional<Nanos> device_time, TimeReference reference) = 0;
+  /// Buffers a closed window's aggregate (a record like a reading, forwarded by every sink):
+  /// event time = window.start.
+  virtual std::uint64_t appendAggregate(SeriesId series, const WindowStats& window) = 0;
+  /// Buffers an alert event (the outbox): `json` is the alert record the notifiers and the
+  /// Kafka sink send, `time`/`value` its transition time and value.
+  virtual std::uint64_t appendAlert(SeriesId series, Nanos time, double value,
+                                    std::string_view json) = 0;
   /// Number of appended rows not yet committed.
   virtual size_t pending() const = 0;
   /// Writes pending rows, new series and cursor moves in one transaction (BEGIN IMMEDIATE,
@@ -104,9 +111,22 @@ class Journal {
   /// try. Returns true at once when there is nothing to write.
   virtual bool commit() = 0;
 
-  /// Reads up to `limit` committed readings with seq > `after`, in seq order, into `out`
-  /// (cleared first). On a read error, logs and returns the rows read so far.
+  /// Reads up to `limit` committed records (readings, aggregates, alerts) with seq > `after`, in
+  /// seq order, into `out` (resized to what was read; its records are reused). On a read
+  /// error, logs and returns the rows read so far.
   virtual void read(std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out) = 0;
+
+  /// Like read(), but only alert records (an index keeps this cheap whatever the backlog of
+  /// readings): what a notifier delivers from.
+  virtual void readAlerts(std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out) = 0;
+  /// The highest committed seq.
+  virtual std::uint64_t lastSeq() const = 0;
+
+  /// A small named value persisted with the next commit (in the same transaction as the
+  /// records appended before it), e.g. the windows' watermark. Unchanged values write nothing.
+  virtual void putState(std::string_view key, std::string value) = 0;
+  /// The value last put (committed or not), or nullopt.
+  virtual std::optional<std::string> state(std::string_view key) const = 0;
 
   /// The sink's cursor; 0 for a name that is not configured.
   virtual std::uint64_t cursor(std::string_view sink) const = 0;

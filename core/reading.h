@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/time.h"
+#include "core/window_stats.h"
 
 namespace gw {
 
@@ -47,7 +48,15 @@ struct Reading {
 /// Identifies a series inside one journal; stable for the journal's life.
 using SeriesId = std::uint32_t;
 
-/// A committed reading as read back from the journal for a sink. `series` points into the
+/// What a journal record is (design: "Data flow": readings, aggregates and alerts are all
+/// journal records, forwarded the same way).
+enum class RecordKind : std::uint8_t {
+  kReading,    ///< value, event_time, device_time, reference
+  kAggregate,  ///< window (event_time = window start, value = NaN)
+  kAlert,      ///< alert (event_time = the transition's time, value = its value)
+};
+
+/// A committed record as read back from the journal for a sink. `series` points into the
 /// journal's series table, whose entries never move or change while the journal is open.
 struct ReadingRecord {
   std::uint64_t seq = 0;
@@ -56,6 +65,11 @@ struct ReadingRecord {
   Nanos event_time = 0;
   std::optional<Nanos> device_time;
   TimeReference reference = TimeReference::kReceive;
+  RecordKind kind = RecordKind::kReading;
+  WindowStats window;  ///< kAggregate only
+  /// kAlert only: the alert record as JSON (design "Sinks": rule, device, metric, tags, state,
+  /// severity, statistic, value, threshold, time, dedup_key; plus exact window_ns/time_ns).
+  std::string alert;
 };
 
 }  // namespace gw

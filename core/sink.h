@@ -2,6 +2,7 @@
 // happened; the forwarder decides what to do").
 #pragma once
 
+#include <optional>
 #include <span>
 #include <string>
 
@@ -18,6 +19,8 @@ enum class SendStatus {
 struct SendResult {
   SendStatus status = SendStatus::kRetry;
   std::string error;  ///< human-readable reason for kRetry/kRejected (server message included)
+  /// kRetry: the server asked to wait at least this long (HTTP Retry-After).
+  std::optional<Nanos> retry_after;
 };
 
 /// A destination for committed journal records.

@@ -3,11 +3,14 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <set>
+#include <span>
 
+#include "alerts/secret.h"
 #include "protocols/mqtt/topic_template.h"
 
 namespace gw::config {
@@ -28,6 +31,9 @@ class Section {
     const int line = at ? static_cast<int>(at->source().begin.line) : line_;
     throw ConfigError(fmt::format("{}:{}: {}: {}", file_, line, join(key), reason));
   }
+
+  /// The node of a key (for error lines), without marking it used.
+  const toml::node* node(std::string_view key) const { return table_.get(key); }
 
   const toml::node* take(std::string_view key) {
     used_.insert(std::string(key));
@@ -335,8 +341,8 @@ void readKafka(Section& s, const std::string& gateway_id, KafkaConfig& k) {
   auto& o = k.options;
   o.brokers = s.requiredStr("brokers");
   o.readings_topic = s.str("readings_topic", o.readings_topic);
-  k.aggregates_topic = s.str("aggregates_topic", k.aggregates_topic);
-  k.alerts_topic = s.str("alerts_topic", k.alerts_topic);
+  k.options.aggregates_topic = s.str("aggregates_topic", k.options.aggregates_topic);
+  k.options.alerts_topic = s.str("alerts_topic", k.options.alerts_topic);
   if (o.readings_topic.empty()) s.fail("readings_topic", nullptr, "must not be empty");
   o.gateway_id = gateway_id;
   o.delivery_timeout = s.duration("delivery_timeout", kNanosPerSecond).value_or(o.delivery_timeout);
@@ -374,13 +380,13 @@ void readTimeseries(Section& s, const fs::path& base, TimeseriesConfig& t) {
   t.options.timeout = s.duration("timeout", kNanosPerMilli).value_or(t.options.timeout);
   readForward(s, t.forward);
   if (const toml::array* send = s.array("send")) {
-    t.send_readings = t.send_aggregates = false;
+    t.options.send_readings = t.options.send_aggregates = false;
     for (const toml::node& n : *send) {
       const auto v = n.value<std::string_view>();
       if (v == "readings")
-        t.send_readings = true;
+        t.options.send_readings = true;
       else if (v == "aggregates")
-        t.send_aggregates = true;
+        t.options.send_aggregates = true;
       else
         s.fail("send", &n, "entries must be \"readings\" or \"aggregates\"");
     }
@@ -388,7 +394,364 @@ void readTimeseries(Section& s, const fs::path& base, TimeseriesConfig& t) {
   s.done();
 }
 
+// ---- [coap] ------------------------------------------------------------------------------
+
+void readCoapPayload(Section& s, coap::PayloadOptions& p, bool& single_value) {
+  const std::string format = s.str("format", "value");
+  p.senml = format == "senml";
+  if (!p.senml) {
+    auto f = payload::parseFormat(format);
+    if (!f)
+      s.fail("format", nullptr, fmt::format("'{}' is not value, json, fields or senml", format));
+    p.decoder.format = *f;
+  }
+  single_value = !p.senml && p.decoder.format != payload::Format::kFields;
+  p.decoder.value_field = s.str("value", "value");
+  if (p.decoder.value_field.empty()) s.fail("value", nullptr, "must not be empty");
+  p.decoder.timestamp_field = s.str("timestamp", "");
+  const std::string unit = s.str("timestamp_unit", "ms");
+  auto u = payload::parseTimeUnit(unit);
+  if (!u)
+    s.fail("timestamp_unit", nullptr, fmt::format("'{}' is not s, ms, us, ns or rfc3339", unit));
+  p.decoder.timestamp_unit = *u;
+  if (auto max = s.size("max_payload")) p.decoder.max_payload = *max;
+  if (!p.decoder.timestamp_field.empty() &&
+      (p.senml || p.decoder.format == payload::Format::kValue))
+    s.fail("timestamp", nullptr,
+           p.senml ? "SenML records carry their own time (bt/t)"
+                   : "format value has no fields; a device timestamp needs json or fields");
+}
+
+std::string readPskKey(Section& s, const fs::path& base) {
+  if (s.take("psk_key")) s.fail("psk_key", nullptr, "put the key in a file and set psk_key_file");
+  auto f = s.path("psk_key_file", base);
+  if (!f) return "";
+  std::string key = readSecretFile(s, "psk_key_file", *f);
+  if (key.empty()) s.fail("psk_key_file", nullptr, "the key file is empty");
+  return key;
+}
+
+void readCoapResource(Section& s, coap::ResourceOptions& r) {
+  r.path = s.requiredStr("path");
+  while (!r.path.empty() && r.path.front() == '/') r.path.erase(0, 1);
+  if (r.path.empty()) s.fail("path", nullptr, "must name a path below the root");
+  bool single_value = false;
+  readCoapPayload(s, r.payload, single_value);
+  std::string error;
+  auto tmpl = mqtt::TopicTemplate::parse(r.path, error);
+  if (!tmpl) s.fail("path", nullptr, error);
+  if (!tmpl->capturesDevice() && !r.payload.senml)
+    s.fail("path", nullptr,
+           "must capture {device} (e.g. \"sensors/{device}/{metric}\"); only format senml "
+           "can take the device from the payload's base name");
+  if (single_value && !tmpl->capturesMetric())
+    s.fail("path", nullptr,
+           "must capture {metric} for format value or json (fields and senml name metrics "
+           "from the payload)");
+  s.done();
+}
+
+void readCoapObserve(Section& s, const fs::path& base, coap::ObserveOptions& o) {
+  const auto uri = s.str("uri");
+  const auto discover = s.str("discover");
+  if (uri && discover) s.fail("discover", nullptr, "set uri or discover, not both");
+  if (!uri && !discover)
+    s.fail("uri", nullptr,
+           "one of uri (a resource to observe) or discover (a device to search) is required");
+  const std::string key = uri ? "uri" : "discover";
+  const std::string text = uri ? *uri : *discover;
+  std::string error;
+  auto parsed = coap::parseUri(text, error);
+  if (!parsed) s.fail(key, nullptr, error);
+  if (uri && parsed->path.empty())
+    s.fail("uri", nullptr, "must name a resource (coap://HOST[:PORT]/PATH)");
+  if (discover && (!parsed->path.empty() || !parsed->query.empty()))
+    s.fail("discover", nullptr,
+           "names a device (coap://HOST[:PORT]); its /.well-known/core is read, filtered by "
+           "filter");
+  (uri ? o.uri : o.discover) = text;
+  o.filter = s.str("filter", "");
+  if (!o.filter.empty()) {
+    if (uri) s.fail("filter", nullptr, "only for discover");
+    if (!coap::parseLinkFilter(o.filter, error)) s.fail("filter", nullptr, error);
+  }
+  o.path_template = s.str("template", "");
+  bool template_device = false;
+  if (!o.path_template.empty()) {
+    if (uri) s.fail("template", nullptr, "only for discover (uri names device and metric)");
+    while (!o.path_template.empty() && o.path_template.front() == '/') o.path_template.erase(0, 1);
+    auto tmpl = mqtt::TopicTemplate::parse(o.path_template, error);
+    if (!tmpl) s.fail("template", nullptr, error);
+    template_device = tmpl->capturesDevice();
+  }
+  o.device = s.str("device", "");
+  o.metric = s.str("metric", "");
+  bool single_value = false;
+  readCoapPayload(s, o.payload, single_value);
+  if (o.device.empty() && !template_device && !o.payload.senml)
+    s.fail("device", nullptr, "is required (the device this resource belongs to)");
+  if (uri && single_value && o.metric.empty())
+    s.fail("metric", nullptr, "is required for format value or json");
+  o.reregister_after =
+      s.duration("reregister_after", 100 * kNanosPerMilli).value_or(o.reregister_after);
+  o.retry_min = s.duration("retry_min", kNanosPerMilli).value_or(o.retry_min);
+  o.retry_max = s.duration("retry_max", kNanosPerMilli).value_or(o.retry_max);
+  if (o.retry_max < o.retry_min) s.fail("retry_max", nullptr, "must not be below retry_min");
+  o.psk.identity = s.str("psk_identity", "");
+  o.psk.key = readPskKey(s, base);
+  if (parsed->secure) {
+    if (!coap::dtlsSupported())
+      s.fail(key, nullptr, "coaps:// needs DTLS, which this libcoap build does not support");
+    if (o.psk.key.empty() || o.psk.identity.empty())
+      s.fail(key, nullptr, "coaps:// needs psk_identity and psk_key_file");
+  } else if (o.psk.enabled() || !o.psk.identity.empty()) {
+    s.fail(o.psk.enabled() ? "psk_key_file" : "psk_identity", nullptr,
+           "a pre-shared key is only used with coaps://");
+  }
+  s.done();
+}
+
+void readCoap(Section& s, const fs::path& base, CoapConfig& c) {
+  auto& o = c.source;
+  std::string error;
+  if (const toml::array* resources = s.array("resource")) {
+    int i = 0;
+    for (const toml::node& n : *resources) {
+      const std::string key = fmt::format("resource[{}]", i++);
+      if (!n.is_table()) s.fail(key, &n, "expected a table ([[coap.resource]])");
+      Section sub = s.sub(key, *n.as_table());
+      coap::ResourceOptions r;
+      readCoapResource(sub, r);
+      o.resources.push_back(std::move(r));
+    }
+  }
+  if (const toml::array* observe = s.array("observe")) {
+    int i = 0;
+    for (const toml::node& n : *observe) {
+      const std::string key = fmt::format("observe[{}]", i++);
+      if (!n.is_table()) s.fail(key, &n, "expected a table ([[coap.observe]])");
+      Section sub = s.sub(key, *n.as_table());
+      coap::ObserveOptions ob;
+      readCoapObserve(sub, base, ob);
+      o.observe.push_back(std::move(ob));
+    }
+  }
+  if (auto listen = s.str("listen")) {
+    auto hp = coap::parseHostPort(*listen, coap::kDefaultPort, error);
+    if (!hp) s.fail("listen", nullptr, error);
+    if (o.resources.empty())
+      s.fail("listen", nullptr, "nothing to serve: add a [[coap.resource]] (or remove listen)");
+    o.listen_at = *hp;
+  }
+  o.listen = !o.resources.empty();
+  if (auto listen = s.str("dtls_listen")) {
+    auto hp = coap::parseHostPort(*listen, coap::kDefaultSecurePort, error);
+    if (!hp) s.fail("dtls_listen", nullptr, error);
+    if (o.resources.empty())
+      s.fail("dtls_listen", nullptr, "nothing to serve: add a [[coap.resource]]");
+    if (!coap::dtlsSupported())
+      s.fail("dtls_listen", nullptr, "this libcoap build does not support DTLS");
+    o.dtls_listen = true;
+    o.dtls_listen_at = *hp;
+  }
+  o.server_psk.identity = s.str("psk_hint", "");
+  o.server_psk.key = readPskKey(s, base);
+  if (o.dtls_listen && !o.server_psk.enabled())
+    s.fail("dtls_listen", nullptr, "needs psk_key_file (the pre-shared key devices use)");
+  if (!o.dtls_listen && (o.server_psk.enabled() || !o.server_psk.identity.empty()))
+    s.fail(o.server_psk.enabled() ? "psk_key_file" : "psk_hint", nullptr,
+           "a pre-shared key is only used with dtls_listen");
+  if (o.resources.empty() && o.observe.empty())
+    s.fail("resource", nullptr, "[coap] needs at least one [[coap.resource]] or [[coap.observe]]");
+  s.done();
+}
+
+// ---- [metrics] (issue 6) -------------------------------------------------------------------
+
+void readMetrics(Section& s, MetricsConfig& m) {
+  m.listen = s.requiredStr("listen");
+  std::string host = m.listen, port;
+  if (!host.empty() && host.front() == '[') {  // [::1]:9108
+    const auto close = host.find(']');
+    if (close == std::string::npos || close + 1 >= host.size() || host[close + 1] != ':')
+      s.fail("listen", nullptr, "expected [IPv6]:PORT, e.g. \"[::1]:9108\"");
+    port = host.substr(close + 2);
+    host = host.substr(1, close - 1);
+  } else {
+    const auto colon = host.rfind(':');
+    if (colon == std::string::npos || host.find(':') != colon)
+      s.fail("listen", nullptr, "expected ADDRESS:PORT, e.g. \"127.0.0.1:9108\"");
+    port = host.substr(colon + 1);
+    host = host.substr(0, colon);
+  }
+  if (host.empty() || host.find_first_not_of("0123456789abcdefABCDEF.:") != std::string::npos)
+    s.fail("listen", nullptr, "the address must be numeric (127.0.0.1, 0.0.0.0, ::1)");
+  const int p = std::atoi(port.c_str());
+  if (port.empty() || port.size() > 5 ||
+      port.find_first_not_of("0123456789") != std::string::npos || p <= 0 || p > 65535)
+    s.fail("listen", nullptr, "port must be 1..65535");
+  m.host = host;
+  m.port = static_cast<std::uint16_t>(p);
+  s.done();
+}
+
+// ---- [aggregate], [[alert]], [notify] ------------------------------------------------------
+
+void readAggregate(Section& s, AggregateConfig& a) {
+  a.enabled = s.boolean("enabled").value_or(true);
+  aggregators::WindowOptions& w = a.windows;
+  if (const toml::node* n = s.take("window")) {
+    // One size ("10s") or several (["10s", "1m"]).
+    std::vector<const toml::node*> items;
+    if (const toml::array* arr = n->as_array()) {
+      for (const toml::node& item : *arr) items.push_back(&item);
+      if (items.empty()) s.fail("window", n, "needs at least one window size");
+    } else {
+      items.push_back(n);
+    }
+    w.sizes.clear();
+    for (const toml::node* item : items) {
+      const auto text = item->value<std::string_view>();
+      const auto d = text ? parseDuration(*text) : std::nullopt;
+      if (!d || *d <= 0)
+        s.fail("window", item, "expected a duration such as \"10s\" or a list of them");
+      if (*d < kNanosPerSecond) s.fail("window", item, "must be at least 1s");
+      if (std::find(w.sizes.begin(), w.sizes.end(), *d) != w.sizes.end())
+        s.fail("window", item, "window sizes must be distinct");
+      w.sizes.push_back(*d);
+    }
+  }
+  w.allowed_lateness = s.duration("allowed_lateness").value_or(w.allowed_lateness);
+  if (const toml::array* stats = s.array("stats")) {
+    w.stats = aggregators::kDefaultStats;
+    for (const toml::node& n : *stats) {
+      const auto name = n.value<std::string_view>();
+      const auto st = name ? parseStat(*name) : std::nullopt;
+      if (!st)
+        s.fail("stats", &n,
+               "entries must be count, min, max, avg, p95, sum, p50, p99, stddev, first or last");
+      w.stats = static_cast<StatSet>(w.stats | *st);
+    }
+  }
+  if (auto cap = s.integer("sample_cap", 1, 1 << 20))
+    w.sample_cap = static_cast<std::uint32_t>(*cap);
+  if (const toml::node* n = s.take("sketch_accuracy")) {
+    const auto v = n->value<double>();
+    if (!v || !(*v >= 1e-4 && *v <= 0.5))
+      s.fail("sketch_accuracy", n, "must be a number between 0.0001 and 0.5 (relative error)");
+    w.sketch_alpha = *v;
+  }
+  if (auto why = aggregators::validate(w)) s.fail("window", nullptr, *why);
+  s.done();
+}
+
+std::optional<double> number(Section& s, std::string_view key) {
+  const toml::node* n = s.take(key);
+  if (!n) return std::nullopt;
+  if (!n->is_number()) s.fail(key, n, "expected a number");
+  return *n->value<double>();
+}
+
+void readRule(Section& s, alerts::Rule& r) {
+  r.name = s.requiredStr("name");
+  r.device = s.str("device", r.device);
+  r.metric = s.str("metric", r.metric);
+  if (const toml::table* tags = s.table("tags")) {
+    for (auto&& [k, v] : *tags) {
+      if (!v.is_string()) s.fail("tags", &v, "tag patterns must be strings");
+      r.tags.push_back({std::string(k.str()), std::string(*v.value<std::string_view>())});
+    }
+  }
+  r.on = s.str("on", r.on);
+  r.above = number(s, "above");
+  r.clear_below = number(s, "clear_below");
+  r.below = number(s, "below");
+  r.clear_above = number(s, "clear_above");
+  r.for_duration = s.duration("for").value_or(0);
+  r.no_data_for = s.duration("no_data_for").value_or(0);
+  r.severity = s.str("severity", r.severity);
+  if (const toml::array* notify = s.array("notify")) {
+    for (const toml::node& n : *notify) {
+      if (!n.is_string()) s.fail("notify", &n, "entries must be notifier names");
+      r.notify.emplace_back(*n.value<std::string_view>());
+    }
+  }
+  r.min_retrigger = s.duration("min_retrigger").value_or(r.min_retrigger);
+}
+
+void readPagerDuty(Section& s, const fs::path& base, alerts::PagerDutyOptions& p) {
+  p.url = s.str("url", p.url);
+  if (p.url.rfind("http://", 0) != 0 && p.url.rfind("https://", 0) != 0)
+    s.fail("url", nullptr, "must start with https:// (or http:// for a local test receiver)");
+  const auto file = s.path("routing_key_file", base);
+  const std::string credential = s.str("routing_key_credential", "");
+  if (s.take("routing_key"))
+    s.fail("routing_key", nullptr,
+           "put the routing key in a file and set routing_key_file (or routing_key_credential "
+           "for systemd's LoadCredential=)");
+  if (!file && credential.empty())
+    s.fail("routing_key_file", nullptr,
+           "is required (or routing_key_credential): the Events API v2 integration key");
+  if (file && !credential.empty())
+    s.fail("routing_key_credential", nullptr, "set routing_key_file or routing_key_credential");
+  const auto key = alerts::loadRoutingKey(file.value_or(fs::path()), credential,
+                                          std::getenv("CREDENTIALS_DIRECTORY"));
+  if (!key.ok()) s.fail(file ? "routing_key_file" : "routing_key_credential", nullptr, key.error);
+  p.routing_key = key.value;
+  p.timeout = s.duration("timeout", kNanosPerMilli).value_or(p.timeout);
+  if (auto ca = s.path("ca_file", base)) p.ca_file = ca->string();
+  s.done();
+}
+
+void readWebhook(Section& s, const fs::path& base, alerts::WebhookOptions& w) {
+  w.url = s.requiredStr("url");
+  if (w.url.rfind("http://", 0) != 0 && w.url.rfind("https://", 0) != 0)
+    s.fail("url", nullptr, "must start with https:// or http://");
+  if (const toml::table* headers = s.table("headers")) {
+    for (auto&& [k, v] : *headers) {
+      if (!v.is_string()) s.fail("headers", &v, "header values must be strings");
+      w.headers.emplace_back(std::string(k.str()), std::string(*v.value<std::string_view>()));
+    }
+  }
+  w.timeout = s.duration("timeout", kNanosPerMilli).value_or(w.timeout);
+  if (auto ca = s.path("ca_file", base)) w.ca_file = ca->string();
+  s.done();
+}
+
+void readNotify(Section& s, const fs::path& base, const std::string& gateway_id, NotifyConfig& n) {
+  if (const toml::table* t = s.table("pagerduty")) {
+    Section pd = s.sub("pagerduty", *t);
+    n.pagerduty.emplace();
+    n.pagerduty->gateway_id = gateway_id;
+    readPagerDuty(pd, base, *n.pagerduty);
+  }
+  if (const toml::table* t = s.table("webhook")) {
+    Section hooks = s.sub("webhook", *t);
+    for (auto&& [name, node] : *t) {
+      const std::string key(name.str());
+      const toml::table* ht = hooks.table(key);
+      if (key == "pagerduty")
+        hooks.fail(key, ht, "the name pagerduty is taken by [notify.pagerduty]");
+      Section h = hooks.sub(key, *ht);
+      auto& w = n.webhooks.emplace_back();
+      w.name = key;
+      readWebhook(h, base, w);
+    }
+  }
+  n.retry.initial = s.duration("retry_initial", kNanosPerMilli).value_or(n.retry.initial);
+  n.retry.max = s.duration("retry_max", kNanosPerMilli).value_or(n.retry.max);
+  if (n.retry.max < n.retry.initial) s.fail("retry_max", nullptr, "must be at least retry_initial");
+  s.done();
+}
+
 }  // namespace
+
+std::vector<std::string> NotifyConfig::names() const {
+  std::vector<std::string> out;
+  if (pagerduty) out.push_back(pagerduty->name);
+  for (const auto& w : webhooks) out.push_back(w.name);
+  return out;
+}
 
 Config load(const fs::path& file) {
   Config cfg;
@@ -438,11 +801,55 @@ Config load(const fs::path& file) {
     cfg.timeseries.emplace();
     readTimeseries(s, base, *cfg.timeseries);
   }
-  // Sections of the design whose features are not in this build yet: refuse them loudly
-  // rather than accept settings that would do nothing.
-  for (const char* planned : {"coap", "aggregate", "alert", "notify", "metrics"}) {
-    if (const toml::node* n = top.take(planned))
-      top.fail(planned, n, "not available in this version of gatewayd yet");
+  if (const toml::table* t = top.table("coap")) {
+    Section s = top.sub("coap", *t);
+    cfg.coap.emplace();
+    readCoap(s, base, *cfg.coap);
+  }
+  if (const toml::table* t = top.table("metrics")) {
+    Section s = top.sub("metrics", *t);
+    cfg.metrics.emplace();
+    readMetrics(s, *cfg.metrics);
+  }
+  if (const toml::table* t = top.table("aggregate")) {
+    Section s = top.sub("aggregate", *t);
+    readAggregate(s, cfg.aggregate);
+  }
+  if (const toml::table* t = top.table("notify")) {
+    Section s = top.sub("notify", *t);
+    readNotify(s, base, cfg.gateway.id, cfg.notify);
+  }
+  if (const toml::array* rules = top.array("alert")) {
+    const std::vector<std::string> notifiers = cfg.notify.names();
+    std::set<std::string> names;
+    for (size_t i = 0; i < rules->size(); ++i) {
+      const toml::node& n = *rules->get(i);
+      if (!n.is_table()) top.fail("alert", &n, "use [[alert]] tables");
+      Section s = top.sub(fmt::format("alert[{}]", i), *n.as_table());
+      alerts::Rule& r = cfg.alerts.emplace_back();
+      readRule(s, r);
+      s.done();
+      for (const alerts::RuleError& e :
+           alerts::validate(r, std::span<const std::string>(notifiers))) {
+        const auto dot = e.key.find('.');
+        s.fail(e.key, s.node(e.key.substr(0, dot)), e.message);
+      }
+      if (!names.insert(r.name).second)
+        s.fail("name", nullptr, fmt::format("another [[alert]] is named '{}' already", r.name));
+      if (r.on != "value" && r.no_data_for == 0) {
+        const auto st = parseStat(r.on);
+        if (!cfg.aggregate.enabled)
+          s.fail("on", nullptr, "a window statistic needs the windows ([aggregate] enabled)");
+        if (st && !has(cfg.aggregate.windows.stats, *st))
+          s.fail("on", nullptr,
+                 fmt::format("the windows do not compute {}: add it to [aggregate] stats", r.on));
+        if (!st)
+          s.fail("on", nullptr,
+                 fmt::format("the windows cannot compute {} (available: count, min, max, avg, "
+                             "p95, sum, p50, p99, stddev, first, last)",
+                             r.on));
+      }
+    }
   }
   top.done();
   return cfg;

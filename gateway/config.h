@@ -8,9 +8,15 @@
 #include <string>
 #include <vector>
 
+#include "aggregators/aggregator.h"
+#include "alerts/pagerduty_notifier.h"
+#include "alerts/retry_policy.h"
+#include "alerts/rule.h"
+#include "alerts/webhook_notifier.h"
 #include "buffer/journal.h"
 #include "core/time.h"
 #include "gateway/forwarder.h"
+#include "protocols/coap/coap_source.h"
 #include "protocols/kafka/kafka_sink.h"
 #include "protocols/mqtt/mqtt_client.h"
 #include "protocols/payload/decoder.h"
@@ -64,17 +70,41 @@ struct BufferConfig {
 };
 
 struct KafkaConfig {
-  kafka::KafkaOptions options;
-  std::string aggregates_topic = "iot.aggregates";
-  std::string alerts_topic = "iot.alerts";
+  kafka::KafkaOptions options;  ///< brokers, the three topics, properties
   ForwarderOptions forward;
 };
 
 struct TimeseriesConfig {
-  timeseries::TimeseriesOptions options;
-  bool send_readings = true;
-  bool send_aggregates = true;
+  timeseries::TimeseriesOptions options;  ///< url, token, gzip, send_readings/aggregates
   ForwarderOptions forward;
+};
+
+/// `[coap]`: the server devices PUT/POST to and the resources the gateway observes.
+struct CoapConfig {
+  coap::SourceOptions source;
+};
+
+/// `[metrics]`: Prometheus text exposition over HTTP (off unless `listen` is set).
+struct MetricsConfig {
+  std::string listen;  ///< as written, e.g. "127.0.0.1:9108"
+  std::string host;    ///< numeric address: "127.0.0.1", "::1", "0.0.0.0"
+  std::uint16_t port = 9108;
+};
+
+/// `[aggregate]`: windows are on by default (10 s, count/min/max/avg/p95); `enabled = false`
+/// turns them off.
+struct AggregateConfig {
+  bool enabled = true;
+  aggregators::WindowOptions windows;
+};
+
+/// `[notify]`: the notifiers rules name in `notify`, and how failed deliveries are retried.
+struct NotifyConfig {
+  std::optional<alerts::PagerDutyOptions> pagerduty;  ///< [notify.pagerduty]
+  std::vector<alerts::WebhookOptions> webhooks;       ///< [notify.webhook.<name>]
+  alerts::RetryOptions retry;                         ///< retry_initial, retry_max
+  /// Every configured notifier name ("pagerduty", webhook names).
+  std::vector<std::string> names() const;
 };
 
 struct Config {
@@ -85,6 +115,11 @@ struct Config {
   BufferConfig buffer;
   std::optional<KafkaConfig> kafka;
   std::optional<TimeseriesConfig> timeseries;
+  AggregateConfig aggregate;
+  std::vector<alerts::Rule> alerts;  ///< [[alert]]
+  NotifyConfig notify;
+  std::optional<CoapConfig> coap;
+  std::optional<MetricsConfig> metrics;
 };
 
 /// Reads and validates a config file. Relative paths are resolved against the file's folder.

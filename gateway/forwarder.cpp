@@ -102,7 +102,15 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
   void poke() {
     if (busy || stopped) return;
     std::vector<ReadingRecord> batch;
-    journal.read(sent_upto, options.batch, batch);
+    if (options.alerts_only) {
+      journal.readAlerts(sent_upto, options.batch, batch);
+      if (batch.empty()) {
+        if (journal.lastSeq() > sent_upto) advance(journal.lastSeq());
+        return;
+      }
+    } else {
+      journal.read(sent_upto, options.batch, batch);
+    }
     if (batch.empty()) return;
     busy = true;
     {
@@ -139,7 +147,8 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
         backoff = backoff == 0 ? options.retry_min : std::min(backoff * 2, options.retry_max);
         // Full jitter on the upper half, so several gateways do not retry in lock-step.
         std::uniform_int_distribution<Nanos> jitter(backoff / 2, backoff);
-        const Nanos wait = jitter(rng);
+        // Never sooner than the server asked (Retry-After), whatever our own backoff says.
+        const Nanos wait = std::max(jitter(rng), r.retry_after.value_or(0));
         std::uint64_t suppressed = 0;
         if (retry_log.allow(monoNow(), suppressed))
           log::warn("{}: send failed, retrying in {}ms ({} more failures not logged): {}",

@@ -25,6 +25,9 @@ struct ForwarderOptions {
   size_t batch = 1000;
   Nanos retry_min = 200 * kNanosPerMilli;
   Nanos retry_max = 30 * kNanosPerSecond;
+  /// Only alert records (the notifiers' outbox); while none is waiting the cursor follows the
+  /// journal's last seq, so the outbox never holds readings back from retention.
+  bool alerts_only = false;
 };
 
 struct ForwarderStatus {

@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "gateway/config.h"
 
@@ -34,6 +35,10 @@ class Pipeline {
   /// JSON with each device's clock (offset, drift, steps, flag, reference) and the gateway's
   /// own clock against the broker's: what `gatewayctl sensors` shows.
   std::string sensorsJson() const;
+  /// One JSON document for the control socket (`gatewayctl`) and the metrics endpoint:
+  /// "status", "sensors", "buffer", "sinks" or "alerts"; anything else gives {"error":…}.
+  /// Also samples the counters for the rates it reports (call it every few seconds).
+  std::string control(std::string_view command) const;
 
  private:
   struct Impl;

@@ -176,11 +176,24 @@ class KafkaSink final : public Sink {
       if (stop) break;
       ++handled;
       json_.clear();
-      appendReadingJson(json_, r);
+      rd_kafka_topic_t* topic = topic_.get();
+      switch (r.kind) {
+        case RecordKind::kReading:
+          appendReadingJson(json_, r);
+          break;
+        case RecordKind::kAggregate:
+          appendAggregateJson(json_, r);
+          topic = aggregates_topic_.get();
+          break;
+        case RecordKind::kAlert:
+          json_ = r.alert;  // already the alert record
+          topic = alerts_topic_.get();
+          break;
+      }
       const std::string& device = r.series->device;
       for (;;) {
         const rd_kafka_resp_err_t err = rd_kafka_producev(
-            rk_.get(), RD_KAFKA_V_RKT(topic_.get()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            rk_.get(), RD_KAFKA_V_RKT(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
             RD_KAFKA_V_KEY(device.data(), device.size()),
             RD_KAFKA_V_VALUE(json_.data(), json_.size()),
             RD_KAFKA_V_TIMESTAMP(r.event_time / kNanosPerMilli),
@@ -280,14 +293,21 @@ class KafkaSink final : public Sink {
       return false;
     }
     conf.release();
-    TopicPtr topic(rd_kafka_topic_new(rk.get(), options_.readings_topic.c_str(), nullptr));
-    if (!topic) {
-      errstr = fmt::format("kafka topic {}: {}", options_.readings_topic,
-                           rd_kafka_err2str(rd_kafka_last_error()));
-      return false;
+    TopicPtr topics[3];
+    const std::string* names[3] = {&options_.readings_topic, &options_.aggregates_topic,
+                                   &options_.alerts_topic};
+    for (int i = 0; i < 3; ++i) {
+      topics[i].reset(rd_kafka_topic_new(rk.get(), names[i]->c_str(), nullptr));
+      if (!topics[i]) {
+        errstr =
+            fmt::format("kafka topic {}: {}", *names[i], rd_kafka_err2str(rd_kafka_last_error()));
+        return false;
+      }
     }
     rk_ = std::move(rk);
-    topic_ = std::move(topic);
+    topic_ = std::move(topics[0]);
+    aggregates_topic_ = std::move(topics[1]);
+    alerts_topic_ = std::move(topics[2]);
     return true;
   }
 
@@ -297,6 +317,8 @@ class KafkaSink final : public Sink {
     rd_kafka_purge(rk_.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     rd_kafka_poll(rk_.get(), 0);
     topic_.reset();
+    aggregates_topic_.reset();
+    alerts_topic_.reset();
     rk_.reset();
   }
 
@@ -385,7 +407,7 @@ class KafkaSink final : public Sink {
   BatchState* batch_ = nullptr;
   std::string json_;  // reused for every record
   KafkaPtr rk_;
-  TopicPtr topic_;
+  TopicPtr topic_, aggregates_topic_, alerts_topic_;
 };
 
 }  // namespace
@@ -420,6 +442,40 @@ void appendReadingJson(std::string& out, const ReadingRecord& r) {
     appendInt(out, std::llround(static_cast<double>(r.event_time - *r.device_time) /
                                 static_cast<double>(kNanosPerMilli)));
   }
+  out += ",\"seq\":";
+  appendUint(out, r.seq);
+  out += '}';
+}
+
+void appendAggregateJson(std::string& out, const ReadingRecord& r) {
+  const Series& s = *r.series;
+  const WindowStats& w = r.window;
+  out += "{\"device\":";
+  json::appendString(out, s.device);
+  out += ",\"metric\":";
+  json::appendString(out, s.metric);
+  out += ",\"tags\":";
+  json::appendStringMap(out, s.tags);
+  out += ",\"window\":";
+  json::appendString(out, formatDuration(w.size));
+  out += ",\"window_start\":\"";
+  appendRfc3339Millis(out, w.start);
+  out += "\",\"window_end\":\"";
+  appendRfc3339Millis(out, w.start + w.size);
+  out += '"';
+  for (Stat st : kStatOrder) {
+    if (!has(w.stats, st)) continue;
+    out += ",\"";
+    out += toString(st);
+    out += "\":";
+    if (st == Stat::kCount)
+      appendUint(out, w.count);
+    else
+      json::appendNumber(out, w.get(st));
+  }
+  out += ",\"late\":";
+  appendUint(out, w.late);
+  if (w.quantiles != 0) out += ",\"quantiles\":\"sketch\"";
   out += ",\"seq\":";
   appendUint(out, r.seq);
   out += '}';

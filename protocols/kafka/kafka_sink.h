@@ -15,6 +15,8 @@ namespace gw::kafka {
 struct KafkaOptions {
   std::string brokers = "localhost:9092";
   std::string readings_topic = "iot.readings";
+  std::string aggregates_topic = "iot.aggregates";
+  std::string alerts_topic = "iot.alerts";
   std::string gateway_id;  ///< sent as the `gateway` record header
   /// librdkafka properties passed through as they are; they override our defaults.
   std::map<std::string, std::string> properties;
@@ -36,5 +38,10 @@ std::unique_ptr<Sink> makeKafkaSink(const KafkaOptions& options);
 /// Appends the reading's JSON value: {"device","metric","tags":{…},"value","time",
 /// "device_time"?,"reference","offset_ms"?,"seq"}.
 void appendReadingJson(std::string& out, const ReadingRecord& r);
+
+/// Appends the aggregate's JSON value: {"device","metric","tags":{…},"window","window_start",
+/// "window_end", then each computed statistic in core's kStatOrder ("count","min","max","avg",
+/// "p95",…), "late", "quantiles":"sketch" when past the exact-sample cap, "seq"}.
+void appendAggregateJson(std::string& out, const ReadingRecord& r);
 
 }  // namespace gw::kafka

@@ -135,7 +135,10 @@ HttpClass classify(long status) {
 
 class TimeseriesSink final : public Sink {
  public:
-  explicit TimeseriesSink(const TimeseriesOptions& options) : gzip_enabled_(options.gzip) {
+  explicit TimeseriesSink(const TimeseriesOptions& options)
+      : gzip_enabled_(options.gzip),
+        send_readings_(options.send_readings),
+        send_aggregates_(options.send_aggregates) {
     http::globalInit("timeseries");
     safe_url_ = validateUrl(options.url);
     curl_.reset(curl_easy_init());
@@ -171,9 +174,10 @@ class TimeseriesSink final : public Sink {
 
   SendResult send(std::span<const ReadingRecord> batch) override {
     if (batch.empty()) return {SendStatus::kDelivered, {}};
-    const std::size_t skipped = format(batch);
+    const auto [written, skipped] = format(batch);
     if (skipped > 0) noteSkipped(skipped);
-    if (skipped == batch.size()) {
+    if (written == 0 && skipped == 0) return {SendStatus::kDelivered, {}};  // none for us
+    if (written == 0) {
       return {SendStatus::kRejected,
               fmt::format("none of {} records can be written as line protocol (non-finite value "
                           "or invalid metric name)",
@@ -205,16 +209,33 @@ class TimeseriesSink final : public Sink {
     return n;  // read and drop the rest so the connection stays reusable
   }
 
-  /// Formats `records` into body_; returns how many could not be written.
-  std::size_t format(std::span<const ReadingRecord> records) {
+  bool wanted(const ReadingRecord& r) const {
+    switch (r.kind) {
+      case RecordKind::kReading:
+        return send_readings_;
+      case RecordKind::kAggregate:
+        return send_aggregates_;
+      case RecordKind::kAlert:
+        return false;  // alerts go to Kafka and the notifiers
+    }
+    return false;
+  }
+
+  struct Formatted {
+    std::size_t written = 0;  ///< lines in body_
+    std::size_t skipped = 0;  ///< wanted records line protocol cannot carry
+  };
+  /// Formats the records this sink sends (timeseries.send) into body_.
+  Formatted format(std::span<const ReadingRecord> records) {
     body_.clear();
-    std::size_t skipped = 0;
+    Formatted f;
     for (const ReadingRecord& r : records) {
+      if (!wanted(r)) continue;
       const std::size_t before = body_.size();
       appendLineProtocol(body_, r);
-      if (body_.size() == before) ++skipped;
+      ++(body_.size() == before ? f.skipped : f.written);
     }
-    return skipped;
+    return f;
   }
 
   void noteSkipped(std::size_t n) {
@@ -283,7 +304,7 @@ class TimeseriesSink final : public Sink {
     const std::size_t half = records.size() / 2;
     SendResult rejected{SendStatus::kDelivered, {}};
     for (const auto part : {records.first(half), records.subspan(half)}) {
-      if (format(part) == part.size()) continue;  // nothing writable here (counted already)
+      if (format(part).written == 0) continue;  // nothing writable here (counted already)
       SendResult r = post(part);
       if (r.status == SendStatus::kRetry) return r;
       if (r.status == SendStatus::kRejected && rejected.status == SendStatus::kDelivered)
@@ -294,6 +315,7 @@ class TimeseriesSink final : public Sink {
 
   const std::string name_ = "timeseries";
   const bool gzip_enabled_;
+  const bool send_readings_, send_aggregates_;
   std::string safe_url_;
   CurlEasy curl_;
   CurlSlist headers_;
@@ -311,16 +333,32 @@ class TimeseriesSink final : public Sink {
 void appendLineProtocol(std::string& out, const ReadingRecord& r) {
   assert(r.series != nullptr);
   const Series& s = *r.series;
-  if (!std::isfinite(r.value) || s.metric.empty() || s.metric.front() == '#') return;
+  if (r.kind == RecordKind::kAlert || s.metric.empty() || s.metric.front() == '#') return;
+  if (r.kind == RecordKind::kReading && !std::isfinite(r.value)) return;
   appendEscaped(out, s.metric, false);
+  if (r.kind == RecordKind::kAggregate) {
+    out += '_';
+    appendEscaped(out, formatDuration(r.window.size), false);
+  }
   appendTag(out, "device", s.device);
   for (const auto& [key, value] : s.tags) {
     if (key != "device") appendTag(out, key, value);
   }
   out += ' ';
-  appendEscaped(out, kFieldKey, true);
-  // Shortest round-trip form. Without an `i` suffix every number is a float, so 21.0 -> "21".
-  fmt::format_to(std::back_inserter(out), "={} {}\n", r.value, r.event_time);
+  if (r.kind == RecordKind::kReading) {
+    appendEscaped(out, kFieldKey, true);
+    // Shortest round-trip form. Without an `i` suffix every number is a float, so 21.0 -> "21".
+    fmt::format_to(std::back_inserter(out), "={} {}\n", r.value, r.event_time);
+    return;
+  }
+  const WindowStats& w = r.window;
+  fmt::format_to(std::back_inserter(out), "count={}i", w.count);
+  for (Stat st : kStatOrder) {
+    if (st == Stat::kCount || !has(w.stats, st)) continue;
+    const double v = w.get(st);
+    if (std::isfinite(v)) fmt::format_to(std::back_inserter(out), ",{}={}", toString(st), v);
+  }
+  fmt::format_to(std::back_inserter(out), ",late={}i {}\n", w.late, w.start);
 }
 
 std::unique_ptr<Sink> makeTimeseriesSink(const TimeseriesOptions& options) {

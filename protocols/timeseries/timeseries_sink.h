@@ -25,6 +25,8 @@ struct TimeseriesOptions {
   std::string token;  ///< sent as "Authorization: Token <token>" when set
   bool gzip = true;
   Nanos timeout = 10 * kNanosPerSecond;
+  bool send_readings = true;    ///< timeseries.send has "readings"
+  bool send_aggregates = true;  ///< timeseries.send has "aggregates"
 };
 
 /// Throws std::runtime_error (start-up/reload only) when the URL is not http(s) or libcurl or
@@ -40,8 +42,11 @@ std::unique_ptr<Sink> makeTimeseriesSink(const TimeseriesOptions& options);
 /// - Newlines (CR, LF) cannot be represented and become a space (escaped as usual).
 /// - Tags with an empty key or value are omitted (line protocol forbids them); so is a template
 ///   tag named `device` (the series' device wins). Order: `device` first, then template order.
-/// - Appends nothing for a record that cannot be written: non-finite value, empty metric, or a
-///   metric starting with `#` (the line would be a comment). Callers detect this by size.
+/// - An aggregate is `<metric>_<window>,device=…,<tags> count=<n>i,min=…,max=…,avg=…,p95=…,
+///   …,late=<n>i <window start ns>` (window as "10s", "1m"; statistics in kStatOrder).
+/// - Appends nothing for a record that cannot be written: an alert, a reading with a
+///   non-finite value, an empty metric, or a metric starting with `#` (the line would be a
+///   comment). Callers detect this by size.
 void appendLineProtocol(std::string& out, const ReadingRecord& r);
 
 }  // namespace gw::timeseries

@@ -214,20 +214,24 @@ class VictoriaMetrics:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/v1/export?{q}", timeout=30) as r:
             return [json.loads(l) for l in r.read().decode().splitlines() if l.strip()]
 
-    def samples(self):
+    # Readings only: aggregates are `<metric>_<window>_<stat>` (temperature_10s_p95).
+    READINGS = '{__name__=~".+",__name__!~".+_[0-9.]+[smh]_[a-z0-9]+"}'
+    ALL = '{__name__=~".+"}'
+
+    def samples(self, match=READINGS):
         """Flattened (labels-dict, value, ts_ms) tuples."""
         out = []
-        for series in self.export():
+        for series in self.export(match):
             for v, t in zip(series["values"], series["timestamps"]):
                 out.append((series["metric"], v, t))
         return out
 
-    def wait_samples(self, expected, timeout=60.0):
+    def wait_samples(self, expected, timeout=60.0, match=READINGS):
         got = []
 
         def enough():
             nonlocal got
-            got = self.samples()
+            got = self.samples(match)
             return len(got) >= expected
 
         wait_until(f"{expected} samples in VictoriaMetrics", enough, timeout=timeout, interval=0.5)
@@ -254,6 +258,7 @@ class Gatewayd:
 [gateway]
 id = "test-gw"
 state_dir = "state"
+control_socket = "control.sock"
 stats_interval = "1s"
 
 [mqtt]

@@ -551,3 +551,136 @@ TEST_CASE("bytes per row and commit throughput") {
                       << static_cast<std::int64_t>(full_rate) << " rows/s FULL");
   CHECK(file_per_row < 50);
 }
+
+TEST_CASE("aggregates and alerts are records in the same seq space, read back exactly") {
+  TempDir dir;
+  auto j = Journal::open(optionsFor(dir));
+  const SeriesId t = j->internSeries(kTemp);
+  j->append(t, 21.5, kT0, std::nullopt, TimeReference::kBroker);
+  WindowStats w;
+  w.size = 10 * kNanosPerSecond;
+  w.start = kT0 - kT0 % w.size;
+  w.count = 12345;
+  w.late = 3;
+  w.stats = kDefaultStats | Stat::kStddev | Stat::kLast;
+  w.quantiles = 1;
+  w.min = -40.25;
+  w.max = 1e300;
+  w.avg = std::nextafter(21.5, 22.0);
+  w.p95 = 0.1;
+  w.stddev = 2.5;
+  w.last = -0.0;
+  CHECK(j->appendAggregate(t, w) == 2);
+  const std::string alert = R"({"rule":"hot","state":"firing"})";
+  CHECK(j->appendAlert(t, kT0 + 5, 91.25, alert) == 3);
+  j->append(t, 22.5, kT0 + 1, std::nullopt, TimeReference::kReceive);
+  REQUIRE(j->commit());
+  CHECK(j->lastSeq() == 4);
+
+  // Reuse a vector holding other kinds, as a forwarder does.
+  std::vector<ReadingRecord> out(7);
+  out[0].kind = RecordKind::kAlert;
+  out[0].alert = "stale";
+  j->read(0, 100, out);
+  REQUIRE(out.size() == 4);
+  CHECK((out[0].kind == RecordKind::kReading));
+  CHECK(out[0].value == 21.5);
+  CHECK((out[0].reference == TimeReference::kBroker));
+  CHECK((out[1].kind == RecordKind::kAggregate));
+  CHECK(*out[1].series == kTemp);
+  CHECK(out[1].event_time == w.start);
+  CHECK(std::isnan(out[1].value));
+  CHECK((out[1].window == w));
+  CHECK(std::signbit(out[1].window.last));
+  CHECK((out[2].kind == RecordKind::kAlert));
+  CHECK(out[2].alert == alert);
+  CHECK(out[2].value == 91.25);
+  CHECK(out[2].event_time == kT0 + 5);
+  CHECK((out[3].kind == RecordKind::kReading));
+  CHECK((out[3].reference == TimeReference::kReceive));
+  CHECK(out[3].value == 22.5);
+
+  // The outbox read sees only the alerts.
+  j->append(t, 1, kT0, std::nullopt, TimeReference::kReceive);
+  j->appendAlert(t, kT0 + 6, 79, R"({"state":"resolved"})");
+  REQUIRE(j->commit());
+  j->readAlerts(0, 100, out);
+  REQUIRE(out.size() == 2);
+  CHECK(out[0].seq == 3);
+  CHECK(out[1].seq == 6);
+  CHECK(out[1].alert == R"({"state":"resolved"})");
+  j->readAlerts(3, 1, out);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].seq == 6);
+  j->readAlerts(6, 10, out);
+  CHECK(out.empty());
+
+  // And everything survives a reopen.
+  j.reset();
+  j = Journal::open(optionsFor(dir));
+  j->read(1, 1, out);
+  REQUIRE(out.size() == 1);
+  CHECK((out[0].window == w));
+}
+
+TEST_CASE("state values persist with the next commit only") {
+  TempDir dir;
+  auto j = Journal::open(optionsFor(dir));
+  CHECK_FALSE(j->state("windows").has_value());
+  j->putState("windows", std::string("a\0b", 3));
+  CHECK(*j->state("windows") == std::string("a\0b", 3));
+  j.reset();  // not committed: gone
+  j = Journal::open(optionsFor(dir));
+  CHECK_FALSE(j->state("windows").has_value());
+  j->putState("windows", "v1");
+  j->putState("alerts", "[]");
+  REQUIRE(j->commit());
+  j->putState("windows", "v2");
+  REQUIRE(j->commit());
+  j.reset();
+  j = Journal::open(optionsFor(dir));
+  CHECK(*j->state("windows") == "v2");
+  CHECK(*j->state("alerts") == "[]");
+}
+
+TEST_CASE("a version 1 journal is upgraded in place, its rows and cursors kept") {
+  TempDir dir;
+  fs::create_directories(dir.db().parent_path());
+  {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(dir.db().c_str(), &db) == SQLITE_OK);
+    const char* v1 = R"sql(
+PRAGMA journal_mode=WAL;
+CREATE TABLE r(seq INTEGER PRIMARY KEY, s INTEGER NOT NULL, t INTEGER NOT NULL, v REAL,
+               d INTEGER, f INTEGER NOT NULL);
+CREATE TABLE series(id INTEGER PRIMARY KEY, device TEXT NOT NULL, metric TEXT NOT NULL,
+                    tags BLOB NOT NULL);
+CREATE TABLE sinks(name TEXT PRIMARY KEY, cursor INTEGER NOT NULL, dropped INTEGER NOT NULL)
+  WITHOUT ROWID;
+CREATE TABLE commits(first_seq INTEGER PRIMARY KEY, t INTEGER NOT NULL);
+CREATE TABLE meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO meta(k, v) VALUES('floor', 0);
+INSERT INTO series VALUES(0, 'press-7', 'pressure', x'');
+INSERT INTO r VALUES(1, 0, 1000, 1.5, NULL, 1), (2, 0, 2000, 2.5, 10, 0);
+INSERT INTO sinks VALUES('a', 1, 0);
+PRAGMA application_id = 1196902961;
+PRAGMA user_version = 1;
+)sql";
+    REQUIRE(sqlite3_exec(db, v1, nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(db);
+  }
+  auto j = Journal::open(optionsFor(dir));
+  CHECK_FALSE(j->stats().moved_aside.has_value());
+  CHECK(j->cursor("a") == 1);
+  std::vector<ReadingRecord> out;
+  j->read(0, 10, out);
+  REQUIRE(out.size() == 2);
+  CHECK((out[0].kind == RecordKind::kReading));
+  CHECK((out[0].reference == TimeReference::kBroker));
+  CHECK(*out[1].device_time == 1990);
+  j->appendAlert(0, 3000, 1, "{}");
+  REQUIRE(j->commit());
+  j->readAlerts(0, 10, out);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].seq == 3);
+}

@@ -114,8 +114,8 @@ send = ["readings"]
   CHECK(cfg.kafka->options.delivery_timeout == 5 * gw::kNanosPerSecond);
   REQUIRE(cfg.timeseries);
   CHECK(cfg.timeseries->options.token == "s3cret");
-  CHECK(cfg.timeseries->send_readings);
-  CHECK_FALSE(cfg.timeseries->send_aggregates);
+  CHECK(cfg.timeseries->options.send_readings);
+  CHECK_FALSE(cfg.timeseries->options.send_aggregates);
 }
 
 TEST_CASE("errors name the file, the line, the key and the reason") {
@@ -131,7 +131,7 @@ TEST_CASE("errors name the file, the line, the key and the reason") {
   CHECK(errorOf(std::string(kMinimal) + "\n[buffer]\nmax_size = \"lots\"\n") ==
         "16: buffer.max_size: not a size (use e.g. \"64KiB\", \"512MiB\", \"1GiB\")");
   CHECK(errorOf(std::string(kMinimal) + "\n[[alert]]\nname = \"x\"\n") ==
-        "15: alert: not available in this version of gatewayd yet");
+        "15: alert[0].above: a rule needs a threshold (above or below) or no_data_for");
   CHECK(errorOf("[mqtt]\nuri = \"udp://x:1\"\n[[mqtt.subscribe]]\ntopic = \"a/+\"\ntemplate = "
                 "\"a/{device}\"\nformat = \"fields\"\n") ==
         "2: mqtt.uri: unknown scheme 'udp' (use tcp:// or ssl://)");
@@ -164,4 +164,114 @@ TEST_CASE("secrets come from files, never from the config itself") {
       "\"a/{device}/{metric}\"\n");
   CHECK(e.find("2: mqtt.password_file: cannot read ") == 0);
   CHECK(e.find("missing.pw: No such file or directory") != std::string::npos);
+}
+
+TEST_CASE("windows are on by default; [aggregate] sets sizes, lateness and statistics") {
+  TempDir dir;
+  auto cfg = gw::config::load(dir.write("gateway.toml", kMinimal));
+  CHECK(cfg.aggregate.enabled);
+  REQUIRE(cfg.aggregate.windows.sizes.size() == 1);
+  CHECK(cfg.aggregate.windows.sizes[0] == 10 * gw::kNanosPerSecond);
+  CHECK(cfg.aggregate.windows.stats == gw::kDefaultStats);
+
+  cfg = gw::config::load(dir.write("gateway.toml", std::string(kMinimal) + R"(
+[aggregate]
+window = ["10s", "1m"]
+allowed_lateness = "500ms"
+stats = ["p99", "stddev"]
+sample_cap = 256
+)"));
+  REQUIRE(cfg.aggregate.windows.sizes.size() == 2);
+  CHECK(cfg.aggregate.windows.sizes[1] == 60 * gw::kNanosPerSecond);
+  CHECK(cfg.aggregate.windows.allowed_lateness == 500 * gw::kNanosPerMilli);
+  CHECK(gw::has(cfg.aggregate.windows.stats, gw::Stat::kP99));
+  CHECK(gw::has(cfg.aggregate.windows.stats, gw::Stat::kP95));  // the defaults stay
+  CHECK(cfg.aggregate.windows.sample_cap == 256);
+
+  const std::string m = kMinimal;
+  CHECK(errorOf(m + "[aggregate]\nwindow = \"10 s\"\n") ==
+        "15: aggregate.window: expected a duration such as \"10s\" or a list of them");
+  CHECK(errorOf(m + "[aggregate]\nwindow = [\"10s\", \"10000ms\"]\n") ==
+        "15: aggregate.window: window sizes must be distinct");
+  CHECK(errorOf(m + "[aggregate]\nwindow = \"100ms\"\n") ==
+        "15: aggregate.window: must be at least 1s");
+  CHECK(errorOf(m + "[aggregate]\nstats = [\"p95\", \"median\"]\n") ==
+        "15: aggregate.stats: entries must be count, min, max, avg, p95, sum, p50, p99, stddev, "
+        "first or last");
+  CHECK(errorOf(m + "[aggregate]\nwindows = \"10s\"\n") == "15: aggregate.windows: unknown key");
+}
+
+TEST_CASE("[[alert]] rules and [notify] targets are checked with file:line: key: reason") {
+  TempDir dir;
+  const std::string key_file = dir.write("pd.key", "0123456789abcdef0123456789abcdef\n").string();
+  const std::string m = std::string(kMinimal) + R"(
+[notify.pagerduty]
+routing_key_file = "pd.key"
+url = "http://127.0.0.1:9/v2/enqueue"
+[notify.webhook.ops]
+url = "http://127.0.0.1:9/hook"
+headers = { "X-Token" = "abc" }
+)";
+  // Lines: the notify block ends at 20.
+  auto errorOf = [&](const std::string& text) {
+    try {
+      gw::config::load(dir.write("gateway.toml", text));
+    } catch (const ConfigError& e) {
+      std::string msg = e.what();
+      return msg.substr(msg.find("gateway.toml:") + 13);
+    }
+    return std::string();
+  };
+  auto cfg = gw::config::load(dir.write("gateway.toml", m + R"(
+[[alert]]
+name = "bearing-overheat"
+device = "pump-*"
+metric = "bearing_temp"
+on = "p95"
+above = 85.0
+clear_below = 80.0
+for = "20s"
+severity = "critical"
+notify = ["pagerduty", "ops"]
+
+[[alert]]
+name = "sensor-silent"
+no_data_for = "60s"
+notify = ["ops"]
+)"));
+  REQUIRE(cfg.alerts.size() == 2);
+  CHECK(cfg.alerts[0].on == "p95");
+  CHECK(*cfg.alerts[0].clear_below == 80.0);
+  CHECK(cfg.alerts[0].for_duration == 20 * gw::kNanosPerSecond);
+  CHECK(cfg.alerts[1].no_data_for == 60 * gw::kNanosPerSecond);
+  REQUIRE(cfg.notify.pagerduty.has_value());
+  CHECK(cfg.notify.pagerduty->routing_key == "0123456789abcdef0123456789abcdef");
+  CHECK(cfg.notify.pagerduty->gateway_id == "plant1-line3");
+  REQUIRE(cfg.notify.webhooks.size() == 1);
+  CHECK(cfg.notify.webhooks[0].name == "ops");
+  CHECK(cfg.notify.webhooks[0].headers.at(0).second == "abc");
+
+  // A rule without a threshold.
+  CHECK(errorOf(m + "[[alert]]\nname = \"x\"\nmetric = \"t\"\n") ==
+        "21: alert[0].above: a rule needs a threshold (above or below) or no_data_for");
+  // An unknown notifier.
+  CHECK(errorOf(m + "[[alert]]\nname = \"x\"\nabove = 1.0\nnotify = [\"slack\"]\n") ==
+        "24: alert[0].notify: unknown notifier \"slack\" (configured: pagerduty, ops)");
+  // A statistic the windows do not compute.
+  CHECK(errorOf(m + "[[alert]]\nname = \"x\"\non = \"p99\"\nabove = 1.0\n") ==
+        "23: alert[0].on: the windows do not compute p99: add it to [aggregate] stats");
+  // Two rules with one name.
+  CHECK(
+      errorOf(m + "[[alert]]\nname = \"x\"\nabove = 1.0\n[[alert]]\nname = \"x\"\nabove = 2.0\n") ==
+      "25: alert[1].name: another [[alert]] is named 'x' already");
+  // A routing-key file that is missing.
+  const std::string missing =
+      std::string(kMinimal) + "[notify.pagerduty]\nrouting_key_file = \"nope.key\"\n";
+  CHECK(errorOf(missing).find("15: notify.pagerduty.routing_key_file: cannot read ") == 0);
+  CHECK(errorOf(missing).find("nope.key: No such file or directory") != std::string::npos);
+  // The key itself in the config.
+  CHECK(errorOf(std::string(kMinimal) + "[notify.pagerduty]\nrouting_key = \"abc\"\n")
+            .find("15: notify.pagerduty.routing_key: put the routing key in a file") == 0);
+  CHECK(errorOf(m + "[[alert]]\nname = \"x\"\nabove = 1.0\nabvoe = 2.0\n") ==
+        "24: alert[0].abvoe: unknown key");
 }
