@@ -134,6 +134,7 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
         return;
       case SendStatus::kRejected:
         status.rejected += n;
+        status.last_error = r.error;  // kept for `gatewayctl` (a refused alert, a bad record)
         log::error("{}: rejected records {}..{} ({} records, skipped): {}", status.name, first,
                    last, n, r.error);
         advance(last);

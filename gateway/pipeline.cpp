@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <map>
@@ -854,13 +855,93 @@ struct Pipeline::Impl {
     return s;
   }
 
+  /// `gatewayctl alerts`: firing alerts (rule × series), the undelivered outbox per notifier
+  /// (oldest first, at most 50 each) and each notifier's state. Pending states are only counted
+  /// (the engine keeps no list of them).
+  std::string controlAlerts() const {
+    std::string s = fmt::format(R"({{"rules":{},"firing":[)", cfg.alerts.size());
+    auto appendEvent = [&s](const alerts::AlertEvent& e) {
+      s += R"({"rule":)";
+      json::appendString(s, e.rule);
+      s += R"(,"device":)";
+      json::appendString(s, e.series.device);
+      s += R"(,"metric":)";
+      json::appendString(s, e.series.metric);
+      s += R"(,"tags":)";
+      json::appendStringMap(s, e.series.tags);
+      s += R"(,"severity":)";
+      json::appendString(s, alerts::toString(e.severity));
+      s += R"(,"statistic":)";
+      json::appendString(s, e.statistic);
+      s += R"(,"value":)";
+      json::appendNumber(s, e.value);
+      s += R"(,"threshold":)";
+      json::appendNumber(s, e.threshold);
+      s += R"(,"since":")";
+      appendRfc3339Millis(s, e.time);
+      s += R"(","dedup_key":)";
+      json::appendString(s, e.dedup_key);
+    };
+    bool first = true;
+    if (alert_engine) {
+      for (const auto& e : alert_engine->firing()) {
+        s += first ? "" : ",";
+        first = false;
+        appendEvent(e);
+        s += '}';
+      }
+    }
+    const auto counters = alert_engine ? alert_engine->counters() : alerts::EngineCounters{};
+    s += fmt::format(R"(],"pending":[],"pending_count":{},"undelivered":[)", counters.pending);
+    first = true;
+    std::vector<ReadingRecord> outbox;
+    for (const auto& f : outboxes) {
+      const auto st = f->status();
+      const std::string notifier = st.name.substr(st.name.find('.') + 1);
+      journal->readAlerts(f->cursor(), 50, outbox);
+      bool head = true;
+      for (const auto& r : outbox) {
+        auto e = alerts::parseAlertJson(r.alert);
+        if (!e || std::find(e->notify.begin(), e->notify.end(), notifier) == e->notify.end())
+          continue;
+        s += first ? "" : ",";
+        first = false;
+        appendEvent(*e);
+        s += R"(,"state":)";
+        json::appendString(s, alerts::toString(e->state));
+        s += R"(,"notifier":)";
+        json::appendString(s, notifier);
+        // Only the oldest is being tried; the others wait behind it (in order).
+        s += fmt::format(R"(,"attempts":{},"last_error":)", head && !st.up ? st.retries : 0);
+        json::appendString(s, head && !st.up ? st.last_error : std::string());
+        s += '}';
+        head = false;
+      }
+    }
+    s += R"(],"notifiers":[)";
+    first = true;
+    for (const auto& f : outboxes) {
+      const auto st = f->status();
+      s += first ? "" : ",";
+      first = false;
+      s += R"({"name":)";
+      json::appendString(s, st.name.substr(st.name.find('.') + 1));
+      s += fmt::format(R"(,"up":{},"delivered":{},"rejected":{},"retries":{},"last_error":)", st.up,
+                       st.sent, st.rejected, st.retries);
+      json::appendString(s, st.last_error);
+      s += '}';
+    }
+    s += "]}";
+    return s;
+  }
+
   std::string control(std::string_view command) const {
     controlSample(monoNow());
     if (command == "status") return controlStatus();
     if (command == "sensors") return controlSensors();
     if (command == "buffer") return controlBuffer();
     if (command == "sinks") return controlSinksView();
-    if (command == "alerts") return R"({"rules":0,"firing":[],"pending":[],"undelivered":[]})";
+    if (command == "alerts") return controlAlerts();
     std::string s = R"({"error":)";
     json::appendString(s, fmt::format("unknown command '{}'", command.substr(0, 64)));
     s += '}';

@@ -10,9 +10,10 @@ import urllib.request
 
 from pathlib import Path
 
-from gwtest import Gatewayd, KafkaBroker, Mosquitto, Proc, wait_until
+from gwtest import BUILD, Gatewayd, KafkaBroker, Mosquitto, Proc, wait_until
 
 RECEIVER = Path(__file__).resolve().parents[2] / "tests" / "tools" / "pagerduty_receiver" / "pagerduty_receiver.py"
+GATEWAYCTL = BUILD / "gateway" / "ctl" / "gatewayctl"
 ROUTING_KEY = "R0UT1NGKEY0123456789abcdefABCDEF"
 SUBSCRIBE = """
 [[mqtt.subscribe]]
@@ -195,6 +196,22 @@ def test_receiver_down_then_sigkill_then_everything_arrives_in_order(wd):
     st = gw.stats()
     assert not st["notifiers"]["notify.pagerduty"]["up"]
     assert "HTTP 500" in st["notifiers"]["notify.pagerduty"]["last_error"]
+
+    # What a technician sees: two firing (pump-9 resolved locally already), three undelivered
+    # per notifier, the head one with its attempts and PagerDuty's failure.
+    p = subprocess.run([str(GATEWAYCTL), "--socket", str(wd.path / "control.sock"), "alerts", "--json"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1, p.stdout + p.stderr  # something needs attention
+    view = json.loads(p.stdout)
+    assert view["rules"] == 1
+    assert [(a["rule"], a["device"]) for a in view["firing"]] == [("bearing-overheat", "pump-10")]
+    und = [(u["notifier"], u["device"], u["state"]) for u in view["undelivered"]]
+    assert und.count(("pagerduty", "pump-9", "firing")) == 1 and len(und) == 6, und
+    head = view["undelivered"][0]
+    assert head["attempts"] >= 1 and "HTTP 500" in head["last_error"]
+    table = subprocess.run([str(GATEWAYCTL), "--socket", str(wd.path / "control.sock"), "alerts"],
+                           capture_output=True, text=True, timeout=30).stdout
+    assert "FIRING" in table and "UNDELIVERED" in table and "pump-10" in table
 
     gw.kill()  # with all three events undelivered
     receiver.control(mode="429", retry_after=1, count=2)  # then rate-limited twice, then ok
