@@ -302,10 +302,7 @@ class SourceImpl final : public Source {
     // Not from inside a libcoap handler (committed() may run in one, via a full batch).
     if (!run_posted_) {
       run_posted_ = true;
-      boost::asio::post(io_, [this] {
-        run_posted_ = false;
-        runIo();
-      });
+      postRun();
     }
   }
 
@@ -319,7 +316,13 @@ class SourceImpl final : public Source {
       if (o->state != Observation::State::kIdle && o->session) tokens_.erase(o->token);
     }
     if (ctx_) {
-      for (int i = 0; i < 4; ++i) coap_io_process(ctx_.get(), COAP_IO_NO_WAIT);
+      // The 2.04s released by the last commit are confirmable, and libcoap sends one at a
+      // time per device (NSTART 1): keep going until nothing is left to send or ACK, for at
+      // most a second (this blocks the loop, but only on shutdown or reload).
+      const Nanos deadline = monoNow() + kNanosPerSecond;
+      coap_io_process(ctx_.get(), COAP_IO_NO_WAIT);
+      while (!coap_can_exit(ctx_.get()) && monoNow() < deadline)
+        coap_io_process(ctx_.get(), 10);
     }
     io_timer_.cancel();
     boost::system::error_code ec;
@@ -363,6 +366,18 @@ class SourceImpl final : public Source {
                        });
   }
 
+  /// Runs runIo() soon, from the event loop (not from inside a libcoap handler). A posted
+  /// handler cannot be cancelled, so it holds a weak reference: a pipeline torn down on
+  /// reload before it runs leaves it doing nothing.
+  void postRun() {
+    boost::asio::post(io_, [alive = std::weak_ptr<SourceImpl*>(alive_)] {
+      if (auto self = alive.lock()) {
+        (*self)->run_posted_ = false;
+        (*self)->runIo();
+      }
+    });
+  }
+
   static bool readable(int fd) {
     pollfd p{fd, POLLIN, 0};
     return ::poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
@@ -381,10 +396,7 @@ class SourceImpl final : public Source {
     if (n >= kMaxProcessPerWakeup && readable(wakeup_.native_handle()) && !run_posted_) {
       // More is waiting: continue after other handlers had their turn (the commit timer).
       run_posted_ = true;
-      boost::asio::post(io_, [this] {
-        run_posted_ = false;
-        runIo();
-      });
+      postRun();
     }
     const unsigned next_ms = coap_io_prepare_epoll(ctx_.get(), coap_ticks_now());
     if (next_ms > 0) {
@@ -946,6 +958,7 @@ class SourceImpl final : public Source {
   std::string well_known_;
   std::uint64_t token_base_, token_counter_ = 0;
   bool running_ = false, stopped_ = false, run_posted_ = false;
+  std::shared_ptr<SourceImpl*> alive_ = std::make_shared<SourceImpl*>(this);
   SourceStatus counters_;
   // Scratch reused for every message.
   std::string path_;
