@@ -497,6 +497,10 @@ void readCoapObserve(Section& s, const fs::path& base, coap::ObserveOptions& o) 
   o.retry_min = s.duration("retry_min", kNanosPerMilli).value_or(o.retry_min);
   o.retry_max = s.duration("retry_max", kNanosPerMilli).value_or(o.retry_max);
   if (o.retry_max < o.retry_min) s.fail("retry_max", nullptr, "must not be below retry_min");
+  if (auto r = s.duration("rediscover", kNanosPerSecond)) {
+    if (uri) s.fail("rediscover", nullptr, "only for discover");
+    o.rediscover = *r;
+  }
   o.psk.identity = s.str("psk_identity", "");
   o.psk.key = readPskKey(s, base);
   if (parsed->secure) {

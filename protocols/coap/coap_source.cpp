@@ -321,8 +321,7 @@ class SourceImpl final : public Source {
       // most a second (this blocks the loop, but only on shutdown or reload).
       const Nanos deadline = monoNow() + kNanosPerSecond;
       coap_io_process(ctx_.get(), COAP_IO_NO_WAIT);
-      while (!coap_can_exit(ctx_.get()) && monoNow() < deadline)
-        coap_io_process(ctx_.get(), 10);
+      while (!coap_can_exit(ctx_.get()) && monoNow() < deadline) coap_io_process(ctx_.get(), 10);
     }
     io_timer_.cancel();
     boost::system::error_code ec;
@@ -757,7 +756,7 @@ class SourceImpl final : public Source {
   void watchdog() {
     const Nanos now = monoNow();
     for (auto& d : discoveries_) {
-      if (!d->done && now >= d->next_attempt) startDiscovery(*d);
+      if (now >= d->next_attempt) startDiscovery(*d);  // also when an answer is overdue
     }
     // Index loop: discovery answers append observations.
     for (size_t i = 0; i < observations_.size(); ++i) {
@@ -939,9 +938,12 @@ class SourceImpl final : public Source {
       addObservation(d.options, uri, d.options.device, metric, captured);
       ++added;
     }
-    log::notice("coap: discovered {} resource(s) to observe on {}{}", added, d.where,
-                d.has_filter ? fmt::format(" matching {}", d.options.filter) : "");
+    if (added > 0 || !d.done)
+      log::notice("coap: discovered {} resource(s) to observe on {}{}", added, d.where,
+                  d.has_filter ? fmt::format(" matching {}", d.options.filter) : "");
     d.done = true;
+    d.backoff = 0;
+    d.next_attempt = monoNow() + d.options.rediscover;
   }
 
   boost::asio::io_context& io_;

@@ -53,6 +53,8 @@ struct ObserveOptions {
   /// A silent observation is registered again after this (a device that restarted forgot
   /// its observers; one that went quiet may have dropped us).
   Nanos reregister_after = 60 * kNanosPerSecond;
+  /// discover: read /.well-known/core again this often; new matching resources are observed.
+  Nanos rediscover = 600 * kNanosPerSecond;
   Nanos retry_min = kNanosPerSecond;  ///< backoff for failed registrations and discovery
   Nanos retry_max = 30 * kNanosPerSecond;
   PskOptions psk;  ///< coaps://

@@ -261,14 +261,18 @@ retry_max = "1s"
     assert st["coap"]["observations"] == 1
 
 
+def start_gw_coap_server(wd, port, *resources, name="gw-coap-server"):
+    args = [a for r in resources for a in ("--resource", r)]
+    dev = wd.track(Proc(name, [GW_COAP_SERVER, "--port", port, "--value", "1", *args], wd.path))
+    wait_until(f"{name} to listen", lambda: f"PORT={port}" in dev.text())
+    return dev
+
+
 def test_discovery_observes_every_resource_matching_the_filter(wd):
     port = udp_free_port()
-    dev = wd.track(Proc("gw-coap-server", [
-        GW_COAP_SERVER, "--port", port, "--value", "1",
-        "--resource", "sensors/t1;rt=temperature;ct=0", "--resource", "sensors/t2;rt=temperature",
-        "--resource", "sensors/t3;rt=temperature outdoor", "--resource", "sensors/h1;rt=humidity",
-        "--resource", "status;rt=text"], wd.path))
-    wait_until("gw-coap-server to listen", lambda: f"PORT={port}" in dev.text())
+    resources = ["sensors/t1;rt=temperature;ct=0", "sensors/t2;rt=temperature",
+                 "sensors/t3;rt=temperature outdoor", "sensors/h1;rt=humidity", "status;rt=text"]
+    dev = start_gw_coap_server(wd, port, *resources)
     mq = Mosquitto(wd)
     kafka = KafkaBroker(wd)
     gw = Gatewayd(wd, mq.uri, kafka=kafka, extra=f"""
@@ -278,7 +282,8 @@ discover = "coap://127.0.0.1:{port}"
 filter = "rt=temperature"
 template = "sensors/{{metric}}"
 device = "boiler-8"
-reregister_after = "30s"
+reregister_after = "2s"
+rediscover = "1s"
 """)
     wait_until("discovery", lambda: "coap: discovered 3 resource(s) to observe" in gw.text())
     for path in ("t1", "t2", "t3"):
@@ -292,6 +297,18 @@ reregister_after = "30s"
     assert {m for _, m, _ in got} == {"t1", "t2", "t3"}
     st = gw.wait_stats("three observations", lambda s: s["coap"]["observing"] == 3)
     assert st["coap"]["observations"] == 3
+
+    # The device restarts with one more temperature sensor: rediscovery adds it, and the
+    # three known ones are observed again.
+    dev.stop()
+    start_gw_coap_server(wd, port, *resources, "sensors/t4;rt=temperature", name="gw-coap-server-2")
+    wait_until("the new resource observed", lambda: "/sensors/t4 (boiler-8 t4)" in gw.text(), timeout=15)
+    coap("-m", "put", "-e", "4.5", f"coap://127.0.0.1:{port}/sensors/t4")
+    coap("-m", "put", "-e", "5.5", f"coap://127.0.0.1:{port}/sensors/t1")
+    wait_until("readings after the restart", lambda: {("boiler-8", "t4", 4.5), ("boiler-8", "t1", 5.5)} <= {
+        (v["device"], v["metric"], v["value"]) for v in kafka_readings(kafka)}, timeout=20)
+    st = gw.wait_stats("four observations", lambda s: s["coap"]["observing"] == 4)
+    assert st["coap"]["observations"] == 4
 
 
 def test_dtls_psk_put(wd):

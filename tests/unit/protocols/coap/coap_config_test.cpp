@@ -93,6 +93,7 @@ psk_key_file = "dev.psk"
   CHECK(o.observe[1].path_template == "sensors/{metric}");
   CHECK(o.observe[1].psk.key == "secret-key");
   CHECK(o.observe[1].reregister_after == 30 * gw::kNanosPerSecond);
+  CHECK(o.observe[1].rediscover == 600 * gw::kNanosPerSecond);
 }
 
 TEST_CASE("listen defaults to every interface on 5683 when there are resources") {
@@ -163,6 +164,8 @@ TEST_CASE("[coap] mistakes: file:line: key: reason") {
   CHECK(errorOf("[coap]\n[[coap.observe]]\ndiscover = \"coap://h\"\ndevice = \"d\"\n"
                 "reregister_after = \"10ms\"\n") ==
         "12: coap.observe[0].reregister_after: must be at least 100ms");
+  CHECK(errorOf("[coap]\n[[coap.observe]]\nuri = \"coap://h/x\"\ndevice = \"d\"\nmetric = \"m\"\n"
+                "rediscover = \"5m\"\n") == "13: coap.observe[0].rediscover: only for discover");
   CHECK(errorOf("[coap]\n[[coap.observe]]\ndiscover = \"coaps://h\"\ndevice = \"d\"\n") ==
         "10: coap.observe[0].discover: coaps:// needs psk_identity and psk_key_file");
   CHECK(errorOf("[coap]\n[[coap.observe]]\nuri = \"coap://h/x\"\ndevice = \"d\"\nmetric = \"m\"\n"
