@@ -328,6 +328,32 @@ psk_key_file = "coap.psk"
     assert ("pump-5", "temp", 13.5) not in journal_rows(wd)
 
 
+def test_dtls_psk_observe(wd):
+    """coaps:// observation of libcoap's coap-server with a pre-shared key (DTLS on port + 1)."""
+    port = udp_free_port()
+    uri = f"coaps://127.0.0.1:{port + 1}/example_data"
+    key = ["-u", "device", "-k", "obs-psk"]
+    server = wd.track(Proc("coap-server-dtls", ["coap-server-openssl", "-A", "127.0.0.1", "-p", port,
+                                                "-k", "obs-psk", "-v", "4"], wd.path))
+    wait_until("coap-server DTLS", lambda: server.alive() and "2.xx" == response_code(
+        coap(*key, "-m", "put", "-e", "7", uri, client=COAP_CLIENT_DTLS)))
+    (wd.path / "obs.psk").write_text("obs-psk\n")
+    mq = Mosquitto(wd)
+    gw = Gatewayd(wd, mq.uri, extra=f"""
+[coap]
+[[coap.observe]]
+uri = "{uri}"
+device = "boiler-9"
+metric = "temperature"
+psk_identity = "gw"
+psk_key_file = "obs.psk"
+""" + HOLD_ROWS)
+    wait_until("the DTLS observation", lambda: f"coap: observing {uri}" in gw.text())
+    coap(*key, "-m", "put", "-e", "8", uri, client=COAP_CLIENT_DTLS)
+    wait_until("the notification over DTLS",
+               lambda: [v for d, m, v in journal_rows(wd) if d == "boiler-9"] == [7, 8])
+
+
 def test_check_config_refuses_a_bad_coap_section_with_exit_78(wd):
     cfg = wd.path / "gateway.toml"
     cfg.write_text('[mqtt]\nuri = "tcp://127.0.0.1:1883"\n[[mqtt.subscribe]]\ntopic = "a/+/+"\n'
