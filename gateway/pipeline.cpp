@@ -638,6 +638,18 @@ struct Pipeline::Impl {
     s += '"';
   }
 
+  /// `"oldest_unsent":<time|null>,"oldest_unsent_age_s":<seconds|null>`.
+  static void appendOldestUnsent(std::string& s, std::optional<Nanos> oldest, Nanos wall) {
+    s += R"("oldest_unsent":)";
+    appendTimeOrNull(s, oldest);
+    s += R"(,"oldest_unsent_age_s":)";
+    if (oldest)
+      s += fmt::format("{:.3f}",
+                       static_cast<double>(std::max<Nanos>(0, wall - *oldest)) / kNanosPerSecond);
+    else
+      s += "null";
+  }
+
   /// A URL without user:password@ (never show a secret).
   static std::string controlRedactUrl(std::string_view url) {
     const auto scheme = url.find("://");
@@ -672,17 +684,10 @@ struct Pipeline::Impl {
       json::appendString(s, controlSinkTarget(st.name));
       s += fmt::format(
           R"(,"up":{},"sent":{},"retries":{},"rejected":{},"cursor":{},"backlog":{},"dropped":{},)"
-          R"("age_p50_ms":{:.1f},"age_p99_ms":{:.1f},"oldest_unsent":)",
+          R"("age_p50_ms":{:.1f},"age_p99_ms":{:.1f},)",
           st.up, st.sent, st.retries, st.rejected, b.cursor, b.backlog, b.dropped, st.age_p50_ms,
           st.age_p99_ms);
-      appendTimeOrNull(s, b.oldest_unsent);
-      s += R"(,"oldest_unsent_age_s":)";
-      if (b.oldest_unsent)
-        s +=
-            fmt::format("{:.3f}", static_cast<double>(std::max<Nanos>(0, wall - *b.oldest_unsent)) /
-                                      kNanosPerSecond);
-      else
-        s += "null";
+      appendOldestUnsent(s, b.oldest_unsent, wall);
       s += R"(,"rate_out":)";
       std::uint64_t before = 0;
       if (base) {
@@ -831,16 +836,9 @@ struct Pipeline::Impl {
       first = false;
       s += R"("name":)";
       json::appendString(s, name);
-      s += fmt::format(R"(,"cursor":{},"backlog":{},"dropped":{},"oldest_unsent":)", b.cursor,
-                       b.backlog, b.dropped);
-      appendTimeOrNull(s, b.oldest_unsent);
-      s += R"(,"oldest_unsent_age_s":)";
-      if (b.oldest_unsent)
-        s +=
-            fmt::format("{:.3f}", static_cast<double>(std::max<Nanos>(0, wall - *b.oldest_unsent)) /
-                                      kNanosPerSecond);
-      else
-        s += "null";
+      s +=
+          fmt::format(R"(,"cursor":{},"backlog":{},"dropped":{},)", b.cursor, b.backlog, b.dropped);
+      appendOldestUnsent(s, b.oldest_unsent, wall);
       s += '}';
     }
     s += "]}";

@@ -416,14 +416,20 @@ std::unique_ptr<Sink> makeKafkaSink(const KafkaOptions& options) {
   return std::make_unique<KafkaSink>(options);
 }
 
-void appendReadingJson(std::string& out, const ReadingRecord& r) {
-  const Series& s = *r.series;
+namespace {
+// `{"device":…,"metric":…,"tags":{…}`: how every record value starts.
+void appendSeriesFields(std::string& out, const Series& s) {
   out += "{\"device\":";
   json::appendString(out, s.device);
   out += ",\"metric\":";
   json::appendString(out, s.metric);
   out += ",\"tags\":";
   json::appendStringMap(out, s.tags);
+}
+}  // namespace
+
+void appendReadingJson(std::string& out, const ReadingRecord& r) {
+  appendSeriesFields(out, *r.series);
   out += ",\"value\":";
   json::appendNumber(out, r.value);
   out += ",\"time\":\"";
@@ -448,14 +454,8 @@ void appendReadingJson(std::string& out, const ReadingRecord& r) {
 }
 
 void appendAggregateJson(std::string& out, const ReadingRecord& r) {
-  const Series& s = *r.series;
   const WindowStats& w = r.window;
-  out += "{\"device\":";
-  json::appendString(out, s.device);
-  out += ",\"metric\":";
-  json::appendString(out, s.metric);
-  out += ",\"tags\":";
-  json::appendStringMap(out, s.tags);
+  appendSeriesFields(out, *r.series);
   out += ",\"window\":";
   json::appendString(out, formatDuration(w.size));
   out += ",\"window_start\":\"";
