@@ -770,7 +770,28 @@ struct Pipeline::Impl {
     s += R"(,"last_error_time":)";
     appendTimeOrNull(s,
                      ms.last_error_time ? std::optional<Nanos>(ms.last_error_time) : std::nullopt);
-    s += R"(}],"sinks":)";
+    s += '}';
+    if (coap) {
+      // Up while it serves; an observation not registered with its device is its error.
+      const auto cs = coap->status();
+      const auto& o = cfg.coap->source;
+      std::string target;
+      if (o.listen) target = fmt::format("coap://{}:{}", o.listen_at.host, o.listen_at.port);
+      if (!o.observe.empty())
+        target += fmt::format("{}{} observed", target.empty() ? "" : ", ", cs.observations);
+      s += R"(,{"name":"coap","target":)";
+      json::appendString(s, target);
+      s += fmt::format(
+          R"(,"up":true,"requests":{},"notifications":{},"observing":{},"observations":{},)"
+          R"("reregistrations":{},"last_error":)",
+          cs.requests, cs.notifications, cs.observing, cs.observations, cs.reregistrations);
+      json::appendString(
+          s, cs.observing < cs.observations
+                 ? fmt::format("observing {} of {} resources", cs.observing, cs.observations)
+                 : std::string());
+      s += R"(,"last_error_time":null})";
+    }
+    s += R"(],"sinks":)";
     const auto js = journal->stats();
     appendControlSinks(s, js, wall, mono, base);
     s += R"(,"journal":)";

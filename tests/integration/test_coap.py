@@ -259,6 +259,13 @@ retry_max = "1s"
     assert all(v in kv for v in changes + [20, 21])
     st = gw.wait_stats("the observer counters", lambda s: s["coap"]["reregistrations"] >= 1)
     assert st["coap"]["observations"] == 1
+    # gatewayctl status lists the CoAP source with its observation.
+    ctl = subprocess.run([str(BUILD / "gateway" / "ctl" / "gatewayctl"), "--socket",
+                          str(wd.path / "control.sock"), "status", "--json"],
+                         capture_output=True, text=True, timeout=30)
+    sources = {x["name"]: x for x in json.loads(ctl.stdout)["sources"]}
+    assert sources["coap"]["observations"] == 1 and sources["coap"]["notifications"] >= 10
+    assert sources["coap"]["target"] == "1 observed"
 
 
 def start_gw_coap_server(wd, port, *resources, name="gw-coap-server"):
