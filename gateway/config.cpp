@@ -781,9 +781,7 @@ Config load(const fs::path& file) {
     cfg.gateway.control_socket = "/run/iot-gateway/control.sock";
   }
   const toml::table* mqtt = top.table("mqtt");
-  if (!mqtt)
-    top.fail("mqtt", nullptr, "section [mqtt] is required (with at least one [[mqtt.subscribe]])");
-  {
+  if (mqtt) {
     Section s = top.sub("mqtt", *mqtt);
     readMqtt(s, base, cfg.gateway.id, cfg.mqtt);
   }
@@ -855,6 +853,9 @@ Config load(const fs::path& file) {
       }
     }
   }
+  if (!mqtt && !cfg.coap)
+    top.fail("mqtt", nullptr,
+             "a source is required: [mqtt] (with at least one [[mqtt.subscribe]]) or [coap]");
   top.done();
   return cfg;
 }

@@ -151,17 +151,20 @@ struct Pipeline::Impl {
   payload::Decoded decoded;
 
   void start() {
-    client = mqtt::Client::create(
-        io, cfg.mqtt.client, [this](const mqtt::Message& m, mqtt::AckToken t) { onMessage(m, t); },
-        [this](bool up, const std::string& reason) {
-          if (up)
-            log::notice("mqtt: connected to {} as {}", cfg.mqtt.uri, cfg.mqtt.client.client_id);
-          else
-            log::warn("mqtt: disconnected from {}: {}", cfg.mqtt.uri, reason);
-        });
-    restoreState();
-    commitNow();
-    client->start();
+    if (!cfg.mqtt.uri.empty()) {  // [mqtt] is optional on a CoAP-only gateway
+      client = mqtt::Client::create(
+          io, cfg.mqtt.client,
+          [this](const mqtt::Message& m, mqtt::AckToken t) { onMessage(m, t); },
+          [this](bool up, const std::string& reason) {
+            if (up)
+              log::notice("mqtt: connected to {} as {}", cfg.mqtt.uri, cfg.mqtt.client.client_id);
+            else
+              log::warn("mqtt: disconnected from {}: {}", cfg.mqtt.uri, reason);
+          });
+      restoreState();
+      commitNow();
+      client->start();
+    }
     if (coap) coap->start();
     for (auto& f : forwarders) f->poke();  // backlog left from before a restart
     for (auto& f : outboxes) f->poke();
@@ -516,8 +519,9 @@ struct Pipeline::Impl {
 
   std::string statusLine() const {
     const auto ms = client ? client->status() : mqtt::ClientStatus{};
-    std::string s =
-        fmt::format("mqtt {}, {} readings", ms.connected ? "connected" : "disconnected", readings);
+    std::string s = client ? fmt::format("mqtt {}, {} readings",
+                                         ms.connected ? "connected" : "disconnected", readings)
+                           : fmt::format("{} readings", readings);
     const auto js = journal->stats();
     for (const auto& f : forwarders) {
       const auto st = f->status();
@@ -759,18 +763,21 @@ struct Pipeline::Impl {
       s += fmt::format(":{}", n);
     }
     const auto ms = client ? client->status() : mqtt::ClientStatus{};
-    s += R"(},"sources":[{"name":"mqtt","target":)";
-    json::appendString(s, cfg.mqtt.uri);
-    s += fmt::format(
-        R"(,"up":{},"connects":{},"connection_failures":{},"session_present":{},"in_flight":{},)"
-        R"("pending_acks":{},"last_error":)",
-        ms.connected, ms.connects, ms.connection_failures, ms.session_present, ms.in_flight,
-        pending_acks.size());
-    json::appendString(s, ms.last_error);
-    s += R"(,"last_error_time":)";
-    appendTimeOrNull(s,
-                     ms.last_error_time ? std::optional<Nanos>(ms.last_error_time) : std::nullopt);
-    s += '}';
+    s += R"(},"sources":[)";
+    if (client) {
+      s += R"({"name":"mqtt","target":)";
+      json::appendString(s, cfg.mqtt.uri);
+      s += fmt::format(
+          R"(,"up":{},"connects":{},"connection_failures":{},"session_present":{},"in_flight":{},)"
+          R"("pending_acks":{},"last_error":)",
+          ms.connected, ms.connects, ms.connection_failures, ms.session_present, ms.in_flight,
+          pending_acks.size());
+      json::appendString(s, ms.last_error);
+      s += R"(,"last_error_time":)";
+      appendTimeOrNull(
+          s, ms.last_error_time ? std::optional<Nanos>(ms.last_error_time) : std::nullopt);
+      s += '}';
+    }
     if (coap) {
       // Up while it serves; an observation not registered with its device is its error.
       const auto cs = coap->status();
@@ -779,7 +786,7 @@ struct Pipeline::Impl {
       if (o.listen) target = fmt::format("coap://{}:{}", o.listen_at.host, o.listen_at.port);
       if (!o.observe.empty())
         target += fmt::format("{}{} observed", target.empty() ? "" : ", ", cs.observations);
-      s += R"(,{"name":"coap","target":)";
+      s += client ? R"(,{"name":"coap","target":)" : R"({"name":"coap","target":)";
       json::appendString(s, target);
       s += fmt::format(
           R"(,"up":true,"requests":{},"notifications":{},"observing":{},"observations":{},)"

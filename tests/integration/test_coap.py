@@ -370,3 +370,37 @@ def test_check_config_refuses_a_bad_coap_section_with_exit_78(wd):
     assert p.stderr.decode().strip() == (
         f"{cfg}:8: coap.resource[0].path: must capture {{device}} (e.g. \"sensors/{{device}}/{{metric}}\"); "
         "only format senml can take the device from the payload's base name")
+
+
+def test_a_coap_only_gateway_needs_no_mqtt_section(wd):
+    """A site with only CoAP devices: no [mqtt] at all; readings reach the journal and Kafka."""
+    kafka = KafkaBroker(wd)
+    config = wd.path / "gateway.toml"
+    config.write_text(f"""
+[gateway]
+id = "coap-only"
+state_dir = "state"
+control_socket = "control.sock"
+stats_interval = "1s"
+[kafka]
+brokers = "{kafka.bootstrap}"
+[kafka.properties]
+"broker.address.family" = "v4"
+""" + RESOURCES)
+    proc = wd.track(Proc("gatewayd", [GATEWAYD, "--config", config], wd.path))
+
+    class Log:  # what coap_port() reads
+        def text(self):
+            return proc.text()
+    port = coap_port(Log())
+    assert "mqtt:" not in proc.text()  # no MQTT client was started
+    assert response_code(coap("-m", "put", "-e", "42.5", f"coap://127.0.0.1:{port}/sensors/l1/m-1/temp")) == "2.xx"
+    wait_until("the reading in Kafka", lambda: any(v["value"] == 42.5 and v["device"] == "m-1"
+                                                   for v in kafka_readings(kafka)), timeout=30)
+    ctl = subprocess.run([str(BUILD / "gateway" / "ctl" / "gatewayctl"), "--socket",
+                          str(wd.path / "control.sock"), "status", "--json"],
+                         capture_output=True, text=True, timeout=30)
+    st = json.loads(ctl.stdout)
+    assert [x["name"] for x in st["sources"]] == ["coap"]
+    assert ctl.returncode == 0, ctl.stdout
+

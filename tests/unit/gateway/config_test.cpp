@@ -146,7 +146,7 @@ TEST_CASE("errors name the file, the line, the key and the reason") {
   CHECK(errorOf("[mqtt]\nuri = \"tcp://x:1\"\n") ==
         "1: mqtt.subscribe: at least one [[mqtt.subscribe]] is required");
   CHECK(errorOf("[gateway]\nid = \"x\"\n") ==
-        "1: mqtt: section [mqtt] is required (with at least one [[mqtt.subscribe]])");
+        "1: mqtt: a source is required: [mqtt] (with at least one [[mqtt.subscribe]]) or [coap]");
   CHECK(errorOf("[mqtt\nuri = 1\n").find("1: (syntax): ") == 0);
   CHECK(errorOf(std::string(kMinimal) + "\n[kafka]\nreadings_topic = \"r\"\n") ==
         "15: kafka.brokers: is required");
