@@ -724,17 +724,11 @@ struct Pipeline::Impl {
     s +=
         fmt::format(R"(,"last_seq":{},"rows":{},"file_bytes":{},"used_bytes":{},"max_size":{},)"
                     R"("max_age_s":{},"commits":{},"commit_failures":{},"pending":{},"backlog":{},)"
-                    R"("dropped":{},"oldest_unsent":)",
+                    R"("dropped":{},)",
                     js.last_seq, js.rows, js.file_bytes, js.used_bytes, cfg.buffer.max_size,
                     cfg.buffer.max_age / kNanosPerSecond, js.commits, commit_failures,
                     journal->pending(), backlog, dropped);
-    appendTimeOrNull(s, oldest);
-    s += R"(,"oldest_unsent_age_s":)";
-    if (oldest)
-      s += fmt::format("{:.3f}",
-                       static_cast<double>(std::max<Nanos>(0, wall - *oldest)) / kNanosPerSecond);
-    else
-      s += "null";
+    appendOldestUnsent(s, oldest, wall);
     s += R"(,"moved_aside":)";
     if (js.moved_aside)
       json::appendString(s, js.moved_aside->string());

@@ -7,22 +7,15 @@
 #include <fstream>
 #include <string>
 
+#include "tests/support/temp_dir.h"
+
 namespace fs = std::filesystem;
 using gw::config::ConfigError;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/gw-config-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  fs::path write(const std::string& name, const std::string& text) const {
-    std::ofstream(path / name) << text;
-    return path / name;
-  }
+struct TempDir : gw::test::TempDir {
+  TempDir() : gw::test::TempDir("gw-config") {}
 };
 
 const char* kMinimal = R"(

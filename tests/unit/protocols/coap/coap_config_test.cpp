@@ -7,23 +7,15 @@
 #include <string>
 
 #include "gateway/config.h"
+#include "tests/support/temp_dir.h"
 
 namespace fs = std::filesystem;
 using gw::config::ConfigError;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/gw-coap-config-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  fs::path write(const std::string& name, const std::string& text) const {
-    std::ofstream(path / name) << text;
-    return path / name;
-  }
+struct TempDir : gw::test::TempDir {
+  TempDir() : gw::test::TempDir("gw-coap-config") {}
 };
 
 // Lines 1-7; [coap] starts on line 8.
