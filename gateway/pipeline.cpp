@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <charconv>
 #include <map>
 #include <unordered_map>
 #include <vector>
@@ -362,7 +363,13 @@ struct Pipeline::Impl {
       std::uint64_t from = 0;
       Nanos watermark = 0;
       const std::string st = journal->state("windows").value_or("");
-      if (std::sscanf(st.c_str(), "%ld %lu", &watermark, &from) == 2) {
+      // "<watermark ns> <replay-from seq>" (from_chars: exact int64 on 32-bit targets too)
+      const char* end = st.data() + st.size();
+      const auto w = std::from_chars(st.data(), end, watermark);
+      const auto f = w.ec == std::errc() && w.ptr != end
+                         ? std::from_chars(w.ptr + 1, end, from)
+                         : std::from_chars_result{w.ptr, std::errc::invalid_argument};
+      if (f.ec == std::errc() && f.ptr == end) {
         windows->restoreWatermark(watermark);
         std::vector<ReadingRecord> batch;
         std::uint64_t after = from > 0 ? from - 1 : 0, replayed = 0;
