@@ -21,6 +21,7 @@ namespace gw::aggregators {
 using gw::kAllStats;
 using gw::kDefaultStats;
 using gw::parseStat;
+using gw::QuantileMode;
 using gw::Stat;
 using gw::StatSet;
 using gw::WindowStats;
@@ -45,33 +46,13 @@ struct WindowOptions {
 /// Why the options cannot be used; nullopt when they can.
 std::optional<std::string> validate(const WindowOptions& options);
 
-/// How the quantiles of an aggregate were obtained.
-enum class QuantileMode : std::uint8_t {
-  kExact,      ///< nearest rank on every sample (count ≤ sample_cap)
-  kSketch,     ///< the sketch: |reported − exact| ≤ α·|exact|
-  kCollapsed,  ///< the sketch folded its smallest magnitudes: the bound may fail near zero
-};
-
 /// One closed window of one series. Quantiles use nearest rank: the q-quantile of n values is
 /// the ⌈q·n⌉-th smallest (computed in integers: ⌈q%·n/100⌉), reported as a sample (exact) or
 /// within the sketch's bound and clamped to [min, max]. Fields not in `stats` are NaN (doubles)
 /// or 0 (times).
-struct Aggregate {
+struct Aggregate : WindowStats {
   SeriesId series = 0;
-  Nanos window_size = 0;
-  Nanos window_start = 0;   ///< inclusive
-  Nanos window_end = 0;     ///< exclusive: window_start + window_size
-  std::uint64_t count = 0;  ///< ≥ 1: a window without a reading yields no aggregate
-  double min = 0, max = 0, avg = 0;
-  double p50 = 0, p95 = 0, p99 = 0;
-  double sum = 0, stddev = 0;
-  double first = 0, last = 0;
   Nanos first_time = 0, last_time = 0;  ///< event times of `first` and `last`
-  /// Late readings of this series and size counted since its previous aggregate (see
-  /// Aggregator: a late reading's own window is already out, so it is reported here).
-  std::uint64_t late = 0;
-  StatSet stats = kDefaultStats;  ///< which statistics are set
-  QuantileMode quantiles = QuantileMode::kExact;
 };
 
 /// Counters since construction, for metrics and `gatewayctl`.

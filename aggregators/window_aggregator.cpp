@@ -352,9 +352,8 @@ class WindowAggregator final : public Aggregator {
     Aggregate& a = aggregate_;
     a = Aggregate{};
     a.series = c.series;
-    a.window_size = size.size;
-    a.window_start = start;
-    a.window_end = c.end;
+    a.size = size.size;
+    a.start = start;
     a.count = w.count;
     a.min = w.min;
     a.max = w.max;

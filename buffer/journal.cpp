@@ -144,7 +144,7 @@ std::string encodeWindow(const WindowStats& w) {
   appendVarint(out, w.stats);
   appendVarint(out, w.count);
   appendVarint(out, w.late);
-  appendVarint(out, w.quantiles);
+  appendVarint(out, static_cast<std::uint8_t>(w.quantiles));
   for (Stat st : kStatOrder) {
     if (st == Stat::kCount || !has(w.stats, st)) continue;
     std::uint64_t bits = 0;
@@ -158,10 +158,11 @@ std::string encodeWindow(const WindowStats& w) {
 bool decodeWindow(std::string_view in, WindowStats& w) {
   std::uint64_t stats = 0, quantiles = 0;
   if (!readVarint(in, stats) || !readVarint(in, w.count) || !readVarint(in, w.late) ||
-      !readVarint(in, quantiles) || stats > 0xffff || quantiles > 0xff)
+      !readVarint(in, quantiles) || stats > 0xffff ||
+      quantiles > static_cast<std::uint8_t>(QuantileMode::kCollapsed))
     return false;
   w.stats = static_cast<StatSet>(stats);
-  w.quantiles = static_cast<std::uint8_t>(quantiles);
+  w.quantiles = static_cast<QuantileMode>(quantiles);
   for (Stat st : kStatOrder) {
     if (st == Stat::kCount || !has(w.stats, st)) continue;
     if (in.size() < 8) return false;

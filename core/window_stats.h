@@ -51,19 +51,25 @@ const char* toString(Stat s);
 /// The inverse of toString(); nullopt for an unknown name.
 std::optional<Stat> parseStat(std::string_view name);
 
-/// One closed window's statistics. Fields not in `stats` are meaningless (left 0).
+/// How the quantiles of a window were obtained.
+enum class QuantileMode : std::uint8_t {
+  kExact,      ///< nearest rank on every sample (count ≤ sample_cap)
+  kSketch,     ///< the sketch: |reported − exact| ≤ α·|exact|
+  kCollapsed,  ///< the sketch folded its smallest magnitudes: the bound may fail near zero
+};
+
+/// One closed window's statistics. Fields not in `stats` are meaningless.
 struct WindowStats {
   Nanos size = 0;   ///< window length
   Nanos start = 0;  ///< inclusive; the window ends at start + size (exclusive)
   std::uint64_t count = 0;
   std::uint64_t late = 0;  ///< late readings counted since the previous window of the series
   StatSet stats = kDefaultStats;
-  /// 0 exact (nearest rank on every sample), 1 sketch (within its relative-error bound),
-  /// 2 collapsed sketch (see aggregators::QuantileMode).
-  std::uint8_t quantiles = 0;
+  QuantileMode quantiles = QuantileMode::kExact;
   double min = 0, max = 0, avg = 0, p95 = 0, sum = 0, p50 = 0, p99 = 0, stddev = 0, first = 0,
          last = 0;
 
+  Nanos end() const { return start + size; }  ///< exclusive
   /// The value of a statistic (count as a double).
   double get(Stat s) const;
   /// Sets a non-count statistic.

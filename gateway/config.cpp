@@ -209,6 +209,20 @@ void readGateway(Section& s, const fs::path& base, GatewayConfig& g) {
   s.done();
 }
 
+/// The payload keys MQTT subscriptions and CoAP resources share: value, timestamp,
+/// timestamp_unit, max_payload (the format is read by the caller).
+void readDecoderFields(Section& s, payload::DecoderOptions& d) {
+  d.value_field = s.str("value", "value");
+  if (d.value_field.empty()) s.fail("value", nullptr, "must not be empty");
+  d.timestamp_field = s.str("timestamp", "");
+  const std::string unit = s.str("timestamp_unit", "ms");
+  auto u = payload::parseTimeUnit(unit);
+  if (!u)
+    s.fail("timestamp_unit", nullptr, fmt::format("'{}' is not s, ms, us, ns or rfc3339", unit));
+  d.timestamp_unit = *u;
+  if (auto max = s.size("max_payload")) d.max_payload = *max;
+}
+
 void readSubscription(Section& s, SubscribeConfig& sub) {
   sub.topic = s.requiredStr("topic");
   const toml::node* qos_at = s.take("qos");
@@ -234,15 +248,7 @@ void readSubscription(Section& s, SubscribeConfig& sub) {
     s.fail("template", nullptr,
            "must capture {metric} for format json or value (format fields names metrics after "
            "the payload's fields)");
-  sub.decoder.value_field = s.str("value", "value");
-  if (sub.decoder.value_field.empty()) s.fail("value", nullptr, "must not be empty");
-  sub.decoder.timestamp_field = s.str("timestamp", "");
-  const std::string unit = s.str("timestamp_unit", "ms");
-  auto u = payload::parseTimeUnit(unit);
-  if (!u)
-    s.fail("timestamp_unit", nullptr, fmt::format("'{}' is not s, ms, us, ns or rfc3339", unit));
-  sub.decoder.timestamp_unit = *u;
-  if (auto max = s.size("max_payload")) sub.decoder.max_payload = *max;
+  readDecoderFields(s, sub.decoder);
   if (sub.decoder.format == payload::Format::kValue && !sub.decoder.timestamp_field.empty())
     s.fail("timestamp", nullptr,
            "format value has no fields; a device timestamp needs json or fields");
@@ -390,6 +396,9 @@ void readTimeseries(Section& s, const fs::path& base, TimeseriesConfig& t) {
       else
         s.fail("send", &n, "entries must be \"readings\" or \"aggregates\"");
     }
+    if (!t.options.send_readings && !t.options.send_aggregates)
+      s.fail("send", nullptr,
+             "must name readings, aggregates or both (remove [timeseries] to send nothing)");
   }
   s.done();
 }
@@ -406,15 +415,7 @@ void readCoapPayload(Section& s, coap::PayloadOptions& p, bool& single_value) {
     p.decoder.format = *f;
   }
   single_value = !p.senml && p.decoder.format != payload::Format::kFields;
-  p.decoder.value_field = s.str("value", "value");
-  if (p.decoder.value_field.empty()) s.fail("value", nullptr, "must not be empty");
-  p.decoder.timestamp_field = s.str("timestamp", "");
-  const std::string unit = s.str("timestamp_unit", "ms");
-  auto u = payload::parseTimeUnit(unit);
-  if (!u)
-    s.fail("timestamp_unit", nullptr, fmt::format("'{}' is not s, ms, us, ns or rfc3339", unit));
-  p.decoder.timestamp_unit = *u;
-  if (auto max = s.size("max_payload")) p.decoder.max_payload = *max;
+  readDecoderFields(s, p.decoder);
   if (!p.decoder.timestamp_field.empty() &&
       (p.senml || p.decoder.format == payload::Format::kValue))
     s.fail("timestamp", nullptr,

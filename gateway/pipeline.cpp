@@ -43,9 +43,7 @@ struct Pipeline::Impl {
     // The windows' replay point: readings of open windows stay until their window is out.
     if (cfg.aggregate.enabled) jo.sinks.push_back("windows");
     for (const auto& name : cfg.notify.names()) jo.sinks.push_back("notify." + name);
-    if (cfg.timeseries &&
-        (cfg.timeseries->options.send_readings || cfg.timeseries->options.send_aggregates))
-      jo.sinks.push_back("timeseries");
+    if (cfg.timeseries) jo.sinks.push_back("timeseries");
     journal = buffer::Journal::open(jo);
 
     for (const auto& sc : cfg.mqtt.subscriptions) {
@@ -57,8 +55,7 @@ struct Pipeline::Impl {
       forwarders.push_back(std::make_unique<Forwarder>(
           io, *journal, kafka::makeKafkaSink(cfg.kafka->options), cfg.kafka->forward));
     }
-    if (cfg.timeseries &&
-        (cfg.timeseries->options.send_readings || cfg.timeseries->options.send_aggregates)) {
+    if (cfg.timeseries) {
       forwarders.push_back(std::make_unique<Forwarder>(
           io, *journal, timeseries::makeTimeseriesSink(cfg.timeseries->options),
           cfg.timeseries->forward));
@@ -281,32 +278,15 @@ struct Pipeline::Impl {
 
   /// A closed window (from inside the aggregator): an aggregate record, and the rules on it.
   void onWindowClosed(const aggregators::Aggregate& a) {
-    WindowStats w;
-    w.size = a.window_size;
-    w.start = a.window_start;
-    w.count = a.count;
-    w.late = a.late;
-    w.stats = a.stats;
-    w.quantiles = static_cast<std::uint8_t>(a.quantiles);
-    w.min = a.min;
-    w.max = a.max;
-    w.avg = a.avg;
-    w.p95 = a.p95;
-    w.sum = a.sum;
-    w.p50 = a.p50;
-    w.p99 = a.p99;
-    w.stddev = a.stddev;
-    w.first = a.first;
-    w.last = a.last;
-    journal->appendAggregate(a.series, w);
+    journal->appendAggregate(a.series, a);
     ++aggregates;
     // Rules on a window statistic look at the first configured window size.
-    if (!alert_engine || a.window_size != cfg.aggregate.windows.sizes.front()) return;
+    if (!alert_engine || a.size != cfg.aggregate.windows.sizes.front()) return;
     window_stats.clear();
     for (Stat st : kStatOrder)
-      if (has(a.stats, st)) window_stats.push_back({toString(st), w.get(st)});
-    alert_engine->onWindow(journal->series(a.series), a.window_start, a.window_end, window_stats,
-                           wallNow(), alert_events);
+      if (has(a.stats, st)) window_stats.push_back({toString(st), a.get(st)});
+    alert_engine->onWindow(journal->series(a.series), a.start, a.end(), window_stats, wallNow(),
+                           alert_events);
     if (!alert_events.empty()) journalAlerts();
   }
 
@@ -882,40 +862,18 @@ struct Pipeline::Impl {
     return s;
   }
 
-  /// `gatewayctl alerts`: firing alerts (rule × series), the undelivered outbox per notifier
+  /// `gatewayctl alerts`: firing alerts (rule × series, as alert records: "time" is when it
+  /// fired), the undelivered outbox per notifier
   /// (oldest first, at most 50 each) and each notifier's state. Pending states are only counted
   /// (the engine keeps no list of them).
   std::string controlAlerts() const {
     std::string s = fmt::format(R"({{"rules":{},"firing":[)", cfg.alerts.size());
-    auto appendEvent = [&s](const alerts::AlertEvent& e) {
-      s += R"({"rule":)";
-      json::appendString(s, e.rule);
-      s += R"(,"device":)";
-      json::appendString(s, e.series.device);
-      s += R"(,"metric":)";
-      json::appendString(s, e.series.metric);
-      s += R"(,"tags":)";
-      json::appendStringMap(s, e.series.tags);
-      s += R"(,"severity":)";
-      json::appendString(s, alerts::toString(e.severity));
-      s += R"(,"statistic":)";
-      json::appendString(s, e.statistic);
-      s += R"(,"value":)";
-      json::appendNumber(s, e.value);
-      s += R"(,"threshold":)";
-      json::appendNumber(s, e.threshold);
-      s += R"(,"since":")";
-      appendRfc3339Millis(s, e.time);
-      s += R"(","dedup_key":)";
-      json::appendString(s, e.dedup_key);
-    };
     bool first = true;
     if (alert_engine) {
       for (const auto& e : alert_engine->firing()) {
         s += first ? "" : ",";
         first = false;
-        appendEvent(e);
-        s += '}';
+        alerts::appendAlertJson(s, e);
       }
     }
     const auto counters = alert_engine ? alert_engine->counters() : alerts::EngineCounters{};
@@ -933,9 +891,8 @@ struct Pipeline::Impl {
           continue;
         s += first ? "" : ",";
         first = false;
-        appendEvent(*e);
-        s += R"(,"state":)";
-        json::appendString(s, alerts::toString(e->state));
+        alerts::appendAlertJson(s, *e);
+        s.pop_back();  // '}': the delivery state follows
         s += R"(,"notifier":)";
         json::appendString(s, notifier);
         // Only the oldest is being tried; the others wait behind it (in order).

@@ -527,7 +527,7 @@ Rendered renderAlerts(std::string_view json, const Style& st) {
                       {a["metric"].str("-")},
                       {a["severity"].str("-")},
                       {value ? fmt::format("{:g}", *value) : "-"},
-                      {shortTime(a["since"].str("-"))}});
+                      {shortTime(a["time"].str("-"))}});
     }
     return rows;
   };

@@ -475,7 +475,7 @@ void appendAggregateJson(std::string& out, const ReadingRecord& r) {
   }
   out += ",\"late\":";
   appendUint(out, w.late);
-  if (w.quantiles != 0) out += ",\"quantiles\":\"sketch\"";
+  if (w.quantiles != QuantileMode::kExact) out += ",\"quantiles\":\"sketch\"";
   out += ",\"seq\":";
   appendUint(out, r.seq);
   out += '}';

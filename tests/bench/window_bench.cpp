@@ -88,7 +88,7 @@ void closeLatency(int series, Nanos period, Nanos tick, long readings) {
   sim_latency.reserve(static_cast<size_t>(readings) + series);  // no growth inside the timing
   real_latency.reserve(static_cast<size_t>(readings) + series);
   auto agg = Aggregator::create(o, [&](const Aggregate& a) {
-    sim_latency.push_back(static_cast<double>(sim_now - (a.window_end + o.allowed_lateness)));
+    sim_latency.push_back(static_cast<double>(sim_now - (a.end() + o.allowed_lateness)));
     real_latency.push_back(nowNs() - call_started);
   });
   // Poisson arrivals (exponential gaps), so a boundary is crossed by a reading a random time

@@ -173,8 +173,7 @@ bool emittedInOrder(const std::vector<Aggregate>& out) {
   for (size_t i = 1; i < out.size(); ++i) {
     const auto& a = out[i - 1];
     const auto& b = out[i];
-    if (std::tie(a.window_end, a.series, a.window_size) >=
-        std::tie(b.window_end, b.series, b.window_size))
+    if (std::make_tuple(a.end(), a.series, a.size) >= std::make_tuple(b.end(), b.series, b.size))
       return false;
   }
   return true;
@@ -219,10 +218,10 @@ TEST_CASE("random streams: count/min/max/avg exact, quantiles nearest-rank or wi
     CHECK(emittedInOrder(col.out));
     size_t sketched = 0;
     for (const auto& a : col.out) {
-      CHECK(a.window_end - a.window_start == a.window_size);
-      CHECK(floorTo(a.window_start, a.window_size) == a.window_start);
+      CHECK(a.end() - a.start == a.size);
+      CHECK(floorTo(a.start, a.size) == a.start);
       CHECK(a.late == 0);
-      auto it = ref.find({a.window_size, a.series, a.window_start});
+      auto it = ref.find({a.size, a.series, a.start});
       REQUIRE(it != ref.end());
       checkAggregate(a, it->second, o);
       sketched += a.count > c.cap;
@@ -249,8 +248,7 @@ TEST_CASE("wall time advancing with arrival closes nothing early and changes not
   agg->advanceWallTime(wall + 60 * kS);
   const auto ref = referenceWindows(stream, o.sizes);
   REQUIRE(col.out.size() == ref.size());
-  for (const auto& a : col.out)
-    checkAggregate(a, ref.at({a.window_size, a.series, a.window_start}), o);
+  for (const auto& a : col.out) checkAggregate(a, ref.at({a.size, a.series, a.start}), o);
 }
 
 TEST_CASE("a window closes when the watermark reaches its end") {
@@ -267,8 +265,8 @@ TEST_CASE("a window closes when the watermark reaches its end") {
   agg->add(0, t0 + 12 * kS, 9.0);  // watermark t0 + 10 s: closes [t0, t0 + 10 s)
   REQUIRE(col.out.size() == 1);
   const Aggregate& a = col.out[0];
-  CHECK(a.window_start == t0);
-  CHECK(a.window_end == t0 + 10 * kS);
+  CHECK(a.start == t0);
+  CHECK(a.end() == t0 + 10 * kS);
   CHECK(a.count == 3);
   CHECK(a.min == 1.0);
   CHECK(a.max == 7.0);
@@ -295,7 +293,7 @@ TEST_CASE("late readings are counted in the next aggregate and never reopen a wi
   agg->add(0, 25 * kS, 12);    // closes [10 s, 20 s)
   REQUIRE(col.out.size() == 3);
   CHECK(col.out[2].series == 0);
-  CHECK(col.out[2].window_start == 10 * kS);
+  CHECK(col.out[2].start == 10 * kS);
   CHECK(col.out[2].count == 1);
   CHECK(col.out[2].late == 2);
   agg->add(2, 24 * kS, 1);
@@ -351,9 +349,9 @@ TEST_CASE("random late readings: counted once, in the next aggregate of their se
   std::uint64_t reported = 0;
   for (size_t i = 0; i < col.out.size(); ++i) {
     const auto& a = col.out[i];
-    checkAggregate(a, ref.at({a.window_size, a.series, a.window_start}), o);
-    auto& lates = late_at[{a.series, a.window_size}];
-    auto& k = next_late[{a.series, a.window_size}];
+    checkAggregate(a, ref.at({a.size, a.series, a.start}), o);
+    auto& lates = late_at[{a.series, a.size}];
+    auto& k = next_late[{a.series, a.size}];
     std::uint64_t expected = 0;
     while (k < lates.size() && lates[k] < col.fed_at[i]) ++k, ++expected;
     CHECK(a.late == expected);
@@ -400,11 +398,11 @@ TEST_CASE("several window sizes at once, emitted by end, series, size") {
   CHECK(emittedInOrder(col.out));
   const auto& last = col.out.back();
   CHECK(last.series == 1);
-  CHECK(last.window_size == 60 * kS);
+  CHECK(last.size == 60 * kS);
   CHECK(last.count == 60);
   CHECK(last.avg == doctest::Approx(29.5));
   CHECK(last.p95 == 56);  // ⌈0.95·60⌉ = 57th smallest of 0..59
-  CHECK(col.out[0].window_size == 10 * kS);
+  CHECK(col.out[0].size == 10 * kS);
   CHECK(col.out[0].series == 0);
   CHECK(col.out[0].count == 10);
 }
@@ -419,18 +417,18 @@ TEST_CASE("windows are aligned to the epoch, also before 1970") {
   agg->add(0, -1, 1);        // [−10 s, 0) and [−7 s, 0); closes [−14 s, −7 s)
   agg->add(0, 0, 3);         // [0, 10 s) and [0, 7 s): closes everything before 0
   REQUIRE(col.out.size() == 3);
-  CHECK(col.out[0].window_start == -14 * kS);
+  CHECK(col.out[0].start == -14 * kS);
   CHECK(col.out[0].count == 1);
-  CHECK(col.out[1].window_start == -7 * kS);
-  CHECK(col.out[1].window_size == 7 * kS);
-  CHECK(col.out[2].window_start == -10 * kS);
-  CHECK(col.out[2].window_end == 0);
+  CHECK(col.out[1].start == -7 * kS);
+  CHECK(col.out[1].size == 7 * kS);
+  CHECK(col.out[2].start == -10 * kS);
+  CHECK(col.out[2].end() == 0);
   CHECK(col.out[2].count == 2);
   agg->advanceWallTime(kT2026);
   REQUIRE(col.out.size() == 5);
-  CHECK(col.out[3].window_start == 0);
-  CHECK(col.out[3].window_end == 7 * kS);
-  CHECK(col.out[4].window_end == 10 * kS);
+  CHECK(col.out[3].start == 0);
+  CHECK(col.out[3].end() == 7 * kS);
+  CHECK(col.out[4].end() == 10 * kS);
 }
 
 TEST_CASE("a single sample, duplicates of time, non-finite values and the int64 edge") {
@@ -477,9 +475,7 @@ TEST_CASE(
     for (const auto& x : stream) agg->add(x.series, x.t, x.value, x.seq);
     agg->advanceWallTime(stream.back().t + 600 * kS);
   }
-  auto key = [](const Aggregate& a) {
-    return std::make_tuple(a.window_end, a.series, a.window_size);
-  };
+  auto key = [](const Aggregate& a) { return std::make_tuple(a.end(), a.series, a.size); };
 
   for (const size_t commit_at : {size_t{1}, stream.size() / 3, stream.size() / 2 + 7}) {
     for (const size_t crash_after : {size_t{0}, size_t{500}}) {
@@ -543,7 +539,7 @@ TEST_CASE("restart: restoreClosed skips replayed readings of windows already out
   agg->advanceWallTime(40 * kS);
   REQUIRE(col.out.size() == 2);
   CHECK(col.out[0].series == 8);
-  CHECK(col.out[0].window_end == 20 * kS);
+  CHECK(col.out[0].end() == 20 * kS);
   CHECK(col.out[1].series == 7);
   CHECK(col.out[1].count == 1);
   CHECK(col.out[1].avg == 2);

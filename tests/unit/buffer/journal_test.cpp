@@ -563,7 +563,7 @@ TEST_CASE("aggregates and alerts are records in the same seq space, read back ex
   w.count = 12345;
   w.late = 3;
   w.stats = kDefaultStats | Stat::kStddev | Stat::kLast;
-  w.quantiles = 1;
+  w.quantiles = QuantileMode::kSketch;
   w.min = -40.25;
   w.max = 1e300;
   w.avg = std::nextafter(21.5, 22.0);

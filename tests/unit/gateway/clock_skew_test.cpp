@@ -2,12 +2,12 @@
 // network delay from a seeded generator; every test is deterministic and drives time itself.
 #include "gateway/clock_skew.h"
 
-#include <cstdlib>
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <random>
 #include <string>

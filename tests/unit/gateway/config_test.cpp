@@ -192,6 +192,9 @@ sample_cap = 256
         "15: aggregate.stats: entries must be count, min, max, avg, p95, sum, p50, p99, stddev, "
         "first or last");
   CHECK(errorOf(m + "[aggregate]\nwindows = \"10s\"\n") == "15: aggregate.windows: unknown key");
+  CHECK(errorOf(m + "[timeseries]\nurl = \"http://127.0.0.1:9/write\"\nsend = []\n") ==
+        "16: timeseries.send: must name readings, aggregates or both (remove [timeseries] to "
+        "send nothing)");
 }
 
 TEST_CASE("[[alert]] rules and [notify] targets are checked with file:line: key: reason") {

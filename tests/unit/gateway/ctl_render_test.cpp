@@ -103,7 +103,7 @@ TEST_CASE("sensors, buffer, sinks, alerts render and give their exit codes") {
   r = renderAlerts(R"({"rules":0,"firing":[],"pending":[],"undelivered":[]})", Style{false, 80});
   CHECK(r.exit == kOk);
   r = renderAlerts(
-      R"({"rules":2,"firing":[{"rule":"bearing-overheat","device":"pump-7","metric":"bearing_temp","severity":"critical","value":91.5,"since":"2026-11-21T10:00:00.000Z"}],"pending":[],"undelivered":[]})",
+      R"({"rules":2,"firing":[{"rule":"bearing-overheat","device":"pump-7","metric":"bearing_temp","severity":"critical","value":91.5,"time":"2026-11-21T10:00:00.000Z"}],"pending":[],"undelivered":[]})",
       Style{false, 80});
   CHECK(r.exit == kDegraded);
   CHECK(r.text.find("bearing-overheat") != std::string::npos);
