@@ -14,22 +14,16 @@
 #include "alerts/rule.h"
 #include "alerts/webhook_notifier.h"
 #include "buffer/journal.h"
+#include "core/config/section.h"
 #include "core/time.h"
 #include "gateway/forwarder.h"
 #include "protocols/coap/coap_source.h"
 #include "protocols/kafka/kafka_sink.h"
-#include "protocols/mqtt/mqtt_client.h"
+#include "protocols/mqtt/mqtt_config.h"
 #include "protocols/payload/decoder.h"
 #include "protocols/timeseries/timeseries_sink.h"
 
 namespace gw::config {
-
-/// A configuration error, already formatted as `file:line: key: reason`.
-class ConfigError : public std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-constexpr int kExitConfig = 78;  // EX_CONFIG
 
 struct GatewayConfig {
   std::string id = "gateway";
@@ -38,18 +32,8 @@ struct GatewayConfig {
   Nanos stats_interval = 60 * kNanosPerSecond;  ///< how often a `stats` line is logged
 };
 
-struct SubscribeConfig {
-  std::string topic;  ///< MQTT filter
-  int qos = 1;
-  std::string template_text;  ///< topic template ("plant1/{line}/{device}/{metric}")
-  payload::DecoderOptions decoder;
-};
-
-struct MqttConfig {
-  std::string uri;
-  mqtt::ClientOptions client;  ///< host/port/tls/credentials/session resolved from the keys
-  std::vector<SubscribeConfig> subscriptions;
-};
+using SubscribeConfig = mqtt::SubscribeConfig;
+using MqttConfig = mqtt::MqttConfig;
 
 struct ClockConfig {
   bool broker_reference = true;  ///< reference = "broker" (stamp if present) or "receive"

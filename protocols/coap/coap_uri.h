@@ -9,20 +9,15 @@
 #include <utility>
 #include <vector>
 
+#include "core/host_port.h"
+
 namespace gw::coap {
 
 constexpr std::uint16_t kDefaultPort = 5683;
 constexpr std::uint16_t kDefaultSecurePort = 5684;
 
-struct HostPort {
-  std::string host;  ///< without brackets for IPv6
-  std::uint16_t port = kDefaultPort;
-};
-
-/// "0.0.0.0:5683", "[::]:5683", "localhost:5683", "127.0.0.1" (default port). Port 0 is
-/// allowed (an ephemeral port, logged at start). On error returns nullopt and sets `error`.
-std::optional<HostPort> parseHostPort(std::string_view text, std::uint16_t default_port,
-                                      std::string& error);
+using gw::HostPort;
+using gw::parseHostPort;
 
 /// coap://host[:port]/path?query or coaps://… (RFC 7252 6.1). Path segments and query items
 /// are percent-decoded; an empty path is "/".

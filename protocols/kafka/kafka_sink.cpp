@@ -127,25 +127,31 @@ struct BatchState {
   }
 };
 
+/// Our defaults, then [kafka.properties] (later settings win in librdkafka).
+std::vector<std::pair<std::string, std::string>> settingsOf(const KafkaOptions& options) {
+  std::vector<std::pair<std::string, std::string>> settings = {
+      {"bootstrap.servers", options.brokers},
+      {"client.id", options.gateway_id.empty() ? "iot-gateway" : options.gateway_id},
+      {"enable.idempotence", "true"},
+      {"acks", "all"},
+      {"compression.type", "lz4"},
+      {"linger.ms", "5"},
+      // Same key → same partition as the Java client, so Kafka Streams joins line up.
+      {"partitioner", "murmur2_random"},
+      // librdkafka's 10 s default delays draining the journal after an outage by up to 10 s.
+      {"reconnect.backoff.max.ms", "2000"},
+      {"message.timeout.ms",
+       std::to_string(std::max<Nanos>(1, options.delivery_timeout / kNanosPerMilli))},
+  };
+  for (const auto& [k, v] : options.properties) settings.emplace_back(k, v);
+  return settings;
+}
+
 class KafkaSink final : public Sink {
  public:
   explicit KafkaSink(const KafkaOptions& options)
       : options_(options), gateway_id_(options.gateway_id) {
-    settings_ = {
-        {"bootstrap.servers", options.brokers},
-        {"client.id", options.gateway_id.empty() ? "iot-gateway" : options.gateway_id},
-        {"enable.idempotence", "true"},
-        {"acks", "all"},
-        {"compression.type", "lz4"},
-        {"linger.ms", "5"},
-        // Same key → same partition as the Java client, so Kafka Streams joins line up.
-        {"partitioner", "murmur2_random"},
-        // librdkafka's 10 s default delays draining the journal after an outage by up to 10 s.
-        {"reconnect.backoff.max.ms", "2000"},
-        {"message.timeout.ms",
-         std::to_string(std::max<Nanos>(1, options.delivery_timeout / kNanosPerMilli))},
-    };
-    for (const auto& [k, v] : options.properties) settings_.emplace_back(k, v);
+    settings_ = settingsOf(options);
 
     std::string errstr;
     if (!createHandle(errstr)) throw KafkaConfigError(errstr);
@@ -411,6 +417,16 @@ class KafkaSink final : public Sink {
 };
 
 }  // namespace
+
+std::optional<std::pair<std::string, std::string>> checkProperties(const KafkaOptions& options) {
+  char buf[512];
+  ConfPtr conf(rd_kafka_conf_new());
+  for (const auto& [k, v] : settingsOf(options)) {
+    if (rd_kafka_conf_set(conf.get(), k.c_str(), v.c_str(), buf, sizeof buf) != RD_KAFKA_CONF_OK)
+      return std::make_pair(k, std::string(buf));
+  }
+  return std::nullopt;
+}
 
 std::unique_ptr<Sink> makeKafkaSink(const KafkaOptions& options) {
   return std::make_unique<KafkaSink>(options);

@@ -4,8 +4,10 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "core/reading.h"
 #include "core/sink.h"
@@ -27,6 +29,10 @@ struct KafkaOptions {
 class KafkaConfigError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+
+/// Applies our defaults and `options.properties` to a scratch librdkafka configuration, as the
+/// producer will; returns the first property librdkafka refuses and its message, or nullopt.
+std::optional<std::pair<std::string, std::string>> checkProperties(const KafkaOptions& options);
 
 /// The sink's send() produces the batch and polls until every record's delivery report has
 /// arrived or delivery_timeout (+1 s) has passed; then it purges what is left, so nothing of a

@@ -109,7 +109,7 @@ TEST_CASE("[coap] mistakes: file:line: key: reason") {
         "9: coap.listen: nothing to serve: add a [[coap.resource]] (or remove listen)");
   CHECK(errorOf(
             "[coap]\nlisten = \"::1:5683\"\n[[coap.resource]]\npath = \"s/{device}/{metric}\"\n") ==
-        "9: coap.listen: an IPv6 address goes in brackets: [::1]:5683");
+        "9: coap.listen: an IPv6 address goes in brackets: [::1]:PORT");
   CHECK(
       errorOf("[coap]\nlisen = \"0.0.0.0\"\n[[coap.resource]]\npath = \"s/{device}/{metric}\"\n") ==
       "9: coap.lisen: unknown key");

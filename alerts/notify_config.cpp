@@ -1,0 +1,66 @@
+#include "alerts/notify_config.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+
+#include "alerts/secret.h"
+
+namespace gw::alerts {
+
+PagerDutyOptions parsePagerDuty(config::Section& s, std::string_view gateway_id) {
+  PagerDutyOptions p;
+  p.gateway_id = std::string(gateway_id);
+  p.url = s.str("url", p.url);
+  if (p.url.rfind("http://", 0) != 0 && p.url.rfind("https://", 0) != 0)
+    s.fail("url", "must start with https:// (or http:// for a local test receiver)");
+  const auto file = s.path("routing_key_file");
+  const std::string credential = s.str("routing_key_credential", "");
+  if (s.has("routing_key"))
+    s.fail("routing_key",
+           "put the routing key in a file and set routing_key_file (or routing_key_credential "
+           "for systemd's LoadCredential=)");
+  if (!file && credential.empty())
+    s.fail("routing_key_file",
+           "is required (or routing_key_credential): the Events API v2 integration key");
+  if (file && !credential.empty())
+    s.fail("routing_key_credential", "set routing_key_file or routing_key_credential");
+  const auto key = loadRoutingKey(file.value_or(std::filesystem::path()), credential,
+                                  std::getenv("CREDENTIALS_DIRECTORY"));
+  if (!key.ok()) s.fail(file ? "routing_key_file" : "routing_key_credential", key.error);
+  p.routing_key = key.value;
+  p.timeout = s.duration("timeout", kNanosPerMilli).value_or(p.timeout);
+  if (auto ca = s.path("ca_file")) p.ca_file = ca->string();
+  s.done();
+  return p;
+}
+
+WebhookOptions parseWebhook(config::Section& s, std::string_view name) {
+  WebhookOptions w;
+  w.name = std::string(name);
+  w.url = s.requiredStr("url");
+  if (w.url.rfind("http://", 0) != 0 && w.url.rfind("https://", 0) != 0)
+    s.fail("url", "must start with https:// or http://");
+  if (auto headers = s.entries("headers")) {
+    // RFC 9110 token characters; a line break in a value would split the request.
+    const auto token = [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) ||
+             std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    };
+    for (auto& e : *headers) {
+      if (e.key.empty() || !std::all_of(e.key.begin(), e.key.end(), token))
+        s.failAt(e.line, "headers", fmt::format("invalid header name \"{}\"", e.key));
+      if (e.text.find_first_of("\r\n") != std::string::npos)
+        s.failAt(e.line, "headers", fmt::format("header {} contains a line break", e.key));
+      w.headers.emplace_back(std::move(e.key), std::move(e.text));
+    }
+  }
+  w.timeout = s.duration("timeout", kNanosPerMilli).value_or(w.timeout);
+  if (auto ca = s.path("ca_file")) w.ca_file = ca->string();
+  s.done();
+  return w;
+}
+
+}  // namespace gw::alerts

@@ -1,0 +1,12 @@
+// `[coap]` with its `[[coap.resource]]` and `[[coap.observe]]` tables, read in this folder.
+#pragma once
+
+#include "core/config/section.h"
+#include "protocols/coap/coap_source.h"
+
+namespace gw::coap {
+
+/// Reads `[coap]`. Throws config::ConfigError.
+SourceOptions parseConfig(config::Section& s);
+
+}  // namespace gw::coap

@@ -1,0 +1,31 @@
+// `[mqtt]` and its `[[mqtt.subscribe]]` tables, read in this folder (conventions: "Config is
+// declarative and strict").
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/config/section.h"
+#include "protocols/mqtt/mqtt_client.h"
+#include "protocols/payload/decoder.h"
+
+namespace gw::mqtt {
+
+struct SubscribeConfig {
+  std::string topic;  ///< MQTT filter
+  int qos = 1;
+  std::string template_text;  ///< topic template ("plant1/{line}/{device}/{metric}")
+  payload::DecoderOptions decoder;
+};
+
+struct MqttConfig {
+  std::string uri;
+  ClientOptions client;  ///< host/port/tls/credentials/session resolved from the keys
+  std::vector<SubscribeConfig> subscriptions;
+};
+
+/// Reads `[mqtt]`; `gateway_id` is the client id's default. Throws config::ConfigError.
+MqttConfig parseConfig(config::Section& s, std::string_view gateway_id);
+
+}  // namespace gw::mqtt

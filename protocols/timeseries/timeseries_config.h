@@ -1,0 +1,13 @@
+// `[timeseries]`, read in this folder.
+#pragma once
+
+#include "core/config/section.h"
+#include "protocols/timeseries/timeseries_sink.h"
+
+namespace gw::timeseries {
+
+/// Reads `[timeseries]` (not the generic sink keys, which the engine reads). Throws
+/// config::ConfigError.
+TimeseriesOptions parseConfig(config::Section& s);
+
+}  // namespace gw::timeseries
