@@ -6,7 +6,9 @@
 #include <cctype>
 #include <cstdlib>
 
+#include "alerts/outbox_sink.h"
 #include "alerts/secret.h"
+#include "core/sink.h"
 
 namespace gw::alerts {
 
@@ -61,6 +63,74 @@ WebhookOptions parseWebhook(config::Section& s, std::string_view name) {
   if (auto ca = s.path("ca_file")) w.ca_file = ca->string();
   s.done();
   return w;
+}
+
+}  // namespace gw::alerts
+
+namespace gw::alerts {
+namespace {
+
+/// scheme://host[:port] of a URL: webhook paths often carry a token (Slack-style).
+std::string origin(std::string_view url) {
+  const auto scheme = url.find("://");
+  const auto slash = url.find('/', scheme == std::string_view::npos ? 0 : scheme + 3);
+  std::string_view o = url.substr(0, slash);
+  if (const auto at = o.find('@'); at != std::string_view::npos)
+    return std::string(o.substr(0, scheme + 3)) + std::string(o.substr(at + 1));
+  return std::string(o);
+}
+
+class PagerDutyConfig final : public SinkConfig {
+ public:
+  explicit PagerDutyConfig(PagerDutyOptions options) : options_(std::move(options)) {}
+  std::string name() const override { return "notify." + options_.name; }
+  std::string target() const override { return origin(options_.url); }
+  std::unique_ptr<Sink> build(const BuildContext&) const override {
+    return makeOutboxSink(makePagerDutyNotifier(options_));
+  }
+
+ private:
+  PagerDutyOptions options_;
+};
+
+class WebhookConfig final : public SinkConfig {
+ public:
+  explicit WebhookConfig(WebhookOptions options) : options_(std::move(options)) {}
+  std::string name() const override { return "notify." + options_.name; }
+  std::string target() const override { return origin(options_.url); }
+  std::unique_ptr<Sink> build(const BuildContext&) const override {
+    return makeOutboxSink(makeWebhookNotifier(options_));
+  }
+
+ private:
+  WebhookOptions options_;
+};
+
+std::unique_ptr<SinkConfig> parsePd(config::Section& s, const ParseContext& context) {
+  return std::make_unique<PagerDutyConfig>(parsePagerDuty(s, context.gateway_id));
+}
+
+std::unique_ptr<SinkConfig> parseHook(config::Section& s, const ParseContext& context) {
+  return std::make_unique<WebhookConfig>(parseWebhook(s, context.instance));
+}
+
+}  // namespace
+
+Component pagerDutyComponent() {
+  Component c;
+  c.kind = ComponentKind::kNotifier;
+  c.table = "notify.pagerduty";
+  c.parse_sink = &parsePd;
+  return c;
+}
+
+Component webhookComponent() {
+  Component c;
+  c.kind = ComponentKind::kNotifier;
+  c.table = "notify.webhook";
+  c.named = true;
+  c.parse_sink = &parseHook;
+  return c;
 }
 
 }  // namespace gw::alerts

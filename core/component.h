@@ -36,6 +36,10 @@ struct ParseContext {
 struct BuildContext {
   boost::asio::io_context& io;
   std::string gateway_id;
+  /// `[clock]`: take a broker's receive stamp (a message property named `broker_property`) as
+  /// the reference time when present, else the receive time.
+  bool broker_reference = true;
+  std::string broker_property = "timestamp";
 };
 
 /// A sink's (or a notifier's) parsed, immutable config.

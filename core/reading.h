@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -43,6 +44,24 @@ struct Reading {
   Nanos receive_time = 0;            ///< when the gateway got it
   Nanos event_time = 0;              ///< the corrected instant of the measurement
   TimeReference reference = TimeReference::kReceive;
+};
+
+struct DecodedValue {
+  std::string_view metric;  ///< empty for kJson/kValue (the metric comes from the template)
+  double value = 0;
+};
+
+/// The timestamp field (a dotted path like the value) holds, for s/ms/us/ns, a JSON number or a
+/// string holding one: plain decimals convert exactly (rounded to the ns), exponent forms go
+/// through a double. For rfc3339 it is a string (`Z` or `±hh:mm`, years 1678..2261). A missing
+/// field or null gives no device time; anything else unreadable (a bool, an object, a number for
+/// rfc3339, a value outside int64 ns) gives no device time and `bad_timestamp`; the values are
+/// kept.
+/// One decoded message: the values a source found in one payload, and the device time.
+struct Decoded {
+  std::optional<Nanos> device_time;
+  bool bad_timestamp = false;        ///< the timestamp field was present but unreadable
+  std::vector<DecodedValue> values;  ///< empty when decode() returned an error
 };
 
 /// Identifies a series inside one journal; stable for the journal's life.

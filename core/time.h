@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,6 +19,13 @@ constexpr Nanos kNanosPerSecond = 1'000'000'000;
 Nanos wallNow();
 /// Monotonic time now (CLOCK_MONOTONIC), for intervals and deadlines.
 Nanos monoNow();
+
+/// Where a component reads the time: the real clocks unless a test injects its own
+/// (conventions: "Inject time").
+struct Clock {
+  std::function<Nanos()> wall = &wallNow;
+  std::function<Nanos()> mono = &monoNow;
+};
 
 /// Appends `t` as RFC 3339 UTC with milliseconds, e.g. 2026-11-21T10:15:30.123Z.
 /// Does not allocate beyond growing `out`.
@@ -37,5 +45,11 @@ std::optional<Nanos> parseDuration(std::string_view s);
 
 /// Parses a byte size such as "512MiB", "1GB", "64KiB", "4096" (bytes).
 std::optional<std::uint64_t> parseSize(std::string_view s);
+
+/// Parses a broker timestamp property: epoch milliseconds ("1795256130123", fractional
+/// allowed) or RFC 3339. Rejects garbage, empty values and absurd values (before 2000 or more
+/// than a day ahead of `now`; the second check is skipped when `now` itself is before 2000,
+/// since a gateway with a wrong clock cannot judge what is in the future).
+std::optional<Nanos> parseBrokerStamp(std::string_view value, Nanos now);
 
 }  // namespace gw

@@ -340,35 +340,4 @@ Correction SkewEstimator::estimate(Nanos device_time, Nanos reference_time) {
   return apply(device_time, as_reference);
 }
 
-std::optional<Nanos> parseBrokerStamp(std::string_view value, Nanos now) {
-  constexpr Nanos kYear2000 = 946'684'800 * kNanosPerSecond;
-  constexpr Nanos kMaxAhead = 24 * 3600 * kNanosPerSecond;
-  if (value.empty()) return std::nullopt;
-  std::optional<Nanos> t;
-  const bool numeric = std::all_of(value.begin(), value.end(),
-                                   [](char c) { return (c >= '0' && c <= '9') || c == '.'; });
-  if (numeric) {
-    // Epoch milliseconds, integer or fractional; parsed exactly (no double rounding).
-    const size_t dot = value.find('.');
-    const std::string_view whole = value.substr(0, dot);
-    const std::string_view frac = dot == value.npos ? std::string_view() : value.substr(dot + 1);
-    if (whole.empty() || whole.size() > 13) return std::nullopt;  // 13 digits: up to 2286
-    if (dot != value.npos && (frac.empty() || frac.find('.') != frac.npos)) return std::nullopt;
-    Nanos ms = 0;
-    for (char c : whole) ms = ms * 10 + (c - '0');
-    Nanos sub = 0, scale = kNanosPerMilli / 10;
-    for (char c : frac) {
-      sub += (c - '0') * scale;
-      scale /= 10;
-    }
-    if (ms > std::numeric_limits<Nanos>::max() / kNanosPerMilli - 1) return std::nullopt;
-    t = ms * kNanosPerMilli + sub;
-  } else {
-    t = parseRfc3339(value);
-  }
-  if (!t || *t < kYear2000) return std::nullopt;
-  if (now >= kYear2000 && *t - now > kMaxAhead) return std::nullopt;  // both positive
-  return t;
-}
-
 }  // namespace gw::clock

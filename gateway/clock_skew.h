@@ -141,10 +141,6 @@ class SkewEstimator {
   Nanos candidate_reference_ = 0;  ///< reference time of the first sample of a suspected step
 };
 
-/// Parses a broker timestamp property: epoch milliseconds ("1795256130123", fractional
-/// allowed) or RFC 3339. Rejects garbage, empty values and absurd values (before 2000 or more
-/// than a day ahead of `now`; the second check is skipped when `now` itself is before 2000,
-/// since a gateway with a wrong clock cannot judge what is in the future).
-std::optional<Nanos> parseBrokerStamp(std::string_view value, Nanos now);
+using gw::parseBrokerStamp;  // core/time.h
 
 }  // namespace gw::clock

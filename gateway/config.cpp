@@ -3,14 +3,12 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <map>
 #include <set>
 #include <span>
 
-#include "alerts/notify_config.h"
 #include "core/host_port.h"
-#include "protocols/coap/coap_config.h"
-#include "protocols/kafka/kafka_config.h"
-#include "protocols/timeseries/timeseries_config.h"
+#include "gateway/registry.h"
 
 namespace gw::config {
 namespace {
@@ -169,28 +167,84 @@ void readRules(Section& top, const AggregateConfig& aggregate, const NotifyConfi
   }
 }
 
-void readNotify(Section& s, const std::string& gateway_id, NotifyConfig& n) {
-  if (auto pd = s.table("pagerduty")) n.pagerduty = alerts::parsePagerDuty(*pd, gateway_id);
-  if (auto hooks = s.table("webhook")) {
-    for (const auto& name : hooks->keys()) {
-      auto h = hooks->table(name);
-      if (name == "pagerduty")
-        hooks->fail(name, "the name pagerduty is taken by [notify.pagerduty]");
-      n.webhooks.push_back(alerts::parseWebhook(*h, name));
-    }
+/// The tables of a config, opened once each (a table's read keys are tracked per Section, so
+/// `[notify]` read by the gateway and `[notify.pagerduty]` by its component share one).
+class Tables {
+ public:
+  explicit Tables(Section& top) { open_.emplace("", top); }
+
+  /// The table at a dotted path, or nullptr when absent.
+  Section* find(std::string_view dotted) {
+    if (auto it = open_.find(std::string(dotted)); it != open_.end()) return &it->second;
+    const auto dot = dotted.rfind('.');
+    Section* parent = find(dot == std::string_view::npos ? "" : dotted.substr(0, dot));
+    if (!parent) return nullptr;
+    const std::string_view key = dot == std::string_view::npos ? dotted : dotted.substr(dot + 1);
+    if (!parent->has(key)) return nullptr;
+    auto t = parent->table(key);
+    return &open_.emplace(std::string(dotted), std::move(*t)).first->second;
   }
+
+  /// done() on every table opened, children first (so a child's unknown key is reported with
+  /// its own name rather than as an unread parent key).
+  void done() {
+    for (auto it = open_.rbegin(); it != open_.rend(); ++it) it->second.done();
+  }
+
+ private:
+  std::map<std::string, Section> open_;
+};
+
+void readNotifyRetry(Section& s, NotifyConfig& n) {
   n.retry.initial = s.duration("retry_initial", kNanosPerMilli).value_or(n.retry.initial);
   n.retry.max = s.duration("retry_max", kNanosPerMilli).value_or(n.retry.max);
   if (n.retry.max < n.retry.initial) s.fail("retry_max", "must be at least retry_initial");
-  s.done();
+}
+
+/// Every registered component whose table is present: parsed in its own folder.
+void readComponents(Tables& tables, Config& cfg) {
+  std::set<std::string> notifier_names;
+  for (const Component& c : builtinComponents()) {
+    std::vector<std::pair<Section*, std::string>> instances;  // table, instance name
+    if (c.named) {
+      if (Section* parent = tables.find(c.table))
+        for (const auto& name : parent->keys())
+          instances.emplace_back(tables.find(fmt::format("{}.{}", c.table, name)), name);
+    } else if (Section* t = tables.find(c.table)) {
+      instances.emplace_back(t, "");
+    }
+    for (auto& [section, instance] : instances) {
+      ParseContext context{cfg.gateway.id, instance};
+      switch (c.kind) {
+        case ComponentKind::kSource:
+          cfg.sources.push_back(c.parse_source(*section, context));
+          break;
+        case ComponentKind::kSink: {
+          SinkEntry entry;
+          entry.forward = readForward(*section);
+          entry.config = c.parse_sink(*section, context);
+          cfg.sinks.push_back(std::move(entry));
+          break;
+        }
+        case ComponentKind::kNotifier: {
+          auto n = c.parse_sink(*section, context);
+          const std::string name = n->name().substr(n->name().find('.') + 1);
+          if (!notifier_names.insert(name).second)
+            section->failAt(section->line(), "",
+                            fmt::format("the notifier name {} is taken already", name));
+          cfg.notify.notifiers.push_back(std::move(n));
+          break;
+        }
+      }
+    }
+  }
 }
 
 }  // namespace
 
 std::vector<std::string> NotifyConfig::names() const {
   std::vector<std::string> out;
-  if (pagerduty) out.push_back(pagerduty->name);
-  for (const auto& w : webhooks) out.push_back(w.name);
+  for (const auto& n : notifiers) out.push_back(n->name().substr(n->name().find('.') + 1));
   return out;
 }
 
@@ -198,36 +252,25 @@ Config load(const fs::path& file) {
   Config cfg;
   cfg.file = file;
   Section top = Section::parseFile(file);
+  Tables tables(top);
 
-  if (auto s = top.table("gateway")) {
+  if (Section* s = tables.find("gateway")) {
     readGateway(*s, cfg.gateway);
   } else {
     cfg.gateway.state_dir = "/var/lib/iot-gateway";
     cfg.gateway.control_socket = "/run/iot-gateway/control.sock";
   }
-  const bool has_mqtt = top.has("mqtt");
-  if (auto s = top.table("mqtt")) cfg.mqtt = mqtt::parseConfig(*s, cfg.gateway.id);
-  if (auto s = top.table("clock")) readClock(*s, cfg.clock);
-  if (auto s = top.table("buffer")) readBuffer(*s, cfg.buffer);
-  if (auto s = top.table("kafka")) {
-    cfg.kafka.emplace();
-    cfg.kafka->forward = readForward(*s);
-    cfg.kafka->options = kafka::parseConfig(*s, cfg.gateway.id);
-  }
-  if (auto s = top.table("timeseries")) {
-    cfg.timeseries.emplace();
-    cfg.timeseries->forward = readForward(*s);
-    cfg.timeseries->options = timeseries::parseConfig(*s);
-  }
-  if (auto s = top.table("coap")) cfg.coap.emplace().source = coap::parseConfig(*s);
-  if (auto s = top.table("metrics")) readMetrics(*s, cfg.metrics.emplace());
-  if (auto s = top.table("aggregate")) readAggregate(*s, cfg.aggregate);
-  if (auto s = top.table("notify")) readNotify(*s, cfg.gateway.id, cfg.notify);
+  if (Section* s = tables.find("clock")) readClock(*s, cfg.clock);
+  if (Section* s = tables.find("buffer")) readBuffer(*s, cfg.buffer);
+  if (Section* s = tables.find("metrics")) readMetrics(*s, cfg.metrics.emplace());
+  if (Section* s = tables.find("aggregate")) readAggregate(*s, cfg.aggregate);
+  if (Section* s = tables.find("notify")) readNotifyRetry(*s, cfg.notify);
+  readComponents(tables, cfg);
   readRules(top, cfg.aggregate, cfg.notify, cfg.alerts);
-  if (!has_mqtt && !cfg.coap)
+  if (cfg.sources.empty())
     top.fail("mqtt",
              "a source is required: [mqtt] (with at least one [[mqtt.subscribe]]) or [coap]");
-  top.done();
+  tables.done();
   return cfg;
 }
 

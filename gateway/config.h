@@ -3,25 +3,19 @@
 #pragma once
 
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "aggregators/aggregator.h"
-#include "alerts/pagerduty_notifier.h"
 #include "alerts/retry_policy.h"
 #include "alerts/rule.h"
-#include "alerts/webhook_notifier.h"
-#include "buffer/journal.h"
+#include "core/component.h"
 #include "core/config/section.h"
 #include "core/time.h"
 #include "gateway/forwarder.h"
-#include "protocols/coap/coap_source.h"
-#include "protocols/kafka/kafka_sink.h"
-#include "protocols/mqtt/mqtt_config.h"
-#include "protocols/payload/decoder.h"
-#include "protocols/timeseries/timeseries_sink.h"
 
 namespace gw::config {
 
@@ -31,9 +25,6 @@ struct GatewayConfig {
   std::filesystem::path control_socket;
   Nanos stats_interval = 60 * kNanosPerSecond;  ///< how often a `stats` line is logged
 };
-
-using SubscribeConfig = mqtt::SubscribeConfig;
-using MqttConfig = mqtt::MqttConfig;
 
 struct ClockConfig {
   bool broker_reference = true;  ///< reference = "broker" (stamp if present) or "receive"
@@ -53,19 +44,10 @@ struct BufferConfig {
   bool synchronous_full = false;
 };
 
-struct KafkaConfig {
-  kafka::KafkaOptions options;  ///< brokers, the three topics, properties
+/// A configured sink: its own config and the keys every sink has (batch, retry bounds).
+struct SinkEntry {
+  std::shared_ptr<const SinkConfig> config;
   ForwarderOptions forward;
-};
-
-struct TimeseriesConfig {
-  timeseries::TimeseriesOptions options;  ///< url, token, gzip, send_readings/aggregates
-  ForwarderOptions forward;
-};
-
-/// `[coap]`: the server devices PUT/POST to and the resources the gateway observes.
-struct CoapConfig {
-  coap::SourceOptions source;
 };
 
 /// `[metrics]`: Prometheus text exposition over HTTP (off unless `listen` is set).
@@ -82,11 +64,11 @@ struct AggregateConfig {
   aggregators::WindowOptions windows;
 };
 
-/// `[notify]`: the notifiers rules name in `notify`, and how failed deliveries are retried.
+/// `[notify]`: the notifiers rules name in `notify` (each an outbox sink "notify.<name>"), and
+/// how failed deliveries are retried.
 struct NotifyConfig {
-  std::optional<alerts::PagerDutyOptions> pagerduty;  ///< [notify.pagerduty]
-  std::vector<alerts::WebhookOptions> webhooks;       ///< [notify.webhook.<name>]
-  alerts::RetryOptions retry;                         ///< retry_initial, retry_max
+  std::vector<std::shared_ptr<const SinkConfig>> notifiers;
+  alerts::RetryOptions retry;  ///< retry_initial, retry_max
   /// Every configured notifier name ("pagerduty", webhook names).
   std::vector<std::string> names() const;
 };
@@ -94,16 +76,16 @@ struct NotifyConfig {
 struct Config {
   std::filesystem::path file;
   GatewayConfig gateway;
-  MqttConfig mqtt;
   ClockConfig clock;
   BufferConfig buffer;
-  std::optional<KafkaConfig> kafka;
-  std::optional<TimeseriesConfig> timeseries;
   AggregateConfig aggregate;
   std::vector<alerts::Rule> alerts;  ///< [[alert]]
   NotifyConfig notify;
-  std::optional<CoapConfig> coap;
   std::optional<MetricsConfig> metrics;
+  /// The components, in registry order (gateway/builtin_components.inc). Shared and immutable:
+  /// a Config is copied for each pipeline.
+  std::vector<std::shared_ptr<const SourceConfig>> sources;
+  std::vector<SinkEntry> sinks;
 };
 
 /// Reads and validates a config file. Relative paths are resolved against the file's folder.

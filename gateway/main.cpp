@@ -21,7 +21,6 @@
 #include "gateway/metrics/metrics_server.h"
 #include "gateway/pipeline.h"
 #include "gateway/sd_notify.h"
-#include "protocols/kafka/kafka_sink.h"
 
 #ifndef GW_VERSION
 #define GW_VERSION "dev"
@@ -66,17 +65,17 @@ class Daemon {
     } catch (const gw::config::ConfigError& e) {
       return reloadFailed(e.what());
     }
-    if (next.mqtt.client.client_id != cfg_.mqtt.client.client_id)
-      gw::log::warn(
-          "reload: mqtt.client_id changed from {} to {}: QoS 1 messages queued in the old "
-          "session stay with the broker",
-          cfg_.mqtt.client.client_id, next.mqtt.client.client_id);
+    for (const auto& source : next.sources)
+      for (const auto& previous : cfg_.sources)
+        if (previous->name() == source->name())
+          if (auto warning = source->reloadWarning(*previous); !warning.empty())
+            gw::log::warn("reload: {}", warning);
     pipeline_->stop();
     pipeline_.reset();
     try {
       pipeline_ = std::make_unique<gw::Pipeline>(io_, next);
     } catch (const std::exception& e) {
-      const std::string why = startError(next, e);
+      const std::string why = e.what();
       gw::log::error("reload: cannot start with the new config: {}; going back to the old one",
                      why);
       try {
@@ -147,13 +146,6 @@ class Daemon {
     return gw::metrics::renderExposition(d, pipeline_->control("status"),
                                          pipeline_->control("sensors"),
                                          pipeline_->control("alerts"));
-  }
-
-  /// A one-line reason for a failed pipeline start, as start-up logs it.
-  static std::string startError(const gw::config::Config& cfg, const std::exception& e) {
-    if (dynamic_cast<const gw::kafka::KafkaConfigError*>(&e))
-      return fmt::format("{}: kafka.properties: {}", cfg.file.string(), e.what());
-    return e.what();
   }
 
  private:
@@ -266,9 +258,6 @@ int main(int argc, char** argv) {
   Daemon daemon(io, cfg);
   try {
     daemon.start();
-  } catch (const gw::kafka::KafkaConfigError& e) {
-    gw::log::error("{}", Daemon::startError(cfg, e));
-    return gw::config::kExitConfig;
   } catch (const std::exception& e) {
     gw::log::error("cannot start: {}", e.what());
     return 1;

@@ -5,6 +5,7 @@
 #include <string>
 #include <string_view>
 
+#include "core/time.h"
 #include "gateway/config.h"
 
 namespace boost::asio {
@@ -16,16 +17,17 @@ namespace gw {
 /// Threading: construct, start, stop, statsJson and statusLine on the io_context's (single) thread.
 class Pipeline {
  public:
-  /// Opens the journal and creates the sinks. Throws buffer::JournalError,
-  /// kafka::KafkaConfigError or std::runtime_error when that is impossible.
-  Pipeline(boost::asio::io_context& io, const config::Config& config);
+  /// Opens the journal and builds the components the config names. Throws
+  /// buffer::JournalError or std::runtime_error when that is impossible.
+  Pipeline(boost::asio::io_context& io, const config::Config& config, Clock clock = {});
   ~Pipeline();
   Pipeline(const Pipeline&) = delete;
   Pipeline& operator=(const Pipeline&) = delete;
 
-  /// Starts the MQTT source, the forwarders and the timers.
+  /// Restores windows and alerts from the journal, starts the sources, the forwarders and the
+  /// timers.
   void start();
-  /// Commits and acknowledges what was received, disconnects (keeping the MQTT session),
+  /// Commits and acknowledges what was received, stops the sources (MQTT keeps its session),
   /// stops the forwarders and writes the cursors. Safe to call twice.
   void stop();
   /// One-line JSON with the counters (messages, readings, bad input by reason, journal, sinks).
@@ -40,8 +42,9 @@ class Pipeline {
   /// Also samples the counters for the rates it reports (call it every few seconds).
   std::string control(std::string_view command) const;
 
+  struct Impl;  // gateway/pipeline_impl.h
+
  private:
-  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 

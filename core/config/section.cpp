@@ -81,7 +81,8 @@ void Section::failElement(std::string_view key, size_t index, std::string_view r
 }
 
 void Section::failAt(int line, std::string_view key, std::string_view reason) const {
-  throw ConfigError(fmt::format("{}:{}: {}: {}", file(), line, join(key), reason));
+  throw ConfigError(
+      fmt::format("{}:{}: {}: {}", file(), line, key.empty() ? path_ : join(key), reason));
 }
 
 bool Section::has(std::string_view key) const { return node(key) != nullptr; }

@@ -1,4 +1,5 @@
 // gatewayctl: a field technician's view of a running gatewayd, over its control socket.
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -50,11 +51,12 @@ int configCheck(const std::string& file, bool json) {
       gw::json::appendString(s, file);
       std::printf("%s,\"ok\":true}\n", s.c_str());
     } else {
-      std::string sinks;
-      if (cfg.kafka) sinks += "kafka";
-      if (cfg.timeseries) sinks += std::string(sinks.empty() ? "" : ", ") + "timeseries";
-      std::printf("%s: ok (mqtt %s, %zu subscription(s), sinks: %s, metrics: %s)\n", file.c_str(),
-                  cfg.mqtt.uri.c_str(), cfg.mqtt.subscriptions.size(),
+      std::string sources, sinks;
+      for (const auto& c : cfg.sources)
+        sources += fmt::format("{}{} {}", sources.empty() ? "" : ", ", c->name(), c->target());
+      for (const auto& c : cfg.sinks)
+        sinks += fmt::format("{}{}", sinks.empty() ? "" : ", ", c.config->name());
+      std::printf("%s: ok (sources: %s; sinks: %s; metrics: %s)\n", file.c_str(), sources.c_str(),
                   sinks.empty() ? "none" : sinks.c_str(),
                   cfg.metrics ? cfg.metrics->listen.c_str() : "off");
     }

@@ -4,6 +4,7 @@
 
 #include <string_view>
 
+#include "core/component.h"
 #include "core/config/section.h"
 #include "protocols/kafka/kafka_sink.h"
 
@@ -12,5 +13,8 @@ namespace gw::kafka {
 /// Reads `[kafka]` (not the generic sink keys batch/retry_min/retry_max, which the engine reads).
 /// Throws config::ConfigError, with the line of a property librdkafka refuses.
 KafkaOptions parseConfig(config::Section& s, std::string_view gateway_id);
+
+/// The `[kafka]` sink for the registry.
+Component component();
 
 }  // namespace gw::kafka

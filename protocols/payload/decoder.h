@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/reading.h"
 #include "core/time.h"
 
 namespace gw::payload {
@@ -51,22 +52,8 @@ enum class DecodeError {
 };
 const char* toString(DecodeError e);
 
-struct DecodedValue {
-  std::string_view metric;  ///< empty for kJson/kValue (the metric comes from the template)
-  double value = 0;
-};
-
-/// The timestamp field (a dotted path like the value) holds, for s/ms/us/ns, a JSON number or a
-/// string holding one: plain decimals convert exactly (rounded to the ns), exponent forms go
-/// through a double. For rfc3339 it is a string (`Z` or `±hh:mm`, years 1678..2261). A missing
-/// field or null gives no device time; anything else unreadable (a bool, an object, a number for
-/// rfc3339, a value outside int64 ns) gives no device time and `bad_timestamp`; the values are
-/// kept.
-struct Decoded {
-  std::optional<Nanos> device_time;
-  bool bad_timestamp = false;        ///< the timestamp field was present but unreadable
-  std::vector<DecodedValue> values;  ///< empty when decode() returned an error
-};
+using DecodedValue = gw::DecodedValue;
+using Decoded = gw::Decoded;
 
 /// Not thread-safe: one decoder per thread (it reuses its parser and buffers so decoding
 /// does not allocate in the steady state).

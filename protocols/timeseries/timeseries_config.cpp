@@ -30,3 +30,46 @@ TimeseriesOptions parseConfig(config::Section& s) {
 }
 
 }  // namespace gw::timeseries
+
+namespace gw::timeseries {
+namespace {
+
+/// A URL without user:password@ (never show a secret).
+std::string redactUrl(std::string_view url) {
+  const auto scheme = url.find("://");
+  const auto start = scheme == std::string_view::npos ? 0 : scheme + 3;
+  const auto at = url.find('@', start);
+  const auto slash = url.find('/', start);
+  if (at == std::string_view::npos || (slash != std::string_view::npos && at > slash))
+    return std::string(url);
+  return std::string(url.substr(0, start)) + std::string(url.substr(at + 1));
+}
+
+class TimeseriesSinkConfig final : public SinkConfig {
+ public:
+  explicit TimeseriesSinkConfig(TimeseriesOptions options) : options_(std::move(options)) {}
+  std::string name() const override { return "timeseries"; }
+  std::string target() const override { return redactUrl(options_.url); }
+  std::unique_ptr<Sink> build(const BuildContext&) const override {
+    return makeTimeseriesSink(options_);
+  }
+
+ private:
+  TimeseriesOptions options_;
+};
+
+std::unique_ptr<SinkConfig> parse(config::Section& s, const ParseContext&) {
+  return std::make_unique<TimeseriesSinkConfig>(parseConfig(s));
+}
+
+}  // namespace
+
+Component component() {
+  Component c;
+  c.kind = ComponentKind::kSink;
+  c.table = "timeseries";
+  c.parse_sink = &parse;
+  return c;
+}
+
+}  // namespace gw::timeseries

@@ -7,6 +7,11 @@
 #include <fstream>
 #include <string>
 
+#include "alerts/notify_config.h"
+#include "protocols/kafka/kafka_config.h"
+#include "protocols/mqtt/mqtt_config.h"
+#include "protocols/timeseries/timeseries_config.h"
+#include "tests/support/component_config.h"
 #include "tests/support/temp_dir.h"
 
 namespace fs = std::filesystem;
@@ -53,19 +58,22 @@ TEST_CASE("a minimal config loads with defaults and paths relative to the file")
   const auto cfg = gw::config::load(dir.write("gateway.toml", kMinimal));
   CHECK(cfg.gateway.id == "plant1-line3");
   CHECK(cfg.gateway.state_dir == dir.path / "state");
-  CHECK(cfg.mqtt.client.host == "127.0.0.1");
-  CHECK(cfg.mqtt.client.port == 18830);
-  CHECK_FALSE(cfg.mqtt.client.tls.enabled);
-  CHECK(cfg.mqtt.client.client_id == "plant1-line3");  // defaults to the gateway id
-  CHECK_FALSE(cfg.mqtt.client.clean_start);
-  REQUIRE(cfg.mqtt.subscriptions.size() == 1);
-  CHECK(cfg.mqtt.subscriptions[0].qos == 1);
-  CHECK(cfg.mqtt.subscriptions[0].decoder.timestamp_field == "ts");
-  CHECK(cfg.mqtt.subscriptions[0].decoder.timestamp_unit == gw::payload::TimeUnit::kMillis);
+  auto mqtt_table = gw::test::tableOf(cfg, "mqtt");
+  const auto mqtt = gw::mqtt::parseConfig(*mqtt_table, cfg.gateway.id);
+  CHECK(mqtt.client.host == "127.0.0.1");
+  CHECK(mqtt.client.port == 18830);
+  CHECK_FALSE(mqtt.client.tls.enabled);
+  CHECK(mqtt.client.client_id == "plant1-line3");  // defaults to the gateway id
+  CHECK_FALSE(mqtt.client.clean_start);
+  REQUIRE(mqtt.subscriptions.size() == 1);
+  CHECK(mqtt.subscriptions[0].qos == 1);
+  CHECK(mqtt.subscriptions[0].decoder.timestamp_field == "ts");
+  CHECK(mqtt.subscriptions[0].decoder.timestamp_unit == gw::payload::TimeUnit::kMillis);
   CHECK(cfg.buffer.commit_interval == 50 * gw::kNanosPerMilli);
   CHECK(cfg.buffer.max_size == 512ull << 20);
-  CHECK_FALSE(cfg.kafka.has_value());
-  CHECK_FALSE(cfg.timeseries.has_value());
+  CHECK(cfg.sinks.empty());
+  REQUIRE(cfg.sources.size() == 1);
+  CHECK(cfg.sources[0]->name() == "mqtt");
 }
 
 TEST_CASE("sinks, buffer and clock sections") {
@@ -100,15 +108,24 @@ send = ["readings"]
   CHECK(cfg.buffer.max_size == 64ull << 20);
   CHECK(cfg.buffer.max_age == 2 * 86400 * gw::kNanosPerSecond);
   CHECK(cfg.buffer.synchronous_full);
-  REQUIRE(cfg.kafka);
-  CHECK(cfg.kafka->options.readings_topic == "r");
-  CHECK(cfg.kafka->options.properties.at("compression.type") == "zstd");
-  CHECK(cfg.kafka->options.properties.at("linger.ms") == "20");
-  CHECK(cfg.kafka->options.delivery_timeout == 5 * gw::kNanosPerSecond);
-  REQUIRE(cfg.timeseries);
-  CHECK(cfg.timeseries->options.token == "s3cret");
-  CHECK(cfg.timeseries->options.send_readings);
-  CHECK_FALSE(cfg.timeseries->options.send_aggregates);
+  REQUIRE(cfg.sinks.size() == 2);
+  CHECK(cfg.sinks[0].config->name() == "kafka");
+  CHECK(cfg.sinks[1].config->name() == "timeseries");
+  auto kafka_table = gw::test::tableOf(cfg, "kafka");
+  kafka_table->take("batch");
+  kafka_table->take("retry_min");
+  kafka_table->take("retry_max");
+  const auto kafka = gw::kafka::parseConfig(*kafka_table, cfg.gateway.id);
+  auto ts_table = gw::test::tableOf(cfg, "timeseries");
+  for (const char* k : {"batch", "retry_min", "retry_max"}) ts_table->take(k);
+  const auto timeseries = gw::timeseries::parseConfig(*ts_table);
+  CHECK(kafka.readings_topic == "r");
+  CHECK(kafka.properties.at("compression.type") == "zstd");
+  CHECK(kafka.properties.at("linger.ms") == "20");
+  CHECK(kafka.delivery_timeout == 5 * gw::kNanosPerSecond);
+  CHECK(timeseries.token == "s3cret");
+  CHECK(timeseries.send_readings);
+  CHECK_FALSE(timeseries.send_aggregates);
 }
 
 TEST_CASE("errors name the file, the line, the key and the reason") {
@@ -143,6 +160,15 @@ TEST_CASE("errors name the file, the line, the key and the reason") {
   CHECK(errorOf("[mqtt\nuri = 1\n").find("1: (syntax): ") == 0);
   CHECK(errorOf(std::string(kMinimal) + "\n[kafka]\nreadings_topic = \"r\"\n") ==
         "15: kafka.brokers: is required");
+  // librdkafka's own check runs at parse time: --check-config refuses what start-up would.
+  CHECK(errorOf(std::string(kMinimal) +
+                "\n[kafka]\nbrokers = \"h:1\"\n[kafka.properties]\n\"linger.ms\" = 5\n"
+                "\"compression.type\" = \"bogus\"\n") ==
+        "19: kafka.properties.compression.type: Invalid value \"bogus\" for configuration "
+        "property \"compression.codec\"");
+  CHECK(errorOf(std::string(kMinimal) +
+                "\n[kafka]\nbrokers = \"h:1\"\n[kafka.properties]\n\"no.such.thing\" = 1\n")
+            .find("18: kafka.properties.no.such.thing: No such configuration property") == 0);
   CHECK(errorOf(std::string(kMinimal) + "password_file = \"nope.txt\"\n")
             .find("14: mqtt.subscribe[0].password_file: unknown key") == 0);
 }
@@ -240,12 +266,15 @@ notify = ["ops"]
   CHECK(*cfg.alerts[0].clear_below == 80.0);
   CHECK(cfg.alerts[0].for_duration == 20 * gw::kNanosPerSecond);
   CHECK(cfg.alerts[1].no_data_for == 60 * gw::kNanosPerSecond);
-  REQUIRE(cfg.notify.pagerduty.has_value());
-  CHECK(cfg.notify.pagerduty->routing_key == "0123456789abcdef0123456789abcdef");
-  CHECK(cfg.notify.pagerduty->gateway_id == "plant1-line3");
-  REQUIRE(cfg.notify.webhooks.size() == 1);
-  CHECK(cfg.notify.webhooks[0].name == "ops");
-  CHECK(cfg.notify.webhooks[0].headers.at(0).second == "abc");
+  CHECK(cfg.notify.names() == std::vector<std::string>{"pagerduty", "ops"});
+  auto pd_table = gw::test::tableOf(cfg, "notify.pagerduty");
+  const auto pd = gw::alerts::parsePagerDuty(*pd_table, cfg.gateway.id);
+  auto hook_table = gw::test::tableOf(cfg, "notify.webhook.ops");
+  const auto hook = gw::alerts::parseWebhook(*hook_table, "ops");
+  CHECK(pd.routing_key == "0123456789abcdef0123456789abcdef");
+  CHECK(pd.gateway_id == "plant1-line3");
+  CHECK(hook.name == "ops");
+  CHECK(hook.headers.at(0).second == "abc");
 
   // A rule without a threshold.
   CHECK(errorOf(m + "[[alert]]\nname = \"x\"\nmetric = \"t\"\n") ==

@@ -1,4 +1,6 @@
 // [coap] in gatewayd's config: defaults, and `file:line: key: reason` for every mistake.
+#include "protocols/coap/coap_config.h"
+
 #include <doctest/doctest.h>
 #include <unistd.h>
 
@@ -7,6 +9,7 @@
 #include <string>
 
 #include "gateway/config.h"
+#include "tests/support/component_config.h"
 #include "tests/support/temp_dir.h"
 
 namespace fs = std::filesystem;
@@ -67,8 +70,9 @@ reregister_after = "30s"
 psk_identity = "gw"
 psk_key_file = "dev.psk"
 )"));
-  REQUIRE(cfg.coap);
-  const auto& o = cfg.coap->source;
+  auto table = gw::test::tableOf(cfg, "coap");
+  REQUIRE(table);
+  const auto o = gw::coap::parseConfig(*table);
   CHECK(o.listen);
   CHECK(o.listen_at.host == "127.0.0.1");
   CHECK(o.listen_at.port == 0);
@@ -93,12 +97,14 @@ TEST_CASE("listen defaults to every interface on 5683 when there are resources")
   const auto cfg = gw::config::load(dir.write(
       "gateway.toml",
       std::string(kBase) + "[coap]\n[[coap.resource]]\npath = \"s/{device}/{metric}\"\n"));
-  REQUIRE(cfg.coap);
-  CHECK(cfg.coap->source.listen);
-  CHECK(cfg.coap->source.listen_at.host == "0.0.0.0");
-  CHECK(cfg.coap->source.listen_at.port == 5683);
+  auto table = gw::test::tableOf(cfg, "coap");
+  REQUIRE(table);
+  const auto o = gw::coap::parseConfig(*table);
+  CHECK(o.listen);
+  CHECK(o.listen_at.host == "0.0.0.0");
+  CHECK(o.listen_at.port == 5683);
   const auto none = gw::config::load(dir.write("gateway.toml", kBase));
-  CHECK_FALSE(none.coap);
+  CHECK(none.sources.size() == 1);  // mqtt only
 }
 
 TEST_CASE("[coap] mistakes: file:line: key: reason") {

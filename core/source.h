@@ -1,0 +1,57 @@
+// The contract between a source (MQTT, CoAP, …) and the engine (design: "Components").
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "core/reading.h"
+#include "core/status.h"
+#include "core/time.h"
+
+namespace gw {
+
+/// What a source hands its decoded input to: the clock stage, the journal append, the windows
+/// and the alerts, all on the event loop's thread.
+///
+/// Acknowledgement: reading() returns the seq the message's records got (or, for a message
+/// that gave no record, the last seq appended before it). The source acknowledges the message
+/// to its sender (MQTT PUBACK, CoAP 2.04) only once Source::committed() has reached that seq.
+class Ingest {
+ public:
+  virtual ~Ingest() = default;
+  /// Journals the values of one decoded message. `series` holds the device and tags (and the
+  /// metric for single-value formats); it is scratch the callee may change. `reference_time` is
+  /// the broker's stamp or the receive time, as `reference` says.
+  virtual std::uint64_t reading(Series& series, const Decoded& decoded, Nanos reference_time,
+                                TimeReference reference) = 0;
+  /// Bad input: counted by `reason` ("not_json", "no_template", …), logged rate-limited with
+  /// `where` (topic, path) and the payload's size. Never stops anything.
+  virtual void bad(std::string_view reason, std::string_view where, size_t size) = 0;
+  /// The last seq appended: what a message taken now (even a bad one) waits for.
+  virtual std::uint64_t appendedSeq() const = 0;
+  /// True while the journal cannot take more: a source stops taking input (MQTT leaves the
+  /// message unacknowledged, CoAP answers 5.03) rather than read what it cannot keep.
+  virtual bool backpressure() const = 0;
+  /// A broker's receive stamp for a message the gateway received at `receive_time`: the
+  /// gateway's own clock against the broker's.
+  virtual void brokerStamp(Nanos stamp, Nanos receive_time) = 0;
+};
+
+/// An input of readings. Threading: every method on the event loop's thread.
+class Source {
+ public:
+  virtual ~Source() = default;
+  /// Stable name, for status and logs ("mqtt", "coap").
+  virtual const std::string& name() const = 0;
+  /// Connects, listens, subscribes; from now on it calls its Ingest.
+  virtual void start() = 0;
+  /// Everything up to `seq` is durable in the journal: acknowledge what waited for it.
+  virtual void committed(std::uint64_t seq) = 0;
+  /// Stops taking input and lets acknowledgements already due go out. Safe to call twice;
+  /// no Ingest call follows.
+  virtual void stop() = 0;
+  virtual ComponentStatus status() const = 0;
+};
+
+}  // namespace gw

@@ -1,0 +1,120 @@
+// The engine behind Pipeline (internal to gateway/): it owns the journal, builds the
+// components from the config, and implements the Ingest every source reports to. The views for
+// gatewayctl, metrics and logs are in pipeline_views.cpp.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "aggregators/aggregator.h"
+#include "alerts/alert_engine.h"
+#include "buffer/journal.h"
+#include "core/log.h"
+#include "core/source.h"
+#include "gateway/clock_skew.h"
+#include "gateway/config.h"
+#include "gateway/forwarder.h"
+#include "gateway/pipeline.h"
+
+namespace gw {
+
+struct Pipeline::Impl final : Ingest {
+  Impl(boost::asio::io_context& io, const config::Config& cfg, Clock clock);
+  ~Impl() override;
+
+  // Ingest (called by the sources).
+  std::uint64_t reading(Series& series, const Decoded& decoded, Nanos reference_time,
+                        TimeReference reference) override;
+  void bad(std::string_view reason, std::string_view where, size_t size) override;
+  std::uint64_t appendedSeq() const override;
+  bool backpressure() const override;
+  void brokerStamp(Nanos stamp, Nanos receive_time) override;
+
+  void start();
+  void stop();
+  void commitNow();
+
+  // Views (pipeline_views.cpp).
+  std::string statsJson() const;
+  std::string statusLine() const;
+  std::string sensorsJson() const;
+  std::string control(std::string_view command) const;
+
+  // --- engine -------------------------------------------------------------------------------
+  void onWindowClosed(const aggregators::Aggregate& a);
+  void journalAlerts();
+  void restoreState();
+  void restoreAlerts(Nanos now);
+  void restoreWindows(Nanos now);
+  void armWindowTimer();
+  void every(boost::asio::steady_timer& timer, Nanos interval, std::function<void()> fn);
+  size_t maxPending() const;
+  clock::SkewEstimator& clockFor(const std::string& device);
+  clock::ClockOptions clockOptions() const;
+
+  boost::asio::io_context& io;
+  config::Config cfg;
+  Clock time;
+  std::unique_ptr<buffer::Journal> journal;
+  std::vector<std::unique_ptr<Source>> sources;
+  std::vector<std::unique_ptr<Forwarder>> forwarders;            // sinks
+  std::vector<std::unique_ptr<Forwarder>> outboxes;              // alert notifiers
+  std::map<std::string, std::string, std::less<>> sink_targets;  // by sink name
+  std::unique_ptr<aggregators::Aggregator> windows;
+  std::unique_ptr<alerts::AlertEngine> alert_engine;
+  std::vector<alerts::AlertEvent> alert_events;  // scratch
+  std::vector<alerts::Statistic> window_stats;   // scratch
+  boost::asio::steady_timer commit_timer{io}, retention_timer{io}, stats_timer{io};
+  boost::asio::steady_timer window_timer{io}, alert_timer{io};
+  std::optional<Nanos> window_timer_at;  // the deadline window_timer is armed for
+  std::uint64_t committed_cursor_sum = 0;
+  bool stopped = false;
+
+  // Counters.
+  std::uint64_t messages = 0, readings = 0, commit_failures = 0, aggregates = 0, alert_count = 0;
+  std::map<std::string, std::uint64_t, std::less<>> bad_counts;
+  log::RateLimiter bad_log;
+
+  // Clock-skew estimators: one per device, one for the gateway's own clock vs the broker's.
+  struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view v) const noexcept {
+      return std::hash<std::string_view>{}(v);
+    }
+  };
+  std::unordered_map<std::string, clock::SkewEstimator, StringHash, std::equal_to<>> clocks;
+  clock::SkewEstimator gateway_clock;
+
+  // --- views state (pipeline_views.cpp) -------------------------------------------------------
+  // Rates come from snapshots of the counters taken when a view is asked for (gatewayd asks
+  // every few seconds for STATUS=), at most one a second, kept for 30 s: a rate is the average
+  // over the last 1..15 s, or null right after start.
+  struct ControlSnapshot {
+    Nanos mono = 0;
+    std::uint64_t readings = 0;
+    std::map<std::string, std::uint64_t, std::less<>> sent;  // per sink
+    std::unordered_map<std::string, std::uint64_t> device_samples;
+  };
+  mutable std::vector<ControlSnapshot> control_snapshots;
+  Nanos control_since = 0;
+
+  std::uint64_t messageCount() const;
+  void controlSample(Nanos now) const;
+  std::string controlSinkTarget(std::string_view name) const;
+  void appendControlSinks(std::string& s, const buffer::JournalStats& js, Nanos wall, Nanos mono,
+                          const ControlSnapshot* base) const;
+  void appendControlJournal(std::string& s, const buffer::JournalStats& js, Nanos wall) const;
+  std::string controlStatus() const;
+  std::string controlSensors() const;
+  std::string controlBuffer() const;
+  std::string controlSinksView() const;
+  std::string controlAlerts() const;
+  const ControlSnapshot* controlBase(Nanos now) const;
+};
+
+}  // namespace gw
