@@ -8,6 +8,7 @@
 #include <cstring>
 #include <ctime>
 #include <deque>
+#include <iterator>
 #include <limits>
 #include <string>
 #include <system_error>
@@ -26,7 +27,7 @@ using sqlite::ResetGuard;
 using sqlite::Stmt;
 
 constexpr std::int64_t kApplicationId = 0x47574A31;  // "GWJ1", marks the file as ours
-constexpr std::int64_t kSchemaVersion = 2;           // PRAGMA user_version
+constexpr std::int64_t kSchemaVersion = 3;           // PRAGMA user_version
 constexpr int kBusyTimeoutMs = 200;  // only another process (sqlite3 CLI) can hold the lock
 constexpr std::int64_t kJournalSizeLimit = 4 << 20;  // WAL file size kept after a checkpoint
 constexpr int kAutoCheckpointFrames = 1000;          // SQLite's default, as a backstop
@@ -34,21 +35,34 @@ constexpr int kRetentionCheckpointFrames = 128;      // enforceRetention() check
 constexpr int kMaxTxnsPerPhase = 16;
 constexpr Nanos kLogInterval = 10 * kNanosPerSecond;  // for repeated data-path errors
 
-// One row per record; seq is the rowid, so a reading is a few varints and a double:
-//   s  series id, t event time (ns), v value (NULL for NaN), f kind (see RowKind),
+// Schema version 3. One row per record; seq is the rowid, so a reading is a few varints and a
+// double:
+//   s  series id, t event time (ns), v value (NULL for NaN),
 //   d  event time - device time (ns; NULL when the payload had no device time). Usually small.
+//   c  a reading's TimeReference, its uint8 value as is (so a new reference needs no schema
+//      change); 0 in other records.
 //   x  NULL for a reading (one header byte); an aggregate's statistics (encodeWindow) or an
 //      alert's JSON. An aggregate's t is the window start and d the window size.
-// r_alerts: a partial index over the few alert rows, for the notifiers' outbox reads.
+//   k  the record kind (RowKind): 0 reading, 1 aggregate, 2 alert. Last, because a version 2
+//      file gains it by ALTER TABLE ADD COLUMN, which rewrites no reading: rows without it read
+//      the default 0.
+//   Integers 0 and 1 are stored in the record header alone, so c and k cost a reading 2 bytes.
+// r_alerts: a partial index over the few alert rows, for the notifiers' outbox reads. Queries
+//   must spell `k = 2` literally for SQLite to use it.
 // state: small named values the pipeline persists with its commits (window watermark, …).
 // commits: commit wall time per group of commits; rows first_seq.. were committed in
 //   [t, t + kCommitTimeGranularity). Pruned with the rows it covers.
 // meta 'floor': every row <= floor was deleted, so seq continues after an emptied table.
+//
+// Older versions are upgraded in place on open, in one transaction (kUpgrades):
+//   1  readings only: no x, no r_alerts, no state.
+//   2  f instead of c and k: a reading's TimeReference (0, 1) or the kind of another record
+//      (2 aggregate, 3 alert), so a third reference would have read back as an aggregate.
 constexpr const char* kSchema = R"sql(
 BEGIN IMMEDIATE;
 CREATE TABLE r(seq INTEGER PRIMARY KEY, s INTEGER NOT NULL, t INTEGER NOT NULL, v REAL,
-               d INTEGER, f INTEGER NOT NULL, x BLOB);
-CREATE INDEX r_alerts ON r(f) WHERE f = 3;
+               d INTEGER, c INTEGER NOT NULL, x BLOB, k INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX r_alerts ON r(k) WHERE k = 2;
 CREATE TABLE state(k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE series(id INTEGER PRIMARY KEY, device TEXT NOT NULL, metric TEXT NOT NULL,
                     tags BLOB NOT NULL);
@@ -58,23 +72,34 @@ CREATE TABLE commits(first_seq INTEGER PRIMARY KEY, t INTEGER NOT NULL);
 CREATE TABLE meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID;
 INSERT INTO meta(k, v) VALUES('floor', 0);
 PRAGMA application_id = 1196902961;
-PRAGMA user_version = 2;
+PRAGMA user_version = 3;
 COMMIT;
 )sql";
-static_assert(kApplicationId == 1196902961 && kSchemaVersion == 2, "update kSchema");
+static_assert(kApplicationId == 1196902961 && kSchemaVersion == 3, "update kSchema");
 
-// Version 1 (readings only) to 2: no row is rewritten.
-constexpr const char* kUpgradeFrom1 = R"sql(
-BEGIN IMMEDIATE;
+// kUpgrades[v - 1] turns version v into v + 1; run in one transaction with the user_version
+// set at the end. Each step ends at exactly the schema of the next version.
+constexpr const char* kUpgrades[] = {
+    // 1 to 2: no row is rewritten.
+    R"sql(
 ALTER TABLE r ADD COLUMN x BLOB;
 CREATE INDEX r_alerts ON r(f) WHERE f = 3;
 CREATE TABLE state(k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
-PRAGMA user_version = 2;
-COMMIT;
-)sql";
+)sql",
+    // 2 to 3: f becomes c; only aggregate and alert rows are rewritten (readings keep their
+    // bytes and read k = 0). Their kinds 2, 3 become 1, 2.
+    R"sql(
+DROP INDEX r_alerts;
+ALTER TABLE r RENAME COLUMN f TO c;
+ALTER TABLE r ADD COLUMN k INTEGER NOT NULL DEFAULT 0;
+UPDATE r SET k = c - 1, c = 0 WHERE c IN (2, 3);
+CREATE INDEX r_alerts ON r(k) WHERE k = 2;
+)sql",
+};
+static_assert(std::size(kUpgrades) == kSchemaVersion - 1, "one upgrade step per version");
 
-// Column f: a reading's TimeReference (0, 1), or the kind of another record.
-enum RowKind : std::int64_t { kRowAggregate = 2, kRowAlert = 3 };
+// Column k.
+enum RowKind : std::uint8_t { kRowReading = 0, kRowAggregate = 1, kRowAlert = 2 };
 
 [[noreturn]] void die(const std::string& what) {
   log::error("journal: bug: {}", what);
@@ -272,7 +297,8 @@ class SqliteJournal final : public Journal {
     std::int64_t d;  // event - device time (or window size), when has_d
     SeriesId s;
     bool has_d;
-    std::uint8_t f;  // TimeReference or RowKind; kinds >= 2 take the next of pending_blobs_
+    RowKind kind;    // all but readings take the next of pending_blobs_
+    std::uint8_t c;  // TimeReference
   };
   struct SinkState {
     std::uint64_t cursor = 0;
@@ -288,6 +314,7 @@ class SqliteJournal final : public Journal {
   int exec(const char* sql);
   int queryInt(const char* sql, std::int64_t& out);
   int quickCheck(std::string& result);
+  OpenResult upgradeFrom(std::int64_t from);
   int prepareStatements();
   OpenResult loadState();
   int registerSinks(std::map<std::string, SinkState, std::less<>> stored);
@@ -338,7 +365,7 @@ class SqliteJournal final : public Journal {
   size_t persisted_series_ = 0;
 
   std::vector<PendingRow> pending_;
-  std::vector<std::string> pending_blobs_;  // x of the pending rows with f >= 2, in order
+  std::vector<std::string> pending_blobs_;  // x of the pending non-readings, in order
   std::map<std::string, std::string, std::less<>> state_;
   std::map<std::string, std::string, std::less<>> pending_state_;
   std::uint64_t last_seq_ = 0;  // highest committed seq
@@ -416,7 +443,12 @@ OpenResult SqliteJournal::open() {
       (rc = queryInt("SELECT count(*) FROM sqlite_master", objects)) != SQLITE_OK)
     return failed(rc, "reading the schema");
   const bool fresh = app_id == 0 && version == 0 && objects == 0;
-  const bool upgrade = app_id == kApplicationId && version == 1;
+  const bool upgrade = app_id == kApplicationId && version >= 1 && version < kSchemaVersion;
+  if (app_id == kApplicationId && version > kSchemaVersion)
+    return {Outcome::kCorrupt,
+            fmt::format("written by a newer iot-gateway (journal schema version {}, this one reads "
+                        "versions 1 to {})",
+                        version, kSchemaVersion)};
   if (!fresh && !upgrade && (app_id != kApplicationId || version != kSchemaVersion))
     return {Outcome::kCorrupt,
             fmt::format("not an iot-gateway journal of schema version {} (application_id {:#x}, "
@@ -437,13 +469,7 @@ OpenResult SqliteJournal::open() {
     return r;
   }
   if (upgrade) {
-    if ((rc = exec(kUpgradeFrom1)) != SQLITE_OK) {
-      OpenResult r = failed(rc, "upgrading the schema from version 1");
-      r.outcome = Outcome::kFatal;  // the file is fine, only this process cannot change it
-      if (sqlite3_get_autocommit(db_.get()) == 0) exec("ROLLBACK");
-      return r;
-    }
-    log::notice("journal {}: schema upgraded from version 1 to {}", path_, kSchemaVersion);
+    if (OpenResult r = upgradeFrom(version); r.outcome != Outcome::kOk) return r;
   }
 
   const std::string pragmas =
@@ -471,22 +497,51 @@ OpenResult SqliteJournal::open() {
   return loadState();
 }
 
+OpenResult SqliteJournal::upgradeFrom(std::int64_t from) {
+  const auto fail = [&](OpenResult r) {
+    r.outcome = Outcome::kFatal;  // the file is fine, only this process cannot change it
+    if (sqlite3_get_autocommit(db_.get()) == 0) exec("ROLLBACK");
+    return r;
+  };
+  const std::string what =
+      fmt::format("upgrading the schema from version {} to {}", from, kSchemaVersion);
+  int rc = exec("BEGIN IMMEDIATE");
+  if (rc != SQLITE_OK) return fail(failed(rc, what));
+  // Read again under the write lock: another process may have upgraded the file meanwhile.
+  std::int64_t version = 0;
+  if ((rc = queryInt("PRAGMA user_version", version)) != SQLITE_OK) return fail(failed(rc, what));
+  if (version != from)
+    return fail({Outcome::kFatal,
+                 fmt::format("{}: another process changed the version to {}", what, version)});
+  const int changes_before = sqlite3_total_changes(db_.get());
+  for (std::int64_t v = from; v < kSchemaVersion; ++v) {
+    if ((rc = exec(kUpgrades[v - 1])) != SQLITE_OK) return fail(failed(rc, what));
+  }
+  const std::string set_version = fmt::format("PRAGMA user_version = {}", kSchemaVersion);
+  if ((rc = exec(set_version.c_str())) != SQLITE_OK || (rc = exec("COMMIT")) != SQLITE_OK)
+    return fail(failed(rc, what));
+  log::notice("journal {}: schema upgraded in place from version {} to {} ({} rows rewritten)",
+              path_, from, kSchemaVersion, sqlite3_total_changes(db_.get()) - changes_before);
+  return {};
+}
+
 int SqliteJournal::prepareStatements() {
   sqlite3* db = db_.get();
   const std::pair<Stmt*, const char*> all[] = {
       {&begin_, "BEGIN IMMEDIATE"},
       {&commit_, "COMMIT"},
       {&rollback_, "ROLLBACK"},
-      {&insert_row_, "INSERT INTO r(seq, s, t, v, d, f, x) VALUES(?, ?, ?, ?, ?, ?, ?)"},
+      {&insert_row_, "INSERT INTO r(seq, s, t, v, d, c, x, k) VALUES(?, ?, ?, ?, ?, ?, ?, ?)"},
       {&insert_series_, "INSERT INTO series(id, device, metric, tags) VALUES(?, ?, ?, ?)"},
       {&insert_marker_, "INSERT INTO commits(first_seq, t) VALUES(?, ?)"},
       {&write_sink_,
        "INSERT INTO sinks(name, cursor, dropped) VALUES(?, ?, ?) ON CONFLICT(name) DO UPDATE "
        "SET cursor = excluded.cursor, dropped = excluded.dropped"},
       {&write_floor_, "INSERT OR REPLACE INTO meta(k, v) VALUES('floor', ?)"},
-      {&read_, "SELECT seq, s, t, v, d, f, x FROM r WHERE seq > ? ORDER BY seq LIMIT ?"},
+      {&read_, "SELECT seq, s, t, v, d, c, x, k FROM r WHERE seq > ? ORDER BY seq LIMIT ?"},
+      // `k = 2` (kRowAlert) spelled out: the partial index r_alerts is used only then.
       {&read_alerts_,
-       "SELECT seq, s, t, v, d, f, x FROM r WHERE f = 3 AND seq > ? ORDER BY seq LIMIT ?"},
+       "SELECT seq, s, t, v, d, c, x, k FROM r WHERE k = 2 AND seq > ? ORDER BY seq LIMIT ?"},
       {&write_state_, "INSERT OR REPLACE INTO state(k, v) VALUES(?, ?)"},
       {&delete_rows_, "DELETE FROM r WHERE seq <= ?"},
       // Keeps the marker that covers the first remaining row.
@@ -654,8 +709,9 @@ int SqliteJournal::insertRow(std::uint64_t seq, const PendingRow& p, const std::
   ResetGuard guard(insert_row_);
   int rc = insert_row_.bindAll(i64(seq), static_cast<std::int64_t>(p.s), p.t, p.v);
   if (rc == SQLITE_OK) rc = p.has_d ? insert_row_.bind(5, p.d) : insert_row_.bind(5, nullptr);
-  if (rc == SQLITE_OK) rc = insert_row_.bind(6, static_cast<std::int64_t>(p.f));
+  if (rc == SQLITE_OK) rc = insert_row_.bind(6, static_cast<std::int64_t>(p.c));
   if (rc == SQLITE_OK) rc = blob ? insert_row_.bind(7, Blob{*blob}) : insert_row_.bind(7, nullptr);
+  if (rc == SQLITE_OK) rc = insert_row_.bind(8, static_cast<std::int64_t>(p.kind));
   if (rc == SQLITE_OK) rc = insert_row_.step();
   return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
@@ -703,9 +759,9 @@ const Series& SqliteJournal::series(SeriesId id) const {
 std::uint64_t SqliteJournal::append(SeriesId series, double value, Nanos event_time,
                                     std::optional<Nanos> device_time, TimeReference reference) {
   if (series >= series_.size()) die(fmt::format("append with unknown series id {}", series));
-  pending_.push_back(PendingRow{event_time, value,
-                                device_time ? wrapSub(event_time, *device_time) : 0, series,
-                                device_time.has_value(), static_cast<std::uint8_t>(reference)});
+  pending_.push_back(
+      PendingRow{event_time, value, device_time ? wrapSub(event_time, *device_time) : 0, series,
+                 device_time.has_value(), kRowReading, static_cast<std::uint8_t>(reference)});
   return last_seq_ + pending_.size();
 }
 
@@ -713,7 +769,7 @@ std::uint64_t SqliteJournal::appendAggregate(SeriesId series, const WindowStats&
   if (series >= series_.size()) die(fmt::format("aggregate with unknown series id {}", series));
   pending_blobs_.push_back(encodeWindow(window));
   pending_.push_back(PendingRow{window.start, std::numeric_limits<double>::quiet_NaN(), window.size,
-                                series, true, kRowAggregate});
+                                series, true, kRowAggregate, 0});
   return last_seq_ + pending_.size();
 }
 
@@ -721,7 +777,7 @@ std::uint64_t SqliteJournal::appendAlert(SeriesId series, Nanos time, double val
                                          std::string_view json) {
   if (series >= series_.size()) die(fmt::format("alert with unknown series id {}", series));
   pending_blobs_.emplace_back(json);
-  pending_.push_back(PendingRow{time, value, 0, series, false, kRowAlert});
+  pending_.push_back(PendingRow{time, value, 0, series, false, kRowAlert, 0});
   return last_seq_ + pending_.size();
 }
 
@@ -762,7 +818,7 @@ bool SqliteJournal::commit() {
     size_t blob = 0;
     for (size_t i = 0; i < pending_.size() && rc == SQLITE_OK; ++i)
       rc = insertRow(++seq, pending_[i],
-                     pending_[i].f >= kRowAggregate ? &pending_blobs_[blob++] : nullptr);
+                     pending_[i].kind != kRowReading ? &pending_blobs_[blob++] : nullptr);
     for (auto it = pending_state_.begin(); it != pending_state_.end() && rc == SQLITE_OK; ++it) {
       ResetGuard guard(write_state_);
       rc = write_state_.bindAll(std::string_view(it->first), Blob{it->second});
@@ -836,10 +892,21 @@ void SqliteJournal::readRows(Stmt& stmt, std::uint64_t after, size_t limit,
         r.event_time = stmt.columnInt(2);
         r.value = stmt.columnType(3) == SQLITE_NULL ? std::numeric_limits<double>::quiet_NaN()
                                                     : stmt.columnDouble(3);
-        const std::int64_t f = stmt.columnInt(5);
+        const std::int64_t k = stmt.columnInt(7);
         r.device_time.reset();
         r.reference = TimeReference::kReceive;
-        if (f == kRowAggregate) {
+        if (k == kRowReading) {
+          const std::int64_t c = stmt.columnInt(5);
+          if (c < 0 || c > std::numeric_limits<std::uint8_t>::max()) {
+            logLimited(read_log_, "journal {}: row {} has time reference {}; skipped", path_, r.seq,
+                       c);
+            continue;
+          }
+          r.kind = RecordKind::kReading;
+          r.reference = static_cast<TimeReference>(c);
+          if (stmt.columnType(4) != SQLITE_NULL)
+            r.device_time = wrapSub(r.event_time, stmt.columnInt(4));
+        } else if (k == kRowAggregate) {
           r.kind = RecordKind::kAggregate;
           r.window = WindowStats{};
           r.window.start = r.event_time;
@@ -849,15 +916,12 @@ void SqliteJournal::readRows(Stmt& stmt, std::uint64_t after, size_t limit,
                        r.seq);
             continue;
           }
-        } else if (f == kRowAlert) {
+        } else if (k == kRowAlert) {
           r.kind = RecordKind::kAlert;
           r.alert.assign(stmt.columnBlob(6));
         } else {
-          r.kind = RecordKind::kReading;
-          if (stmt.columnType(4) != SQLITE_NULL)
-            r.device_time = wrapSub(r.event_time, stmt.columnInt(4));
-          if (f == static_cast<std::int64_t>(TimeReference::kBroker))
-            r.reference = TimeReference::kBroker;
+          logLimited(read_log_, "journal {}: row {} has unknown kind {}; skipped", path_, r.seq, k);
+          continue;
         }
         ++n;
       }

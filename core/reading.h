@@ -13,7 +13,8 @@
 
 namespace gw {
 
-/// Which clock an event time was derived from.
+/// Which clock an event time was derived from. The journal stores the value as is: add values,
+/// never renumber them.
 enum class TimeReference : std::uint8_t {
   kReceive = 0,  ///< the gateway's own receive time
   kBroker = 1,   ///< a broker timestamp (MQTT v5 user property)

@@ -1,13 +1,18 @@
 #include "buffer/journal.h"
 
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -683,4 +688,539 @@ PRAGMA user_version = 1;
   j->readAlerts(0, 10, out);
   REQUIRE(out.size() == 1);
   CHECK(out[0].seq == 3);
+  j.reset();
+  OtherConnection other(dir.db());
+  CHECK(other.queryInt("PRAGMA user_version") == 3);  // through version 2 in one go
+}
+
+TEST_CASE("any time reference value reads back as itself, never as another kind") {
+  TempDir dir;
+  auto j = Journal::open(optionsFor(dir));
+  const SeriesId t = j->internSeries(kTemp);
+  // Values a later TimeReference (a Sparkplug or OPC UA server time) may take.
+  for (int ref : {2, 3, 255}) j->append(t, ref, kT0, kT0 - 1, static_cast<TimeReference>(ref));
+  REQUIRE(j->commit());
+  j.reset();
+  j = Journal::open(optionsFor(dir));
+  std::vector<ReadingRecord> out;
+  j->read(0, 10, out);
+  REQUIRE(out.size() == 3);
+  for (const ReadingRecord& r : out) {
+    CHECK((r.kind == RecordKind::kReading));
+    CHECK(static_cast<int>(r.reference) == static_cast<int>(r.value));
+    CHECK(r.device_time == kT0 - 1);
+  }
+  j->readAlerts(0, 10, out);
+  CHECK(out.empty());
+}
+
+namespace {
+
+// Redirects file descriptor 2 (where gw::log writes) to a file until stop(), which returns
+// what was written and writes it to the real stderr too, so a failing test still shows it.
+class StderrCapture {
+ public:
+  explicit StderrCapture(fs::path file) : file_(std::move(file)) {
+    const int fd = ::open(file_.c_str(), O_CREAT | O_TRUNC | O_WRONLY, 0600);
+    REQUIRE(fd >= 0);
+    saved_ = ::dup(STDERR_FILENO);
+    const bool redirected = saved_ >= 0 && ::dup2(fd, STDERR_FILENO) >= 0;
+    ::close(fd);
+    REQUIRE(redirected);
+  }
+  ~StderrCapture() { restore(); }
+  StderrCapture(const StderrCapture&) = delete;
+  StderrCapture& operator=(const StderrCapture&) = delete;
+
+  std::string stop() {
+    restore();
+    std::string text = fileBytes(file_);
+    ssize_t ignored = ::write(STDERR_FILENO, text.data(), text.size());
+    (void)ignored;
+    return text;
+  }
+
+ private:
+  void restore() {
+    if (saved_ < 0) return;
+    ::dup2(saved_, STDERR_FILENO);
+    ::close(saved_);
+    saved_ = -1;
+  }
+
+  fs::path file_;
+  int saved_ = -1;
+};
+
+void appendVarint(std::string& out, std::uint64_t v) {
+  for (; v >= 0x80; v >>= 7) out += static_cast<char>(v | 0x80);
+  out += static_cast<char>(v);
+}
+
+// The journal's encoding of an aggregate's statistics (column x, the same in versions 2 and
+// 3): varints stats, count, late, quantiles, then each other statistic as a little-endian
+// double, in kStatOrder.
+std::string windowBlob(const WindowStats& w) {
+  std::string out;
+  appendVarint(out, w.stats);
+  appendVarint(out, w.count);
+  appendVarint(out, w.late);
+  appendVarint(out, static_cast<std::uint8_t>(w.quantiles));
+  for (Stat st : kStatOrder) {
+    if (st == Stat::kCount || !has(w.stats, st)) continue;
+    const double v = w.get(st);
+    std::uint64_t bits = 0;
+    std::memcpy(&bits, &v, sizeof bits);
+    for (int i = 0; i < 8; ++i) out += static_cast<char>(bits >> (8 * i));
+  }
+  return out;
+}
+
+std::string tagsBlob(const Series& s) {
+  std::string out;
+  for (const auto& [k, v] : s.tags) {
+    appendVarint(out, k.size());
+    out += k;
+    appendVarint(out, v.size());
+    out += v;
+  }
+  return out;
+}
+
+// The version 2 schema, as kSchema wrote it.
+constexpr const char* kSchemaV2 = R"sql(
+PRAGMA journal_mode=WAL;
+BEGIN IMMEDIATE;
+CREATE TABLE r(seq INTEGER PRIMARY KEY, s INTEGER NOT NULL, t INTEGER NOT NULL, v REAL,
+               d INTEGER, f INTEGER NOT NULL, x BLOB);
+CREATE INDEX r_alerts ON r(f) WHERE f = 3;
+CREATE TABLE state(k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE series(id INTEGER PRIMARY KEY, device TEXT NOT NULL, metric TEXT NOT NULL,
+                    tags BLOB NOT NULL);
+CREATE TABLE sinks(name TEXT PRIMARY KEY, cursor INTEGER NOT NULL, dropped INTEGER NOT NULL)
+  WITHOUT ROWID;
+CREATE TABLE commits(first_seq INTEGER PRIMARY KEY, t INTEGER NOT NULL);
+CREATE TABLE meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO meta(k, v) VALUES('floor', 0);
+PRAGMA application_id = 1196902961;
+PRAGMA user_version = 2;
+COMMIT;
+)sql";
+
+// A statement parameter: integer, real, text, blob or NULL.
+struct Null {};
+struct Bytes {
+  std::string b;
+};
+struct Param {
+  enum Type { kInt, kReal, kText, kBlob, kNull } type;
+  std::int64_t i = 0;
+  double d = 0;
+  std::string s;
+  Param(std::int64_t v) : type(kInt), i(v) {}
+  Param(double v) : type(kReal), d(v) {}
+  Param(std::string v) : type(kText), s(std::move(v)) {}
+  Param(Bytes v) : type(kBlob), s(std::move(v.b)) {}
+  Param(Null) : type(kNull) {}
+};
+
+// Runs `sql` with `params` bound in order.
+void execWith(sqlite3* db, const char* sql, const std::vector<Param>& params) {
+  sqlite3_stmt* s = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, sql, -1, &s, nullptr) == SQLITE_OK);
+  for (size_t i = 0; i < params.size(); ++i) {
+    const int n = static_cast<int>(i + 1);
+    const Param& p = params[i];
+    const int size = static_cast<int>(p.s.size());
+    int rc = SQLITE_OK;
+    switch (p.type) {
+      case Param::kInt:
+        rc = sqlite3_bind_int64(s, n, p.i);
+        break;
+      case Param::kReal:
+        rc = sqlite3_bind_double(s, n, p.d);
+        break;
+      case Param::kText:
+        rc = sqlite3_bind_text(s, n, p.s.data(), size, SQLITE_TRANSIENT);
+        break;
+      case Param::kBlob:
+        rc = sqlite3_bind_blob(s, n, p.s.data(), size, SQLITE_TRANSIENT);
+        break;
+      case Param::kNull:
+        rc = sqlite3_bind_null(s, n);
+        break;
+    }
+    REQUIRE(rc == SQLITE_OK);
+  }
+  const int rc = sqlite3_step(s);
+  sqlite3_finalize(s);
+  REQUIRE(rc == SQLITE_DONE);
+}
+
+// Writes `rec` as a version 2 row: f is the reading's TimeReference, 2 for an aggregate, 3 for
+// an alert.
+void insertV2Row(sqlite3* db, const ReadingRecord& rec, SeriesId sid) {
+  const auto u = [](Nanos a, Nanos b) {  // wrapping a - b, as the journal stores it
+    return static_cast<std::int64_t>(static_cast<std::uint64_t>(a) - static_cast<std::uint64_t>(b));
+  };
+  const Param value = std::isnan(rec.value) ? Param{Null{}} : Param{rec.value};
+  std::vector<Param> p{static_cast<std::int64_t>(rec.seq), std::int64_t{sid}};
+  switch (rec.kind) {
+    case RecordKind::kReading:
+      p.insert(p.end(), {rec.event_time, value,
+                         rec.device_time ? Param{u(rec.event_time, *rec.device_time)} : Null{},
+                         std::int64_t{static_cast<std::uint8_t>(rec.reference)}, Null{}});
+      break;
+    case RecordKind::kAggregate:
+      p.insert(p.end(), {rec.window.start, Null{}, rec.window.size, std::int64_t{2},
+                         Bytes{windowBlob(rec.window)}});
+      break;
+    case RecordKind::kAlert:
+      p.insert(p.end(), {rec.event_time, value, Null{}, std::int64_t{3}, Bytes{rec.alert}});
+      break;
+  }
+  execWith(db, "INSERT INTO r(seq, s, t, v, d, f, x) VALUES(?, ?, ?, ?, ?, ?, ?)", p);
+}
+
+void checkSameRecord(const ReadingRecord& got, const ReadingRecord& want) {
+  INFO("seq " << want.seq);
+  CHECK(got.seq == want.seq);
+  REQUIRE(got.series != nullptr);
+  CHECK(*got.series == *want.series);
+  CHECK((got.kind == want.kind));
+  CHECK(got.event_time == want.event_time);
+  CHECK(std::isnan(got.value) == std::isnan(want.value));
+  if (!std::isnan(want.value)) CHECK(got.value == want.value);
+  if (want.kind == RecordKind::kReading) {
+    CHECK(static_cast<int>(got.reference) == static_cast<int>(want.reference));
+    CHECK(got.device_time == want.device_time);
+  }
+  if (want.kind == RecordKind::kAggregate) {
+    CHECK((got.window == want.window));
+    CHECK(std::signbit(got.window.last) == std::signbit(want.window.last));
+  }
+  if (want.kind == RecordKind::kAlert) CHECK(got.alert == want.alert);
+}
+
+// Everything a journal file holds, byte for byte, for comparing two states of it.
+std::string dumpJournal(const fs::path& p) {
+  OtherConnection db(p);
+  std::string out;
+  for (const char* sql :
+       {"PRAGMA application_id", "PRAGMA user_version",
+        "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name",
+        "SELECT * FROM r ORDER BY seq", "SELECT * FROM series ORDER BY id",
+        "SELECT * FROM sinks ORDER BY name", "SELECT * FROM commits ORDER BY first_seq",
+        "SELECT * FROM meta ORDER BY k", "SELECT * FROM state ORDER BY k"}) {
+    sqlite3_stmt* s = nullptr;
+    REQUIRE(sqlite3_prepare_v2(db.db, sql, -1, &s, nullptr) == SQLITE_OK);
+    out += sql;
+    out += '\n';
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+      for (int i = 0; i < sqlite3_column_count(s); ++i) {
+        switch (sqlite3_column_type(s, i)) {
+          case SQLITE_NULL:
+            out += "NULL";
+            break;
+          case SQLITE_INTEGER:
+            out += std::to_string(sqlite3_column_int64(s, i));
+            break;
+          case SQLITE_FLOAT: {
+            const double v = sqlite3_column_double(s, i);
+            std::uint64_t bits = 0;
+            std::memcpy(&bits, &v, sizeof bits);
+            out += "f" + std::to_string(bits);
+            break;
+          }
+          default: {  // text or blob: the bytes as stored
+            const auto* b = static_cast<const char*>(sqlite3_column_blob(s, i));
+            out += std::to_string(sqlite3_column_type(s, i)) + ":" +
+                   std::string(b ? b : "", static_cast<size_t>(sqlite3_column_bytes(s, i)));
+          }
+        }
+        out += '|';
+      }
+      out += '\n';
+    }
+    sqlite3_finalize(s);
+    REQUIRE(rc == SQLITE_DONE);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "a version 2 journal with a backlog is upgraded in place: nothing re-sent, nothing lost") {
+  TempDir dir;
+  fs::create_directories(dir.db().parent_path());
+  const Series series[] = {kTemp, kPressure};
+  constexpr Nanos kMin = std::numeric_limits<Nanos>::min();
+  constexpr Nanos kCommit1 = kT0 - 3 * kMinute, kCommit2 = kT0 - kMinute;
+
+  WindowStats w1;
+  w1.size = 10 * kNanosPerSecond;
+  w1.start = kT0 - kT0 % w1.size;
+  w1.count = 12345;
+  w1.late = 3;
+  w1.quantiles = QuantileMode::kSketch;
+  w1.min = -40.25;
+  w1.max = 1e300;
+  w1.avg = std::nextafter(21.5, 22.0);
+  w1.p95 = 0.1;
+  WindowStats w2;
+  w2.size = 5 * kMinute;
+  w2.start = kT0 - kT0 % w2.size;
+  w2.count = 1;
+  w2.stats = kAllStats;
+  w2.quantiles = QuantileMode::kCollapsed;
+  w2.min = w2.max = w2.avg = w2.p95 = w2.sum = w2.p50 = w2.p99 = w2.first = 7.5;
+  w2.stddev = 0;
+  w2.last = -0.0;
+
+  // Rows 1..40 were deleted before (floor 40); 41..52 are left, of every kind.
+  const auto reading = [&](std::uint64_t seq, SeriesId s, double v, Nanos t,
+                           std::optional<Nanos> device, TimeReference ref) {
+    ReadingRecord r;
+    r.seq = seq;
+    r.series = &series[s];
+    r.value = v;
+    r.event_time = t;
+    r.device_time = device;
+    r.reference = ref;
+    return std::pair{s, r};
+  };
+  const auto aggregate = [&](std::uint64_t seq, SeriesId s, const WindowStats& w) {
+    ReadingRecord r;
+    r.seq = seq;
+    r.series = &series[s];
+    r.value = std::numeric_limits<double>::quiet_NaN();
+    r.event_time = w.start;
+    r.kind = RecordKind::kAggregate;
+    r.window = w;
+    return std::pair{s, r};
+  };
+  const auto alert = [&](std::uint64_t seq, SeriesId s, Nanos t, double v, std::string json) {
+    ReadingRecord r;
+    r.seq = seq;
+    r.series = &series[s];
+    r.value = v;
+    r.event_time = t;
+    r.kind = RecordKind::kAlert;
+    r.alert = std::move(json);
+    return std::pair{s, r};
+  };
+  std::vector<std::pair<SeriesId, ReadingRecord>> rows = {
+      reading(41, 0, 21.5, kT0, kT0 - 1234, TimeReference::kBroker),
+      reading(42, 1, std::nan(""), kT0 + 1, std::nullopt, TimeReference::kReceive),
+      aggregate(43, 0, w1),
+      reading(44, 0, -3.0, kT0 + 2, std::nullopt, TimeReference::kBroker),
+      alert(45, 0, kT0 + 5, 91.25, R"({"rule":"hot","state":"firing"})"),
+      reading(46, 1, 1e300, kT0 + 3, kMin, TimeReference::kReceive),
+      reading(47, 0, 0.0, kT0 + 4, 0, TimeReference::kBroker),  // a 1970 device clock
+      aggregate(48, 1, w2),
+      alert(49, 1, kT0 + 6, 79, R"({"rule":"low","state":"resolved"})"),
+      reading(50, 0, 22.25, kT0 + 7, kT0 + 7 + 20 * kNanosPerMilli, TimeReference::kReceive),
+      reading(51, 1, -0.5, kT0 + 8, kT0, TimeReference::kBroker),
+      reading(52, 0, 23.0, kT0 + 9, std::nullopt, TimeReference::kReceive),
+  };
+  // Sink cursors at different places; "gone" is in the file but no longer configured.
+  const std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> sinks = {
+      {"a", {40, 7}}, {"b", {44, 0}}, {"c", {49, 2}}, {"d", {52, 0}}, {"gone", {45, 1}}};
+  const std::string watermark("w\0\xff", 3);
+  {
+    sqlite3* raw = nullptr;
+    REQUIRE(sqlite3_open(dir.db().c_str(), &raw) == SQLITE_OK);
+    std::unique_ptr<sqlite3, int (*)(sqlite3*)> db(raw, sqlite3_close);
+    REQUIRE(sqlite3_exec(db.get(), kSchemaV2, nullptr, nullptr, nullptr) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(db.get(), "BEGIN", nullptr, nullptr, nullptr) == SQLITE_OK);
+    for (SeriesId id : {0u, 1u})
+      execWith(
+          db.get(), "INSERT INTO series(id, device, metric, tags) VALUES(?, ?, ?, ?)",
+          {std::int64_t{id}, series[id].device, series[id].metric, Bytes{tagsBlob(series[id])}});
+    for (const auto& [sid, rec] : rows) insertV2Row(db.get(), rec, sid);
+    execWith(db.get(), "UPDATE meta SET v = 40 WHERE k = 'floor'", {});
+    execWith(db.get(), "INSERT INTO commits(first_seq, t) VALUES(41, ?), (47, ?)",
+             {kCommit1, kCommit2});
+    for (const auto& [name, cd] : sinks)
+      execWith(db.get(), "INSERT INTO sinks(name, cursor, dropped) VALUES(?, ?, ?)",
+               {name, static_cast<std::int64_t>(cd.first), static_cast<std::int64_t>(cd.second)});
+    execWith(db.get(), "INSERT INTO state(k, v) VALUES('windows', ?), ('alerts', ?)",
+             {Bytes{watermark}, Bytes{"[]"}});
+    REQUIRE(sqlite3_exec(db.get(), "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK);
+  }
+  const std::vector<std::string> configured = {"a", "b", "c", "d"};
+  FakeClock clock;  // kT0: the commits after the upgrade get a marker of their own
+
+  StderrCapture capture(dir.path / "stderr");
+  auto j = Journal::open(optionsFor(dir, configured, &clock));
+  const std::string log = capture.stop();
+  CHECK(log.find("<5>journal " + dir.db().string() +
+                 ": schema upgraded in place from version 2 to 3 (4 rows rewritten)") !=
+        std::string::npos);
+  CHECK(log.find("<3>") == std::string::npos);  // no error
+
+  // Nothing lost.
+  const JournalStats s = j->stats();
+  CHECK_FALSE(s.moved_aside.has_value());
+  CHECK(s.last_seq == 52);
+  CHECK(s.rows == 12);
+  CHECK(j->lastSeq() == 52);
+  CHECK(*j->state("windows") == watermark);
+  CHECK(*j->state("alerts") == "[]");
+  CHECK(j->internSeries(kTemp) == 0);
+  CHECK(j->internSeries(kPressure) == 1);
+  {
+    OtherConnection other(dir.db());
+    CHECK(other.queryInt("PRAGMA user_version") == 3);
+    CHECK(other.queryInt("SELECT count(*) FROM r") == 12);
+    // The layout documented in journal.cpp: k 1 aggregate, 2 alert; c 0 outside readings.
+    CHECK(other.queryInt("SELECT count(*) FROM r WHERE k = 0") == 8);
+    CHECK(other.queryInt("SELECT count(*) FROM r WHERE k = 1 AND seq IN (43, 48)") == 2);
+    CHECK(other.queryInt("SELECT count(*) FROM r WHERE k = 2 AND seq IN (45, 49)") == 2);
+    CHECK(other.queryInt("SELECT count(*) FROM r WHERE k <> 0 AND c <> 0") == 0);
+    CHECK(other.queryInt("SELECT v FROM meta WHERE k = 'floor'") == 40);
+    CHECK(other.queryInt("SELECT cursor FROM sinks WHERE name = 'gone'") == 45);
+    CHECK(other.queryInt("SELECT count(*) FROM pragma_index_list('r')") == 1);  // r_alerts only
+    // The outbox read still uses the partial index, now on the kind column.
+    sqlite3_stmt* plan = nullptr;
+    REQUIRE(sqlite3_prepare_v2(other.db,
+                               "EXPLAIN QUERY PLAN SELECT seq, s, t, v, d, c, x, k FROM r WHERE "
+                               "k = 2 AND seq > ? ORDER BY seq LIMIT ?",
+                               -1, &plan, nullptr) == SQLITE_OK);
+    REQUIRE(sqlite3_step(plan) == SQLITE_ROW);
+    const std::string detail = reinterpret_cast<const char*>(sqlite3_column_text(plan, 3));
+    sqlite3_finalize(plan);
+    CHECK(detail.find("USING INDEX r_alerts") != std::string::npos);
+  }
+
+  // Nothing re-sent: every cursor, dropped count and commit time as it was, and each sink
+  // reads exactly its unsent rows, as they were written.
+  const auto checkSinks = [&](Journal& jr) {
+    const std::uint64_t last = rows.back().second.seq;
+    const JournalStats st = jr.stats();
+    CHECK(st.sinks.size() == configured.size());
+    for (const std::string& name : configured) {
+      INFO("sink " << name);
+      const auto [cursor, dropped] = sinks.at(name);
+      CHECK(jr.cursor(name) == cursor);
+      const SinkBacklog& b = st.sinks.at(name);
+      CHECK(b.cursor == cursor);
+      CHECK(b.dropped == dropped);
+      CHECK(b.backlog == last - cursor);
+      if (cursor < last) {
+        CHECK(b.oldest_unsent == (cursor + 1 < 47 ? kCommit1 : cursor + 1 < 53 ? kCommit2 : kT0));
+      } else {
+        CHECK_FALSE(b.oldest_unsent.has_value());
+      }
+      std::vector<ReadingRecord> out;
+      jr.read(cursor, 1000, out);
+      std::vector<const ReadingRecord*> want;
+      for (const auto& [sid, rec] : rows)
+        if (rec.seq > cursor) want.push_back(&rec);
+      REQUIRE(out.size() == want.size());
+      for (size_t i = 0; i < out.size(); ++i) checkSameRecord(out[i], *want[i]);
+      // Page by page, as a forwarder reads.
+      for (std::uint64_t after = cursor; after < last; ++after) {
+        jr.read(after, 1, out);
+        REQUIRE(out.size() == 1);
+        CHECK(out[0].seq == after + 1);
+      }
+    }
+    std::vector<const ReadingRecord*> alerts;
+    for (const auto& [sid, rec] : rows)
+      if (rec.kind == RecordKind::kAlert) alerts.push_back(&rec);
+    std::vector<ReadingRecord> out;
+    jr.readAlerts(0, 100, out);
+    REQUIRE(out.size() == alerts.size());
+    for (size_t i = 0; i < out.size(); ++i) checkSameRecord(out[i], *alerts[i]);
+    for (size_t i = 0; i < alerts.size(); ++i) {
+      jr.readAlerts(alerts[i]->seq, 1, out);
+      if (i + 1 < alerts.size()) {
+        REQUIRE(out.size() == 1);
+        CHECK(out[0].seq == alerts[i + 1]->seq);
+      } else {
+        CHECK(out.empty());
+      }
+    }
+  };
+  checkSinks(*j);
+
+  // New records continue the seq; a reference value beyond today's enum reads back as itself.
+  WindowStats w3 = w1;
+  w3.start += w3.size;
+  CHECK(j->append(1, 5.5, kT0 + 10, kT0 + 9, TimeReference::kBroker) == 53);
+  CHECK(j->appendAggregate(0, w3) == 54);
+  CHECK(j->appendAlert(0, kT0 + 11, 95, R"({"state":"firing"})") == 55);
+  CHECK(j->append(0, 6.5, kT0 + 12, std::nullopt, static_cast<TimeReference>(2)) == 56);
+  REQUIRE(j->commit());
+  CHECK(j->lastSeq() == 56);
+  rows.push_back(reading(53, 1, 5.5, kT0 + 10, kT0 + 9, TimeReference::kBroker));
+  rows.push_back(aggregate(54, 0, w3));
+  rows.push_back(alert(55, 0, kT0 + 11, 95, R"({"state":"firing"})"));
+  rows.push_back(reading(56, 0, 6.5, kT0 + 12, std::nullopt, static_cast<TimeReference>(2)));
+  checkSinks(*j);
+
+  // A second open changes nothing and logs no upgrade.
+  j.reset();
+  const std::string before = dumpJournal(dir.db());
+  StderrCapture again(dir.path / "stderr2");
+  j = Journal::open(optionsFor(dir, configured, &clock));
+  const std::string log2 = again.stop();
+  CHECK(log2.find("upgraded") == std::string::npos);
+  j.reset();
+  CHECK(dumpJournal(dir.db()) == before);
+  j = Journal::open(optionsFor(dir, configured, &clock));
+  CHECK(j->lastSeq() == 56);
+  checkSinks(*j);
+  std::vector<ReadingRecord> out;
+  j->read(0, 100, out);
+  REQUIRE(out.size() == rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) checkSameRecord(out[i], rows[i].second);
+}
+
+TEST_CASE("an upgrade that fails half-way leaves the version 2 file as it was") {
+  TempDir dir;
+  fs::create_directories(dir.db().parent_path());
+  {
+    OtherConnection db(dir.db());
+    REQUIRE(db.exec(kSchemaV2) == SQLITE_OK);
+    // A column k already there makes the step fail after it has renamed f.
+    REQUIRE(db.exec("ALTER TABLE r ADD COLUMN k INTEGER;"
+                    "INSERT INTO series VALUES(0, 'press-7', 'pressure', x'');"
+                    "INSERT INTO r(seq, s, t, v, d, f, x) VALUES(1, 0, 1000, 1.5, NULL, 1, NULL),"
+                    "  (3, 0, 2000, 2.5, NULL, 3, '{}');"
+                    "INSERT INTO sinks VALUES('a', 1, 0);") == SQLITE_OK);
+    execWith(db.db, "INSERT INTO r(seq, s, t, v, d, f, x) VALUES(2, 0, 1000, NULL, 10, 2, ?)",
+             {Bytes{windowBlob(WindowStats{})}});
+  }
+  const std::string before = dumpJournal(dir.db());
+  SUBCASE("an error in a step") {
+    CHECK_THROWS_WITH_AS(Journal::open(optionsFor(dir)),
+                         doctest::Contains("upgrading the schema from version 2 to 3: duplicate "
+                                           "column name: k"),
+                         JournalError);
+    CHECK(dumpJournal(dir.db()) == before);
+  }
+  SUBCASE("another process holds the write lock") {
+    {
+      OtherConnection db(dir.db());
+      REQUIRE(db.exec("ALTER TABLE r DROP COLUMN k") == SQLITE_OK);  // a sound version 2 file
+      const std::string sound = dumpJournal(dir.db());
+      REQUIRE(db.exec("BEGIN IMMEDIATE") == SQLITE_OK);
+      CHECK_THROWS_AS(Journal::open(optionsFor(dir)), JournalError);
+      REQUIRE(db.exec("ROLLBACK") == SQLITE_OK);
+      CHECK(dumpJournal(dir.db()) == sound);
+    }
+    auto j = Journal::open(optionsFor(dir));
+    CHECK_FALSE(j->stats().moved_aside.has_value());
+    CHECK(j->cursor("a") == 1);
+    std::vector<ReadingRecord> out;
+    j->read(0, 10, out);
+    REQUIRE(out.size() == 3);
+    CHECK((out[0].reference == TimeReference::kBroker));
+    CHECK((out[1].kind == RecordKind::kAggregate));
+    CHECK((out[2].kind == RecordKind::kAlert));
+  }
 }
