@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include "protocols/mqtt/topic_template.h"
+#include "core/path_template.h"
 #include "protocols/payload/payload_config.h"
 
 namespace gw::coap {
@@ -42,7 +42,7 @@ void readResource(Section& s, ResourceOptions& r) {
   bool single_value = false;
   readPayload(s, r.payload, single_value);
   std::string error;
-  auto tmpl = mqtt::TopicTemplate::parse(r.path, error);
+  auto tmpl = PathTemplate::parse(r.path, error);
   if (!tmpl) s.fail("path", error);
   if (!tmpl->capturesDevice() && !r.payload.senml)
     s.fail("path",
@@ -83,7 +83,7 @@ void readObserve(Section& s, ObserveOptions& o) {
   if (!o.path_template.empty()) {
     if (uri) s.fail("template", "only for discover (uri names device and metric)");
     while (!o.path_template.empty() && o.path_template.front() == '/') o.path_template.erase(0, 1);
-    auto tmpl = mqtt::TopicTemplate::parse(o.path_template, error);
+    auto tmpl = PathTemplate::parse(o.path_template, error);
     if (!tmpl) s.fail("template", error);
     template_device = tmpl->capturesDevice();
   }

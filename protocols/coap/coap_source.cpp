@@ -30,8 +30,8 @@
 #include <unordered_map>
 
 #include "core/log.h"
-#include "protocols/mqtt/topic_template.h"
-#include "protocols/payload/senml.h"
+#include "core/path_template.h"
+#include "protocols/payload/message_decoder.h"
 
 namespace gw::coap {
 namespace {
@@ -137,18 +137,11 @@ bool dtlsSupported() { return coap_dtls_is_supported() != 0; }
 
 namespace {
 
-/// Decodes payloads for one resource or observation (shared decoders or SenML).
-struct PayloadReader {
-  explicit PayloadReader(const PayloadOptions& o)
-      : options(o), decoder(o.decoder), senml(o.decoder.max_payload) {}
-  PayloadOptions options;
-  payload::Decoder decoder;
-  payload::SenmlDecoder senml;
-};
+using PayloadReader = payload::MessageDecoder;
 
 struct Route {
   ResourceOptions options;
-  mqtt::TopicTemplate tmpl;
+  PathTemplate tmpl;
   PayloadReader reader;
 };
 
@@ -180,7 +173,7 @@ struct Discovery {
   std::string where;
   LinkFilter filter;
   bool has_filter = false;
-  std::optional<mqtt::TopicTemplate> tmpl;
+  std::optional<PathTemplate> tmpl;
   coap_session_t* session = nullptr;
   bool pending = false, done = false;
   std::uint64_t token = 0;
@@ -209,7 +202,7 @@ class SourceImpl final : public Source {
 
     for (const auto& r : options_.resources) {
       std::string error;
-      auto tmpl = mqtt::TopicTemplate::parse(r.path, error);
+      auto tmpl = PathTemplate::parse(r.path, error);
       if (!tmpl) throw std::runtime_error(fmt::format("coap: path '{}': {}", r.path, error));
       routes_.push_back(
           std::make_unique<Route>(Route{r, std::move(*tmpl), PayloadReader(r.payload)}));
@@ -248,7 +241,7 @@ class SourceImpl final : public Source {
           d->has_filter = true;
         }
         if (!o.path_template.empty()) {
-          d->tmpl = mqtt::TopicTemplate::parse(o.path_template, error);
+          d->tmpl = PathTemplate::parse(o.path_template, error);
           if (!d->tmpl)
             throw std::runtime_error(
                 fmt::format("coap: template '{}': {}", o.path_template, error));
@@ -555,13 +548,12 @@ class SourceImpl final : public Source {
       coap_add_option(response, COAP_OPTION_MAXAGE, coap_encode_var_safe(buf, sizeof buf, 1), buf);
       return respond(response, COAP_RESPONSE_CODE_SERVICE_UNAVAILABLE, "journal busy");
     }
-    const char* error = decode(route->reader, body);
-    if (!error) error = checkSenml(route->reader, series_);
+    const char* error = route->reader.decode(body, series_);
     if (error) {
       handlers_.bad(error, path_, body.size());
       return respond(response, COAP_RESPONSE_CODE_BAD_REQUEST, error);
     }
-    if (decoded_.bad_timestamp) handlers_.bad("bad_timestamp", path_, body.size());
+    if (route->reader.badTimestamp()) handlers_.bad("bad_timestamp", path_, body.size());
     if (confirmable) {
       // Registered before the reading goes in: a full batch commits inside ingest(), and
       // committed() must find this request then.
@@ -578,66 +570,11 @@ class SourceImpl final : public Source {
     // Confirmable: no code set, so libcoap sends an empty ACK; the 2.04 follows the commit.
   }
 
-  /// Decodes `body` into decoded_ or senml_records_; returns the bad-input reason or nullptr.
-  const char* decode(PayloadReader& reader, std::string_view body) {
-    if (reader.options.senml) {
-      const auto err = reader.senml.decode(body, senml_records_);
-      return err == payload::SenmlError::kNone ? nullptr : payload::toString(err);
-    }
-    const auto err = reader.decoder.decode(body, decoded_);
-    return err == payload::DecodeError::kNone ? nullptr : payload::toString(err);
-  }
-
-  /// For SenML: every record can be named (checked before any reading goes in, so a pack is
-  /// taken whole or refused whole). Returns the bad-input reason or nullptr.
-  const char* checkSenml(const PayloadReader& reader, const Series& series) const {
-    if (!reader.options.senml) return nullptr;
-    for (const auto& r : senml_records_) {
-      if (series.device.empty()) {
-        if (r.name.empty() || stripBase(r.base_name).empty()) return "senml_no_device";
-      } else if (r.base_name.empty() && r.name.empty() && series.metric.empty()) {
-        return "senml_no_name";
-      }
-    }
-    return nullptr;
-  }
-
-  static std::string_view stripBase(std::string_view bn) {
-    while (!bn.empty() && (bn.back() == ':' || bn.back() == '/' || bn.back() == '.'))
-      bn.remove_suffix(1);
-    return bn;
-  }
-
-  /// Hands what decode() produced to the pipeline. `series` holds the template's captures.
+  /// Hands what the reader decoded to the pipeline. `series` holds the template's captures.
   void ingest(PayloadReader& reader, Series& series, Nanos receive_time) {
-    if (!reader.options.senml) {
-      handlers_.reading(series, decoded_, receive_time);
-      return;
-    }
-    // SenML: one reading per record, each with its own name and time. With a device in the
-    // series (from the template or the observe entry), the metric is the resolved name
-    // (bn + n); without one, bn names the device and n the metric.
-    const bool device_from_base = series.device.empty();
-    const std::string template_metric = series.metric;
-    for (const auto& r : senml_records_) {
-      single_.device_time.reset();
-      single_.bad_timestamp = false;
-      single_.values.assign(1, payload::DecodedValue{{}, r.value});
-      if (device_from_base) {  // checkSenml() made sure both are there
-        series.device.assign(stripBase(r.base_name));
-        series.metric.assign(r.name);
-      } else {
-        series.metric.assign(r.base_name);
-        series.metric.append(r.name);
-        if (series.metric.empty()) series.metric = template_metric;
-      }
-      if (r.time_kind == payload::SenmlRecord::Time::kAbsolute)
-        single_.device_time = r.time;
-      else if (r.time_kind == payload::SenmlRecord::Time::kRelative)
-        single_.device_time = receive_time + r.time;
-      handlers_.reading(series, single_, receive_time);
-    }
-    if (device_from_base) series.device.clear();
+    reader.emit(series, receive_time, [this, receive_time](Series& s, const Decoded& d) {
+      handlers_.reading(s, d, receive_time);
+    });
   }
 
   // ---- observer --------------------------------------------------------------------------
@@ -881,17 +818,16 @@ class SourceImpl final : public Source {
       handlers_.bad("journal_backpressure_notification_lost", o.where, body.size());
       return COAP_RESPONSE_OK;
     }
-    if (body.size() > o.reader.options.decoder.max_payload) {
+    if (body.size() > o.reader.options().decoder.max_payload) {
       handlers_.bad("too_large", o.where, body.size());
       return COAP_RESPONSE_OK;
     }
-    const char* error = decode(o.reader, body);
-    if (!error) error = checkSenml(o.reader, o.series);
+    const char* error = o.reader.decode(body, o.series);
     if (error) {
       handlers_.bad(error, o.where, body.size());
       return COAP_RESPONSE_OK;
     }
-    if (decoded_.bad_timestamp) handlers_.bad("bad_timestamp", o.where, body.size());
+    if (o.reader.badTimestamp()) handlers_.bad("bad_timestamp", o.where, body.size());
     obs_series_ = o.series;
     ingest(o.reader, obs_series_, wallNow());
     return COAP_RESPONSE_OK;
@@ -965,8 +901,6 @@ class SourceImpl final : public Source {
   // Scratch reused for every message.
   std::string path_;
   Series series_, obs_series_;
-  payload::Decoded decoded_, single_;
-  std::vector<payload::SenmlRecord> senml_records_;
 };
 
 }  // namespace

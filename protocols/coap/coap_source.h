@@ -13,7 +13,7 @@
 #include "core/reading.h"
 #include "core/time.h"
 #include "protocols/coap/coap_uri.h"
-#include "protocols/payload/decoder.h"
+#include "protocols/payload/message_decoder.h"
 
 namespace boost::asio {
 class io_context;
@@ -21,11 +21,7 @@ class io_context;
 
 namespace gw::coap {
 
-/// How a payload is read: the shared decoders (value, json, fields) or SenML JSON.
-struct PayloadOptions {
-  bool senml = false;               ///< format = "senml"; `decoder` then only gives max_payload
-  payload::DecoderOptions decoder;  ///< format, value/timestamp fields, max_payload
-};
+using payload::PayloadOptions;
 
 /// `[[coap.resource]]`: a path template devices PUT or POST to.
 struct ResourceOptions {

@@ -47,20 +47,30 @@ void readSubscription(config::Section& s, SubscribeConfig& sub) {
   std::string error;
   auto tmpl = TopicTemplate::parse(sub.template_text, error);
   if (!tmpl) s.fail("template", error);
-  if (!tmpl->capturesDevice())
-    s.fail("template", "must capture {device} (e.g. \"plant1/{line}/{device}/{metric}\")");
 
   const std::string format = s.str("format", "json");
-  auto f = payload::parseFormat(format);
-  if (!f) s.fail("format", fmt::format("'{}' is not json, value or fields", format));
-  sub.decoder.format = *f;
-  if (sub.decoder.format != payload::Format::kFields && !tmpl->capturesMetric())
+  auto& p = sub.payload;
+  p.senml = format == "senml";
+  if (!p.senml) {
+    auto f = payload::parseFormat(format);
+    if (!f) s.fail("format", fmt::format("'{}' is not json, value, fields or senml", format));
+    p.decoder.format = *f;
+  }
+  // SenML packs may name their device (base name) and always name their metrics.
+  if (!tmpl->capturesDevice() && !p.senml)
+    s.fail("template",
+           "must capture {device} (e.g. \"plant1/{line}/{device}/{metric}\"); only format "
+           "senml can take the device from the payload's base name");
+  if (!p.senml && p.decoder.format != payload::Format::kFields && !tmpl->capturesMetric())
     s.fail("template",
            "must capture {metric} for format json or value (format fields names metrics after "
            "the payload's fields)");
-  payload::readDecoderFields(s, sub.decoder);
-  if (sub.decoder.format == payload::Format::kValue && !sub.decoder.timestamp_field.empty())
-    s.fail("timestamp", "format value has no fields; a device timestamp needs json or fields");
+  payload::readDecoderFields(s, p.decoder);
+  if (!p.decoder.timestamp_field.empty() &&
+      (p.senml || p.decoder.format == payload::Format::kValue))
+    s.fail("timestamp", p.senml ? "SenML records carry their own time (bt/t)"
+                                : "format value has no fields; a device timestamp needs json or "
+                                  "fields");
   s.done();
 }
 

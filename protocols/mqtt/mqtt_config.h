@@ -8,15 +8,15 @@
 
 #include "core/config/section.h"
 #include "protocols/mqtt/mqtt_client.h"
-#include "protocols/payload/decoder.h"
+#include "protocols/payload/message_decoder.h"
 
 namespace gw::mqtt {
 
 struct SubscribeConfig {
   std::string topic;  ///< MQTT filter
   int qos = 1;
-  std::string template_text;  ///< topic template ("plant1/{line}/{device}/{metric}")
-  payload::DecoderOptions decoder;
+  std::string template_text;        ///< topic template ("plant1/{line}/{device}/{metric}")
+  payload::PayloadOptions payload;  ///< format (json, value, fields, senml) and its keys
 };
 
 struct MqttConfig {

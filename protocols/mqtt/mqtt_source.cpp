@@ -12,7 +12,7 @@
 #include "protocols/mqtt/mqtt_client.h"
 #include "protocols/mqtt/mqtt_config.h"
 #include "protocols/mqtt/topic_template.h"
-#include "protocols/payload/decoder.h"
+#include "protocols/payload/message_decoder.h"
 
 namespace gw::mqtt {
 namespace {
@@ -20,7 +20,7 @@ namespace {
 struct Route {
   SubscribeConfig config;
   TopicTemplate tmpl;
-  payload::Decoder decoder;
+  payload::MessageDecoder decoder;
 };
 
 class MqttSource final : public gw::Source {
@@ -34,7 +34,7 @@ class MqttSource final : public gw::Source {
     for (const auto& sc : config_.subscriptions) {
       std::string error;
       auto tmpl = TopicTemplate::parse(sc.template_text, error);  // the parser checked it
-      routes_.push_back(Route{sc, std::move(*tmpl), payload::Decoder(sc.decoder)});
+      routes_.push_back(Route{sc, std::move(*tmpl), payload::MessageDecoder(sc.payload)});
     }
   }
 
@@ -114,12 +114,11 @@ class MqttSource final : public gw::Source {
       ingest_.bad("no_template", m.topic, m.payload.size());
       return ingest_.appendedSeq();
     }
-    const auto err = route->decoder.decode(m.payload, decoded_);
-    if (err != payload::DecodeError::kNone) {
-      ingest_.bad(payload::toString(err), m.topic, m.payload.size());
+    if (const char* error = route->decoder.decode(m.payload, series_)) {
+      ingest_.bad(error, m.topic, m.payload.size());
       return ingest_.appendedSeq();
     }
-    if (decoded_.bad_timestamp) ingest_.bad("bad_timestamp", m.topic, m.payload.size());
+    if (route->decoder.badTimestamp()) ingest_.bad("bad_timestamp", m.topic, m.payload.size());
 
     Nanos reference_time = m.receive_time;
     TimeReference reference = TimeReference::kReceive;
@@ -136,7 +135,11 @@ class MqttSource final : public gw::Source {
         break;
       }
     }
-    return ingest_.reading(series_, decoded_, reference_time, reference);
+    std::uint64_t seq = ingest_.appendedSeq();
+    route->decoder.emit(series_, m.receive_time, [&](Series& s, const Decoded& d) {
+      seq = ingest_.reading(s, d, reference_time, reference);
+    });
+    return seq;
   }
 
   const std::string name_ = "mqtt";
@@ -151,7 +154,6 @@ class MqttSource final : public gw::Source {
   std::deque<std::pair<std::uint64_t, AckToken>> waiting_;
   // Scratch reused for every message (no allocation in the steady state).
   Series series_;
-  Decoded decoded_;
 };
 
 class MqttSourceConfig final : public SourceConfig {

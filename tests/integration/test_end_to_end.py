@@ -90,3 +90,28 @@ def test_bad_input_is_counted_and_odd_device_names_arrive_intact(wd):
     odd_vm = [(m, v) for m, v, t in samples if m.get("device") == ODD]
     assert len(odd_vm) == len(odd_kafka)
     assert all(set(m) == {"__name__", "device", "line"} for m, v in odd_vm), "device name injected a tag"
+
+
+def test_senml_over_mqtt(wd):
+    """The payload decoders are shared by every source: a SenML pack published over MQTT names
+    its own device (base name) and metrics, as it does over CoAP."""
+    import subprocess
+    mq = Mosquitto(wd)
+    kafka = KafkaBroker(wd)
+    gw = Gatewayd(wd, mq.uri, kafka=kafka, subscribe='''
+[[mqtt.subscribe]]
+topic = "senml/#"
+template = "senml/#"
+format = "senml"
+''')
+    pack = json.dumps([{"bn": "boiler-9:", "bt": 1796000000, "n": "temp", "v": 71.5},
+                       {"n": "pressure", "v": 2.25, "t": 1}])
+    subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(mq.port), "-q", "1",
+                    "-t", "senml/site1", "-m", pack], check=True, timeout=10)
+    records = kafka.consume("iot.readings", 2)
+    got = sorted((v["device"], v["metric"], v["value"], v["device_time"])
+                 for v in (json.loads(r["payload"]) for r in records))
+    assert got == [("boiler-9", "pressure", 2.25, "2026-11-30T00:53:21.000Z"),
+                   ("boiler-9", "temp", 71.5, "2026-11-30T00:53:20.000Z")]
+    st = gw.wait_stats("both readings counted", lambda s: s["readings"] >= 2)
+    assert st["bad"] == {} and st["readings"] == 2

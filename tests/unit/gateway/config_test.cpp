@@ -67,8 +67,8 @@ TEST_CASE("a minimal config loads with defaults and paths relative to the file")
   CHECK_FALSE(mqtt.client.clean_start);
   REQUIRE(mqtt.subscriptions.size() == 1);
   CHECK(mqtt.subscriptions[0].qos == 1);
-  CHECK(mqtt.subscriptions[0].decoder.timestamp_field == "ts");
-  CHECK(mqtt.subscriptions[0].decoder.timestamp_unit == gw::payload::TimeUnit::kMillis);
+  CHECK(mqtt.subscriptions[0].payload.decoder.timestamp_field == "ts");
+  CHECK(mqtt.subscriptions[0].payload.decoder.timestamp_unit == gw::payload::TimeUnit::kMillis);
   CHECK(cfg.buffer.commit_interval == 50 * gw::kNanosPerMilli);
   CHECK(cfg.buffer.max_size == 512ull << 20);
   CHECK(cfg.sinks.empty());

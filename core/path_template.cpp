@@ -1,8 +1,8 @@
-#include "protocols/mqtt/topic_template.h"
+#include "core/path_template.h"
 
 #include <algorithm>
 
-namespace gw::mqtt {
+namespace gw {
 namespace {
 
 // Splits a topic or filter into levels without allocating: next() yields each level in turn,
@@ -45,7 +45,7 @@ std::string levelError(size_t index, std::string_view level, std::string_view wh
 
 }  // namespace
 
-std::optional<TopicTemplate> TopicTemplate::parse(std::string_view text, std::string& error) {
+std::optional<PathTemplate> PathTemplate::parse(std::string_view text, std::string& error) {
   error.clear();
   if (text.empty()) {
     error = "empty template";
@@ -55,7 +55,7 @@ std::optional<TopicTemplate> TopicTemplate::parse(std::string_view text, std::st
     error = "a topic cannot contain a NUL character";
     return std::nullopt;
   }
-  TopicTemplate t;
+  PathTemplate t;
   t.text_ = std::string(text);
   bool seen_device = false, seen_metric = false;
   Levels levels(text);
@@ -124,7 +124,7 @@ std::optional<TopicTemplate> TopicTemplate::parse(std::string_view text, std::st
   return t;
 }
 
-bool TopicTemplate::match(std::string_view topic, Series& out) const {
+bool PathTemplate::match(std::string_view topic, Series& out) const {
   if (topic.empty()) return false;  // not a valid MQTT topic
   // As with the filter: a '$' topic (a broker's $SYS) never matches a leading wildcard.
   if (topic.front() == '$' && (levels_.empty() ? multi_level_tail_ : levels_.front().capture >= 0))
@@ -159,15 +159,15 @@ bool TopicTemplate::match(std::string_view topic, Series& out) const {
   return true;
 }
 
-bool TopicTemplate::capturesDevice() const {
+bool PathTemplate::capturesDevice() const {
   return std::any_of(levels_.begin(), levels_.end(), [](const Level& l) { return l.capture == 0; });
 }
 
-bool TopicTemplate::capturesMetric() const {
+bool PathTemplate::capturesMetric() const {
   return std::any_of(levels_.begin(), levels_.end(), [](const Level& l) { return l.capture == 1; });
 }
 
-std::string TopicTemplate::filter() const {
+std::string PathTemplate::filter() const {
   std::string f;
   for (size_t i = 0; i < levels_.size(); ++i) {
     if (i > 0) f.push_back('/');
@@ -199,4 +199,4 @@ bool topicMatchesFilter(std::string_view filter, std::string_view topic) {
   return t.done();
 }
 
-}  // namespace gw::mqtt
+}  // namespace gw

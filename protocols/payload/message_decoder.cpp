@@ -1,0 +1,56 @@
+#include "protocols/payload/message_decoder.h"
+
+namespace gw::payload {
+namespace {
+
+std::string_view stripBase(std::string_view bn) {
+  while (!bn.empty() && (bn.back() == ':' || bn.back() == '/' || bn.back() == '.'))
+    bn.remove_suffix(1);
+  return bn;
+}
+
+}  // namespace
+
+MessageDecoder::MessageDecoder(const PayloadOptions& options)
+    : options_(options), decoder_(options.decoder), senml_(options.decoder.max_payload) {}
+
+const char* MessageDecoder::decode(std::string_view payload, const Series& series) {
+  if (!options_.senml) {
+    const auto err = decoder_.decode(payload, decoded_);
+    return err == DecodeError::kNone ? nullptr : toString(err);
+  }
+  const auto err = senml_.decode(payload, records_);
+  if (err != SenmlError::kNone) return toString(err);
+  // Every record must be nameable before any goes in.
+  for (const auto& r : records_) {
+    if (series.device.empty()) {
+      if (r.name.empty() || stripBase(r.base_name).empty()) return "senml_no_device";
+    } else if (r.base_name.empty() && r.name.empty() && series.metric.empty()) {
+      return "senml_no_name";
+    }
+  }
+  return nullptr;
+}
+
+// With a device in the series (from the template or the observe entry) the metric is the
+// resolved name (bn + n); without one, bn names the device and n the metric.
+void MessageDecoder::nameRecord(const SenmlRecord& r, Series& series, bool device_from_base,
+                                Nanos receive_time) {
+  single_.device_time.reset();
+  single_.bad_timestamp = false;
+  single_.values.assign(1, DecodedValue{{}, r.value});
+  if (device_from_base) {  // decode() made sure both are there
+    series.device.assign(stripBase(r.base_name));
+    series.metric.assign(r.name);
+  } else {
+    series.metric.assign(r.base_name);
+    series.metric.append(r.name);
+    if (series.metric.empty()) series.metric = template_metric_;
+  }
+  if (r.time_kind == SenmlRecord::Time::kAbsolute)
+    single_.device_time = r.time;
+  else if (r.time_kind == SenmlRecord::Time::kRelative)
+    single_.device_time = receive_time + r.time;
+}
+
+}  // namespace gw::payload
