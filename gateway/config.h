@@ -10,10 +10,10 @@
 
 #include "aggregators/aggregator.h"
 #include "alerts/pagerduty_notifier.h"
-#include "alerts/retry_policy.h"
 #include "alerts/rule.h"
 #include "alerts/webhook_notifier.h"
 #include "buffer/journal.h"
+#include "core/retry_policy.h"
 #include "core/time.h"
 #include "gateway/forwarder.h"
 #include "protocols/coap/coap_source.h"
@@ -102,7 +102,7 @@ struct AggregateConfig {
 struct NotifyConfig {
   std::optional<alerts::PagerDutyOptions> pagerduty;  ///< [notify.pagerduty]
   std::vector<alerts::WebhookOptions> webhooks;       ///< [notify.webhook.<name>]
-  alerts::RetryOptions retry;                         ///< retry_initial, retry_max
+  RetryOptions retry;                                 ///< retry_initial, retry_max
   /// Every configured notifier name ("pagerduty", webhook names).
   std::vector<std::string> names() const;
 };
