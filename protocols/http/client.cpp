@@ -27,7 +27,12 @@ bool iequals(std::string_view a, std::string_view b) {
 
 }  // namespace
 
+// The easy handle runs on a multi handle (rather than curl_easy_perform) only so that
+// interrupt() can wake a transfer at once with curl_multi_wakeup: a progress callback is
+// called about once a second on an idle connection, which is how long shutdown would wait.
+// The multi handle keeps the connection cache, so keep-alive works across requests.
 struct Client::Curl {
+  CurlMulti multi;
   CurlEasy easy;
   CurlSlist headers;
   char errbuf[CURL_ERROR_SIZE] = {};
@@ -68,6 +73,8 @@ Client::Client(std::string who, const ClientOptions& options)
   if (const std::string user = part(CURLUPART_USER); !user.empty()) addSecret(user);
   if (const std::string pass = part(CURLUPART_PASSWORD); !pass.empty()) addSecret(pass);
 
+  curl_->multi.reset(curl_multi_init());
+  if (!curl_->multi) throw std::runtime_error(who_ + ": curl_multi_init failed");
   curl_->easy.reset(curl_easy_init());
   if (!curl_->easy) throw std::runtime_error(who_ + ": curl_easy_init failed");
 
@@ -106,9 +113,6 @@ Client::Client(std::string who, const ClientOptions& options)
   setopt(CURLOPT_WRITEDATA, this);
   setopt(CURLOPT_HEADERFUNCTION, &Client::onHeader);
   setopt(CURLOPT_HEADERDATA, this);
-  setopt(CURLOPT_XFERINFOFUNCTION, &Client::onProgress);
-  setopt(CURLOPT_XFERINFODATA, this);
-  setopt(CURLOPT_NOPROGRESS, 0L);
   setopt(CURLOPT_ERRORBUFFER, curl_->errbuf);
   setopt(CURLOPT_TIMEOUT_MS,
          static_cast<long>(std::max<Nanos>(1, options.timeout / kNanosPerMilli)));
@@ -169,8 +173,38 @@ std::size_t Client::onHeader(char* data, std::size_t size, std::size_t n, void* 
   return bytes;
 }
 
-int Client::onProgress(void* p, long long, long long, long long, long long) {
-  return static_cast<Client*>(p)->interrupted_.load() ? 1 : 0;
+void Client::interrupt() {
+  interrupted_.store(true);
+  // Thread-safe; wakes the current curl_multi_poll, or the next one when none is running.
+  (void)curl_multi_wakeup(curl_->multi.get());
+}
+
+int Client::perform() {
+  CURLM* multi = curl_->multi.get();
+  CURL* easy = curl_->easy.get();
+  if (curl_multi_add_handle(multi, easy) != CURLM_OK) return CURLE_FAILED_INIT;
+  CURLcode result = CURLE_FAILED_INIT;
+  for (bool done = false; !done;) {
+    int running = 0;
+    if (curl_multi_perform(multi, &running) != CURLM_OK) break;
+    int queued = 0;
+    while (const CURLMsg* m = curl_multi_info_read(multi, &queued)) {
+      if (m->msg == CURLMSG_DONE && m->easy_handle == easy) {
+        result = m->data.result;
+        done = true;
+      }
+    }
+    if (done || running == 0) break;
+    if (interrupted_.load()) {
+      result = CURLE_ABORTED_BY_CALLBACK;
+      break;
+    }
+    // libcurl's own timeouts (CURLOPT_TIMEOUT_MS, connect) fire inside curl_multi_perform;
+    // the 1 s poll cap only bounds how long between checks if libcurl asks for none.
+    if (curl_multi_poll(multi, nullptr, 0, 1000, nullptr) != CURLM_OK) break;
+  }
+  (void)curl_multi_remove_handle(multi, easy);
+  return result;
 }
 
 Response Client::post(std::string_view body) {
@@ -191,7 +225,7 @@ Response Client::post(std::string_view body) {
     return fail(fmt::format("curl setopt: {}", curl_easy_strerror(rc)));
   if (const CURLcode rc = curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body.data()); rc != CURLE_OK)
     return fail(fmt::format("curl setopt: {}", curl_easy_strerror(rc)));
-  if (const CURLcode rc = curl_easy_perform(easy); rc != CURLE_OK) {
+  if (const auto rc = static_cast<CURLcode>(perform()); rc != CURLE_OK) {
     if (rc == CURLE_ABORTED_BY_CALLBACK)
       return fail(fmt::format("{}: interrupted (shutting down)", safe_url_));
     return fail(fmt::format("{}: {}", safe_url_,

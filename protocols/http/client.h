@@ -69,8 +69,9 @@ class Client {
 
   /// POSTs `body`. Blocks until the answer, a timeout or interrupt().
   Response post(std::string_view body);
-  /// Sticky: the transfer in progress and every later one fail at once (shutdown).
-  void interrupt() { interrupted_.store(true); }
+  /// Sticky: the transfer in progress and every later one fail at once (shutdown). The
+  /// transfer in progress is woken up, so post() returns within milliseconds.
+  void interrupt();
 
   /// The URL for messages: scheme://host[:port][/path] (never the query or user info; the
   /// path is left out when it is secret).
@@ -85,7 +86,8 @@ class Client {
   struct Curl;
   static std::size_t onBody(char* data, std::size_t size, std::size_t n, void* self);
   static std::size_t onHeader(char* data, std::size_t size, std::size_t n, void* self);
-  static int onProgress(void* self, long long, long long, long long, long long);
+  /// Runs the transfer on the multi handle until done or interrupted; a CURLcode as int.
+  int perform();
   Nanos now() const;
 
   std::string who_;
