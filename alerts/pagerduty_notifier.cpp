@@ -5,10 +5,10 @@
 
 #include <stdexcept>
 
-#include "alerts/http_post.h"
+#include "alerts/delivery.h"
 #include "core/json.h"
 #include "core/log.h"
-#include "protocols/http/curl_util.h"
+#include "protocols/http/client.h"
 
 namespace gw::alerts {
 namespace {
@@ -40,10 +40,10 @@ class PagerDutyNotifier final : public Notifier {
   DeliveryResult deliver(const AlertEvent& event) override {
     body_.clear();
     appendPagerDutyBody(body_, event, routing_key_, gateway_id_);
-    const detail::HttpResponse r = http_.post(body_);
+    const http::Response r = http_.post(body_);
     std::string message;
     if (r.transport_ok && (r.status < 200 || r.status >= 300)) message = pagerDutyError(r.body);
-    DeliveryResult out = detail::classify(http_, r, message);
+    DeliveryResult out = detail::toDelivery(http_, r, message);
     if (out.status == DeliveryStatus::kPermanent)
       out.error = "PagerDuty refused the event: " + out.error;
     log::debug("notifier {}: {} {} -> {}{}{}", name_, toString(event.state), event.dedup_key,
@@ -54,8 +54,8 @@ class PagerDutyNotifier final : public Notifier {
   void interrupt() override { http_.interrupt(); }
 
  private:
-  static detail::HttpOptions httpOptions(const PagerDutyOptions& o) {
-    detail::HttpOptions h;
+  static http::ClientOptions httpOptions(const PagerDutyOptions& o) {
+    http::ClientOptions h;
     h.url = o.url;
     h.timeout = o.timeout;
     h.ca_file = o.ca_file;
@@ -66,7 +66,7 @@ class PagerDutyNotifier final : public Notifier {
   const std::string name_;
   const std::string routing_key_;
   const std::string gateway_id_;
-  detail::HttpPoster http_;
+  http::Client http_;
   std::string body_;
 };
 

@@ -6,9 +6,9 @@
 #include <stdexcept>
 
 #include "alerts/alert_event.h"
-#include "alerts/http_post.h"
+#include "alerts/delivery.h"
 #include "core/log.h"
-#include "protocols/http/curl_util.h"
+#include "protocols/http/client.h"
 
 namespace gw::alerts {
 namespace {
@@ -19,8 +19,8 @@ bool tokenChar(char c) {
          std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
 }
 
-detail::HttpOptions httpOptions(const WebhookOptions& o) {
-  detail::HttpOptions h;
+http::ClientOptions httpOptions(const WebhookOptions& o) {
+  http::ClientOptions h;
   h.url = o.url;
   h.timeout = o.timeout;
   h.ca_file = o.ca_file;
@@ -50,10 +50,10 @@ class WebhookNotifier final : public Notifier {
   DeliveryResult deliver(const AlertEvent& event) override {
     body_.clear();
     appendAlertJson(body_, event);
-    const detail::HttpResponse r = http_.post(body_);
+    const http::Response r = http_.post(body_);
     std::string message;
     if (r.transport_ok && (r.status < 200 || r.status >= 300)) message = http::trimMessage(r.body);
-    DeliveryResult out = detail::classify(http_, r, message);
+    DeliveryResult out = detail::toDelivery(http_, r, message);
     log::debug("notifier {}: {} {} -> {}{}{}", name_, toString(event.state), event.dedup_key,
                toString(out.status), out.error.empty() ? "" : ": ", out.error);
     return out;
@@ -63,7 +63,7 @@ class WebhookNotifier final : public Notifier {
 
  private:
   const std::string name_;
-  detail::HttpPoster http_;
+  http::Client http_;
   std::string body_;
 };
 

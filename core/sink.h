@@ -34,9 +34,12 @@ class Sink {
   virtual ~Sink() = default;
   /// Stable name, used for the journal cursor and in status output ("kafka", "timeseries").
   virtual const std::string& name() const = 0;
+  /// An empty batch, or one with no record this sink sends (the time-series sink and alerts),
+  /// is kDelivered at once. A failure always comes with a non-empty `error`.
   virtual SendResult send(std::span<const ReadingRecord> batch) = 0;
   /// Asks a send() in progress (on another thread) to give up soon with kRetry; used at
-  /// shutdown so stopping never waits for a long delivery timeout. Thread-safe.
+  /// shutdown so stopping never waits for a long delivery timeout. Thread-safe. May be sticky
+  /// (every later send() returns kRetry at once): it is only called when stopping.
   virtual void interrupt() {}
 };
 

@@ -10,10 +10,10 @@
 #include <vector>
 
 #include "aggregators/aggregator.h"
-#include "alerts/retry_policy.h"
 #include "alerts/rule.h"
 #include "core/component.h"
 #include "core/config/section.h"
+#include "core/retry_policy.h"
 #include "core/time.h"
 #include "gateway/forwarder.h"
 
@@ -68,7 +68,7 @@ struct AggregateConfig {
 /// how failed deliveries are retried.
 struct NotifyConfig {
   std::vector<std::shared_ptr<const SinkConfig>> notifiers;
-  alerts::RetryOptions retry;  ///< retry_initial, retry_max
+  RetryOptions retry;  ///< retry_initial, retry_max
   /// Every configured notifier name ("pagerduty", webhook names).
   std::vector<std::string> names() const;
 };

@@ -7,7 +7,6 @@
 #include <condition_variable>
 #include <mutex>
 #include <optional>
-#include <random>
 #include <thread>
 #include <vector>
 
@@ -16,10 +15,28 @@
 
 namespace gw {
 
+namespace {
+
+// Config refuses retry_max < retry_min; a zero retry_min still gets a (tiny) growing backoff
+// rather than the policy's assertion.
+RetryOptions retryOptions(const ForwarderOptions& o) {
+  const Nanos initial = std::max<Nanos>(1, o.retry_min);
+  return {.initial = initial, .max = std::max(initial, o.retry_max)};
+}
+
+}  // namespace
+
 struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
   Impl(boost::asio::io_context& io_, buffer::Journal& journal_, std::unique_ptr<Sink> sink_,
-       ForwarderOptions options_)
-      : io(io_), journal(journal_), sink(std::move(sink_)), options(options_), timer(io_) {
+       ForwarderOptions options_, ForwarderEnv env)
+      : io(io_),
+        journal(journal_),
+        sink(std::move(sink_)),
+        options(options_),
+        wall_clock(env.wall_clock ? std::move(env.wall_clock) : wallNow),
+        mono_clock(env.mono_clock ? std::move(env.mono_clock) : monoNow),
+        retry(retryOptions(options_), std::move(env.uniform)),
+        timer(io_) {
     status.name = sink->name();
     status.cursor = journal.cursor(sink->name());
     sent_upto = status.cursor;
@@ -29,14 +46,15 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
   buffer::Journal& journal;
   std::unique_ptr<Sink> sink;
   ForwarderOptions options;
+  const std::function<Nanos()> wall_clock;
+  const std::function<Nanos()> mono_clock;
+  RetryPolicy retry;  // event loop thread only
   boost::asio::steady_timer timer;
   ForwarderStatus status;
   std::uint64_t sent_upto = 0;  // highest seq confirmed (cursor, possibly not yet committed)
   bool busy = false;            // a batch is with the worker, or a retry is scheduled
   bool stopped = false;
-  Nanos backoff = 0;
   log::RateLimiter retry_log;
-  std::mt19937_64 rng{std::random_device{}()};
 
   // Worker mailbox: one batch at a time.
   std::thread worker;
@@ -63,7 +81,7 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
         job.reset();
       }
       SendResult result = sink->send(batch);
-      if (result.status == SendStatus::kDelivered) recordAges(batch, wallNow());
+      if (result.status == SendStatus::kDelivered) recordAges(batch, wall_clock());
       const std::uint64_t first = batch.front().seq, last = batch.back().seq;
       const size_t n = batch.size();
       boost::asio::post(io, [self = shared_from_this(), result = std::move(result), first, last,
@@ -128,7 +146,8 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
         status.up = true;
         status.sent += n;
         advance(last);
-        backoff = 0;
+        retry.reset();
+        status.retry_wait = 0;
         busy = false;
         poke();
         return;
@@ -145,13 +164,11 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
         ++status.retries;
         status.up = false;
         status.last_error = r.error;
-        backoff = backoff == 0 ? options.retry_min : std::min(backoff * 2, options.retry_max);
-        // Full jitter on the upper half, so several gateways do not retry in lock-step.
-        std::uniform_int_distribution<Nanos> jitter(backoff / 2, backoff);
-        // Never sooner than the server asked (Retry-After), whatever our own backoff says.
-        const Nanos wait = std::max(jitter(rng), r.retry_after.value_or(0));
+        // Never sooner than the server asked (Retry-After), never later than retry_max.
+        const Nanos wait = retry.next(r.retry_after);
+        status.retry_wait = wait;
         std::uint64_t suppressed = 0;
-        if (retry_log.allow(monoNow(), suppressed))
+        if (retry_log.allow(mono_clock(), suppressed))
           log::warn("{}: send failed, retrying in {}ms ({} more failures not logged): {}",
                     status.name, wait / kNanosPerMilli, suppressed, r.error);
         timer.expires_after(std::chrono::nanoseconds(wait));
@@ -186,8 +203,8 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
 };
 
 Forwarder::Forwarder(boost::asio::io_context& io, buffer::Journal& journal,
-                     std::unique_ptr<Sink> sink, ForwarderOptions options)
-    : impl_(std::make_shared<Impl>(io, journal, std::move(sink), options)) {
+                     std::unique_ptr<Sink> sink, ForwarderOptions options, ForwarderEnv env)
+    : impl_(std::make_shared<Impl>(io, journal, std::move(sink), options, std::move(env))) {
   impl_->startWorker();
 }
 

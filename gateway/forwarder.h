@@ -5,9 +5,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
+#include "core/retry_policy.h"
 #include "core/sink.h"
 #include "core/time.h"
 
@@ -23,11 +25,21 @@ namespace gw {
 
 struct ForwarderOptions {
   size_t batch = 1000;
+  /// Backoff after failed sends (core/retry_policy.h: exponential, equal jitter). retry_max
+  /// also caps a server's Retry-After.
   Nanos retry_min = 200 * kNanosPerMilli;
   Nanos retry_max = 30 * kNanosPerSecond;
   /// Only alert records (the notifiers' outbox); while none is waiting the cursor follows the
   /// journal's last seq, so the outbox never holds readings back from retention.
   bool alerts_only = false;
+};
+
+/// What the forwarder reads from the outside world; empty members mean the real thing. Tests
+/// inject fakes so they can check ages and backoff exactly.
+struct ForwarderEnv {
+  std::function<Nanos()> wall_clock;  ///< confirmation time, for record ages (worker thread)
+  std::function<Nanos()> mono_clock;  ///< rate limiting of the retry log line
+  RetryPolicy::Uniform uniform;       ///< jitter source; seeded from std::random_device
 };
 
 struct ForwarderStatus {
@@ -38,6 +50,7 @@ struct ForwarderStatus {
   std::uint64_t rejected = 0;  ///< records the remote side refused for good
   std::uint64_t retries = 0;   ///< failed attempts
   std::uint64_t cursor = 0;
+  Nanos retry_wait = 0;  ///< the wait before the next attempt after a failure; 0 after success
   /// Age of delivered records when the remote side confirmed them (confirmation time minus
   /// event time), over the last kAgeSamples records: publish-to-sink latency when the devices'
   /// clocks are right, and how stale the data is while a backlog drains.
@@ -49,7 +62,7 @@ struct ForwarderStatus {
 class Forwarder {
  public:
   Forwarder(boost::asio::io_context& io, buffer::Journal& journal, std::unique_ptr<Sink> sink,
-            ForwarderOptions options);
+            ForwarderOptions options, ForwarderEnv env = {});
   ~Forwarder();
   Forwarder(const Forwarder&) = delete;
   Forwarder& operator=(const Forwarder&) = delete;

@@ -7,6 +7,9 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/log.h"
+#include "core/secret.h"
+
 namespace gw::config {
 
 namespace fs = std::filesystem;
@@ -162,15 +165,11 @@ std::optional<fs::path> Section::path(std::string_view key) {
 std::optional<std::string> Section::secretFile(std::string_view key) {
   const auto p = path(key);
   if (!p) return std::nullopt;
-  std::FILE* f = std::fopen(p->c_str(), "rb");
-  if (!f) fail(key, fmt::format("cannot read {}: {}", p->string(), std::strerror(errno)));
-  std::string v;
-  char buf[512];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) v.append(buf, n);
-  std::fclose(f);
-  while (!v.empty() && (v.back() == '\n' || v.back() == '\r')) v.pop_back();
-  return v;
+  // The one secret reader (size cap, permission warning), errors naming the file only.
+  LoadedSecret secret = readSecretFile(*p);
+  if (!secret.ok()) fail(key, secret.error);
+  if (!secret.warning.empty()) log::warn("{}: {}", join(key), secret.warning);
+  return std::move(secret.value);
 }
 
 std::optional<std::vector<std::string>> Section::strings(std::string_view key, bool single_ok) {

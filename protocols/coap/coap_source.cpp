@@ -31,6 +31,7 @@
 
 #include "core/log.h"
 #include "core/path_template.h"
+#include "core/retry_policy.h"
 #include "protocols/payload/message_decoder.h"
 
 namespace gw::coap {
@@ -145,6 +146,12 @@ struct Route {
   PayloadReader reader;
 };
 
+// Config refuses retry_max < retry_min; the one retry policy needs a positive start.
+RetryOptions retryOptions(const ObserveOptions& o) {
+  const Nanos initial = std::max<Nanos>(1, o.retry_min);
+  return {.initial = initial, .max = std::max(initial, o.retry_max)};
+}
+
 struct Observation {
   ObserveOptions options;
   Uri uri;
@@ -155,16 +162,20 @@ struct Observation {
   enum class State { kIdle, kRegistering, kObserving } state = State::kIdle;
   std::uint64_t token = 0;
   Nanos next_attempt = 0;  ///< monotonic
-  Nanos backoff = 0;
-  Nanos last_heard = 0;  ///< monotonic
+  Nanos last_heard = 0;    ///< monotonic
   bool have_seq = false;
   std::uint32_t last_seq = 0;
   Nanos last_seq_time = 0;
   bool warned_no_observe = false;
   bool announced = false;  ///< "observing" logged since the last failure
 
+  RetryPolicy retry;  ///< failed registrations
+
   Observation(ObserveOptions o, Uri u)
-      : options(std::move(o)), uri(std::move(u)), reader(options.payload) {}
+      : options(std::move(o)),
+        uri(std::move(u)),
+        reader(options.payload),
+        retry(retryOptions(options)) {}
 };
 
 struct Discovery {
@@ -177,9 +188,11 @@ struct Discovery {
   coap_session_t* session = nullptr;
   bool pending = false, done = false;
   std::uint64_t token = 0;
-  Nanos next_attempt = 0, backoff = 0;
+  Nanos next_attempt = 0;
+  RetryPolicy retry;  ///< failed discoveries
 
-  Discovery(ObserveOptions o, Uri u) : options(std::move(o)), uri(std::move(u)) {}
+  Discovery(ObserveOptions o, Uri u)
+      : options(std::move(o)), uri(std::move(u)), retry(retryOptions(options)) {}
 };
 
 class SourceImpl final : public Source {
@@ -648,10 +661,7 @@ class SourceImpl final : public Source {
     return token;
   }
 
-  void backoff(Nanos& next_attempt, Nanos& backoff, Nanos min, Nanos max) {
-    backoff = backoff == 0 ? min : std::min(backoff * 2, max);
-    next_attempt = monoNow() + backoff;
-  }
+  void backoff(Nanos& next_attempt, RetryPolicy& retry) { next_attempt = monoNow() + retry.next(); }
 
   void registerObservation(Observation& o, bool again) {
     std::string error;
@@ -665,7 +675,7 @@ class SourceImpl final : public Source {
     if (!o.token) {
       log::warn("coap: cannot observe {}: {}", o.where, error.empty() ? "send failed" : error);
       o.state = Observation::State::kIdle;
-      return backoff(o.next_attempt, o.backoff, o.options.retry_min, o.options.retry_max);
+      return backoff(o.next_attempt, o.retry);
     }
     if (again) ++counters_.reregistrations;
     tokens_[o.token] = TokenUse{&o, nullptr};
@@ -683,7 +693,7 @@ class SourceImpl final : public Source {
     if (d.session) d.token = sendGet(d.session, {".well-known", "core"}, query, false);
     if (!d.token) {
       log::warn("coap: cannot discover {}: {}", d.where, error.empty() ? "send failed" : error);
-      return backoff(d.next_attempt, d.backoff, d.options.retry_min, d.options.retry_max);
+      return backoff(d.next_attempt, d.retry);
     }
     tokens_[d.token] = TokenUse{nullptr, &d};
     d.pending = true;
@@ -700,7 +710,8 @@ class SourceImpl final : public Source {
       Observation& o = *observations_[i];
       switch (o.state) {
         case Observation::State::kIdle:
-          if (now >= o.next_attempt) registerObservation(o, o.backoff != 0 || o.last_heard != 0);
+          if (now >= o.next_attempt)
+            registerObservation(o, o.retry.failures() != 0 || o.last_heard != 0);
           break;
         case Observation::State::kRegistering:
           if (now - o.last_heard > 10 * kNanosPerSecond) {
@@ -746,13 +757,13 @@ class SourceImpl final : public Source {
       o.token = 0;
       o.state = Observation::State::kIdle;
       o.announced = false;
-      backoff(o.next_attempt, o.backoff, o.options.retry_min, o.options.retry_max);
+      backoff(o.next_attempt, o.retry);
     } else if (use.discovery) {
       Discovery& d = *use.discovery;
       log::warn("coap: discover {}: {}; retrying", d.where, why);
       d.token = 0;
       d.pending = false;
-      backoff(d.next_attempt, d.backoff, d.options.retry_min, d.options.retry_max);
+      backoff(d.next_attempt, d.retry);
     }
   }
 
@@ -774,7 +785,7 @@ class SourceImpl final : public Source {
       o.token = 0;
       o.state = Observation::State::kIdle;
       o.announced = false;
-      backoff(o.next_attempt, o.backoff, o.options.retry_min, o.options.retry_max);
+      backoff(o.next_attempt, o.retry);
       return COAP_RESPONSE_OK;
     }
     coap_opt_iterator_t opt_iter;
@@ -806,7 +817,7 @@ class SourceImpl final : public Source {
       o.state = Observation::State::kIdle;
       o.next_attempt = now + o.options.reregister_after;
     }
-    o.backoff = 0;
+    o.retry.reset();
     o.last_heard = now;
     ++counters_.notifications;
 
@@ -840,7 +851,7 @@ class SourceImpl final : public Source {
     const coap_pdu_code_t code = coap_pdu_get_code(received);
     if (code != COAP_RESPONSE_CODE_CONTENT) {
       log::warn("coap: discover {}: the device answered {}; retrying", d.where, codeString(code));
-      return backoff(d.next_attempt, d.backoff, d.options.retry_min, d.options.retry_max);
+      return backoff(d.next_attempt, d.retry);
     }
     size_t len = 0, offset = 0, total = 0;
     const uint8_t* data = nullptr;
@@ -878,7 +889,7 @@ class SourceImpl final : public Source {
       log::notice("coap: discovered {} resource(s) to observe on {}{}", added, d.where,
                   d.has_filter ? fmt::format(" matching {}", d.options.filter) : "");
     d.done = true;
-    d.backoff = 0;
+    d.retry.reset();
     d.next_attempt = monoNow() + d.options.rediscover;
   }
 

@@ -1,5 +1,6 @@
-// What every libcurl user here shares: RAII handles, a once-only global init, and how much of
-// a server's answer we keep and quote. Included only by .cpp files (it pulls in curl.h).
+// libcurl plumbing of the HTTP client: RAII handles, a once-only global init, and how much of a
+// server's answer we keep. Private to protocols/http (it pulls in curl.h); everything else uses
+// protocols/http/client.h.
 #pragma once
 
 #include <curl/curl.h>
@@ -14,6 +15,9 @@ namespace gw::http {
 struct CurlEasyDeleter {
   void operator()(CURL* c) const { curl_easy_cleanup(c); }
 };
+struct CurlMultiDeleter {
+  void operator()(CURLM* m) const { curl_multi_cleanup(m); }
+};
 struct CurlSlistDeleter {
   void operator()(curl_slist* l) const { curl_slist_free_all(l); }
 };
@@ -24,6 +28,7 @@ struct CurlCharDeleter {
   void operator()(char* p) const { curl_free(p); }
 };
 using CurlEasy = std::unique_ptr<CURL, CurlEasyDeleter>;
+using CurlMulti = std::unique_ptr<CURLM, CurlMultiDeleter>;
 using CurlSlist = std::unique_ptr<curl_slist, CurlSlistDeleter>;
 using CurlUrl = std::unique_ptr<CURLU, CurlUrlDeleter>;
 using CurlString = std::unique_ptr<char, CurlCharDeleter>;
@@ -34,9 +39,5 @@ constexpr std::size_t kMaxResponseBytes = 64 * 1024;
 
 /// curl_global_init, once per process. Throws std::runtime_error naming `who` on failure.
 void globalInit(std::string_view who);
-
-/// A server message cut to a loggable size (300 bytes, whitespace trimmed, never splitting a
-/// UTF-8 sequence; "…" marks a cut).
-std::string trimMessage(std::string_view s);
 
 }  // namespace gw::http

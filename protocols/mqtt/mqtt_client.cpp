@@ -30,6 +30,7 @@
 #include <random>
 
 #include "core/log.h"
+#include "core/retry_policy.h"
 #include "protocols/mqtt/mqtt_codec.h"
 
 namespace gw::mqtt {
@@ -49,6 +50,11 @@ constexpr auto kCloseGrace = std::chrono::seconds(2);
 constexpr Nanos kLogRepeatInterval = 60 * kNanosPerSecond;
 
 std::chrono::nanoseconds toChrono(Nanos n) { return std::chrono::nanoseconds(n); }
+
+RetryOptions reconnectOptions(const ClientOptions& o) {
+  const Nanos initial = o.reconnect_min > 0 ? o.reconnect_min : kNanosPerMilli;
+  return {.initial = initial, .max = std::max(initial, o.reconnect_max)};
+}
 
 /// "cannot open: No such file or directory" reads better than OpenSSL's "system lib".
 std::string fileError(const std::string& path, const error_code& ec) {
@@ -127,11 +133,9 @@ class Impl : public std::enable_shared_from_this<Impl> {
         on_message_(std::move(on_message)),
         on_state_(std::move(on_state)),
         backoff_timer_(io),
-        rng_(std::random_device{}()),
+        reconnect_(reconnectOptions(opts_)),
         log_limiter_(kLogRepeatInterval) {
     if (opts_.receive_maximum == 0) opts_.receive_maximum = 1;
-    if (opts_.reconnect_min <= 0) opts_.reconnect_min = kNanosPerMilli;
-    if (opts_.reconnect_max < opts_.reconnect_min) opts_.reconnect_max = opts_.reconnect_min;
     if (opts_.maximum_packet_size == 0 || opts_.maximum_packet_size > codec::kMaxVarInt + 5) {
       opts_.maximum_packet_size = codec::kMaxVarInt + 5;
     }
@@ -693,7 +697,7 @@ class Impl : public std::enable_shared_from_this<Impl> {
     } else {
       conn->close();
     }
-    if (conn->ready && monoNow() - conn->connected_at >= kStableConnection) attempt_ = 0;
+    if (conn->ready && monoNow() - conn->connected_at >= kStableConnection) reconnect_.reset();
     ++status_.connection_failures;
     logFailure(reason);
     recordError(reason);
@@ -727,12 +731,7 @@ class Impl : public std::enable_shared_from_this<Impl> {
 
   void scheduleReconnect() {
     if (stopped_) return;
-    // Exponential backoff with "equal jitter": a random delay in [d/2, d].
-    Nanos d = opts_.reconnect_min;
-    for (unsigned i = 0; i < attempt_ && d < opts_.reconnect_max; ++i) d *= 2;
-    d = std::min(d, opts_.reconnect_max);
-    if (attempt_ < 64) ++attempt_;
-    const Nanos delay = std::uniform_int_distribution<Nanos>(d / 2, d)(rng_);
+    const Nanos delay = reconnect_.next();
     auto self = shared_from_this();
     backoff_timer_.expires_after(toChrono(delay));
     backoff_timer_.async_wait([self](const error_code& ec) {
@@ -746,7 +745,7 @@ class Impl : public std::enable_shared_from_this<Impl> {
   Client::MessageHandler on_message_;
   Client::StateHandler on_state_;
   asio::steady_timer backoff_timer_;
-  std::mt19937_64 rng_;
+  RetryPolicy reconnect_;  // the one retry policy: exponential, equal jitter
   log::RateLimiter log_limiter_;
   log::RateLimiter flow_limiter_{kLogRepeatInterval};
   std::string last_logged_;
@@ -756,7 +755,6 @@ class Impl : public std::enable_shared_from_this<Impl> {
   std::shared_ptr<Conn> conn_;
   bool started_ = false;
   bool stopped_ = false;
-  unsigned attempt_ = 0;
   std::uint16_t next_packet_id_ = 0;
 
   std::bitset<65536> in_flight_ids_;  // QoS 1 packet ids handed over and not yet acked

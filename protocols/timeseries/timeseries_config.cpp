@@ -11,6 +11,8 @@ TimeseriesOptions parseConfig(config::Section& s) {
   if (s.has("token")) s.fail("token", "put the token in a file and set token_file");
   o.gzip = s.boolean("gzip").value_or(true);
   o.timeout = s.duration("timeout", kNanosPerMilli).value_or(o.timeout);
+  o.connect_timeout = s.duration("connect_timeout", kNanosPerMilli).value_or(o.connect_timeout);
+  if (auto ca = s.path("ca_file")) o.ca_file = ca->string();
   if (auto send = s.strings("send")) {
     o.send_readings = o.send_aggregates = false;
     for (size_t i = 0; i < send->size(); ++i) {

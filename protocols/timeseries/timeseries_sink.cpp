@@ -1,6 +1,5 @@
 #include "protocols/timeseries/timeseries_sink.h"
 
-#include <curl/curl.h>
 #include <fmt/format.h>
 #include <zlib.h>
 
@@ -14,7 +13,7 @@
 #include <string_view>
 
 #include "core/log.h"
-#include "protocols/http/curl_util.h"
+#include "protocols/http/client.h"
 
 namespace gw::timeseries {
 namespace {
@@ -55,13 +54,6 @@ void appendTag(std::string& out, std::string_view key, std::string_view value) {
   appendEscaped(out, value, true);
 }
 
-using http::CurlEasy;
-using http::CurlSlist;
-using http::CurlString;
-using http::CurlUrl;
-using http::kMaxResponseBytes;
-using http::trimMessage;
-
 // A reusable gzip compressor (deflate with a gzip wrapper).
 class Gzip {
  public:
@@ -98,75 +90,15 @@ class Gzip {
   z_stream z_{};
 };
 
-// The URL without user info and query (InfluxDB 1.x takes `?u=&p=`), for log lines.
-std::string validateUrl(const std::string& url) {
-  CurlUrl u(curl_url());
-  if (!u) throw std::runtime_error("timeseries: out of memory");
-  if (const CURLUcode rc = curl_url_set(u.get(), CURLUPART_URL, url.c_str(), 0); rc != CURLUE_OK)
-    throw std::runtime_error(fmt::format("timeseries: invalid url: {}", curl_url_strerror(rc)));
-  auto part = [&](CURLUPart p) {
-    char* s = nullptr;
-    if (curl_url_get(u.get(), p, &s, 0) != CURLUE_OK) return std::string();
-    CurlString owned(s);
-    return std::string(s);
-  };
-  const std::string scheme = part(CURLUPART_SCHEME);
-  if (scheme != "http" && scheme != "https")
-    throw std::runtime_error("timeseries: url must be http:// or https://");
-  std::string safe = scheme + "://" + part(CURLUPART_HOST);
-  if (const std::string port = part(CURLUPART_PORT); !port.empty()) safe += ":" + port;
-  safe += part(CURLUPART_PATH);
-  return safe;
-}
-
-enum class HttpClass { kDelivered, kTooLarge, kRetry, kRejected };
-
-HttpClass classify(long status) {
-  if (status >= 200 && status < 300) return HttpClass::kDelivered;
-  if (status == 413) return HttpClass::kTooLarge;
-  // 4xx that say nothing about the batch itself: throttling, a wrong token or URL, a missing
-  // bucket. Rejecting would skip the whole backlog until someone fixes the config; retrying
-  // lets the cursor lag while the journal keeps the data.
-  if (status == 401 || status == 403 || status == 404 || status == 408 || status == 429)
-    return HttpClass::kRetry;
-  if (status >= 400 && status < 500) return HttpClass::kRejected;
-  return HttpClass::kRetry;  // 5xx, and 1xx/3xx that we do not follow
-}
-
 class TimeseriesSink final : public Sink {
  public:
   explicit TimeseriesSink(const TimeseriesOptions& options)
       : gzip_enabled_(options.gzip),
         send_readings_(options.send_readings),
-        send_aggregates_(options.send_aggregates) {
-    http::globalInit("timeseries");
-    safe_url_ = validateUrl(options.url);
-    curl_.reset(curl_easy_init());
-    if (!curl_) throw std::runtime_error("timeseries: curl_easy_init failed");
-
-    addHeader("Content-Type: text/plain; charset=utf-8");
-    addHeader("Expect:");  // no 100-continue round trip for large bodies
-    if (gzip_enabled_) addHeader("Content-Encoding: gzip");
-    if (!options.token.empty()) addHeader("Authorization: Token " + options.token);
-
-    const long timeout_ms = static_cast<long>(std::max<Nanos>(1, options.timeout / kNanosPerMilli));
-    errbuf_[0] = '\0';
-    setopt(CURLOPT_URL, options.url.c_str());
-    setopt(CURLOPT_POST, 1L);
-    setopt(CURLOPT_HTTPHEADER, headers_.get());
-    setopt(CURLOPT_WRITEFUNCTION, &TimeseriesSink::onBody);
-    setopt(CURLOPT_WRITEDATA, this);
-    setopt(CURLOPT_ERRORBUFFER, errbuf_);
-    setopt(CURLOPT_TIMEOUT_MS, timeout_ms);
-    setopt(CURLOPT_NOSIGNAL, 1L);  // other threads; no SIGALRM for DNS timeouts
-    setopt(CURLOPT_TCP_KEEPALIVE, 1L);
-    setopt(CURLOPT_FOLLOWLOCATION, 0L);
-#if LIBCURL_VERSION_NUM >= 0x075500
-    setopt(CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-    setopt(CURLOPT_PROTOCOLS, static_cast<long>(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
-    log::info("timeseries: sending to {} (gzip {}, token {})", safe_url_,
+        send_aggregates_(options.send_aggregates),
+        http_("timeseries", clientOptions(options)) {
+    http_.addSecret(options.token);  // besides the header line, should a server echo it alone
+    log::info("timeseries: sending to {} (gzip {}, token {})", http_.safeUrl(),
               gzip_enabled_ ? "on" : "off", options.token.empty() ? "unset" : "set");
   }
 
@@ -186,27 +118,21 @@ class TimeseriesSink final : public Sink {
     return post(batch);
   }
 
+  void interrupt() override { http_.interrupt(); }
+
  private:
-  template <typename T>
-  void setopt(CURLoption option, T value) {
-    if (const CURLcode rc = curl_easy_setopt(curl_.get(), option, value); rc != CURLE_OK)
-      throw std::runtime_error(fmt::format("timeseries: curl_easy_setopt({}): {}",
-                                           static_cast<int>(option), curl_easy_strerror(rc)));
-  }
-
-  void addHeader(const std::string& header) {
-    curl_slist* l = curl_slist_append(headers_.get(), header.c_str());
-    if (!l) throw std::runtime_error("timeseries: curl_slist_append failed");
-    headers_.release();
-    headers_.reset(l);
-  }
-
-  static size_t onBody(char* data, size_t size, size_t nmemb, void* self_ptr) {
-    auto* self = static_cast<TimeseriesSink*>(self_ptr);
-    const size_t n = size * nmemb;
-    const size_t room = kMaxResponseBytes - std::min(kMaxResponseBytes, self->response_.size());
-    self->response_.append(data, std::min(n, room));
-    return n;  // read and drop the rest so the connection stays reusable
+  static http::ClientOptions clientOptions(const TimeseriesOptions& o) {
+    http::ClientOptions h;
+    h.url = o.url;
+    h.content_type = "text/plain; charset=utf-8";
+    h.accept.clear();
+    if (o.gzip) h.content_encoding = "gzip";
+    if (!o.token.empty()) h.headers.push_back("Authorization: Token " + o.token);
+    h.timeout = o.timeout;
+    h.connect_timeout = o.connect_timeout;
+    h.ca_file = o.ca_file;
+    h.wall_clock = o.wall_clock;
+    return h;
   }
 
   bool wanted(const ReadingRecord& r) const {
@@ -254,48 +180,33 @@ class TimeseriesSink final : public Sink {
       if (!gzip_.compress(body_, gzipped_, error)) return {SendStatus::kRetry, std::move(error)};
       payload = gzipped_;
     }
-    response_.clear();
-    errbuf_[0] = '\0';
-    if (const CURLcode rc = curl_easy_setopt(curl_.get(), CURLOPT_POSTFIELDSIZE_LARGE,
-                                             static_cast<curl_off_t>(payload.size()));
-        rc != CURLE_OK)
-      return {SendStatus::kRetry, fmt::format("curl setopt: {}", curl_easy_strerror(rc))};
-    if (const CURLcode rc = curl_easy_setopt(curl_.get(), CURLOPT_POSTFIELDS, payload.data());
-        rc != CURLE_OK)
-      return {SendStatus::kRetry, fmt::format("curl setopt: {}", curl_easy_strerror(rc))};
-
-    if (const CURLcode rc = curl_easy_perform(curl_.get()); rc != CURLE_OK) {
-      std::string error =
-          fmt::format("{}: {}", safe_url_, errbuf_[0] != '\0' ? errbuf_ : curl_easy_strerror(rc));
-      log::debug("timeseries: {} records: {}", records.size(), error);
-      return {SendStatus::kRetry, std::move(error)};
+    http::Response r = http_.post(payload);
+    if (!r.transport_ok) {
+      log::debug("timeseries: {} records: {}", records.size(), r.error);
+      return {SendStatus::kRetry, std::move(r.error)};
     }
-    long status = 0;
-    if (const CURLcode rc = curl_easy_getinfo(curl_.get(), CURLINFO_RESPONSE_CODE, &status);
-        rc != CURLE_OK)
-      return {SendStatus::kRetry, fmt::format("curl getinfo: {}", curl_easy_strerror(rc))};
-
-    const HttpClass cls = classify(status);
-    if (cls == HttpClass::kDelivered) {
+    if (http::classifyStatus(r.status) == http::StatusClass::kSuccess) {
       log::debug("timeseries: {} records, {} bytes -> HTTP {}", records.size(), payload.size(),
-                 status);
+                 r.status);
       return {SendStatus::kDelivered, {}};
     }
-    std::string error = fmt::format("HTTP {}", status);
-    if (std::string msg = trimMessage(response_); !msg.empty()) {
+    std::string error = fmt::format("HTTP {}", r.status);
+    if (std::string msg = http::trimMessage(r.body); !msg.empty()) {
       error += ": ";
       error += msg;
     }
+    http_.scrub(error);
     log::debug("timeseries: {} records, {} bytes -> {}", records.size(), payload.size(), error);
-    switch (cls) {
-      case HttpClass::kTooLarge:
-        if (records.size() > 1) return split(records);
-        return {SendStatus::kRejected, "a single record is too large for the server: " + error};
-      case HttpClass::kRejected:
-        return {SendStatus::kRejected, std::move(error)};
-      default:
-        return {SendStatus::kRetry, std::move(error)};
+    if (r.status == 413) {
+      if (records.size() > 1) return split(records);
+      return {SendStatus::kRejected, "a single record is too large for the server: " + error};
     }
+    // 4xx that say nothing about the batch itself (throttling, a wrong token or URL, a missing
+    // bucket) are retried by classifyStatus: rejecting would skip the whole backlog until
+    // someone fixes the config, while retrying lets the cursor lag and the journal keep it.
+    if (http::classifyStatus(r.status) == http::StatusClass::kPermanent)
+      return {SendStatus::kRejected, std::move(error)};
+    return {SendStatus::kRetry, std::move(error), r.retry_after};
   }
 
   // Sends both halves in turn. Any retry makes the whole batch a retry (re-sending the part
@@ -316,14 +227,10 @@ class TimeseriesSink final : public Sink {
   const std::string name_ = "timeseries";
   const bool gzip_enabled_;
   const bool send_readings_, send_aggregates_;
-  std::string safe_url_;
-  CurlEasy curl_;
-  CurlSlist headers_;
-  char errbuf_[CURL_ERROR_SIZE];
+  http::Client http_;
   Gzip gzip_;
   std::string body_;
   std::string gzipped_;
-  std::string response_;
   std::uint64_t skipped_total_ = 0;
   log::RateLimiter skip_log_;
 };

@@ -1,17 +1,20 @@
-// Time-series sink: InfluxDB line protocol over HTTP (libcurl), gzip, batched. One endpoint
-// speaks to InfluxDB 1.x (/write?db=), 2.x/3.x (/api/v2/write + token), VictoriaMetrics
-// (/write) and QuestDB.
+// Time-series sink: InfluxDB line protocol over HTTP (the one client, protocols/http), gzip,
+// batched. One endpoint speaks to InfluxDB 1.x (/write?db=), 2.x/3.x (/api/v2/write + token),
+// VictoriaMetrics (/write) and QuestDB.
 //
 // Outcome of a POST, as the forwarder sees it:
 //   2xx                                  -> kDelivered
 //   413 (body too large)                 -> the batch is split in halves, sent in turn
 //   429, 5xx, 401/403/404/408, 1xx/3xx,
-//   connection/TLS/timeout errors        -> kRetry (the batch is fine; the endpoint is not)
+//   connection/TLS/timeout errors,
+//   interrupt()                          -> kRetry (the batch is fine; the endpoint is not),
+//                                           with the server's Retry-After when it sent one
 //   other 4xx (bad data)                 -> kRejected, server message in `error`
 // Writes are idempotent (same series + timestamp overwrite), so re-sending a batch after a
 // partial success is harmless.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -24,7 +27,11 @@ struct TimeseriesOptions {
   std::string url = "http://localhost:8428/write";
   std::string token;  ///< sent as "Authorization: Token <token>" when set
   bool gzip = true;
-  Nanos timeout = 10 * kNanosPerSecond;
+  Nanos timeout = 10 * kNanosPerSecond;         ///< the whole request
+  Nanos connect_timeout = 5 * kNanosPerSecond;  ///< TCP + TLS handshake
+  std::string ca_file;  ///< extra CA bundle; certificate verification is always on
+  /// For Retry-After HTTP dates; wallNow when empty (tests inject one).
+  std::function<Nanos()> wall_clock;
   bool send_readings = true;    ///< timeseries.send has "readings"
   bool send_aggregates = true;  ///< timeseries.send has "aggregates"
 };

@@ -4,9 +4,12 @@ Mosquitto -> gatewayd (rules, outbox in the journal) -> a local receiver that an
 PagerDuty's Events API v2 does (tests/tools/pagerduty_receiver) and as a webhook; the alert
 records also go to Kafka's alerts topic, read back with kcat."""
 import json
+import re
 import subprocess
 import sys
 import urllib.request
+
+from datetime import datetime
 
 from pathlib import Path
 
@@ -65,7 +68,7 @@ class Publisher:
         self.p.wait(timeout=10)
 
 
-def config(receiver, rules):
+def config(receiver, rules, retry_max="500ms"):
     key_file = "pd.key"
     return f"""
 [notify.pagerduty]
@@ -76,17 +79,17 @@ url = "{receiver.url}/hooks/ops"
 headers = {{ "X-Gateway-Token" = "s3cret" }}
 [notify]
 retry_initial = "100ms"
-retry_max = "500ms"
+retry_max = "{retry_max}"
 {rules}
 """
 
 
-def start(wd, receiver, rules, kafka=None, client_id=None):
+def start(wd, receiver, rules, kafka=None, client_id=None, retry_max="500ms"):
     (wd.path / "pd.key").write_text(ROUTING_KEY + "\n")
     (wd.path / "pd.key").chmod(0o600)
     mq = Mosquitto(wd)
-    gw = Gatewayd(wd, mq.uri, kafka=kafka, subscribe=SUBSCRIBE, extra=config(receiver, rules),
-                  client_id=client_id)
+    gw = Gatewayd(wd, mq.uri, kafka=kafka, subscribe=SUBSCRIBE,
+                  extra=config(receiver, rules, retry_max=retry_max), client_id=client_id)
     return mq, gw
 
 
@@ -233,3 +236,37 @@ def test_receiver_down_then_sigkill_then_everything_arrives_in_order(wd):
     pub.close()
     pub2.close()
     print(f"after 500s and a SIGKILL: {len(pd)} events in order; attempts {len(statuses)}")
+
+
+def test_an_absurd_retry_after_waits_retry_max_not_years(wd):
+    """A 429 with "Retry-After: 99999999999" (~3170 years) is honoured only up to
+    notify.retry_max: the event is retried after retry_max, and the logged wait says so."""
+    retry_max_ms = 2000
+    receiver = Receiver(wd)
+    receiver.control(mode="429", retry_after=99999999999, count=1)  # one throttle, then ok
+    rule = OVERHEAT.replace('notify = ["pagerduty", "ops"]', 'notify = ["pagerduty"]')
+    mq, gw = start(wd, receiver, rule, retry_max=f"{retry_max_ms}ms")
+    pub = Publisher(wd, mq, "plant1/line3/pump-4/bearing_temp")
+    pub.send(90.0)
+    pub.close()
+
+    # The bound comes from retry_max: the retry is due retry_max after the 429; allow 5 s for
+    # the HTTP round trips and a loaded machine. Before the fix this waited ~31 years.
+    wait_until("the event delivered after the 429", lambda: receiver.processed(),
+               timeout=retry_max_ms / 1000 + 5)
+    events = [e for e in receiver.events() if e["path"] == "/v2/enqueue"]
+    assert [e["status"] for e in events] == [429, 202], [e["status"] for e in events]
+    throttled, delivered = (datetime.fromisoformat(e["received"]) for e in events)
+    waited_ms = (delivered - throttled).total_seconds() * 1000
+    print(f"429 with Retry-After 99999999999, notify.retry_max {retry_max_ms} ms: "
+          f"retried after {waited_ms:.0f} ms")
+    # The server's wish was honoured up to the cap (not our 100 ms backoff), and no longer.
+    assert retry_max_ms * 0.95 <= waited_ms <= retry_max_ms + 3000, waited_ms
+    assert events[1]["body"]["event_action"] == "trigger"
+    assert events[1]["body"]["dedup_key"] == events[0]["body"]["dedup_key"]
+
+    # What the forwarder logged as its wait: Retry-After cut to retry_max, never beyond.
+    waits = [int(m) for m in re.findall(r"notify\.pagerduty: send failed, retrying in (\d+)ms",
+                                        gw.text())]
+    assert waits == [retry_max_ms], waits
+    assert "HTTP 429" in gw.text()

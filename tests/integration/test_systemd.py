@@ -152,7 +152,7 @@ def test_no_notify_socket_is_a_no_op(wd):
 def _systemd_analyze():
     exe = shutil.which("systemd-analyze")
     if not exe:
-        pytest.skip("systemd-analyze is not installed (apt-get install systemd)")
+        pytest.fail("systemd-analyze is not installed (apt-get install systemd, or ./scripts/setup)")
     return exe
 
 
@@ -195,8 +195,9 @@ DEB_FILES = {
 
 
 def test_deb_holds_binaries_unit_plugin_and_the_config_as_a_conffile(wd):
-    if not shutil.which("cpack") or not shutil.which("dpkg-deb"):
-        pytest.skip("cpack or dpkg-deb missing")
+    missing = [t for t in ("cpack", "dpkg-deb") if not shutil.which(t)]
+    if missing:
+        pytest.fail(f"{' and '.join(missing)} not installed (apt-get install cmake dpkg, or ./scripts/setup)")
     out = wd.path / "deb"
     p = subprocess.run(["cpack", "-G", "DEB", "-B", str(out), "--config", str(BUILD / "CPackConfig.cmake")],
                        capture_output=True, text=True, timeout=300)

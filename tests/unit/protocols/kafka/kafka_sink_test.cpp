@@ -17,6 +17,8 @@
 
 #include "core/log.h"
 #include "core/time.h"
+#include "tests/support/net.h"
+#include "tests/support/sink_conformance.h"
 
 namespace {
 
@@ -363,4 +365,41 @@ TEST_CASE("interrupt() makes a send during an outage give up early") {
   CHECK(r.status == SendStatus::kRetry);
   CHECK(r.error.find("interrupted") != std::string::npos);
   CHECK(gw::monoNow() - t0 < 5 * kNanosPerSecond);
+}
+
+TEST_CASE("sink conformance: Kafka sink") {
+  MockCluster cluster(1);
+  gw::kafka::KafkaOptions live_options;
+  live_options.brokers = cluster.bootstraps();
+  for (const std::string& t :
+       {live_options.readings_topic, live_options.aggregates_topic, live_options.alerts_topic})
+    cluster.createTopic(t, 1);
+  live_options.gateway_id = "gw";
+  live_options.delivery_timeout = 10 * kNanosPerSecond;
+
+  gw::kafka::KafkaOptions dead_options = live_options;
+  dead_options.brokers = "127.0.0.1:" + std::to_string(gw::test::unusedLoopbackPort());
+  dead_options.delivery_timeout = 1 * kNanosPerSecond;
+  gw::kafka::KafkaOptions blocking_options = dead_options;
+  blocking_options.delivery_timeout = 60 * kNanosPerSecond;
+
+  gw::test::SinkConformance c;
+  c.live = [&] { return gw::kafka::makeKafkaSink(live_options); };
+  c.dead = [&] { return gw::kafka::makeKafkaSink(dead_options); };
+  c.blocking = [&] { return gw::kafka::makeKafkaSink(blocking_options); };
+  c.arrived = [&](std::size_t n) {
+    // Two sample batches: 2 readings, 1 aggregate and 1 alert each, one topic per kind.
+    const std::size_t readings =
+        consumeAll(live_options.brokers, live_options.readings_topic, 1, 4).size();
+    const std::size_t aggregates =
+        consumeAll(live_options.brokers, live_options.aggregates_topic, 1, 2).size();
+    const std::size_t alerts =
+        consumeAll(live_options.brokers, live_options.alerts_topic, 1, 2).size();
+    CHECK(readings == 4);
+    CHECK(aggregates == 2);
+    CHECK(alerts == 2);
+    return readings + aggregates + alerts == n;
+  };
+  c.dead_bound = std::chrono::milliseconds(5000);  // delivery_timeout + report margin
+  gw::test::checkSinkConformance(c);
 }

@@ -168,6 +168,7 @@ void TestHttpServer::run() {
         if (resp.hang) continue;
         std::string out = "HTTP/1.1 " + std::to_string(resp.status) + " " + reason(resp.status) +
                           "\r\nContent-Type: text/plain\r\n";
+        for (const std::string& h : resp.headers) out += h + "\r\n";
         if (resp.status != 204)
           out += "Content-Length: " + std::to_string(resp.body.size()) + "\r\n";
         out += "\r\n";

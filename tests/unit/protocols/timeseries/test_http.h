@@ -24,7 +24,8 @@ struct HttpRequest {
 struct HttpResponse {
   int status = 204;
   std::string body;
-  bool hang = false;  ///< never answer (the client must time out)
+  bool hang = false;                 ///< never answer (the client must time out)
+  std::vector<std::string> headers;  ///< extra "Name: value" lines
 };
 
 /// Serves requests on 127.0.0.1:<ephemeral> from its own thread, keep-alive, answering each

@@ -1,7 +1,12 @@
 // The sink against a scripted local HTTP server: status handling, splitting, gzip, headers.
 #include "protocols/timeseries/timeseries_sink.h"
 
+#include <arpa/inet.h>
 #include <doctest/doctest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <deque>
@@ -9,6 +14,7 @@
 #include <vector>
 
 #include "test_http.h"
+#include "tests/support/sink_conformance.h"
 
 using gw::ReadingRecord;
 using gw::SendStatus;
@@ -147,6 +153,67 @@ TEST_CASE("sink: 5xx, 429 and auth/url errors are retried") {
   }
 }
 
+TEST_CASE("sink: a retry carries the server's Retry-After (seconds or HTTP-date)") {
+  TestHttpServer server([](const HttpRequest& req) {
+    if (req.target.find("date") != std::string::npos)
+      return HttpResponse{503, "later", false, {"Retry-After: Wed, 21 Oct 2026 07:28:00 GMT"}};
+    return HttpResponse{429, "slow down", false, {"Retry-After: 7"}};
+  });
+  TimeseriesOptions o = optionsFor(server);
+  auto sink = makeTimeseriesSink(o);
+  const Batch b = makeBatch(1);
+  auto r = sink->send(b.records);
+  CHECK(r.status == SendStatus::kRetry);
+  CHECK(r.retry_after == 7 * gw::kNanosPerSecond);
+
+  o.url = server.url("/write?date=1");
+  o.wall_clock = [] { return 1'792'567'650 * gw::kNanosPerSecond; };  // 30 s before that date
+  sink = makeTimeseriesSink(o);
+  r = sink->send(b.records);
+  CHECK(r.status == SendStatus::kRetry);
+  CHECK(r.retry_after == 30 * gw::kNanosPerSecond);
+  CHECK(r.error == "HTTP 503: later");
+}
+
+TEST_CASE("sink: connect_timeout bounds a connection that is never accepted") {
+  // A listening socket with a full accept queue: Linux drops further SYNs, so a connect hangs
+  // (the state a firewalled or overloaded endpoint is in) until the connect timeout.
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(listener >= 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(::listen(listener, 0) == 0);
+  REQUIRE(::getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+  std::vector<int> fillers;
+  for (int i = 0; i < 8; ++i) {  // fill the queue: stop at the first connect that hangs
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    fillers.push_back(fd);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) continue;
+    pollfd p{fd, POLLOUT, 0};
+    if (::poll(&p, 1, 200) == 0) break;
+  }
+
+  TimeseriesOptions o;
+  o.url = "http://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/write";
+  o.timeout = 20 * gw::kNanosPerSecond;
+  o.connect_timeout = 300 * gw::kNanosPerMilli;
+  auto sink = makeTimeseriesSink(o);
+  const Batch b = makeBatch(1);
+  const gw::Nanos t0 = gw::monoNow();
+  const auto r = sink->send(b.records);
+  const gw::Nanos took = gw::monoNow() - t0;
+  CHECK(r.status == SendStatus::kRetry);
+  CHECK(r.error.find("onnect") != std::string::npos);
+  CHECK(took >= 250 * gw::kNanosPerMilli);
+  CHECK(took < 3 * gw::kNanosPerSecond);  // not the 20 s request timeout
+  MESSAGE("after ", took / gw::kNanosPerMilli, " ms: ", r.error);
+  for (const int fd : fillers) ::close(fd);
+  ::close(listener);
+}
+
 TEST_CASE("sink: 413 splits the batch in halves, recursively, in order") {
   // The server takes at most two lines per request.
   TestHttpServer server([](const HttpRequest& req) {
@@ -254,4 +321,29 @@ TEST_CASE("sink: bad URLs fail at construction") {
   CHECK_THROWS(makeTimeseriesSink(o));
   o.url = "not a url";
   CHECK_THROWS(makeTimeseriesSink(o));
+}
+
+TEST_CASE("sink conformance: time-series sink") {
+  TestHttpServer live([](const HttpRequest&) { return HttpResponse{204, {}}; });
+  TestHttpServer hanging([](const HttpRequest&) { return HttpResponse{204, {}, true}; });
+  gw::test::SinkConformance c;
+  c.live = [&] { return makeTimeseriesSink(optionsFor(live)); };
+  c.dead = [] {
+    TimeseriesOptions o;
+    o.url = "http://127.0.0.1:" + std::to_string(closedPort()) + "/write";
+    o.timeout = 2 * gw::kNanosPerSecond;
+    return makeTimeseriesSink(o);
+  };
+  c.blocking = [&] {
+    TimeseriesOptions o = optionsFor(hanging);
+    o.timeout = 60 * gw::kNanosPerSecond;
+    return makeTimeseriesSink(o);
+  };
+  c.forwarded = 3;  // the alert goes to Kafka and the notifiers, not here
+  c.arrived = [&](std::size_t n) {
+    std::size_t lines = 0;
+    for (const HttpRequest& req : live.requests()) lines += countLines(body(req));
+    return lines == n;
+  };
+  gw::test::checkSinkConformance(c);
 }

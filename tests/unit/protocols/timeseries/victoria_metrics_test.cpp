@@ -75,6 +75,14 @@ std::optional<std::uint16_t> listeningPort(pid_t pid) {
   return std::nullopt;
 }
 
+// A test that needs a binary fails when it is missing (conventions: "never passes by skipping
+// silently"): ./scripts/setup installs it.
+void requireVictoriaMetrics() {
+  REQUIRE_MESSAGE(::access(kVmBinary, X_OK) == 0,
+                  kVmBinary << " is not installed: apt-get install victoria-metrics (or run "
+                               "./scripts/setup); this test needs a real VictoriaMetrics");
+}
+
 // Runs VictoriaMetrics on 127.0.0.1:0 with its own data directory; stops it and removes the
 // directory on destruction, printing its log unless the test called passed().
 class VictoriaMetrics {
@@ -197,10 +205,7 @@ constexpr gw::Nanos kT0 = 1'700'000'000'000'000'000;  // 2023-11-14T22:13:20Z
 }  // namespace
 
 TEST_CASE("VictoriaMetrics: names, tags, values and timestamps arrive intact") {
-  if (::access(kVmBinary, X_OK) != 0) {
-    MESSAGE("skipped: " << kVmBinary << " is not installed");
-    return;
-  }
+  requireVictoriaMetrics();
   VictoriaMetrics vm;
   TimeseriesOptions o;
   o.url = vm.base() + "/write";
@@ -261,10 +266,7 @@ TEST_CASE("VictoriaMetrics: names, tags, values and timestamps arrive intact") {
 }
 
 TEST_CASE("VictoriaMetrics: -influxSkipSingleField names the metric after the measurement") {
-  if (::access(kVmBinary, X_OK) != 0) {
-    MESSAGE("skipped: " << kVmBinary << " is not installed");
-    return;
-  }
+  requireVictoriaMetrics();
   VictoriaMetrics vm({"-influxSkipSingleField"});
   TimeseriesOptions o;
   o.url = vm.base() + "/write";

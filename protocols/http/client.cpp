@@ -1,4 +1,4 @@
-#include "alerts/http_post.h"
+#include "protocols/http/client.h"
 
 #include <curl/curl.h>
 #include <fmt/format.h>
@@ -8,28 +8,14 @@
 #include <mutex>
 #include <stdexcept>
 
-#include "alerts/retry_policy.h"
+#include "core/retry_policy.h"
 #include "protocols/http/curl_util.h"
 
 #ifndef GW_VERSION
 #define GW_VERSION "dev"
 #endif
 
-namespace gw::alerts {
-
-const char* toString(DeliveryStatus s) {
-  switch (s) {
-    case DeliveryStatus::kDelivered:
-      return "delivered";
-    case DeliveryStatus::kRetry:
-      return "retry";
-    case DeliveryStatus::kPermanent:
-      return "permanent";
-  }
-  return "retry";
-}
-
-namespace detail {
+namespace gw::http {
 namespace {
 
 bool iequals(std::string_view a, std::string_view b) {
@@ -41,17 +27,22 @@ bool iequals(std::string_view a, std::string_view b) {
 
 }  // namespace
 
-struct HttpPoster::Curl {
-  http::CurlEasy easy;
-  http::CurlSlist headers;
+// The easy handle runs on a multi handle (rather than curl_easy_perform) only so that
+// interrupt() can wake a transfer at once with curl_multi_wakeup: a progress callback is
+// called about once a second on an idle connection, which is how long shutdown would wait.
+// The multi handle keeps the connection cache, so keep-alive works across requests.
+struct Client::Curl {
+  CurlMulti multi;
+  CurlEasy easy;
+  CurlSlist headers;
   char errbuf[CURL_ERROR_SIZE] = {};
 };
 
-HttpPoster::HttpPoster(std::string who, const HttpOptions& options)
+Client::Client(std::string who, const ClientOptions& options)
     : who_(std::move(who)), clock_(options.wall_clock), curl_(std::make_unique<Curl>()) {
-  http::globalInit(who_);
+  globalInit(who_);
   // Validate and take the URL apart for messages.
-  http::CurlUrl u(curl_url());
+  CurlUrl u(curl_url());
   if (!u) throw std::runtime_error(who_ + ": out of memory");
   if (const CURLUcode rc = curl_url_set(u.get(), CURLUPART_URL, options.url.c_str(), 0);
       rc != CURLUE_OK)
@@ -74,13 +65,16 @@ HttpPoster::HttpPoster(std::string who, const HttpOptions& options)
       safe_url_ += "/…";
       addSecret(path);
     }
-    if (const std::string q = part(CURLUPART_QUERY); !q.empty()) addSecret(q);
   } else {
     safe_url_ += part(CURLUPART_PATH);
   }
+  // A query may carry credentials (InfluxDB 1.x: ?u=&p=; webhook tokens).
+  if (const std::string q = part(CURLUPART_QUERY); !q.empty()) addSecret(q);
   if (const std::string user = part(CURLUPART_USER); !user.empty()) addSecret(user);
   if (const std::string pass = part(CURLUPART_PASSWORD); !pass.empty()) addSecret(pass);
 
+  curl_->multi.reset(curl_multi_init());
+  if (!curl_->multi) throw std::runtime_error(who_ + ": curl_multi_init failed");
   curl_->easy.reset(curl_easy_init());
   if (!curl_->easy) throw std::runtime_error(who_ + ": curl_easy_init failed");
 
@@ -92,9 +86,11 @@ HttpPoster::HttpPoster(std::string who, const HttpOptions& options)
     (void)curl_->headers.release();
     curl_->headers.reset(l);
   };
-  add_header("Content-Type: application/json");
-  add_header("Accept: application/json");
-  add_header("Expect:");
+  add_header("Content-Type: " + options.content_type);
+  if (!options.accept.empty()) add_header("Accept: " + options.accept);
+  if (!options.content_encoding.empty())
+    add_header("Content-Encoding: " + options.content_encoding);
+  add_header("Expect:");  // no 100-continue round trip for large bodies
   for (const std::string& h : options.headers) {
     add_header(h);
     if (const auto colon = h.find(':'); colon != std::string::npos) {
@@ -113,13 +109,10 @@ HttpPoster::HttpPoster(std::string who, const HttpOptions& options)
   setopt(CURLOPT_POST, 1L);
   setopt(CURLOPT_HTTPHEADER, curl_->headers.get());
   setopt(CURLOPT_USERAGENT, "iot-gateway/" GW_VERSION);
-  setopt(CURLOPT_WRITEFUNCTION, &HttpPoster::onBody);
+  setopt(CURLOPT_WRITEFUNCTION, &Client::onBody);
   setopt(CURLOPT_WRITEDATA, this);
-  setopt(CURLOPT_HEADERFUNCTION, &HttpPoster::onHeader);
+  setopt(CURLOPT_HEADERFUNCTION, &Client::onHeader);
   setopt(CURLOPT_HEADERDATA, this);
-  setopt(CURLOPT_XFERINFOFUNCTION, &HttpPoster::onProgress);
-  setopt(CURLOPT_XFERINFODATA, this);
-  setopt(CURLOPT_NOPROGRESS, 0L);
   setopt(CURLOPT_ERRORBUFFER, curl_->errbuf);
   setopt(CURLOPT_TIMEOUT_MS,
          static_cast<long>(std::max<Nanos>(1, options.timeout / kNanosPerMilli)));
@@ -139,54 +132,83 @@ HttpPoster::HttpPoster(std::string who, const HttpOptions& options)
 #endif
 }
 
-HttpPoster::~HttpPoster() = default;
+Client::~Client() = default;
 
-void HttpPoster::addSecret(std::string secret) {
+void Client::addSecret(std::string secret) {
   // Shorter values are not plausible secrets and would garble ordinary words in messages.
   if (secret.size() >= 8) secrets_.push_back(std::move(secret));
 }
 
-void HttpPoster::scrub(std::string& text) const {
+void Client::scrub(std::string& text) const {
   for (const std::string& s : secrets_) {
     for (auto pos = text.find(s); pos != std::string::npos; pos = text.find(s, pos + 10))
       text.replace(pos, s.size(), "<redacted>");
   }
 }
 
-Nanos HttpPoster::now() const { return clock_ ? clock_() : wallNow(); }
+Nanos Client::now() const { return clock_ ? clock_() : wallNow(); }
 
-std::size_t HttpPoster::onBody(char* data, std::size_t size, std::size_t n, void* p) {
-  auto* self = static_cast<HttpPoster*>(p);
+std::size_t Client::onBody(char* data, std::size_t size, std::size_t n, void* p) {
+  auto* self = static_cast<Client*>(p);
   const std::size_t bytes = size * n;
   std::string& body = self->response_.body;
-  body.append(data, std::min(bytes, http::kMaxResponseBytes -
-                                        std::min(http::kMaxResponseBytes, body.size())));
+  body.append(data, std::min(bytes, kMaxResponseBytes - std::min(kMaxResponseBytes, body.size())));
   return bytes;  // drop the rest but keep the connection usable
 }
 
-std::size_t HttpPoster::onHeader(char* data, std::size_t size, std::size_t n, void* p) {
-  auto* self = static_cast<HttpPoster*>(p);
+std::size_t Client::onHeader(char* data, std::size_t size, std::size_t n, void* p) {
+  auto* self = static_cast<Client*>(p);
   const std::size_t bytes = size * n;
   std::string_view line(data, bytes);
   if (line.rfind("HTTP/", 0) == 0) {
-    self->response_.retry_after.reset();  // a new header block (after 100 Continue)
+    self->retry_after_header_.reset();  // a new header block (after 100 Continue)
   } else if (const auto colon = line.find(':');
              colon != std::string_view::npos && iequals(line.substr(0, colon), "retry-after")) {
     std::string_view v = line.substr(colon + 1);
     while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
     while (!v.empty() && (v.back() == '\r' || v.back() == '\n' || v.back() == ' '))
       v.remove_suffix(1);
-    self->response_.retry_after = std::string(v.substr(0, 64));
+    self->retry_after_header_ = std::string(v.substr(0, 64));
   }
   return bytes;
 }
 
-int HttpPoster::onProgress(void* p, long long, long long, long long, long long) {
-  return static_cast<HttpPoster*>(p)->interrupted_.load() ? 1 : 0;
+void Client::interrupt() {
+  interrupted_.store(true);
+  // Thread-safe; wakes the current curl_multi_poll, or the next one when none is running.
+  (void)curl_multi_wakeup(curl_->multi.get());
 }
 
-HttpResponse HttpPoster::post(std::string_view body) {
-  response_ = HttpResponse{};
+int Client::perform() {
+  CURLM* multi = curl_->multi.get();
+  CURL* easy = curl_->easy.get();
+  if (curl_multi_add_handle(multi, easy) != CURLM_OK) return CURLE_FAILED_INIT;
+  CURLcode result = CURLE_FAILED_INIT;
+  for (bool done = false; !done;) {
+    int running = 0;
+    if (curl_multi_perform(multi, &running) != CURLM_OK) break;
+    int queued = 0;
+    while (const CURLMsg* m = curl_multi_info_read(multi, &queued)) {
+      if (m->msg == CURLMSG_DONE && m->easy_handle == easy) {
+        result = m->data.result;
+        done = true;
+      }
+    }
+    if (done || running == 0) break;
+    if (interrupted_.load()) {
+      result = CURLE_ABORTED_BY_CALLBACK;
+      break;
+    }
+    // libcurl's own timeouts (CURLOPT_TIMEOUT_MS, connect) fire inside curl_multi_perform;
+    // the 1 s poll cap only bounds how long between checks if libcurl asks for none.
+    if (curl_multi_poll(multi, nullptr, 0, 1000, nullptr) != CURLM_OK) break;
+  }
+  (void)curl_multi_remove_handle(multi, easy);
+  return result;
+}
+
+Response Client::post(std::string_view body) {
+  response_ = Response{};
   response_.body.reserve(256);
   curl_->errbuf[0] = '\0';
   CURL* easy = curl_->easy.get();
@@ -203,7 +225,7 @@ HttpResponse HttpPoster::post(std::string_view body) {
     return fail(fmt::format("curl setopt: {}", curl_easy_strerror(rc)));
   if (const CURLcode rc = curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body.data()); rc != CURLE_OK)
     return fail(fmt::format("curl setopt: {}", curl_easy_strerror(rc)));
-  if (const CURLcode rc = curl_easy_perform(easy); rc != CURLE_OK) {
+  if (const auto rc = static_cast<CURLcode>(perform()); rc != CURLE_OK) {
     if (rc == CURLE_ABORTED_BY_CALLBACK)
       return fail(fmt::format("{}: interrupted (shutting down)", safe_url_));
     return fail(fmt::format("{}: {}", safe_url_,
@@ -214,42 +236,30 @@ HttpResponse HttpPoster::post(std::string_view body) {
     return fail(fmt::format("curl getinfo: {}", curl_easy_strerror(rc)));
   response_.transport_ok = true;
   response_.status = status;
+  if (retry_after_header_) response_.retry_after = parseRetryAfter(*retry_after_header_, now());
   return std::move(response_);
 }
 
-DeliveryResult classify(const HttpPoster& poster, const HttpResponse& r,
-                        std::string_view server_message) {
-  DeliveryResult out;
-  if (!r.transport_ok) {
-    out.status = DeliveryStatus::kRetry;
-    out.error = r.error;
-    return out;
-  }
-  const long s = r.status;
-  if (s >= 200 && s < 300) {
-    out.status = DeliveryStatus::kDelivered;
-    return out;
-  }
-  out.error = fmt::format("{}: HTTP {}", poster.safeUrl(), s);
-  if (!server_message.empty()) {
-    out.error += ": ";
-    out.error += server_message;
-  }
-  const bool retry = s == 429 || s >= 500 || s < 200 || (s >= 300 && s < 400) || s == 408 ||
-                     s == 401 || s == 403 || s == 404;
-  if (!retry) {
-    out.status = DeliveryStatus::kPermanent;
-  } else {
-    out.status = DeliveryStatus::kRetry;
-    if (r.retry_after) {
-      out.retry_after = parseRetryAfter(*r.retry_after, poster.now());
-      if (out.retry_after)
-        out.error += fmt::format(" (retry after {}s)", *out.retry_after / kNanosPerSecond);
-    }
-  }
-  poster.scrub(out.error);
-  return out;
+std::string trimMessage(std::string_view s) {
+  constexpr std::size_t kMaxErrorChars = 300;
+  constexpr std::string_view kSpace = " \t\r\n";
+  const auto first = s.find_first_not_of(kSpace);
+  if (first == std::string_view::npos) return {};
+  s = s.substr(first, s.find_last_not_of(kSpace) - first + 1);
+  if (s.size() <= kMaxErrorChars) return std::string(s);
+  std::size_t n = kMaxErrorChars;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  std::string r(s.substr(0, n));
+  r += "…";
+  return r;
 }
 
-}  // namespace detail
-}  // namespace gw::alerts
+StatusClass classifyStatus(long s) {
+  if (s >= 200 && s < 300) return StatusClass::kSuccess;
+  if (s == 429 || s >= 500 || s < 200 || (s >= 300 && s < 400) || s == 408 || s == 401 ||
+      s == 403 || s == 404)
+    return StatusClass::kRetry;
+  return StatusClass::kPermanent;
+}
+
+}  // namespace gw::http

@@ -1,4 +1,4 @@
-#include "alerts/retry_policy.h"
+#include "core/retry_policy.h"
 
 #include <algorithm>
 #include <cassert>
@@ -8,7 +8,7 @@
 #include <random>
 #include <string>
 
-namespace gw::alerts {
+namespace gw {
 namespace {
 
 int monthIndex(const char* name) {
@@ -29,34 +29,22 @@ std::optional<Nanos> civil(int year, const char* month, int day, int h, int m, i
 
 RetryPolicy::RetryPolicy(RetryOptions options, Uniform uniform)
     : options_(options), uniform_(std::move(uniform)) {
-  assert(options_.initial > 0 && options_.max >= options_.initial && uniform_);
+  assert(options_.initial > 0 && options_.max >= options_.initial);
+  if (!uniform_) uniform_ = seededUniform(std::random_device{}());
 }
 
 Nanos RetryPolicy::next(std::optional<Nanos> retry_after) {
-  const double u = std::clamp(uniform_(), 0.0, 1.0);
-  Nanos delay = 0;
-  if (options_.jitter == Jitter::kFull) {
-    // initial × 2^failures without overflow: stop doubling at the cap.
-    Nanos ceiling = options_.initial;
-    for (std::uint32_t i = 0; i < failures_ && ceiling < options_.max; ++i) ceiling *= 2;
-    ceiling = std::min(ceiling, options_.max);
-    delay = static_cast<Nanos>(u * static_cast<double>(ceiling));
-  } else {
-    const Nanos prev = failures_ == 0 ? options_.initial : previous_;
-    const double hi = 3.0 * static_cast<double>(prev);
-    const double lo = static_cast<double>(options_.initial);
-    delay = static_cast<Nanos>(std::min(static_cast<double>(options_.max), lo + u * (hi - lo)));
-    previous_ = delay;
-  }
+  // initial × 2^failures without overflow: stop doubling at the cap.
+  Nanos ceiling = options_.initial;
+  for (std::uint32_t i = 0; i < failures_ && ceiling < options_.max; ++i) ceiling *= 2;
+  ceiling = std::min(ceiling, options_.max);
   if (failures_ < UINT32_MAX) ++failures_;
-  if (retry_after)
-    delay = std::max(delay, std::clamp<Nanos>(*retry_after, 0, options_.max_retry_after));
-  return delay;
-}
-
-void RetryPolicy::reset() {
-  failures_ = 0;
-  previous_ = 0;
+  const double u = std::clamp(uniform_(), 0.0, 1.0);
+  const Nanos half = ceiling / 2;
+  Nanos wait = half + static_cast<Nanos>(u * static_cast<double>(ceiling - half));
+  wait = std::min(wait, ceiling);
+  if (retry_after) wait = std::max(wait, std::clamp<Nanos>(*retry_after, 0, options_.max));
+  return wait;
 }
 
 RetryPolicy::Uniform seededUniform(std::uint64_t seed) {
@@ -106,4 +94,4 @@ std::optional<Nanos> parseRetryAfter(std::string_view v, Nanos now) {
   return std::max<Nanos>(0, *date - now);
 }
 
-}  // namespace gw::alerts
+}  // namespace gw

@@ -1,16 +1,14 @@
-// Backoff with jitter from an injected random source, Retry-After as a floor, and
-// Retry-After parsing (delay-seconds and all three HTTP-date forms).
+// Backoff with equal jitter from an injected random source, Retry-After as a floor capped at
+// the maximum, and Retry-After parsing (delay-seconds and all three HTTP-date forms).
+#include "core/retry_policy.h"
+
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <memory>
 #include <vector>
 
-#include "alerts/retry_policy.h"
-
-using namespace gw::alerts;
-using gw::kNanosPerSecond;
-using gw::Nanos;
+using namespace gw;
 
 namespace {
 
@@ -28,8 +26,8 @@ RetryPolicy::Uniform script(std::vector<double> values) {
 
 }  // namespace
 
-TEST_CASE("full jitter: uniform below an exponentially growing, capped ceiling") {
-  RetryOptions o{.initial = 1 * kS, .max = 60 * kS, .jitter = Jitter::kFull};
+TEST_CASE("equal jitter: uniform in [c/2, c] below a doubling ceiling c, capped at max") {
+  RetryOptions o{.initial = 1 * kS, .max = 60 * kS};
   SUBCASE("top of the range: 1 2 4 8 16 32 60 60") {
     RetryPolicy p(o, script({1.0}));
     std::vector<Nanos> got;
@@ -38,44 +36,32 @@ TEST_CASE("full jitter: uniform below an exponentially growing, capped ceiling")
           std::vector<Nanos>{1 * kS, 2 * kS, 4 * kS, 8 * kS, 16 * kS, 32 * kS, 60 * kS, 60 * kS});
     CHECK(p.failures() == 8);
   }
+  SUBCASE("bottom of the range is half the ceiling, never zero") {
+    RetryPolicy p(o, script({0.0}));
+    std::vector<Nanos> got;
+    for (int i = 0; i < 8; ++i) got.push_back(p.next());
+    CHECK(got ==
+          std::vector<Nanos>{kS / 2, 1 * kS, 2 * kS, 4 * kS, 8 * kS, 16 * kS, 30 * kS, 30 * kS});
+  }
   SUBCASE("middle of the range") {
     RetryPolicy p(o, script({0.5}));
-    CHECK(p.next() == kS / 2);
-    CHECK(p.next() == 1 * kS);
-    CHECK(p.next() == 2 * kS);
+    CHECK(p.next() == 3 * kS / 4);
+    CHECK(p.next() == 3 * kS / 2);
+    CHECK(p.next() == 3 * kS);
   }
-  SUBCASE("bottom of the range may be zero; Retry-After is the floor") {
-    RetryPolicy p(o, script({0.0}));
-    CHECK(p.next() == 0);
-    CHECK(p.next(7 * kS) == 7 * kS);
+  SUBCASE("random draws stay within [c/2, c]") {
+    RetryPolicy p(o, seededUniform(42));
+    Nanos ceiling = 1 * kS;
+    for (int i = 0; i < 200; ++i) {
+      const Nanos d = p.next();
+      CHECK(d >= ceiling / 2);
+      CHECK(d <= ceiling);
+      ceiling = std::min<Nanos>(60 * kS, ceiling * 2);
+    }
   }
   SUBCASE("many failures do not overflow") {
     RetryPolicy p(o, script({1.0}));
     for (int i = 0; i < 1000; ++i) CHECK(p.next() <= 60 * kS);
-  }
-}
-
-TEST_CASE("decorrelated jitter: between initial and 3x the previous delay, capped") {
-  RetryOptions o{.initial = 1 * kS, .max = 60 * kS, .jitter = Jitter::kDecorrelated};
-  SUBCASE("u = 0 stays at initial") {
-    RetryPolicy p(o, script({0.0}));
-    for (int i = 0; i < 5; ++i) CHECK(p.next() == 1 * kS);
-  }
-  SUBCASE("u -> 1 triples up to the cap") {
-    RetryPolicy p(o, script({1.0}));
-    std::vector<Nanos> got;
-    for (int i = 0; i < 6; ++i) got.push_back(p.next());
-    CHECK(got == std::vector<Nanos>{3 * kS, 9 * kS, 27 * kS, 60 * kS, 60 * kS, 60 * kS});
-  }
-  SUBCASE("mixed draws stay within bounds") {
-    RetryPolicy p(o, seededUniform(42));
-    Nanos prev = 1 * kS;
-    for (int i = 0; i < 200; ++i) {
-      const Nanos d = p.next();
-      CHECK(d >= 1 * kS);
-      CHECK(d <= std::min<Nanos>(60 * kS, 3 * prev));
-      prev = d;
-    }
   }
   SUBCASE("reset starts over") {
     RetryPolicy p(o, script({1.0}));
@@ -83,18 +69,25 @@ TEST_CASE("decorrelated jitter: between initial and 3x the previous delay, cappe
     p.next();
     p.reset();
     CHECK(p.failures() == 0);
-    CHECK(p.next() == 3 * kS);
+    CHECK(p.next() == 1 * kS);
+  }
+  SUBCASE("the default random source stays within bounds") {
+    RetryPolicy p(o);
+    const Nanos d = p.next();
+    CHECK(d >= kS / 2);
+    CHECK(d <= kS);
   }
 }
 
-TEST_CASE("Retry-After is a minimum, capped by max_retry_after") {
-  RetryOptions o{.initial = 1 * kS, .max = 60 * kS, .max_retry_after = 3600 * kS};
+TEST_CASE("Retry-After is a minimum, capped by max") {
+  RetryOptions o{.initial = 1 * kS, .max = 60 * kS};
   RetryPolicy p(o, script({0.0}));
   CHECK(p.next(7 * kS) == 7 * kS);
-  CHECK(p.next(0) == 1 * kS);               // our own backoff when the server's is shorter
-  CHECK(p.next(600 * kS) == 600 * kS);      // may exceed our cap: the server knows best
-  CHECK(p.next(999999 * kS) == 3600 * kS);  // but not absurdly
-  CHECK(p.next(-5 * kS) == 1 * kS);
+  CHECK(p.next(0) == 1 * kS);                // our own backoff when the server's is shorter
+  CHECK(p.next(59 * kS) == 59 * kS);         // the server's wish, within our maximum
+  CHECK(p.next(600 * kS) == 60 * kS);        // but never beyond the configured maximum
+  CHECK(p.next(999999999 * kS) == 60 * kS);  // "Retry-After: 99999999999" does not park for years
+  CHECK(p.next(-5 * kS) == 16 * kS);         // our own backoff: 6th failure, ceiling 32 s, bottom
 }
 
 TEST_CASE("seededUniform is reproducible and in [0, 1)") {

@@ -1,0 +1,330 @@
+// The forwarder with a fake sink, a real journal in a temporary folder, injected clocks and
+// jitter: cursor only on delivery or rejection, the same batch again after a retry, backoff
+// bounds and Retry-After capped at retry_max, interrupt latency at stop(), status counters.
+// The test thread runs the io_context (it is the forwarder's event loop thread).
+#include "gateway/forwarder.h"
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "buffer/journal.h"
+#include "tests/support/temp_dir.h"
+
+using namespace gw;
+
+namespace {
+
+constexpr Nanos kMs = kNanosPerMilli;
+constexpr Nanos kT0 = 1'795'256'130 * kNanosPerSecond;  // 2026-11-21T10:15:30Z
+
+/// Answers send() from a script (then kDelivered), records every batch's seqs. With `block`
+/// set, send() waits until interrupt() (the shutdown path).
+class FakeSink final : public Sink {
+ public:
+  struct Shared {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<SendResult> script;
+    std::vector<std::vector<std::uint64_t>> batches;
+    bool block = false;
+    bool interrupted = false;
+    std::atomic<int> in_send{0};
+  };
+
+  explicit FakeSink(std::shared_ptr<Shared> shared) : shared_(std::move(shared)) {}
+  const std::string& name() const override { return name_; }
+
+  SendResult send(std::span<const ReadingRecord> batch) override {
+    std::unique_lock lock(shared_->mu);
+    std::vector<std::uint64_t> seqs;
+    for (const auto& r : batch) seqs.push_back(r.seq);
+    shared_->batches.push_back(std::move(seqs));
+    if (shared_->block) {
+      ++shared_->in_send;
+      shared_->cv.wait(lock, [&] { return shared_->interrupted; });
+      return {SendStatus::kRetry, "interrupted", {}};
+    }
+    if (shared_->script.empty()) return {SendStatus::kDelivered, {}, {}};
+    SendResult r = std::move(shared_->script.front());
+    shared_->script.pop_front();
+    return r;
+  }
+
+  void interrupt() override {
+    std::lock_guard lock(shared_->mu);
+    shared_->interrupted = true;
+    shared_->cv.notify_all();
+  }
+
+ private:
+  const std::string name_ = "fake";
+  std::shared_ptr<Shared> shared_;
+};
+
+struct Fixture {
+  test::TempDir dir{"gw-forwarder"};
+  std::unique_ptr<buffer::Journal> journal;
+  boost::asio::io_context io;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work{io.get_executor()};
+  std::shared_ptr<FakeSink::Shared> sink = std::make_shared<FakeSink::Shared>();
+  std::atomic<Nanos> wall{kT0};
+  double uniform = 1.0;  // top of the jitter range unless a test says otherwise
+
+  Fixture() {
+    buffer::JournalOptions o;
+    o.path = dir.path / "journal.db";
+    o.sinks = {"fake"};
+    journal = buffer::Journal::open(o);
+  }
+
+  /// Appends and commits `n` readings, event times kT0 + i s; returns the last seq.
+  std::uint64_t addReadings(int n) {
+    const SeriesId id = journal->internSeries(Series{"press-7", "temperature", {}});
+    std::uint64_t last = 0;
+    for (int i = 0; i < n; ++i)
+      last =
+          journal->append(id, i, kT0 + i * kNanosPerSecond, std::nullopt, TimeReference::kReceive);
+    REQUIRE(journal->commit());
+    return last;
+  }
+
+  std::unique_ptr<Forwarder> make(ForwarderOptions o) {
+    ForwarderEnv env;
+    env.wall_clock = [this] { return wall.load(); };
+    env.mono_clock = [] { return Nanos{0}; };
+    env.uniform = [this] { return uniform; };
+    return std::make_unique<Forwarder>(io, *journal, std::make_unique<FakeSink>(sink), o,
+                                       std::move(env));
+  }
+
+  /// Runs the event loop until `done()` or a 10 s deadline (a hang fails, never blocks ctest).
+  template <typename F>
+  bool runUntil(F&& done) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!done()) {
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      io.run_one_for(std::chrono::milliseconds(50));
+    }
+    return true;
+  }
+
+  std::vector<std::vector<std::uint64_t>> batches() {
+    std::lock_guard lock(sink->mu);
+    return sink->batches;
+  }
+  void script(std::vector<SendResult> results) {
+    std::lock_guard lock(sink->mu);
+    for (auto& r : results) sink->script.push_back(std::move(r));
+  }
+};
+
+using Batches = std::vector<std::vector<std::uint64_t>>;
+
+ForwarderOptions fastOptions(size_t batch = 2) {
+  ForwarderOptions o;
+  o.batch = batch;
+  o.retry_min = 1 * kMs;
+  o.retry_max = 8 * kMs;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("forwarder: delivered batches advance the cursor, in order") {
+  Fixture f;
+  f.addReadings(5);
+  auto fw = f.make(fastOptions());
+  CHECK(fw->name() == "fake");
+  CHECK(fw->cursor() == 0);
+  fw->poke();
+  REQUIRE(f.runUntil([&] { return fw->cursor() == 5; }));
+  CHECK(f.batches() == Batches{{1, 2}, {3, 4}, {5}});
+  CHECK(f.journal->cursor("fake") == 5);
+  const ForwarderStatus st = fw->status();
+  CHECK(st.name == "fake");
+  CHECK(st.up);
+  CHECK(st.sent == 5);
+  CHECK(st.rejected == 0);
+  CHECK(st.retries == 0);
+  CHECK(st.cursor == 5);
+  CHECK(st.retry_wait == 0);
+  CHECK(st.last_error.empty());
+  fw->stop();
+}
+
+TEST_CASE("forwarder: a retry keeps the cursor and resends the same batch") {
+  Fixture f;
+  f.addReadings(3);
+  f.script({{SendStatus::kRetry, "endpoint down", {}}, {SendStatus::kRetry, "still down", {}}});
+  ForwarderOptions o = fastOptions();
+  o.retry_min = 20 * kMs;  // long enough to look at the state between attempts
+  o.retry_max = 40 * kMs;
+  auto fw = f.make(o);
+  fw->poke();
+  REQUIRE(f.runUntil([&] { return fw->status().retries == 1; }));
+  ForwarderStatus st = fw->status();
+  CHECK(fw->cursor() == 0);
+  CHECK(f.journal->cursor("fake") == 0);
+  CHECK_FALSE(st.up);
+  CHECK(st.last_error == "endpoint down");
+  CHECK(st.sent == 0);
+  fw->poke();  // new commits while backing off do not send early
+  CHECK(f.batches().size() == 1);
+
+  REQUIRE(f.runUntil([&] { return fw->cursor() == 3; }));
+  CHECK(f.batches() == Batches{{1, 2}, {1, 2}, {1, 2}, {3}});
+  st = fw->status();
+  CHECK(st.up);
+  CHECK(st.retries == 2);
+  CHECK(st.sent == 3);
+  CHECK(st.last_error == "still down");  // kept for gatewayctl after recovery
+  fw->stop();
+}
+
+TEST_CASE("forwarder: a rejected batch is skipped and counted") {
+  Fixture f;
+  f.addReadings(4);
+  f.script({{SendStatus::kRejected, "HTTP 400: bad line", {}}});
+  auto fw = f.make(fastOptions());
+  fw->poke();
+  REQUIRE(f.runUntil([&] { return fw->cursor() == 4; }));
+  CHECK(f.batches() == Batches{{1, 2}, {3, 4}});
+  const ForwarderStatus st = fw->status();
+  CHECK(st.rejected == 2);
+  CHECK(st.sent == 2);
+  CHECK(st.retries == 0);
+  CHECK(st.last_error == "HTTP 400: bad line");
+  fw->stop();
+}
+
+TEST_CASE("forwarder: nothing committed, nothing sent; the cursor survives a restart") {
+  Fixture f;
+  {
+    auto fw = f.make(fastOptions());
+    fw->poke();
+    f.io.poll();
+    CHECK(f.batches().empty());
+    f.addReadings(2);
+    fw->poke();
+    REQUIRE(f.runUntil([&] { return fw->cursor() == 2; }));
+    fw->stop();
+  }
+  REQUIRE(f.journal->commit());
+  auto again = f.make(fastOptions());
+  CHECK(again->cursor() == 2);
+  again->poke();
+  f.io.poll();
+  CHECK(f.batches().size() == 1);
+  again->stop();
+}
+
+TEST_CASE("forwarder: backoff starts at retry_min, doubles, stops at retry_max, resets") {
+  Fixture f;
+  f.addReadings(1);
+  std::vector<SendResult> failures(6, SendResult{SendStatus::kRetry, "down", {}});
+  // After a delivery, the next failure starts from retry_min again.
+  failures.push_back({SendStatus::kDelivered, {}, {}});
+  failures.push_back({SendStatus::kRetry, "down again", {}});
+  f.script(failures);
+  auto fw = f.make(fastOptions(1));
+
+  auto waitsAtTop = [&](double u, std::uint64_t from, std::uint64_t to) {
+    f.uniform = u;
+    std::vector<Nanos> waits;
+    for (std::uint64_t k = from; k <= to; ++k) {
+      REQUIRE(f.runUntil([&] { return fw->status().retries == k; }));
+      waits.push_back(fw->status().retry_wait);
+    }
+    return waits;
+  };
+  fw->poke();
+  SUBCASE("top of the jitter range: the ceiling itself") {
+    CHECK(waitsAtTop(1.0, 1, 6) ==
+          std::vector<Nanos>{1 * kMs, 2 * kMs, 4 * kMs, 8 * kMs, 8 * kMs, 8 * kMs});
+  }
+  SUBCASE("bottom of the jitter range: half the ceiling") {
+    CHECK(waitsAtTop(0.0, 1, 6) ==
+          std::vector<Nanos>{kMs / 2, 1 * kMs, 2 * kMs, 4 * kMs, 4 * kMs, 4 * kMs});
+  }
+  f.addReadings(1);
+  fw->poke();
+  REQUIRE(f.runUntil([&] { return fw->status().retries == 7; }));
+  CHECK(fw->status().retry_wait <= 1 * kMs);
+  CHECK(fw->status().retry_wait >= kMs / 2);
+  CHECK(fw->cursor() == 1);
+  fw->stop();
+}
+
+TEST_CASE("forwarder: Retry-After is honoured but capped at retry_max") {
+  Fixture f;
+  f.addReadings(1);
+  f.uniform = 0.0;
+  ForwarderOptions o = fastOptions(1);
+  o.retry_max = 50 * kMs;
+  f.script({
+      {SendStatus::kRetry, "HTTP 429", 20 * kMs},  // above our 0.5 ms: the server's wish
+      // "Retry-After: 99999999999" (parsed, saturated): not ~31 years, retry_max.
+      {SendStatus::kRetry, "HTTP 429", 999'999'999 * kNanosPerSecond},
+      {SendStatus::kRetry, "HTTP 503", 0},  // below our backoff: ours
+  });
+  auto fw = f.make(o);
+  fw->poke();
+  REQUIRE(f.runUntil([&] { return fw->status().retries == 1; }));
+  CHECK(fw->status().retry_wait == 20 * kMs);
+  REQUIRE(f.runUntil([&] { return fw->status().retries == 2; }));
+  CHECK(fw->status().retry_wait == 50 * kMs);
+  REQUIRE(f.runUntil([&] { return fw->status().retries == 3; }));
+  CHECK(fw->status().retry_wait == 2 * kMs);  // third failure: ceiling 4 ms, bottom of range
+  const auto t0 = std::chrono::steady_clock::now();
+  REQUIRE(f.runUntil([&] { return fw->cursor() == 1; }));
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(2));
+  fw->stop();
+}
+
+TEST_CASE("forwarder: stop() interrupts a blocked send and returns promptly") {
+  Fixture f;
+  f.addReadings(3);
+  f.sink->block = true;
+  auto fw = f.make(fastOptions());
+  fw->poke();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (f.sink->in_send.load() == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::yield();
+  REQUIRE(f.sink->in_send.load() == 1);
+  const auto t0 = std::chrono::steady_clock::now();
+  fw->stop();
+  const auto took = std::chrono::steady_clock::now() - t0;
+  {
+    std::lock_guard lock(f.sink->mu);
+    CHECK(f.sink->interrupted);
+  }
+  CHECK(took < std::chrono::milliseconds(500));
+  MESSAGE("stop() took " << std::chrono::duration_cast<std::chrono::microseconds>(took).count()
+                         << " us");
+  f.io.poll();  // the interrupted send's answer arrives after stop: ignored
+  CHECK(fw->cursor() == 0);
+  CHECK(f.journal->cursor("fake") == 0);
+  fw->stop();  // idempotent
+}
+
+TEST_CASE("forwarder: record ages come from the injected wall clock") {
+  Fixture f;
+  f.addReadings(3);                                // event times kT0, +1 s, +2 s
+  f.wall = kT0 + 2 * kNanosPerSecond + 500 * kMs;  // confirmation time
+  auto fw = f.make(fastOptions(3));
+  fw->poke();
+  REQUIRE(f.runUntil([&] { return fw->cursor() == 3; }));
+  const ForwarderStatus st = fw->status();
+  CHECK(st.age_p50_ms == doctest::Approx(1500));
+  CHECK(st.age_p99_ms == doctest::Approx(1500));  // nearest-rank below: index 1 of 3
+  fw->stop();
+}
