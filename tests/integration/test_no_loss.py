@@ -92,7 +92,16 @@ def test_sigkill_during_qos1_stream_loses_nothing(wd):
     want = distinct_sent(sent)
     missing = want - got
     assert not missing, f"{len(missing)} of {n} readings lost across {kills} SIGKILLs"
-    samples = vm.wait_samples(n, timeout=120)
-    got_vm = {(m["device"], m["__name__"], t, v) for m, v, t in samples}
-    assert {(s["device"], s["metric"], s["ts"], s["value"]) for s in sent} <= got_vm
+    # Re-sent batches (at-least-once) count as samples too: wait for every distinct reading, not
+    # for a number of samples, or the check can run before the last batch is in.
+    want_vm = {(s["device"], s["metric"], s["ts"], s["value"]) for s in sent}
+    got_vm = set()
+
+    def all_in_vm():
+        nonlocal got_vm
+        got_vm = {(m["device"], m["__name__"], t, v) for m, v, t in vm.samples()}
+        return want_vm <= got_vm
+
+    wait_until("every reading in VictoriaMetrics", all_in_vm, timeout=120, interval=0.5)
+    assert want_vm <= got_vm
     print(f"SIGKILL x{kills}: {n} sent, all in Kafka ({len(records) - len(got)} duplicates) and VictoriaMetrics")
