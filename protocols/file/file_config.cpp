@@ -43,7 +43,8 @@ FileOptions parseConfig(config::Section& s) {
   FileOptions o;
   auto path = s.path("path");
   if (!path) s.fail("path", "is required (the archive folder)");
-  o.path = *path;
+  // "archive/" names the same folder as "archive"; the sink syncs the folder's parent.
+  o.path = path->has_filename() ? *path : path->parent_path();
   if (auto rotate = s.duration("rotate")) {
     if (*rotate < kNanosPerMinute) s.fail("rotate", "must be at least 1m");
     // Periods aligned to the epoch then start at the same wall times every day.

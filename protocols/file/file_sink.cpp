@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cassert>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -100,6 +101,8 @@ class Fd {
 class FileSink final : public Sink {
  public:
   explicit FileSink(FileOptions options) : options_(std::move(options)) {
+    // The parser guarantees it; periods and names rely on it.
+    assert(options_.rotate >= kNanosPerMinute && kNanosPerDay % options_.rotate == 0);
     if (!options_.clock) options_.clock = &wallNow;
     text_.reserve(kTextChunk + 4096);
     if (options_.gzip) {
@@ -172,8 +175,12 @@ class FileSink final : public Sink {
 
   std::optional<std::string> openFile(Nanos period, Nanos now) {
     std::error_code ec;
-    fs::create_directories(options_.path, ec);
+    const bool created = fs::create_directories(options_.path, ec);
     if (ec) return fmt::format("cannot create folder {}: {}", options_.path.string(), ec.message());
+    // A new folder's own entry must survive a power cut as well as the files in it.
+    if (created) {
+      if (auto error = syncFolder(options_.path.parent_path())) return error;
+    }
     file_name_ = archiveFileName(period, options_.rotate, options_.gzip);
     path_ = (options_.path / file_name_).string();
     if (!started_) {
@@ -196,7 +203,7 @@ class FileSink final : public Sink {
     }
     // Without this, a power cut can lose a new file's folder entry, and with it lines whose
     // data was fsync'ed.
-    if (auto error = syncFolder()) {
+    if (auto error = syncFolder(options_.path)) {
       ::close(fd);
       return error;
     }
@@ -217,12 +224,12 @@ class FileSink final : public Sink {
     fd_ = -1;
   }
 
-  std::optional<std::string> syncFolder() const {
-    Fd dir(::open(options_.path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  static std::optional<std::string> syncFolder(const fs::path& folder) {
+    Fd dir(::open(folder.empty() ? "." : folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (dir.get() < 0)
-      return fmt::format("cannot open folder {}: {}", options_.path.string(), osError(errno));
+      return fmt::format("cannot open folder {}: {}", folder.string(), osError(errno));
     if (::fsync(dir.get()) != 0)
-      return fmt::format("cannot fsync folder {}: {}", options_.path.string(), osError(errno));
+      return fmt::format("cannot fsync folder {}: {}", folder.string(), osError(errno));
     return std::nullopt;
   }
 

@@ -59,6 +59,9 @@ TEST_CASE("defaults; the folder is relative to the config file's folder") {
   CHECK(p.options.send_aggregates);
   CHECK(p.options.send_alerts);
   CHECK_FALSE(fs::exists(p.options.path));  // a check has no side effects
+  Parsed q;
+  parse(q, "path = \"archive/\"\n");
+  CHECK(q.options.path == q.dir.path / "archive");
 }
 
 TEST_CASE("every key of the design's example") {
