@@ -1,5 +1,6 @@
 // Kafka sink (librdkafka): idempotent producer, acks=all, lz4 by default, key = device,
-// Kafka timestamp = event time, JSON values per the design's "Sinks" section.
+// Kafka timestamp = event time, JSON values per the design's "Sinks" section (written by
+// core/record_json.h, shared with the file sink).
 #pragma once
 
 #include <map>
@@ -40,14 +41,5 @@ std::optional<std::pair<std::string, std::string>> checkProperties(const KafkaOp
 /// can never be accepted (too large, invalid record or timestamp); everything else is kRetry.
 /// interrupt() is sticky: meant for shutdown, every later send() returns kRetry at once.
 std::unique_ptr<Sink> makeKafkaSink(const KafkaOptions& options);
-
-/// Appends the reading's JSON value: {"device","metric","tags":{…},"value","time",
-/// "device_time"?,"reference","offset_ms"?,"seq"}.
-void appendReadingJson(std::string& out, const ReadingRecord& r);
-
-/// Appends the aggregate's JSON value: {"device","metric","tags":{…},"window","window_start",
-/// "window_end", then each computed statistic in core's kStatOrder ("count","min","max","avg",
-/// "p95",…), "late", "quantiles":"sketch" when past the exact-sample cap, "seq"}.
-void appendAggregateJson(std::string& out, const ReadingRecord& r);
 
 }  // namespace gw::kafka

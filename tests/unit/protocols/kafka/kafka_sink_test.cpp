@@ -5,7 +5,6 @@
 #include <librdkafka/rdkafka_mock.h>
 
 #include <chrono>
-#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -16,6 +15,7 @@
 #include <vector>
 
 #include "core/log.h"
+#include "core/record_json.h"
 #include "core/time.h"
 #include "tests/support/net.h"
 #include "tests/support/sink_conformance.h"
@@ -35,7 +35,7 @@ constexpr Nanos kT0 = 1'795'256'130'123'456'789;
 
 std::string json(const ReadingRecord& r) {
   std::string out;
-  gw::kafka::appendReadingJson(out, r);
+  gw::appendReadingJson(out, r);
   return out;
 }
 
@@ -168,47 +168,6 @@ struct Batch {
 };
 
 }  // namespace
-
-TEST_CASE("reading JSON: escaping, tags, optional device time") {
-  Series s{"pump 7,\"a\"=b", "bearing_temp", {{"line", "l\\3"}, {"site", "north"}}};
-  ReadingRecord r;
-  r.seq = 42;
-  r.series = &s;
-  r.value = 21.5;
-  r.event_time = kT0;
-  r.device_time = kT0 - 2'500 * kNanosPerMilli;
-  r.reference = TimeReference::kBroker;
-  CHECK(json(r) ==
-        R"({"device":"pump 7,\"a\"=b","metric":"bearing_temp","tags":{"line":"l\\3",)"
-        R"("site":"north"},"value":21.5,"time":"2026-11-21T10:15:30.123Z",)"
-        R"("device_time":"2026-11-21T10:15:27.623Z","reference":"broker","offset_ms":2500,)"
-        R"("seq":42})");
-
-  SUBCASE("no device time: device_time and offset_ms absent, empty tags") {
-    Series bare{"d", "m", {}};
-    ReadingRecord b;
-    b.seq = 18446744073709551615ull;
-    b.series = &bare;
-    b.value = -0.1;
-    b.event_time = kT0;
-    CHECK(json(b) == R"({"device":"d","metric":"m","tags":{},"value":-0.1,)"
-                     R"("time":"2026-11-21T10:15:30.123Z","reference":"receive",)"
-                     R"("seq":18446744073709551615})");
-  }
-  SUBCASE("negative offset (device clock ahead), non-finite value") {
-    r.device_time = kT0 + 3'600 * kNanosPerSecond;
-    r.value = std::nan("");
-    const std::string j = json(r);
-    CHECK(j.find(R"("value":null,)") != std::string::npos);
-    CHECK(j.find(R"("device_time":"2026-11-21T11:15:30.123Z")") != std::string::npos);
-    CHECK(j.find(R"("offset_ms":-3600000,)") != std::string::npos);
-  }
-  SUBCASE("appends to what is already in the buffer") {
-    std::string out = "x";
-    gw::kafka::appendReadingJson(out, r);
-    CHECK(out.substr(0, 12) == "x{\"device\":\"");
-  }
-}
 
 TEST_CASE("invalid librdkafka properties are config errors with librdkafka's message") {
   gw::kafka::KafkaOptions o;
