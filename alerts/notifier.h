@@ -33,7 +33,7 @@ struct DeliveryResult {
 /// Threading: deliver() runs on the outbox's worker thread, one event at a time, never
 /// concurrently with itself; it blocks until the remote side answered or the timeout passed.
 /// It does no retrying of its own: the outbox keeps the event and decides when to try again
-/// (RetryPolicy), so ordering per dedup key stays with the outbox.
+/// (the forwarder, with core/retry_policy.h), so ordering per dedup key stays with the outbox.
 class Notifier {
  public:
   virtual ~Notifier() = default;
