@@ -13,7 +13,6 @@
 #include <optional>
 
 #include "buffer/journal.h"
-#include "core/json.h"
 #include "core/log.h"
 #include "gateway/config.h"
 #include "gateway/control/control_server.h"
@@ -21,6 +20,7 @@
 #include "gateway/metrics/metrics_server.h"
 #include "gateway/pipeline.h"
 #include "gateway/sd_notify.h"
+#include "gateway/status.h"
 
 #ifndef GW_VERSION
 #define GW_VERSION "dev"
@@ -103,57 +103,35 @@ class Daemon {
 
   /// The control socket's answer to one request line.
   std::string control(std::string_view request) {
-    if (request == "status") {
-      // The pipeline's view with the daemon's own part in front.
-      const std::string view = pipeline_->control("status");
-      std::string s = R"({"daemon":{"version":)";
-      gw::json::appendString(s, GW_VERSION);
-      s += fmt::format(R"(,"pid":{},"started":")", ::getpid());
-      gw::appendRfc3339Millis(s, start_time_);
-      s += fmt::format(R"(","uptime_s":{:.3f},"config":)",
-                       static_cast<double>(gw::wallNow() - start_time_) / gw::kNanosPerSecond);
-      gw::json::appendString(s, cfg_.file.string());
-      s += fmt::format(R"(,"reloads":{},"reload_failures":{},"metrics":)", reloads_,
-                       reload_failures_);
-      if (metrics_)
-        gw::json::appendString(s, fmt::format("{}:{}", cfg_.metrics->host, metrics_->port()));
-      else
-        s += "null";
-      s += R"(,"last_reload":)";
-      if (last_reload_) {
-        s += R"({"time":")";
-        gw::appendRfc3339Millis(s, last_reload_->time);
-        s += fmt::format(R"(","ok":{},"error":)", last_reload_->ok);
-        gw::json::appendString(s, last_reload_->error);
-        s += "}";
-      } else {
-        s += "null";
-      }
-      s += "},";
-      s.append(view, 1);  // view is {…}: drop its '{'
-      return s;
-    }
-    return pipeline_->control(request);
+    const auto view = gw::parseStatusView(request);
+    if (!view) return gw::unknownCommandJson(request);
+    auto snapshot = pipeline_->snapshot(gw::partsOf(*view));
+    if (*view == gw::StatusView::kStatus) snapshot.daemon = daemonStatus();
+    return gw::statusJson(*view, snapshot);
   }
 
   std::string metricsText() {
-    gw::metrics::DaemonInfo d;
-    d.version = GW_VERSION;
-    d.start_time = start_time_;
-    d.now = gw::wallNow();
-    d.reloads = reloads_;
-    d.reload_failures = reload_failures_;
-    return gw::metrics::renderExposition(d, pipeline_->control("status"),
-                                         pipeline_->control("sensors"),
-                                         pipeline_->control("alerts"));
+    auto snapshot = pipeline_->snapshot(gw::metrics::kExpositionParts);
+    snapshot.daemon = daemonStatus();
+    return gw::metrics::renderExposition(snapshot);
   }
 
  private:
-  struct LastReload {
-    gw::Nanos time = 0;
-    bool ok = true;
-    std::string error;
-  };
+  using LastReload = gw::DaemonStatus::LastReload;
+
+  gw::DaemonStatus daemonStatus() const {
+    gw::DaemonStatus d;
+    d.version = GW_VERSION;
+    d.pid = ::getpid();
+    d.started = start_time_;
+    d.now = gw::wallNow();
+    d.config_file = cfg_.file.string();
+    d.reloads = reloads_;
+    d.reload_failures = reload_failures_;
+    if (metrics_) d.metrics = fmt::format("{}:{}", cfg_.metrics->host, metrics_->port());
+    d.last_reload = last_reload_;
+    return d;
+  }
 
   static std::string listenOf(const gw::config::Config& c) {
     return c.metrics ? c.metrics->listen : "";
@@ -268,7 +246,8 @@ int main(int argc, char** argv) {
   std::function<void()> on_usr1 = [&] {
     usr1.async_wait([&](const boost::system::error_code& ec, int) {
       if (ec) return;
-      gw::log::notice("sensors {}", daemon.pipeline().sensorsJson());
+      gw::log::notice("sensors {}",
+                      gw::sensorsLogJson(daemon.pipeline().snapshot(gw::status_part::kDevices)));
       on_usr1();
     });
   };
@@ -284,7 +263,7 @@ int main(int argc, char** argv) {
     status_timer.async_wait([&](const boost::system::error_code& ec) {
       if (ec) return;
       gw::sd::status(daemon.pipeline().statusLine());
-      daemon.pipeline().control("status");
+      daemon.pipeline().sampleRates();
       on_status();
     });
   };
@@ -330,7 +309,7 @@ int main(int argc, char** argv) {
   });
   // The journal is open (constructor) and the MQTT source started.
   gw::sd::ready(daemon.pipeline().statusLine());
-  daemon.pipeline().control("status");  // the first sample for the rates
+  daemon.pipeline().sampleRates();  // the first sample for the rates
   on_status();
   if (watchdog_every.count() > 0) on_watchdog();
   io.run();

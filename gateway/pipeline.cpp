@@ -86,7 +86,8 @@ void Pipeline::Impl::start() {
       alert_engine->tick(time.wall(), alert_events);
       if (!alert_events.empty()) journalAlerts();
     });
-  every(stats_timer, cfg.gateway.stats_interval, [this] { log::info("stats {}", statsJson()); });
+  every(stats_timer, cfg.gateway.stats_interval,
+        [this] { log::info("stats {}", gw::statsJson(snapshot(kStatsParts))); });
   std::string sinks;
   for (auto& f : forwarders) sinks += (sinks.empty() ? "" : ", ") + f->name();
   log::notice("gatewayd {}: journal {} (last seq {}), {} source(s), sinks: {}", cfg.gateway.id,
@@ -104,7 +105,7 @@ void Pipeline::Impl::stop() {
   for (auto& f : forwarders) f->stop();
   for (auto& f : outboxes) f->stop();
   journal->commit();  // the last cursor moves
-  log::info("stats {}", statsJson());
+  log::info("stats {}", gw::statsJson(snapshot(kStatsParts)));
 }
 
 void Pipeline::Impl::bad(std::string_view reason, std::string_view where, size_t size) {
@@ -310,9 +311,11 @@ Pipeline::Pipeline(boost::asio::io_context& io, const config::Config& config, Cl
 Pipeline::~Pipeline() { impl_->stop(); }
 void Pipeline::start() { impl_->start(); }
 void Pipeline::stop() { impl_->stop(); }
-std::string Pipeline::statsJson() const { return impl_->statsJson(); }
-std::string Pipeline::statusLine() const { return impl_->statusLine(); }
-std::string Pipeline::sensorsJson() const { return impl_->sensorsJson(); }
-std::string Pipeline::control(std::string_view command) const { return impl_->control(command); }
+StatusSnapshot Pipeline::snapshot(StatusParts what) const { return impl_->snapshot(what); }
+void Pipeline::sampleRates() const { impl_->sampleRates(impl_->time.mono()); }
+std::string Pipeline::statusLine() const {
+  using namespace status_part;
+  return gw::statusLine(impl_->snapshot(kCounters | kSources | kSinks));
+}
 
 }  // namespace gw

@@ -7,6 +7,7 @@
 
 #include "core/time.h"
 #include "gateway/config.h"
+#include "gateway/status.h"
 
 namespace boost::asio {
 class io_context;
@@ -14,7 +15,7 @@ class io_context;
 
 namespace gw {
 
-/// Threading: construct, start, stop, statsJson and statusLine on the io_context's (single) thread.
+/// Threading: every method on the io_context's (single) thread.
 class Pipeline {
  public:
   /// Opens the journal and builds the components the config names. Throws
@@ -30,17 +31,13 @@ class Pipeline {
   /// Commits and acknowledges what was received, stops the sources (MQTT keeps its session),
   /// stops the forwarders and writes the cursors. Safe to call twice.
   void stop();
-  /// One-line JSON with the counters (messages, readings, bad input by reason, journal, sinks).
-  std::string statsJson() const;
+  /// The status parts `what` names (gateway/status.h). Also samples the counters for the rates
+  /// it reports.
+  StatusSnapshot snapshot(StatusParts what) const;
+  /// Samples the counters for the rates (call it every few seconds).
+  void sampleRates() const;
   /// One line for systemd's STATUS=, e.g. "mqtt connected, 12345 readings, kafka up backlog 0".
   std::string statusLine() const;
-  /// JSON with each device's clock (offset, drift, steps, flag, reference) and the gateway's
-  /// own clock against the broker's: what `gatewayctl sensors` shows.
-  std::string sensorsJson() const;
-  /// One JSON document for the control socket (`gatewayctl`) and the metrics endpoint:
-  /// "status", "sensors", "buffer", "sinks" or "alerts"; anything else gives {"error":…}.
-  /// Also samples the counters for the rates it reports (call it every few seconds).
-  std::string control(std::string_view command) const;
 
   struct Impl;  // gateway/pipeline_impl.h
 

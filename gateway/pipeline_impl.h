@@ -1,6 +1,6 @@
 // The engine behind Pipeline (internal to gateway/): it owns the journal, builds the
-// components from the config, and implements the Ingest every source reports to. The views for
-// gatewayctl, metrics and logs are in pipeline_views.cpp.
+// components from the config, and implements the Ingest every source reports to. Its status
+// snapshot is filled in pipeline_status.cpp.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -20,6 +20,7 @@
 #include "gateway/config.h"
 #include "gateway/forwarder.h"
 #include "gateway/pipeline.h"
+#include "gateway/status.h"
 
 namespace gw {
 
@@ -39,11 +40,9 @@ struct Pipeline::Impl final : Ingest {
   void stop();
   void commitNow();
 
-  // Views (pipeline_views.cpp).
-  std::string statsJson() const;
-  std::string statusLine() const;
-  std::string sensorsJson() const;
-  std::string control(std::string_view command) const;
+  // Status (pipeline_status.cpp).
+  StatusSnapshot snapshot(StatusParts what) const;
+  void sampleRates(Nanos now) const;
 
   // --- engine -------------------------------------------------------------------------------
   void onWindowClosed(const aggregators::Aggregate& a);
@@ -90,31 +89,20 @@ struct Pipeline::Impl final : Ingest {
   std::unordered_map<std::string, clock::SkewEstimator, StringHash, std::equal_to<>> clocks;
   clock::SkewEstimator gateway_clock;
 
-  // --- views state (pipeline_views.cpp) -------------------------------------------------------
-  // Rates come from snapshots of the counters taken when a view is asked for (gatewayd asks
+  // --- status state (pipeline_status.cpp) ----------------------------------------------------
+  // Rates come from samples of the counters taken when a snapshot is asked for (gatewayd asks
   // every few seconds for STATUS=), at most one a second, kept for 30 s: a rate is the average
-  // over the last 1..15 s, or null right after start.
-  struct ControlSnapshot {
+  // over the last 1..15 s, or none right after start.
+  struct CounterSample {
     Nanos mono = 0;
     std::uint64_t readings = 0;
     std::map<std::string, std::uint64_t, std::less<>> sent;  // per sink
     std::unordered_map<std::string, std::uint64_t> device_samples;
   };
-  mutable std::vector<ControlSnapshot> control_snapshots;
+  mutable std::vector<CounterSample> samples;
   Nanos control_since = 0;
 
-  std::uint64_t messageCount() const;
-  void controlSample(Nanos now) const;
-  std::string controlSinkTarget(std::string_view name) const;
-  void appendControlSinks(std::string& s, const buffer::JournalStats& js, Nanos wall, Nanos mono,
-                          const ControlSnapshot* base) const;
-  void appendControlJournal(std::string& s, const buffer::JournalStats& js, Nanos wall) const;
-  std::string controlStatus() const;
-  std::string controlSensors() const;
-  std::string controlBuffer() const;
-  std::string controlSinksView() const;
-  std::string controlAlerts() const;
-  const ControlSnapshot* controlBase(Nanos now) const;
+  const CounterSample* rateBase(Nanos now) const;
 };
 
 }  // namespace gw

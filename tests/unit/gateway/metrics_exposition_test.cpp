@@ -5,20 +5,50 @@
 
 #include "gateway/metrics/exposition.h"
 
-using gw::metrics::DaemonInfo;
 using gw::metrics::renderExposition;
 
 TEST_CASE("exposition: families, values and escaping") {
-  DaemonInfo d;
+  gw::StatusSnapshot s;
+  gw::DaemonStatus d;
   d.version = "0.1.0";
-  d.start_time = 1000 * gw::kNanosPerSecond;
+  d.started = 1000 * gw::kNanosPerSecond;
   d.now = 1010 * gw::kNanosPerSecond;
-  const std::string status =
-      R"({"gateway":"gw\"1","messages":5,"readings":7,"rate_in":1.5,"bad_total":3,"bad":{"no_template":2,"not_json":1},"sources":[{"name":"mqtt","up":true,"connection_failures":4,"in_flight":2,"last_error":""}],"sinks":[{"name":"kafka","up":false,"sent":6,"retries":2,"rejected":0,"backlog":1,"dropped":0,"age_p50_ms":10,"age_p99_ms":20,"oldest_unsent_age_s":null,"rate_out":null,"last_error":"x"}],"journal":{"rows":7,"file_bytes":4096,"used_bytes":2048,"max_size":1048576,"last_seq":7,"commits":2,"commit_failures":0,"pending":0},"clock":{"devices":1,"out_of_bounds":0}})";
-  const std::string sensors =
-      R"({"gateway":{"offset_ms":1.5},"devices":[{"device":"pump 7\\a","offset_ms":-2500,"drift_ppm":3.5,"steps":1,"out_of_bounds":false,"last_seen":"2026-11-21T10:15:30.123Z"}]})";
-  const std::string text = renderExposition(
-      d, status, sensors, R"({"rules":0,"firing":[],"pending":[],"undelivered":[]})");
+  s.daemon = d;
+  s.gateway_id = "gw\"1";
+  s.counters.messages = 5;
+  s.counters.readings = 7;
+  s.counters.rate_in = 1.5;
+  s.counters.bad = {{"no_template", 2}, {"not_json", 1}};
+  gw::ComponentStatus mqtt;
+  mqtt.name = "mqtt";
+  mqtt.figures = {{"connection_failures", 4}, {"in_flight", 2, gw::Figure::Kind::kGauge}};
+  s.sources.push_back(mqtt);
+  gw::SinkStatus kafka;
+  kafka.forwarder.name = "kafka";
+  kafka.forwarder.up = false;
+  kafka.forwarder.sent = 6;
+  kafka.forwarder.retries = 2;
+  kafka.forwarder.age_p50_ms = 10;
+  kafka.forwarder.age_p99_ms = 20;
+  kafka.forwarder.last_error = "x";
+  kafka.journal.backlog = 1;  // no oldest_unsent, no rate_out
+  s.sinks.push_back(kafka);
+  s.journal.stats.rows = 7;
+  s.journal.stats.file_bytes = 4096;
+  s.journal.stats.used_bytes = 2048;
+  s.journal.stats.last_seq = 7;
+  s.journal.stats.commits = 2;
+  s.journal.max_size = 1048576;
+  s.clock.devices = 1;
+  s.clock.gateway.offset = 1'500'000;
+  gw::DeviceClockStatus pump;
+  pump.device = "pump 7\\a";
+  pump.clock.offset = -2'500'000'000;
+  pump.clock.drift_ppm = 3.5;
+  pump.clock.steps = 1;
+  pump.clock.last_seen = *gw::parseRfc3339("2026-11-21T10:15:30.123Z");
+  s.clock.per_device.push_back(pump);
+  const std::string text = renderExposition(s);
   auto has = [&](const std::string& s) {
     INFO(s);
     CHECK(text.find(s + "\n") != std::string::npos);

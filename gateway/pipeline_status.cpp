@@ -1,0 +1,164 @@
+// The engine's status: fills a StatusSnapshot (gateway/status.h) with the parts a view asks
+// for, and keeps the counter samples the rates are measured against. Rendering is elsewhere
+// (status_json.cpp, metrics/exposition.cpp).
+#include <algorithm>
+
+#include "gateway/pipeline_impl.h"
+
+namespace gw {
+namespace {
+
+/// Per second since `base`; none without a base or when the counter went back.
+std::optional<double> rate(const Pipeline::Impl::CounterSample* base, Nanos now,
+                           std::uint64_t current, std::uint64_t before) {
+  if (!base || current < before) return std::nullopt;
+  const double seconds = static_cast<double>(now - base->mono) / kNanosPerSecond;
+  return static_cast<double>(current - before) / seconds;
+}
+
+bool usable(const Pipeline::Impl::CounterSample& sample, Nanos now) {
+  return now - sample.mono <= 15 * kNanosPerSecond && now - sample.mono >= kNanosPerSecond;
+}
+
+}  // namespace
+
+void Pipeline::Impl::sampleRates(Nanos now) const {
+  if (!samples.empty() && now - samples.back().mono < kNanosPerSecond) return;
+  CounterSample sample;
+  sample.mono = now;
+  sample.readings = readings;
+  for (const auto& f : forwarders) sample.sent[f->name()] = f->status().sent;
+  for (const auto& [device, estimator] : clocks)
+    sample.device_samples[device] = estimator.state().samples;
+  samples.push_back(std::move(sample));
+  while (now - samples.front().mono > 30 * kNanosPerSecond) samples.erase(samples.begin());
+}
+
+/// The sample to measure rates against: the oldest of the last 15 s that is at least 1 s old,
+/// or nullptr.
+const Pipeline::Impl::CounterSample* Pipeline::Impl::rateBase(Nanos now) const {
+  for (const auto& sample : samples)
+    if (usable(sample, now)) return &sample;
+  return nullptr;
+}
+
+StatusSnapshot Pipeline::Impl::snapshot(StatusParts what) const {
+  using namespace status_part;
+  const Nanos wall = time.wall(), mono = time.mono();
+  sampleRates(mono);
+  const CounterSample* base = rateBase(mono);
+  StatusSnapshot s;
+  s.gateway_id = cfg.gateway.id;
+  s.since = control_since;
+  s.wall = wall;
+
+  if (what & (kCounters | kSources))
+    for (const auto& source : sources) s.sources.push_back(source->status());
+  if (what & kCounters) {
+    for (const auto& src : s.sources) s.counters.messages += src.figure("messages");
+    s.counters.readings = readings;
+    s.counters.rate_in = rate(base, mono, readings, base ? base->readings : 0);
+    s.counters.bad = bad_counts;
+  }
+  if (!(what & kSources)) s.sources.clear();
+
+  buffer::JournalStats js;
+  if (what & (kSinks | kJournal)) js = journal->stats();
+  if (what & kSinks) {
+    for (const auto& f : forwarders) {
+      SinkStatus& sink = s.sinks.emplace_back();
+      sink.forwarder = f->status();
+      const std::string& name = sink.forwarder.name;
+      if (const auto it = sink_targets.find(name); it != sink_targets.end())
+        sink.target = it->second;
+      if (const auto it = js.sinks.find(name); it != js.sinks.end()) sink.journal = it->second;
+      if (base)
+        if (const auto it = base->sent.find(name); it != base->sent.end())
+          sink.rate_out = rate(base, mono, sink.forwarder.sent, it->second);
+    }
+  }
+  if (what & kJournal) {
+    JournalStatus& j = s.journal;
+    j.path = (cfg.gateway.state_dir / "journal.db").string();
+    j.commit_failures = commit_failures;
+    j.pending = journal->pending();
+    j.max_size = cfg.buffer.max_size;
+    j.max_age_s = cfg.buffer.max_age / kNanosPerSecond;
+    for (const auto& [name, b] : js.sinks) {
+      if (std::none_of(forwarders.begin(), forwarders.end(),
+                       [&, &name = name](const auto& f) { return f->name() == name; }))
+        continue;
+      j.backlog = std::max(j.backlog, b.backlog);
+      j.dropped += b.dropped;
+      if (b.oldest_unsent && (!j.oldest_unsent || *b.oldest_unsent < *j.oldest_unsent))
+        j.oldest_unsent = b.oldest_unsent;
+    }
+    j.stats = std::move(js);
+  }
+
+  if (what & (kClocks | kDevices)) {
+    s.clock.gateway = gateway_clock.state();
+    s.clock.max_skew = cfg.clock.max_skew;
+    s.clock.devices = clocks.size();
+    for (const auto& [device, estimator] : clocks) {
+      s.clock.out_of_bounds += estimator.state().out_of_bounds;
+      s.clock.steps += estimator.state().steps;
+    }
+  }
+  if (what & kDevices) {
+    s.clock.per_device.reserve(clocks.size());
+    for (const auto& [device, estimator] : clocks) {
+      DeviceClockStatus& d = s.clock.per_device.emplace_back();
+      d.device = device;
+      d.clock = estimator.state();
+      // Against the oldest usable sample that knew the device (it may be newer than `base`).
+      for (const auto& sample : samples) {
+        if (!usable(sample, mono)) continue;
+        if (const auto it = sample.device_samples.find(device); it != sample.device_samples.end()) {
+          d.rate = rate(&sample, mono, d.clock.samples, it->second);
+          break;
+        }
+      }
+    }
+    // Sorted by device name: a stable table for people and diffs.
+    std::sort(s.clock.per_device.begin(), s.clock.per_device.end(),
+              [](const auto& a, const auto& b) { return a.device < b.device; });
+  }
+
+  if ((what & kWindows) && windows)
+    s.windows = WindowStatus{windows->stats(), windows->memoryBytes(), aggregates};
+
+  if (what & (kAlerts | kUndelivered)) {
+    AlertStatus& a = s.alerts;
+    a.rules = cfg.alerts.size();
+    a.engine = alert_engine != nullptr;
+    a.events = alert_count;
+    if (alert_engine) {
+      a.counters = alert_engine->counters();
+      a.firing = alert_engine->firing();
+    }
+    for (const auto& f : outboxes) a.notifiers.push_back(f->status());
+  }
+  if (what & kUndelivered) {
+    std::vector<ReadingRecord> outbox;
+    for (size_t i = 0; i < outboxes.size(); ++i) {
+      const ForwarderStatus& st = s.alerts.notifiers[i];
+      const std::string notifier = st.name.substr(st.name.find('.') + 1);
+      journal->readAlerts(outboxes[i]->cursor(), 50, outbox);
+      bool head = true;
+      for (const auto& r : outbox) {
+        auto e = alerts::parseAlertJson(r.alert);
+        if (!e || std::find(e->notify.begin(), e->notify.end(), notifier) == e->notify.end())
+          continue;
+        // Only the oldest is being tried; the others wait behind it (in order).
+        const bool tried = head && !st.up;
+        s.alerts.undelivered.push_back(
+            {std::move(*e), notifier, tried ? st.retries : 0, tried ? st.last_error : ""});
+        head = false;
+      }
+    }
+  }
+  return s;
+}
+
+}  // namespace gw
