@@ -59,8 +59,9 @@ class Families {
 /// Unix seconds with the fraction exact to the millisecond in print (ns / 1e9 in one step
 /// would print 1795256130.1230001).
 double seconds(Nanos t) {
-  return static_cast<double>(t / kNanosPerSecond) +
-         static_cast<double>(t % kNanosPerSecond) / kNanosPerSecond;
+  const Nanos whole = t / kNanosPerSecond;  // truncated on purpose: the fraction follows
+  return static_cast<double>(whole) +
+         static_cast<double>(t % kNanosPerSecond) / static_cast<double>(kNanosPerSecond);
 }
 
 std::string label(std::string_view name, std::string_view value) {

@@ -285,7 +285,7 @@ class KafkaSink final : public Sink {
       errstr = buf;
       return false;
     }
-    conf.release();
+    static_cast<void>(conf.release());  // rd_kafka_new owns it now
     TopicPtr topics[3];
     const std::string* names[3] = {&options_.readings_topic, &options_.aggregates_topic,
                                    &options_.alerts_topic};

@@ -76,7 +76,9 @@ void checkAggregate(const Aggregate& a, const RefWindow& r, const WindowOptions&
       {Stat::kP50, &Aggregate::p50}, {Stat::kP95, &Aggregate::p95}, {Stat::kP99, &Aggregate::p99}};
   const std::uint32_t percents[] = {50, 95, 99};
   for (int i = 0; i < 3; ++i) {
-    const auto [stat, field] = quantiles[i];
+    const Stat stat = quantiles[i].first;
+    const auto field =
+        quantiles[i].second;  // not a structured binding: doctest's macros capture it
     if (!has(a.stats, stat)) {
       CHECK(std::isnan(a.*field));
       continue;
