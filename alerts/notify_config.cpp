@@ -80,57 +80,30 @@ std::string origin(std::string_view url) {
   return std::string(o);
 }
 
-class PagerDutyConfig final : public SinkConfig {
- public:
-  explicit PagerDutyConfig(PagerDutyOptions options) : options_(std::move(options)) {}
-  std::string name() const override { return "notify." + options_.name; }
-  std::string target() const override { return origin(options_.url); }
-  std::unique_ptr<Sink> build(const BuildContext&) const override {
-    return makeOutboxSink(makePagerDutyNotifier(options_));
-  }
-
- private:
-  PagerDutyOptions options_;
-};
-
-class WebhookConfig final : public SinkConfig {
- public:
-  explicit WebhookConfig(WebhookOptions options) : options_(std::move(options)) {}
-  std::string name() const override { return "notify." + options_.name; }
-  std::string target() const override { return origin(options_.url); }
-  std::unique_ptr<Sink> build(const BuildContext&) const override {
-    return makeOutboxSink(makeWebhookNotifier(options_));
-  }
-
- private:
-  WebhookOptions options_;
-};
-
 std::unique_ptr<SinkConfig> parsePd(config::Section& s, const ParseContext& context) {
-  return std::make_unique<PagerDutyConfig>(parsePagerDuty(s, context.gateway_id));
+  PagerDutyOptions o = parsePagerDuty(s, context.gateway_id);
+  std::string name = "notify." + o.name, target = origin(o.url);
+  return std::make_unique<BasicSinkConfig>(
+      std::move(name), std::move(target),
+      [o = std::move(o)](const BuildContext&) { return makeOutboxSink(makePagerDutyNotifier(o)); });
 }
 
 std::unique_ptr<SinkConfig> parseHook(config::Section& s, const ParseContext& context) {
-  return std::make_unique<WebhookConfig>(parseWebhook(s, context.instance));
+  WebhookOptions o = parseWebhook(s, context.instance);
+  std::string name = "notify." + o.name, target = origin(o.url);
+  return std::make_unique<BasicSinkConfig>(
+      std::move(name), std::move(target),
+      [o = std::move(o)](const BuildContext&) { return makeOutboxSink(makeWebhookNotifier(o)); });
 }
 
 }  // namespace
 
 Component pagerDutyComponent() {
-  Component c;
-  c.kind = ComponentKind::kNotifier;
-  c.table = "notify.pagerduty";
-  c.parse_sink = &parsePd;
-  return c;
+  return {ComponentKind::kNotifier, "notify.pagerduty", false, nullptr, &parsePd};
 }
 
 Component webhookComponent() {
-  Component c;
-  c.kind = ComponentKind::kNotifier;
-  c.table = "notify.webhook";
-  c.named = true;
-  c.parse_sink = &parseHook;
-  return c;
+  return {ComponentKind::kNotifier, "notify.webhook", true, nullptr, &parseHook};
 }
 
 }  // namespace gw::alerts

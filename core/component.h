@@ -7,9 +7,13 @@
 // and one CMake line. Nothing else: cursors, retries, status and reload come from the engine.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+
+#include "core/sink.h"
 
 namespace boost::asio {
 class io_context;
@@ -21,7 +25,6 @@ namespace config {
 class Section;
 }
 class Ingest;
-class Sink;
 class Source;
 
 /// What a component's parser is given besides its table.
@@ -55,6 +58,24 @@ class SinkConfig {
   /// Builds the sink. May throw std::runtime_error only for what a config check cannot see
   /// (a library that cannot be set up); everything the config can get wrong, its parser refused.
   virtual std::unique_ptr<Sink> build(const BuildContext& context) const = 0;
+};
+
+/// A SinkConfig made of its parts, for a sink whose config is only its options (captured by
+/// `build`).
+class BasicSinkConfig final : public SinkConfig {
+ public:
+  using Build = std::function<std::unique_ptr<Sink>(const BuildContext&)>;
+  BasicSinkConfig(std::string name, std::string target, Build build)
+      : name_(std::move(name)), target_(std::move(target)), build_(std::move(build)) {}
+  std::string name() const override { return name_; }
+  std::string target() const override { return target_; }
+  std::unique_ptr<Sink> build(const BuildContext& context) const override {
+    return build_(context);
+  }
+
+ private:
+  std::string name_, target_;
+  Build build_;
 };
 
 /// A source's parsed, immutable config.

@@ -83,12 +83,6 @@ std::unique_ptr<SourceConfig> parse(config::Section& s, const ParseContext&) {
 
 }  // namespace
 
-Component component() {
-  Component c;
-  c.kind = ComponentKind::kSource;
-  c.table = "coap";
-  c.parse_source = &parse;
-  return c;
-}
+Component component() { return {ComponentKind::kSource, "coap", false, &parse, nullptr}; }
 
 }  // namespace gw::coap

@@ -37,31 +37,16 @@ KafkaOptions parseConfig(config::Section& s, std::string_view gateway_id) {
 namespace gw::kafka {
 namespace {
 
-class KafkaSinkConfig final : public SinkConfig {
- public:
-  explicit KafkaSinkConfig(KafkaOptions options) : options_(std::move(options)) {}
-  std::string name() const override { return "kafka"; }
-  std::string target() const override { return options_.brokers; }
-  std::unique_ptr<Sink> build(const BuildContext&) const override {
-    return makeKafkaSink(options_);
-  }
-
- private:
-  KafkaOptions options_;
-};
-
 std::unique_ptr<SinkConfig> parse(config::Section& s, const ParseContext& context) {
-  return std::make_unique<KafkaSinkConfig>(parseConfig(s, context.gateway_id));
+  KafkaOptions o = parseConfig(s, context.gateway_id);
+  std::string target = o.brokers;
+  return std::make_unique<BasicSinkConfig>(
+      "kafka", std::move(target),
+      [o = std::move(o)](const BuildContext&) { return makeKafkaSink(o); });
 }
 
 }  // namespace
 
-Component component() {
-  Component c;
-  c.kind = ComponentKind::kSink;
-  c.table = "kafka";
-  c.parse_sink = &parse;
-  return c;
-}
+Component component() { return {ComponentKind::kSink, "kafka", false, nullptr, &parse}; }
 
 }  // namespace gw::kafka

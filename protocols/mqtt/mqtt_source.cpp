@@ -184,12 +184,6 @@ std::unique_ptr<SourceConfig> parse(config::Section& s, const ParseContext& cont
 
 }  // namespace
 
-Component component() {
-  Component c;
-  c.kind = ComponentKind::kSource;
-  c.table = "mqtt";
-  c.parse_source = &parse;
-  return c;
-}
+Component component() { return {ComponentKind::kSource, "mqtt", false, &parse, nullptr}; }
 
 }  // namespace gw::mqtt

@@ -47,31 +47,16 @@ std::string redactUrl(std::string_view url) {
   return std::string(url.substr(0, start)) + std::string(url.substr(at + 1));
 }
 
-class TimeseriesSinkConfig final : public SinkConfig {
- public:
-  explicit TimeseriesSinkConfig(TimeseriesOptions options) : options_(std::move(options)) {}
-  std::string name() const override { return "timeseries"; }
-  std::string target() const override { return redactUrl(options_.url); }
-  std::unique_ptr<Sink> build(const BuildContext&) const override {
-    return makeTimeseriesSink(options_);
-  }
-
- private:
-  TimeseriesOptions options_;
-};
-
 std::unique_ptr<SinkConfig> parse(config::Section& s, const ParseContext&) {
-  return std::make_unique<TimeseriesSinkConfig>(parseConfig(s));
+  TimeseriesOptions o = parseConfig(s);
+  std::string target = redactUrl(o.url);
+  return std::make_unique<BasicSinkConfig>(
+      "timeseries", std::move(target),
+      [o = std::move(o)](const BuildContext&) { return makeTimeseriesSink(o); });
 }
 
 }  // namespace
 
-Component component() {
-  Component c;
-  c.kind = ComponentKind::kSink;
-  c.table = "timeseries";
-  c.parse_sink = &parse;
-  return c;
-}
+Component component() { return {ComponentKind::kSink, "timeseries", false, nullptr, &parse}; }
 
 }  // namespace gw::timeseries
