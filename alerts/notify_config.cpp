@@ -9,6 +9,7 @@
 #include "alerts/outbox_sink.h"
 #include "alerts/secret.h"
 #include "core/sink.h"
+#include "protocols/http/client.h"
 
 namespace gw::alerts {
 
@@ -16,8 +17,8 @@ PagerDutyOptions parsePagerDuty(config::Section& s, std::string_view gateway_id)
   PagerDutyOptions p;
   p.gateway_id = std::string(gateway_id);
   p.url = s.str("url", p.url);
-  if (p.url.rfind("http://", 0) != 0 && p.url.rfind("https://", 0) != 0)
-    s.fail("url", "must start with https:// (or http:// for a local test receiver)");
+  std::string error;
+  if (!http::parseHttpUrl(p.url, false, error)) s.fail("url", error);
   const auto file = s.path("routing_key_file");
   const std::string credential = s.str("routing_key_credential", "");
   if (s.has("routing_key"))
@@ -43,8 +44,8 @@ WebhookOptions parseWebhook(config::Section& s, std::string_view name) {
   WebhookOptions w;
   w.name = std::string(name);
   w.url = s.requiredStr("url");
-  if (w.url.rfind("http://", 0) != 0 && w.url.rfind("https://", 0) != 0)
-    s.fail("url", "must start with https:// or http://");
+  std::string error;
+  if (!http::parseHttpUrl(w.url, true, error)) s.fail("url", error);
   if (auto headers = s.entries("headers")) {
     // RFC 9110 token characters; a line break in a value would split the request.
     const auto token = [](char c) {
@@ -70,19 +71,16 @@ WebhookOptions parseWebhook(config::Section& s, std::string_view name) {
 namespace gw::alerts {
 namespace {
 
-/// scheme://host[:port] of a URL: webhook paths often carry a token (Slack-style).
-std::string origin(std::string_view url) {
-  const auto scheme = url.find("://");
-  const auto slash = url.find('/', scheme == std::string_view::npos ? 0 : scheme + 3);
-  std::string_view o = url.substr(0, slash);
-  if (const auto at = o.find('@'); at != std::string_view::npos)
-    return std::string(o.substr(0, scheme + 3)) + std::string(o.substr(at + 1));
-  return std::string(o);
+/// What status shows of a notifier's URL: webhook paths often carry a token (Slack-style).
+std::string safeTarget(const std::string& url, bool path_is_secret) {
+  std::string error;
+  auto parts = http::parseHttpUrl(url, path_is_secret, error);  // the parser checked it
+  return parts ? parts->safe : std::string();
 }
 
 std::unique_ptr<SinkConfig> parsePd(config::Section& s, const ParseContext& context) {
   PagerDutyOptions o = parsePagerDuty(s, context.gateway_id);
-  std::string name = "notify." + o.name, target = origin(o.url);
+  std::string name = "notify." + o.name, target = safeTarget(o.url, false);
   return std::make_unique<BasicSinkConfig>(
       std::move(name), std::move(target),
       [o = std::move(o)](const BuildContext&) { return makeOutboxSink(makePagerDutyNotifier(o)); });
@@ -90,7 +88,7 @@ std::unique_ptr<SinkConfig> parsePd(config::Section& s, const ParseContext& cont
 
 std::unique_ptr<SinkConfig> parseHook(config::Section& s, const ParseContext& context) {
   WebhookOptions o = parseWebhook(s, context.instance);
-  std::string name = "notify." + o.name, target = origin(o.url);
+  std::string name = "notify." + o.name, target = safeTarget(o.url, true);
   return std::make_unique<BasicSinkConfig>(
       std::move(name), std::move(target),
       [o = std::move(o)](const BuildContext&) { return makeOutboxSink(makeWebhookNotifier(o)); });

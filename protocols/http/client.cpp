@@ -38,15 +38,18 @@ struct Client::Curl {
   char errbuf[CURL_ERROR_SIZE] = {};
 };
 
-Client::Client(std::string who, const ClientOptions& options)
-    : who_(std::move(who)), clock_(options.wall_clock), curl_(std::make_unique<Curl>()) {
-  globalInit(who_);
-  // Validate and take the URL apart for messages.
+std::optional<UrlParts> parseHttpUrl(std::string_view text, bool path_is_secret,
+                                     std::string& error) {
   CurlUrl u(curl_url());
-  if (!u) throw std::runtime_error(who_ + ": out of memory");
-  if (const CURLUcode rc = curl_url_set(u.get(), CURLUPART_URL, options.url.c_str(), 0);
-      rc != CURLUE_OK)
-    throw std::runtime_error(fmt::format("{}: invalid url: {}", who_, curl_url_strerror(rc)));
+  if (!u) {
+    error = "out of memory";
+    return std::nullopt;
+  }
+  const std::string copy(text);
+  if (const CURLUcode rc = curl_url_set(u.get(), CURLUPART_URL, copy.c_str(), 0); rc != CURLUE_OK) {
+    error = fmt::format("invalid url: {}", curl_url_strerror(rc));
+    return std::nullopt;
+  }
   auto part = [&](CURLUPart p) {
     char* s = nullptr;
     if (curl_url_get(u.get(), p, &s, 0) != CURLUE_OK || s == nullptr) return std::string();
@@ -55,23 +58,36 @@ Client::Client(std::string who, const ClientOptions& options)
     return v;
   };
   const std::string scheme = part(CURLUPART_SCHEME);
-  if (scheme != "http" && scheme != "https")
-    throw std::runtime_error(who_ + ": url must be http:// or https://");
-  safe_url_ = scheme + "://" + part(CURLUPART_HOST);
-  if (const std::string port = part(CURLUPART_PORT); !port.empty()) safe_url_ += ":" + port;
-  if (options.url_path_is_secret) {
-    const std::string path = part(CURLUPART_PATH);
-    if (path.size() > 1) {
-      safe_url_ += "/…";
-      addSecret(path);
-    }
-  } else {
-    safe_url_ += part(CURLUPART_PATH);
+  if (scheme != "http" && scheme != "https") {
+    error = "url must be http:// or https://";
+    return std::nullopt;
   }
+  UrlParts out;
+  out.path = part(CURLUPART_PATH);
+  out.query = part(CURLUPART_QUERY);
+  out.user = part(CURLUPART_USER);
+  out.password = part(CURLUPART_PASSWORD);
+  out.safe = scheme + "://" + part(CURLUPART_HOST);
+  if (const std::string port = part(CURLUPART_PORT); !port.empty()) out.safe += ":" + port;
+  if (!path_is_secret)
+    out.safe += out.path;
+  else if (out.path.size() > 1)
+    out.safe += "/…";
+  return out;
+}
+
+Client::Client(std::string who, const ClientOptions& options)
+    : who_(std::move(who)), clock_(options.wall_clock), curl_(std::make_unique<Curl>()) {
+  globalInit(who_);
+  std::string error;
+  auto url = parseHttpUrl(options.url, options.url_path_is_secret, error);
+  if (!url) throw std::runtime_error(fmt::format("{}: {}", who_, error));
+  safe_url_ = url->safe;
+  if (options.url_path_is_secret && url->path.size() > 1) addSecret(url->path);
   // A query may carry credentials (InfluxDB 1.x: ?u=&p=; webhook tokens).
-  if (const std::string q = part(CURLUPART_QUERY); !q.empty()) addSecret(q);
-  if (const std::string user = part(CURLUPART_USER); !user.empty()) addSecret(user);
-  if (const std::string pass = part(CURLUPART_PASSWORD); !pass.empty()) addSecret(pass);
+  if (!url->query.empty()) addSecret(url->query);
+  if (!url->user.empty()) addSecret(url->user);
+  if (!url->password.empty()) addSecret(url->password);
 
   curl_->multi.reset(curl_multi_init());
   if (!curl_->multi) throw std::runtime_error(who_ + ": curl_multi_init failed");

@@ -57,6 +57,17 @@ StatusClass classifyStatus(long status);
 /// UTF-8 sequence; "…" marks a cut).
 std::string trimMessage(std::string_view s);
 
+/// An http(s) URL taken apart by libcurl's URL API (the one URL parser of the HTTP users).
+struct UrlParts {
+  std::string safe;            ///< scheme://host[:port][/path]: no user info, query or fragment
+  std::string path;            ///< as given ("/write")
+  std::string query;           ///< without '?'; may carry credentials
+  std::string user, password;  ///< user info, if any (secrets)
+};
+/// Nullopt, with `error` set, when `url` is not a valid http:// or https:// URL. With
+/// `path_is_secret` the path is shown as "/…" in `safe` (webhook tokens).
+std::optional<UrlParts> parseHttpUrl(std::string_view url, bool path_is_secret, std::string& error);
+
 class Client {
  public:
   /// Throws std::runtime_error (start-up/reload only) on a URL that is not http(s), a header

@@ -1,12 +1,14 @@
 #include "protocols/timeseries/timeseries_config.h"
 
+#include "protocols/http/client.h"
+
 namespace gw::timeseries {
 
 TimeseriesOptions parseConfig(config::Section& s) {
   TimeseriesOptions o;
   o.url = s.requiredStr("url");
-  if (o.url.rfind("http://", 0) != 0 && o.url.rfind("https://", 0) != 0)
-    s.fail("url", "must start with http:// or https://");
+  std::string error;
+  if (!http::parseHttpUrl(o.url, false, error)) s.fail("url", error);
   if (auto token = s.secretFile("token_file")) o.token = *token;
   if (s.has("token")) s.fail("token", "put the token in a file and set token_file");
   o.gzip = s.boolean("gzip").value_or(true);
@@ -36,20 +38,10 @@ TimeseriesOptions parseConfig(config::Section& s) {
 namespace gw::timeseries {
 namespace {
 
-/// A URL without user:password@ (never show a secret).
-std::string redactUrl(std::string_view url) {
-  const auto scheme = url.find("://");
-  const auto start = scheme == std::string_view::npos ? 0 : scheme + 3;
-  const auto at = url.find('@', start);
-  const auto slash = url.find('/', start);
-  if (at == std::string_view::npos || (slash != std::string_view::npos && at > slash))
-    return std::string(url);
-  return std::string(url.substr(0, start)) + std::string(url.substr(at + 1));
-}
-
 std::unique_ptr<SinkConfig> parse(config::Section& s, const ParseContext&) {
   TimeseriesOptions o = parseConfig(s);
-  std::string target = redactUrl(o.url);
+  std::string error;
+  std::string target = http::parseHttpUrl(o.url, false, error)->safe;  // parseConfig checked it
   return std::make_unique<BasicSinkConfig>(
       "timeseries", std::move(target),
       [o = std::move(o)](const BuildContext&) { return makeTimeseriesSink(o); });
