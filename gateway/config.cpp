@@ -265,6 +265,9 @@ Config load(const fs::path& file) {
   if (Section* s = tables.find("metrics")) readMetrics(*s, cfg.metrics.emplace());
   if (Section* s = tables.find("aggregate")) readAggregate(*s, cfg.aggregate);
   if (Section* s = tables.find("notify")) readNotifyRetry(*s, cfg.notify);
+  for (const Omitted& o : omittedComponents())
+    if (top.has(o.table))
+      top.fail(o.table, fmt::format("this gatewayd was built without it ({}=OFF)", o.option));
   readComponents(tables, cfg);
   readRules(top, cfg.aggregate, cfg.notify, cfg.alerts);
   if (cfg.sources.empty())

@@ -18,4 +18,15 @@ std::vector<Component> builtinComponents() {
   };
 }
 
+std::vector<Omitted> omittedComponents() {
+  std::vector<Omitted> out;
+#ifndef GW_WITH_COAP
+  out.push_back({"coap", "GW_WITH_COAP"});
+#endif
+#ifndef GW_WITH_FILE_SINK
+  out.push_back({"file", "GW_WITH_FILE_SINK"});
+#endif
+  return out;
+}
+
 }  // namespace gw
