@@ -431,6 +431,7 @@ TEST_CASE("pipeline: bad input is counted by reason and waits only for what came
 TEST_CASE("pipeline: the sink gets committed records in order; its cursor moves on delivery") {
   Harness h(2);
   h.sink->answer({{SendStatus::kRetry, "endpoint down", {}}});
+  *h.wall = kT0 + 250 * kMs;
   h.start();
   for (int i = 0; i < 5; ++i) h.source->message({10.0 + i});
   CHECK(h.sink->sent().empty());  // nothing is sent before it is committed
@@ -450,6 +451,9 @@ TEST_CASE("pipeline: the sink gets committed records in order; its cursor moves 
   CHECK(f.retries == 1);
   CHECK(f.up);
   CHECK(f.last_error == "endpoint down");
+  // Ages: the injected wall time at confirmation minus the event time (the reference, kT0).
+  CHECK(f.age_p50_ms == doctest::Approx(250.0));
+  CHECK(f.age_p99_ms == doctest::Approx(250.0));
   std::vector<double> sent_values;
   for (const auto& r : h.sink->received()) sent_values.push_back(r.value);
   CHECK(sent_values == std::vector<double>{10, 11, 10, 11, 12, 13, 14});
