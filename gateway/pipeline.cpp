@@ -30,10 +30,12 @@ Pipeline::Impl::Impl(boost::asio::io_context& io_, const config::Config& cfg_, C
   journal = buffer::Journal::open(jo);
 
   BuildContext context{io, cfg.gateway.id, cfg.clock.broker_reference, cfg.clock.broker_property};
+  // The forwarders read the same clock (records' ages, on their worker threads).
+  const ForwarderEnv env{time.wall, time.mono, {}};
   for (const auto& s : cfg.sinks) {
     sink_targets[s.config->name()] = s.config->target();
     forwarders.push_back(
-        std::make_unique<Forwarder>(io, *journal, s.config->build(context), s.forward));
+        std::make_unique<Forwarder>(io, *journal, s.config->build(context), s.forward, env));
   }
   if (forwarders.empty())
     log::warn(
@@ -56,7 +58,7 @@ Pipeline::Impl::Impl(boost::asio::io_context& io_, const config::Config& cfg_, C
   outbox.retry_min = cfg.notify.retry.initial;
   outbox.retry_max = cfg.notify.retry.max;
   for (const auto& n : cfg.notify.notifiers)
-    outboxes.push_back(std::make_unique<Forwarder>(io, *journal, n->build(context), outbox));
+    outboxes.push_back(std::make_unique<Forwarder>(io, *journal, n->build(context), outbox, env));
   // Sources last: a CoAP source binds its ports here, so a busy port stops start-up cleanly.
   for (const auto& s : cfg.sources) sources.push_back(s->build(context, *this));
 }

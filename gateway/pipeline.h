@@ -19,7 +19,8 @@ namespace gw {
 class Pipeline {
  public:
   /// Opens the journal and builds the components the config names. Throws
-  /// buffer::JournalError or std::runtime_error when that is impossible.
+  /// buffer::JournalError or std::runtime_error when that is impossible. `clock` is read on the
+  /// loop and, for the records' ages, on the sinks' worker threads.
   Pipeline(boost::asio::io_context& io, const config::Config& config, Clock clock = {});
   ~Pipeline();
   Pipeline(const Pipeline&) = delete;
