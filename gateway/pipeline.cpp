@@ -79,6 +79,7 @@ void Pipeline::Impl::start() {
   restoreState();
   commitNow();
   for (auto& s : sources) s->start();
+  sources_started = true;
   for (auto& f : forwarders) f->poke();  // backlog left from before a restart
   for (auto& f : outboxes) f->poke();
   every(commit_timer, cfg.buffer.commit_interval, [this] { commitNow(); });
@@ -157,7 +158,7 @@ std::uint64_t Pipeline::Impl::reading(Series& series, const Decoded& decoded, Na
     }
   }
   const std::uint64_t last = appendedSeq();
-  if (journal->pending() >= cfg.buffer.batch) commitNow();
+  if (journal->pending() >= cfg.buffer.batch && !commit_failing) commitNow();
   return last;
 }
 
@@ -281,10 +282,12 @@ void Pipeline::Impl::commitNow() {
   for (auto& f : outboxes) cursor_sum += f->cursor();
   const std::uint64_t appended = appendedSeq();
   if (journal->pending() == 0 && cursor_sum == committed_cursor_sum) {
-    for (auto& s : sources) s->committed(appended);  // bad input waits for nothing
+    if (sources_started)
+      for (auto& s : sources) s->committed(appended);  // bad input waits for nothing
     return;
   }
-  if (!journal->commit()) {
+  commit_failing = !journal->commit();
+  if (commit_failing) {
     ++commit_failures;  // the journal logged why; rows and acks stay pending
     return;
   }
@@ -292,7 +295,8 @@ void Pipeline::Impl::commitNow() {
   if (windows)
     journal->setCursor("windows", std::min(windows->replayFrom() - 1, journal->lastSeq()));
   // MQTT PUBACKs and CoAP 2.04s for everything now durable.
-  for (auto& s : sources) s->committed(journal->lastSeq());
+  if (sources_started)
+    for (auto& s : sources) s->committed(journal->lastSeq());
   for (auto& f : forwarders) f->poke();
   for (auto& f : outboxes) f->poke();
   armWindowTimer();

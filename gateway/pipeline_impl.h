@@ -73,6 +73,10 @@ struct Pipeline::Impl final : Ingest {
   std::optional<Nanos> window_timer_at;  // the deadline window_timer is armed for
   std::uint64_t committed_cursor_sum = 0;
   bool stopped = false;
+  bool sources_started = false;  // committed() goes to sources only after start()
+  /// The last commit failed: reading() leaves the retries to the commit timer instead of
+  /// stalling the loop on every message (a locked journal waits up to 200 ms per try).
+  bool commit_failing = false;
 
   // Counters.
   std::uint64_t messages = 0, readings = 0, commit_failures = 0, aggregates = 0, alert_count = 0;

@@ -38,10 +38,29 @@ TimeseriesOptions parseConfig(config::Section& s) {
 namespace gw::timeseries {
 namespace {
 
+/// The URL as status shows it: the database (`?db=`, `?org=&bucket=`) stays, InfluxDB 1.x
+/// credentials (`u`, `p`) and user info do not.
+std::string target(const std::string& url) {
+  std::string error;
+  const auto parts = http::parseHttpUrl(url, false, error);  // parseConfig checked it
+  std::string out = parts->safe;
+  char sep = '?';
+  for (size_t pos = 0; pos <= parts->query.size() && !parts->query.empty();) {
+    size_t end = parts->query.find('&', pos);
+    if (end == std::string::npos) end = parts->query.size();
+    const std::string_view item = std::string_view(parts->query).substr(pos, end - pos);
+    const std::string_view key = item.substr(0, item.find('='));
+    out += sep;
+    sep = '&';
+    out += key == "u" || key == "p" ? std::string(key) + "=<redacted>" : std::string(item);
+    pos = end + 1;
+  }
+  return out;
+}
+
 std::unique_ptr<SinkConfig> parse(config::Section& s, const ParseContext&) {
   TimeseriesOptions o = parseConfig(s);
-  std::string error;
-  std::string target = http::parseHttpUrl(o.url, false, error)->safe;  // parseConfig checked it
+  std::string target = timeseries::target(o.url);
   return std::make_unique<BasicSinkConfig>(
       "timeseries", std::move(target),
       [o = std::move(o)](const BuildContext&) { return makeTimeseriesSink(o); });

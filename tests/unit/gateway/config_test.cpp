@@ -300,3 +300,17 @@ notify = ["ops"]
   CHECK(errorOf(m + "[[alert]]\nname = \"x\"\nabove = 1.0\nabvoe = 2.0\n") ==
         "24: alert[0].abvoe: unknown key");
 }
+
+TEST_CASE("a sink's target in status never shows a credential") {
+  TempDir dir;
+  const auto cfg = gw::config::load(dir.write(
+      "gateway.toml", std::string(kMinimal) +
+                          "\n[timeseries]\nurl = \"http://me:pw@db.local:8086/write?db=plant&u=me&"
+                          "p=secret\"\n[notify.webhook.ops]\nurl = \"https://hooks.example/T0/"
+                          "B0/token?x=1\"\n"));
+  REQUIRE(cfg.sinks.size() == 1);
+  CHECK(cfg.sinks[0].config->target() ==
+        "http://db.local:8086/write?db=plant&u=<redacted>&p=<redacted>");
+  REQUIRE(cfg.notify.notifiers.size() == 1);
+  CHECK(cfg.notify.notifiers[0]->target() == "https://hooks.example/…");
+}

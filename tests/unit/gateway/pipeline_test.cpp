@@ -483,8 +483,12 @@ TEST_CASE("pipeline: while commits fail, sources are held back; then nothing is 
   CHECK(h.ingest().backpressure() == false);
   CHECK(h.source->acked() == 1);
 
-  // One large message fills memory to the bound: its own commit fails too.
+  // One large message fills memory to the bound. Past buffer.batch pending rows a message
+  // would commit at once, but while commits fail that is left to the commit timer: messages
+  // are not held up by a retry each (the loop keeps running).
+  const auto failures = h.snapshot().journal.commit_failures;
   CHECK(h.source->message(values(12, 19990)) == 20001);
+  CHECK(h.snapshot().journal.commit_failures == failures);
   CHECK(h.ingest().backpressure());  // a source stops taking input now
   CHECK(h.ingest().appendedSeq() == 20001);
   h.ingest().bad("not_json", "plant/press-7/temperature", 5);
@@ -506,7 +510,8 @@ TEST_CASE("pipeline: while commits fail, sources are held back; then nothing is 
   s = h.snapshot();
   CHECK(s.journal.pending == 0);
   CHECK(s.journal.stats.last_seq == 20001);
-  CHECK(s.journal.commit_failures >= 3);
+  // Retried by the commit timer, not by every message (a locked journal waits 200 ms a try).
+  CHECK(s.journal.commit_failures >= 1);
   CHECK(h.source->aheadOfJournal().empty());
   CHECK(h.source->acksInOrder());
 }
@@ -557,8 +562,8 @@ TEST_CASE("pipeline: a restart on the same state dir resends nothing already del
   h.start();
   REQUIRE(h.runUntil([&] { return h.forwarder().cursor == 5; }));
   CHECK(h.sink->sent() == Batches{{4, 5}});
-  CHECK(h.source->acked() == 5);       // nothing new: acknowledged at once
-  CHECK(h.source->message({6}) == 6);  // seqs go on
+  REQUIRE(h.runUntil([&] { return h.source->acked() == 5; }));  // the next commit tick
+  CHECK(h.source->message({6}) == 6);                           // seqs go on
   REQUIRE(h.runUntil([&] { return h.forwarder().cursor == 6; }));
   CHECK(h.sink->sent() == Batches{{4, 5}, {6}});
   CHECK(h.forwarder().sent == 3);
