@@ -103,8 +103,6 @@ class Source {
   /// Cancels observations and timers and flushes what is left to send. Safe to call twice.
   virtual void stop() = 0;
   virtual SourceStatus status() const = 0;
-  /// `{"requests":…,"notifications":…,…}` for the stats line.
-  virtual std::string statsJson() const = 0;
 };
 
 /// The link-format body of the gateway's /.well-known/core: one link per resource template,

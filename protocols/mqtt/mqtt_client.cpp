@@ -1,5 +1,9 @@
 // MQTT v5 subscriber on Boost.Asio. See mqtt_client.h for the contract.
 //
+// One file on purpose (~790 lines): connect, TLS, CONNACK, SUBSCRIBE, read, keepalive, write and
+// reconnect are steps of one state machine over Impl and Conn, each ending in the next step or
+// failConnection(); split by step, every transition would cross files (the codec is apart).
+//
 // Shape: Impl is shared_ptr-owned and every completion handler holds a reference to it and to
 // the Conn (one connection attempt: socket, TLS stream, timers, buffers) it was started for, so
 // the Client handle can go away while operations are pending. A handler for a Conn that is no

@@ -1,0 +1,140 @@
+// The journal's schema (version 3), the steps that upgrade older files in place, and the
+// statements prepared against it.
+#include <iterator>
+#include <string>
+
+#include "buffer/sqlite_journal.h"
+
+namespace gw::buffer::detail {
+
+// Schema version 3. One row per record; seq is the rowid, so a reading is a few varints and a
+// double:
+//   s  series id, t event time (ns), v value (NULL for NaN),
+//   d  event time - device time (ns; NULL when the payload had no device time). Usually small.
+//   c  a reading's TimeReference, its uint8 value as is (so a new reference needs no schema
+//      change); 0 in other records.
+//   x  NULL for a reading (one header byte); an aggregate's statistics (encodeWindow) or an
+//      alert's JSON. An aggregate's t is the window start and d the window size.
+//   k  the record kind (RowKind): 0 reading, 1 aggregate, 2 alert. Last, because a version 2
+//      file gains it by ALTER TABLE ADD COLUMN, which rewrites no reading: rows without it read
+//      the default 0.
+//   Integers 0 and 1 are stored in the record header alone, so c and k cost a reading 2 bytes.
+// r_alerts: a partial index over the few alert rows, for the notifiers' outbox reads. Queries
+//   must spell `k = 2` literally for SQLite to use it.
+// state: small named values the pipeline persists with its commits (window watermark, …).
+// commits: commit wall time per group of commits; rows first_seq.. were committed in
+//   [t, t + kCommitTimeGranularity). Pruned with the rows it covers.
+// meta 'floor': every row <= floor was deleted, so seq continues after an emptied table.
+//
+// Older versions are upgraded in place on open, in one transaction (kUpgrades):
+//   1  readings only: no x, no r_alerts, no state.
+//   2  f instead of c and k: a reading's TimeReference (0, 1) or the kind of another record
+//      (2 aggregate, 3 alert), so a third reference would have read back as an aggregate.
+const char* const kSchema = R"sql(
+BEGIN IMMEDIATE;
+CREATE TABLE r(seq INTEGER PRIMARY KEY, s INTEGER NOT NULL, t INTEGER NOT NULL, v REAL,
+               d INTEGER, c INTEGER NOT NULL, x BLOB, k INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX r_alerts ON r(k) WHERE k = 2;
+CREATE TABLE state(k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE series(id INTEGER PRIMARY KEY, device TEXT NOT NULL, metric TEXT NOT NULL,
+                    tags BLOB NOT NULL);
+CREATE TABLE sinks(name TEXT PRIMARY KEY, cursor INTEGER NOT NULL, dropped INTEGER NOT NULL)
+  WITHOUT ROWID;
+CREATE TABLE commits(first_seq INTEGER PRIMARY KEY, t INTEGER NOT NULL);
+CREATE TABLE meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO meta(k, v) VALUES('floor', 0);
+PRAGMA application_id = 1196902961;
+PRAGMA user_version = 3;
+COMMIT;
+)sql";
+static_assert(kApplicationId == 1196902961 && kSchemaVersion == 3, "update kSchema");
+
+namespace {
+
+// kUpgrades[v - 1] turns version v into v + 1; run in one transaction with the user_version
+// set at the end. Each step ends at exactly the schema of the next version.
+constexpr const char* kUpgrades[] = {
+    // 1 to 2: no row is rewritten.
+    R"sql(
+ALTER TABLE r ADD COLUMN x BLOB;
+CREATE INDEX r_alerts ON r(f) WHERE f = 3;
+CREATE TABLE state(k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
+)sql",
+    // 2 to 3: f becomes c; only aggregate and alert rows are rewritten (readings keep their
+    // bytes and read k = 0). Their kinds 2, 3 become 1, 2.
+    R"sql(
+DROP INDEX r_alerts;
+ALTER TABLE r RENAME COLUMN f TO c;
+ALTER TABLE r ADD COLUMN k INTEGER NOT NULL DEFAULT 0;
+UPDATE r SET k = c - 1, c = 0 WHERE c IN (2, 3);
+CREATE INDEX r_alerts ON r(k) WHERE k = 2;
+)sql",
+};
+static_assert(std::size(kUpgrades) == kSchemaVersion - 1, "one upgrade step per version");
+
+}  // namespace
+
+OpenResult SqliteJournal::upgradeFrom(std::int64_t from) {
+  const auto fail = [&](OpenResult r) {
+    r.outcome = Outcome::kFatal;  // the file is fine, only this process cannot change it
+    if (sqlite3_get_autocommit(db_.get()) == 0) exec("ROLLBACK");
+    return r;
+  };
+  const std::string what =
+      fmt::format("upgrading the schema from version {} to {}", from, kSchemaVersion);
+  int rc = exec("BEGIN IMMEDIATE");
+  if (rc != SQLITE_OK) return fail(failed(rc, what));
+  // Read again under the write lock: another process may have upgraded the file meanwhile.
+  std::int64_t version = 0;
+  if ((rc = queryInt("PRAGMA user_version", version)) != SQLITE_OK) return fail(failed(rc, what));
+  if (version != from)
+    return fail({Outcome::kFatal,
+                 fmt::format("{}: another process changed the version to {}", what, version)});
+  const int changes_before = sqlite3_total_changes(db_.get());
+  for (std::int64_t v = from; v < kSchemaVersion; ++v) {
+    if ((rc = exec(kUpgrades[v - 1])) != SQLITE_OK) return fail(failed(rc, what));
+  }
+  const std::string set_version = fmt::format("PRAGMA user_version = {}", kSchemaVersion);
+  if ((rc = exec(set_version.c_str())) != SQLITE_OK || (rc = exec("COMMIT")) != SQLITE_OK)
+    return fail(failed(rc, what));
+  log::notice("journal {}: schema upgraded in place from version {} to {} ({} rows rewritten)",
+              path_, from, kSchemaVersion, sqlite3_total_changes(db_.get()) - changes_before);
+  return {};
+}
+
+int SqliteJournal::prepareStatements() {
+  sqlite3* db = db_.get();
+  const std::pair<Stmt*, const char*> all[] = {
+      {&begin_, "BEGIN IMMEDIATE"},
+      {&commit_, "COMMIT"},
+      {&rollback_, "ROLLBACK"},
+      {&insert_row_, "INSERT INTO r(seq, s, t, v, d, c, x, k) VALUES(?, ?, ?, ?, ?, ?, ?, ?)"},
+      {&insert_series_, "INSERT INTO series(id, device, metric, tags) VALUES(?, ?, ?, ?)"},
+      {&insert_marker_, "INSERT INTO commits(first_seq, t) VALUES(?, ?)"},
+      {&write_sink_,
+       "INSERT INTO sinks(name, cursor, dropped) VALUES(?, ?, ?) ON CONFLICT(name) DO UPDATE "
+       "SET cursor = excluded.cursor, dropped = excluded.dropped"},
+      {&write_floor_, "INSERT OR REPLACE INTO meta(k, v) VALUES('floor', ?)"},
+      {&read_, "SELECT seq, s, t, v, d, c, x, k FROM r WHERE seq > ? ORDER BY seq LIMIT ?"},
+      // `k = 2` (kRowAlert) spelled out: the partial index r_alerts is used only then.
+      {&read_alerts_,
+       "SELECT seq, s, t, v, d, c, x, k FROM r WHERE k = 2 AND seq > ? ORDER BY seq LIMIT ?"},
+      {&write_state_, "INSERT OR REPLACE INTO state(k, v) VALUES(?, ?)"},
+      {&delete_rows_, "DELETE FROM r WHERE seq <= ?"},
+      // Keeps the marker that covers the first remaining row.
+      {&delete_markers_,
+       "DELETE FROM commits WHERE first_seq < "
+       "(SELECT max(first_seq) FROM commits WHERE first_seq <= ?)"},
+      {&marker_after_, "SELECT first_seq FROM commits WHERE t > ? ORDER BY first_seq LIMIT 1"},
+      {&marker_at_, "SELECT t FROM commits WHERE first_seq <= ? ORDER BY first_seq DESC LIMIT 1"},
+      {&page_count_, "PRAGMA page_count"},
+      {&freelist_count_, "PRAGMA freelist_count"},
+  };
+  for (const auto& [stmt, sql] : all) {
+    const int rc = stmt->prepare(db, sql);
+    if (rc != SQLITE_OK) return rc;
+  }
+  return SQLITE_OK;
+}
+
+}  // namespace gw::buffer::detail

@@ -1,0 +1,203 @@
+// The SQLite journal's class, private to buffer/. Its definition is split by subject:
+// journal.cpp (append, commit, read, cursors, retention, stats), journal_open.cpp (open:
+// quick_check, schema check, move-aside of a corrupt file, loading state), journal_schema.cpp
+// (the schema, its upgrades, the prepared statements) and journal_codec.cpp (tags and
+// aggregate statistics as BLOBs).
+#pragma once
+
+#include <fmt/core.h>
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "buffer/journal.h"
+#include "buffer/sqlite.h"
+#include "core/log.h"
+
+namespace gw::buffer::detail {
+
+namespace fs = std::filesystem;
+using sqlite::Blob;
+using sqlite::ResetGuard;
+using sqlite::Stmt;
+
+constexpr std::int64_t kApplicationId = 0x47574A31;   // "GWJ1", marks the file as ours
+constexpr std::int64_t kSchemaVersion = 3;            // PRAGMA user_version
+constexpr Nanos kLogInterval = 10 * kNanosPerSecond;  // for repeated data-path errors
+
+/// The schema of version kSchemaVersion, for a new file (journal_schema.cpp).
+extern const char* const kSchema;
+
+// Column k (the columns are described with kSchema, in journal_schema.cpp).
+enum RowKind : std::uint8_t { kRowReading = 0, kRowAggregate = 1, kRowAlert = 2 };
+
+/// Tags as a BLOB: (varint length, bytes) for each key and value, in template order.
+std::string encodeTags(const std::vector<std::pair<std::string, std::string>>& tags);
+bool decodeTags(std::string_view in, std::vector<std::pair<std::string, std::string>>& tags);
+/// An aggregate's statistics as a BLOB (column x).
+std::string encodeWindow(const WindowStats& w);
+bool decodeWindow(std::string_view in, WindowStats& w);
+
+fs::path withSuffix(const fs::path& p, std::string_view suffix);
+
+struct SeriesPtrHash {
+  size_t operator()(const Series* s) const noexcept { return SeriesHash{}(*s); }
+};
+struct SeriesPtrEq {
+  bool operator()(const Series* a, const Series* b) const noexcept { return *a == *b; }
+};
+
+enum class Outcome { kOk, kCorrupt, kFatal };
+struct OpenResult {
+  Outcome outcome = Outcome::kOk;
+  std::string reason;
+};
+
+class SqliteJournal final : public Journal {
+ public:
+  explicit SqliteJournal(const JournalOptions& options)
+      : options_(options), clock_(options.clock ? options.clock : std::function<Nanos()>(wallNow)) {
+    for (const auto& name : options.sinks) sinks_.try_emplace(name);
+  }
+
+  OpenResult open();
+  // So that closing does not checkpoint a WAL into the corrupt file kept for inspection.
+  void closeWithoutCheckpoint() {
+    if (db_) sqlite3_db_config(db_.get(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+  }
+  void setMovedAside(fs::path p) { moved_aside_ = std::move(p); }
+
+  SeriesId internSeries(const Series& series) override;
+  const Series& series(SeriesId id) const override;
+  std::uint64_t append(SeriesId series, double value, Nanos event_time,
+                       std::optional<Nanos> device_time, TimeReference reference) override;
+  std::uint64_t appendAggregate(SeriesId series, const WindowStats& window) override;
+  std::uint64_t appendAlert(SeriesId series, Nanos time, double value,
+                            std::string_view json) override;
+  size_t pending() const override { return pending_.size(); }
+  bool commit() override;
+  void read(std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out) override;
+  void readAlerts(std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out) override;
+  std::uint64_t lastSeq() const override { return last_seq_; }
+  void putState(std::string_view key, std::string value) override;
+  std::optional<std::string> state(std::string_view key) const override;
+  std::uint64_t cursor(std::string_view sink) const override;
+  void setCursor(std::string_view sink, std::uint64_t seq) override;
+  std::uint64_t enforceRetention(Nanos now, size_t step) override;
+  JournalStats stats() const override;
+
+ private:
+  struct PendingRow {
+    Nanos t;
+    double v;
+    std::int64_t d;  // event - device time (or window size), when has_d
+    SeriesId s;
+    bool has_d;
+    RowKind kind;    // all but readings take the next of pending_blobs_
+    std::uint8_t c;  // TimeReference
+  };
+  struct SinkState {
+    std::uint64_t cursor = 0;
+    std::uint64_t dropped = 0;
+    bool dirty = false;  // cursor/dropped not yet written
+  };
+  struct DropTally {
+    std::uint64_t rows = 0, first = 0, last = 0;
+    std::map<std::string, std::uint64_t, std::less<>> unsent;  // per sink
+  };
+
+  OpenResult failed(int rc, std::string_view what) const;
+  int exec(const char* sql);
+  int queryInt(const char* sql, std::int64_t& out);
+  int quickCheck(std::string& result);
+  OpenResult upgradeFrom(std::int64_t from);
+  int prepareStatements();
+  OpenResult loadState();
+  int registerSinks(std::map<std::string, SinkState, std::less<>> stored);
+
+  template <typename F>
+  int transaction(F&& body);
+  void rollback();
+  int insertRow(std::uint64_t seq, const PendingRow& p, const std::string* blob);
+  void readRows(Stmt& stmt, std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out);
+  int insertSeries(size_t id);
+  int writeSink(const std::string& name, std::uint64_t cursor, std::uint64_t dropped);
+  int writeDirtySinks();
+
+  bool removeThrough(std::uint64_t upto, DropTally* tally);
+  bool removeUpTo(std::uint64_t limit, std::uint64_t step, DropTally* tally,
+                  std::uint64_t& removed);
+  bool ageLimit(Nanos now, std::uint64_t& limit);
+  bool usedBytes(std::uint64_t& out) const;
+  std::optional<Nanos> commitTimeOf(std::uint64_t seq) const;
+  void reportDrops(const DropTally& t, std::string_view why);
+  void maybeCheckpoint();
+  static int walHook(void* self, sqlite3* db, const char* name, int frames);
+
+  template <typename... Args>
+  void logLimited(log::RateLimiter& limiter, fmt::format_string<Args...> f, Args&&... args) {
+    std::uint64_t suppressed = 0;
+    if (!limiter.allow(monoNow(), suppressed)) return;
+    std::string msg = fmt::format(f, std::forward<Args>(args)...);
+    if (suppressed > 0) msg += fmt::format(" ({} similar messages not logged)", suppressed);
+    log::write(log::Level::kError, msg);
+  }
+
+  const JournalOptions options_;
+  const std::string path_ = options_.path.string();
+  const std::function<Nanos()> clock_;
+  std::optional<fs::path> moved_aside_;
+
+  // Declared before the statements, so the statements are finalized first.
+  sqlite::Db db_;
+  Stmt begin_, commit_, rollback_;
+  Stmt insert_row_, insert_series_, insert_marker_, write_sink_, write_floor_;
+  Stmt read_, read_alerts_, delete_rows_, delete_markers_, marker_after_, write_state_;
+  mutable Stmt marker_at_, page_count_, freelist_count_;
+  std::int64_t page_size_ = 4096;
+
+  std::deque<Series> series_;  // index = SeriesId; a deque never moves its elements
+  std::unordered_map<const Series*, SeriesId, SeriesPtrHash, SeriesPtrEq> series_ids_;
+  size_t persisted_series_ = 0;
+
+  std::vector<PendingRow> pending_;
+  std::vector<std::string> pending_blobs_;  // x of the pending non-readings, in order
+  std::map<std::string, std::string, std::less<>> state_;
+  std::map<std::string, std::string, std::less<>> pending_state_;
+  std::uint64_t last_seq_ = 0;  // highest committed seq
+  std::uint64_t floor_ = 0;     // every seq <= floor_ is deleted; rows are (floor_, last_seq_]
+  bool has_marker_ = false;
+  Nanos last_marker_time_ = 0;
+  std::uint64_t commits_ = 0;
+  std::uint64_t failed_commits_ = 0;  // in a row
+  int wal_frames_ = 0;
+
+  std::map<std::string, SinkState, std::less<>> sinks_;  // the configured ones
+  std::string error_;
+  log::RateLimiter commit_log_{kLogInterval}, read_log_{kLogInterval}, retention_log_{kLogInterval},
+      cursor_log_{kLogInterval};
+};
+
+template <typename F>
+int SqliteJournal::transaction(F&& body) {
+  int rc = sqlite::run(begin_);
+  if (rc == SQLITE_OK) rc = body();
+  if (rc == SQLITE_OK) rc = sqlite::run(commit_);
+  if (rc != SQLITE_OK) {
+    error_ = sqlite::describe(db_.get(), rc);
+    rollback();
+  }
+  return rc;
+}
+
+}  // namespace gw::buffer::detail
