@@ -211,10 +211,11 @@ std::string renderExposition(const StatusSnapshot& s) {
 
   const AlertStatus& a = s.alerts;
   f.add("iot_gateway_alert_rules", "gauge", "Alert rules.", "", number(a.rules));
-  // "pending" as `gatewayctl alerts` lists it: the engine keeps no list of pending states, so
-  // the list is empty (the count is in pending_count).
+  // Pending: rule × series waiting out their `for` (the engine counts them, it keeps no list).
   const std::pair<const char*, size_t> states[] = {
-      {"firing", a.firing.size()}, {"pending", 0}, {"undelivered", a.undelivered.size()}};
+      {"firing", a.firing.size()},
+      {"pending", static_cast<size_t>(a.counters.pending)},
+      {"undelivered", a.undelivered.size()}};
   for (const auto& [state, n] : states)
     f.add("iot_gateway_alerts", "gauge",
           "Alerts by state (undelivered: notifications not yet accepted by the receiver).",

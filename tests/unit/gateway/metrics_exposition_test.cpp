@@ -33,6 +33,7 @@ TEST_CASE("exposition: families, values and escaping") {
   kafka.forwarder.last_error = "x";
   kafka.journal.backlog = 1;  // no oldest_unsent, no rate_out
   s.sinks.push_back(kafka);
+  s.alerts.counters.pending = 3;  // rule × series waiting out their `for`
   s.journal.stats.rows = 7;
   s.journal.stats.file_bytes = 4096;
   s.journal.stats.used_bytes = 2048;
@@ -67,6 +68,7 @@ TEST_CASE("exposition: families, values and escaping") {
   has("iot_gateway_device_clock_offset_seconds{device=\"pump 7\\\\a\"} -2.5");
   has("iot_gateway_device_last_seen_timestamp_seconds{device=\"pump 7\\\\a\"} 1795256130.123");
   has("iot_gateway_alerts{state=\"firing\"} 0");
+  has("iot_gateway_alerts{state=\"pending\"} 3");
   // One HELP and TYPE per family, even with several samples.
   size_t n = 0;
   for (size_t p = 0;
