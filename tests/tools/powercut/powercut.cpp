@@ -6,8 +6,10 @@
 // file's size at its last sync; fsync/fdatasync (or sync_file_range with WAIT_BEFORE|WRITE|
 // WAIT_AFTER, for its range; sync/syncfs for every file) make what was written durable. On the
 // cut signal it puts every not-yet-synced pre-image back, truncates each file to its synced
-// size, truncates every tracked `*-shm` file to 0 bytes, and kills the process with SIGKILL at
-// once: no atexit handler, no destructor, no further write runs.
+// size, truncates every `*-shm` file to 0 bytes, and kills the process with SIGKILL: no
+// atexit handler, no destructor, no further write runs. The process is stopped (SIGSTOP) while
+// a forked child of the shim restores the files, so it dies before any of its threads sees them
+// half-restored; the exit status is "killed by SIGKILL" once the files are as after the cut.
 //
 // Environment:
 //   POWERCUT_SIGNAL     signal number that cuts the power (default SIGUSR2)
@@ -31,6 +33,8 @@
 //
 // The cut runs on a thread of the shim (the signal handler only writes to a pipe), so it can
 // take the mutex: a write in progress finishes first, every later one blocks until the kill.
+// Closing a descriptor here would drop the process's POSIX locks (SQLite's): the shim never
+// closes one of the process's files.
 #include <dirent.h>
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -43,6 +47,7 @@
 
 #include <cerrno>
 #include <cstdarg>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -259,6 +264,7 @@ void synced(int fd) {
 
 void restoreAll() {
   size_t restored = 0;
+  std::uint64_t cut_off = 0;
   size_t files = 0;
   for (auto& [key, f] : shim->files) {
     if (endsWith(f.path, "-shm")) {
@@ -273,6 +279,8 @@ void restoreAll() {
     }
     if (st.st_dev != key.first || st.st_ino != key.second) continue;  // replaced by a rename
     if (f.pre_images.empty() && st.st_size == f.synced_size) continue;
+    if (st.st_size > f.synced_size)
+      cut_off += static_cast<std::uint64_t>(st.st_size - f.synced_size);
     const int fd = open(f.path.c_str(), O_WRONLY | O_CLOEXEC);
     if (fd < 0) die("opening a tracked file to restore it");
     if (real.ftruncate(fd, f.synced_size) != 0) die("truncating to the synced size");
@@ -302,8 +310,29 @@ void restoreAll() {
     }
     if (closedir(d) != 0) die("closedir /proc/self/fd");
   }
-  say("powercut: power cut: %zu unsynced bytes rolled back in %zu files, -shm files emptied\n",
-      restored, files);
+  say("powercut: power cut: %zu unsynced bytes rolled back, %llu unsynced bytes cut off, in %zu "
+      "files; -shm files emptied\n",
+      restored, static_cast<unsigned long long>(cut_off), files);
+}
+
+/// Waits (at most 10 s) until process pid is stopped (state T in /proc/PID/stat).
+void waitStopped(pid_t pid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  for (int i = 0; i < 10000; ++i) {
+    const int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) die("open /proc/PID/stat");
+    char buf[512];
+    const ssize_t n = read(fd, buf, sizeof buf - 1);
+    if (close(fd) != 0 || n <= 0) die("read /proc/PID/stat");
+    buf[n] = '\0';
+    // "pid (comm) S ...": the state follows the last ')'.
+    const char* paren = std::strrchr(buf, ')');
+    if (paren && paren[1] == ' ' && (paren[2] == 'T' || paren[2] == 't')) return;
+    usleep(1000);
+  }
+  errno = ETIMEDOUT;
+  die("the process did not stop for the cut");
 }
 
 void* cutThread(void*) {
@@ -315,9 +344,19 @@ void* cutThread(void*) {
     die("reading the cut pipe");
   }
   shim->mu.lock();  // held until the process is gone: no tracked write runs after the cut
-  restoreAll();
-  kill(getpid(), SIGKILL);
-  _exit(137);
+  // The files are put back by a child while this process is stopped: no thread of it can read
+  // a half-restored file (or touch the emptied, still mmapped -shm: SIGBUS) before it dies.
+  const pid_t self = getpid();
+  const pid_t child = fork();
+  if (child < 0) die("fork for the cut");
+  if (child == 0) {
+    waitStopped(self);
+    restoreAll();
+    if (kill(self, SIGKILL) != 0) die("kill of the cut process");
+    _exit(0);
+  }
+  if (kill(self, SIGSTOP) != 0) die("SIGSTOP");
+  for (;;) pause();  // the child kills us
 }
 
 void onCutSignal(int) {
