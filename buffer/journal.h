@@ -22,6 +22,20 @@ namespace gw::buffer {
 /// dropped as "old". Commit times are kept per group of commits, to `kCommitTimeGranularity`.
 inline constexpr Nanos kCommitTimeGranularity = 10 * kNanosPerSecond;
 
+/// buffer.synchronous: when a commit is on stable storage (SQLite's `PRAGMA synchronous`, WAL
+/// mode).
+enum class Synchronous {
+  /// No fsync at all: a commit survives a crash of the daemon (it is in the page cache), not a
+  /// power cut or kernel crash, which can lose any commit since the file was last written back.
+  kOff,
+  /// The WAL is fsynced only at checkpoints: survives a daemon crash; a power cut can roll
+  /// back commits made since the last checkpoint (acknowledged readings lost).
+  kNormal,
+  /// The WAL is fsynced on every commit (one fsync per group commit): a commit survives a
+  /// power cut. What an acknowledgement promises.
+  kFull,
+};
+
 struct JournalOptions {
   std::filesystem::path path;  ///< journal.db; its directory is created if missing
   /// buffer.max_size: cap on the pages in use (the file itself is not shrunk; freed pages are
@@ -31,8 +45,8 @@ struct JournalOptions {
   /// buffer.max_age, by commit time (see above); rows may outlive it by up to
   /// kCommitTimeGranularity. 0 = no cap.
   Nanos max_age = 7 * 86400 * kNanosPerSecond;
-  bool synchronous_full = false;   ///< buffer.synchronous = "full"
-  std::vector<std::string> sinks;  ///< one cursor per sink name (duplicates ignored)
+  Synchronous synchronous = Synchronous::kFull;  ///< buffer.synchronous
+  std::vector<std::string> sinks;                ///< one cursor per sink name (duplicates ignored)
   /// Wall clock for commit times (and the moved-aside file name); tests inject one.
   /// Empty = gw::wallNow. enforceRetention's `now` must come from the same clock.
   std::function<Nanos()> clock;

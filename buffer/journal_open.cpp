@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <string>
@@ -18,6 +19,18 @@ namespace {
 
 constexpr int kBusyTimeoutMs = 200;  // only another process (sqlite3 CLI) can hold the lock
 constexpr std::int64_t kJournalSizeLimit = 4 << 20;  // WAL file size kept after a checkpoint
+
+const char* synchronousPragma(Synchronous s) {
+  switch (s) {
+    case Synchronous::kOff:
+      return "OFF";
+    case Synchronous::kNormal:
+      return "NORMAL";
+    case Synchronous::kFull:
+      return "FULL";
+  }
+  std::abort();  // not a Synchronous: a bug
+}
 
 std::string utcStamp(Nanos t) {
   std::time_t secs = static_cast<std::time_t>(t / kNanosPerSecond - (t % kNanosPerSecond < 0));
@@ -155,7 +168,7 @@ OpenResult SqliteJournal::open() {
 
   const std::string pragmas =
       fmt::format("PRAGMA synchronous={}; PRAGMA journal_size_limit={};",
-                  options_.synchronous_full ? "FULL" : "NORMAL", kJournalSizeLimit);
+                  synchronousPragma(options_.synchronous), kJournalSizeLimit);
   if ((rc = exec(pragmas.c_str())) != SQLITE_OK) return failed(rc, "pragmas");
   if ((rc = queryInt("PRAGMA page_size", page_size_)) != SQLITE_OK || page_size_ <= 0)
     return failed(rc, "page_size");

@@ -45,9 +45,17 @@ void readBuffer(Section& s, BufferConfig& b) {
   if (b.commit_interval > 10 * kNanosPerSecond)
     s.fail("commit_interval", "must be at most 10s (QoS 1 acknowledgements wait for it)");
   if (auto n = s.integer("batch", 1, 100000)) b.batch = static_cast<size_t>(*n);
-  const std::string sync = s.str("synchronous", "normal");
-  if (sync != "normal" && sync != "full") s.fail("synchronous", "must be \"normal\" or \"full\"");
-  b.synchronous_full = sync == "full";
+  // What each survives: buffer::Synchronous (and README, "Configuration").
+  const std::string sync = s.str("synchronous", "full");
+  if (sync == "full") {
+    b.synchronous = buffer::Synchronous::kFull;
+  } else if (sync == "normal") {
+    b.synchronous = buffer::Synchronous::kNormal;
+  } else if (sync == "off") {
+    b.synchronous = buffer::Synchronous::kOff;
+  } else {
+    s.fail("synchronous", "must be \"full\", \"normal\" or \"off\"");
+  }
   s.done();
 }
 

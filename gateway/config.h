@@ -11,6 +11,7 @@
 
 #include "aggregators/aggregator.h"
 #include "alerts/rule.h"
+#include "buffer/journal.h"
 #include "core/component.h"
 #include "core/config/section.h"
 #include "core/retry_policy.h"
@@ -41,7 +42,8 @@ struct BufferConfig {
   Nanos max_age = 7 * 86400 * kNanosPerSecond;
   Nanos commit_interval = 50 * kNanosPerMilli;
   size_t batch = 1000;  ///< rows per transaction at most
-  bool synchronous_full = false;
+  /// "full" by default: an acknowledged reading survives a power cut (see buffer::Synchronous).
+  buffer::Synchronous synchronous = buffer::Synchronous::kFull;
 };
 
 /// A configured sink: its own config and the keys every sink has (batch, retry bounds).

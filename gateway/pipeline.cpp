@@ -20,7 +20,7 @@ Pipeline::Impl::Impl(boost::asio::io_context& io_, const config::Config& cfg_, C
   jo.path = cfg.gateway.state_dir / "journal.db";
   jo.max_size_bytes = cfg.buffer.max_size;
   jo.max_age = cfg.buffer.max_age;
-  jo.synchronous_full = cfg.buffer.synchronous_full;
+  jo.synchronous = cfg.buffer.synchronous;
   jo.clock = time.wall;
   // Cursor names come from the components themselves, never from literals here.
   for (const auto& s : cfg.sinks) jo.sinks.push_back(s.config->name());

@@ -22,6 +22,7 @@ KAFKA_BROKER = BUILD / "tests" / "tools" / "kafka_broker" / "kafka_broker"
 GW_SIM = BUILD / "tests" / "tools" / "simulator" / "gw-sim"
 BARE_SUB = BUILD / "tests" / "tools" / "simulator" / "gw-bare-sub"
 PLUGIN = BUILD / "protocols" / "mqtt" / "iot_gateway_timestamp.so"
+POWERCUT = BUILD / "tests" / "tools" / "powercut" / "libpowercut.so"
 
 
 def free_port():
@@ -251,8 +252,10 @@ timestamp_unit = "ms"
 
 class Gatewayd:
     def __init__(self, wd, mqtt_uri, kafka=None, vm=None, extra="", subscribe=DEFAULT_SUBSCRIBE,
-                 client_id=None):
+                 client_id=None, env=None, buffer=""):
+        """env: extra environment variables (e.g. LD_PRELOAD); buffer: more [buffer] keys."""
         self.wd = wd
+        self.env = {**os.environ, **env} if env else None
         self.config = wd.path / "gateway.toml"
         text = f"""
 [gateway]
@@ -269,6 +272,7 @@ reconnect_max = "1s"
 {subscribe}
 [buffer]
 commit_interval = "20ms"
+{buffer}
 """
         if kafka:
             text += f"""
@@ -294,7 +298,8 @@ timeout = "5s"
     def start(self):
         log = self.wd.path / "gatewayd.log"
         self.offset = log.stat().st_size if log.exists() else 0  # this run's part of the log
-        self.proc = self.wd.track(Proc("gatewayd", [GATEWAYD, "--config", self.config], self.wd.path))
+        self.proc = self.wd.track(Proc("gatewayd", [GATEWAYD, "--config", self.config], self.wd.path,
+                                       env=self.env))
         wait_until("gatewayd to connect to MQTT",
                    lambda: "mqtt: connected" in self.text() or not self.proc.alive())
         assert self.proc.alive(), "gatewayd exited:\n" + self.proc.text()

@@ -531,7 +531,9 @@ double fillForBench(const JournalOptions& o, size_t rows, size_t batch) {
 TEST_CASE("bytes per row and commit throughput") {
   constexpr size_t kRows = 100000, kBatch = 500;
   TempDir dir;
-  const double normal = fillForBench(optionsFor(dir), kRows, kBatch);
+  JournalOptions normal_options = optionsFor(dir);
+  normal_options.synchronous = Synchronous::kNormal;
+  const double normal = fillForBench(normal_options, kRows, kBatch);
   const double file_per_row = static_cast<double>(fs::file_size(dir.db())) / kRows;
   double table_per_row = -1, payload_per_row = -1;
   {
@@ -547,7 +549,7 @@ TEST_CASE("bytes per row and commit throughput") {
   }
   TempDir dir_full;
   JournalOptions full = optionsFor(dir_full);
-  full.synchronous_full = true;
+  full.synchronous = Synchronous::kFull;
   const double full_rate = fillForBench(full, kRows / 5, kBatch);
   MESSAGE("journal: " << kRows << " rows: file " << file_per_row << " B/row, table r "
                       << table_per_row << " B/row (record payload " << payload_per_row

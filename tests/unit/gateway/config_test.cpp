@@ -71,6 +71,8 @@ TEST_CASE("a minimal config loads with defaults and paths relative to the file")
   CHECK(mqtt.subscriptions[0].payload.decoder.timestamp_unit == gw::payload::TimeUnit::kMillis);
   CHECK(cfg.buffer.commit_interval == 50 * gw::kNanosPerMilli);
   CHECK(cfg.buffer.max_size == 512ull << 20);
+  // The default keeps the acknowledgement promise across a power cut.
+  CHECK(cfg.buffer.synchronous == gw::buffer::Synchronous::kFull);
   CHECK(cfg.sinks.empty());
   REQUIRE(cfg.sources.size() == 1);
   CHECK(cfg.sources[0]->name() == "mqtt");
@@ -88,7 +90,7 @@ tolerance = "10ms"
 max_size = "64MiB"
 max_age = "2d"
 commit_interval = "20ms"
-synchronous = "full"
+synchronous = "normal"
 
 [kafka]
 brokers = "127.0.0.1:9092"
@@ -107,7 +109,7 @@ send = ["readings"]
   CHECK(cfg.clock.tolerance == 10 * gw::kNanosPerMilli);
   CHECK(cfg.buffer.max_size == 64ull << 20);
   CHECK(cfg.buffer.max_age == 2 * 86400 * gw::kNanosPerSecond);
-  CHECK(cfg.buffer.synchronous_full);
+  CHECK(cfg.buffer.synchronous == gw::buffer::Synchronous::kNormal);
   REQUIRE(cfg.sinks.size() == 2);
   CHECK(cfg.sinks[0].config->name() == "kafka");
   CHECK(cfg.sinks[1].config->name() == "timeseries");
@@ -138,6 +140,8 @@ TEST_CASE("errors name the file, the line, the key and the reason") {
   CHECK(errorOf(std::string(kMinimal) + "qos = 2\n") ==
         "14: mqtt.subscribe[0].qos: QoS 2 is not supported; use 1 (the journal makes delivery "
         "at-least-once end to end)");
+  CHECK(errorOf(std::string(kMinimal) + "\n[buffer]\nsynchronous = \"extra\"\n") ==
+        "16: buffer.synchronous: must be \"full\", \"normal\" or \"off\"");
   CHECK(errorOf(std::string(kMinimal) + "\n[buffer]\nmax_size = \"lots\"\n") ==
         "16: buffer.max_size: not a size (use e.g. \"64KiB\", \"512MiB\", \"1GiB\")");
   CHECK(errorOf(std::string(kMinimal) + "\n[[alert]]\nname = \"x\"\n") ==
