@@ -50,9 +50,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, size_t size) {
       case SenmlRecord::Time::kAbsolute:  // at or after 2^28 s: never before 1970
         require(r.time >= 268435456LL * 1'000'000'000, "absolute times are after 1978");
         break;
-      case SenmlRecord::Time::kRelative:  // may round to 0 ns (t = 2e-10): "now" either way
-        require(r.time > -268435456LL * 1'000'000'000 && r.time < 268435456LL * 1'000'000'000,
-                "relative times are under 2^28 s");
+      case SenmlRecord::Time::kRelative:  // may round to 0 ns (t = 2e-10), or be far back
+        require(r.time < 268435456LL * 1'000'000'000, "relative times are under 2^28 s");
         break;
     }
   }

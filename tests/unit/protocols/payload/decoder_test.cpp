@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "protocols/payload/message_decoder.h"
 #include "tests/support/alloc_counter.h"
 
 namespace gw::payload {
@@ -556,4 +557,25 @@ TEST_CASE("the steady state does not allocate") {
   const long before = gw::test::allocations();
   for (int i = 0; i < 100; ++i) round();
   CHECK(gw::test::allocations() - before == 0);
+}
+
+TEST_CASE("senml: a relative time reaching before 1970 is a bad timestamp, the value kept") {
+  // Found by tests/fuzz/senml_fuzz: t = -9e9 s is relative (below 2^28 s), 285 years ago.
+  PayloadOptions o;
+  o.senml = true;
+  MessageDecoder d(o);
+  gw::Series series;
+  series.device = "dev";
+  REQUIRE(d.decode(R"([{"n":"a","v":1,"t":-9e9},{"n":"b","v":2,"t":-60}])", series) == nullptr);
+  const Nanos receive = 1795256130LL * 1'000'000'000;
+  std::vector<std::pair<std::string, Decoded>> got;
+  d.emit(series, receive,
+         [&](const gw::Series& s, const Decoded& out) { got.emplace_back(s.metric, out); });
+  REQUIRE(got.size() == 2);
+  CHECK(got[0].first == "a");
+  CHECK(got[0].second.bad_timestamp);
+  CHECK_FALSE(got[0].second.device_time.has_value());
+  CHECK(got[0].second.values.at(0).value == 1.0);
+  CHECK_FALSE(got[1].second.bad_timestamp);
+  CHECK(got[1].second.device_time == receive - 60'000'000'000LL);
 }
