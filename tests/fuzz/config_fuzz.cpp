@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <system_error>
 
 #include "core/log.h"
 #include "gateway/config.h"
@@ -17,16 +18,22 @@ using gw::fuzz::require;
 
 namespace {
 
+// One file per process (libFuzzer's -jobs run several), in a folder of its own so relative
+// paths in the config resolve to nothing of ours; removed when the process exits.
+struct TempConfig {
+  std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("gw_config_fuzz." + std::to_string(::getpid()));
+  std::filesystem::path file = dir / "gatewayd.toml";
+  TempConfig() { std::filesystem::create_directories(dir); }
+  ~TempConfig() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+};
+
 const std::filesystem::path& configFile() {
-  // One file per process (libFuzzer's -jobs run several), in a folder of its own so relative
-  // paths in the config resolve to nothing of ours.
-  static const std::filesystem::path file = [] {
-    const auto dir =
-        std::filesystem::temp_directory_path() / ("gw_config_fuzz." + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir);
-    return dir / "gatewayd.toml";
-  }();
-  return file;
+  static const TempConfig temp;
+  return temp.file;
 }
 
 }  // namespace
