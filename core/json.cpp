@@ -64,7 +64,12 @@ void appendNumber(std::string& out, double v) {
     return;
   }
   char buf[32];
-  auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  // Shortest round trip writes 7.5e20 as the integer 750000000000000000000, valid JSON that
+  // parsers holding integers in 64 bits (simdjson, Jackson's long) refuse or misread; from 2^63
+  // on, an exponent keeps it a float for every reader.
+  auto [p, ec] = std::fabs(v) >= 9.2233720368547758e18
+                     ? std::to_chars(buf, buf + sizeof buf, v, std::chars_format::scientific)
+                     : std::to_chars(buf, buf + sizeof buf, v);
   out.append(buf, p);
 }
 

@@ -13,7 +13,8 @@ namespace gw::json {
 void appendString(std::string& out, std::string_view s);
 /// Appends {"k":"v",…} for string pairs, in the given order.
 void appendStringMap(std::string& out, const std::vector<std::pair<std::string, std::string>>& kv);
-/// Appends a finite double in shortest round-trip form; non-finite values become null.
+/// Appends a finite double in shortest round-trip form (with an exponent from 2^63 on, so no
+/// reader takes it for a 64-bit integer); non-finite values become null.
 void appendNumber(std::string& out, double v);
 
 }  // namespace gw::json

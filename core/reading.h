@@ -56,8 +56,8 @@ struct DecodedValue {
 /// string holding one: plain decimals convert exactly (rounded to the ns), exponent forms go
 /// through a double. For rfc3339 it is a string (`Z` or `±hh:mm`, years 1678..2261). A missing
 /// field or null gives no device time; anything else unreadable (a bool, an object, a number for
-/// rfc3339, a value outside int64 ns) gives no device time and `bad_timestamp`; the values are
-/// kept.
+/// rfc3339, a value outside int64 ns, a time before 1970) gives no device time and
+/// `bad_timestamp`; the values are kept.
 /// One decoded message: the values a source found in one payload, and the device time.
 struct Decoded {
   std::optional<Nanos> device_time;

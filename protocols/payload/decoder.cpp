@@ -217,6 +217,9 @@ struct Decoder::Impl {
     return doc.current_location().error() == simdjson::OUT_OF_BOUNDS;
   }
   void setTimestamp(std::optional<Nanos> t, Decoded& out) {
+    // No device reports from before 1970: a negative time is a broken clock or a signed field
+    // read wrongly, not a date to store (issue 17).
+    if (t && *t < 0) t.reset();
     out.device_time = t;
     out.bad_timestamp = !t.has_value();
   }

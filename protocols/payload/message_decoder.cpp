@@ -49,8 +49,15 @@ void MessageDecoder::nameRecord(const SenmlRecord& r, Series& series, bool devic
   }
   if (r.time_kind == SenmlRecord::Time::kAbsolute)
     single_.device_time = r.time;
-  else if (r.time_kind == SenmlRecord::Time::kRelative)
-    single_.device_time = receive_time + r.time;
+  else if (r.time_kind == SenmlRecord::Time::kRelative) {
+    // RFC 8428 allows any negative offset; one reaching before 1970 is a bad timestamp, as
+    // for the other formats (issue 17). The value is kept.
+    if (receive_time + r.time >= 0) {
+      single_.device_time = receive_time + r.time;
+    } else {
+      single_.bad_timestamp = true;
+    }
+  }
 }
 
 }  // namespace gw::payload

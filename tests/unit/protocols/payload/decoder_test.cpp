@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "protocols/payload/message_decoder.h"
 #include "tests/support/alloc_counter.h"
 
 namespace gw::payload {
@@ -375,13 +376,13 @@ TEST_CASE("timestamps: units") {
       {TimeUnit::kSeconds, "1.7952561305e9", 1795256130LL * 1'000'000'000 + 500'000'000},
       {TimeUnit::kSeconds, "\"1795256130\"", 1795256130LL * 1'000'000'000},
       {TimeUnit::kSeconds, "0", 0},
-      {TimeUnit::kSeconds, "-1", -1'000'000'000},
+      {TimeUnit::kMillis, "-0", 0},
+      {TimeUnit::kNanos, "-0.4", 0},  // rounds to 1970-01-01, not before
+      {TimeUnit::kRfc3339, "\"1970-01-01T00:00:00Z\"", 0},
       {TimeUnit::kMillis, "1795256130123", 1795256130123LL * 1'000'000},
       {TimeUnit::kMillis, "1795256130123.5", 1795256130123LL * 1'000'000 + 500'000},
       {TimeUnit::kMillis, "\" 1795256130123 \"", 1795256130123LL * 1'000'000},
       {TimeUnit::kMillis, "1795256130123.4999996", 1795256130123LL * 1'000'000 + 500'000},
-      {TimeUnit::kMillis, "\"-1.0000004\"", -1'000'000},
-      {TimeUnit::kMillis, "-1.5", -1'500'000},
       {TimeUnit::kSeconds, "1795256130.123456789", 1795256130123456789LL},
       {TimeUnit::kSeconds, "1795256130.1234567895", 1795256130123456790LL},
       {TimeUnit::kNanos, "1795256130123456789.5", 1795256130123456790LL},
@@ -391,7 +392,6 @@ TEST_CASE("timestamps: units") {
       {TimeUnit::kNanos, "\"1795256130123456789\"", 1795256130123456789LL},
       {TimeUnit::kNanos, "9223372036854775807", std::numeric_limits<Nanos>::max()},
       {TimeUnit::kSeconds, "9223372036.854775807", std::numeric_limits<Nanos>::max()},
-      {TimeUnit::kSeconds, "-9223372036.854775807", -std::numeric_limits<Nanos>::max()},
       {TimeUnit::kRfc3339, "\"2026-11-21T10:15:30.123Z\"", 1795256130123LL * 1'000'000},
       {TimeUnit::kRfc3339, "\"2026-11-21T12:15:30.123+02:00\"", 1795256130123LL * 1'000'000},
       {TimeUnit::kRfc3339, "\"2026-11-21T05:15:30.123456789-05:00\"", 1795256130123456789LL},
@@ -471,6 +471,23 @@ TEST_CASE("timestamps: missing, null and bad") {
   bad(TimeUnit::kRfc3339, "\"2026-11-21T10:15:30\"");   // no offset
   bad(TimeUnit::kRfc3339, "\"9999-12-31T23:59:59Z\"");  // beyond int64 ns
   bad(TimeUnit::kRfc3339, "\"0001-01-01T00:00:00Z\"");
+  // Before 1970 (issue 17): refused, the values kept.
+  bad(TimeUnit::kMillis, "-5");
+  bad(TimeUnit::kMillis, "\"-5\"");
+  bad(TimeUnit::kSeconds, "-1");
+  bad(TimeUnit::kMillis, "\"-1.0000004\"");
+  bad(TimeUnit::kMillis, "-1.5");
+  bad(TimeUnit::kNanos, "-1");
+  bad(TimeUnit::kSeconds, "-9223372036.854775807");
+  bad(TimeUnit::kRfc3339, "\"1969-12-31T23:59:59.999Z\"");
+  bad(TimeUnit::kRfc3339, "\"1970-01-01T00:59:59+01:00\"");
+
+  // Format fields: a time before 1970 is bad there too, the fields kept.
+  Decoder fields(DecoderOptions{Format::kFields, "value", "ts", TimeUnit::kMillis});
+  REQUIRE(str(fields.decode(R"({"a":1,"b":2,"ts":-5})", out)) == "none");
+  CHECK(out.bad_timestamp);
+  CHECK_FALSE(out.device_time.has_value());
+  CHECK(out.values.size() == 2);
 
   // A bad timestamp does not hide a bad value.
   Decoder d(jsonOpts("value", "ts"));
@@ -540,4 +557,25 @@ TEST_CASE("the steady state does not allocate") {
   const long before = gw::test::allocations();
   for (int i = 0; i < 100; ++i) round();
   CHECK(gw::test::allocations() - before == 0);
+}
+
+TEST_CASE("senml: a relative time reaching before 1970 is a bad timestamp, the value kept") {
+  // Found by tests/fuzz/senml_fuzz: t = -9e9 s is relative (below 2^28 s), 285 years ago.
+  PayloadOptions o;
+  o.senml = true;
+  MessageDecoder d(o);
+  gw::Series series;
+  series.device = "dev";
+  REQUIRE(d.decode(R"([{"n":"a","v":1,"t":-9e9},{"n":"b","v":2,"t":-60}])", series) == nullptr);
+  const Nanos receive = 1795256130LL * 1'000'000'000;
+  std::vector<std::pair<std::string, Decoded>> got;
+  d.emit(series, receive,
+         [&](const gw::Series& s, const Decoded& out) { got.emplace_back(s.metric, out); });
+  REQUIRE(got.size() == 2);
+  CHECK(got[0].first == "a");
+  CHECK(got[0].second.bad_timestamp);
+  CHECK_FALSE(got[0].second.device_time.has_value());
+  CHECK(got[0].second.values.at(0).value == 1.0);
+  CHECK_FALSE(got[1].second.bad_timestamp);
+  CHECK(got[1].second.device_time == receive - 60'000'000'000LL);
 }
