@@ -70,7 +70,9 @@ std::string raw(const fs::path& path, const std::string& data) {
   a.sun_family = AF_UNIX;
   std::strcpy(a.sun_path, path.c_str());
   REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  if (!data.empty()) REQUIRE(::send(fd, data.data(), data.size(), MSG_NOSIGNAL) >= 0);
+  // A busy server answers and closes before reading: the send may then fail (EPIPE), and what
+  // the server said is still there to read.
+  if (!data.empty()) static_cast<void>(::send(fd, data.data(), data.size(), MSG_NOSIGNAL));
   std::string out;
   char buf[4096];
   ssize_t n;
