@@ -33,8 +33,8 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
         journal(journal_),
         sink(std::move(sink_)),
         options(options_),
-        wall_clock(env.wall_clock ? std::move(env.wall_clock) : wallNow),
-        mono_clock(env.mono_clock ? std::move(env.mono_clock) : monoNow),
+        wall_clock(std::move(env.clock.wall)),
+        mono_clock(std::move(env.clock.mono)),
         retry(retryOptions(options_), std::move(env.uniform)),
         timer(io_) {
     status.name = sink->name();

@@ -37,9 +37,10 @@ struct ForwarderOptions {
 /// What the forwarder reads from the outside world; empty members mean the real thing. Tests
 /// inject fakes so they can check ages and backoff exactly.
 struct ForwarderEnv {
-  std::function<Nanos()> wall_clock;  ///< confirmation time, for record ages (worker thread)
-  std::function<Nanos()> mono_clock;  ///< rate limiting of the retry log line
-  RetryPolicy::Uniform uniform;       ///< jitter source; seeded from std::random_device
+  /// wall: confirmation time, for record ages (read on the worker thread); mono: rate limiting
+  /// of the retry log line.
+  Clock clock;
+  RetryPolicy::Uniform uniform;  ///< jitter source; seeded from std::random_device when empty
 };
 
 struct ForwarderStatus {

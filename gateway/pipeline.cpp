@@ -31,9 +31,8 @@ Pipeline::Impl::Impl(boost::asio::io_context& io_, const config::Config& cfg_, C
 
   BuildContext context{io, cfg.gateway.id, cfg.clock.broker_reference, cfg.clock.broker_property};
   // The forwarders read the same clock (records' ages, on their worker threads).
-  const ForwarderEnv env{time.wall, time.mono, {}};
+  const ForwarderEnv env{time, {}};
   for (const auto& s : cfg.sinks) {
-    sink_targets[s.config->name()] = s.config->target();
     forwarders.push_back(
         std::make_unique<Forwarder>(io, *journal, s.config->build(context), s.forward, env));
   }

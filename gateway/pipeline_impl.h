@@ -61,9 +61,8 @@ struct Pipeline::Impl final : Ingest {
   Clock time;
   std::unique_ptr<buffer::Journal> journal;
   std::vector<std::unique_ptr<Source>> sources;
-  std::vector<std::unique_ptr<Forwarder>> forwarders;            // sinks
-  std::vector<std::unique_ptr<Forwarder>> outboxes;              // alert notifiers
-  std::map<std::string, std::string, std::less<>> sink_targets;  // by sink name
+  std::vector<std::unique_ptr<Forwarder>> forwarders;  // sinks
+  std::vector<std::unique_ptr<Forwarder>> outboxes;    // alert notifiers
   std::unique_ptr<aggregators::Aggregator> windows;
   std::unique_ptr<alerts::AlertEngine> alert_engine;
   std::vector<alerts::AlertEvent> alert_events;  // scratch

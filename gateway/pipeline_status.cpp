@@ -65,12 +65,11 @@ StatusSnapshot Pipeline::Impl::snapshot(StatusParts what) const {
   buffer::JournalStats js;
   if (what & (kSinks | kJournal)) js = journal->stats();
   if (what & kSinks) {
-    for (const auto& f : forwarders) {
+    for (size_t i = 0; i < forwarders.size(); ++i) {  // built in cfg.sinks' order
       SinkStatus& sink = s.sinks.emplace_back();
-      sink.forwarder = f->status();
+      sink.forwarder = forwarders[i]->status();
       const std::string& name = sink.forwarder.name;
-      if (const auto it = sink_targets.find(name); it != sink_targets.end())
-        sink.target = it->second;
+      sink.target = cfg.sinks[i].config->target();
       if (const auto it = js.sinks.find(name); it != js.sinks.end()) sink.journal = it->second;
       if (base)
         if (const auto it = base->sent.find(name); it != base->sent.end())

@@ -99,8 +99,8 @@ struct Fixture {
 
   std::unique_ptr<Forwarder> make(ForwarderOptions o) {
     ForwarderEnv env;
-    env.wall_clock = [this] { return wall.load(); };
-    env.mono_clock = [] { return Nanos{0}; };
+    env.clock.wall = [this] { return wall.load(); };
+    env.clock.mono = [] { return Nanos{0}; };
     env.uniform = [this] { return uniform; };
     return std::make_unique<Forwarder>(io, *journal, std::make_unique<FakeSink>(sink), o,
                                        std::move(env));
