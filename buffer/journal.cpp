@@ -137,6 +137,10 @@ std::optional<std::string> SqliteJournal::state(std::string_view key) const {
 }
 
 bool SqliteJournal::commit() {
+  if (detached_) {  // the file was pulled away and is not written back yet (journal_guard.cpp)
+    ++failed_commits_;
+    return false;
+  }
   bool dirty_sinks = false;
   for (const auto& [name, st] : sinks_) dirty_sinks = dirty_sinks || st.dirty;
   if (pending_.empty() && persisted_series_ == series_.size() && !dirty_sinks &&
@@ -521,6 +525,7 @@ JournalStats SqliteJournal::stats() const {
   usedBytes(s.used_bytes);
   s.commits = commits_;
   s.moved_aside = moved_aside_;
+  s.restores = restores_;
   for (const auto& [name, st] : sinks_) {
     SinkBacklog& b = s.sinks[name];
     b.cursor = st.cursor;

@@ -73,6 +73,14 @@ struct JournalStats {
   std::uint64_t commits = 0;                 ///< successful commit() transactions since open
   std::map<std::string, SinkBacklog> sinks;  ///< the configured sinks only
   std::optional<std::filesystem::path> moved_aside;  ///< set when a corrupt file was moved aside
+  /// Times the file was pulled away under the running journal and written back (checkFile()).
+  std::uint64_t restores = 0;
+};
+
+/// Thrown by open() for a journal written by a newer iot-gateway (user_version above ours): the
+/// file is left exactly as it is; gatewayd exits with kExitNewerJournal.
+class JournalNewerError : public JournalError {
+  using JournalError::JournalError;
 };
 
 /// Readings are appended into an in-memory batch and made durable by commit() (group
@@ -159,6 +167,19 @@ class Journal {
   virtual std::uint64_t enforceRetention(Nanos now, size_t step = 10000) = 0;
 
   virtual JournalStats stats() const = 0;
+
+  /// The journal pulled away under the running daemon: journal.db, its -wal or -shm deleted,
+  /// moved or replaced (compared by device and inode with the files it opened). Then commits
+  /// were going to files nobody will ever open again; the open connection still sees all of
+  /// them, so it is copied to the path (SQLite's backup API, into a temporary file renamed into
+  /// place and fsynced), the connection moves to the copy and work carries on: nothing
+  /// committed (acknowledged) is lost. A file found in its place that is not ours is moved to
+  /// `<path>.replaced-<UTC time>` first. Logged as an error. While a copy cannot be written
+  /// (e.g. the disk is full), commit() fails, so nothing more is acknowledged, and the next
+  /// call tries again. Returns false while the journal is not back in place. Call it every
+  /// second. Environment: GW_TEST_NO_JOURNAL_GUARD=1 turns the check off (tests only: it
+  /// shows the loss the check prevents).
+  virtual bool checkFile() = 0;
 };
 
 }  // namespace gw::buffer

@@ -350,6 +350,7 @@ std::unique_ptr<Journal> Journal::open(const JournalOptions& options) {
       throw JournalError(fmt::format("journal {}: cannot start a new journal: {}", path, r.reason));
     journal->setMovedAside(moved);
   }
+  journal->recordFiles();
   return journal;
 }
 

@@ -95,6 +95,9 @@ class SqliteJournal final : public Journal {
   void setCursor(std::string_view sink, std::uint64_t seq) override;
   std::uint64_t enforceRetention(Nanos now, size_t step) override;
   JournalStats stats() const override;
+  bool checkFile() override;  // journal_guard.cpp
+  /// Remembers which files the connection has open (journal_guard.cpp).
+  void recordFiles();
 
  private:
   struct PendingRow {
@@ -184,6 +187,19 @@ class SqliteJournal final : public Journal {
 
   std::map<std::string, SinkState, std::less<>> sinks_;  // the configured ones
   std::string error_;
+
+  // The journal pulled away (journal_guard.cpp): device and inode of journal.db, -wal, -shm as
+  // opened; the -wal and -shm are learnt when they first appear.
+  struct FileId {
+    bool known = false;
+    std::uint64_t dev = 0, ino = 0;
+  };
+  FileId files_[3];
+  bool detached_ = false;  // pulled away and not yet written back: commit() refuses
+  std::uint64_t restores_ = 0;
+  bool restore(const std::string& why);
+  int configure(sqlite3* db);
+
   log::RateLimiter commit_log_{kLogInterval}, read_log_{kLogInterval}, retention_log_{kLogInterval},
       cursor_log_{kLogInterval};
 };

@@ -82,7 +82,10 @@ void Pipeline::Impl::start() {
   for (auto& f : forwarders) f->poke();  // backlog left from before a restart
   for (auto& f : outboxes) f->poke();
   every(commit_timer, cfg.buffer.commit_interval, [this] { commitNow(); });
-  every(retention_timer, kNanosPerSecond, [this] { journal->enforceRetention(time.wall()); });
+  every(retention_timer, kNanosPerSecond, [this] {
+    // The journal file pulled away (deleted, moved, replaced) is written back first.
+    if (journal->checkFile()) journal->enforceRetention(time.wall());
+  });
   if (alert_engine)
     every(alert_timer, kNanosPerSecond, [this] {
       alert_engine->tick(time.wall(), alert_events);

@@ -1226,3 +1226,81 @@ TEST_CASE("an upgrade that fails half-way leaves the version 2 file as it was") 
     CHECK((out[2].kind == RecordKind::kAlert));
   }
 }
+
+TEST_CASE("a journal pulled away under the running journal is written back, nothing lost") {
+  TempDir dir;
+  const fs::path db = dir.db();
+  const auto wal = fs::path(db) += "-wal";
+  const auto shm = fs::path(db) += "-shm";
+  auto j = Journal::open(optionsFor(dir, {"a"}));
+  const SeriesId id = j->internSeries(kTemp);
+  addRows(*j, id, 500);
+  CHECK(j->checkFile());  // in place: nothing to do
+  CHECK(j->stats().restores == 0);
+  REQUIRE(fs::exists(wal));
+
+  std::string kept;
+  SUBCASE("deleted, with its -wal and -shm") {
+    for (const auto& p : {db, wal, shm}) fs::remove(p);
+  }
+  SUBCASE("only the -wal deleted") { fs::remove(wal); }
+  SUBCASE("moved to another name") {
+    fs::rename(db, fs::path(db) += ".old");
+    fs::rename(wal, fs::path(db) += ".old-wal");
+  }
+  SUBCASE("replaced by another file, which is kept") {
+    fs::remove(db);
+    kept = "someone else's file";
+    std::ofstream(db, std::ios::binary) << kept;
+  }
+  SUBCASE("the whole state folder deleted") { fs::remove_all(db.parent_path()); }
+
+  // Commits go on into the open (pulled-away) files until the check: they must survive too.
+  addRows(*j, id, 300);
+  CHECK(j->checkFile());
+  CHECK(j->stats().restores == 1);
+  CHECK(j->checkFile());  // and now it is in place
+  CHECK(j->stats().restores == 1);
+  addRows(*j, id, 200);  // and after
+  j->setCursor("a", 100);
+  REQUIRE(j->commit());
+  CHECK(j->lastSeq() == 1000);
+  if (!kept.empty()) {
+    std::vector<fs::path> replaced;
+    for (const auto& e : fs::directory_iterator(db.parent_path()))
+      if (e.path().filename().string().rfind("journal.db.replaced-", 0) == 0)
+        replaced.push_back(e.path());
+    REQUIRE(replaced.size() == 1);
+    CHECK(fileBytes(replaced[0]) == kept);
+  }
+  j.reset();
+
+  // What a restart finds: every row, the cursor, no leftover temporary file.
+  CHECK_FALSE(fs::exists(fs::path(db) += ".restoring"));
+  auto again = Journal::open(optionsFor(dir, {"a"}));
+  CHECK_FALSE(again->stats().moved_aside.has_value());
+  CHECK(again->lastSeq() == 1000);
+  CHECK(again->cursor("a") == 100);
+  const auto all = seqs(*again);
+  REQUIRE(all.size() == 1000);
+  CHECK(all.front() == 1);
+  CHECK(all.back() == 1000);
+  std::vector<ReadingRecord> out;
+  again->read(0, 1, out);
+  REQUIRE(out.size() == 1);
+  CHECK(*out[0].series == kTemp);
+}
+
+TEST_CASE("a deleted journal loses its rows when nothing checks (what checkFile prevents)") {
+  // What the check prevents, shown directly: after the delete a new journal starts empty.
+  TempDir dir;
+  const fs::path db = dir.db();
+  {
+    auto j = Journal::open(optionsFor(dir, {"a"}));
+    addRows(*j, j->internSeries(kTemp), 100);
+    for (const char* s : {"", "-wal", "-shm"}) fs::remove(fs::path(db) += s);
+    addRows(*j, 0, 100);  // "succeeds" into deleted files
+  }
+  auto again = Journal::open(optionsFor(dir, {"a"}));
+  CHECK(again->lastSeq() == 0);
+}
