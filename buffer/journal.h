@@ -78,7 +78,8 @@ struct JournalStats {
 };
 
 /// Thrown by open() for a journal written by a newer iot-gateway (user_version above ours): the
-/// file is left exactly as it is; gatewayd exits with kExitNewerJournal.
+/// file is left exactly as it is (not moved aside: its backlog belongs to the newer version);
+/// gatewayd exits with 65 (EX_DATAERR), which the unit does not restart on.
 class JournalNewerError : public JournalError {
   using JournalError::JournalError;
 };
@@ -102,8 +103,9 @@ class Journal {
  public:
   /// Opens or creates the journal: WAL mode, `PRAGMA quick_check`; a corrupt or unreadable
   /// file is moved aside (to `<path>.corrupt-<UTC time>`, with its -wal/-shm) and a new
-  /// journal started, logged as an error. Throws JournalError only when even a new journal
-  /// cannot be created (permissions, disk).
+  /// journal started, logged as an error; an older schema is upgraded in place. Throws
+  /// JournalNewerError for a newer schema (the file untouched), JournalError when even a new
+  /// journal cannot be created (permissions, disk).
   static std::unique_ptr<Journal> open(const JournalOptions& options);
   virtual ~Journal() = default;
 

@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <fstream>
+#include <optional>
 #include <string>
 #include <system_error>
 
@@ -76,6 +78,41 @@ fs::path moveAside(const fs::path& db, Nanos now) {
   return target;
 }
 
+std::string newerReason(std::int64_t version) {
+  return fmt::format(
+      "written by a newer iot-gateway: its schema version is {}, this gatewayd reads versions 1 "
+      "to {}",
+      version, kSchemaVersion);
+}
+
+JournalNewerError newerError(const std::string& path, const std::string& reason) {
+  return JournalNewerError(fmt::format(
+      "journal {} was {}. It is left as it is. Run the iot-gateway version that wrote it (its "
+      "backlog is then forwarded), or move {} and its -wal aside to start an empty journal",
+      path, reason, path));
+}
+
+// A newer schema seen in the file header alone (user_version at byte 60, application_id at 68,
+// big-endian), when there is no -wal that could hold a later header: SQLite would create a -wal
+// and -shm next to a file that must be left exactly as it is.
+std::optional<std::int64_t> newerVersionInHeader(const fs::path& db) {
+  std::error_code ec;
+  if (fs::exists(withSuffix(db, "-wal"), ec) && fs::file_size(withSuffix(db, "-wal"), ec) > 0)
+    return std::nullopt;
+  std::ifstream in(db, std::ios::binary);
+  unsigned char h[100];
+  if (!in.read(reinterpret_cast<char*>(h), sizeof h)) return std::nullopt;
+  if (std::memcmp(h, "SQLite format 3", 16) != 0) return std::nullopt;
+  const auto be32 = [&](int at) {
+    return static_cast<std::int64_t>((std::uint32_t{h[at]} << 24) |
+                                     (std::uint32_t{h[at + 1]} << 16) |
+                                     (std::uint32_t{h[at + 2]} << 8) | h[at + 3]);
+  };
+  const std::int64_t version = be32(60), app_id = be32(68);
+  if (app_id == kApplicationId && version > kSchemaVersion) return version;
+  return std::nullopt;
+}
+
 OpenResult SqliteJournal::failed(int rc, std::string_view what) const {
   const int p = sqlite::primary(rc);
   return {p == SQLITE_CORRUPT || p == SQLITE_NOTADB ? Outcome::kCorrupt : Outcome::kFatal,
@@ -139,10 +176,7 @@ OpenResult SqliteJournal::open() {
   const bool fresh = app_id == 0 && version == 0 && objects == 0;
   const bool upgrade = app_id == kApplicationId && version >= 1 && version < kSchemaVersion;
   if (app_id == kApplicationId && version > kSchemaVersion)
-    return {Outcome::kCorrupt,
-            fmt::format("written by a newer iot-gateway (journal schema version {}, this one reads "
-                        "versions 1 to {})",
-                        version, kSchemaVersion)};
+    return {Outcome::kNewer, newerReason(version)};
   if (!fresh && !upgrade && (app_id != kApplicationId || version != kSchemaVersion))
     return {Outcome::kCorrupt,
             fmt::format("not an iot-gateway journal of schema version {} (application_id {:#x}, "
@@ -334,10 +368,17 @@ std::unique_ptr<Journal> Journal::open(const JournalOptions& options) {
       throw JournalError(fmt::format("journal {}: cannot create directory {}: {}", path,
                                      dir.string(), ec.message()));
   }
+  if (const auto newer = detail::newerVersionInHeader(options.path))
+    throw detail::newerError(path, detail::newerReason(*newer));
   auto journal = std::make_unique<SqliteJournal>(options);
   OpenResult r = journal->open();
   if (r.outcome == Outcome::kFatal)
     throw JournalError(fmt::format("journal {}: {}", path, r.reason));
+  if (r.outcome == Outcome::kNewer) {
+    // Not one byte changed: no checkpoint of its -wal into it on close, nothing moved.
+    journal->closeWithoutCheckpoint();
+    throw detail::newerError(path, r.reason);
+  }
   if (r.outcome == Outcome::kCorrupt) {
     journal->closeWithoutCheckpoint();
     journal.reset();

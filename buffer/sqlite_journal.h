@@ -57,7 +57,7 @@ struct SeriesPtrEq {
   bool operator()(const Series* a, const Series* b) const noexcept { return *a == *b; }
 };
 
-enum class Outcome { kOk, kCorrupt, kFatal };
+enum class Outcome { kOk, kCorrupt, kFatal, kNewer };  // kNewer: left as it is
 struct OpenResult {
   Outcome outcome = Outcome::kOk;
   std::string reason;

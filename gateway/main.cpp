@@ -28,6 +28,9 @@
 
 namespace {
 
+/// The journal was written by a newer iot-gateway (EX_DATAERR; not restarted by the unit).
+constexpr int kExitNewerJournal = 65;
+
 /// What the process owns across reloads: the running pipeline and the control and metrics
 /// servers that show it. Everything runs on the one event loop.
 class Daemon {
@@ -236,6 +239,10 @@ int main(int argc, char** argv) {
   Daemon daemon(io, cfg);
   try {
     daemon.start();
+  } catch (const gw::buffer::JournalNewerError& e) {
+    // Not restarted by the unit (RestartPreventExitStatus): a restart would only refuse again.
+    gw::log::error("cannot start: {}", e.what());
+    return kExitNewerJournal;
   } catch (const std::exception& e) {
     gw::log::error("cannot start: {}", e.what());
     return 1;

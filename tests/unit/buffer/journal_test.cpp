@@ -1304,3 +1304,62 @@ TEST_CASE("a deleted journal loses its rows when nothing checks (what checkFile 
   auto again = Journal::open(optionsFor(dir, {"a"}));
   CHECK(again->lastSeq() == 0);
 }
+
+TEST_CASE("a journal of a newer schema is refused and left exactly as it is") {
+  TempDir dir;
+  const fs::path db = dir.db();
+  const auto wal = fs::path(db) += "-wal";
+  {
+    auto j = Journal::open(optionsFor(dir));
+    addRows(*j, j->internSeries(kTemp), 300);
+  }
+  {
+    // The newer version's last words are still in its -wal (not checkpointed).
+    OtherConnection newer(db);
+    REQUIRE(sqlite3_db_config(newer.db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr) == SQLITE_OK);
+    REQUIRE(newer.exec("PRAGMA user_version = 4; CREATE TABLE r2(x); INSERT INTO r2 VALUES(1);") ==
+            SQLITE_OK);
+  }
+  REQUIRE(fs::exists(wal));
+  const std::string db_before = fileBytes(db), wal_before = fileBytes(wal);
+
+  std::string message;
+  try {
+    Journal::open(optionsFor(dir));
+    FAIL("a newer journal was opened");
+  } catch (const JournalNewerError& e) {
+    message = e.what();
+  }
+  CHECK(message.find("schema version is 4") != std::string::npos);
+  CHECK(message.find("reads versions 1 to 3") != std::string::npos);
+  CHECK(message.find(db.string()) != std::string::npos);
+  CHECK(fileBytes(db) == db_before);
+  CHECK(fileBytes(wal) == wal_before);
+  for (const auto& e : fs::directory_iterator(db.parent_path()))
+    CHECK(e.path().filename().string().find("corrupt") == std::string::npos);
+  OtherConnection check(db);
+  CHECK(check.queryInt("PRAGMA user_version") == 4);
+  CHECK(check.queryInt("SELECT count(*) FROM r") == 300);
+}
+
+TEST_CASE("a checkpointed newer journal is refused from its header: no -wal or -shm appears") {
+  TempDir dir;
+  const fs::path db = dir.db();
+  {
+    auto j = Journal::open(optionsFor(dir));
+    addRows(*j, j->internSeries(kTemp), 10);
+  }
+  {
+    OtherConnection newer(db);
+    REQUIRE(newer.exec("PRAGMA user_version = 7") == SQLITE_OK);
+  }  // checkpointed and its -wal removed on close
+  REQUIRE_FALSE(fs::exists(fs::path(db) += "-wal"));
+  const std::string before = fileBytes(db);
+  CHECK_THROWS_WITH_AS(
+      Journal::open(optionsFor(dir)),
+      doctest::Contains("its schema version is 7, this gatewayd reads versions 1 to 3"),
+      JournalNewerError);
+  CHECK(fileBytes(db) == before);
+  CHECK_FALSE(fs::exists(fs::path(db) += "-wal"));
+  CHECK_FALSE(fs::exists(fs::path(db) += "-shm"));
+}

@@ -1,4 +1,6 @@
-"""Issue 17, "A journal pulled away": journal.db and its -wal/-shm deleted under a running gatewayd.
+"""Issue 17, "Nothing acknowledged is ever lost": the journal pulled away, a newer schema.
+
+A journal pulled away: journal.db and its -wal/-shm deleted under a running gatewayd.
 
 Kafka is down, so every reading lives only in the journal. A QoS 1 publisher has 2,000 readings
 acknowledged, the journal files are deleted, 1,000 more are acknowledged, gatewayd is restarted
@@ -9,11 +11,13 @@ The same run with the check turned off (GW_TEST_NO_JOURNAL_GUARD=1, an environme
 tests only) loses them: commits "succeed" into deleted files and the restart starts an empty
 journal. That shows the test can fail.
 """
-import json
+import hashlib
+import subprocess
+from pathlib import Path
 
 import pytest
 
-from gwtest import PLUGIN, Gatewayd, KafkaBroker, Mosquitto, run_sim, wait_until
+from gwtest import GATEWAYD, PLUGIN, Gatewayd, KafkaBroker, Mosquitto, run_sim, wait_until
 from test_no_loss import distinct_kafka, distinct_sent
 
 
@@ -69,3 +73,36 @@ def test_journal_deleted_with_kafka_down(wd, guard):
         assert not missing, f"{len(missing)} of {len(want)} acknowledged readings lost"
     else:
         assert len(missing) >= 2000, "without the check the deleted journal's readings should be lost"
+
+
+def digests(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def test_newer_journal_is_refused_and_left_untouched(wd):
+    """A journal whose user_version is above ours (after a downgrade): a clear message naming both
+    versions, exit 65 (the unit's RestartPreventExitStatus), the state folder byte for byte as it was."""
+    mq = Mosquitto(wd)
+    kafka = KafkaBroker(wd)
+    kafka.down()
+    gw = Gatewayd(wd, mq.uri, kafka=kafka)
+    run_sim(wd, mq.uri, "--devices", "5", "--count", "200", "--rate", "1000", "--qos", "1")
+    gw.wait_stats("200 readings committed", committed(200))
+    gw.proc.stop()
+    state = wd.path / "state"
+    # What a newer gatewayd would leave: its own schema version (and a checkpointed file).
+    subprocess.run(["sqlite3", state / "journal.db", "PRAGMA user_version = 4"], check=True, timeout=30)
+    before = digests(state)
+    assert list(before) == ["journal.db"]
+
+    p = subprocess.run([str(GATEWAYD), "--config", str(gw.config)], capture_output=True, timeout=30,
+                       cwd=wd.path)
+    err = p.stderr.decode()
+    print(err)
+    assert p.returncode == 65, err
+    assert "its schema version is 4, this gatewayd reads versions 1 to 3" in err
+    assert "It is left as it is" in err
+    assert digests(state) == before
+    unit = Path(__file__).resolve().parents[2] / "systemd" / "iot-gateway.service"
+    assert any(l.startswith("RestartPreventExitStatus=") and "65" in l.split("=", 1)[1].split()
+               for l in unit.read_text().splitlines())
