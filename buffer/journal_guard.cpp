@@ -9,6 +9,7 @@
 // sinks are down (the case where the journal matters), so the rows would die with the process.
 #include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -62,6 +63,27 @@ const char* synchronousPragma(Synchronous s) {
 }
 
 }  // namespace
+
+SqliteJournal::LockFd::~LockFd() {
+  if (fd >= 0) ::close(fd);
+}
+
+bool SqliteJournal::lock(std::string& error) {
+  const fs::path p = withSuffix(options_.path, ".lock");
+  lock_.fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+  if (lock_.fd < 0) {
+    error = fmt::format("cannot open {}: {}", p.string(), std::strerror(errno));
+    return false;
+  }
+  if (::flock(lock_.fd, LOCK_EX | LOCK_NB) != 0) {
+    error = errno == EWOULDBLOCK
+                ? "in use by another process (a running gatewayd? stop it first: systemctl stop "
+                  "iot-gateway)"
+                : fmt::format("cannot lock {}: {}", p.string(), std::strerror(errno));
+    return false;
+  }
+  return true;
+}
 
 void SqliteJournal::recordFiles() {
   for (int i = 0; i < 3; ++i) {

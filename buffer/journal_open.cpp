@@ -371,6 +371,8 @@ std::unique_ptr<Journal> Journal::open(const JournalOptions& options) {
   if (const auto newer = detail::newerVersionInHeader(options.path))
     throw detail::newerError(path, detail::newerReason(*newer));
   auto journal = std::make_unique<SqliteJournal>(options);
+  if (std::string error; !journal->lock(error))
+    throw JournalError(fmt::format("journal {}: {}", path, error));
   OpenResult r = journal->open();
   if (r.outcome == Outcome::kFatal)
     throw JournalError(fmt::format("journal {}: {}", path, r.reason));
@@ -386,6 +388,8 @@ std::unique_ptr<Journal> Journal::open(const JournalOptions& options) {
     log::error("journal {} is unusable ({}); moved it aside to {} and started a new journal", path,
                r.reason, moved.string());
     journal = std::make_unique<SqliteJournal>(options);
+    if (std::string error; !journal->lock(error))
+      throw JournalError(fmt::format("journal {}: {}", path, error));
     r = journal->open();
     if (r.outcome != Outcome::kOk)
       throw JournalError(fmt::format("journal {}: cannot start a new journal: {}", path, r.reason));

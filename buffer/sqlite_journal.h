@@ -96,6 +96,8 @@ class SqliteJournal final : public Journal {
   std::uint64_t enforceRetention(Nanos now, size_t step) override;
   JournalStats stats() const override;
   bool checkFile() override;  // journal_guard.cpp
+  /// Takes `<path>.lock` (flock); false with `error` when another process holds it.
+  bool lock(std::string& error);
   /// Remembers which files the connection has open (journal_guard.cpp).
   void recordFiles();
 
@@ -195,6 +197,12 @@ class SqliteJournal final : public Journal {
     std::uint64_t dev = 0, ino = 0;
   };
   FileId files_[3];
+  // Held while open: one process per journal (another gatewayd, `gatewayd --recover`).
+  struct LockFd {
+    int fd = -1;
+    ~LockFd();
+  };
+  LockFd lock_;
   bool detached_ = false;  // pulled away and not yet written back: commit() refuses
   std::uint64_t restores_ = 0;
   bool restore(const std::string& why);

@@ -19,6 +19,7 @@
 #include "gateway/metrics/exposition.h"
 #include "gateway/metrics/metrics_server.h"
 #include "gateway/pipeline.h"
+#include "gateway/recover.h"
 #include "gateway/sd_notify.h"
 #include "gateway/status.h"
 
@@ -199,6 +200,11 @@ int main(int argc, char** argv) {
   auto* check_opt =
       app.add_option("--check-config", check_file, "validate a config file and exit (78 if bad)");
   run_opt->excludes(check_opt);
+  std::string recover_file;
+  app.add_option("--recover", recover_file,
+                 "with --config, gatewayd stopped: append the readable rows of a damaged journal "
+                 "(journal.db.corrupt-...) to the live one, so the sinks forward them")
+      ->needs(run_opt);
   app.add_option("--log-level", level, "error | warning | notice | info | debug")
       ->check(CLI::IsMember({"error", "warning", "notice", "info", "debug"}));
   app.set_version_flag("--version", std::string("gatewayd ") + GW_VERSION);
@@ -234,6 +240,8 @@ int main(int argc, char** argv) {
     gw::log::error("{}", e.what());
     return gw::config::kExitConfig;
   }
+
+  if (!recover_file.empty()) return gw::recoverJournal(cfg, recover_file);
 
   boost::asio::io_context io(1);
   Daemon daemon(io, cfg);
