@@ -30,7 +30,10 @@ int recoverJournal(const config::Config& cfg, const std::filesystem::path& damag
     jo.max_size_bytes = cfg.buffer.max_size;
     jo.max_age = cfg.buffer.max_age;
     jo.synchronous = cfg.buffer.synchronous;
-    // No sinks named: the cursors in the file stay as they are; the new rows are above them all.
+    // The same cursor names as the pipeline's (the new rows are above every cursor).
+    for (const auto& sink : cfg.sinks) jo.sinks.push_back(sink.config->name());
+    if (cfg.aggregate.enabled) jo.sinks.push_back("windows");
+    for (const auto& n : cfg.notify.notifiers) jo.sinks.push_back(n->name());
     auto journal = buffer::Journal::open(jo);
     const std::uint64_t before = journal->lastSeq();
     const buffer::SalvageReport r = buffer::salvageInto(damaged, *journal);
