@@ -484,6 +484,9 @@ std::uint64_t SqliteJournal::enforceRetention(Nanos now, size_t step) {
                                    options_.max_size_bytes));
   }
 
+  // 4. Free space on the filesystem below buffer.min_free (journal_disk.cpp).
+  if (ok) removed += keepFree(step_rows);
+
   maybeCheckpoint();
   return removed;
 }

@@ -46,7 +46,17 @@ struct JournalOptions {
   /// kCommitTimeGranularity. 0 = no cap.
   Nanos max_age = 7 * 86400 * kNanosPerSecond;
   Synchronous synchronous = Synchronous::kFull;  ///< buffer.synchronous
-  std::vector<std::string> sinks;                ///< one cursor per sink name (duplicates ignored)
+  /// buffer.min_free: free space to keep on the journal's filesystem: min_free_bytes, or
+  /// min_free_percent of the filesystem's size, the smaller of the two when both are set; 0 and
+  /// 0 = no guard. Below it, enforceRetention() drops the oldest rows so that the file has free
+  /// pages for the next commits and need not grow (SQLite reuses freed pages; the file never
+  /// shrinks).
+  std::uint64_t min_free_bytes = 0;
+  unsigned min_free_percent = 0;
+  /// Free and total bytes of the journal's filesystem; empty = statvfs() of its folder. Tests
+  /// inject one. Returns false when unknown.
+  std::function<bool(std::uint64_t& free, std::uint64_t& total)> disk_space;
+  std::vector<std::string> sinks;  ///< one cursor per sink name (duplicates ignored)
   /// Wall clock for commit times (and the moved-aside file name); tests inject one.
   /// Empty = gw::wallNow. enforceRetention's `now` must come from the same clock.
   std::function<Nanos()> clock;
@@ -160,7 +170,8 @@ class Journal {
   virtual void setCursor(std::string_view sink, std::uint64_t seq) = 0;
 
   /// Deletes rows every sink has confirmed, then drops rows committed before `now - max_age`,
-  /// then, when the pages in use exceed max_size, drops the oldest rows until under 90% of it.
+  /// then, when the pages in use exceed max_size, drops the oldest rows until under 90% of it,
+  /// then, below min_free on the filesystem, drops the oldest rows until the file has room.
   /// Each transaction removes at most `step` rows and each of the three phases runs at most 16
   /// of them per call, so the loop never stalls for long; the rest waits for the next call.
   /// Rows dropped before a sink confirmed them move its cursor past them and add to its

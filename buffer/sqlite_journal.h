@@ -206,6 +206,9 @@ class SqliteJournal final : public Journal {
   bool detached_ = false;  // pulled away and not yet written back: commit() refuses
   std::uint64_t restores_ = 0;
   bool restore(const std::string& why);
+  // buffer.min_free (journal_disk.cpp).
+  std::uint64_t keepFree(std::uint64_t step_rows);
+  bool low_disk_ = false;
   int configure(sqlite3* db);
 
   log::RateLimiter commit_log_{kLogInterval}, read_log_{kLogInterval}, retention_log_{kLogInterval},

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <charconv>
+#include <limits>
 #include <map>
 #include <set>
 #include <span>
@@ -37,6 +39,29 @@ void readClock(Section& s, ClockConfig& c) {
   s.done();
 }
 
+// buffer.min_free: "256MiB" (a size), "5%" (of the filesystem, 1 to 50), 0 or "0" (off).
+void readMinFree(Section& s, BufferConfig& b) {
+  if (!s.has("min_free")) return;
+  b.min_free = 0;
+  b.min_free_percent = 0;
+  if (!s.isString("min_free")) {  // bytes; 0 = off
+    b.min_free = static_cast<std::uint64_t>(
+        s.integer("min_free", 0, std::numeric_limits<std::int64_t>::max()).value_or(0));
+    return;
+  }
+  const std::string v = *s.str("min_free");
+  if (v == "0") return;
+  if (!v.empty() && v.back() == '%') {
+    unsigned pct = 0;
+    const auto r = std::from_chars(v.data(), v.data() + v.size() - 1, pct);
+    if (r.ec != std::errc() || r.ptr != v.data() + v.size() - 1 || pct < 1 || pct > 50)
+      s.fail("min_free", "a percentage of the filesystem from 1% to 50%, e.g. \"5%\"");
+    b.min_free_percent = pct;
+    return;
+  }
+  b.min_free = *s.size("min_free");
+}
+
 void readBuffer(Section& s, BufferConfig& b) {
   b.max_size = s.size("max_size").value_or(b.max_size);
   if (b.max_size < (1u << 20)) s.fail("max_size", "must be at least 1MiB");
@@ -56,6 +81,7 @@ void readBuffer(Section& s, BufferConfig& b) {
   } else {
     s.fail("synchronous", "must be \"full\", \"normal\" or \"off\"");
   }
+  readMinFree(s, b);
   s.done();
 }
 

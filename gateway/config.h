@@ -44,6 +44,10 @@ struct BufferConfig {
   size_t batch = 1000;  ///< rows per transaction at most
   /// "full" by default: an acknowledged reading survives a power cut (see buffer::Synchronous).
   buffer::Synchronous synchronous = buffer::Synchronous::kFull;
+  /// buffer.min_free: by default the smaller of 256MiB and 5% of the filesystem (a small SD
+  /// card keeps 5%, not a quarter of itself); a size alone, a percentage alone, or 0 (off).
+  std::uint64_t min_free = 256ull << 20;
+  unsigned min_free_percent = 5;
 };
 
 /// A configured sink: its own config and the keys every sink has (batch, retry bounds).

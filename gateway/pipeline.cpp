@@ -21,6 +21,8 @@ Pipeline::Impl::Impl(boost::asio::io_context& io_, const config::Config& cfg_, C
   jo.max_size_bytes = cfg.buffer.max_size;
   jo.max_age = cfg.buffer.max_age;
   jo.synchronous = cfg.buffer.synchronous;
+  jo.min_free_bytes = cfg.buffer.min_free;
+  jo.min_free_percent = cfg.buffer.min_free_percent;
   jo.clock = time.wall;
   // Cursor names come from the components themselves, never from literals here.
   for (const auto& s : cfg.sinks) jo.sinks.push_back(s.config->name());

@@ -90,6 +90,10 @@ void Section::failAt(int line, std::string_view key, std::string_view reason) co
 
 bool Section::has(std::string_view key) const { return node(key) != nullptr; }
 void Section::take(std::string_view key) { mark(key); }
+bool Section::isString(std::string_view key) const {
+  const auto* n = static_cast<const toml::node*>(node(key));
+  return n != nullptr && n->is_string();
+}
 
 std::optional<std::string> Section::str(std::string_view key) {
   const auto* n = static_cast<const toml::node*>(mark(key));

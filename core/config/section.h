@@ -49,6 +49,8 @@ class Section {
 
   /// True when the key is present (does not mark it read).
   bool has(std::string_view key) const;
+  /// True when the key is present and a string (does not mark it read).
+  bool isString(std::string_view key) const;
   /// Marks a key read without reading it (a key another part of the code reads).
   void take(std::string_view key);
 

@@ -1456,3 +1456,55 @@ TEST_CASE("salvage reads the -wal's committed pages over the file's") {
   CHECK(r.missing() == 0);
   checkSalvagedReadings(*into, 2500, 2500);
 }
+
+TEST_CASE(
+    "buffer.min_free: below it the oldest rows are dropped and counted, so the file need not "
+    "grow") {
+  TempDir dir;
+  std::uint64_t free_bytes = 1ull << 30;
+  const std::uint64_t total = 4ull << 30;
+  JournalOptions o = optionsFor(dir, {"a", "b"});
+  o.max_size_bytes = 0;
+  o.min_free_bytes = 256ull << 20;
+  o.min_free_percent = 5;  // 5% of 4 GiB is 204.8 MiB: the smaller one counts
+  o.disk_space = [&](std::uint64_t& f, std::uint64_t& t) {
+    f = free_bytes;
+    t = total;
+    return true;
+  };
+  auto j = Journal::open(o);
+  addRows(*j, j->internSeries(kTemp), 200000, 5000);
+  j->setCursor("a", 150000);  // b has sent nothing
+  REQUIRE(j->commit());
+
+  // Above the threshold: only what both sinks confirmed could go (nothing: b is at 0).
+  free_bytes = 205ull << 20;
+  CHECK(j->enforceRetention(kT0) == 0);
+  CHECK(j->stats().rows == 200000);
+
+  // Below: the oldest rows go until the file has room (a tenth of it, at least 2 MiB).
+  free_bytes = 200ull << 20;
+  const std::uint64_t removed = j->enforceRetention(kT0);
+  CHECK(removed > 0);
+  const auto file = fs::file_size(dir.db());  // checkpointed by enforceRetention
+  const JournalStats s = j->stats();
+  CHECK(s.rows == 200000 - removed);
+  CHECK(s.used_bytes + std::max<std::uint64_t>(file / 10, 2u << 20) <= fs::file_size(dir.db()));
+  CHECK(s.sinks.at("b").dropped == removed);                                    // b never had them
+  CHECK(s.sinks.at("a").dropped == (removed > 150000 ? removed - 150000 : 0));  // a had most
+  CHECK(seqs(*j, 0, 1).front() == removed + 1);                                 // the oldest went
+
+  // The freed pages take the next commits: the file does not grow.
+  addRows(*j, 0, 20000, 5000);
+  CHECK(j->enforceRetention(kT0) >= 0);
+  CHECK(fs::file_size(dir.db()) == file);
+
+  // Off: nothing is dropped for free space.
+  j.reset();
+  o.min_free_bytes = 0;
+  o.min_free_percent = 0;
+  auto off = Journal::open(o);
+  const auto rows = off->stats().rows;
+  CHECK(off->enforceRetention(kT0) == 0);
+  CHECK(off->stats().rows == rows);
+}

@@ -318,3 +318,30 @@ TEST_CASE("a sink's target in status never shows a credential") {
   REQUIRE(cfg.notify.notifiers.size() == 1);
   CHECK(cfg.notify.notifiers[0]->target() == "https://hooks.example/…");
 }
+
+TEST_CASE("buffer.min_free: the smaller of 256MiB and 5% by default, a size, a percentage or off") {
+  TempDir dir;
+  const auto load = [&](const std::string& buffer) {
+    return gw::config::load(
+               dir.write("gateway.toml", std::string(kMinimal) + "\n[buffer]\n" + buffer + "\n"))
+        .buffer;
+  };
+  auto b = gw::config::load(dir.write("gateway.toml", kMinimal)).buffer;
+  CHECK(b.min_free == 256ull << 20);
+  CHECK(b.min_free_percent == 5);
+  b = load("min_free = \"1GiB\"");
+  CHECK(b.min_free == 1ull << 30);
+  CHECK(b.min_free_percent == 0);
+  b = load("min_free = \"10%\"");
+  CHECK(b.min_free == 0);
+  CHECK(b.min_free_percent == 10);
+  for (const char* off : {"min_free = 0", "min_free = \"0\""}) {
+    b = load(off);
+    CHECK(b.min_free == 0);
+    CHECK(b.min_free_percent == 0);
+  }
+  CHECK(errorOf(std::string(kMinimal) + "\n[buffer]\nmin_free = \"60%\"\n") ==
+        "16: buffer.min_free: a percentage of the filesystem from 1% to 50%, e.g. \"5%\"");
+  CHECK(errorOf(std::string(kMinimal) + "\n[buffer]\nmin_free = \"lots\"\n") ==
+        "16: buffer.min_free: not a size (use e.g. \"64KiB\", \"512MiB\", \"1GiB\")");
+}

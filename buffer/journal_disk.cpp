@@ -1,0 +1,84 @@
+// buffer.min_free: free space kept on the journal's filesystem (issue 17). A full disk makes
+// every commit fail (nothing is acknowledged then, so nothing is lost, but nothing comes in
+// either, and the rest of the system suffers). Deleting rows does not give space back to the
+// filesystem (SQLite keeps freed pages in the file and reuses them), so the guard works by not
+// letting the file grow: below min_free, the oldest rows are dropped until the file has free
+// pages for the next commits; the WAL and anything else grow into the min_free headroom.
+#include <sys/statvfs.h>
+
+#include <algorithm>
+
+#include "buffer/sqlite_journal.h"
+
+namespace gw::buffer::detail {
+namespace {
+
+// Room kept inside the file for the commits until the next check: a tenth of it, at least 2 MiB.
+std::uint64_t roomFor(std::uint64_t file_bytes) {
+  return std::max<std::uint64_t>(file_bytes / 10, 2u << 20);
+}
+
+}  // namespace
+
+std::uint64_t SqliteJournal::keepFree(std::uint64_t step_rows) {
+  if (options_.min_free_bytes == 0 && options_.min_free_percent == 0) return 0;
+  std::uint64_t avail = 0, total = 0;
+  if (options_.disk_space) {
+    if (!options_.disk_space(avail, total)) return 0;
+  } else {
+    struct statvfs st {};
+    const fs::path dir = options_.path.parent_path();
+    if (::statvfs(dir.empty() ? "." : dir.c_str(), &st) != 0) return 0;
+    avail = static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize;
+    total = static_cast<std::uint64_t>(st.f_blocks) * st.f_frsize;
+  }
+  std::uint64_t threshold = options_.min_free_bytes;
+  if (options_.min_free_percent > 0) {
+    const std::uint64_t pct = total / 100 * options_.min_free_percent;
+    threshold = threshold == 0 ? pct : std::min(threshold, pct);
+  }
+  if (avail >= threshold) {
+    if (low_disk_)
+      log::notice("journal {}: free space {} bytes, back above buffer.min_free ({} bytes)", path_,
+                  avail, threshold);
+    low_disk_ = false;
+    return 0;
+  }
+  if (!low_disk_)
+    logLimited(retention_log_,
+               "journal {}: free space on its filesystem is {} bytes, below buffer.min_free ({} "
+               "bytes): the journal stops growing; the oldest unsent rows are dropped to make "
+               "room",
+               path_, avail, threshold);
+  low_disk_ = true;
+
+  std::int64_t pages = 0;
+  {
+    ResetGuard guard(page_count_);
+    if (page_count_.step() != SQLITE_ROW) return 0;
+    pages = page_count_.columnInt(0);
+  }
+  const std::uint64_t file_bytes = static_cast<std::uint64_t>(pages) * page_size_;
+  const std::uint64_t room = roomFor(file_bytes);
+  const std::uint64_t target = file_bytes > room ? file_bytes - room : 0;
+  std::uint64_t used = 0, removed = 0;
+  if (!usedBytes(used) || used <= target) return 0;
+  const std::uint64_t used_before = used;
+  DropTally tally;
+  for (int i = 0; i < 16 && used > target; ++i) {
+    const std::uint64_t rows = last_seq_ - floor_;
+    if (rows == 0) break;
+    const std::uint64_t per_row = std::max<std::uint64_t>(1, used / rows);
+    std::uint64_t n = (used - target + per_row - 1) / per_row;
+    n += n / 16 + 16;  // partly emptied pages free nothing: overshoot a little
+    const std::uint64_t before = floor_;
+    if (!removeThrough(floor_ + std::min({n, step_rows, rows}), &tally) || !usedBytes(used)) break;
+    removed += floor_ - before;
+  }
+  reportDrops(tally, fmt::format("to keep buffer.min_free ({} bytes free on the filesystem, "
+                                 "min_free {} bytes; {} of {} bytes of the file were in use)",
+                                 avail, threshold, used_before, file_bytes));
+  return removed;
+}
+
+}  // namespace gw::buffer::detail
