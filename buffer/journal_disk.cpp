@@ -13,9 +13,10 @@
 namespace gw::buffer::detail {
 namespace {
 
-// Room kept inside the file for the commits until the next check: a tenth of it, at least 2 MiB.
-std::uint64_t roomFor(std::uint64_t file_bytes) {
-  return std::max<std::uint64_t>(file_bytes / 10, 2u << 20);
+// Room kept inside the file for the commits until the next check: a tenth of it, twice what the
+// last interval took, at least 256 KiB.
+std::uint64_t roomFor(std::uint64_t file_bytes, std::uint64_t last_growth) {
+  return std::max({file_bytes / 10, 2 * last_growth, std::uint64_t{256} << 10});
 }
 
 }  // namespace
@@ -44,12 +45,14 @@ std::uint64_t SqliteJournal::keepFree(std::uint64_t step_rows) {
     low_disk_ = false;
     return 0;
   }
-  if (!low_disk_)
+  if (!low_disk_) {
+    usedBytes(low_disk_used_);
     logLimited(retention_log_,
                "journal {}: free space on its filesystem is {} bytes, below buffer.min_free ({} "
                "bytes): the journal stops growing; the oldest unsent rows are dropped to make "
                "room",
                path_, avail, threshold);
+  }
   low_disk_ = true;
 
   std::int64_t pages = 0;
@@ -59,10 +62,16 @@ std::uint64_t SqliteJournal::keepFree(std::uint64_t step_rows) {
     pages = page_count_.columnInt(0);
   }
   const std::uint64_t file_bytes = static_cast<std::uint64_t>(pages) * page_size_;
-  const std::uint64_t room = roomFor(file_bytes);
-  const std::uint64_t target = file_bytes > room ? file_bytes - room : 0;
   std::uint64_t used = 0, removed = 0;
-  if (!usedBytes(used) || used <= target) return 0;
+  if (!usedBytes(used)) return 0;
+  const std::uint64_t growth = used > low_disk_used_ ? used - low_disk_used_ : 0;
+  const std::uint64_t room = roomFor(file_bytes, growth);
+  const std::uint64_t target = file_bytes > room ? file_bytes - room : 0;
+  // The -wal gives its space back too (it otherwise keeps journal_size_limit, 4 MiB).
+  sqlite3_wal_checkpoint_v2(db_.get(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+  wal_frames_ = 0;
+  low_disk_used_ = used;
+  if (used <= target) return 0;
   const std::uint64_t used_before = used;
   DropTally tally;
   for (int i = 0; i < 16 && used > target; ++i) {
@@ -75,6 +84,7 @@ std::uint64_t SqliteJournal::keepFree(std::uint64_t step_rows) {
     if (!removeThrough(floor_ + std::min({n, step_rows, rows}), &tally) || !usedBytes(used)) break;
     removed += floor_ - before;
   }
+  low_disk_used_ = used;
   reportDrops(tally, fmt::format("to keep buffer.min_free ({} bytes free on the filesystem, "
                                  "min_free {} bytes; {} of {} bytes of the file were in use)",
                                  avail, threshold, used_before, file_bytes));
