@@ -1489,8 +1489,8 @@ TEST_CASE(
   const auto file = fs::file_size(dir.db());  // checkpointed by enforceRetention
   const JournalStats s = j->stats();
   CHECK(s.rows == 200000 - removed);
-  CHECK(s.used_bytes + file / 10 <= file);  // room for the next commits
-  CHECK(s.sinks.at("b").dropped == removed);                                    // b never had them
+  CHECK(s.used_bytes + file / 10 <= file);    // room for the next commits
+  CHECK(s.sinks.at("b").dropped == removed);  // b never had them
   CHECK(s.sinks.at("a").dropped == (removed > 150000 ? removed - 150000 : 0));  // a had most
   CHECK(seqs(*j, 0, 1).front() == removed + 1);                                 // the oldest went
 
