@@ -9,18 +9,40 @@ std::string_view stripBase(std::string_view bn) {
   return bn;
 }
 
+// A control character (C0 or DEL) in a device, metric or tag name: refused as "bad_name" (issue
+// 17). Kafka's JSON escapes a newline while the line protocol cannot carry one (InfluxDB and
+// VictoriaMetrics turn it into a space), so one name would become two series, one per sink.
+bool hasControl(std::string_view s) {
+  for (const char c : s)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return true;
+  return false;
+}
+
+bool badNames(const Series& s) {
+  if (hasControl(s.device) || hasControl(s.metric)) return true;
+  for (const auto& [k, v] : s.tags)
+    if (hasControl(k) || hasControl(v)) return true;
+  return false;
+}
+
 }  // namespace
 
 MessageDecoder::MessageDecoder(const PayloadOptions& options)
     : options_(options), decoder_(options.decoder), senml_(options.decoder.max_payload) {}
 
 const char* MessageDecoder::decode(std::string_view payload, const Series& series) {
+  if (badNames(series)) return "bad_name";  // from the topic or path template
   if (!options_.senml) {
     const auto err = decoder_.decode(payload, decoded_);
-    return err == DecodeError::kNone ? nullptr : toString(err);
+    if (err != DecodeError::kNone) return toString(err);
+    for (const auto& v : decoded_.values)
+      if (hasControl(v.metric)) return "bad_name";
+    return nullptr;
   }
   const auto err = senml_.decode(payload, records_);
   if (err != SenmlError::kNone) return toString(err);
+  for (const auto& r : records_)
+    if (hasControl(r.base_name) || hasControl(r.name)) return "bad_name";
   // Every record must be nameable before any goes in.
   for (const auto& r : records_) {
     if (series.device.empty()) {

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from gwtest import GATEWAYD, PLUGIN, Gatewayd, KafkaBroker, Mosquitto, run_sim, start_sim, wait_until
+from gwtest import (GATEWAYD, PLUGIN, Gatewayd, KafkaBroker, Mosquitto, VictoriaMetrics, run_sim, start_sim,
+                    wait_until)
 from test_no_loss import distinct_kafka, distinct_sent
 
 
@@ -256,3 +257,38 @@ def test_min_free_on_a_small_filesystem(wd, min_free):
         if gw:
             gw.proc.stop()
         unmount()
+
+
+FIELDS_SUBSCRIBE = """
+[[mqtt.subscribe]]
+topic = "fields/+/+"
+qos = 1
+template = "fields/{line}/{device}"
+format = "fields"
+"""
+
+
+def test_names_with_control_characters_are_refused_for_every_sink(wd):
+    """A field named "a\\nb" used to arrive as "a\\nb" in Kafka and "a b" in the time-series store
+    (two names for one series). Now the message is bad input (bad_name) and neither sink gets it;
+    a clean message on the same topic reaches both with the same names."""
+    import json
+    mq = Mosquitto(wd)
+    kafka = KafkaBroker(wd)
+    vm = VictoriaMetrics(wd)
+    gw = Gatewayd(wd, mq.uri, kafka=kafka, vm=vm, subscribe=FIELDS_SUBSCRIBE,
+                  extra="\n[aggregate]\nenabled = false\n")
+    for payload in ('{"ok":1.5,"a\\nb":2}', '{"temp":3.5,"a b":4.5}'):
+        subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(mq.port), "-q", "1",
+                        "-t", "fields/l1/pump-7", "-m", payload], check=True, timeout=30)
+    st = gw.wait_stats("one message refused, two readings in",
+                       lambda s: s["bad"].get("bad_name") == 1 and s["readings"] == 2)
+    assert st["messages"] == 2
+    records = [json.loads(r["payload"]) for r in kafka.consume("iot.readings", 2)]
+    samples = vm.wait_samples(2)
+    kafka_names = sorted((r["device"], r["metric"], r["value"]) for r in records)
+    vm_names = sorted((m["device"], m["__name__"], v) for m, v, _ in samples)
+    print("kafka:", kafka_names, "victoria-metrics:", vm_names)
+    assert kafka_names == [("pump-7", "a b", 4.5), ("pump-7", "temp", 3.5)]
+    assert vm_names == kafka_names
+    assert "bad input (bad_name)" in gw.text()

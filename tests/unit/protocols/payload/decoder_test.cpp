@@ -579,3 +579,41 @@ TEST_CASE("senml: a relative time reaching before 1970 is a bad timestamp, the v
   CHECK_FALSE(got[1].second.bad_timestamp);
   CHECK(got[1].second.device_time == receive - 60'000'000'000LL);
 }
+
+TEST_CASE("names with control characters are refused as bad_name, the same for every sink") {
+  // Issue 17: a field named "a\nb" reached Kafka as "a\nb" and the time-series store as "a b".
+  gw::Series series;
+  series.device = "pump-1";
+  series.metric = "temp";
+  series.tags = {{"line", "3"}};
+  SUBCASE("a field name (format fields), the whole message") {
+    PayloadOptions o;
+    o.decoder.format = Format::kFields;
+    MessageDecoder d(o);
+    CHECK(d.decode(R"({"ok":1,"a\nb":2})", series) == std::string("bad_name"));
+    CHECK(d.decode(R"({"a\u007fb":2})", series) == std::string("bad_name"));
+    CHECK(d.decode(R"({"tab\there":2})", series) == std::string("bad_name"));
+    CHECK(d.decode(R"({"ok":1,"a b":2,"ü":3})", series) == nullptr);  // spaces, UTF-8: fine
+  }
+  SUBCASE("a SenML name or base name: already refused by RFC 8428's name rules") {
+    PayloadOptions o;
+    o.senml = true;
+    MessageDecoder d(o);
+    CHECK(d.decode(R"([{"n":"a\nb","v":1}])", series) == std::string("not_senml"));
+    CHECK(d.decode(R"([{"bn":"x\r","n":"a","v":1}])", series) == std::string("not_senml"));
+    CHECK(d.decode(R"([{"n":"a","v":1}])", series) == nullptr);
+  }
+  SUBCASE("a device, metric or tag from the topic template") {
+    PayloadOptions o;
+    o.decoder.format = Format::kValue;
+    MessageDecoder d(o);
+    CHECK(d.decode("1", series) == nullptr);
+    for (auto* name :
+         {&series.device, &series.metric, &series.tags[0].first, &series.tags[0].second}) {
+      const std::string keep = *name;
+      *name += '\n';
+      CHECK(d.decode("1", series) == std::string("bad_name"));
+      *name = keep;
+    }
+  }
+}
