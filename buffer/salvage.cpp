@@ -138,9 +138,14 @@ class Pages {
 
   size_t pageSize() const { return page_size_; }
   size_t usable() const { return page_size_ - reserved_; }
-  std::uint64_t count() const {
-    std::uint64_t n = db_.size() / page_size_;
-    if (!wal_.empty()) n = std::max<std::uint64_t>(n, wal_.rbegin()->first);
+  /// Page numbers to read: the file's, then any the -wal adds beyond it (a damaged frame header
+  /// cannot make this a loop over billions of empty pages).
+  std::vector<std::uint64_t> numbers() const {
+    std::vector<std::uint64_t> n;
+    const std::uint64_t in_file = db_.size() / page_size_;
+    for (std::uint64_t i = 1; i <= in_file; ++i) n.push_back(i);
+    for (const auto& [no, data] : wal_)
+      if (no > in_file) n.push_back(no);
     return n;
   }
   bool empty() const { return db_.empty() && wal_.empty(); }
@@ -168,6 +173,7 @@ class Pages {
     for (size_t at = 32; at + 24 + ps <= wal_bytes_.size(); at += 24 + ps) {
       const unsigned char* f = w + at;
       if (std::memcmp(f + 8, w + 16, 8) != 0) break;  // salts: an older generation from here on
+      if (be32(f) == 0) break;                        // no page 0: a damaged frame
       pending[be32(f)] = std::string_view(wal_bytes_).substr(at + 24, ps);
       if (be32(f + 4) != 0) {  // a commit frame: what came before it is committed
         for (auto& [no, data] : pending) wal_[no] = data;
@@ -192,14 +198,15 @@ SalvageReport salvageInto(const fs::path& file, Journal& into) {
   if (pages.empty()) throw JournalError(fmt::format("{}: empty or unreadable", file.string()));
 
   SalvageReport rep;
-  rep.pages = pages.count();
+  const std::vector<std::uint64_t> numbers = pages.numbers();
+  rep.pages = numbers.size();
   std::map<std::int64_t, Row> rows;  // by seq
   std::unordered_map<std::int64_t, Series> series;
   std::vector<Field> rec;
   const size_t usable = pages.usable();
   const size_t max_local = usable - 35;  // larger payloads spill to overflow pages
 
-  for (std::uint64_t no = 1; no <= rep.pages; ++no) {
+  for (const std::uint64_t no : numbers) {
     const std::string_view page = pages.page(no);
     if (page.empty()) continue;
     const auto* base = reinterpret_cast<const unsigned char*>(page.data());

@@ -94,7 +94,7 @@ def test_newer_journal_is_refused_and_left_untouched(wd):
     # What a newer gatewayd would leave: its own schema version (and a checkpointed file).
     subprocess.run(["sqlite3", state / "journal.db", "PRAGMA user_version = 4"], check=True, timeout=30)
     before = digests(state)
-    assert list(before) == ["journal.db"]
+    assert list(before) == ["journal.db", "journal.db.lock"]  # the lock: one writer per journal
 
     p = subprocess.run([str(GATEWAYD), "--config", str(gw.config)], capture_output=True, timeout=30,
                        cwd=wd.path)

@@ -1508,3 +1508,26 @@ TEST_CASE(
   CHECK(off->enforceRetention(kT0) == 0);
   CHECK(off->stats().rows == rows);
 }
+
+TEST_CASE("salvage of garbage finds nothing and does not crash") {
+  TempDir dir, live;
+  fs::create_directories(dir.db().parent_path());
+  std::string bytes = "SQLite format 3";
+  bytes.push_back('\0');
+  std::uint32_t x = 12345;
+  while (bytes.size() < 64 * 4096) {
+    x = x * 1103515245 + 12345;
+    // Now and then a byte that looks like a table leaf page type.
+    bytes.push_back(bytes.size() % 4096 == 0 ? '\x0d' : static_cast<char>(x >> 16));
+  }
+  bytes[16] = 0x10;  // page size 4096
+  bytes[17] = 0x00;
+  std::ofstream(dir.db(), std::ios::binary) << bytes;
+  std::ofstream(fs::path(dir.db()) += "-wal", std::ios::binary) << bytes.substr(0, 10000);
+  auto j = Journal::open(optionsFor(live));
+  const SalvageReport r = salvageInto(dir.db(), *j);
+  CHECK(r.pages == 64);
+  CHECK(r.appended == 0);
+  CHECK(j->lastSeq() == 0);
+  CHECK_THROWS_AS(salvageInto(dir.path / "nothing-here", *j), JournalError);
+}
