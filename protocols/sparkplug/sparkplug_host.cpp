@@ -46,13 +46,50 @@ enum DataType : std::uint32_t {
 constexpr std::int32_t kQualityGood = 192;
 constexpr std::string_view kNamespace = "spBv1.0/";
 
-/// protobuf-c unpacks with this (a per-message arena would save the small allocations; the
-/// benchmark says whether it matters).
-struct Unpacked {
-  PbPayload* p = nullptr;
-  ~Unpacked() {
-    if (p) gw__sparkplug__pb__payload__free_unpacked(p, nullptr);
+/// protobuf-c's allocator for unpacking: a bump arena reused for every message, so a DATA
+/// message costs no malloc once the arena has grown to the usual message size. What does not
+/// fit goes to malloc and is freed, and the arena grown (up to kMaxArena), at the next reset.
+class Arena {
+ public:
+  static constexpr size_t kMaxArena = 1 << 20;
+  Arena() : allocator_{&Arena::alloc, &Arena::free, this} {}
+  ~Arena() { reset(); }
+  ProtobufCAllocator* allocator() { return &allocator_; }
+  void reset() {
+    for (void* p : overflow_) std::free(p);
+    overflow_.clear();
+    if (wanted_ > buffer_.size()) buffer_.assign(std::min(wanted_, kMaxArena), 0);
+    used_ = 0;
+    wanted_ = 0;
   }
+
+ private:
+  static void* alloc(void* self, size_t size) {
+    auto& a = *static_cast<Arena*>(self);
+    size = (size + 15) & ~size_t{15};
+    a.wanted_ += size;
+    if (a.used_ + size <= a.buffer_.size()) {
+      void* p = a.buffer_.data() + a.used_;
+      a.used_ += size;
+      return p;
+    }
+    void* p = std::malloc(size);
+    if (p) a.overflow_.push_back(p);
+    return p;
+  }
+  static void free(void*, void*) {}  // everything goes at reset()
+
+  ProtobufCAllocator allocator_;
+  std::vector<char> buffer_;
+  size_t used_ = 0, wanted_ = 0;
+  std::vector<void*> overflow_;
+};
+
+/// The payload unpacked into the arena; the arena is reset when it goes.
+struct Unpacked {
+  Arena& arena;
+  PbPayload* p = nullptr;
+  ~Unpacked() { arena.reset(); }
 };
 
 struct AliasEntry {
@@ -338,6 +375,7 @@ struct Host::Impl {
   std::map<std::string, Node, std::less<>> nodes;  // key: group + '/' + edge_node
   HostCounters counters;
   // Scratch.
+  Arena arena;
   Series series;
   Decoded decoded;
   std::string key;
@@ -470,8 +508,8 @@ struct Host::Impl {
     Topic t;
     if (!parseTopic(topic, t)) return "sparkplug_topic";
     if (t.type == MessageType::kNCmd || t.type == MessageType::kDCmd) return nullptr;  // ours
-    Unpacked u;
-    u.p = gw__sparkplug__pb__payload__unpack(nullptr, payload.size(),
+    Unpacked u{arena};
+    u.p = gw__sparkplug__pb__payload__unpack(arena.allocator(), payload.size(),
                                              reinterpret_cast<const uint8_t*>(payload.data()));
     if (!u.p) return "sparkplug_payload";
     const PbPayload& p = *u.p;

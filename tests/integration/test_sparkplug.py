@@ -207,3 +207,34 @@ def test_no_host_id_no_state(wd):
     assert state_message(mqtt, "+", wait=2) is None
     gw.kill()
     assert state_message(mqtt, "+", wait=2) is None
+
+
+def test_bad_sparkplug_config_is_refused_with_file_line_key(wd):
+    base = """[gateway]
+state_dir = "state"
+[mqtt]
+uri = "tcp://127.0.0.1:1"
+[[mqtt.subscribe]]
+topic = "spBv1.0/plant1/#"
+format = "sparkplug_b"
+[sparkplug]
+host_id = "gw"
+"""
+    cases = {
+        base.replace('host_id = "gw"', 'host_id = "a/b"'):
+            ":9: sparkplug.host_id: must be a non-empty MQTT topic level",
+        base.replace('format = "sparkplug_b"', 'format = "sparkplug_b"\ntemplate = "x/{device}"'):
+            ":8: mqtt.subscribe[0].template: format sparkplug_b takes device and metric",
+        base.replace('host_id = "gw"', 'reorder_timout = "1s"'): ":9: sparkplug.reorder_timout: unknown key",
+        base.replace('topic = "spBv1.0/plant1/#"', 'topic = "plant1/#"'):
+            ":6: mqtt.subscribe[0].topic: format sparkplug_b needs a Sparkplug B filter",
+    }
+    good = wd.path / "good.toml"
+    good.write_text(base)
+    assert subprocess.run([str(BUILD / "gateway" / "gatewayd"), "--check-config", good]).returncode == 0
+    for i, (text, message) in enumerate(cases.items()):
+        f = wd.path / f"bad{i}.toml"
+        f.write_text(text)
+        p = subprocess.run([str(BUILD / "gateway" / "gatewayd"), "--check-config", f], capture_output=True, text=True)
+        assert p.returncode == 78, p
+        assert f"{f}{message}" in p.stderr, p.stderr
