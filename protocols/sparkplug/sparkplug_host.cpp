@@ -438,8 +438,19 @@ struct Host::Impl {
     if (n.missing.empty()) n.gap_deadline.reset();
   }
 
-  void emit(const Topic& t, Node* n, Birth* b, const PbPayload& p, bool birth, Nanos now,
-            HostOutput& out) {
+  /// A birth's names, aliases and types into `b`.
+  void bind(Birth& b, const PbPayload& p) {
+    for (size_t i = 0; i < p.n_metrics; ++i) {
+      const PbMetric* m = p.metrics[i];
+      if (!m || !m->name || !*m->name) continue;
+      const std::uint32_t type = m->has_datatype ? m->datatype : kUnknown;
+      if (m->has_alias && b.aliases.size() < opts.max_aliases)
+        b.aliases[m->alias] = {m->name, type};
+      if (b.types.size() < opts.max_aliases) b.types[m->name] = type;
+    }
+  }
+
+  void emit(const Topic& t, Node* n, Birth* b, const PbPayload& p, Nanos now, HostOutput& out) {
     series.device.assign(t.edge_node);
     if (!t.device.empty()) series.device.append("/").append(t.device);
     const std::optional<Nanos> payload_time =
@@ -450,11 +461,6 @@ struct Host::Impl {
       if (!m) continue;
       std::uint32_t type = m->has_datatype ? m->datatype : kUnknown;
       const char* name = m->name && *m->name ? m->name : nullptr;
-      if (birth && b) {
-        if (name && m->has_alias && b->aliases.size() < opts.max_aliases)
-          b->aliases[m->alias] = {name, type};
-        if (name) b->types[name] = type;
-      }
       if (name && t.device.empty() && std::strcmp(name, "bdSeq") == 0) continue;
       if (!name && m->has_alias && b) {
         if (auto it = b->aliases.find(m->alias); it != b->aliases.end()) {
@@ -542,8 +548,11 @@ struct Host::Impl {
         n->rebirth_due = false;
         trackSeq(*n, p, now);
         out.online(t.edge_node, true);
-        emit(t, n, &n->node, p, true, now, out);
+        // Bound and put before the readings: whichever commit takes them also takes the
+        // births, so an acknowledged birth is never lost to a crash.
+        bind(n->node, p);
         persist(*n);
+        emit(t, n, &n->node, p, now, out);
         return nullptr;
       }
       case MessageType::kDBirth: {
@@ -554,9 +563,10 @@ struct Host::Impl {
         b = Birth{};
         b.seen = b.online = true;
         out.online(device_name, true);
-        emit(t, n, &b, p, true, now, out);
-        if (!n->node.seen) askRebirth(*n, now, "DBIRTH without a known NBIRTH", out);
+        bind(b, p);
         persist(*n);
+        emit(t, n, &b, p, now, out);
+        if (!n->node.seen) askRebirth(*n, now, "DBIRTH without a known NBIRTH", out);
         return nullptr;
       }
       case MessageType::kNData:
@@ -568,7 +578,7 @@ struct Host::Impl {
           auto it = n->devices.find(t.device);
           b = it == n->devices.end() ? nullptr : &it->second;
         }
-        emit(t, n, b, p, false, now, out);
+        emit(t, n, b, p, now, out);
         if (!n->node.seen || !b || !b->seen)
           askRebirth(
               *n, now,
@@ -618,7 +628,7 @@ struct Host::Impl {
 
   /// Past max_nodes: readings by name only, nothing kept.
   const char* emitUntracked(const Topic& t, const PbPayload& p, Nanos now, HostOutput& out) {
-    emit(t, nullptr, nullptr, p, false, now, out);
+    emit(t, nullptr, nullptr, p, now, out);
     return nullptr;
   }
 

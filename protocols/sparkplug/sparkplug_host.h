@@ -42,7 +42,7 @@ struct HostOptions {
   /// Edge nodes tracked at most (a node id invented by a faulty publisher counts too); past it
   /// DATA is still decoded by name, births are not kept.
   size_t max_nodes = 10000;
-  /// Aliases kept per edge node at most.
+  /// Aliases (and names) kept per birth (the node's or one device's) at most.
   size_t max_aliases = 100000;
 };
 

@@ -3,7 +3,7 @@ node (the npm package sparkplug-client, tests/tools/sparkplug_node/edge_node.js)
 and the Kafka test broker read back with kcat."""
 import datetime
 import json
-import signal
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -129,6 +129,32 @@ def test_gateway_restart_mid_stream_loses_nothing(wd):
     wrong = [(k, got[k], v) for k, v in want.items() if got[k] != v]
     assert not wrong, wrong[:3]
     assert not [r for r in recs if r["metric"].startswith("alias:")], "aliases resolved after the restart"
+
+
+def test_without_the_journal_state_a_restart_needs_a_rebirth(wd):
+    """The weaker setting for the test above: a gateway that lost its journal (and so the births)
+    cannot resolve the aliases; it journals what it knows (alias:N), asks for a rebirth, and
+    resolves again once the node has sent its births."""
+    mqtt = Mosquitto(wd)
+    kafka = KafkaBroker(wd)
+    gw = gateway(wd, mqtt, kafka)
+    node = EdgeNode(wd, mqtt.port)
+    node.send("birth")
+    node.send(f"data 5 1 {T0}")
+    kafka.consume("iot.readings", 1 + 4 + 20)
+    gw.kill()
+    shutil.rmtree(wd.path / "state")
+    gw.start()
+    node.send(f"data 5 1 {T0 + 10_000}")
+    node.wait("NCMD Node Control/Rebirth", lambda e: e["event"] == "ncmd")
+    recs = readings(kafka, 25 + 20)
+    unresolved = {r["metric"] for r in recs if r["metric"].startswith("alias:")}
+    assert unresolved == {"alias:10", "alias:11", "alias:20", "alias:21"}, unresolved
+    node.send("birth")  # what an edge node does on the rebirth request
+    node.send(f"data 5 1 {T0 + 20_000}")
+    recs = readings(kafka, 25 + 20 + 5 + 20)
+    got = {(r["device"], r["metric"], r.get("device_time")) for r in recs}
+    assert set(expected_ddata(T0 + 20_000, 5)) <= got
 
 
 def test_seq_gap_triggers_rebirth_within_reorder_timeout(wd):
