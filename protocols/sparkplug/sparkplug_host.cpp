@@ -559,6 +559,10 @@ struct Host::Impl {
         if (!n) return emitUntracked(t, p, now, out);
         ++counters.births;
         trackSeq(*n, p, now);
+        if (n->devices.size() >= opts.max_devices && !n->devices.count(t.device)) {
+          emit(t, n, nullptr, p, now, out);  // by name only: its births are not kept
+          return nullptr;
+        }
         Birth& b = n->devices[std::string(t.device)];
         b = Birth{};
         b.seen = b.online = true;

@@ -42,6 +42,9 @@ struct HostOptions {
   /// Edge nodes tracked at most (a node id invented by a faulty publisher counts too); past it
   /// DATA is still decoded by name, births are not kept.
   size_t max_nodes = 10000;
+  /// Devices tracked per edge node at most; past it a new device's DBIRTH and DATA are read by
+  /// name only.
+  size_t max_devices = 10000;
   /// Aliases (and names) kept per birth (the node's or one device's) at most.
   size_t max_aliases = 100000;
 };

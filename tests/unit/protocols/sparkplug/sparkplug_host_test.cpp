@@ -299,6 +299,25 @@ TEST_CASE("births survive a restart through the state store") {
   CHECK(r.rebirths == std::vector<std::string>{"g/x"});
 }
 
+TEST_CASE("memory is bounded: nodes and devices past the limits are read by name only") {
+  Recorder r;
+  HostOptions o;
+  o.max_nodes = 1;
+  o.max_devices = 1;
+  Host h(o, &r);
+  h.handle("spBv1.0/g/NBIRTH/e", spPayload({bdSeq(0)}, 0, 1), 0, r);
+  h.handle("spBv1.0/g/DBIRTH/e/d1", spPayload({num("m", 1, 1)}, 1, 1), 0, r);
+  h.handle("spBv1.0/g/DBIRTH/e/d2", spPayload({num("m", 2, 2)}, 2, 1), 0, r);
+  h.handle("spBv1.0/g/NBIRTH/f", spPayload({num("n", 3, 3)}, 0, 1), 0, r);
+  CHECK(h.counters().nodes == 1);
+  REQUIRE(r.readings.size() == 3);  // every birth still gives its readings
+  CHECK(r.readings[1].device == "e/d2");
+  CHECK(r.readings[2].device == "f");
+  CHECK(r.readings[2].metric == "n");
+  CHECK(r.store.size() == 1);
+  CHECK(r.store["sparkplug/g/e"].find("d2") == std::string::npos);
+}
+
 TEST_CASE("bad input: not protobuf, wrong topic; NCMD/DCMD are ignored") {
   Recorder r;
   Host h({}, &r);
