@@ -32,6 +32,9 @@ struct ParseContext {
   std::string gateway_id;
   /// The name of a named table (`ops` for `[notify.webhook.ops]`); empty otherwise.
   std::string instance;
+  /// Another top-level table a component reads besides its own (`[sparkplug]` for the MQTT
+  /// source), or nullptr when absent; checked for unknown keys with the rest of the config.
+  std::function<config::Section*(std::string_view table)> table;
 };
 
 /// What a component is built with, at start-up and at each reload. Built components run on

@@ -61,7 +61,10 @@ struct DecodedValue {
 /// One decoded message: the values a source found in one payload, and the device time.
 struct Decoded {
   std::optional<Nanos> device_time;
-  bool bad_timestamp = false;        ///< the timestamp field was present but unreadable
+  bool bad_timestamp = false;  ///< the timestamp field was present but unreadable
+  /// The device time is of a stored, historical value (Sparkplug is_historical): it is the
+  /// event time as is and is not a clock sample.
+  bool historical = false;
   std::vector<DecodedValue> values;  ///< empty when decode() returned an error
 };
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -36,6 +37,17 @@ class Ingest {
   /// A broker's receive stamp for a message the gateway received at `receive_time`: the
   /// gateway's own clock against the broker's.
   virtual void brokerStamp(Nanos stamp, Nanos receive_time) = 0;
+
+  // --- for stateful decoders (Sparkplug B) ---------------------------------------------------
+  /// A small named value kept in the journal's state, written with the next commit (in the
+  /// same transaction as the readings appended before it), so it survives a restart. Keys are
+  /// the caller's, prefixed with its name ("sparkplug/…").
+  virtual void putState(std::string_view key, std::string value) = 0;
+  /// The value last put (committed or not, also by an earlier run), or nullopt.
+  virtual std::optional<std::string> state(std::string_view key) const = 0;
+  /// A device announced itself online (a birth) or offline (a death): shown by gatewayctl
+  /// sensors and the metrics until it changes.
+  virtual void deviceOnline(std::string_view device, bool online) = 0;
 };
 
 /// An input of readings. Threading: every method on the event loop's thread.

@@ -249,6 +249,7 @@ void readComponents(Tables& tables, Config& cfg) {
     }
     for (auto& [section, instance] : instances) {
       ParseContext context{cfg.gateway.id, instance};
+      context.table = [&tables](std::string_view t) { return tables.find(t); };
       switch (c.kind) {
         case ComponentKind::kSource:
           cfg.sources.push_back(c.parse_source(*section, context));

@@ -140,12 +140,28 @@ void Pipeline::Impl::brokerStamp(Nanos stamp, Nanos receive_time) {
   gateway_clock.observe(stamp, receive_time, TimeReference::kReceive);
 }
 
+// State and online flags for stateful decoders (Sparkplug B).
+void Pipeline::Impl::putState(std::string_view key, std::string value) {
+  journal->putState(key, std::move(value));
+}
+std::optional<std::string> Pipeline::Impl::state(std::string_view key) const {
+  return journal->state(key);
+}
+void Pipeline::Impl::deviceOnline(std::string_view device, bool online) {
+  if (auto it = device_online.find(device); it != device_online.end())
+    it->second = online;
+  else
+    device_online.emplace(std::string(device), online);
+}
+
 std::uint64_t Pipeline::Impl::reading(Series& series, const Decoded& decoded, Nanos reference_time,
                                       TimeReference reference) {
   // Clock stage: the device's time corrected by its estimated offset; without a device time,
   // the reference itself.
   Nanos event_time = reference_time;
-  if (decoded.device_time) {
+  if (decoded.device_time && decoded.historical) {
+    event_time = *decoded.device_time;  // a stored value: its own time, not a clock sample
+  } else if (decoded.device_time) {
     event_time =
         clockFor(series.device).observe(*decoded.device_time, reference_time, reference).event_time;
   }

@@ -35,6 +35,9 @@ struct Pipeline::Impl final : Ingest {
   std::uint64_t appendedSeq() const override;
   bool backpressure() const override;
   void brokerStamp(Nanos stamp, Nanos receive_time) override;
+  void putState(std::string_view key, std::string value) override;
+  std::optional<std::string> state(std::string_view key) const override;
+  void deviceOnline(std::string_view device, bool online) override;
 
   void start();
   void stop();
@@ -91,6 +94,8 @@ struct Pipeline::Impl final : Ingest {
   };
   std::unordered_map<std::string, clock::SkewEstimator, StringHash, std::equal_to<>> clocks;
   clock::SkewEstimator gateway_clock;
+  /// Devices that announced themselves online or offline (Sparkplug births and deaths).
+  std::unordered_map<std::string, bool, StringHash, std::equal_to<>> device_online;
 
   // --- status state (pipeline_status.cpp) ----------------------------------------------------
   // Rates come from samples of the counters taken when a snapshot is asked for (gatewayd asks

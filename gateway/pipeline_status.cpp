@@ -110,6 +110,7 @@ StatusSnapshot Pipeline::Impl::snapshot(StatusParts what) const {
       DeviceClockStatus& d = s.clock.per_device.emplace_back();
       d.device = device;
       d.clock = estimator.state();
+      if (auto it = device_online.find(device); it != device_online.end()) d.online = it->second;
       // Against the oldest usable sample that knew the device (it may be newer than `base`).
       for (const auto& sample : samples) {
         if (!usable(sample, mono)) continue;

@@ -92,6 +92,7 @@ struct DeviceClockStatus {
   std::string device;
   clock::DeviceClock clock;
   std::optional<double> rate;  ///< samples per second, like rate_in
+  std::optional<bool> online;  ///< as the device last announced (Sparkplug birth/death)
 };
 
 struct ClockStatus {

@@ -244,6 +244,7 @@ void writeSensors(Writer& w, const StatusSnapshot& s) {
     w.key("reference").str(toString(d.clock.reference));
     writeClock(w, d.clock);
     w.key("rate").fixed(d.rate, 2);
+    if (d.online) w.key("online").boolean(*d.online);
     w.endObject();
   }
   w.endArray();

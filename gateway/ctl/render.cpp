@@ -402,6 +402,8 @@ Rendered renderSensors(std::string_view json, const Style& st) {
     else
       offset = (off_ms < 0 ? "-" : "+") + formatAge(std::fabs(off_ms) / 1000);
     std::string flag = bad ? "SKEW" : (dev["converged"].boolean(true) ? "ok" : "settling");
+    const bool offline = !dev["online"].boolean(true);  // a Sparkplug death
+    if (offline) flag = "OFFLINE";
     rows.push_back({{dev["device"].str("?")},
                     {seen},
                     {rate(dev["rate"])},
@@ -409,7 +411,7 @@ Rendered renderSensors(std::string_view json, const Style& st) {
                     {fmt::format("{:+.1f}", dev["drift_ppm"].num(0))},
                     {std::to_string(dev["steps"].count())},
                     {dev["reference"].str("-")},
-                    {flag, bad ? kRed : (flag == "ok" ? kGreen : kYellow)}});
+                    {flag, bad || offline ? kRed : (flag == "ok" ? kGreen : kYellow)}});
   }
   s += textLine(st, fmt::format("{} devices, {} clocks beyond clock.max_skew; gateway clock "
                                 "vs broker {:+.1f}ms",

@@ -207,6 +207,10 @@ std::string renderExposition(const StatusSnapshot& s) {
     f.add("iot_gateway_device_last_seen_timestamp_seconds", "gauge",
           "Reference time of the device's last reading (Unix time).", l,
           seconds(d.clock.last_seen));
+    if (d.online)
+      f.add("iot_gateway_device_online", "gauge",
+            "1 while the device is online by its last birth/death (Sparkplug B).", l,
+            *d.online ? 1 : 0);
   }
 
   const AlertStatus& a = s.alerts;

@@ -186,6 +186,16 @@ class Impl : public std::enable_shared_from_this<Impl> {
     flush(conn_);
   }
 
+  bool publish(std::string_view topic, std::string_view payload, int qos, bool retain) {
+    if (stopped_ || !conn_ || !conn_->established || conn_->closed) return false;
+    std::uint16_t id = 0;
+    if (qos > 0 && ++next_packet_id_ == 0) next_packet_id_ = 1;
+    if (qos > 0) id = next_packet_id_;
+    if (!codec::appendPublish(conn_->pending, topic, payload, qos, retain, id)) return false;
+    flush(conn_);
+    return true;
+  }
+
   ClientStatus status() const {
     ClientStatus s = status_;
     s.in_flight = in_flight_;
@@ -320,6 +330,8 @@ class Impl : public std::enable_shared_from_this<Impl> {
     p.receive_maximum = opts_.receive_maximum;
     p.maximum_packet_size = static_cast<std::uint32_t>(
         std::min<std::uint64_t>(opts_.maximum_packet_size, codec::kMaxVarInt + 5));
+    Will will;
+    if (opts_.make_will && opts_.make_will(will)) p.will = &will;
     if (!codec::appendConnect(conn->pending, p)) {
       failConnection(conn, "client_id, username or password longer than 65535 bytes");
       return;
@@ -418,6 +430,8 @@ class Impl : public std::enable_shared_from_this<Impl> {
         return onPublish(conn, h.flags, body, now);
       case codec::PacketType::kSuback:
         return onSuback(conn, body);
+      case codec::PacketType::kPuback:
+        return true;  // for publish(): QoS 1 is not resent (see Client::publish)
       case codec::PacketType::kPingresp:
         conn->ping_outstanding = false;
         return true;
@@ -775,6 +789,9 @@ class ClientHandle final : public Client {
   void start() override { impl_->start(); }
   void stop() override { impl_->stop(); }
   void ack(AckToken token) override { impl_->ack(token); }
+  bool publish(std::string_view topic, std::string_view payload, int qos, bool retain) override {
+    return impl_->publish(topic, payload, qos, retain);
+  }
   ClientStatus status() const override { return impl_->status(); }
 
  private:

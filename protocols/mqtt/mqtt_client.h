@@ -34,6 +34,15 @@ struct SubscriptionFilter {
   int qos = 1;         ///< 0 or 1
 };
 
+/// A Will message: the broker publishes it when the connection ends without a DISCONNECT
+/// (crash, SIGKILL, network loss).
+struct Will {
+  std::string topic;
+  std::string payload;
+  int qos = 1;
+  bool retain = false;
+};
+
 struct ClientOptions {
   std::string host = "localhost";
   std::uint16_t port = 1883;
@@ -51,6 +60,10 @@ struct ClientOptions {
   Nanos reconnect_max = 30 * kNanosPerSecond;
   /// Resolve + TCP connect + TLS handshake + CONNACK must finish within this.
   Nanos connect_timeout = 15 * kNanosPerSecond;
+  /// Called before each CONNECT: fills in the Will for this connection (a Sparkplug host's
+  /// STATE death carries the same timestamp as the birth it publishes after connecting) and
+  /// returns true, or returns false for no Will. Empty: no Will.
+  std::function<bool(Will&)> make_will;
 };
 
 /// Identifies a received QoS 1 message for ack(). A token from an older connection is
@@ -118,6 +131,10 @@ class Client {
   virtual void stop() = 0;
   /// Sends the PUBACK for a QoS 1 message. No-op for QoS 0 tokens and stale connections.
   virtual void ack(AckToken token) = 0;
+  /// Publishes on the current connection (QoS 0 or 1, no properties). False when not connected
+  /// or the packet cannot be encoded. QoS 1 is not resent after a connection loss: callers
+  /// publish what matters again on the next connection (Sparkplug STATE does).
+  virtual bool publish(std::string_view topic, std::string_view payload, int qos, bool retain) = 0;
   virtual ClientStatus status() const = 0;
 };
 

@@ -464,11 +464,18 @@ bool appendConnect(std::string& out, const ConnectParams& p) {
   if (!p.username.empty()) flags |= 0x80;
   if (!p.password.empty()) flags |= 0x40;
   if (p.clean_start) flags |= 0x02;
+  if (p.will)
+    flags |=
+        static_cast<std::uint8_t>(0x04 | ((p.will->qos & 0x03) << 3) | (p.will->retain ? 0x20 : 0));
   putU8(body, flags);
   putU16(body, p.keepalive_s);
   appendVarInt(body, static_cast<std::uint32_t>(props.size()));
   body += props;
   if (!putString(body, p.client_id)) return false;
+  if (p.will) {
+    appendVarInt(body, 0);  // no Will properties
+    if (!putString(body, p.will->topic) || !putString(body, p.will->payload)) return false;
+  }
   if (!p.username.empty() && !putString(body, p.username)) return false;
   if (!p.password.empty() && !putString(body, p.password)) return false;
 
@@ -506,6 +513,20 @@ bool appendSubscribe(std::string& out, std::uint16_t packet_id,
 void appendPuback(std::string& out, std::uint16_t packet_id) {
   putHeader(out, PacketType::kPuback, 0, 2);  // reason 0x00 and no properties: omitted
   putU16(out, packet_id);
+}
+
+bool appendPublish(std::string& out, std::string_view topic, std::string_view payload, int qos,
+                   bool retain, std::uint16_t packet_id) {
+  if (topic.size() > 0xFFFF) return false;
+  const std::size_t remaining = 2 + topic.size() + (qos > 0 ? 2 : 0) + 1 + payload.size();
+  if (remaining > kMaxVarInt) return false;
+  putHeader(out, PacketType::kPublish,
+            static_cast<std::uint8_t>(((qos & 0x03) << 1) | (retain ? 0x01 : 0)), remaining);
+  putString(out, topic);
+  if (qos > 0) putU16(out, packet_id);
+  appendVarInt(out, 0);  // no properties
+  out += payload;
+  return true;
 }
 
 void appendPingreq(std::string& out) { putHeader(out, PacketType::kPingreq, 0, 0); }

@@ -220,6 +220,7 @@ struct ConnectParams {
   std::uint32_t session_expiry_s = 0;
   std::uint16_t receive_maximum = 65535;
   std::uint32_t maximum_packet_size = 0;  ///< 0: not sent (no limit)
+  const Will* will = nullptr;             ///< the Will message, if any
 };
 /// Appends a CONNECT packet; false when a string is longer than 65535 bytes.
 bool appendConnect(std::string& out, const ConnectParams& p);
@@ -232,6 +233,10 @@ std::size_t subscribePacketSize(std::span<const SubscriptionFilter> filters);
 bool appendSubscribe(std::string& out, std::uint16_t packet_id,
                      std::span<const SubscriptionFilter> filters);
 void appendPuback(std::string& out, std::uint16_t packet_id);
+/// Appends a PUBLISH (no properties); `packet_id` is used for QoS 1 only. False when the topic
+/// is longer than 65535 bytes or the packet would be too large.
+bool appendPublish(std::string& out, std::string_view topic, std::string_view payload, int qos,
+                   bool retain, std::uint16_t packet_id);
 void appendPingreq(std::string& out);
 void appendDisconnect(std::string& out, std::uint8_t reason_code);
 

@@ -43,17 +43,31 @@ void readSubscription(config::Section& s, SubscribeConfig& sub) {
       s.fail("qos",
              "QoS 2 is not supported; use 1 (the journal makes delivery at-least-once end to end)");
   }
+  const std::string format = s.str("format", "json");
+  if (format == "sparkplug_b") {
+    // Sparkplug names devices and metrics itself: spBv1.0/<group>/<type>/<node>[/<device>].
+    sub.sparkplug = true;
+    if (s.has("template"))
+      s.fail("template",
+             "format sparkplug_b takes device and metric from the Sparkplug topic "
+             "and payload: remove the template");
+    if (sub.topic.rfind("spBv1.0/", 0) != 0)
+      s.fail("topic", "format sparkplug_b needs a Sparkplug B filter, e.g. \"spBv1.0/plant1/#\"");
+    s.done();
+    return;
+  }
   sub.template_text = s.str("template", sub.topic);
   std::string error;
   auto tmpl = TopicTemplate::parse(sub.template_text, error);
   if (!tmpl) s.fail("template", error);
 
-  const std::string format = s.str("format", "json");
   auto& p = sub.payload;
   p.senml = format == "senml";
   if (!p.senml) {
     auto f = payload::parseFormat(format);
-    if (!f) s.fail("format", fmt::format("'{}' is not json, value, fields or senml", format));
+    if (!f)
+      s.fail("format",
+             fmt::format("'{}' is not json, value, fields, senml or sparkplug_b", format));
     p.decoder.format = *f;
   }
   // SenML packs may name their device (base name) and always name their metrics.
@@ -76,7 +90,8 @@ void readSubscription(config::Section& s, SubscribeConfig& sub) {
 
 }  // namespace
 
-MqttConfig parseConfig(config::Section& s, std::string_view gateway_id) {
+MqttConfig parseConfig(config::Section& s, std::string_view gateway_id,
+                       config::Section* sparkplug) {
   MqttConfig m;
   m.uri = s.str("uri", "tcp://localhost:1883");
   auto& c = m.client;
@@ -119,6 +134,7 @@ MqttConfig parseConfig(config::Section& s, std::string_view gateway_id) {
     c.subscriptions.push_back({sc.topic, sc.qos});
     m.subscriptions.push_back(std::move(sc));
   }
+  if (sparkplug) m.sparkplug = sparkplug::parseConfig(*sparkplug);
   s.done();
   return m;
 }

@@ -260,3 +260,51 @@ TEST_CASE("outgoing packets have the exact wire format") {
       {prop::kRequestProblemInformation, 1}};
   CHECK(numbers == expected);
 }
+
+TEST_CASE("outgoing PUBLISH and a CONNECT with a Will (Sparkplug STATE)") {
+  std::string out;
+  REQUIRE(appendPublish(out, "spBv1.0/STATE/gw", R"({"online":true})", 1, true, 7));
+  FixedHeader h;
+  REQUIRE(decodeFixedHeader(out, h) == Decode::kOk);
+  CHECK(h.type == PacketType::kPublish);
+  CHECK(h.flags == 0x03);  // QoS 1, retain
+  CHECK(h.packetSize() == out.size());
+  Publish p;
+  UserProperties props;
+  REQUIRE(parsePublish(h.flags, std::string_view(out).substr(h.header_size), p, props));
+  CHECK(p.topic == "spBv1.0/STATE/gw");
+  CHECK(p.payload == R"({"online":true})");
+  CHECK(p.packet_id == 7);
+  CHECK(p.qos == 1);
+  CHECK(p.retain);
+
+  out.clear();
+  REQUIRE(appendPublish(out, "a/NCMD/b", "xy", 0, false, 0));
+  CHECK(out == bytes({0x30, 2 + 8 + 1 + 2}) + str("a/NCMD/b") + bytes({0x00}) + "xy");
+
+  out.clear();
+  Will will{"spBv1.0/STATE/gw", R"({"online":false})", 1, true};
+  ConnectParams c;
+  c.client_id = "gw";
+  c.will = &will;
+  REQUIRE(appendConnect(out, c));
+  REQUIRE(decodeFixedHeader(out, h) == Decode::kOk);
+  Reader r(std::string_view(out).substr(h.header_size));
+  std::string_view name, client_id, block, will_props, topic, payload;
+  std::uint8_t version = 0, flags = 0;
+  std::uint16_t keepalive = 0;
+  REQUIRE(r.lengthPrefixed(name));
+  REQUIRE(r.u8(version));
+  REQUIRE(r.u8(flags));
+  REQUIRE(r.u16(keepalive));
+  REQUIRE(r.properties(block));
+  REQUIRE(r.lengthPrefixed(client_id));
+  REQUIRE(r.properties(will_props));
+  REQUIRE(r.lengthPrefixed(topic));
+  REQUIRE(r.lengthPrefixed(payload));
+  CHECK(r.remaining() == 0);
+  CHECK(flags == (0x04 | 0x08 | 0x20));  // Will flag, Will QoS 1, Will retain
+  CHECK(will_props.empty());
+  CHECK(topic == "spBv1.0/STATE/gw");
+  CHECK(payload == R"({"online":false})");
+}
