@@ -28,7 +28,11 @@
 // rule cost nothing): the Series copy (~150–300 bytes with its strings), a hash-map node
 // (~64 bytes), 8 bytes last-seen, plus 48 bytes per matching rule (struct State). At most
 // `max_series` entries; beyond that new series are not evaluated and are counted. Entries
-// idle for `forget_after` with every state ok and no no_data_for rule are dropped on tick.
+// idle for `forget_after` with no state firing or held are dropped on tick (a series with a
+// no_data_for rule fires first, so it stays until its data returns: no incident left open).
+//
+// Cost: deadlines (no_data_for, held re-triggers, forgetting) are in a min-heap, so tick() is
+// O(due · log n) and counters() O(1); firing() is O(firing). Nothing scans every series.
 //
 // Threading: single-threaded (the pipeline's event loop).
 #pragma once
@@ -102,7 +106,10 @@ class AlertEngine {
   /// carry state into a reloaded engine with restore()).
   std::vector<AlertEvent> firing() const;
 
-  /// Computes pending/firing/series by a scan: for status output, not per reading.
+  /// How many rule × series fire now (firing().size() without building the events).
+  std::size_t firingCount() const;
+
+  /// Counters, kept as states change: O(1).
   EngineCounters counters() const;
   const std::vector<Rule>& rules() const;
 

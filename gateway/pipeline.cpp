@@ -184,9 +184,20 @@ void Pipeline::Impl::journalAlerts() {
     alerts::appendOutboxJson(json, e);
     journal->appendAlert(journal->internSeries(e.series), e.time, e.value, json);
     ++alert_count;
-    log::notice("alert {}", alerts::summary(e));
+    std::uint64_t suppressed = 0;
+    if (alert_log.allow(time.mono(), suppressed))
+      log::notice("alert {}{}", alerts::summary(e),
+                  suppressed ? fmt::format(" ({} more alert events not logged)", suppressed) : "");
   }
   alert_events.clear();
+  firing_dirty = true;  // written once per commit, in the same transaction as the events
+}
+
+/// The set of firing alerts into the journal's state: O(firing), so once per commit with a
+/// change rather than once per event.
+void Pipeline::Impl::writeFiring() {
+  if (!firing_dirty || !alert_engine) return;
+  firing_dirty = false;
   std::string firing;
   for (const auto& e : alert_engine->firing()) {
     alerts::appendOutboxJson(firing, e);
@@ -274,6 +285,7 @@ void Pipeline::Impl::armWindowTimer() {
 }
 
 void Pipeline::Impl::commitNow() {
+  writeFiring();
   if (windows)
     journal->putState("windows", fmt::format("{} {}", windows->watermark(), windows->replayFrom()));
   std::uint64_t cursor_sum = 0;

@@ -47,6 +47,7 @@ struct Pipeline::Impl final : Ingest {
   // --- engine -------------------------------------------------------------------------------
   void onWindowClosed(const aggregators::Aggregate& a);
   void journalAlerts();
+  void writeFiring();
   void restoreState();
   void restoreAlerts(Nanos now);
   void restoreWindows(Nanos now);
@@ -81,6 +82,9 @@ struct Pipeline::Impl final : Ingest {
   std::uint64_t messages = 0, readings = 0, commit_failures = 0, aggregates = 0, alert_count = 0;
   std::map<std::string, std::uint64_t, std::less<>> bad_counts;
   log::RateLimiter bad_log;
+  // Alert events: each is in the outbox; the log shows a burst of them at a bounded rate.
+  log::RateLimiter alert_log{kNanosPerSecond / 50};
+  bool firing_dirty = false;  // alerts.firing state to be rewritten before the next commit
 
   // Clock-skew estimators: one per device, one for the gateway's own clock vs the broker's.
   struct StringHash {
