@@ -80,7 +80,8 @@ struct ClientStatus {
   bool session_present = false;           ///< the broker resumed our session on this connection
   std::uint64_t messages = 0;
   std::uint64_t acks_sent = 0;
-  std::uint32_t in_flight = 0;  ///< QoS 1 messages handed over and not yet acked
+  std::uint32_t in_flight = 0;    ///< QoS 1 messages handed over and not yet acked
+  std::uint64_t read_pauses = 0;  ///< times pauseReading(true) stopped the reading
 };
 
 /// Threading: everything, including the handlers, runs on the io_context's thread; the
@@ -118,6 +119,12 @@ class Client {
   virtual void stop() = 0;
   /// Sends the PUBACK for a QoS 1 message. No-op for QoS 0 tokens and stale connections.
   virtual void ack(AckToken token) = 0;
+  /// Backpressure: while paused, no further PUBLISH is handed over (at most the one being
+  /// handled completes) and the socket is not read, so TCP holds the broker back and it keeps
+  /// the messages queued; nothing read is dropped. Other packets already read still are
+  /// handled, and a PINGRESP left unread does not count as a dead connection. Resuming
+  /// continues from the loop (safe to call from inside the message handler).
+  virtual void pauseReading(bool paused) = 0;
   virtual ClientStatus status() const = 0;
 };
 
