@@ -418,11 +418,12 @@ bool AlertEngine::restore(const AlertEvent& firing, Nanos now) {
   return false;
 }
 
-std::vector<AlertEvent> AlertEngine::firing() const {
+std::vector<AlertEvent> AlertEngine::firing(std::size_t max) const {
   const Impl& m = *impl_;
   std::vector<AlertEvent> out;
-  out.reserve(m.firing_states.size());
+  out.reserve(std::min(max, m.firing_states.size()));
   for (const std::uint64_t key : m.firing_states) {
+    if (out.size() >= max) break;
     const Impl::Node& n = m.nodes[key >> 32];
     const State& st = n.entry.states[key & 0xffffffffu];
     const CompiledRule& c = m.compiled[st.rule];

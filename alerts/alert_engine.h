@@ -104,7 +104,8 @@ class AlertEngine {
   bool restore(const AlertEvent& firing, Nanos now);
   /// The trigger event of every rule × series firing now (for `gatewayctl alerts` and to
   /// carry state into a reloaded engine with restore()).
-  std::vector<AlertEvent> firing() const;
+  /// At most `max` of them (in no particular order).
+  std::vector<AlertEvent> firing(std::size_t max = SIZE_MAX) const;
 
   /// How many rule × series fire now (firing().size() without building the events).
   std::size_t firingCount() const;

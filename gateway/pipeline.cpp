@@ -14,7 +14,11 @@
 namespace gw {
 
 Pipeline::Impl::Impl(boost::asio::io_context& io_, const config::Config& cfg_, Clock clock_)
-    : io(io_), cfg(cfg_), time(std::move(clock_)), gateway_clock(clockOptions()) {
+    : io(io_),
+      cfg(cfg_),
+      time(std::move(clock_)),
+      clocks(clockOptions(), cfg.limits.max_series, cfg.limits.series_idle),
+      gateway_clock(clockOptions()) {
   control_since = time.wall();
   buffer::JournalOptions jo;
   jo.path = cfg.gateway.state_dir / "journal.db";
@@ -47,6 +51,8 @@ Pipeline::Impl::Impl(boost::asio::io_context& io_, const config::Config& cfg_, C
   if (!cfg.alerts.empty()) {
     alerts::EngineOptions eo;
     eo.gateway_id = cfg.gateway.id;
+    eo.max_series = cfg.limits.max_series;
+    eo.forget_after = cfg.limits.series_idle;
     alert_engine = std::make_unique<alerts::AlertEngine>(cfg.alerts, eo);
   }
   // One outbox forwarder per notifier: one event at a time, in order, retried with backoff
@@ -68,10 +74,22 @@ clock::ClockOptions Pipeline::Impl::clockOptions() const {
   return {cfg.clock.max_skew, cfg.clock.step, cfg.clock.tolerance};
 }
 
-clock::SkewEstimator& Pipeline::Impl::clockFor(const std::string& device) {
-  auto it = clocks.find(std::string_view(device));
-  if (it == clocks.end()) it = clocks.emplace(device, clock::SkewEstimator(clockOptions())).first;
-  return it->second;
+/// The device's clock estimator; nullptr past [limits] max_series.
+clock::SkewEstimator* Pipeline::Impl::clockFor(const std::string& device) {
+  return clocks.use(device, time.mono());
+}
+
+/// A reading goes on without per-series state: counted, logged at a bounded rate.
+bool Pipeline::Impl::overLimit(std::string_view what, const Series& series) {
+  ++readings_over_limit;
+  std::uint64_t suppressed = 0;
+  if (over_limit_log.allow(time.mono(), suppressed))
+    log::warn(
+        "limits.max_series ({}) reached: {} of device '{}' not tracked; its readings are "
+        "journaled and forwarded without windows, alerts or clock correction ({} more readings "
+        "like this not logged). Raise [limits] max_series or look for a device inventing names",
+        cfg.limits.max_series, what, series.device.substr(0, 100), suppressed);
+  return true;
 }
 
 void Pipeline::Impl::start() {
@@ -82,7 +100,11 @@ void Pipeline::Impl::start() {
   for (auto& f : forwarders) f->poke();  // backlog left from before a restart
   for (auto& f : outboxes) f->poke();
   every(commit_timer, cfg.buffer.commit_interval, [this] { commitNow(); });
-  every(retention_timer, kNanosPerSecond, [this] { journal->enforceRetention(time.wall()); });
+  every(retention_timer, kNanosPerSecond, [this] {
+    journal->enforceRetention(time.wall());
+    clocks.evictIdle(time.mono());
+  });
+  watchLoop();
   if (alert_engine)
     every(alert_timer, kNanosPerSecond, [this] {
       alert_engine->tick(time.wall(), alert_events);
@@ -101,7 +123,8 @@ void Pipeline::Impl::stop() {
   if (stopped) return;
   commitNow();
   stopped = true;
-  for (auto* t : {&commit_timer, &retention_timer, &stats_timer, &window_timer, &alert_timer})
+  for (auto* t :
+       {&commit_timer, &retention_timer, &stats_timer, &window_timer, &alert_timer, &loop_timer})
     t->cancel();
   for (auto& s : sources) s->stop();
   for (auto& f : forwarders) f->stop();
@@ -141,8 +164,10 @@ std::uint64_t Pipeline::Impl::reading(Series& series, const Decoded& decoded, Na
   // the reference itself.
   Nanos event_time = reference_time;
   if (decoded.device_time) {
-    event_time =
-        clockFor(series.device).observe(*decoded.device_time, reference_time, reference).event_time;
+    if (auto* c = clockFor(series.device))
+      event_time = c->observe(*decoded.device_time, reference_time, reference).event_time;
+    else
+      overLimit("the clock", series);
   }
   for (const auto& v : decoded.values) {
     if (!v.metric.empty()) series.metric.assign(v.metric);
@@ -150,7 +175,12 @@ std::uint64_t Pipeline::Impl::reading(Series& series, const Decoded& decoded, Na
     const std::uint64_t seq =
         journal->append(id, v.value, event_time, decoded.device_time, reference);
     ++readings;
-    if (windows) windows->add(id, event_time, v.value, seq);
+    if (windows) {
+      if (id < cfg.limits.max_series)
+        windows->add(id, event_time, v.value, seq);
+      else
+        overLimit("the windows", series);
+    }
     if (alert_engine) {
       alert_engine->onReading(series, v.value, event_time, time.wall(), alert_events);
       if (!alert_events.empty()) journalAlerts();
@@ -258,7 +288,8 @@ void Pipeline::Impl::restoreWindows(Nanos now) {
       if (batch.empty()) break;
       for (const auto& r : batch) {
         if (r.kind != RecordKind::kReading) continue;
-        windows->replay(journal->internSeries(*r.series), r.event_time, r.value, r.seq);
+        const SeriesId id = journal->internSeries(*r.series);
+        if (id < cfg.limits.max_series) windows->replay(id, r.event_time, r.value, r.seq);
         ++replayed;
       }
       after = batch.back().seq;
@@ -323,12 +354,37 @@ void Pipeline::Impl::every(boost::asio::steady_timer& timer, Nanos interval,
   });
 }
 
+/// Measures how long the loop goes without turning: a 10 ms timer's lateness is a lower
+/// bound of the longest stall (a handler that ran that long), kept since start and per 10 s.
+void Pipeline::Impl::watchLoop() {
+  constexpr Nanos kPeriod = 10 * kNanosPerMilli, kBucket = 10 * kNanosPerSecond;
+  const Nanos now = time.mono();
+  if (loop_expected != 0) {
+    const Nanos late = std::max<Nanos>(0, now - loop_expected);
+    loop_stall_max = std::max(loop_stall_max, late);
+    loop_stall_bucket = std::max(loop_stall_bucket, late);
+  }
+  if (now - loop_bucket_start >= kBucket) {
+    loop_stall_previous = loop_stall_bucket;
+    loop_stall_bucket = 0;
+    loop_bucket_start = now;
+  }
+  loop_expected = now + kPeriod;
+  loop_timer.expires_after(std::chrono::nanoseconds(kPeriod));
+  loop_timer.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec && !stopped) watchLoop();
+  });
+}
+
 Pipeline::Pipeline(boost::asio::io_context& io, const config::Config& config, Clock clock)
     : impl_(std::make_unique<Impl>(io, config, std::move(clock))) {}
 Pipeline::~Pipeline() { impl_->stop(); }
 void Pipeline::start() { impl_->start(); }
 void Pipeline::stop() { impl_->stop(); }
 StatusSnapshot Pipeline::snapshot(StatusParts what) const { return impl_->snapshot(what); }
+StatusSnapshot Pipeline::snapshot(StatusParts what, const DeviceQuery& devices) const {
+  return impl_->snapshot(what, &devices);
+}
 void Pipeline::sampleRates() const { impl_->sampleRates(impl_->time.mono()); }
 std::string Pipeline::statusLine() const {
   using namespace status_part;

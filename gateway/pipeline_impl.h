@@ -17,7 +17,9 @@
 #include "core/log.h"
 #include "core/source.h"
 #include "gateway/clock_skew.h"
+#include "gateway/clock_table.h"
 #include "gateway/config.h"
+#include "gateway/device_query.h"
 #include "gateway/forwarder.h"
 #include "gateway/pipeline.h"
 #include "gateway/status.h"
@@ -41,7 +43,7 @@ struct Pipeline::Impl final : Ingest {
   void commitNow();
 
   // Status (pipeline_status.cpp).
-  StatusSnapshot snapshot(StatusParts what) const;
+  StatusSnapshot snapshot(StatusParts what, const DeviceQuery* devices = nullptr) const;
   void sampleRates(Nanos now) const;
 
   // --- engine -------------------------------------------------------------------------------
@@ -54,7 +56,8 @@ struct Pipeline::Impl final : Ingest {
   void armWindowTimer();
   void every(boost::asio::steady_timer& timer, Nanos interval, std::function<void()> fn);
   size_t maxPending() const;
-  clock::SkewEstimator& clockFor(const std::string& device);
+  clock::SkewEstimator* clockFor(const std::string& device);
+  void watchLoop();
   clock::ClockOptions clockOptions() const;
 
   boost::asio::io_context& io;
@@ -86,15 +89,19 @@ struct Pipeline::Impl final : Ingest {
   log::RateLimiter alert_log{kNanosPerSecond / 50};
   bool firing_dirty = false;  // alerts.firing state to be rewritten before the next commit
 
-  // Clock-skew estimators: one per device, one for the gateway's own clock vs the broker's.
-  struct StringHash {
-    using is_transparent = void;
-    size_t operator()(std::string_view v) const noexcept {
-      return std::hash<std::string_view>{}(v);
-    }
-  };
-  std::unordered_map<std::string, clock::SkewEstimator, StringHash, std::equal_to<>> clocks;
+  // Clock-skew estimators: one per device (bounded by [limits]), one for the gateway's own
+  // clock vs the broker's.
+  clock::ClockTable clocks;
   clock::SkewEstimator gateway_clock;
+
+  // [limits] (gateway/limits.h): readings past max_series, logged at a bounded rate.
+  std::uint64_t readings_over_limit = 0;
+  log::RateLimiter over_limit_log;
+  bool overLimit(std::string_view what, const Series& series);
+  // The event loop's longest stall: a 10 ms timer's lateness.
+  boost::asio::steady_timer loop_timer{io};
+  Nanos loop_expected = 0, loop_stall_max = 0, loop_stall_bucket = 0, loop_stall_previous = 0;
+  Nanos loop_bucket_start = 0;
 
   // --- status state (pipeline_status.cpp) ----------------------------------------------------
   // Rates come from samples of the counters taken when a snapshot is asked for (gatewayd asks
@@ -104,7 +111,6 @@ struct Pipeline::Impl final : Ingest {
     Nanos mono = 0;
     std::uint64_t readings = 0;
     std::map<std::string, std::uint64_t, std::less<>> sent;  // per sink
-    std::unordered_map<std::string, std::uint64_t> device_samples;
   };
   mutable std::vector<CounterSample> samples;
   Nanos control_since = 0;
