@@ -6,6 +6,9 @@
 
 #include <algorithm>
 #include <charconv>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "alerts/outbox_sink.h"
 #include "core/sink.h"
@@ -79,6 +82,17 @@ clock::SkewEstimator* Pipeline::Impl::clockFor(const std::string& device) {
   return clocks.use(device, time.mono());
 }
 
+/// Drops the clock estimates idle for series_idle; after many, gives the freed heap back to
+/// the system (glibc keeps it otherwise: RSS would stay at the peak of a name-inventing device).
+void Pipeline::Impl::releaseIdle() {
+  evicted_since_trim += clocks.evictIdle(time.mono());
+  if (evicted_since_trim < 1000) return;
+  evicted_since_trim = 0;
+#ifdef __GLIBC__
+  ::malloc_trim(0);
+#endif
+}
+
 /// A reading goes on without per-series state: counted, logged at a bounded rate.
 bool Pipeline::Impl::overLimit(std::string_view what, const Series& series) {
   ++readings_over_limit;
@@ -102,7 +116,7 @@ void Pipeline::Impl::start() {
   every(commit_timer, cfg.buffer.commit_interval, [this] { commitNow(); });
   every(retention_timer, kNanosPerSecond, [this] {
     journal->enforceRetention(time.wall());
-    clocks.evictIdle(time.mono());
+    releaseIdle();
   });
   watchLoop();
   if (alert_engine)
@@ -163,11 +177,12 @@ std::uint64_t Pipeline::Impl::reading(Series& series, const Decoded& decoded, Na
   // Clock stage: the device's time corrected by its estimated offset; without a device time,
   // the reference itself.
   Nanos event_time = reference_time;
+  bool no_clock = false;  // past [limits] max_series: no estimator for this device
   if (decoded.device_time) {
     if (auto* c = clockFor(series.device))
       event_time = c->observe(*decoded.device_time, reference_time, reference).event_time;
     else
-      overLimit("the clock", series);
+      no_clock = true;
   }
   for (const auto& v : decoded.values) {
     if (!v.metric.empty()) series.metric.assign(v.metric);
@@ -175,12 +190,9 @@ std::uint64_t Pipeline::Impl::reading(Series& series, const Decoded& decoded, Na
     const std::uint64_t seq =
         journal->append(id, v.value, event_time, decoded.device_time, reference);
     ++readings;
-    if (windows) {
-      if (id < cfg.limits.max_series)
-        windows->add(id, event_time, v.value, seq);
-      else
-        overLimit("the windows", series);
-    }
+    const bool no_windows = windows && id >= cfg.limits.max_series;
+    if (windows && !no_windows) windows->add(id, event_time, v.value, seq);
+    if (no_clock || no_windows) overLimit(no_clock ? "the clock" : "the windows", series);
     if (alert_engine) {
       alert_engine->onReading(series, v.value, event_time, time.wall(), alert_events);
       if (!alert_events.empty()) journalAlerts();

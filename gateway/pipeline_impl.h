@@ -98,6 +98,8 @@ struct Pipeline::Impl final : Ingest {
   std::uint64_t readings_over_limit = 0;
   log::RateLimiter over_limit_log;
   bool overLimit(std::string_view what, const Series& series);
+  void releaseIdle();
+  std::size_t evicted_since_trim = 0;
   // The event loop's longest stall: a 10 ms timer's lateness.
   boost::asio::steady_timer loop_timer{io};
   Nanos loop_expected = 0, loop_stall_max = 0, loop_stall_bucket = 0, loop_stall_previous = 0;
