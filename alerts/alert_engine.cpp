@@ -2,10 +2,15 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cassert>
 #include <cmath>
 #include <limits>
+#include <optional>
+#include <queue>
+#include <set>
 #include <stdexcept>
+#include <tuple>
 #include <unordered_map>
 
 namespace gw::alerts {
@@ -46,11 +51,51 @@ double seconds(Nanos d) { return static_cast<double>(d) / kNanosPerSecond; }
 }  // namespace
 
 struct AlertEngine::Impl {
+  // Entries live in a slab addressed by index; the map finds a series' index. Deadlines (a
+  // no_data_for expiry, the end of a held re-trigger, forgetting an idle series) are in a
+  // min-heap with one valid item per entry, so tick() costs O(due entries · log n), never a
+  // scan of every series. An item is valid while its generation and due match the entry's;
+  // later deadlines are rescheduled lazily (when the earlier item pops), earlier ones push.
+  struct Node {
+    Entry entry;
+    const Series* key = nullptr;  ///< the map's key (stable: map nodes do not move)
+    Nanos next_due = kNoDue;      ///< due of the one valid heap item; kNoDue: none
+    std::uint32_t generation = 0;
+    bool live = false;
+  };
+  struct Due {
+    Nanos at;
+    std::uint32_t node, generation;
+    bool operator>(const Due& o) const { return std::tie(at, node) > std::tie(o.at, o.node); }
+  };
+  static constexpr Nanos kNoDue = std::numeric_limits<Nanos>::max();
+
   std::vector<Rule> rules;
   std::vector<CompiledRule> compiled;
   EngineOptions options;
-  std::unordered_map<Series, Entry, SeriesHash> series;
+  std::unordered_map<Series, std::uint32_t, SeriesHash> series;
+  std::vector<Node> nodes;
+  std::vector<std::uint32_t> free_nodes;
+  std::priority_queue<Due, std::vector<Due>, std::greater<>> due;
+  std::set<std::uint64_t> firing_states;  ///< node << 32 | state index, of phase firing
   EngineCounters counters;
+
+  static Nanos plus(Nanos a, Nanos b) {  // b ≥ 0
+    return a > kNoDue - b ? kNoDue : a + b;
+  }
+
+  void setPhase(std::uint32_t node, State& st, Phase p) {
+    if (st.phase == p) return;
+    const std::uint64_t key = std::uint64_t{node} << 32 |
+                              static_cast<std::uint32_t>(&st - nodes[node].entry.states.data());
+    counters.pending -= st.phase == Phase::kPending;
+    counters.firing -= st.phase == Phase::kFiring;
+    if (st.phase == Phase::kFiring) firing_states.erase(key);
+    st.phase = p;
+    counters.pending += p == Phase::kPending;
+    counters.firing += p == Phase::kFiring;
+    if (p == Phase::kFiring) firing_states.insert(key);
+  }
 
   AlertEvent makeEvent(const Series& s, const State& st, AlertState state, std::string_view stat,
                        double value, double threshold, Nanos time, Nanos window) const {
@@ -76,9 +121,9 @@ struct AlertEngine::Impl {
     return c.on_value ? std::string_view("value") : std::string_view(rules[st.rule].on);
   }
 
-  void fire(const Series& s, State& st, double value, Nanos time, Nanos window,
+  void fire(std::uint32_t node, State& st, double value, Nanos time, Nanos window,
             std::vector<AlertEvent>& out) {
-    st.phase = Phase::kFiring;
+    setPhase(node, st, Phase::kFiring);
     st.last_trigger = time;
     st.value = value;
     st.window = window;
@@ -86,32 +131,32 @@ struct AlertEngine::Impl {
     const CompiledRule& c = compiled[st.rule];
     const double threshold =
         c.kind == Kind::kNoData ? seconds(rules[st.rule].no_data_for) : c.trigger;
-    out.push_back(
-        makeEvent(s, st, AlertState::kFiring, statisticOf(st), value, threshold, time, window));
+    out.push_back(makeEvent(*nodes[node].key, st, AlertState::kFiring, statisticOf(st), value,
+                            threshold, time, window));
   }
 
   // The condition holds: fire, or hold back when the previous trigger is too recent.
-  void trigger(const Series& s, State& st, double value, Nanos time, Nanos window,
+  void trigger(std::uint32_t node, State& st, double value, Nanos time, Nanos window,
                std::vector<AlertEvent>& out) {
     if (st.last_trigger != kNever && time - st.last_trigger < rules[st.rule].min_retrigger) {
-      st.phase = Phase::kHeld;
+      setPhase(node, st, Phase::kHeld);
       st.value = value;
       st.window = window;
       ++counters.held;
       return;
     }
-    fire(s, st, value, time, window, out);
+    fire(node, st, value, time, window, out);
   }
 
-  void resolve(const Series& s, State& st, double value, double threshold, Nanos time, Nanos window,
-               std::vector<AlertEvent>& out) {
-    st.phase = Phase::kOk;
+  void resolve(std::uint32_t node, State& st, double value, double threshold, Nanos time,
+               Nanos window, std::vector<AlertEvent>& out) {
+    setPhase(node, st, Phase::kOk);
     ++counters.resolves;
-    out.push_back(
-        makeEvent(s, st, AlertState::kResolved, statisticOf(st), value, threshold, time, window));
+    out.push_back(makeEvent(*nodes[node].key, st, AlertState::kResolved, statisticOf(st), value,
+                            threshold, time, window));
   }
 
-  void evaluate(const Series& s, State& st, double v, Nanos from, Nanos to, Nanos window,
+  void evaluate(std::uint32_t node, State& st, double v, Nanos from, Nanos to, Nanos window,
                 std::vector<AlertEvent>& out) {
     const CompiledRule& c = compiled[st.rule];
     assert(c.kind != Kind::kNoData);
@@ -124,19 +169,19 @@ struct AlertEngine::Impl {
     switch (st.phase) {
       case Phase::kOk:
         if (!beyond) return;
-        st.phase = Phase::kPending;
+        setPhase(node, st, Phase::kPending);
         st.since = from;
         [[fallthrough]];
       case Phase::kPending:
         if (!beyond) {
-          st.phase = Phase::kOk;
+          setPhase(node, st, Phase::kOk);
           return;
         }
-        if (to - st.since >= rules[st.rule].for_duration) trigger(s, st, v, to, window, out);
+        if (to - st.since >= rules[st.rule].for_duration) trigger(node, st, v, to, window, out);
         return;
       case Phase::kHeld:
         if (cleared) {
-          st.phase = Phase::kOk;
+          setPhase(node, st, Phase::kOk);
           ++counters.suppressed;
           return;
         }
@@ -146,25 +191,26 @@ struct AlertEngine::Impl {
         }
         if (to - st.last_trigger >= rules[st.rule].min_retrigger) {
           ++counters.delayed;
-          fire(s, st, st.value, to, st.window, out);
+          fire(node, st, st.value, to, st.window, out);
         }
         return;
       case Phase::kFiring:
-        if (cleared) resolve(s, st, v, c.clear, to, window, out);
+        if (cleared) resolve(node, st, v, c.clear, to, window, out);
         return;
     }
   }
 
   // Data arrived for a series (observed at wall time `now`, event time `time`).
-  void alive(const Series& s, Entry& entry, Nanos time, Nanos now, std::vector<AlertEvent>& out) {
+  void alive(std::uint32_t node, Nanos time, Nanos now, std::vector<AlertEvent>& out) {
+    Entry& entry = nodes[node].entry;
     if (entry.has_no_data) {
       const Nanos silent = now - entry.last_seen;
       for (State& st : entry.states) {
         if (compiled[st.rule].kind != Kind::kNoData) continue;
         if (st.phase == Phase::kFiring) {
-          resolve(s, st, seconds(silent), seconds(rules[st.rule].no_data_for), time, 0, out);
+          resolve(node, st, seconds(silent), seconds(rules[st.rule].no_data_for), time, 0, out);
         } else if (st.phase == Phase::kHeld) {
-          st.phase = Phase::kOk;
+          setPhase(node, st, Phase::kOk);
           ++counters.suppressed;
         }
       }
@@ -172,8 +218,36 @@ struct AlertEngine::Impl {
     entry.last_seen = std::max(entry.last_seen, now);
   }
 
-  Entry* find(const Series& s, Nanos now) {
-    if (auto it = series.find(s); it != series.end()) return &it->second;
+  /// Firing and held states keep a series; anything else may be forgotten when idle.
+  static bool forgettable(const Entry& entry) {
+    return std::none_of(entry.states.begin(), entry.states.end(), [](const State& st) {
+      return st.phase == Phase::kFiring || st.phase == Phase::kHeld;
+    });
+  }
+
+  /// The earliest wall time at which tick() has something to do for this entry.
+  Nanos nextDue(const Entry& entry) const {
+    Nanos at = forgettable(entry) ? plus(entry.last_seen, options.forget_after) : kNoDue;
+    for (const State& st : entry.states) {
+      const Rule& r = rules[st.rule];
+      if (compiled[st.rule].kind == Kind::kNoData && st.phase == Phase::kOk)
+        at = std::min(at, plus(entry.last_seen, r.no_data_for));
+      if (st.phase == Phase::kHeld) at = std::min(at, plus(st.last_trigger, r.min_retrigger));
+    }
+    return at;
+  }
+
+  /// After a change to the entry: a heap item for an earlier deadline (later ones are lazy).
+  void reschedule(std::uint32_t node) {
+    Node& n = nodes[node];
+    const Nanos at = nextDue(n.entry);
+    if (at >= n.next_due) return;
+    n.next_due = at;
+    due.push({at, node, n.generation});
+  }
+
+  std::optional<std::uint32_t> find(const Series& s, Nanos now) {
+    if (auto it = series.find(s); it != series.end()) return it->second;
     Entry entry;
     for (std::uint32_t i = 0; i < rules.size(); ++i) {
       if (!matches(rules[i], s)) continue;
@@ -182,14 +256,66 @@ struct AlertEngine::Impl {
       entry.states.push_back(st);
       entry.has_no_data |= compiled[i].kind == Kind::kNoData;
     }
-    if (entry.states.empty()) return nullptr;
+    if (entry.states.empty()) return std::nullopt;
     if (series.size() >= options.max_series) {
       ++counters.series_over_cap;
-      return nullptr;
+      return std::nullopt;
     }
     entry.states.shrink_to_fit();
     entry.last_seen = now;
-    return &series.emplace(s, std::move(entry)).first->second;
+    std::uint32_t node = 0;
+    if (!free_nodes.empty()) {
+      node = free_nodes.back();
+      free_nodes.pop_back();
+    } else {
+      if (nodes.size() >= std::numeric_limits<std::uint32_t>::max()) return std::nullopt;
+      node = static_cast<std::uint32_t>(nodes.size());
+      nodes.emplace_back();
+    }
+    Node& n = nodes[node];
+    n.entry = std::move(entry);
+    n.key = &series.emplace(s, node).first->first;
+    n.live = true;
+    n.next_due = kNoDue;
+    reschedule(node);
+    return node;
+  }
+
+  void forget(std::uint32_t node) {
+    Node& n = nodes[node];
+    assert(forgettable(n.entry));
+    for (const State& st : n.entry.states) counters.pending -= st.phase == Phase::kPending;
+    series.erase(*n.key);
+    n.entry = Entry{};
+    n.key = nullptr;
+    n.live = false;
+    n.next_due = kNoDue;
+    ++n.generation;  // its heap items are stale now
+    free_nodes.push_back(node);
+  }
+
+  /// What tick() does for one entry whose deadline came.
+  void onDue(std::uint32_t node, Nanos now, std::vector<AlertEvent>& out) {
+    Entry& entry = nodes[node].entry;
+    for (State& st : entry.states) {
+      const Rule& r = rules[st.rule];
+      if (compiled[st.rule].kind == Kind::kNoData) {
+        const Nanos silent = now - entry.last_seen;
+        if (st.phase == Phase::kOk && silent >= r.no_data_for) {
+          trigger(node, st, seconds(silent), now, 0, out);
+        } else if (st.phase == Phase::kHeld && now - st.last_trigger >= r.min_retrigger) {
+          ++counters.delayed;
+          fire(node, st, seconds(silent), now, 0, out);
+        }
+        continue;
+      }
+      if (st.phase == Phase::kHeld && now - st.last_trigger >= r.min_retrigger) {
+        ++counters.delayed;
+        fire(node, st, st.value, now, st.window, out);
+      }
+    }
+    if (forgettable(entry) && now - entry.last_seen >= options.forget_after) return forget(node);
+    reschedule(node);
   }
 };
 
@@ -226,81 +352,64 @@ const std::vector<Rule>& AlertEngine::rules() const { return impl_->rules; }
 
 void AlertEngine::onReading(const Series& series, double value, Nanos event_time, Nanos now,
                             std::vector<AlertEvent>& out) {
-  Entry* entry = impl_->find(series, now);
-  if (!entry) return;
-  impl_->alive(series, *entry, event_time, now, out);
-  for (State& st : entry->states) {
-    const CompiledRule& c = impl_->compiled[st.rule];
+  Impl& m = *impl_;
+  const auto node = m.find(series, now);
+  if (!node) return;
+  m.alive(*node, event_time, now, out);
+  for (State& st : m.nodes[*node].entry.states) {
+    const CompiledRule& c = m.compiled[st.rule];
     if (c.kind != Kind::kNoData && c.on_value)
-      impl_->evaluate(series, st, value, event_time, event_time, 0, out);
+      m.evaluate(*node, st, value, event_time, event_time, 0, out);
   }
+  m.reschedule(*node);
 }
 
 void AlertEngine::onWindow(const Series& series, Nanos window_start, Nanos window_end,
                            std::span<const Statistic> stats, Nanos now,
                            std::vector<AlertEvent>& out) {
-  Entry* entry = impl_->find(series, now);
-  if (!entry) return;
-  impl_->alive(series, *entry, window_end, now, out);
-  for (State& st : entry->states) {
-    const CompiledRule& c = impl_->compiled[st.rule];
+  Impl& m = *impl_;
+  const auto node = m.find(series, now);
+  if (!node) return;
+  m.alive(*node, window_end, now, out);
+  for (State& st : m.nodes[*node].entry.states) {
+    const CompiledRule& c = m.compiled[st.rule];
     if (c.kind == Kind::kNoData || c.on_value) continue;
     for (const Statistic& stat : stats) {
-      if (stat.name != impl_->rules[st.rule].on) continue;
-      impl_->evaluate(series, st, stat.value, window_start, window_end, window_end - window_start,
-                      out);
+      if (stat.name != m.rules[st.rule].on) continue;
+      m.evaluate(*node, st, stat.value, window_start, window_end, window_end - window_start, out);
       break;
     }
   }
+  m.reschedule(*node);
 }
 
 void AlertEngine::tick(Nanos now, std::vector<AlertEvent>& out) {
   Impl& m = *impl_;
-  for (auto it = m.series.begin(); it != m.series.end();) {
-    const Series& s = it->first;
-    Entry& entry = it->second;
-    bool busy = entry.has_no_data;
-    for (State& st : entry.states) {
-      const Rule& r = m.rules[st.rule];
-      if (m.compiled[st.rule].kind == Kind::kNoData) {
-        const Nanos silent = now - entry.last_seen;
-        if (st.phase == Phase::kOk && silent >= r.no_data_for) {
-          m.trigger(s, st, seconds(silent), now, 0, out);
-        } else if (st.phase == Phase::kHeld && now - st.last_trigger >= r.min_retrigger) {
-          ++m.counters.delayed;
-          m.fire(s, st, seconds(silent), now, 0, out);
-        }
-        continue;
-      }
-      if (st.phase == Phase::kHeld && now - st.last_trigger >= r.min_retrigger) {
-        ++m.counters.delayed;
-        m.fire(s, st, st.value, now, st.window, out);
-      }
-      busy |= st.phase != Phase::kOk;
-    }
-    if (!busy && now - entry.last_seen >= m.options.forget_after) {
-      it = m.series.erase(it);
-    } else {
-      ++it;
-    }
+  while (!m.due.empty() && m.due.top().at <= now) {
+    const Impl::Due d = m.due.top();
+    m.due.pop();
+    Impl::Node& n = m.nodes[d.node];
+    if (!n.live || n.generation != d.generation || n.next_due != d.at) continue;  // stale
+    n.next_due = Impl::kNoDue;
+    m.onDue(d.node, now, out);
   }
 }
 
 bool AlertEngine::restore(const AlertEvent& firing, Nanos now) {
   Impl& m = *impl_;
-  Entry* entry = nullptr;
+  std::optional<std::uint32_t> node;
   if (auto it = m.series.find(firing.series); it != m.series.end()) {
-    entry = &it->second;
+    node = it->second;
   } else {
     const std::size_t cap = m.options.max_series;
     m.options.max_series = std::numeric_limits<std::size_t>::max();  // start-up: never refuse
-    entry = m.find(firing.series, now);
+    node = m.find(firing.series, now);
     m.options.max_series = cap;
   }
-  if (!entry) return false;
-  for (State& st : entry->states) {
+  if (!node) return false;
+  for (State& st : m.nodes[*node].entry.states) {
     if (m.rules[st.rule].name != firing.rule) continue;
-    st.phase = Phase::kFiring;
+    m.setPhase(*node, st, Phase::kFiring);
     st.last_trigger = firing.time;
     st.value = firing.value;
     st.window = firing.window;
@@ -309,32 +418,28 @@ bool AlertEngine::restore(const AlertEvent& firing, Nanos now) {
   return false;
 }
 
-std::vector<AlertEvent> AlertEngine::firing() const {
+std::vector<AlertEvent> AlertEngine::firing(std::size_t max) const {
   const Impl& m = *impl_;
   std::vector<AlertEvent> out;
-  for (const auto& [s, entry] : m.series) {
-    for (const State& st : entry.states) {
-      if (st.phase != Phase::kFiring) continue;
-      const CompiledRule& c = m.compiled[st.rule];
-      const double threshold =
-          c.kind == Kind::kNoData ? seconds(m.rules[st.rule].no_data_for) : c.trigger;
-      out.push_back(m.makeEvent(s, st, AlertState::kFiring, m.statisticOf(st), st.value, threshold,
-                                st.last_trigger, st.window));
-    }
+  out.reserve(std::min(max, m.firing_states.size()));
+  for (const std::uint64_t key : m.firing_states) {
+    if (out.size() >= max) break;
+    const Impl::Node& n = m.nodes[key >> 32];
+    const State& st = n.entry.states[key & 0xffffffffu];
+    const CompiledRule& c = m.compiled[st.rule];
+    const double threshold =
+        c.kind == Kind::kNoData ? seconds(m.rules[st.rule].no_data_for) : c.trigger;
+    out.push_back(m.makeEvent(*n.key, st, AlertState::kFiring, m.statisticOf(st), st.value,
+                              threshold, st.last_trigger, st.window));
   }
   return out;
 }
 
+std::size_t AlertEngine::firingCount() const { return impl_->firing_states.size(); }
+
 EngineCounters AlertEngine::counters() const {
   EngineCounters c = impl_->counters;
   c.series = impl_->series.size();
-  c.pending = c.firing = 0;
-  for (const auto& [s, entry] : impl_->series) {
-    for (const State& st : entry.states) {
-      c.pending += st.phase == Phase::kPending;
-      c.firing += st.phase == Phase::kFiring;
-    }
-  }
   return c;
 }
 

@@ -28,7 +28,11 @@
 // rule cost nothing): the Series copy (~150–300 bytes with its strings), a hash-map node
 // (~64 bytes), 8 bytes last-seen, plus 48 bytes per matching rule (struct State). At most
 // `max_series` entries; beyond that new series are not evaluated and are counted. Entries
-// idle for `forget_after` with every state ok and no no_data_for rule are dropped on tick.
+// idle for `forget_after` with no state firing or held are dropped on tick (a series with a
+// no_data_for rule fires first, so it stays until its data returns: no incident left open).
+//
+// Cost: deadlines (no_data_for, held re-triggers, forgetting) are in a min-heap, so tick() is
+// O(due · log n) and counters() O(1); firing() is O(firing). Nothing scans every series.
 //
 // Threading: single-threaded (the pipeline's event loop).
 #pragma once
@@ -100,9 +104,13 @@ class AlertEngine {
   bool restore(const AlertEvent& firing, Nanos now);
   /// The trigger event of every rule × series firing now (for `gatewayctl alerts` and to
   /// carry state into a reloaded engine with restore()).
-  std::vector<AlertEvent> firing() const;
+  /// At most `max` of them (in no particular order).
+  std::vector<AlertEvent> firing(std::size_t max = SIZE_MAX) const;
 
-  /// Computes pending/firing/series by a scan: for status output, not per reading.
+  /// How many rule × series fire now (firing().size() without building the events).
+  std::size_t firingCount() const;
+
+  /// Counters, kept as states change: O(1).
   EngineCounters counters() const;
   const std::vector<Rule>& rules() const;
 

@@ -109,6 +109,7 @@ void readMetrics(Section& s, MetricsConfig& m) {
     s.fail("listen", "the address must be numeric (127.0.0.1, 0.0.0.0, ::1)");
   m.host = hp->host;
   m.port = hp->port;
+  if (auto n = s.integer("per_device_limit", 0, 1'000'000)) m.per_device_limit = *n;
   s.done();
 }
 
@@ -305,6 +306,7 @@ Config load(const fs::path& file) {
       top.fail(o.table, fmt::format("this gatewayd was built without it ({}=OFF)", o.option));
   readComponents(tables, cfg);
   readRules(top, cfg.aggregate, cfg.notify, cfg.alerts);
+  readLimits(tables.find("limits"), top, cfg.alerts, cfg.limits);
   if (cfg.sources.empty())
     top.fail("mqtt",
              "a source is required: [mqtt] (with at least one [[mqtt.subscribe]]) or [coap]");

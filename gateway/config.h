@@ -17,6 +17,7 @@
 #include "core/retry_policy.h"
 #include "core/time.h"
 #include "gateway/forwarder.h"
+#include "gateway/limits.h"
 
 namespace gw::config {
 
@@ -61,6 +62,9 @@ struct MetricsConfig {
   std::string listen;  ///< as written, e.g. "127.0.0.1:9108"
   std::string host;    ///< numeric address: "127.0.0.1", "::1", "0.0.0.0"
   std::uint16_t port = 9108;
+  /// Per-device series (clock offset, drift, …) for this many devices at most, so that the
+  /// exposition stays small at plant scale; the totals cover every device.
+  std::uint64_t per_device_limit = 1000;
 };
 
 /// `[aggregate]`: windows are on by default (10 s, count/min/max/avg/p95); `enabled = false`
@@ -88,6 +92,7 @@ struct Config {
   std::vector<alerts::Rule> alerts;  ///< [[alert]]
   NotifyConfig notify;
   std::optional<MetricsConfig> metrics;
+  LimitsConfig limits;  ///< [limits]
   /// The components, in registry order (gateway/builtin_components.inc). Shared and immutable:
   /// a Config is copied for each pipeline.
   std::vector<std::shared_ptr<const SourceConfig>> sources;

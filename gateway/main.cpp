@@ -107,15 +107,26 @@ class Daemon {
 
   /// The control socket's answer to one request line.
   std::string control(std::string_view request) {
-    const auto view = gw::parseStatusView(request);
-    if (!view) return gw::unknownCommandJson(request);
-    auto snapshot = pipeline_->snapshot(gw::partsOf(*view));
+    // "sensors [PATTERN] [--limit N] [--sort KEY]" (gateway/device_query.h); others: one word.
+    const std::string_view command = request.substr(0, request.find(' '));
+    const std::string_view args = request.substr(command.size());
+    const auto view = gw::parseStatusView(command);
+    if (!view || (*view != gw::StatusView::kSensors && args.find_first_not_of(' ') != args.npos))
+      return gw::unknownCommandJson(request);
+    gw::DeviceQuery query;
+    if (auto error = gw::parseDeviceQuery(args, query)) return gw::requestErrorJson(*error);
+    auto snapshot = pipeline_->snapshot(gw::partsOf(*view), query);
     if (*view == gw::StatusView::kStatus) snapshot.daemon = daemonStatus();
     return gw::statusJson(*view, snapshot);
   }
 
   std::string metricsText() {
-    auto snapshot = pipeline_->snapshot(gw::metrics::kExpositionParts);
+    const std::size_t limit = cfg_.metrics ? cfg_.metrics->per_device_limit : 1000;
+    // limit 0 means "none" here, not "all": selectDevices treats 0 as all, so ask for 0 parts.
+    const gw::DeviceQuery devices{"*", limit, gw::DeviceQuery::Sort::kName};
+    auto snapshot =
+        limit == 0 ? pipeline_->snapshot(gw::metrics::kExpositionParts & ~gw::status_part::kDevices)
+                   : pipeline_->snapshot(gw::metrics::kExpositionParts, devices);
     snapshot.daemon = daemonStatus();
     return gw::metrics::renderExposition(snapshot);
   }

@@ -6,6 +6,9 @@
 
 #include <algorithm>
 #include <charconv>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "alerts/outbox_sink.h"
 #include "core/sink.h"
@@ -14,7 +17,11 @@
 namespace gw {
 
 Pipeline::Impl::Impl(boost::asio::io_context& io_, const config::Config& cfg_, Clock clock_)
-    : io(io_), cfg(cfg_), time(std::move(clock_)), gateway_clock(clockOptions()) {
+    : io(io_),
+      cfg(cfg_),
+      time(std::move(clock_)),
+      clocks(clockOptions(), cfg.limits.max_series, cfg.limits.series_idle),
+      gateway_clock(clockOptions()) {
   control_since = time.wall();
   buffer::JournalOptions jo;
   jo.path = cfg.gateway.state_dir / "journal.db";
@@ -49,6 +56,8 @@ Pipeline::Impl::Impl(boost::asio::io_context& io_, const config::Config& cfg_, C
   if (!cfg.alerts.empty()) {
     alerts::EngineOptions eo;
     eo.gateway_id = cfg.gateway.id;
+    eo.max_series = cfg.limits.max_series;
+    eo.forget_after = cfg.limits.series_idle;
     alert_engine = std::make_unique<alerts::AlertEngine>(cfg.alerts, eo);
   }
   // One outbox forwarder per notifier: one event at a time, in order, retried with backoff
@@ -70,10 +79,33 @@ clock::ClockOptions Pipeline::Impl::clockOptions() const {
   return {cfg.clock.max_skew, cfg.clock.step, cfg.clock.tolerance};
 }
 
-clock::SkewEstimator& Pipeline::Impl::clockFor(const std::string& device) {
-  auto it = clocks.find(std::string_view(device));
-  if (it == clocks.end()) it = clocks.emplace(device, clock::SkewEstimator(clockOptions())).first;
-  return it->second;
+/// The device's clock estimator; nullptr past [limits] max_series.
+clock::SkewEstimator* Pipeline::Impl::clockFor(const std::string& device) {
+  return clocks.use(device, time.mono());
+}
+
+/// Drops the clock estimates idle for series_idle; after many, gives the freed heap back to
+/// the system (glibc keeps it otherwise: RSS would stay at the peak of a name-inventing device).
+void Pipeline::Impl::releaseIdle() {
+  evicted_since_trim += clocks.evictIdle(time.mono());
+  if (evicted_since_trim < 1000) return;
+  evicted_since_trim = 0;
+#ifdef __GLIBC__
+  ::malloc_trim(0);
+#endif
+}
+
+/// A reading goes on without per-series state: counted, logged at a bounded rate.
+bool Pipeline::Impl::overLimit(std::string_view what, const Series& series) {
+  ++readings_over_limit;
+  std::uint64_t suppressed = 0;
+  if (over_limit_log.allow(time.mono(), suppressed))
+    log::warn(
+        "limits.max_series ({}) reached: {} of device '{}' not tracked; its readings are "
+        "journaled and forwarded without windows, alerts or clock correction ({} more readings "
+        "like this not logged). Raise [limits] max_series or look for a device inventing names",
+        cfg.limits.max_series, what, series.device.substr(0, 100), suppressed);
+  return true;
 }
 
 void Pipeline::Impl::start() {
@@ -87,7 +119,9 @@ void Pipeline::Impl::start() {
   every(retention_timer, kNanosPerSecond, [this] {
     // The journal file pulled away (deleted, moved, replaced) is written back first.
     if (journal->checkFile()) journal->enforceRetention(time.wall());
+    releaseIdle();
   });
+  watchLoop();
   if (alert_engine)
     every(alert_timer, kNanosPerSecond, [this] {
       alert_engine->tick(time.wall(), alert_events);
@@ -106,7 +140,8 @@ void Pipeline::Impl::stop() {
   if (stopped) return;
   commitNow();
   stopped = true;
-  for (auto* t : {&commit_timer, &retention_timer, &stats_timer, &window_timer, &alert_timer})
+  for (auto* t :
+       {&commit_timer, &retention_timer, &stats_timer, &window_timer, &alert_timer, &loop_timer})
     t->cancel();
   for (auto& s : sources) s->stop();
   for (auto& f : forwarders) f->stop();
@@ -159,11 +194,14 @@ std::uint64_t Pipeline::Impl::reading(Series& series, const Decoded& decoded, Na
   // Clock stage: the device's time corrected by its estimated offset; without a device time,
   // the reference itself.
   Nanos event_time = reference_time;
+  bool no_clock = false;  // past [limits] max_series: no estimator for this device
   if (decoded.device_time && decoded.historical) {
     event_time = *decoded.device_time;  // a stored value: its own time, not a clock sample
   } else if (decoded.device_time) {
-    event_time =
-        clockFor(series.device).observe(*decoded.device_time, reference_time, reference).event_time;
+    if (auto* c = clockFor(series.device))
+      event_time = c->observe(*decoded.device_time, reference_time, reference).event_time;
+    else
+      no_clock = true;
   }
   for (const auto& v : decoded.values) {
     if (!v.metric.empty()) series.metric.assign(v.metric);
@@ -171,7 +209,9 @@ std::uint64_t Pipeline::Impl::reading(Series& series, const Decoded& decoded, Na
     const std::uint64_t seq =
         journal->append(id, v.value, event_time, decoded.device_time, reference);
     ++readings;
-    if (windows) windows->add(id, event_time, v.value, seq);
+    const bool no_windows = windows && id >= cfg.limits.max_series;
+    if (windows && !no_windows) windows->add(id, event_time, v.value, seq);
+    if (no_clock || no_windows) overLimit(no_clock ? "the clock" : "the windows", series);
     if (alert_engine) {
       alert_engine->onReading(series, v.value, event_time, time.wall(), alert_events);
       if (!alert_events.empty()) journalAlerts();
@@ -205,9 +245,20 @@ void Pipeline::Impl::journalAlerts() {
     alerts::appendOutboxJson(json, e);
     journal->appendAlert(journal->internSeries(e.series), e.time, e.value, json);
     ++alert_count;
-    log::notice("alert {}", alerts::summary(e));
+    std::uint64_t suppressed = 0;
+    if (alert_log.allow(time.mono(), suppressed))
+      log::notice("alert {}{}", alerts::summary(e),
+                  suppressed ? fmt::format(" ({} more alert events not logged)", suppressed) : "");
   }
   alert_events.clear();
+  firing_dirty = true;  // written once per commit, in the same transaction as the events
+}
+
+/// The set of firing alerts into the journal's state: O(firing), so once per commit with a
+/// change rather than once per event.
+void Pipeline::Impl::writeFiring() {
+  if (!firing_dirty || !alert_engine) return;
+  firing_dirty = false;
   std::string firing;
   for (const auto& e : alert_engine->firing()) {
     alerts::appendOutboxJson(firing, e);
@@ -268,7 +319,8 @@ void Pipeline::Impl::restoreWindows(Nanos now) {
       if (batch.empty()) break;
       for (const auto& r : batch) {
         if (r.kind != RecordKind::kReading) continue;
-        windows->replay(journal->internSeries(*r.series), r.event_time, r.value, r.seq);
+        const SeriesId id = journal->internSeries(*r.series);
+        if (id < cfg.limits.max_series) windows->replay(id, r.event_time, r.value, r.seq);
         ++replayed;
       }
       after = batch.back().seq;
@@ -295,6 +347,7 @@ void Pipeline::Impl::armWindowTimer() {
 }
 
 void Pipeline::Impl::commitNow() {
+  writeFiring();
   if (windows)
     journal->putState("windows", fmt::format("{} {}", windows->watermark(), windows->replayFrom()));
   std::uint64_t cursor_sum = 0;
@@ -332,12 +385,37 @@ void Pipeline::Impl::every(boost::asio::steady_timer& timer, Nanos interval,
   });
 }
 
+/// Measures how long the loop goes without turning: a 10 ms timer's lateness is a lower
+/// bound of the longest stall (a handler that ran that long), kept since start and per 10 s.
+void Pipeline::Impl::watchLoop() {
+  constexpr Nanos kPeriod = 10 * kNanosPerMilli, kBucket = 10 * kNanosPerSecond;
+  const Nanos now = time.mono();
+  if (loop_expected != 0) {
+    const Nanos late = std::max<Nanos>(0, now - loop_expected);
+    loop_stall_max = std::max(loop_stall_max, late);
+    loop_stall_bucket = std::max(loop_stall_bucket, late);
+  }
+  if (now - loop_bucket_start >= kBucket) {
+    loop_stall_previous = loop_stall_bucket;
+    loop_stall_bucket = 0;
+    loop_bucket_start = now;
+  }
+  loop_expected = now + kPeriod;
+  loop_timer.expires_after(std::chrono::nanoseconds(kPeriod));
+  loop_timer.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec && !stopped) watchLoop();
+  });
+}
+
 Pipeline::Pipeline(boost::asio::io_context& io, const config::Config& config, Clock clock)
     : impl_(std::make_unique<Impl>(io, config, std::move(clock))) {}
 Pipeline::~Pipeline() { impl_->stop(); }
 void Pipeline::start() { impl_->start(); }
 void Pipeline::stop() { impl_->stop(); }
 StatusSnapshot Pipeline::snapshot(StatusParts what) const { return impl_->snapshot(what); }
+StatusSnapshot Pipeline::snapshot(StatusParts what, const DeviceQuery& devices) const {
+  return impl_->snapshot(what, &devices);
+}
 void Pipeline::sampleRates() const { impl_->sampleRates(impl_->time.mono()); }
 std::string Pipeline::statusLine() const {
   using namespace status_part;

@@ -7,6 +7,7 @@
 
 #include "core/time.h"
 #include "gateway/config.h"
+#include "gateway/device_query.h"
 #include "gateway/status.h"
 
 namespace boost::asio {
@@ -35,6 +36,8 @@ class Pipeline {
   /// The status parts `what` names (gateway/status.h). Also samples the counters for the rates
   /// it reports.
   StatusSnapshot snapshot(StatusParts what) const;
+  /// With kDevices: the devices `devices` selects (filtered, sorted, limited).
+  StatusSnapshot snapshot(StatusParts what, const DeviceQuery& devices) const;
   /// Samples the counters for the rates (call it every few seconds).
   void sampleRates() const;
   /// One line for systemd's STATUS=, e.g. "mqtt connected, 12345 readings, kafka up backlog 0".

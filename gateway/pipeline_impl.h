@@ -17,7 +17,9 @@
 #include "core/log.h"
 #include "core/source.h"
 #include "gateway/clock_skew.h"
+#include "gateway/clock_table.h"
 #include "gateway/config.h"
+#include "gateway/device_query.h"
 #include "gateway/forwarder.h"
 #include "gateway/pipeline.h"
 #include "gateway/status.h"
@@ -44,19 +46,21 @@ struct Pipeline::Impl final : Ingest {
   void commitNow();
 
   // Status (pipeline_status.cpp).
-  StatusSnapshot snapshot(StatusParts what) const;
+  StatusSnapshot snapshot(StatusParts what, const DeviceQuery* devices = nullptr) const;
   void sampleRates(Nanos now) const;
 
   // --- engine -------------------------------------------------------------------------------
   void onWindowClosed(const aggregators::Aggregate& a);
   void journalAlerts();
+  void writeFiring();
   void restoreState();
   void restoreAlerts(Nanos now);
   void restoreWindows(Nanos now);
   void armWindowTimer();
   void every(boost::asio::steady_timer& timer, Nanos interval, std::function<void()> fn);
   size_t maxPending() const;
-  clock::SkewEstimator& clockFor(const std::string& device);
+  clock::SkewEstimator* clockFor(const std::string& device);
+  void watchLoop();
   clock::ClockOptions clockOptions() const;
 
   boost::asio::io_context& io;
@@ -84,18 +88,27 @@ struct Pipeline::Impl final : Ingest {
   std::uint64_t messages = 0, readings = 0, commit_failures = 0, aggregates = 0, alert_count = 0;
   std::map<std::string, std::uint64_t, std::less<>> bad_counts;
   log::RateLimiter bad_log;
+  // Alert events: each is in the outbox; the log shows a burst of them at a bounded rate.
+  log::RateLimiter alert_log{kNanosPerSecond / 50};
+  bool firing_dirty = false;  // alerts.firing state to be rewritten before the next commit
 
-  // Clock-skew estimators: one per device, one for the gateway's own clock vs the broker's.
-  struct StringHash {
-    using is_transparent = void;
-    size_t operator()(std::string_view v) const noexcept {
-      return std::hash<std::string_view>{}(v);
-    }
-  };
-  std::unordered_map<std::string, clock::SkewEstimator, StringHash, std::equal_to<>> clocks;
+  // Clock-skew estimators: one per device (bounded by [limits]), one for the gateway's own
+  // clock vs the broker's.
+  clock::ClockTable clocks;
   clock::SkewEstimator gateway_clock;
   /// Devices that announced themselves online or offline (Sparkplug births and deaths).
   std::unordered_map<std::string, bool, StringHash, std::equal_to<>> device_online;
+
+  // [limits] (gateway/limits.h): readings past max_series, logged at a bounded rate.
+  std::uint64_t readings_over_limit = 0;
+  log::RateLimiter over_limit_log;
+  bool overLimit(std::string_view what, const Series& series);
+  void releaseIdle();
+  std::size_t evicted_since_trim = 0;
+  // The event loop's longest stall: a 10 ms timer's lateness.
+  boost::asio::steady_timer loop_timer{io};
+  Nanos loop_expected = 0, loop_stall_max = 0, loop_stall_bucket = 0, loop_stall_previous = 0;
+  Nanos loop_bucket_start = 0;
 
   // --- status state (pipeline_status.cpp) ----------------------------------------------------
   // Rates come from samples of the counters taken when a snapshot is asked for (gatewayd asks
@@ -105,7 +118,6 @@ struct Pipeline::Impl final : Ingest {
     Nanos mono = 0;
     std::uint64_t readings = 0;
     std::map<std::string, std::uint64_t, std::less<>> sent;  // per sink
-    std::unordered_map<std::string, std::uint64_t> device_samples;
   };
   mutable std::vector<CounterSample> samples;
   Nanos control_since = 0;

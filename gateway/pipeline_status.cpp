@@ -8,6 +8,8 @@
 namespace gw {
 namespace {
 
+constexpr std::size_t kFiringListed = 1000;  // firing alerts listed by the alerts view
+
 /// Per second since `base`; none without a base or when the counter went back.
 std::optional<double> rate(const Pipeline::Impl::CounterSample* base, Nanos now,
                            std::uint64_t current, std::uint64_t before) {
@@ -28,8 +30,6 @@ void Pipeline::Impl::sampleRates(Nanos now) const {
   sample.mono = now;
   sample.readings = readings;
   for (const auto& f : forwarders) sample.sent[f->name()] = f->status().sent;
-  for (const auto& [device, estimator] : clocks)
-    sample.device_samples[device] = estimator.state().samples;
   samples.push_back(std::move(sample));
   while (now - samples.front().mono > 30 * kNanosPerSecond) samples.erase(samples.begin());
 }
@@ -42,7 +42,7 @@ const Pipeline::Impl::CounterSample* Pipeline::Impl::rateBase(Nanos now) const {
   return nullptr;
 }
 
-StatusSnapshot Pipeline::Impl::snapshot(StatusParts what) const {
+StatusSnapshot Pipeline::Impl::snapshot(StatusParts what, const DeviceQuery* devices) const {
   using namespace status_part;
   const Nanos wall = time.wall(), mono = time.mono();
   sampleRates(mono);
@@ -59,6 +59,13 @@ StatusSnapshot Pipeline::Impl::snapshot(StatusParts what) const {
     s.counters.readings = readings;
     s.counters.rate_in = rate(base, mono, readings, base ? base->readings : 0);
     s.counters.bad = bad_counts;
+    LimitsStatus& l = s.limits;
+    l.max_series = cfg.limits.max_series;
+    l.series_idle_s = cfg.limits.series_idle / kNanosPerSecond;
+    l.readings_over_limit = readings_over_limit;
+    l.clocks_evicted = clocks.evicted();
+    l.loop_stall_max = loop_stall_max;
+    l.loop_stall_recent = std::max(loop_stall_bucket, loop_stall_previous);
   }
   if (!(what & kSources)) s.sources.clear();
 
@@ -99,30 +106,18 @@ StatusSnapshot Pipeline::Impl::snapshot(StatusParts what) const {
     s.clock.gateway = gateway_clock.state();
     s.clock.max_skew = cfg.clock.max_skew;
     s.clock.devices = clocks.size();
-    for (const auto& [device, estimator] : clocks) {
-      s.clock.out_of_bounds += estimator.state().out_of_bounds;
-      s.clock.steps += estimator.state().steps;
-    }
+    // A pass over the devices, without copying anything (~1 ms per 100,000 on a Pi 4).
+    clocks.forEach([&](const std::string&, const clock::ClockTable::Entry& e) {
+      s.clock.out_of_bounds += e.estimator.state().out_of_bounds;
+      s.clock.steps += e.estimator.state().steps;
+    });
   }
   if (what & kDevices) {
-    s.clock.per_device.reserve(clocks.size());
-    for (const auto& [device, estimator] : clocks) {
-      DeviceClockStatus& d = s.clock.per_device.emplace_back();
-      d.device = device;
-      d.clock = estimator.state();
-      if (auto it = device_online.find(device); it != device_online.end()) d.online = it->second;
-      // Against the oldest usable sample that knew the device (it may be newer than `base`).
-      for (const auto& sample : samples) {
-        if (!usable(sample, mono)) continue;
-        if (const auto it = sample.device_samples.find(device); it != sample.device_samples.end()) {
-          d.rate = rate(&sample, mono, d.clock.samples, it->second);
-          break;
-        }
-      }
-    }
-    // Sorted by device name: a stable table for people and diffs.
-    std::sort(s.clock.per_device.begin(), s.clock.per_device.end(),
-              [](const auto& a, const auto& b) { return a.device < b.device; });
+    const DeviceQuery all_sorted{"*", 0, DeviceQuery::Sort::kName};
+    s.clock.per_device =
+        selectDevices(clocks, devices ? *devices : all_sorted, mono, s.clock.matched);
+    for (DeviceClockStatus& d : s.clock.per_device)
+      if (auto it = device_online.find(d.device); it != device_online.end()) d.online = it->second;
   }
 
   if ((what & kWindows) && windows)
@@ -135,7 +130,8 @@ StatusSnapshot Pipeline::Impl::snapshot(StatusParts what) const {
     a.events = alert_count;
     if (alert_engine) {
       a.counters = alert_engine->counters();
-      a.firing = alert_engine->firing();
+      // The list for `gatewayctl alerts` only, and bounded; counts come from the counters.
+      if (what & kUndelivered) a.firing = alert_engine->firing(kFiringListed);
     }
     for (const auto& f : outboxes) a.notifiers.push_back(f->status());
   }

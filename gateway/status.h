@@ -101,7 +101,20 @@ struct ClockStatus {
   std::uint64_t steps = 0;
   clock::DeviceClock gateway;  ///< the gateway's clock against the broker's
   Nanos max_skew = 0;
-  std::vector<DeviceClockStatus> per_device;  ///< sorted by name; only with kDevices
+  std::vector<DeviceClockStatus> per_device;  ///< only with kDevices: as the DeviceQuery says
+  std::uint64_t matched = 0;  ///< devices the query matched (per_device may hold fewer)
+};
+
+/// Per-series state against [limits], and the event loop's responsiveness.
+struct LimitsStatus {
+  std::uint64_t max_series = 0;
+  std::int64_t series_idle_s = 0;
+  /// Readings handled without per-series state because a table was full (max_series).
+  std::uint64_t readings_over_limit = 0;
+  std::uint64_t clocks_evicted = 0;  ///< device clocks dropped after series_idle
+  /// The longest the event loop was busy without turning (lower bound, 10 ms resolution).
+  Nanos loop_stall_max = 0;     ///< since start
+  Nanos loop_stall_recent = 0;  ///< over the last 10–20 s
 };
 
 struct WindowStatus {
@@ -138,6 +151,7 @@ struct StatusSnapshot {
   std::vector<SinkStatus> sinks;
   JournalStatus journal;
   ClockStatus clock;
+  LimitsStatus limits;                  ///< with kCounters
   std::optional<WindowStatus> windows;  ///< when aggregation is on
   AlertStatus alerts;
 };
@@ -165,6 +179,8 @@ inline constexpr StatusParts kStatsParts =
 std::string statusJson(StatusView view, const StatusSnapshot& s);
 /// {"error":"unknown command '…'"}.
 std::string unknownCommandJson(std::string_view command);
+/// {"error":"…"} for a request with bad arguments.
+std::string requestErrorJson(std::string_view message);
 /// The `stats {…}` log line's document.
 std::string statsJson(const StatusSnapshot& s);
 /// SIGUSR1's `sensors {…}` log line: the gateway's and each device's clock.

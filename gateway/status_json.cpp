@@ -193,6 +193,17 @@ void writeBad(Writer& w, const CounterStatus& c) {
   w.endObject();
 }
 
+void writeLimits(Writer& w, const LimitsStatus& l) {
+  w.beginObject();
+  w.key("max_series").num(l.max_series);
+  w.key("series_idle_s").num(l.series_idle_s);
+  w.key("readings_over_limit").num(l.readings_over_limit);
+  w.key("clocks_evicted").num(l.clocks_evicted);
+  w.key("loop_stall_max_ms").millis(l.loop_stall_max, 1);
+  w.key("loop_stall_recent_ms").millis(l.loop_stall_recent, 1);
+  w.endObject();
+}
+
 void writeStatus(Writer& w, const StatusSnapshot& s) {
   w.beginObject();
   if (s.daemon) writeDaemon(w.key("daemon"), *s.daemon);
@@ -228,6 +239,7 @@ void writeStatus(Writer& w, const StatusSnapshot& s) {
   w.key("out_of_bounds").num(s.clock.out_of_bounds);
   w.key("gateway_offset_ms").millis(s.clock.gateway.offset, 3);
   w.endObject();
+  writeLimits(w.key("limits"), s.limits);
   w.endObject();
 }
 
@@ -237,6 +249,9 @@ void writeSensors(Writer& w, const StatusSnapshot& s) {
   writeClock(w, s.clock.gateway);
   w.endObject();
   w.key("max_skew_ms").millis(s.clock.max_skew, 3);
+  w.key("total").num(s.clock.devices);
+  w.key("out_of_bounds").num(s.clock.out_of_bounds);
+  w.key("matched").num(s.clock.matched);  // by the pattern; "devices" lists up to --limit
   w.key("devices").beginArray();
   for (const auto& d : s.clock.per_device) {
     w.beginObject();
@@ -308,6 +323,7 @@ void writeAlerts(Writer& w, const StatusSnapshot& s) {
     w.endObject();
   }
   w.endArray();
+  w.key("firing_total").num(a.counters.firing);  // "firing" lists at most 1,000
   w.endObject();
 }
 
@@ -371,6 +387,14 @@ std::string unknownCommandJson(std::string_view command) {
   return out;
 }
 
+std::string requestErrorJson(std::string_view message) {
+  std::string out;
+  Writer w(out);
+  w.beginObject().key("error").str(message.substr(0, 200));
+  w.endObject();
+  return out;
+}
+
 std::string statsJson(const StatusSnapshot& s) {
   std::string out;
   Writer w(out);
@@ -430,6 +454,7 @@ std::string statsJson(const StatusSnapshot& s) {
   w.key("steps").num(s.clock.steps);
   w.key("gateway_offset_ms").millis(s.clock.gateway.offset, 3);
   w.endObject();
+  writeLimits(w.key("limits"), s.limits);
   for (const auto& src : s.sources) {  // each source's figures under its name
     w.key(src.name).beginObject();
     w.key("up").boolean(src.up);

@@ -106,6 +106,17 @@ int main(int argc, char** argv) {
       {"alerts", "alerts firing and pending, undelivered notifications", gw::ctl::renderAlerts},
   };
   for (const auto& v : views) app.add_subcommand(v.name, v.help);
+  // sensors: filtered, sorted and limited by gatewayd (a plant has 100,000 devices).
+  std::string sensors_pattern = "*", sensors_sort = "attention";
+  std::size_t sensors_limit = 100;
+  auto* sensors = app.get_subcommand("sensors");
+  sensors->add_option("PATTERN", sensors_pattern, "devices whose name matches this glob")
+      ->capture_default_str();
+  sensors->add_option("--limit", sensors_limit, "show at most this many devices (0: all)")
+      ->capture_default_str();
+  sensors->add_option("--sort", sensors_sort, "order of the devices")
+      ->check(CLI::IsMember({"attention", "name", "last_seen", "rate", "offset"}))
+      ->capture_default_str();
   auto* config = app.add_subcommand("config", "configuration commands");
   config->require_subcommand(1);
   std::string check_file;
@@ -130,7 +141,11 @@ int main(int argc, char** argv) {
 
   for (const auto& v : views) {
     if (!app.got_subcommand(v.name)) continue;
-    const gw::ctl::Reply reply = gw::ctl::request(socket, v.name, timeout_ms);
+    std::string request = v.name;
+    if (request == "sensors")
+      request +=
+          fmt::format(" {} --limit {} --sort {}", sensors_pattern, sensors_limit, sensors_sort);
+    const gw::ctl::Reply reply = gw::ctl::request(socket, request, timeout_ms);
     if (reply.exit != gw::ctl::kOk) {
       std::fprintf(stderr, "gatewayctl: %s\n", reply.message.c_str());
       return reply.exit;

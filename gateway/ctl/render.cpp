@@ -413,10 +413,20 @@ Rendered renderSensors(std::string_view json, const Style& st) {
                     {dev["reference"].str("-")},
                     {flag, bad || offline ? kRed : (flag == "ok" ? kGreen : kYellow)}});
   }
+  // gatewayd filters and limits the list (sensors PATTERN --limit N); older ones sent all.
+  const auto orCount = [](const J& j, std::uint64_t def) { return j.present() ? j.count() : def; };
+  const std::uint64_t total = orCount(r["total"], devices.size());
+  const std::uint64_t matched = orCount(r["matched"], devices.size());
+  flagged = orCount(r["out_of_bounds"], flagged);
   s += textLine(st, fmt::format("{} devices, {} clocks beyond clock.max_skew; gateway clock "
                                 "vs broker {:+.1f}ms",
-                                devices.size(), flagged, gw["offset_ms"].num(0)));
+                                total, flagged, gw["offset_ms"].num(0)));
   s += "\n";
+  if (matched > devices.size() || matched < total)
+    s += textLine(st, fmt::format("showing {} of {} matching devices, most in need of attention "
+                                  "first (PATTERN, --limit, --sort)",
+                                  devices.size(), matched)) +
+         "\n";
   if (rows.empty()) {
     s += textLine(st, "no device has sent a reading with a timestamp yet");
   } else {

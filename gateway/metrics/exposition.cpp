@@ -213,11 +213,26 @@ std::string renderExposition(const StatusSnapshot& s) {
             *d.online ? 1 : 0);
   }
 
+  const LimitsStatus& lim = s.limits;
+  f.add("iot_gateway_max_series", "gauge", "[limits] max_series.", "", number(lim.max_series));
+  f.add("iot_gateway_readings_over_limit_total", "counter",
+        "Readings handled without windows, alerts or clock correction (past max_series).", "",
+        number(lim.readings_over_limit));
+  f.add("iot_gateway_clocks_evicted_total", "counter",
+        "Device clock estimates dropped after [limits] series_idle.", "",
+        number(lim.clocks_evicted));
+  f.add("iot_gateway_loop_stall_seconds", "gauge",
+        "Longest time the event loop was busy without turning, over the last 10-20 s.", "",
+        static_cast<double>(lim.loop_stall_recent) / kNanosPerSecond);
+  f.add("iot_gateway_loop_stall_max_seconds", "gauge",
+        "Longest time the event loop was busy without turning, since start.", "",
+        static_cast<double>(lim.loop_stall_max) / kNanosPerSecond);
+
   const AlertStatus& a = s.alerts;
   f.add("iot_gateway_alert_rules", "gauge", "Alert rules.", "", number(a.rules));
   // Pending: rule × series waiting out their `for` (the engine counts them, it keeps no list).
   const std::pair<const char*, size_t> states[] = {
-      {"firing", a.firing.size()},
+      {"firing", static_cast<size_t>(a.counters.firing)},
       {"pending", static_cast<size_t>(a.counters.pending)},
       {"undelivered", a.undelivered.size()}};
   for (const auto& [state, n] : states)

@@ -93,7 +93,8 @@ struct Conn {
   bool established = false;  // CONNACK success
   bool ready = false;        // on_state(true) delivered
   bool ping_outstanding = false;
-  std::uint64_t number = 0;  // AckToken::connection
+  bool read_stalled = false;  // reading paused: no read outstanding
+  std::uint64_t number = 0;   // AckToken::connection
   std::uint16_t keepalive_s = 0;
   std::uint32_t server_max_packet = 0;  // 0: no limit
   Nanos connected_at = 0;               // monotonic
@@ -194,6 +195,25 @@ class Impl : public std::enable_shared_from_this<Impl> {
     if (!codec::appendPublish(conn_->pending, topic, payload, qos, retain, id)) return false;
     flush(conn_);
     return true;
+  }
+
+  void pauseReading(bool paused) {
+    if (paused == reading_paused_) return;
+    reading_paused_ = paused;
+    if (paused) {
+      ++status_.read_pauses;
+      return;
+    }
+    // Resumed from inside a handler (the pipeline commits while a message is handled): carry
+    // on from the loop, not re-entrantly.
+    auto self = shared_from_this();
+    asio::post(io_, [self, conn = conn_] {
+      if (!conn || conn->closed || conn != self->conn_ || self->reading_paused_ ||
+          !conn->read_stalled)
+        return;
+      conn->read_stalled = false;
+      if (self->processPackets(conn)) self->continueReading(conn);
+    });
   }
 
   ClientStatus status() const {
@@ -362,7 +382,16 @@ class Impl : public std::enable_shared_from_this<Impl> {
       return;
     }
     conn->rend += n;
-    if (processPackets(conn)) startRead(conn);
+    if (processPackets(conn)) continueReading(conn);
+  }
+
+  /// Reads on, unless paused: then no read is outstanding until pauseReading(false).
+  void continueReading(const std::shared_ptr<Conn>& conn) {
+    if (reading_paused_) {
+      conn->read_stalled = true;
+      return;
+    }
+    startRead(conn);
   }
 
   /// Handles every complete packet in the read buffer. False when the connection went away
@@ -387,6 +416,9 @@ class Impl : public std::enable_shared_from_this<Impl> {
             codec::reason::kPacketTooLarge);
         return false;
       }
+      // Paused: the PUBLISH stays in the buffer (and the socket, and the broker's queue) until
+      // the pipeline takes more; other packets (PINGRESP, SUBACK) before it are handled.
+      if (reading_paused_ && h.type == codec::PacketType::kPublish) break;
       if (h.packetSize() > avail.size()) {
         if (h.packetSize() > conn->rbuf.size()) {
           compact(*conn);
@@ -639,7 +671,7 @@ class Impl : public std::enable_shared_from_this<Impl> {
     conn->keepalive_timer.expires_after(std::chrono::seconds(conn->keepalive_s));
     conn->keepalive_timer.async_wait([self, conn](const error_code& ec) {
       if (ec || conn->closed || conn != self->conn_) return;
-      if (conn->ping_outstanding) {
+      if (conn->ping_outstanding && !conn->read_stalled) {  // paused: the PINGRESP waits unread
         self->failConnection(conn, fmt::format("no PINGRESP from the broker within keepalive {} s",
                                                conn->keepalive_s));
         return;
@@ -773,6 +805,7 @@ class Impl : public std::enable_shared_from_this<Impl> {
   std::shared_ptr<Conn> conn_;
   bool started_ = false;
   bool stopped_ = false;
+  bool reading_paused_ = false;  // pauseReading(): the pipeline is behind
   std::uint16_t next_packet_id_ = 0;
 
   std::bitset<65536> in_flight_ids_;  // QoS 1 packet ids handed over and not yet acked
@@ -792,6 +825,7 @@ class ClientHandle final : public Client {
   bool publish(std::string_view topic, std::string_view payload, int qos, bool retain) override {
     return impl_->publish(topic, payload, qos, retain);
   }
+  void pauseReading(bool paused) override { impl_->pauseReading(paused); }
   ClientStatus status() const override { return impl_->status(); }
 
  private:

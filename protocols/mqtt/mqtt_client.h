@@ -93,7 +93,8 @@ struct ClientStatus {
   bool session_present = false;           ///< the broker resumed our session on this connection
   std::uint64_t messages = 0;
   std::uint64_t acks_sent = 0;
-  std::uint32_t in_flight = 0;  ///< QoS 1 messages handed over and not yet acked
+  std::uint32_t in_flight = 0;    ///< QoS 1 messages handed over and not yet acked
+  std::uint64_t read_pauses = 0;  ///< times pauseReading(true) stopped the reading
 };
 
 /// Threading: everything, including the handlers, runs on the io_context's thread; the
@@ -135,6 +136,13 @@ class Client {
   /// or the packet cannot be encoded. QoS 1 is not resent after a connection loss: callers
   /// publish what matters again on the next connection (Sparkplug STATE does).
   virtual bool publish(std::string_view topic, std::string_view payload, int qos, bool retain) = 0;
+
+  /// Backpressure: while paused, no further PUBLISH is handed over (at most the one being
+  /// handled completes) and the socket is not read, so TCP holds the broker back and it keeps
+  /// the messages queued; nothing read is dropped. Other packets already read still are
+  /// handled, and a PINGRESP left unread does not count as a dead connection. Resuming
+  /// continues from the loop (safe to call from inside the message handler).
+  virtual void pauseReading(bool paused) = 0;
   virtual ClientStatus status() const = 0;
 };
 

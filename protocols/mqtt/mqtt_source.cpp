@@ -86,6 +86,10 @@ class MqttSource final : public gw::Source,
       client_->ack(waiting_.front().second);
       waiting_.pop_front();
     }
+    if (paused_ && !ingest_.backpressure()) {
+      paused_ = false;
+      client_->pauseReading(false);
+    }
   }
 
   void stop() override {
@@ -113,6 +117,8 @@ class MqttSource final : public gw::Source,
         {"in_flight", cs.in_flight, K::kGauge, "QoS 1 messages received and not yet acknowledged."},
         {"pending_acks", waiting_.size(), K::kGauge,
          "Messages waiting for the journal commit before their acknowledgement."},
+        {"read_pauses", cs.read_pauses, K::kCounter,
+         "Times reading from the broker paused because the journal was behind."},
     };
     if (host_) {
       const auto c = host_->counters();
@@ -154,17 +160,16 @@ class MqttSource final : public gw::Source,
 
  private:
   void onMessage(const Message& m, AckToken token) {
-    if (ingest_.backpressure()) {
-      // The journal cannot commit (disk failure, lock): memory stays bounded. A QoS 1 message
-      // is left unacknowledged, so the broker keeps it and redelivers it on the next
-      // connection; a QoS 0 message is lost. Either way it is counted and logged.
-      return ingest_.bad(m.qos > 0 ? "journal_backpressure" : "journal_backpressure_qos0_lost",
-                         m.topic, m.payload.size());
-    }
     // Bad messages are acknowledged too (after the next commit): redelivering them would not
     // make them good, and they are counted and logged.
     std::uint64_t seq = handle(m);
     if (token.packet_id != 0) waiting_.emplace_back(seq, token);
+    // The journal is behind (a burst of closed windows, a slow or failing disk): take nothing
+    // more until a commit catches up. What was read is kept; the broker queues the rest.
+    if (!paused_ && ingest_.backpressure()) {
+      paused_ = true;
+      client_->pauseReading(true);
+    }
   }
 
   /// Routes and decodes one message; returns the seq its acknowledgement waits for.
@@ -282,6 +287,7 @@ class MqttSource final : public gw::Source,
   std::unique_ptr<Client> client_;
   /// QoS 1 messages taken, oldest first, with the seq the commit must reach for each.
   std::deque<std::pair<std::uint64_t, AckToken>> waiting_;
+  bool paused_ = false;  // reading paused: the journal is behind
   // Scratch reused for every message (no allocation in the steady state).
   Series series_;
   // Sparkplug B: the host state, the message being handled, the tick timer, STATE.

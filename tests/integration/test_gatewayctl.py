@@ -3,6 +3,7 @@ the broker plugin, the Kafka test broker, VictoriaMetrics), in table and --json 
 taken down; the daemon not running; the 80-column check; Prometheus metrics scraped over HTTP;
 SIGHUP reload."""
 import collections
+import fnmatch
 import json
 import os
 import pty
@@ -143,6 +144,19 @@ def test_every_command_in_table_and_json_form(wd):
     assert p.returncode == 0
     for name in devices:
         assert re.search(rf"^{re.escape(name)}\s", p.stdout, re.M), name
+    # Filtered, sorted and limited by gatewayd (issue 13: a plant has 100,000 devices).
+    names = sorted(devices)
+    pattern = names[0][:-1] + "*"  # e.g. "dev-00*": a part of the devices
+    expected = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+    assert 3 < len(expected) < 20, expected
+    p = ctl(gw.socket, "sensors", pattern, "--limit", "3", "--sort", "name", "--json")
+    some = json.loads(p.stdout)
+    assert p.returncode == 0 and some["total"] == 20 and some["matched"] == len(expected), p.stdout
+    assert [d["device"] for d in some["devices"]] == expected[:3]
+    p = ctl(gw.socket, "sensors", pattern, "--limit", "2")
+    assert p.returncode == 0 and f"showing 2 of {len(expected)} matching devices" in p.stdout, p.stdout
+    p = ctl(gw.socket, "sensors", "--sort", "bogus")
+    assert p.returncode != 0
     assert_fits(p.stdout)
 
     # buffer: the journal and each sink's cursor.
@@ -170,7 +184,7 @@ def test_every_command_in_table_and_json_form(wd):
     # alerts: no rules here (test_alerts.py covers firing and undelivered ones).
     code, al = ctl_json(gw.socket, "alerts")
     assert code == 0 and al == {"rules": 0, "firing": [], "pending": [], "pending_count": 0,
-                                "undelivered": [], "notifiers": []}
+                                "undelivered": [], "notifiers": [], "firing_total": 0}
     p = ctl(gw.socket, "alerts")
     assert p.returncode == 0 and "0 firing" in p.stdout
 

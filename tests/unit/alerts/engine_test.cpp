@@ -424,3 +424,61 @@ TEST_CASE("invalid rules are refused by the engine") {
   const char* expected = "alert[0].severity: \"loud\" is not one of critical, error, warning, info";
   CHECK_THROWS_WITH_AS(AlertEngine({r}), expected, std::invalid_argument);
 }
+
+TEST_CASE("scale: deadlines come from a heap; counters and firing() follow the states") {
+  // 10,000 series under a no_data_for rule, each seen once at its own second: every tick fires
+  // exactly the series whose silence reached 60 s, in order, and nothing else.
+  AlertEngine engine({silent(60 * kS), overheat()},
+                     {.max_series = 20'000, .forget_after = 3600 * kS});
+  std::vector<AlertEvent> ev;
+  constexpr int kSeries = 10'000;
+  for (int i = 0; i < kSeries; ++i)
+    engine.onReading(Series{"pump-" + std::to_string(i), "bearing_temp", {}}, 50,
+                     kT0 + i * kS / 1000, kT0 + i * kS / 1000, ev);
+  CHECK(engine.counters().series == kSeries);
+  engine.tick(kT0 + 60 * kS - 1, ev);
+  CHECK(ev.empty());
+  engine.tick(kT0 + 65 * kS, ev);  // series 0..5000 have been silent ≥ 60 s
+  CHECK(ev.size() == 5001);
+  CHECK(ev.front().series.device == "pump-0");
+  CHECK(ev.back().series.device == "pump-5000");
+  CHECK(engine.counters().firing == 5001);
+  CHECK(engine.firingCount() == 5001);
+  CHECK(engine.firing().size() == 5001);
+  // Data returns for one: resolved, and the counters follow without a scan.
+  engine.onReading(Series{"pump-7", "bearing_temp", {}}, 90, kT0 + 70 * kS, kT0 + 70 * kS, ev);
+  CHECK(ev.size() == 5003);  // resolve of no_data, trigger of overheat
+  CHECK(engine.counters().firing == 5001);
+  engine.tick(kT0 + 71 * kS, ev);
+  CHECK(ev.size() == kSeries + 2);
+  CHECK(engine.counters().firing == kSeries);
+}
+
+TEST_CASE("scale: an idle series that never fired is forgotten without a scan") {
+  AlertEngine engine({overheat()}, {.max_series = 10, .forget_after = 600 * kS});
+  std::vector<AlertEvent> ev;
+  for (int i = 0; i < 10; ++i)
+    engine.onReading(Series{"pump-" + std::to_string(i), "bearing_temp", {}}, 50, kT0, kT0 + i * kS,
+                     ev);
+  engine.onReading(Series{"pump-x", "bearing_temp", {}}, 50, kT0, kT0 + 10 * kS, ev);
+  CHECK(engine.counters().series_over_cap == 1);
+  // Seen again: its deadline moves (lazily) and it is kept.
+  engine.onReading(Series{"pump-3", "bearing_temp", {}}, 50, kT0, kT0 + 300 * kS, ev);
+  engine.tick(kT0 + 605 * kS, ev);
+  CHECK(engine.counters().series == 5);  // 0..5 idle for 600 s, except 3
+  engine.tick(kT0 + 899 * kS, ev);
+  CHECK(engine.counters().series == 1);
+  engine.tick(kT0 + 10'000 * kS, ev);
+  CHECK(engine.counters().series == 0);
+  // Its slot is reused; the cap counts live series only.
+  for (int i = 0; i < 10; ++i)
+    engine.onReading(Series{"valve-" + std::to_string(i), "bearing_temp", {}}, 50, kT0,
+                     kT0 + 10'001 * kS, ev);
+  CHECK(engine.counters().series == 0);  // valve-* is not selected by the rule
+  for (int i = 0; i < 10; ++i)
+    engine.onReading(Series{"pump-n" + std::to_string(i), "bearing_temp", {}}, 50, kT0,
+                     kT0 + 10'001 * kS, ev);
+  CHECK(engine.counters().series == 10);
+  CHECK(engine.counters().series_over_cap == 1);
+  CHECK(ev.empty());
+}

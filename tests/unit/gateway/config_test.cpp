@@ -345,3 +345,38 @@ TEST_CASE("buffer.min_free: the smaller of 256MiB and 5% by default, a size, a p
   CHECK(errorOf(std::string(kMinimal) + "\n[buffer]\nmin_free = \"lots\"\n") ==
         "16: buffer.min_free: not a size (use e.g. \"64KiB\", \"512MiB\", \"1GiB\")");
 }
+
+TEST_CASE("[limits]: max_series and series_idle, checked against no_data_for") {
+  TempDir dir;
+  auto cfg = gw::config::load(dir.write("gateway.toml", kMinimal));
+  CHECK(cfg.limits.max_series == 200'000);
+  CHECK(cfg.limits.series_idle == 24 * 3600 * gw::kNanosPerSecond);
+  cfg = gw::config::load(dir.write("gateway.toml", std::string(kMinimal) + R"(
+[limits]
+max_series = 5000
+series_idle = "2h"
+[metrics]
+listen = "127.0.0.1:9108"
+per_device_limit = 10
+)"));
+  CHECK(cfg.limits.max_series == 5000);
+  CHECK(cfg.limits.series_idle == 7200 * gw::kNanosPerSecond);
+  CHECK(cfg.metrics->per_device_limit == 10);
+  CHECK(cfg.limits.series_idle == 7200 * gw::kNanosPerSecond);
+  const std::string silent = R"(
+[[alert]]
+name = "silent"
+device = "*"
+metric = "*"
+no_data_for = "3h"
+)";
+  CHECK(errorOf(std::string(kMinimal) + "[limits]\nseries_idle = \"2h\"\n" + silent) ==
+        "15: limits.series_idle: must be longer than every no_data_for (alert 'silent' has 10800 "
+        "s): a "
+        "silent series would be forgotten before its alert fires");
+  CHECK(errorOf(std::string(kMinimal) + "[limits]\nmax_series = 0\n").find("max_series") !=
+        std::string::npos);
+  CHECK(errorOf(std::string(kMinimal) + "[limits]\nmax_sries = 10\n").find("max_sries") !=
+        std::string::npos);
+  CHECK(errorOf(std::string(kMinimal) + "[limits]\nseries_idle = \"4h\"\n" + silent) == "");
+}

@@ -389,6 +389,60 @@ TEST_CASE("receives QoS 0 and QoS 1 messages with topic, payload and user proper
   CHECK(h.states.size() == 1);  // stop() reports nothing
 }
 
+TEST_CASE("pauseReading: nothing more is handed over while paused; nothing lost, no reconnect") {
+  Mosquitto broker;
+  Harness h(options(broker.port(), "gw-pause"), false);
+  // The pipeline's pattern: the handler pauses when the journal is behind; a later commit
+  // (here: a timer) resumes.
+  bool pause_next = true;
+  std::size_t handed_while_paused = 0;
+  bool paused = false;
+  asio::steady_timer resume(h.io);
+  auto handler_check = [&] {
+    if (paused) ++handed_while_paused;
+  };
+  h.client = Client::create(
+      h.io, options(broker.port(), "gw-pause"),
+      [&](const Message& m, AckToken t) {
+        handler_check();
+        h.msgs.push_back({std::string(m.topic), std::string(m.payload), {}, m.qos, m.dup, t});
+        h.client->ack(t);
+        if (pause_next && h.msgs.size() % 100 == 1) {
+          paused = true;
+          h.client->pauseReading(true);
+          resume.expires_after(20ms);
+          resume.async_wait([&](const boost::system::error_code&) {
+            paused = false;
+            h.client->pauseReading(false);
+          });
+        }
+      },
+      [&](bool up, const std::string& reason) { h.states.emplace_back(up, reason); });
+  h.client->start();
+  REQUIRE_MESSAGE(h.waitConnected(), broker.log());
+  broker.publish("test/a", numbered("m", 1000), 1);
+  REQUIRE(h.waitMessages(1000, 20s));
+  CHECK(h.payloads() == numbered("m", 1000));
+  CHECK(handed_while_paused == 0);
+  CHECK(h.client->status().read_pauses == 10);
+  CHECK(h.client->status().in_flight == 0);
+  CHECK(h.client->status().connects == 1);
+
+  SUBCASE("a long pause holds messages at the broker and loses none") {
+    pause_next = false;
+    h.client->pauseReading(true);
+    paused = true;
+    broker.publish("test/b", numbered("p", 50), 1);
+    runFor(h.io, 500ms);
+    CHECK(h.msgs.size() == 1000);
+    paused = false;
+    h.client->pauseReading(false);
+    REQUIRE(h.waitMessages(1050));
+    CHECK(h.msgs.back().payload == "p49");
+    CHECK(h.client->status().connects == 1);
+  }
+}
+
 TEST_CASE("crash safety: after stop(), exactly the unacknowledged messages are redelivered") {
   Mosquitto broker;
   const auto payloads = numbered("m", 10);

@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""Scale benchmark (issue 13, "100,000 series"). Not a timed test: it reports figures.
+
+For each number of distinct series (default 50, 1k, 10k, 100k, 1M; one device = one series: one
+metric per device), a fresh gatewayd with the default [limits], 10-second windows and a
+`no_data_for` rule on metric = "*" takes QoS 0 JSON readings from gw-sim through Mosquitto
+and forwards them to the Kafka test broker. Reported per size:
+
+  - readings/s confirmed by Kafka (slope between 10 % and 90 % of the load), and its ratio to
+    the 50-device rate of the same run (the baseline);
+  - lost: readings published − readings confirmed by Kafka (must be 0);
+  - peak RSS (VmHWM) and bytes per series ((VmHWM − VmHWM at 50 devices) / series);
+  - CPU µs per reading (utime + stime of gatewayd over the load / readings);
+  - the longest event-loop stall seen from outside: the slowest `status` answer of the control
+    socket polled every 100 ms during the flood;
+  - after the flood: the control views' answer time and size (status, sensors, alerts; median
+    of 5) and /metrics' answer time and size.
+
+Each figure is the median of --runs floods of --count readings (at least one per series) into
+the same gatewayd. `--gatewayd PATH` runs another build (e.g. the code before a change) with
+the same load; the control requests are raw socket requests, so an older daemon answers too.
+`--preload LIB` runs gatewayd with LD_PRELOAD=LIB (to compare allocators: jemalloc, mimalloc).
+
+Usage: tests/bench/scale_bench.py [--sizes 50,1000,...] [--runs 3] [--count 300000] [--json F]
+"""
+import argparse
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+import gwtest  # noqa: E402
+from gwtest import GW_SIM, Gatewayd, KafkaBroker, Mosquitto, Workdir, free_port  # noqa: E402
+
+RULES = """
+[[alert]]
+name = "sensor-silent"
+device = "*"
+metric = "*"
+no_data_for = "60s"
+severity = "warning"
+"""
+
+
+def sim(uri, devices, count, seed):
+    p = subprocess.run([str(GW_SIM), "--uri", uri, "--out", "/dev/null", "--devices", str(devices),
+                        "--metrics", "temp", "--count", str(count), "--rate", "0", "--qos", "0",
+                        "--seed", str(seed), "--client-id", f"scale-sim-{seed}"],
+                       capture_output=True, timeout=1800)
+    if p.returncode != 0:
+        raise RuntimeError(p.stderr.decode())
+    line = [l for l in p.stdout.decode().splitlines() if l.startswith("sent=")][-1]
+    return dict(kv.split("=", 1) for kv in line.split())
+
+
+def request(sock_path, line, timeout=30.0):
+    """One control request (raw: any gatewayd version answers); (seconds, answer bytes)."""
+    t0 = time.monotonic()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(str(sock_path))
+    s.sendall(line.encode() + b"\n")
+    chunks = []
+    while True:
+        b = s.recv(1 << 16)
+        if not b:
+            break
+        chunks.append(b)
+    s.close()
+    return time.monotonic() - t0, b"".join(chunks)
+
+
+def proc_figures(pid):
+    st = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(st[11]) + int(st[12])  # utime + stime
+    hwm = rss = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            hwm = int(line.split()[1])
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1])
+    return ticks / 100.0, hwm, rss  # CPU seconds (USER_HZ 100), KiB, KiB
+
+
+def kafka_sent(gw):
+    s = gw.stats()
+    return s["sinks"]["kafka"]["sent"] if s else 0
+
+
+def flood(gw, mq, devices, count, seed):
+    """Publishes `count` readings over `devices` devices; returns the figures of this flood."""
+    base = kafka_sent(gw)
+    cpu0, _, _ = proc_figures(gw.proc.p.pid)
+    result = {}
+    t = threading.Thread(target=lambda: result.update(sim(mq.uri, devices, count, seed)))
+    t.start()
+    points, stall, last_seen = [], 0.0, None
+    last_poll = 0.0
+    deadline = time.monotonic() + 1800
+    while time.monotonic() < deadline:
+        now = time.monotonic()
+        if now - last_poll >= 0.1:  # the control socket during the flood
+            last_poll = now
+            stall = max(stall, request(gw.wd.path / "control.sock", "status")[0])
+        sent = kafka_sent(gw) - base
+        if last_seen != sent:
+            points.append((time.monotonic(), sent))
+            last_seen = sent
+        if not t.is_alive() and len(points) > 2 and points[-1][0] < time.monotonic() - 5:
+            break  # no progress for 5 s after the publisher finished
+        time.sleep(0.05)
+    t.join()
+    cpu1, _, _ = proc_figures(gw.proc.p.pid)
+    published = int(result.get("sent", 0))
+    total = points[-1][1] if points else 0
+    lo = [p for p in points if p[1] >= 0.1 * total][0]
+    hi = [p for p in points if p[1] >= 0.9 * total][0]
+    rate = (hi[1] - lo[1]) / (hi[0] - lo[0]) if hi[0] > lo[0] else float("nan")
+    return {"rate": rate, "published": published, "kafka": total,
+            "cpu_us_per_reading": (cpu1 - cpu0) * 1e6 / max(1, published),
+            "status_max_ms": stall * 1000}
+
+
+def views(gw, metrics_port):
+    out = {}
+    for name in ("status", "sensors", "alerts"):
+        times, size = [], 0
+        for _ in range(5):
+            dt, body = request(gw.wd.path / "control.sock", name)
+            times.append(dt)
+            size = len(body)
+        out[f"{name}_ms"] = statistics.median(times) * 1000
+        out[f"{name}_bytes"] = size
+    times, size = [], 0
+    for _ in range(5):
+        t0 = time.monotonic()
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=60) as r:
+            size = len(r.read())
+        times.append(time.monotonic() - t0)
+    out["metrics_ms"] = statistics.median(times) * 1000
+    out["metrics_bytes"] = size
+    return out
+
+
+def one_size(wd, mq, kafka, devices, runs, count, env=None):
+    metrics_port = free_port()
+    gw = Gatewayd(wd, mq.uri, kafka=kafka, client_id=f"scale-gw-{devices}", env=env,
+                  subscribe=gwtest.DEFAULT_SUBSCRIBE.replace("qos = 1", "qos = 0"),
+                  extra=RULES + f'\n[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n')
+    try:
+        n = max(count, devices)
+        floods = []
+        for i in range(runs):
+            f = flood(gw, mq, devices, n, seed=devices + i)
+            floods.append(f)
+            print(f"  {devices:>9,} series, run {i + 1}: {f['rate']:,.0f} readings/s "
+                  f"({f['published']:,} published, {f['kafka']:,} Kafka confirmations)", flush=True)
+        published = sum(f["published"] for f in floods)
+        # Settled: every reading journaled and the Kafka backlog drained (or 30 s without change).
+        try:
+            st = gw.wait_stats("every reading journaled and sent", lambda s: s["readings"] >= published
+                               and s["sinks"]["kafka"]["backlog"] == 0, timeout=60)
+        except Exception:
+            st = gw.stats()
+        cpu, hwm, rss = proc_figures(gw.proc.p.pid)
+        res = {
+            "series": devices,
+            "readings_per_s": statistics.median(f["rate"] for f in floods),
+            "published": published,
+            "readings_journaled": st["readings"],
+            "lost": published - st["readings"],
+            "stuck_in_journal": st["sinks"]["kafka"]["backlog"],
+            "cpu_us_per_reading": statistics.median(f["cpu_us_per_reading"] for f in floods),
+            "status_max_ms_during_flood": max(f["status_max_ms"] for f in floods),
+            "vmhwm_kib": hwm,
+            "vmrss_kib": rss,
+            "limits": st.get("limits"),
+        }
+        res.update(views(gw, metrics_port))
+        return res
+    finally:
+        gw.proc.stop()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="50,1000,10000,100000,1000000")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--big-runs", type=int, default=1, help="runs for sizes of 1M series and more")
+    ap.add_argument("--count", type=int, default=300000, help="readings per flood (≥ series)")
+    ap.add_argument("--gatewayd", help="another gatewayd binary (same load, e.g. before a change)")
+    ap.add_argument("--preload", help="LD_PRELOAD for gatewayd (e.g. an allocator: libjemalloc.so.2)")
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    env = {"LD_PRELOAD": a.preload} if a.preload else None
+    if a.gatewayd:
+        gwtest.GATEWAYD = Path(a.gatewayd).resolve()
+    sizes = [int(x) for x in a.sizes.split(",")]
+
+    wd = Workdir("scale-bench")
+    ok = False
+    try:
+        mq = Mosquitto(wd, persistence=False)
+        results = []
+        for n in sizes:
+            # A fresh folder (journal) and Kafka broker per size: the mock cluster keeps every record.
+            wn = Workdir(f"scale-bench-{n}")
+            try:
+                kafka = KafkaBroker(wn)
+                runs = a.big_runs if n >= 1_000_000 else a.runs
+                results.append(one_size(wn, mq, kafka, n, runs, a.count, env))
+            finally:
+                wn.close(failed=False)
+            print(json.dumps(results[-1]), flush=True)
+        base = results[0]
+        print(f"\n{'series':>10} {'readings/s':>11} {'ratio':>6} {'lost':>5} {'stuck':>5} {'VmHWM MiB':>10} "
+              f"{'B/series':>9} {'CPU us/rd':>9} {'status max':>10} {'sensors':>16} {'metrics':>18}")
+        for r in results:
+            r["ratio_to_first"] = r["readings_per_s"] / base["readings_per_s"]
+            r["bytes_per_series"] = ((r["vmhwm_kib"] - base["vmhwm_kib"]) * 1024 / r["series"]
+                                     if r is not base else None)
+            bps = f"{r['bytes_per_series']:,.0f}" if r["bytes_per_series"] is not None else "-"
+            print(f"{r['series']:>10,} {r['readings_per_s']:>11,.0f} {r['ratio_to_first']:>6.2f} "
+                  f"{r['lost']:>5} {r['stuck_in_journal']:>5} {r['vmhwm_kib'] / 1024:>10.1f} {bps:>9} "
+                  f"{r['cpu_us_per_reading']:>9.1f} {r['status_max_ms_during_flood']:>8.0f}ms "
+                  f"{r['sensors_ms']:>6.0f}ms {r['sensors_bytes']:>7,}B "
+                  f"{r['metrics_ms']:>6.0f}ms {r['metrics_bytes']:>9,}B")
+        if a.json:
+            Path(a.json).write_text(json.dumps(results, indent=2))
+        ok = True
+    finally:
+        wd.close(failed=not ok)
+
+
+if __name__ == "__main__":
+    main()
