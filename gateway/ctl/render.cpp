@@ -178,6 +178,15 @@ std::string textLine(const Style& st, std::string_view line) {
 
 Cell upCell(bool up) { return up ? Cell{"up", kGreen} : Cell{"DOWN", kRed}; }
 
+/// A sink's state: "up", "connecting" (not confirmed yet) or "DOWN"; older daemons send only
+/// `up`.
+Cell sinkStateCell(const J& sink) {
+  const std::string state = sink["state"].str(sink["up"].boolean() ? "up" : "down");
+  if (state == "up") return {"up", kGreen};
+  if (state == "connecting") return {"connecting", kYellow};
+  return {"DOWN", kRed};
+}
+
 /// Error text on one line: control characters become spaces.
 std::string oneLine(std::string s) {
   for (char& c : s)
@@ -316,7 +325,7 @@ Rendered renderStatus(std::string_view json, const Style& st) {
     s += textLine(st, fmt::format("clocks    {} devices, {} out of bounds",
                                   clock["devices"].count(), clock["out_of_bounds"].count()));
 
-  std::vector<std::string> down, errors;
+  std::vector<std::string> down, connecting, errors;
   std::vector<std::vector<Cell>> rows;
   for (const J& src : r["sources"].items()) {
     const bool up = src["up"].boolean();
@@ -338,14 +347,17 @@ Rendered renderStatus(std::string_view json, const Style& st) {
   for (const J& sink : r["sinks"].items()) {
     const bool up = sink["up"].boolean();
     const std::string name = sink["name"].str("?");
+    const Cell state = sinkStateCell(sink);
     rows.push_back({{name},
-                    upCell(up),
+                    state,
                     {sink["target"].str()},
                     {rate(sink["rate_out"])},
                     {std::to_string(sink["sent"].count())},
                     {std::to_string(sink["backlog"].count()), up ? nullptr : kYellow},
                     {ageOrDash(sink["oldest_unsent_age_s"])}});
-    if (!up) {
+    if (!up && state.text == "connecting") {
+      connecting.push_back(name);
+    } else if (!up) {
       down.push_back(name);
       errors.push_back(
           fmt::format("  {}: {}", name, oneLine(sink["last_error"].str("(no error reported)"))));
@@ -366,12 +378,17 @@ Rendered renderStatus(std::string_view json, const Style& st) {
   }
   for (const auto& e : errors) s += textLine(st, paint(st, kRed, e));
   s += "\n";
-  if (down.empty()) {
+  auto joined = [](const std::vector<std::string>& names) {
+    std::string s;
+    for (const auto& n : names) s += (s.empty() ? "" : ", ") + n;
+    return s;
+  };
+  if (down.empty() && connecting.empty()) {
     s += textLine(st, paint(st, kGreen, "all sources and sinks up"));
   } else {
-    std::string names;
-    for (const auto& n : down) names += (names.empty() ? "" : ", ") + n;
-    s += textLine(st, paint(st, kRed, "DOWN: " + names));
+    if (!down.empty()) s += textLine(st, paint(st, kRed, "DOWN: " + joined(down)));
+    if (!connecting.empty())
+      s += textLine(st, paint(st, kYellow, "connecting, not confirmed yet: " + joined(connecting)));
     out.exit = kDegraded;
   }
   return out;
@@ -489,9 +506,9 @@ Rendered renderSinks(std::string_view json, const Style& st) {
     const bool up = sink["up"].boolean();
     if (!first) s += "\n";
     first = false;
-    s += textLine(
-        st, fmt::format("{}  {}  {}", paint(st, kBold, sink["name"].str("?")),
-                        paint(st, up ? kGreen : kRed, up ? "up" : "DOWN"), sink["target"].str()));
+    const Cell state = sinkStateCell(sink);
+    s += textLine(st, fmt::format("{}  {}  {}", paint(st, kBold, sink["name"].str("?")),
+                                  paint(st, state.color, state.text), sink["target"].str()));
     s += textLine(
         st, fmt::format("  sent {} ({}/s), retries {}, rejected {}", sink["sent"].count(),
                         rate(sink["rate_out"]), sink["retries"].count(), sink["rejected"].count()));
