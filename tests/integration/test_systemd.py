@@ -91,7 +91,7 @@ def test_notify_ready_watchdog_status_reload_stop(wd):
         # STATUS= with the one-line summary: sent with READY=1 (MQTT may still be connecting
         # then) and refreshed every 5 s.
         first = [m["STATUS"] for _, m in ns.poll() if "READY" in m][0]
-        assert re.fullmatch(r"mqtt (dis)?connected, \d+ readings, timeseries (up|down) backlog \d+",
+        assert re.fullmatch(r"mqtt (dis)?connected, \d+ readings, timeseries (up|down|connecting) backlog \d+",
                             first), first
         status = wait_until("STATUS= saying mqtt connected", lambda: [
             m["STATUS"] for _, m in ns.poll() if m.get("STATUS", "").startswith("mqtt connected")],
