@@ -220,6 +220,8 @@ int main(int argc, char** argv) {
       }
       if (!warning.empty())
         std::fprintf(stderr, "%s: warning: %s\n", check_file.c_str(), warning.c_str());
+      for (const auto& w : gw::unreadableByUser(checked, gw::kServiceUser))
+        std::fprintf(stderr, "warning: %s\n", w.c_str());
       std::printf("%s: ok\n", check_file.c_str());
       return 0;
     } catch (const gw::config::ConfigError& e) {

@@ -1,6 +1,8 @@
 #include "gateway/startup_check.h"
 
 #include <fmt/format.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -70,6 +72,55 @@ std::string checkPaths(const config::Config& cfg, std::string& warning) {
     return why;
   }
   return {};
+}
+
+std::vector<std::string> unreadableByUser(const config::Config& cfg, const char* user) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> out;
+  const passwd* pw = ::getpwnam(user);
+  if (pw == nullptr || pw->pw_uid == ::geteuid()) return out;
+  const uid_t uid = pw->pw_uid;
+  const gid_t gid = pw->pw_gid;
+  std::vector<gid_t> groups(64);
+  int n = static_cast<int>(groups.size());
+  if (::getgrouplist(pw->pw_name, gid, groups.data(), &n) < 0) {
+    groups.resize(static_cast<size_t>(n));
+    if (::getgrouplist(pw->pw_name, gid, groups.data(), &n) < 0) n = 0;
+  }
+  groups.resize(static_cast<size_t>(std::max(n, 0)));
+  auto allowed = [&](const struct stat& st, mode_t u, mode_t g, mode_t o) {
+    if (uid == 0) return true;
+    if (st.st_uid == uid) return (st.st_mode & u) != 0;
+    for (gid_t x : groups)
+      if (x == st.st_gid) return (st.st_mode & g) != 0;
+    return (st.st_mode & o) != 0;
+  };
+  for (const config::PathRef& ref : cfg.paths) {
+    struct stat st {};
+    if (::stat(ref.path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    std::string why;
+    if (!allowed(st, S_IRUSR, S_IRGRP, S_IROTH)) {
+      why = fmt::format("{} (owner uid {}, group gid {}, mode {:04o})", ref.path.string(),
+                        st.st_uid, st.st_gid, st.st_mode & 07777);
+    } else {
+      for (fs::path dir = ref.path.parent_path(); !dir.empty(); dir = dir.parent_path()) {
+        struct stat ds {};
+        if (::stat(dir.c_str(), &ds) == 0 && !allowed(ds, S_IXUSR, S_IXGRP, S_IXOTH)) {
+          why = fmt::format("{} (its folder {} cannot be entered: mode {:04o})", ref.path.string(),
+                            dir.string(), ds.st_mode & 07777);
+          break;
+        }
+        if (dir == dir.parent_path()) break;
+      }
+    }
+    if (why.empty()) continue;
+    const group* gr = ::getgrgid(gid);
+    out.push_back(fmt::format(
+        "{}:{}: {}: not readable by the service user {}: {}; e.g. chgrp {} FILE && chmod 0640 "
+        "FILE, or use LoadCredential=",
+        cfg.file.string(), ref.line, ref.key, user, why, gr ? gr->gr_name : user));
+  }
+  return out;
 }
 
 }  // namespace gw

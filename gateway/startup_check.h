@@ -6,6 +6,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <string>
+#include <vector>
 
 #include "gateway/config.h"
 
@@ -26,5 +27,14 @@ std::string checkStartup(boost::asio::io_context& io, const config::Config& next
 /// Empty when fine; else `gateway.state_dir: reason`. A folder owned by another user that this
 /// user cannot write is only a `warning` (a technician checking the service user's config).
 std::string checkPaths(const config::Config& cfg, std::string& warning);
+
+/// The service user packaged units run as.
+inline constexpr const char* kServiceUser = "iot-gateway";
+
+/// Warnings (`file:line: key: …`) for every existing file the config names that `user` could
+/// not read (owner, group and other bits, the user's groups, and search permission on every
+/// folder above it): a check run as root passes a root-only password file that the service
+/// then cannot read. None when `user` does not exist or is the user running the check.
+std::vector<std::string> unreadableByUser(const config::Config& cfg, const char* user);
 
 }  // namespace gw
