@@ -256,6 +256,13 @@ std::string formatAge(double s) {
   return fmt::format("{}d {:02}h", t / 86400, t % 86400 / 3600);
 }
 
+std::string formatMillis(double ms) {
+  const double a = std::fabs(ms);
+  if (a < 1000) return fmt::format("{:.1f} ms", ms);
+  if (a < 60000) return fmt::format("{:.1f} s", ms / 1000);
+  return (ms < 0 ? "-" : "") + formatAge(a / 1000);
+}
+
 std::string formatBytes(double b) {
   if (b < 1024) return fmt::format("{:.0f} B", b);
   const char* units[] = {"KiB", "MiB", "GiB", "TiB"};
@@ -428,9 +435,11 @@ Rendered renderSensors(std::string_view json, const Style& st) {
                     {dev["reference"].str("-")},
                     {flag, bad ? kRed : (flag == "ok" ? kGreen : kYellow)}});
   }
-  s += textLine(st, fmt::format("{} devices, {} clocks beyond clock.max_skew; gateway clock "
-                                "vs broker {:+.1f}ms",
-                                devices.size(), flagged, gw["offset_ms"].num(0)));
+  const double gw_off = gw["offset_ms"].num(0);
+  s += textLine(st,
+                fmt::format("{} devices, {} clocks beyond clock.max_skew; gateway clock "
+                            "vs broker {}{}",
+                            devices.size(), flagged, gw_off >= 0 ? "+" : "", formatMillis(gw_off)));
   s += "\n";
   if (rows.empty()) {
     s += textLine(st, "no device has sent a reading with a timestamp yet");
@@ -444,6 +453,11 @@ Rendered renderSensors(std::string_view json, const Style& st) {
                 {"REF"},
                 {"CLOCK"}},
                rows, st);
+    s += "\n";
+    s += textLine(st,
+                  "OFFSET = reference time - device time: + means the device's clock is "
+                  "behind,");
+    s += textLine(st, "- that it is ahead; a clock reset to 1970 shows as about +20000d.");
   }
   if (flagged) out.exit = kDegraded;
   return out;
@@ -485,6 +499,16 @@ Rendered renderBuffer(std::string_view json, const Style& st) {
               {"OLDEST UNSENT", Align::kRight},
               {"DROPPED", Align::kRight}},
              rows, st);
+  if (const std::uint64_t dropped = j["dropped"].count(); dropped > 0) {
+    // What happened, then what to do about it.
+    s += textLine(st, paint(st, kRed,
+                            fmt::format("{} unsent rows were dropped (buffer.max_size or "
+                                        "buffer.max_age reached while a sink was behind).",
+                                        dropped)));
+    s += textLine(st,
+                  "Bring the sink back (gatewayctl sinks), or raise buffer.max_size / "
+                  "max_age to hold a longer outage.");
+  }
   if (max > 0 && used >= 0.9 * max) {
     s += textLine(st, paint(st, kRed,
                             "the journal is at 90% of buffer.max_size: the oldest "
@@ -515,8 +539,9 @@ Rendered renderSinks(std::string_view json, const Style& st) {
     s += textLine(st, fmt::format("  backlog {}, oldest unsent {}, dropped {}, cursor {}",
                                   sink["backlog"].count(), ageOrDash(sink["oldest_unsent_age_s"]),
                                   sink["dropped"].count(), sink["cursor"].count()));
-    s += textLine(st, fmt::format("  delivery age p50 {:.1f}ms, p99 {:.1f}ms",
-                                  sink["age_p50_ms"].num(0), sink["age_p99_ms"].num(0)));
+    s += textLine(
+        st, fmt::format("  delivery age p50 {}, p99 {}", formatMillis(sink["age_p50_ms"].num(0)),
+                        formatMillis(sink["age_p99_ms"].num(0))));
     const std::string err = oneLine(sink["last_error"].str());
     s += textLine(st, "  last error: " +
                           (err.empty() ? std::string("-") : paint(st, up ? nullptr : kRed, err)));

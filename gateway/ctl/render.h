@@ -38,5 +38,7 @@ std::string fitLine(std::string_view line, size_t width);
 std::string formatAge(double seconds);
 /// "512 B", "12.3 KiB", "4.0 MiB", "1.5 GiB".
 std::string formatBytes(double bytes);
+/// A duration given in milliseconds, for people: "12.5 ms", "15.9 s", then as formatAge.
+std::string formatMillis(double ms);
 
 }  // namespace gw::ctl

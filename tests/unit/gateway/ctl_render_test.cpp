@@ -85,6 +85,7 @@ TEST_CASE("sensors, buffer, sinks, alerts render and give their exit codes") {
   CHECK(r.text.find("+37.00s") != std::string::npos);
   CHECK(r.text.find("-2h 00m") != std::string::npos);
   CHECK(r.text.find("SKEW") != std::string::npos);
+  CHECK(r.text.find("+ means the device's clock is behind") != std::string::npos);
 
   const std::string buffer =
       R"({"journal":{"path":"/var/lib/iot-gateway/journal.db","last_seq":10,"rows":10,"file_bytes":4096,"used_bytes":4096,"max_size":1048576,"max_age_s":604800,"commits":3,"commit_failures":0,"pending":0,"backlog":5,"dropped":2,"oldest_unsent":null,"oldest_unsent_age_s":20,"moved_aside":null},"sinks":[{"name":"kafka","cursor":5,"backlog":5,"dropped":2,"oldest_unsent":null,"oldest_unsent_age_s":20}]})";
@@ -92,6 +93,8 @@ TEST_CASE("sensors, buffer, sinks, alerts render and give their exit codes") {
   checkWidth(r.text, 80);
   CHECK(r.exit == kOk);
   CHECK(r.text.find("kafka") != std::string::npos);
+  CHECK(r.text.find("2 unsent rows were dropped") != std::string::npos);  // past tense
+  CHECK(r.text.find("Bring the sink back") != std::string::npos);         // what to do
 
   const std::string sinks =
       R"({"sinks":[{"name":"kafka","target":"k:9092","up":false,"sent":1,"retries":2,"rejected":0,"cursor":1,"backlog":9,"dropped":0,"age_p50_ms":1,"age_p99_ms":2,"oldest_unsent":null,"oldest_unsent_age_s":12,"rate_out":0,"last_error":"Local: Broker transport failure"}]})";
@@ -99,6 +102,7 @@ TEST_CASE("sensors, buffer, sinks, alerts render and give their exit codes") {
   checkWidth(r.text, 80);
   CHECK(r.exit == kDegraded);
   CHECK(r.text.find("last error: Local: Broker transport failure") != std::string::npos);
+  CHECK(r.text.find("delivery age p50 1.0 ms, p99 2.0 ms") != std::string::npos);
 
   r = renderAlerts(R"({"rules":0,"firing":[],"pending":[],"undelivered":[]})", Style{false, 80});
   CHECK(r.exit == kOk);
@@ -122,6 +126,10 @@ TEST_CASE("formatting helpers") {
   CHECK(formatAge(310) == "5m 10s");
   CHECK(formatAge(7384) == "2h 03m");
   CHECK(formatAge(3 * 86400 + 4 * 3600) == "3d 04h");
+  CHECK(formatMillis(12.54) == "12.5 ms");
+  CHECK(formatMillis(15871.9) == "15.9 s");
+  CHECK(formatMillis(-250) == "-250.0 ms");
+  CHECK(formatMillis(310000) == "5m 10s");
   CHECK(formatBytes(512) == "512 B");
   CHECK(formatBytes(12897484) == "12.3 MiB");
 }
