@@ -22,6 +22,7 @@
 #include "gateway/sd_notify.h"
 #include "gateway/startup_check.h"
 #include "gateway/status.h"
+#include "gateway/tail.h"
 
 #ifndef GW_VERSION
 #define GW_VERSION "dev"
@@ -106,6 +107,11 @@ class Daemon {
 
   /// The control socket's answer to one request line.
   std::string control(std::string_view request) {
+    if (auto tail = gw::parseTailRequest(request)) {
+      if (tail->device.empty())
+        return gw::unknownCommandJson("tail: expected `tail <limit> <after seq> <device>`");
+      return pipeline_->tailJson(tail->device, tail->after, tail->limit);
+    }
     const auto view = gw::parseStatusView(request);
     if (!view) return gw::unknownCommandJson(request);
     auto snapshot = pipeline_->snapshot(gw::partsOf(*view));

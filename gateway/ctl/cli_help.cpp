@@ -38,6 +38,11 @@ std::string examplesOf(const std::string& command) {
        "Examples:\n"
        "  gatewayctl alerts                 firing and pending alerts, undelivered "
        "notifications\n"},
+      {"tail",
+       "Examples:\n"
+       "  gatewayctl tail pump-7             its 10 latest readings\n"
+       "  gatewayctl tail pump-7 -n 50 -f    50, then every new one until Ctrl-C\n"
+       "  gatewayctl tail pump-7 --json | jq '.readings[] | {metric, value, time}'\n"},
       {"config check",
        "Examples:\n"
        "  gatewayctl config check           checks /etc/iot-gateway/gateway.toml\n"

@@ -14,6 +14,7 @@
 #include "gateway/ctl/cli_help.h"
 #include "gateway/ctl/client.h"
 #include "gateway/ctl/render.h"
+#include "gateway/ctl/tail_cmd.h"
 
 #ifndef GW_VERSION
 #define GW_VERSION "dev"
@@ -116,6 +117,17 @@ int main(int argc, char** argv) {
   check_file = gw::ctl::kDefaultConfig;
   check->add_option("FILE", check_file, "the config file (TOML)")->capture_default_str();
   check->footer(gw::ctl::examplesOf("config check"));
+  gw::ctl::TailOptions tail_opts;
+  auto* tail = app.add_subcommand(
+      "tail",
+      "a device's latest readings from the journal: value, event time, device time, "
+      "reference");
+  tail->add_option("DEVICE", tail_opts.device, "the device, as in gatewayctl sensors")->required();
+  tail->add_option("-n,--lines", tail_opts.lines, "how many readings")
+      ->check(CLI::Range(1, 10000))
+      ->capture_default_str();
+  tail->add_flag("-f,--follow", tail_opts.follow, "keep printing newer readings until Ctrl-C");
+  tail->footer(gw::ctl::examplesOf("tail"));
   // `gatewayctl help [COMMAND]`, as git and systemctl have it.
   std::vector<std::string> help_topic;
   auto* help = app.add_subcommand("help", "show the help of gatewayctl or of one command");
@@ -148,6 +160,11 @@ int main(int argc, char** argv) {
 
   if (check->parsed()) return configCheck(check_file, json);
   if (help->parsed()) return gw::ctl::printHelp(app, help_topic);
+  if (tail->parsed()) {
+    tail_opts.json = json;
+    return gw::ctl::runTail(socket, timeout_ms, tail_opts,
+                            gw::ctl::Style{useColor(color), wide ? 0u : 80u});
+  }
 
   for (const auto& v : views) {
     if (!app.got_subcommand(v.name)) continue;

@@ -610,4 +610,66 @@ Rendered renderAlerts(std::string_view json, const Style& st) {
   return out;
 }
 
+// `gatewayctl tail` (issue 14).
+Rendered renderTail(std::string_view json, const Style& st, bool header) {
+  Doc d(json);
+  Rendered out;
+  std::string& s = out.text;
+  const auto readings = d.root["readings"].items();
+  const std::string device = d.root["device"].str("?");
+  if (readings.empty()) {
+    if (header)
+      s += textLine(st, fmt::format("no readings of {} in the journal (it keeps what the sinks "
+                                    "have not sent, and the newest rows)",
+                                    device));
+    out.exit = kDegraded;
+    return out;
+  }
+  // Times of the first reading's day are shown as hh:mm:ss.mmm; others in full.
+  const std::string day = readings.front()["time"].str().substr(0, 11);
+  auto when = [&](const std::string& t) {
+    if (t.empty()) return std::string("-");
+    return t.substr(0, 11) == day ? t.substr(11, 12) : t;
+  };
+  std::vector<std::vector<Cell>> rows;
+  for (const J& r : readings) {
+    std::string metric = r["metric"].str("?");
+    if (const auto tags = r["tags"].fields(); !tags.empty()) {
+      metric += '{';
+      for (size_t i = 0; i < tags.size(); ++i)
+        metric += (i ? "," : "") + tags[i].first + "=" + tags[i].second.str();
+      metric += '}';
+    }
+    const J value = r["value"];
+    rows.push_back({{when(r["time"].str())},
+                    {metric},
+                    {value.num() ? fmt::format("{}", *value.num()) : value.str("NaN")},
+                    {when(r["device_time"].str())},
+                    {r["reference"].str("-")},
+                    {std::to_string(r["seq"].count())}});
+  }
+  if (header) {
+    s += textLine(st, fmt::format("{}: {} latest readings, oldest first; times UTC {}", device,
+                                  readings.size(), day.substr(0, 10)));
+    s += table({{"EVENT TIME"},
+                {"METRIC", Align::kLeft, true},
+                {"VALUE", Align::kRight},
+                {"DEVICE TIME"},
+                {"REF"},
+                {"SEQ", Align::kRight}},
+               rows, st);
+  } else {
+    // --follow: the same columns without the heads (first row of a headless table).
+    std::string t = table({{"EVENT TIME"},
+                           {"METRIC", Align::kLeft, true},
+                           {"VALUE", Align::kRight},
+                           {"DEVICE TIME"},
+                           {"REF"},
+                           {"SEQ", Align::kRight}},
+                          rows, st);
+    s += t.substr(t.find('\n') + 1);
+  }
+  return out;
+}
+
 }  // namespace gw::ctl

@@ -145,3 +145,23 @@ TEST_CASE("a failed reload is shown with its reason, wrapped rather than cut") {
   CHECK(r.text.find("buffer.comit_interval: unknown key") != std::string::npos);
   checkWidth(r.text, 80);
 }
+
+TEST_CASE("tail: readings oldest first on 80 columns; none is exit 1") {
+  const std::string j =
+      R"({"device":"pump-7","last_seq":12,"readings":[)"
+      R"({"device":"pump-7","metric":"bearing_temp","tags":{"line":"line3"},"value":81.25,"time":"2026-11-21T10:15:30.123Z","device_time":"1970-01-01T00:00:05.000Z","reference":"receive","offset_ms":1795256125123.0,"seq":11},)"
+      R"({"device":"pump-7","metric":"bearing_temp","tags":{"line":"line3"},"value":82.5,"time":"2026-11-21T10:15:31.123Z","device_time":"2026-11-21T10:15:31.100Z","reference":"broker","offset_ms":23.0,"seq":12}]})";
+  const auto r = renderTail(j, Style{false, 80});
+  INFO(r.text);
+  CHECK(r.exit == kOk);
+  checkWidth(r.text, 80);
+  CHECK(r.text.find("pump-7: 2 latest readings, oldest first; times UTC 2026-11-21") == 0);
+  CHECK(r.text.find("10:15:30.123") < r.text.find("10:15:31.123"));
+  CHECK(r.text.find("1970-01-01T00:00:05.000Z") != std::string::npos);  // another day: in full
+  CHECK(r.text.find("bearing_temp{lin...") != std::string::npos);       // cut to fit 80 columns
+  CHECK(renderTail(j, Style{false, 0}).text.find("bearing_temp{line=line3}") != std::string::npos);
+  CHECK(r.text.find("82.5") != std::string::npos);
+  const auto none = renderTail(R"({"device":"x","last_seq":0,"readings":[]})", Style{false, 80});
+  CHECK(none.exit == kDegraded);
+  CHECK(none.text.find("no readings of x") != std::string::npos);
+}
