@@ -4,6 +4,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cassert>
 #include <cmath>
 #include <cstdint>
@@ -118,7 +119,10 @@ class TimeseriesSink final : public Sink {
     return post(batch);
   }
 
-  void interrupt() override { http_.interrupt(); }
+  void interrupt() override {
+    stopping_.store(true);
+    http_.interrupt();
+  }
 
   std::optional<LinkHealth> health() const override { return link_.get(); }
 
@@ -238,6 +242,7 @@ class TimeseriesSink final : public Sink {
 
   /// Any answer, even an HTTP error, confirms the connection; a transport error is its cause.
   void noteTransport(const http::Response& r) {
+    if (stopping_.load()) return;  // "interrupted" says nothing about the store
     const LinkState before = link_.get().state;
     if (r.transport_ok) {
       last_confirmed_ = monoNow();
@@ -258,6 +263,7 @@ class TimeseriesSink final : public Sink {
   const std::string name_ = "timeseries";
   LinkMonitor link_;
   Nanos last_confirmed_ = 0;  // worker thread only
+  std::atomic<bool> stopping_{false};
   const bool gzip_enabled_;
   const bool send_readings_, send_aggregates_;
   http::Client http_;
