@@ -176,6 +176,38 @@ std::string textLine(const Style& st, std::string_view line) {
   return fitLine(line, st.width) + "\n";
 }
 
+/// `text` broken at spaces into lines of at most `width` columns (0: one line), later lines
+/// indented by `indent` spaces, at most `max_lines` (the last one cut by textLine if need be).
+/// A word longer than a line is cut where the line ends.
+std::vector<std::string> wrapWords(std::string_view text, size_t width, size_t indent,
+                                   size_t max_lines) {
+  std::vector<std::string> lines;
+  std::string line;
+  const auto room = [&] { return width == 0 ? SIZE_MAX : width; };
+  while (!text.empty() && lines.size() < max_lines) {
+    if (lines.size() + 1 == max_lines) {  // the last line takes the rest
+      line += text;
+      break;
+    }
+    const size_t start = line.size();
+    if (start + text.size() <= room()) {
+      line += text;
+      text = {};
+      break;
+    }
+    const size_t fit = room() > start ? room() - start : 0;
+    size_t cut = text.rfind(' ', fit);
+    if (cut == std::string_view::npos || cut == 0) cut = std::max<size_t>(fit, 1);
+    line += text.substr(0, cut);
+    text.remove_prefix(cut);
+    while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
+    lines.push_back(std::move(line));
+    line.assign(indent, ' ');
+  }
+  if (line.find_first_not_of(' ') != std::string::npos) lines.push_back(std::move(line));
+  return lines;
+}
+
 Cell upCell(bool up) { return up ? Cell{"up", kGreen} : Cell{"DOWN", kRed}; }
 
 /// A sink's state: "up", "connecting" (not confirmed yet) or "DOWN"; older daemons send only
@@ -383,7 +415,8 @@ Rendered renderStatus(std::string_view json, const Style& st) {
                 {"OLDEST", Align::kRight}},
                rows, st);
   }
-  for (const auto& e : errors) s += textLine(st, paint(st, kRed, e));
+  for (const auto& e : errors)
+    for (const auto& l : wrapWords(e, st.width, 4, 3)) s += textLine(st, paint(st, kRed, l));
   s += "\n";
   auto joined = [](const std::vector<std::string>& names) {
     std::string s;
@@ -543,8 +576,12 @@ Rendered renderSinks(std::string_view json, const Style& st) {
         st, fmt::format("  delivery age p50 {}, p99 {}", formatMillis(sink["age_p50_ms"].num(0)),
                         formatMillis(sink["age_p99_ms"].num(0))));
     const std::string err = oneLine(sink["last_error"].str());
-    s += textLine(st, "  last error: " +
-                          (err.empty() ? std::string("-") : paint(st, up ? nullptr : kRed, err)));
+    if (err.empty()) {
+      s += textLine(st, "  last error: -");
+    } else {
+      for (const auto& l : wrapWords("  last error: " + err, st.width, 4, 3))
+        s += textLine(st, paint(st, up ? nullptr : kRed, l));
+    }
     if (!up) out.exit = kDegraded;
   }
   return out;

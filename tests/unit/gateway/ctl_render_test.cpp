@@ -165,3 +165,14 @@ TEST_CASE("tail: readings oldest first on 80 columns; none is exit 1") {
   CHECK(none.exit == kDegraded);
   CHECK(none.text.find("no readings of x") != std::string::npos);
 }
+
+TEST_CASE("a sink's cause is wrapped at word boundaries, not cut") {
+  const std::string sinks =
+      R"({"sinks":[{"name":"kafka","target":"127.0.0.1:9","state":"down","up":false,"sent":0,"retries":0,"rejected":0,"cursor":0,"backlog":1,"dropped":0,"age_p50_ms":0,"age_p99_ms":0,"oldest_unsent":null,"oldest_unsent_age_s":3,"rate_out":0,"last_error":"127.0.0.1:9/bootstrap: Connect to ipv4#127.0.0.1:9 failed: Connection refused"}]})";
+  const auto r = renderSinks(sinks, Style{false, 80});
+  INFO(r.text);
+  checkWidth(r.text, 80);
+  CHECK(r.text.find("Connection refused") != std::string::npos);
+  CHECK(r.text.find("...") == std::string::npos);
+  CHECK(r.text.find("failed:\n    Connection refused") != std::string::npos);  // at a space
+}
