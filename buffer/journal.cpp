@@ -209,6 +209,48 @@ void SqliteJournal::readAlerts(std::uint64_t after, size_t limit, std::vector<Re
   readRows(read_alerts_, after, limit, out);
 }
 
+void SqliteJournal::readDevice(std::string_view device, std::uint64_t after, size_t limit,
+                               std::uint64_t scan, std::vector<ReadingRecord>& out) {
+  out.clear();
+  std::string ids;
+  for (size_t i = 0; i < series_.size(); ++i)
+    if (series_[i].device == device) ids += fmt::format("{}{}", ids.empty() ? "" : ",", i);
+  if (ids.empty() || limit == 0) return;
+  const std::uint64_t floor = std::max(after, last_seq_ > scan ? last_seq_ - scan : 0);
+  // Newest first (a backwards rowid scan that stops at `limit`), turned around below.
+  Stmt stmt;
+  int rc = stmt.prepare(db_.get(),
+                        fmt::format("SELECT seq, s, t, v, d, c FROM r WHERE k = 0 AND seq > ?1 "
+                                    "AND seq <= ?2 AND s IN ({}) ORDER BY seq DESC LIMIT ?3",
+                                    ids),
+                        false);
+  if (rc == SQLITE_OK)
+    rc = stmt.bindAll(i64(floor), i64(last_seq_), i64(std::min<std::uint64_t>(limit, INT64_MAX)));
+  if (rc == SQLITE_OK) {
+    while ((rc = stmt.step()) == SQLITE_ROW) {
+      const std::int64_t sid = stmt.columnInt(1);
+      const std::int64_t c = stmt.columnInt(5);
+      if (sid < 0 || static_cast<std::uint64_t>(sid) >= series_.size() || c < 0 ||
+          c > std::numeric_limits<std::uint8_t>::max())
+        continue;  // read() logs such rows; a tail just leaves them out
+      ReadingRecord& r = out.emplace_back();
+      r.seq = static_cast<std::uint64_t>(stmt.columnInt(0));
+      r.series = &series_[static_cast<size_t>(sid)];
+      r.event_time = stmt.columnInt(2);
+      r.value = stmt.columnType(3) == SQLITE_NULL ? std::numeric_limits<double>::quiet_NaN()
+                                                  : stmt.columnDouble(3);
+      if (stmt.columnType(4) != SQLITE_NULL)
+        r.device_time = wrapSub(r.event_time, stmt.columnInt(4));
+      r.reference = static_cast<TimeReference>(c);
+      r.kind = RecordKind::kReading;
+    }
+  }
+  if (rc != SQLITE_DONE)
+    logLimited(read_log_, "journal {}: reading the tail of {} failed: {}", path_, device,
+               sqlite::describe(db_.get(), rc));
+  std::reverse(out.begin(), out.end());
+}
+
 void SqliteJournal::readRows(Stmt& stmt, std::uint64_t after, size_t limit,
                              std::vector<ReadingRecord>& out) {
   // Records are reused (their strings keep their capacity), so a sink's steady state reads

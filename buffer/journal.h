@@ -153,6 +153,11 @@ class Journal {
   /// Like read(), but only alert records (an index keeps this cheap whatever the backlog of
   /// readings): what a notifier delivers from.
   virtual void readAlerts(std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out) = 0;
+  /// The latest `limit` committed readings (not aggregates or alerts) of every series of
+  /// `device` with seq > `after`, in seq order, into `out`. Looks at the newest `scan` rows
+  /// only, so a device silent for long costs a bounded read. For `gatewayctl tail`.
+  virtual void readDevice(std::string_view device, std::uint64_t after, size_t limit,
+                          std::uint64_t scan, std::vector<ReadingRecord>& out) = 0;
   /// The highest committed seq.
   virtual std::uint64_t lastSeq() const = 0;
 

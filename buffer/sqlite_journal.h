@@ -88,6 +88,8 @@ class SqliteJournal final : public Journal {
   bool commit() override;
   void read(std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out) override;
   void readAlerts(std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out) override;
+  void readDevice(std::string_view device, std::uint64_t after, size_t limit, std::uint64_t scan,
+                  std::vector<ReadingRecord>& out) override;
   std::uint64_t lastSeq() const override { return last_seq_; }
   void putState(std::string_view key, std::string value) override;
   std::optional<std::string> state(std::string_view key) const override;

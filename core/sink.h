@@ -2,11 +2,14 @@
 // happened; the forwarder decides what to do").
 #pragma once
 
+#include <cstdint>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
 
 #include "core/reading.h"
+#include "core/time.h"
 
 namespace gw {
 
@@ -21,6 +24,45 @@ struct SendResult {
   std::string error;  ///< human-readable reason for kRetry/kRejected (server message included)
   /// kRetry: the server asked to wait at least this long (HTTP Retry-After).
   std::optional<Nanos> retry_after;
+};
+
+/// A sink's connectivity as the sink itself sees it (design: "Operations": a sink's state comes
+/// from its connectivity, not from its last batch).
+enum class LinkState : std::uint8_t {
+  kConnecting,  ///< not confirmed yet (just started, nothing answered, nothing refused)
+  kUp,          ///< a connection or a delivery was confirmed, and nothing was lost since
+  kDown,        ///< the connection was refused or lost, or a probe failed: see `cause`
+};
+
+struct LinkHealth {
+  LinkState state = LinkState::kConnecting;
+  std::string cause;  ///< kDown: the underlying reason ("Connection refused", a TLS error, …)
+  Nanos since = 0;    ///< monotonic time of the last state change
+};
+
+/// "connecting", "up", "down".
+constexpr const char* toString(LinkState s) {
+  return s == LinkState::kUp ? "up" : s == LinkState::kDown ? "down" : "connecting";
+}
+
+/// The health cell a sink writes from its worker (or its library's) threads and the event loop
+/// reads. Thread-safe.
+class LinkMonitor {
+ public:
+  void set(LinkState state, std::string cause = {}) {
+    std::lock_guard lock(mu_);
+    if (state != h_.state) h_.since = monoNow();
+    h_.state = state;
+    h_.cause = state == LinkState::kDown ? std::move(cause) : std::string();
+  }
+  LinkHealth get() const {
+    std::lock_guard lock(mu_);
+    return h_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  LinkHealth h_{LinkState::kConnecting, {}, monoNow()};
 };
 
 /// A destination for committed journal records.
@@ -41,6 +83,13 @@ class Sink {
   /// shutdown so stopping never waits for a long delivery timeout. Thread-safe. May be sticky
   /// (every later send() returns kRetry at once): it is only called when stopping.
   virtual void interrupt() {}
+  /// Called on the worker thread about once a second while no batch is waiting (never during
+  /// send()): serve the connection's events, probe an idle connection now and then. Must return
+  /// within a few seconds. Default: nothing.
+  virtual void idle() {}
+  /// The connection's health, from any thread; nullopt for a sink without a connection (the
+  /// file sink), whose state then follows its sends.
+  virtual std::optional<LinkHealth> health() const { return std::nullopt; }
 };
 
 }  // namespace gw

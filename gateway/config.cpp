@@ -311,6 +311,7 @@ Config load(const fs::path& file) {
     top.fail("mqtt",
              "a source is required: [mqtt] (with at least one [[mqtt.subscribe]]) or [coap]");
   tables.done();
+  cfg.paths = top.paths();
   return cfg;
 }
 

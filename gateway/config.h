@@ -97,6 +97,8 @@ struct Config {
   /// a Config is copied for each pipeline.
   std::vector<std::shared_ptr<const SourceConfig>> sources;
   std::vector<SinkEntry> sinks;
+  /// Every file and folder the config names (for --check-config's service-user check).
+  std::vector<PathRef> paths;
 };
 
 /// Reads and validates a config file. Relative paths are resolved against the file's folder.

@@ -4,6 +4,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <optional>
@@ -54,7 +55,11 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
   std::uint64_t sent_upto = 0;  // highest seq confirmed (cursor, possibly not yet committed)
   bool busy = false;            // a batch is with the worker, or a retry is scheduled
   bool stopped = false;
+  bool retry_scheduled = false;  // busy because of a retry wait, not a batch with the worker
+  std::uint64_t retry_gen = 0;
   log::RateLimiter retry_log;
+  static constexpr std::chrono::seconds kIdleTick{1};
+  LinkState last_link = LinkState::kConnecting;  // worker thread only
 
   // Worker mailbox: one batch at a time.
   std::thread worker;
@@ -75,7 +80,11 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
       std::vector<ReadingRecord> batch;
       {
         std::unique_lock lock(mu);
-        cv.wait(lock, [&] { return quit || job.has_value(); });
+        if (!cv.wait_for(lock, kIdleTick, [&] { return quit || job.has_value(); })) {
+          lock.unlock();
+          idleTick();
+          continue;
+        }
         if (quit) return;
         batch = std::move(*job);
         job.reset();
@@ -89,6 +98,26 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
+  // Lets the sink serve and probe its connection while nothing is being sent; when the link
+  // comes back during a retry wait, the wait is cut short so the backlog drains at once.
+  void idleTick() {
+    sink->idle();
+    const auto h = sink->health();
+    if (!h) return;  // no connection to watch: waits are the retry policy's alone
+    const LinkState now = h->state;
+    if (now == LinkState::kUp && last_link != LinkState::kUp)
+      boost::asio::post(io, [self = shared_from_this()] { self->onLinkUp(); });
+    last_link = now;
+  }
+
+  void onLinkUp() {
+    if (stopped || !retry_scheduled) return;
+    retry_scheduled = false;
+    timer.cancel();
+    busy = false;
+    poke();
+  }
+
   void recordAges(const std::vector<ReadingRecord>& batch, Nanos confirmed) {
     std::lock_guard lock(mu);
     for (const auto& r : batch) {
@@ -100,6 +129,17 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
 
   ForwarderStatus snapshot() {
     ForwarderStatus st = status;
+    const bool send_failed = !status.up;
+    st.state = send_failed ? LinkState::kDown : LinkState::kUp;
+    if (const auto h = sink->health()) {
+      if (h->state == LinkState::kDown) {
+        st.state = LinkState::kDown;
+        if (!h->cause.empty()) st.last_error = h->cause;
+      } else if (!send_failed) {
+        st.state = h->state;
+      }
+    }
+    st.up = st.state == LinkState::kUp;
     std::vector<Nanos> v;
     {
       std::lock_guard lock(mu);
@@ -172,11 +212,15 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
           log::warn("{}: send failed, retrying in {}ms ({} more failures not logged): {}",
                     status.name, wait / kNanosPerMilli, suppressed, r.error);
         timer.expires_after(std::chrono::nanoseconds(wait));
-        timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
-          if (ec || self->stopped) return;
-          self->busy = false;
-          self->poke();
-        });
+        retry_scheduled = true;
+        timer.async_wait(
+            [self = shared_from_this(), gen = ++retry_gen](const boost::system::error_code& ec) {
+              // A wait cut short by onLinkUp may still have its handler queued: gen tells.
+              if (ec || self->stopped || !self->retry_scheduled || gen != self->retry_gen) return;
+              self->retry_scheduled = false;
+              self->busy = false;
+              self->poke();
+            });
         return;
       }
     }

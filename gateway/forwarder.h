@@ -45,8 +45,12 @@ struct ForwarderEnv {
 
 struct ForwarderStatus {
   std::string name;
-  bool up = true;  ///< false after a failed send until the next success
-  std::string last_error;
+  /// From the sink's connectivity (Sink::health) and its sends: kDown while the sink reports
+  /// its connection down or after a failed send until the next success. A sink without a
+  /// connection (file) is kUp until a send fails.
+  LinkState state = LinkState::kUp;
+  bool up = true;              ///< state == kUp
+  std::string last_error;      ///< while kDown, why (the connection's cause first)
   std::uint64_t sent = 0;      ///< records confirmed by the remote side
   std::uint64_t rejected = 0;  ///< records the remote side refused for good
   std::uint64_t retries = 0;   ///< failed attempts

@@ -21,7 +21,9 @@
 #include "gateway/pipeline.h"
 #include "gateway/recover.h"
 #include "gateway/sd_notify.h"
+#include "gateway/startup_check.h"
 #include "gateway/status.h"
+#include "gateway/tail.h"
 
 #ifndef GW_VERSION
 #define GW_VERSION "dev"
@@ -74,6 +76,8 @@ class Daemon {
         if (previous->name() == source->name())
           if (auto warning = source->reloadWarning(*previous); !warning.empty())
             gw::log::warn("reload: {}", warning);
+    // Before anything is torn down: a config that cannot start leaves this pipeline running.
+    if (auto why = gw::checkStartup(io_, next, cfg_); !why.empty()) return reloadFailed(why);
     pipeline_->stop();
     pipeline_.reset();
     try {
@@ -107,6 +111,11 @@ class Daemon {
 
   /// The control socket's answer to one request line.
   std::string control(std::string_view request) {
+    if (auto tail = gw::parseTailRequest(request)) {
+      if (tail->device.empty())
+        return gw::unknownCommandJson("tail: expected `tail <limit> <after seq> <device>`");
+      return pipeline_->tailJson(tail->device, tail->after, tail->limit);
+    }
     // "sensors [PATTERN] [--limit N] [--sort KEY]" (gateway/device_query.h); others: one word.
     const std::string_view command = request.substr(0, request.find(' '));
     const std::string_view args = request.substr(command.size());
@@ -219,11 +228,26 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", level, "error | warning | notice | info | debug")
       ->check(CLI::IsMember({"error", "warning", "notice", "info", "debug"}));
   app.set_version_flag("--version", std::string("gatewayd ") + GW_VERSION);
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version exit 0; every usage error is EX_USAGE (64), as gatewayctl's.
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 64;
+  }
 
   if (!check_file.empty()) {
     try {
-      gw::config::load(check_file);
+      const auto checked = gw::config::load(check_file);
+      std::string warning;
+      if (auto why = gw::checkPaths(checked, warning); !why.empty()) {
+        std::fprintf(stderr, "%s: %s\n", check_file.c_str(), why.c_str());
+        return gw::config::kExitConfig;
+      }
+      if (!warning.empty())
+        std::fprintf(stderr, "%s: warning: %s\n", check_file.c_str(), warning.c_str());
+      for (const auto& w : gw::unreadableByUser(checked, gw::kServiceUser))
+        std::fprintf(stderr, "warning: %s\n", w.c_str());
       std::printf("%s: ok\n", check_file.c_str());
       return 0;
     } catch (const gw::config::ConfigError& e) {

@@ -40,6 +40,9 @@ class Pipeline {
   StatusSnapshot snapshot(StatusParts what, const DeviceQuery& devices) const;
   /// Samples the counters for the rates (call it every few seconds).
   void sampleRates() const;
+  /// `gatewayctl tail`'s document (gateway/tail.cpp): the device's latest `limit` readings
+  /// with seq > `after`, each the Kafka reading record.
+  std::string tailJson(std::string_view device, std::uint64_t after, size_t limit) const;
   /// One line for systemd's STATUS=, e.g. "mqtt connected, 12345 readings, kafka up backlog 0".
   std::string statusLine() const;
 

@@ -119,6 +119,7 @@ void writeSinks(Writer& w, const StatusSnapshot& s) {
     w.beginObject();
     w.key("name").str(f.name);
     w.key("target").str(sink.target);
+    w.key("state").str(toString(f.state));
     w.key("up").boolean(f.up);
     w.key("sent").num(f.sent);
     w.key("retries").num(f.retries);
@@ -465,6 +466,7 @@ std::string statsJson(const StatusSnapshot& s) {
   for (const auto& sink : s.sinks) {
     const auto& f = sink.forwarder;
     w.key(f.name).beginObject();
+    w.key("state").str(toString(f.state));
     w.key("up").boolean(f.up);
     w.key("sent").num(f.sent);
     w.key("backlog").num(sink.journal.backlog);
@@ -507,7 +509,7 @@ std::string statusLine(const StatusSnapshot& s) {
     out += fmt::format("{} {}, ", src.name, src.up ? "connected" : "disconnected");
   out += fmt::format("{} readings", s.counters.readings);
   for (const auto& sink : s.sinks)
-    out += fmt::format(", {} {} backlog {}", sink.forwarder.name, sink.forwarder.up ? "up" : "down",
+    out += fmt::format(", {} {} backlog {}", sink.forwarder.name, toString(sink.forwarder.state),
                        sink.journal.backlog);
   return out;
 }

@@ -18,6 +18,7 @@ struct Section::Document {
   toml::table root;
   std::string file;
   fs::path base;
+  mutable std::vector<PathRef> paths;  // what path() resolved, in reading order
 };
 
 namespace {
@@ -163,8 +164,12 @@ std::optional<fs::path> Section::path(std::string_view key) {
   if (!v) return std::nullopt;
   if (v->empty()) fail(key, "must not be empty");
   fs::path p(*v);
-  return p.is_absolute() ? p : base() / p;
+  if (!p.is_absolute()) p = base() / p;
+  doc_->paths.push_back({join(key), lineOf(key), p});
+  return p;
 }
+
+std::vector<PathRef> Section::paths() const { return doc_->paths; }
 
 std::optional<std::string> Section::secretFile(std::string_view key) {
   const auto p = path(key);

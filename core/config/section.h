@@ -35,6 +35,13 @@ struct Entry {
   int line = 0;
 };
 
+/// A file or folder the config names (every Section::path), for checks beyond parsing.
+struct PathRef {
+  std::string key;  ///< dotted ("mqtt.password_file")
+  int line = 0;
+  std::filesystem::path path;  ///< resolved
+};
+
 class Section {
  public:
   /// Parses `file` and returns its top-level table; paths are relative to the file's folder.
@@ -96,6 +103,8 @@ class Section {
   const std::filesystem::path& base() const;
   int line() const { return line_; }
   int lineOf(std::string_view key) const;
+  /// Every path read so far through path() or secretFile(), from any Section of this file.
+  std::vector<PathRef> paths() const;
 
  private:
   struct Document;

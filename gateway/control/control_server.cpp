@@ -117,7 +117,11 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
     if (::chmod(path.c_str(), 0660) != 0)
       log::warn("control: chmod 0660 {}: {}", path, std::strerror(errno));
     if (const group* g = ::getgrnam(kGroup)) {
-      if (::chown(path.c_str(), static_cast<uid_t>(-1), g->gr_gid) != 0)
+      // Under the packaged unit the socket is born with the group already (Group=) and the
+      // sandbox denies chown: only change what needs changing.
+      struct stat now {};
+      const bool has_group = ::stat(path.c_str(), &now) == 0 && now.st_gid == g->gr_gid;
+      if (!has_group && ::chown(path.c_str(), static_cast<uid_t>(-1), g->gr_gid) != 0)
         log::warn("control: cannot give {} to group {}: {}", path, kGroup, std::strerror(errno));
     }
     if (::stat(path.c_str(), &st) == 0) {

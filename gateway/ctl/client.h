@@ -10,7 +10,7 @@ namespace gw::ctl {
 enum Exit : int {
   kOk = 0,
   kDegraded = 1,       ///< something is down or needs attention (per command)
-  kUsage = 2,          ///< bad command line
+  kUsage = 64,         ///< bad command line (EX_USAGE, as gatewayd)
   kNotRunning = 3,     ///< no socket, or nobody accepts on it
   kNoPermission = 4,   ///< the socket exists but this user may not connect
   kBadAnswer = 5,      ///< timeout, garbled answer, or the daemon reported an error

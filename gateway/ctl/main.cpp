@@ -11,8 +11,10 @@
 #include "core/json.h"
 #include "gateway/config.h"
 #include "gateway/control/control_server.h"
+#include "gateway/ctl/cli_help.h"
 #include "gateway/ctl/client.h"
 #include "gateway/ctl/render.h"
+#include "gateway/ctl/tail_cmd.h"
 
 #ifndef GW_VERSION
 #define GW_VERSION "dev"
@@ -26,7 +28,7 @@ constexpr const char* kExitCodes = R"(Exit codes:
       sensors: a device clock is off by more than clock.max_skew; buffer: commits failed or
       the journal is at 90% of buffer.max_size; alerts: an alert is firing or a notification
       is undelivered
-  2   usage error
+  64  usage error (unknown command or option, missing argument)
   3   gatewayd is not running (no control socket, or nobody accepts on it)
   4   permission denied on the control socket (run as root or join the iot-gateway group)
   5   no valid answer (timeout, garbled answer, or gatewayd reported an error)
@@ -87,7 +89,7 @@ int main(int argc, char** argv) {
   app.add_option("--timeout-ms", timeout_ms, "give up when gatewayd has not answered by then")
       ->check(CLI::Range(100, 600000))
       ->capture_default_str();
-  app.set_version_flag("--version", std::string("gatewayctl ") + GW_VERSION);
+  app.set_version_flag("-V,--version", std::string("gatewayctl ") + GW_VERSION);
 
   struct View {
     const char* name;
@@ -105,7 +107,8 @@ int main(int argc, char** argv) {
        gw::ctl::renderSinks},
       {"alerts", "alerts firing and pending, undelivered notifications", gw::ctl::renderAlerts},
   };
-  for (const auto& v : views) app.add_subcommand(v.name, v.help);
+  for (const auto& v : views)
+    app.add_subcommand(v.name, v.help)->footer(gw::ctl::examplesOf(v.name));
   // sensors: filtered, sorted and limited by gatewayd (a plant has 100,000 devices).
   std::string sensors_pattern = "*", sensors_sort = "attention";
   std::size_t sensors_limit = 100;
@@ -122,7 +125,36 @@ int main(int argc, char** argv) {
   std::string check_file;
   auto* check = config->add_subcommand(
       "check", "validate a config file as `gatewayd --check-config` does (exit 78 if bad)");
-  check->add_option("FILE", check_file, "the config file (TOML)")->required();
+  check_file = gw::ctl::kDefaultConfig;
+  check->add_option("FILE", check_file, "the config file (TOML)")->capture_default_str();
+  check->footer(gw::ctl::examplesOf("config check"));
+  gw::ctl::TailOptions tail_opts;
+  auto* tail = app.add_subcommand(
+      "tail",
+      "a device's latest readings from the journal: value, event time, device time, "
+      "reference");
+  tail->add_option("DEVICE", tail_opts.device, "the device, as in gatewayctl sensors")->required();
+  tail->add_option("-n,--lines", tail_opts.lines, "how many readings")
+      ->check(CLI::Range(1, 10000))
+      ->capture_default_str();
+  tail->add_flag("-f,--follow", tail_opts.follow, "keep printing newer readings until Ctrl-C");
+  tail->footer(gw::ctl::examplesOf("tail"));
+  // `gatewayctl help [COMMAND]`, as git and systemctl have it.
+  std::vector<std::string> help_topic;
+  auto* help = app.add_subcommand("help", "show the help of gatewayctl or of one command");
+  help->add_option("COMMAND", help_topic, "a command, e.g. status or config check");
+  help->footer(gw::ctl::examplesOf("help"));
+
+  if (argc == 1) {  // no command: what there is, on stderr, as a usage error
+    std::fprintf(stderr, "%s", app.help("gatewayctl").c_str());
+    return gw::ctl::kUsage;
+  }
+  // An unknown command says so (CLI11 would only say "A subcommand is required").
+  if (auto unknown = gw::ctl::unknownCommand(app, argc, argv)) {
+    std::fprintf(stderr, "gatewayctl: unknown command '%s' (commands: %s; see gatewayctl help)\n",
+                 unknown->c_str(), gw::ctl::commandList(app).c_str());
+    return gw::ctl::kUsage;
+  }
 
   try {
     app.parse(argc, argv);
@@ -138,6 +170,12 @@ int main(int argc, char** argv) {
   }
 
   if (check->parsed()) return configCheck(check_file, json);
+  if (help->parsed()) return gw::ctl::printHelp(app, help_topic);
+  if (tail->parsed()) {
+    tail_opts.json = json;
+    return gw::ctl::runTail(socket, timeout_ms, tail_opts,
+                            gw::ctl::Style{useColor(color), wide ? 0u : 80u});
+  }
 
   for (const auto& v : views) {
     if (!app.got_subcommand(v.name)) continue;

@@ -176,7 +176,48 @@ std::string textLine(const Style& st, std::string_view line) {
   return fitLine(line, st.width) + "\n";
 }
 
+/// `text` broken at spaces into lines of at most `width` columns (0: one line), later lines
+/// indented by `indent` spaces, at most `max_lines` (the last one cut by textLine if need be).
+/// A word longer than a line is cut where the line ends.
+std::vector<std::string> wrapWords(std::string_view text, size_t width, size_t indent,
+                                   size_t max_lines) {
+  std::vector<std::string> lines;
+  std::string line;
+  const auto room = [&] { return width == 0 ? SIZE_MAX : width; };
+  while (!text.empty() && lines.size() < max_lines) {
+    if (lines.size() + 1 == max_lines) {  // the last line takes the rest
+      line += text;
+      break;
+    }
+    const size_t start = line.size();
+    if (start + text.size() <= room()) {
+      line += text;
+      text = {};
+      break;
+    }
+    const size_t fit = room() > start ? room() - start : 0;
+    size_t cut = text.rfind(' ', fit);
+    if (cut == std::string_view::npos || cut == 0) cut = std::max<size_t>(fit, 1);
+    line += text.substr(0, cut);
+    text.remove_prefix(cut);
+    while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
+    lines.push_back(std::move(line));
+    line.assign(indent, ' ');
+  }
+  if (line.find_first_not_of(' ') != std::string::npos) lines.push_back(std::move(line));
+  return lines;
+}
+
 Cell upCell(bool up) { return up ? Cell{"up", kGreen} : Cell{"DOWN", kRed}; }
+
+/// A sink's state: "up", "connecting" (not confirmed yet) or "DOWN"; older daemons send only
+/// `up`.
+Cell sinkStateCell(const J& sink) {
+  const std::string state = sink["state"].str(sink["up"].boolean() ? "up" : "down");
+  if (state == "up") return {"up", kGreen};
+  if (state == "connecting") return {"connecting", kYellow};
+  return {"DOWN", kRed};
+}
 
 /// Error text on one line: control characters become spaces.
 std::string oneLine(std::string s) {
@@ -245,6 +286,13 @@ std::string formatAge(double s) {
   if (t < 3600) return fmt::format("{}m {:02}s", t / 60, t % 60);
   if (t < 86400) return fmt::format("{}h {:02}m", t / 3600, t % 3600 / 60);
   return fmt::format("{}d {:02}h", t / 86400, t % 86400 / 3600);
+}
+
+std::string formatMillis(double ms) {
+  const double a = std::fabs(ms);
+  if (a < 1000) return fmt::format("{:.1f} ms", ms);
+  if (a < 60000) return fmt::format("{:.1f} s", ms / 1000);
+  return (ms < 0 ? "-" : "") + formatAge(a / 1000);
 }
 
 std::string formatBytes(double b) {
@@ -316,7 +364,7 @@ Rendered renderStatus(std::string_view json, const Style& st) {
     s += textLine(st, fmt::format("clocks    {} devices, {} out of bounds",
                                   clock["devices"].count(), clock["out_of_bounds"].count()));
 
-  std::vector<std::string> down, errors;
+  std::vector<std::string> down, connecting, errors;
   std::vector<std::vector<Cell>> rows;
   for (const J& src : r["sources"].items()) {
     const bool up = src["up"].boolean();
@@ -338,14 +386,17 @@ Rendered renderStatus(std::string_view json, const Style& st) {
   for (const J& sink : r["sinks"].items()) {
     const bool up = sink["up"].boolean();
     const std::string name = sink["name"].str("?");
+    const Cell state = sinkStateCell(sink);
     rows.push_back({{name},
-                    upCell(up),
+                    state,
                     {sink["target"].str()},
                     {rate(sink["rate_out"])},
                     {std::to_string(sink["sent"].count())},
                     {std::to_string(sink["backlog"].count()), up ? nullptr : kYellow},
                     {ageOrDash(sink["oldest_unsent_age_s"])}});
-    if (!up) {
+    if (!up && state.text == "connecting") {
+      connecting.push_back(name);
+    } else if (!up) {
       down.push_back(name);
       errors.push_back(
           fmt::format("  {}: {}", name, oneLine(sink["last_error"].str("(no error reported)"))));
@@ -364,14 +415,20 @@ Rendered renderStatus(std::string_view json, const Style& st) {
                 {"OLDEST", Align::kRight}},
                rows, st);
   }
-  for (const auto& e : errors) s += textLine(st, paint(st, kRed, e));
+  for (const auto& e : errors)
+    for (const auto& l : wrapWords(e, st.width, 4, 3)) s += textLine(st, paint(st, kRed, l));
   s += "\n";
-  if (down.empty()) {
+  auto joined = [](const std::vector<std::string>& names) {
+    std::string s;
+    for (const auto& n : names) s += (s.empty() ? "" : ", ") + n;
+    return s;
+  };
+  if (down.empty() && connecting.empty()) {
     s += textLine(st, paint(st, kGreen, "all sources and sinks up"));
   } else {
-    std::string names;
-    for (const auto& n : down) names += (names.empty() ? "" : ", ") + n;
-    s += textLine(st, paint(st, kRed, "DOWN: " + names));
+    if (!down.empty()) s += textLine(st, paint(st, kRed, "DOWN: " + joined(down)));
+    if (!connecting.empty())
+      s += textLine(st, paint(st, kYellow, "connecting, not confirmed yet: " + joined(connecting)));
     out.exit = kDegraded;
   }
   return out;
@@ -418,9 +475,11 @@ Rendered renderSensors(std::string_view json, const Style& st) {
   const std::uint64_t total = orCount(r["total"], devices.size());
   const std::uint64_t matched = orCount(r["matched"], devices.size());
   flagged = orCount(r["out_of_bounds"], flagged);
-  s += textLine(st, fmt::format("{} devices, {} clocks beyond clock.max_skew; gateway clock "
-                                "vs broker {:+.1f}ms",
-                                total, flagged, gw["offset_ms"].num(0)));
+  const double gw_off = gw["offset_ms"].num(0);
+  s += textLine(st,
+                fmt::format("{} devices, {} clocks beyond clock.max_skew; gateway clock "
+                            "vs broker {}{}",
+                            total, flagged, gw_off >= 0 ? "+" : "", formatMillis(gw_off)));
   s += "\n";
   if (matched > devices.size() || matched < total)
     s += textLine(st, fmt::format("showing {} of {} matching devices, most in need of attention "
@@ -439,6 +498,11 @@ Rendered renderSensors(std::string_view json, const Style& st) {
                 {"REF"},
                 {"CLOCK"}},
                rows, st);
+    s += "\n";
+    s += textLine(st,
+                  "OFFSET = reference time - device time: + means the device's clock is "
+                  "behind,");
+    s += textLine(st, "- that it is ahead; a clock reset to 1970 shows as about +20000d.");
   }
   if (flagged) out.exit = kDegraded;
   return out;
@@ -480,6 +544,16 @@ Rendered renderBuffer(std::string_view json, const Style& st) {
               {"OLDEST UNSENT", Align::kRight},
               {"DROPPED", Align::kRight}},
              rows, st);
+  if (const std::uint64_t dropped = j["dropped"].count(); dropped > 0) {
+    // What happened, then what to do about it.
+    s += textLine(st, paint(st, kRed,
+                            fmt::format("{} unsent rows were dropped (buffer.max_size or "
+                                        "buffer.max_age reached while a sink was behind).",
+                                        dropped)));
+    s += textLine(st,
+                  "Bring the sink back (gatewayctl sinks), or raise buffer.max_size / "
+                  "max_age to hold a longer outage.");
+  }
   if (max > 0 && used >= 0.9 * max) {
     s += textLine(st, paint(st, kRed,
                             "the journal is at 90% of buffer.max_size: the oldest "
@@ -501,20 +575,25 @@ Rendered renderSinks(std::string_view json, const Style& st) {
     const bool up = sink["up"].boolean();
     if (!first) s += "\n";
     first = false;
-    s += textLine(
-        st, fmt::format("{}  {}  {}", paint(st, kBold, sink["name"].str("?")),
-                        paint(st, up ? kGreen : kRed, up ? "up" : "DOWN"), sink["target"].str()));
+    const Cell state = sinkStateCell(sink);
+    s += textLine(st, fmt::format("{}  {}  {}", paint(st, kBold, sink["name"].str("?")),
+                                  paint(st, state.color, state.text), sink["target"].str()));
     s += textLine(
         st, fmt::format("  sent {} ({}/s), retries {}, rejected {}", sink["sent"].count(),
                         rate(sink["rate_out"]), sink["retries"].count(), sink["rejected"].count()));
     s += textLine(st, fmt::format("  backlog {}, oldest unsent {}, dropped {}, cursor {}",
                                   sink["backlog"].count(), ageOrDash(sink["oldest_unsent_age_s"]),
                                   sink["dropped"].count(), sink["cursor"].count()));
-    s += textLine(st, fmt::format("  delivery age p50 {:.1f}ms, p99 {:.1f}ms",
-                                  sink["age_p50_ms"].num(0), sink["age_p99_ms"].num(0)));
+    s += textLine(
+        st, fmt::format("  delivery age p50 {}, p99 {}", formatMillis(sink["age_p50_ms"].num(0)),
+                        formatMillis(sink["age_p99_ms"].num(0))));
     const std::string err = oneLine(sink["last_error"].str());
-    s += textLine(st, "  last error: " +
-                          (err.empty() ? std::string("-") : paint(st, up ? nullptr : kRed, err)));
+    if (err.empty()) {
+      s += textLine(st, "  last error: -");
+    } else {
+      for (const auto& l : wrapWords("  last error: " + err, st.width, 4, 3))
+        s += textLine(st, paint(st, up ? nullptr : kRed, l));
+    }
     if (!up) out.exit = kDegraded;
   }
   return out;
@@ -577,6 +656,68 @@ Rendered renderAlerts(std::string_view json, const Style& st) {
     s += textLine(st,
                   paint(st, kGreen, "no alerts firing or pending, every notification delivered"));
   if (!firing.empty() || !undelivered.empty()) out.exit = kDegraded;
+  return out;
+}
+
+// `gatewayctl tail` (issue 14).
+Rendered renderTail(std::string_view json, const Style& st, bool header) {
+  Doc d(json);
+  Rendered out;
+  std::string& s = out.text;
+  const auto readings = d.root["readings"].items();
+  const std::string device = d.root["device"].str("?");
+  if (readings.empty()) {
+    if (header)
+      s += textLine(st, fmt::format("no readings of {} in the journal (it keeps what the sinks "
+                                    "have not sent, and the newest rows)",
+                                    device));
+    out.exit = kDegraded;
+    return out;
+  }
+  // Times of the first reading's day are shown as hh:mm:ss.mmm; others in full.
+  const std::string day = readings.front()["time"].str().substr(0, 11);
+  auto when = [&](const std::string& t) {
+    if (t.empty()) return std::string("-");
+    return t.substr(0, 11) == day ? t.substr(11, 12) : t;
+  };
+  std::vector<std::vector<Cell>> rows;
+  for (const J& r : readings) {
+    std::string metric = r["metric"].str("?");
+    if (const auto tags = r["tags"].fields(); !tags.empty()) {
+      metric += '{';
+      for (size_t i = 0; i < tags.size(); ++i)
+        metric += (i ? "," : "") + tags[i].first + "=" + tags[i].second.str();
+      metric += '}';
+    }
+    const J value = r["value"];
+    rows.push_back({{when(r["time"].str())},
+                    {metric},
+                    {value.num() ? fmt::format("{}", *value.num()) : value.str("NaN")},
+                    {when(r["device_time"].str())},
+                    {r["reference"].str("-")},
+                    {std::to_string(r["seq"].count())}});
+  }
+  if (header) {
+    s += textLine(st, fmt::format("{}: {} latest readings, oldest first; times UTC {}", device,
+                                  readings.size(), day.substr(0, 10)));
+    s += table({{"EVENT TIME"},
+                {"METRIC", Align::kLeft, true},
+                {"VALUE", Align::kRight},
+                {"DEVICE TIME"},
+                {"REF"},
+                {"SEQ", Align::kRight}},
+               rows, st);
+  } else {
+    // --follow: the same columns without the heads (first row of a headless table).
+    std::string t = table({{"EVENT TIME"},
+                           {"METRIC", Align::kLeft, true},
+                           {"VALUE", Align::kRight},
+                           {"DEVICE TIME"},
+                           {"REF"},
+                           {"SEQ", Align::kRight}},
+                          rows, st);
+    s += t.substr(t.find('\n') + 1);
+  }
   return out;
 }
 

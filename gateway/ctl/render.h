@@ -25,6 +25,9 @@ Rendered renderSensors(std::string_view json, const Style& style);
 Rendered renderBuffer(std::string_view json, const Style& style);
 Rendered renderSinks(std::string_view json, const Style& style);
 Rendered renderAlerts(std::string_view json, const Style& style);
+/// `gatewayctl tail`: the readings of the answer, oldest first; with `header` the device line
+/// and the column heads first (false for the later pages of --follow). Exit 1 when none.
+Rendered renderTail(std::string_view json, const Style& style, bool header = true);
 
 /// The daemon's {"error":"…"} answer, or empty when the document is not one.
 std::string answerError(std::string_view json);
@@ -38,5 +41,7 @@ std::string fitLine(std::string_view line, size_t width);
 std::string formatAge(double seconds);
 /// "512 B", "12.3 KiB", "4.0 MiB", "1.5 GiB".
 std::string formatBytes(double bytes);
+/// A duration given in milliseconds, for people: "12.5 ms", "15.9 s", then as formatAge.
+std::string formatMillis(double ms);
 
 }  // namespace gw::ctl

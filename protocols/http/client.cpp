@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstring>
 #include <mutex>
 #include <stdexcept>
 
@@ -34,6 +35,8 @@ bool iequals(std::string_view a, std::string_view b) {
 struct Client::Curl {
   CurlMulti multi;
   CurlEasy easy;
+  CurlEasy probe;  // CONNECT_ONLY copy of `easy` (same URL, TLS and timeouts)
+  Nanos connect_timeout = 0;
   CurlSlist headers;
   char errbuf[CURL_ERROR_SIZE] = {};
 };
@@ -146,6 +149,11 @@ Client::Client(std::string who, const ClientOptions& options)
 #else
   setopt(CURLOPT_PROTOCOLS, static_cast<long>(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
+  curl_->connect_timeout = std::max<Nanos>(kNanosPerMilli, options.connect_timeout);
+  curl_->probe.reset(curl_easy_duphandle(curl_->easy.get()));
+  if (!curl_->probe) throw std::runtime_error(who_ + ": curl_easy_duphandle failed");
+  if (curl_easy_setopt(curl_->probe.get(), CURLOPT_CONNECT_ONLY, 1L) != CURLE_OK)
+    throw std::runtime_error(who_ + ": curl_easy_setopt(CONNECT_ONLY) failed");
 }
 
 Client::~Client() = default;
@@ -195,9 +203,9 @@ void Client::interrupt() {
   (void)curl_multi_wakeup(curl_->multi.get());
 }
 
-int Client::perform() {
+int Client::perform(void* easy_handle) {
   CURLM* multi = curl_->multi.get();
-  CURL* easy = curl_->easy.get();
+  CURL* easy = static_cast<CURL*>(easy_handle);
   if (curl_multi_add_handle(multi, easy) != CURLM_OK) return CURLE_FAILED_INIT;
   CURLcode result = CURLE_FAILED_INIT;
   for (bool done = false; !done;) {
@@ -241,11 +249,10 @@ Response Client::post(std::string_view body) {
     return fail(fmt::format("curl setopt: {}", curl_easy_strerror(rc)));
   if (const CURLcode rc = curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body.data()); rc != CURLE_OK)
     return fail(fmt::format("curl setopt: {}", curl_easy_strerror(rc)));
-  if (const auto rc = static_cast<CURLcode>(perform()); rc != CURLE_OK) {
+  if (const auto rc = static_cast<CURLcode>(perform(easy)); rc != CURLE_OK) {
     if (rc == CURLE_ABORTED_BY_CALLBACK)
       return fail(fmt::format("{}: interrupted (shutting down)", safe_url_));
-    return fail(fmt::format("{}: {}", safe_url_,
-                            curl_->errbuf[0] != '\0' ? curl_->errbuf : curl_easy_strerror(rc)));
+    return fail(transportError(easy, rc));
   }
   long status = 0;
   if (const CURLcode rc = curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status); rc != CURLE_OK)
@@ -254,6 +261,47 @@ Response Client::post(std::string_view body) {
   response_.status = status;
   if (retry_after_header_) response_.retry_after = parseRetryAfter(*retry_after_header_, now());
   return std::move(response_);
+}
+
+std::string Client::transportError(void* easy, int code) const {
+  std::string error = fmt::format(
+      "{}: {}", safe_url_,
+      curl_->errbuf[0] != '\0' ? curl_->errbuf : curl_easy_strerror(static_cast<CURLcode>(code)));
+  // curl 7.88 says "Couldn't connect to server"; the operator needs "Connection refused".
+  long os_errno = 0;
+  if (curl_easy_getinfo(static_cast<CURL*>(easy), CURLINFO_OS_ERRNO, &os_errno) == CURLE_OK &&
+      os_errno != 0) {
+    const std::string os = std::strerror(static_cast<int>(os_errno));
+    if (error.find(os) == std::string::npos) error += " (" + os + ")";
+  }
+  scrub(error);
+  return error;
+}
+
+Response Client::probe(Nanos timeout) {
+  Response r;
+  curl_->errbuf[0] = '\0';
+  CURL* easy = curl_->probe.get();
+  if (interrupted_.load()) {
+    r.error = fmt::format("{}: interrupted (shutting down)", safe_url_);
+    return r;
+  }
+  const long ms = static_cast<long>(
+      std::max<Nanos>(1, std::min(timeout, curl_->connect_timeout) / kNanosPerMilli));
+  if (curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, ms) != CURLE_OK ||
+      curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, ms) != CURLE_OK ||
+      curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, curl_->errbuf) != CURLE_OK) {
+    r.error = "curl setopt failed";
+    return r;
+  }
+  if (const auto rc = static_cast<CURLcode>(perform(easy)); rc != CURLE_OK) {
+    r.error = rc == CURLE_ABORTED_BY_CALLBACK
+                  ? fmt::format("{}: interrupted (shutting down)", safe_url_)
+                  : transportError(easy, rc);
+    return r;
+  }
+  r.transport_ok = true;
+  return r;
 }
 
 std::string trimMessage(std::string_view s) {

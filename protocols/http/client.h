@@ -80,6 +80,11 @@ class Client {
 
   /// POSTs `body`. Blocks until the answer, a timeout or interrupt().
   Response post(std::string_view body);
+  /// Opens a new connection to the URL's host (TCP, and the TLS handshake with certificate
+  /// verification for https) without sending a request, within min(connect timeout,
+  /// `timeout`), then closes it: a light connectivity check. transport_ok and error as for
+  /// post(); status stays 0.
+  Response probe(Nanos timeout);
   /// Sticky: the transfer in progress and every later one fail at once (shutdown). The
   /// transfer in progress is woken up, so post() returns within milliseconds.
   void interrupt();
@@ -98,7 +103,9 @@ class Client {
   static std::size_t onBody(char* data, std::size_t size, std::size_t n, void* self);
   static std::size_t onHeader(char* data, std::size_t size, std::size_t n, void* self);
   /// Runs the transfer on the multi handle until done or interrupted; a CURLcode as int.
-  int perform();
+  int perform(void* easy);
+  /// "url: curl's message (the OS error)", secrets scrubbed.
+  std::string transportError(void* easy, int code) const;
   Nanos now() const;
 
   std::string who_;

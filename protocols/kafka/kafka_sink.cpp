@@ -32,6 +32,12 @@ constexpr int kPollSliceMs = 100;
 // One line per (facility, broker) per interval: librdkafka repeats "Connection refused".
 constexpr Nanos kLogInterval = 30 * kNanosPerSecond;
 constexpr size_t kMaxLogKeys = 256;
+// Connectivity probe (a metadata request) while idle: every idle tick until the brokers have
+// answered, then every kProbeEvery; a probe not answered within the timeout means DOWN. With
+// the forwarder's 1 s idle tick a silent loss shows within 1 + 2 + 4 s.
+constexpr Nanos kProbeEvery = 2 * kNanosPerSecond;
+constexpr int kProbeTimeoutUpMs = 4000;
+constexpr int kProbeTimeoutDownMs = 2000;
 
 struct KafkaDeleter {
   void operator()(rd_kafka_t* rk) const { rd_kafka_destroy(rk); }
@@ -153,6 +159,37 @@ class KafkaSink final : public Sink {
 
   void interrupt() override { interrupted_.store(true, std::memory_order_relaxed); }
 
+  std::optional<LinkHealth> health() const override { return link_.get(); }
+
+  void idle() override {
+    if (interrupted() || fatal_ || !rk_) return;
+    rd_kafka_poll(rk_.get(), 0);  // serves error events: refused, all brokers down, auth
+    const bool up = link_.get().state == LinkState::kUp;
+    if (up && monoNow() - last_confirmed_ < kProbeEvery) return;
+    // A metadata request is the lightest thing every broker answers: an answer confirms the
+    // connection, no answer in time means none is reachable.
+    const int timeout_ms = up ? kProbeTimeoutUpMs : kProbeTimeoutDownMs;
+    const rd_kafka_metadata_t* md = nullptr;
+    const rd_kafka_resp_err_t err = rd_kafka_metadata(rk_.get(), 0, topic_.get(), &md, timeout_ms);
+    if (md != nullptr) rd_kafka_metadata_destroy(md);
+    rd_kafka_poll(rk_.get(), 0);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      confirmed();
+      return;
+    }
+    std::string cause;
+    {
+      std::lock_guard lock(cause_mu_);
+      cause = last_cause_;
+    }
+    if (cause.empty())
+      cause = fmt::format("no answer from the brokers within {} s ({})", timeout_ms / 1000,
+                          rd_kafka_err2str(err));
+    if (link_.get().state != LinkState::kDown)
+      gw::log::warn("kafka: brokers unreachable: {}", cause);
+    link_.set(LinkState::kDown, std::move(cause));
+  }
+
   SendResult send(std::span<const ReadingRecord> batch) override {
     if (interrupted()) return {SendStatus::kRetry, "interrupted"};
     if (auto r = recoverFromFatal()) return *r;
@@ -247,8 +284,13 @@ class KafkaSink final : public Sink {
 
     const size_t failed = state.failed_retriable + state.failed_permanent;
     if (failed == 0) return {SendStatus::kDelivered, {}};
+    // "Message timed out" says nothing; the connection's own error does.
+    const LinkHealth link = link_.get();
     std::string error =
-        fmt::format("{} of {} records failed: {}", failed, batch.size(), state.first_error);
+        fmt::format("{} of {} records failed: {}", failed, batch.size(),
+                    link.state == LinkState::kDown && !link.cause.empty() && !interrupted()
+                        ? link.cause
+                        : state.first_error);
     // Retry while anything might still get through; what is left is refused for good.
     if (state.failed_retriable > 0) return {SendStatus::kRetry, std::move(error)};
     return {SendStatus::kRejected, std::move(error)};
@@ -339,6 +381,7 @@ class KafkaSink final : public Sink {
     --state->pending;
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
       ++state->delivered;
+      self->confirmed();
     } else {
       state->fail(m->err, rd_kafka_err2str(m->err));
     }
@@ -353,6 +396,7 @@ class KafkaSink final : public Sink {
       self->fatal_ = true;
       return;
     }
+    self->noteError(static_cast<rd_kafka_resp_err_t>(err), reason);
     // Connection failures were already written by the log callback.
     if (err != RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
       gw::log::debug("kafka: {}", reason);
@@ -364,6 +408,52 @@ class KafkaSink final : public Sink {
       gw::log::warn("kafka: {} ({} similar suppressed)", reason, suppressed);
     } else {
       gw::log::warn("kafka: {}", reason);
+    }
+  }
+
+  /// A delivery or a probe answer: the brokers are reachable.
+  void confirmed() {
+    last_confirmed_ = monoNow();
+    if (link_.get().state != LinkState::kUp) {
+      if (link_.get().state == LinkState::kDown) gw::log::notice("kafka: brokers reachable again");
+      link_.set(LinkState::kUp);
+    }
+    std::lock_guard lock(cause_mu_);
+    last_cause_.clear();
+  }
+
+  /// Error events (served by rd_kafka_poll on the send()/idle() thread). A broker's connection
+  /// error is kept as the cause; the link is DOWN once every broker is down, or at once on an
+  /// authentication error (retrying will not fix a wrong password).
+  void noteError(rd_kafka_resp_err_t err, const char* reason) {
+    switch (err) {
+      case RD_KAFKA_RESP_ERR__TRANSPORT:
+      case RD_KAFKA_RESP_ERR__SSL:
+      case RD_KAFKA_RESP_ERR__RESOLVE:
+      case RD_KAFKA_RESP_ERR__AUTHENTICATION: {
+        std::string cause = reason;
+        // librdkafka's "(after 0ms in state CONNECT)" tail and repeat counts are noise here.
+        if (const auto p = cause.find(" (after "); p != std::string::npos) cause.resize(p);
+        {
+          std::lock_guard lock(cause_mu_);
+          last_cause_ = cause;
+        }
+        // While down, the latest attempt's error is the one that matters.
+        if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION || link_.get().state == LinkState::kDown)
+          link_.set(LinkState::kDown, cause);
+        return;
+      }
+      case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN: {
+        std::string cause;
+        {
+          std::lock_guard lock(cause_mu_);
+          cause = last_cause_;
+        }
+        link_.set(LinkState::kDown, cause.empty() ? std::string(reason) : cause);
+        return;
+      }
+      default:
+        return;
     }
   }
 
@@ -396,6 +486,10 @@ class KafkaSink final : public Sink {
   LogLimiter log_limiter_;  // outlives rk_ (declared before it): librdkafka threads log into it
   std::atomic<bool> interrupted_{false};
   bool fatal_ = false;  // set by onError, which rd_kafka_poll serves on the send() thread
+  LinkMonitor link_;
+  Nanos last_confirmed_ = 0;  // send()/idle() thread only
+  std::mutex cause_mu_;
+  std::string last_cause_;  // guarded by cause_mu_: the latest broker connection error
   std::uintptr_t generation_ = 0;
   BatchState* batch_ = nullptr;
   std::string json_;  // reused for every record

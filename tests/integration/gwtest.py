@@ -181,9 +181,9 @@ class KafkaBroker:
 
 
 class VictoriaMetrics:
-    def __init__(self, wd):
+    def __init__(self, wd, port=None):
         self.wd = wd
-        self.port = free_port()
+        self.port = port or free_port()
         self.data = wd.path / "vm-data"
         self.start()
 

@@ -32,3 +32,11 @@ def test_good_config_checks_ok(wd):
 def test_missing_file_is_a_config_error(wd):
     rc, out, err = run("--check-config", wd.path / "nope.toml")
     assert rc == 78 and "nope.toml:0: (file):" in err
+
+
+def test_usage_errors_exit_64():
+    """EX_USAGE for an unknown option, as gatewayctl (CLI11's own code was 109)."""
+    rc, out, err = run("--bogus")
+    assert rc == 64 and "--bogus" in err, (rc, err)
+    rc, out, err = run("--help")
+    assert rc == 0 and "--check-config" in out

@@ -91,7 +91,7 @@ def test_notify_ready_watchdog_status_reload_stop(wd):
         # STATUS= with the one-line summary: sent with READY=1 (MQTT may still be connecting
         # then) and refreshed every 5 s.
         first = [m["STATUS"] for _, m in ns.poll() if "READY" in m][0]
-        assert re.fullmatch(r"mqtt (dis)?connected, \d+ readings, timeseries (up|down) backlog \d+",
+        assert re.fullmatch(r"mqtt (dis)?connected, \d+ readings, timeseries (up|down|connecting) backlog \d+",
                             first), first
         status = wait_until("STATUS= saying mqtt connected", lambda: [
             m["STATUS"] for _, m in ns.poll() if m.get("STATUS", "").startswith("mqtt connected")],
@@ -190,12 +190,13 @@ DEB_FILES = {
     "./usr/sbin/gatewayd", "./usr/bin/gatewayctl", "./usr/lib/iot-gateway/iot_gateway_timestamp.so",
     "./usr/lib/systemd/system/iot-gateway.service", "./usr/lib/sysusers.d/iot-gateway.conf",
     "./usr/lib/tmpfiles.d/iot-gateway.conf", "./etc/iot-gateway/gateway.toml",
-    "./usr/share/doc/iot-gateway/README.md",
+    "./usr/share/doc/iot-gateway/README.md", "./usr/share/doc/iot-gateway/copyright",
+    "./usr/share/doc/iot-gateway/changelog.gz", "./usr/share/bash-completion/completions/gatewayctl",
 }
 
 
 def test_deb_holds_binaries_unit_plugin_and_the_config_as_a_conffile(wd):
-    missing = [t for t in ("cpack", "dpkg-deb") if not shutil.which(t)]
+    missing = [t for t in ("cpack", "dpkg-deb", "lintian") if not shutil.which(t)]
     if missing:
         pytest.fail(f"{' and '.join(missing)} not installed (apt-get install cmake dpkg, or ./scripts/setup)")
     out = wd.path / "deb"
@@ -241,6 +242,14 @@ def test_deb_holds_binaries_unit_plugin_and_the_config_as_a_conffile(wd):
                  [root / "usr/bin/gatewayctl", "config", "check", conf]):
         p = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=30)
         assert p.returncode == 0 and ": ok" in p.stdout, p.stdout + p.stderr
+    # Debian policy: lintian finds no error (issue 14: no-copyright-file, no-changelog and
+    # bogus-mail-host were). Warnings are printed for the record.
+    p = subprocess.run(["lintian", "--tag-display-limit", "0", str(deb)], capture_output=True, text=True,
+                       timeout=300)
+    print("lintian:\n" + p.stdout + p.stderr)
+    errors = [l for l in p.stdout.splitlines() if l.startswith("E: ")]
+    assert not errors, errors
+    assert (root / "usr/share/doc/iot-gateway/copyright").read_text().startswith("Format: ")
     # The unit runs what the package ships.
     unit = (root / "usr/lib/systemd/system/iot-gateway.service").read_text()
     assert "ExecStart=/usr/sbin/gatewayd --config /etc/iot-gateway/gateway.toml" in unit

@@ -85,6 +85,7 @@ TEST_CASE("sensors, buffer, sinks, alerts render and give their exit codes") {
   CHECK(r.text.find("+37.00s") != std::string::npos);
   CHECK(r.text.find("-2h 00m") != std::string::npos);
   CHECK(r.text.find("SKEW") != std::string::npos);
+  CHECK(r.text.find("+ means the device's clock is behind") != std::string::npos);
 
   const std::string buffer =
       R"({"journal":{"path":"/var/lib/iot-gateway/journal.db","last_seq":10,"rows":10,"file_bytes":4096,"used_bytes":4096,"max_size":1048576,"max_age_s":604800,"commits":3,"commit_failures":0,"pending":0,"backlog":5,"dropped":2,"oldest_unsent":null,"oldest_unsent_age_s":20,"moved_aside":null},"sinks":[{"name":"kafka","cursor":5,"backlog":5,"dropped":2,"oldest_unsent":null,"oldest_unsent_age_s":20}]})";
@@ -92,6 +93,8 @@ TEST_CASE("sensors, buffer, sinks, alerts render and give their exit codes") {
   checkWidth(r.text, 80);
   CHECK(r.exit == kOk);
   CHECK(r.text.find("kafka") != std::string::npos);
+  CHECK(r.text.find("2 unsent rows were dropped") != std::string::npos);  // past tense
+  CHECK(r.text.find("Bring the sink back") != std::string::npos);         // what to do
 
   const std::string sinks =
       R"({"sinks":[{"name":"kafka","target":"k:9092","up":false,"sent":1,"retries":2,"rejected":0,"cursor":1,"backlog":9,"dropped":0,"age_p50_ms":1,"age_p99_ms":2,"oldest_unsent":null,"oldest_unsent_age_s":12,"rate_out":0,"last_error":"Local: Broker transport failure"}]})";
@@ -99,6 +102,7 @@ TEST_CASE("sensors, buffer, sinks, alerts render and give their exit codes") {
   checkWidth(r.text, 80);
   CHECK(r.exit == kDegraded);
   CHECK(r.text.find("last error: Local: Broker transport failure") != std::string::npos);
+  CHECK(r.text.find("delivery age p50 1.0 ms, p99 2.0 ms") != std::string::npos);
 
   r = renderAlerts(R"({"rules":0,"firing":[],"pending":[],"undelivered":[]})", Style{false, 80});
   CHECK(r.exit == kOk);
@@ -122,6 +126,10 @@ TEST_CASE("formatting helpers") {
   CHECK(formatAge(310) == "5m 10s");
   CHECK(formatAge(7384) == "2h 03m");
   CHECK(formatAge(3 * 86400 + 4 * 3600) == "3d 04h");
+  CHECK(formatMillis(12.54) == "12.5 ms");
+  CHECK(formatMillis(15871.9) == "15.9 s");
+  CHECK(formatMillis(-250) == "-250.0 ms");
+  CHECK(formatMillis(310000) == "5m 10s");
   CHECK(formatBytes(512) == "512 B");
   CHECK(formatBytes(12897484) == "12.3 MiB");
 }
@@ -136,4 +144,35 @@ TEST_CASE("a failed reload is shown with its reason, wrapped rather than cut") {
   CHECK(r.text.find("reload    FAILED at 2026-11-21T11:00:00Z") != std::string::npos);
   CHECK(r.text.find("buffer.comit_interval: unknown key") != std::string::npos);
   checkWidth(r.text, 80);
+}
+
+TEST_CASE("tail: readings oldest first on 80 columns; none is exit 1") {
+  const std::string j =
+      R"({"device":"pump-7","last_seq":12,"readings":[)"
+      R"({"device":"pump-7","metric":"bearing_temp","tags":{"line":"line3"},"value":81.25,"time":"2026-11-21T10:15:30.123Z","device_time":"1970-01-01T00:00:05.000Z","reference":"receive","offset_ms":1795256125123.0,"seq":11},)"
+      R"({"device":"pump-7","metric":"bearing_temp","tags":{"line":"line3"},"value":82.5,"time":"2026-11-21T10:15:31.123Z","device_time":"2026-11-21T10:15:31.100Z","reference":"broker","offset_ms":23.0,"seq":12}]})";
+  const auto r = renderTail(j, Style{false, 80});
+  INFO(r.text);
+  CHECK(r.exit == kOk);
+  checkWidth(r.text, 80);
+  CHECK(r.text.find("pump-7: 2 latest readings, oldest first; times UTC 2026-11-21") == 0);
+  CHECK(r.text.find("10:15:30.123") < r.text.find("10:15:31.123"));
+  CHECK(r.text.find("1970-01-01T00:00:05.000Z") != std::string::npos);  // another day: in full
+  CHECK(r.text.find("bearing_temp{lin...") != std::string::npos);       // cut to fit 80 columns
+  CHECK(renderTail(j, Style{false, 0}).text.find("bearing_temp{line=line3}") != std::string::npos);
+  CHECK(r.text.find("82.5") != std::string::npos);
+  const auto none = renderTail(R"({"device":"x","last_seq":0,"readings":[]})", Style{false, 80});
+  CHECK(none.exit == kDegraded);
+  CHECK(none.text.find("no readings of x") != std::string::npos);
+}
+
+TEST_CASE("a sink's cause is wrapped at word boundaries, not cut") {
+  const std::string sinks =
+      R"({"sinks":[{"name":"kafka","target":"127.0.0.1:9","state":"down","up":false,"sent":0,"retries":0,"rejected":0,"cursor":0,"backlog":1,"dropped":0,"age_p50_ms":0,"age_p99_ms":0,"oldest_unsent":null,"oldest_unsent_age_s":3,"rate_out":0,"last_error":"127.0.0.1:9/bootstrap: Connect to ipv4#127.0.0.1:9 failed: Connection refused"}]})";
+  const auto r = renderSinks(sinks, Style{false, 80});
+  INFO(r.text);
+  checkWidth(r.text, 80);
+  CHECK(r.text.find("Connection refused") != std::string::npos);
+  CHECK(r.text.find("...") == std::string::npos);
+  CHECK(r.text.find("failed:\n    Connection refused") != std::string::npos);  // at a space
 }

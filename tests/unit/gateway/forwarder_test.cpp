@@ -38,6 +38,8 @@ class FakeSink final : public Sink {
     bool block = false;
     bool interrupted = false;
     std::atomic<int> in_send{0};
+    std::optional<LinkMonitor> link;  // set: the sink reports its connection's health
+    std::atomic<int> idles{0};
   };
 
   explicit FakeSink(std::shared_ptr<Shared> shared) : shared_(std::move(shared)) {}
@@ -63,6 +65,12 @@ class FakeSink final : public Sink {
     std::lock_guard lock(shared_->mu);
     shared_->interrupted = true;
     shared_->cv.notify_all();
+  }
+
+  void idle() override { ++shared_->idles; }
+  std::optional<LinkHealth> health() const override {
+    if (!shared_->link) return std::nullopt;
+    return shared_->link->get();
   }
 
  private:
@@ -128,6 +136,9 @@ struct Fixture {
 };
 
 using Batches = std::vector<std::vector<std::uint64_t>>;
+
+// doctest finds gw::toString by ADL and cannot print it: compare names.
+std::string str(LinkState s) { return toString(s); }
 
 ForwarderOptions fastOptions(size_t batch = 2) {
   ForwarderOptions o;
@@ -326,5 +337,68 @@ TEST_CASE("forwarder: record ages come from the injected wall clock") {
   const ForwarderStatus st = fw->status();
   CHECK(st.age_p50_ms == doctest::Approx(1500));
   CHECK(st.age_p99_ms == doctest::Approx(1500));  // nearest-rank below: index 1 of 3
+  fw->stop();
+}
+
+TEST_CASE("forwarder: the state follows the sink's link; DOWN shows the link's cause") {
+  Fixture f;
+  f.sink->link.emplace();  // connecting
+  auto fw = f.make(fastOptions());
+  ForwarderStatus st = fw->status();
+  CHECK(str(st.state) == "connecting");
+  CHECK_FALSE(st.up);
+
+  // Nothing to send: the worker still lets the sink probe its connection.
+  REQUIRE(f.runUntil([&] { return f.sink->idles.load() >= 1; }));
+  f.sink->link->set(LinkState::kDown, "Connect to 127.0.0.1:9 failed: Connection refused");
+  st = fw->status();
+  CHECK(str(st.state) == "down");
+  CHECK(st.last_error == "Connect to 127.0.0.1:9 failed: Connection refused");
+
+  f.sink->link->set(LinkState::kUp);
+  st = fw->status();
+  CHECK(str(st.state) == "up");
+  CHECK(st.up);
+  CHECK(st.last_error.empty());
+
+  // A failed send is DOWN even while the connection is up (data is not moving).
+  f.addReadings(1);
+  f.script({{SendStatus::kRetry, "HTTP 401: unauthorized", {}}});
+  fw->poke();
+  REQUIRE(f.runUntil([&] { return fw->status().retries == 1; }));
+  st = fw->status();
+  CHECK(str(st.state) == "down");
+  CHECK(st.last_error == "HTTP 401: unauthorized");
+  REQUIRE(f.runUntil([&] { return fw->cursor() == 1; }));
+  CHECK(str(fw->status().state) == "up");
+  fw->stop();
+}
+
+TEST_CASE("forwarder: a sink without a link is up until a send fails") {
+  Fixture f;
+  auto fw = f.make(fastOptions());
+  CHECK(str(fw->status().state) == "up");
+  fw->stop();
+}
+
+TEST_CASE("forwarder: the link coming back cuts a long retry wait short") {
+  Fixture f;
+  f.sink->link.emplace();
+  f.sink->link->set(LinkState::kDown, "Connection refused");
+  f.addReadings(2);
+  f.script({{SendStatus::kRetry, "not confirmed", {}}});
+  ForwarderOptions o = fastOptions();
+  o.retry_min = 3600 * kNanosPerSecond;  // without the link event this test would time out
+  o.retry_max = 3600 * kNanosPerSecond;
+  auto fw = f.make(o);
+  fw->poke();
+  REQUIRE(f.runUntil([&] { return fw->status().retries == 1; }));
+  const int idles = f.sink->idles.load();
+  REQUIRE(f.runUntil([&] { return f.sink->idles.load() > idles; }));  // idle while waiting
+  CHECK(fw->cursor() == 0);
+  f.sink->link->set(LinkState::kUp);
+  REQUIRE(f.runUntil([&] { return fw->cursor() == 2; }));
+  CHECK(f.batches() == Batches{{1, 2}, {1, 2}});
+  CHECK(str(fw->status().state) == "up");
   fw->stop();
 }

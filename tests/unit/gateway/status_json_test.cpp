@@ -37,11 +37,12 @@ gw::StatusSnapshot sample() {
 }  // namespace
 
 TEST_CASE("status json: the sinks view") {
-  CHECK(gw::statusJson(gw::StatusView::kSinks, sample()) ==
-        R"({"sinks":[{"name":"kafka","target":"k:9092","up":true,"sent":6,"retries":0,)"
-        R"("rejected":0,"cursor":6,"backlog":1,"dropped":0,"age_p50_ms":1.2,"age_p99_ms":0.0,)"
-        R"("oldest_unsent":"2026-11-21T10:00:07.500Z","oldest_unsent_age_s":2.500,)"
-        R"("rate_out":0.67,"last_error":""}]})");
+  CHECK(
+      gw::statusJson(gw::StatusView::kSinks, sample()) ==
+      R"({"sinks":[{"name":"kafka","target":"k:9092","state":"up","up":true,"sent":6,)"
+      R"("retries":0,"rejected":0,"cursor":6,"backlog":1,"dropped":0,"age_p50_ms":1.2,)"
+      R"("age_p99_ms":0.0,"oldest_unsent":"2026-11-21T10:00:07.500Z","oldest_unsent_age_s":2.500,)"
+      R"("rate_out":0.67,"last_error":""}]})");
 }
 
 TEST_CASE("status json: the status view, with the daemon's part first") {
