@@ -97,6 +97,12 @@ struct Pipeline::Impl final : Ingest {
   clock::ClockTable clocks;
   clock::SkewEstimator gateway_clock;
   /// Devices that announced themselves online or offline (Sparkplug births and deaths).
+  struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view v) const noexcept {
+      return std::hash<std::string_view>{}(v);
+    }
+  };
   std::unordered_map<std::string, bool, StringHash, std::equal_to<>> device_online;
 
   // [limits] (gateway/limits.h): readings past max_series, logged at a bounded rate.
