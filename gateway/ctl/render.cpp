@@ -476,10 +476,9 @@ Rendered renderSensors(std::string_view json, const Style& st) {
   const std::uint64_t matched = orCount(r["matched"], devices.size());
   flagged = orCount(r["out_of_bounds"], flagged);
   const double gw_off = gw["offset_ms"].num(0);
-  s += textLine(st,
-                fmt::format("{} devices, {} clocks beyond clock.max_skew; gateway clock "
-                            "vs broker {}{}",
-                            total, flagged, gw_off >= 0 ? "+" : "", formatMillis(gw_off)));
+  s += textLine(st, fmt::format("{} devices, {} clocks beyond clock.max_skew; gateway clock "
+                                "vs broker {}{}",
+                                total, flagged, gw_off >= 0 ? "+" : "", formatMillis(gw_off)));
   s += "\n";
   if (matched > devices.size() || matched < total)
     s += textLine(st, fmt::format("showing {} of {} matching devices, most in need of attention "
