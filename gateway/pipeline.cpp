@@ -338,12 +338,13 @@ void Pipeline::Impl::armWindowTimer() {
   if (!due || (window_timer_at && *window_timer_at <= *due)) return;
   window_timer_at = due;
   window_timer.expires_after(std::chrono::nanoseconds(std::max<Nanos>(0, *due - time.wall())));
-  window_timer.async_wait([this](const boost::system::error_code& ec) {
-    if (ec || stopped) return;
-    window_timer_at.reset();
-    windows->advanceWallTime(time.wall());
-    armWindowTimer();
-  });
+  window_timer.async_wait(
+      [this, a = std::weak_ptr<bool>(alive)](const boost::system::error_code& ec) {
+        if (ec || a.expired() || stopped) return;
+        window_timer_at.reset();
+        windows->advanceWallTime(time.wall());
+        armWindowTimer();
+      });
 }
 
 void Pipeline::Impl::commitNow() {
@@ -378,8 +379,9 @@ void Pipeline::Impl::commitNow() {
 void Pipeline::Impl::every(boost::asio::steady_timer& timer, Nanos interval,
                            std::function<void()> fn) {
   timer.expires_after(std::chrono::nanoseconds(interval));
-  timer.async_wait([this, &timer, interval, fn](const boost::system::error_code& ec) {
-    if (ec || stopped) return;
+  timer.async_wait([this, &timer, interval, fn,
+                    a = std::weak_ptr<bool>(alive)](const boost::system::error_code& ec) {
+    if (ec || a.expired() || stopped) return;
     fn();
     every(timer, interval, fn);
   });
@@ -402,9 +404,10 @@ void Pipeline::Impl::watchLoop() {
   }
   loop_expected = now + kPeriod;
   loop_timer.expires_after(std::chrono::nanoseconds(kPeriod));
-  loop_timer.async_wait([this](const boost::system::error_code& ec) {
-    if (!ec && !stopped) watchLoop();
-  });
+  loop_timer.async_wait(
+      [this, a = std::weak_ptr<bool>(alive)](const boost::system::error_code& ec) {
+        if (!ec && !a.expired() && !stopped) watchLoop();
+      });
 }
 
 Pipeline::Pipeline(boost::asio::io_context& io, const config::Config& config, Clock clock)

@@ -79,6 +79,9 @@ struct Pipeline::Impl final : Ingest {
   std::optional<Nanos> window_timer_at;  // the deadline window_timer is armed for
   std::uint64_t committed_cursor_sum = 0;
   bool stopped = false;
+  /// Timer handlers hold a weak reference: a handler already queued when the pipeline is
+  /// destroyed (a reload replaces it from inside a handler) must not touch it.
+  std::shared_ptr<bool> alive = std::make_shared<bool>(true);
   bool sources_started = false;  // committed() goes to sources only after start()
   /// The last commit failed: reading() leaves the retries to the commit timer instead of
   /// stalling the loop on every message (a locked journal waits up to 200 ms per try).
