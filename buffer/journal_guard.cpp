@@ -50,18 +50,6 @@ bool fsyncDir(const fs::path& dir) {
   return ok;
 }
 
-const char* synchronousPragma(Synchronous s) {
-  switch (s) {
-    case Synchronous::kOff:
-      return "OFF";
-    case Synchronous::kNormal:
-      return "NORMAL";
-    case Synchronous::kFull:
-      return "FULL";
-  }
-  std::abort();
-}
-
 }  // namespace
 
 SqliteJournal::LockFd::~LockFd() {
@@ -129,7 +117,7 @@ int SqliteJournal::configure(sqlite3* db) {
   if (rc == SQLITE_OK) rc = sqlite3_busy_timeout(db, 200);
   const std::string pragmas =
       fmt::format("PRAGMA journal_mode=WAL; PRAGMA synchronous={}; PRAGMA journal_size_limit={};",
-                  synchronousPragma(options_.synchronous), 4 << 20);
+                  synchronousPragma(options_.synchronous), kJournalSizeLimit);
   if (rc == SQLITE_OK) rc = sqlite3_exec(db, pragmas.c_str(), nullptr, nullptr, nullptr);
   if (rc == SQLITE_OK && options_.max_size_bytes > 0) {
     const std::uint64_t hard = options_.max_size_bytes / 4 * 5 + (1u << 20);

@@ -20,7 +20,8 @@ namespace detail {
 namespace {
 
 constexpr int kBusyTimeoutMs = 200;  // only another process (sqlite3 CLI) can hold the lock
-constexpr std::int64_t kJournalSizeLimit = 4 << 20;  // WAL file size kept after a checkpoint
+
+}  // namespace
 
 const char* synchronousPragma(Synchronous s) {
   switch (s) {
@@ -33,6 +34,8 @@ const char* synchronousPragma(Synchronous s) {
   }
   std::abort();  // not a Synchronous: a bug
 }
+
+namespace {
 
 std::string utcStamp(Nanos t) {
   std::time_t secs = static_cast<std::time_t>(t / kNanosPerSecond - (t % kNanosPerSecond < 0));

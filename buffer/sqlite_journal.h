@@ -27,6 +27,11 @@
 namespace gw::buffer::detail {
 
 namespace fs = std::filesystem;
+
+/// The PRAGMA synchronous value of a setting; one place for every connection opened.
+const char* synchronousPragma(Synchronous s);
+/// WAL file size kept after a checkpoint (PRAGMA journal_size_limit).
+constexpr std::int64_t kJournalSizeLimit = 4 << 20;
 using sqlite::Blob;
 using sqlite::ResetGuard;
 using sqlite::Stmt;
