@@ -696,26 +696,19 @@ Rendered renderTail(std::string_view json, const Style& st, bool header) {
                     {r["reference"].str("-")},
                     {std::to_string(r["seq"].count())}});
   }
+  const std::string t = table({{"EVENT TIME"},
+                               {"METRIC", Align::kLeft, true},
+                               {"VALUE", Align::kRight},
+                               {"DEVICE TIME"},
+                               {"REF"},
+                               {"SEQ", Align::kRight}},
+                              rows, st);
   if (header) {
     s += textLine(st, fmt::format("{}: {} latest readings, oldest first; times UTC {}", device,
                                   readings.size(), day.substr(0, 10)));
-    s += table({{"EVENT TIME"},
-                {"METRIC", Align::kLeft, true},
-                {"VALUE", Align::kRight},
-                {"DEVICE TIME"},
-                {"REF"},
-                {"SEQ", Align::kRight}},
-               rows, st);
+    s += t;
   } else {
-    // --follow: the same columns without the heads (first row of a headless table).
-    std::string t = table({{"EVENT TIME"},
-                           {"METRIC", Align::kLeft, true},
-                           {"VALUE", Align::kRight},
-                           {"DEVICE TIME"},
-                           {"REF"},
-                           {"SEQ", Align::kRight}},
-                          rows, st);
-    s += t.substr(t.find('\n') + 1);
+    s += t.substr(t.find('\n') + 1);  // --follow: the same columns without the heads
   }
   return out;
 }
