@@ -50,7 +50,10 @@ def test_tail_shows_the_latest_readings_of_one_device(wd):
     print(p.stdout)
     assert p.returncode == 0
     assert "pump-1: 2 latest readings" in p.stdout and "21.5" in p.stdout and "22.5" in p.stdout
-    assert "20.5" not in p.stdout and "broker" in p.stdout
+    # The VALUE column (third) of the two data rows; a substring test would also match a time.
+    rows = [line.split() for line in p.stdout.splitlines()[2:] if line.strip()]
+    assert [row[2] for row in rows] == ["21.5", "22.5"], p.stdout
+    assert all(row[4] == "broker" for row in rows), p.stdout
     for line in p.stdout.splitlines():
         assert len(line) <= 80, line
 
@@ -66,16 +69,17 @@ def test_tail_shows_the_latest_readings_of_one_device(wd):
     f = subprocess.Popen([str(GATEWAYCTL), "--socket", str(wd.path / "control.sock"), "tail", "pump-1", "-n", "1",
                           "--follow"], stdout=subprocess.PIPE, text=True)
     try:
-        time.sleep(0.5)
-        publish(mq, "pump-1", "temp", 23.75, int(time.time() * 1000))
         out = []
 
-        def seen():
+        def seen(value):
             line = f.stdout.readline()
             out.append(line)
-            return "23.75" in line
+            return value in line
 
-        wait_until("the new reading in --follow", seen, timeout=15)
+        # The latest reading first: then --follow is running and a new one must show.
+        wait_until("the latest reading in --follow", lambda: seen("22.5"), timeout=15)
+        publish(mq, "pump-1", "temp", 23.75, int(time.time() * 1000))
+        wait_until("the new reading in --follow", lambda: seen("23.75"), timeout=15)
         assert gw.proc.alive()
     finally:
         f.terminate()
