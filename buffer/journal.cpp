@@ -17,8 +17,9 @@
 namespace gw::buffer::detail {
 namespace {
 
-constexpr int kAutoCheckpointFrames = 1000;      // SQLite's default, as a backstop
-constexpr int kRetentionCheckpointFrames = 128;  // enforceRetention() checkpoints above this
+constexpr int kAutoCheckpointFrames = 1000;        // SQLite's default, as a backstop
+constexpr int kRetentionCheckpointFrames = 128;    // enforceRetention() checkpoints above this
+constexpr std::uint64_t kMinFreeStepRows = 10000;  // rows per delete when commit() keeps min_free
 constexpr int kMaxTxnsPerPhase = 16;
 
 [[noreturn]] void die(const std::string& what) {
@@ -146,6 +147,12 @@ bool SqliteJournal::commit() {
   if (pending_.empty() && persisted_series_ == series_.size() && !dirty_sinks &&
       pending_state_.empty())
     return true;
+
+  // buffer.min_free is checked before every commit, not only by the retention pass once a
+  // second: at tens of thousands of readings a second the journal can outgrow a small headroom
+  // within that second, and on a full disk the checkpoint that would give space back cannot run
+  // either (journal_disk.cpp). Above min_free this is one statvfs().
+  keepFree(kMinFreeStepRows);
 
   // Commit times never go back, so the markers stay ordered if the wall clock steps back.
   const Nanos now = clock_();
@@ -571,6 +578,9 @@ JournalStats SqliteJournal::stats() const {
   s.commits = commits_;
   s.moved_aside = moved_aside_;
   s.restores = restores_;
+  s.min_free = min_free_;
+  s.disk_free = disk_free_;
+  s.low_disk = low_disk_;
   for (const auto& [name, st] : sinks_) {
     SinkBacklog& b = s.sinks[name];
     b.cursor = st.cursor;

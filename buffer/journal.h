@@ -85,6 +85,11 @@ struct JournalStats {
   std::optional<std::filesystem::path> moved_aside;  ///< set when a corrupt file was moved aside
   /// Times the file was pulled away under the running journal and written back (checkFile()).
   std::uint64_t restores = 0;
+  /// buffer.min_free as last checked (every commit): the threshold in bytes (0 = no guard), the
+  /// filesystem's free bytes, and whether it is below (the oldest unsent rows are being dropped).
+  std::uint64_t min_free = 0;
+  std::uint64_t disk_free = 0;
+  bool low_disk = false;
 };
 
 /// Thrown by open() for a journal written by a newer iot-gateway (user_version above ours): the

@@ -38,6 +38,8 @@ std::uint64_t SqliteJournal::keepFree(std::uint64_t step_rows) {
     const std::uint64_t pct = total / 100 * options_.min_free_percent;
     threshold = threshold == 0 ? pct : std::min(threshold, pct);
   }
+  disk_free_ = avail;
+  min_free_ = threshold;
   if (avail >= threshold) {
     if (low_disk_)
       log::notice("journal {}: free space {} bytes, back above buffer.min_free ({} bytes)", path_,

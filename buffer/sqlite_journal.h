@@ -216,7 +216,8 @@ class SqliteJournal final : public Journal {
   // buffer.min_free (journal_disk.cpp).
   std::uint64_t keepFree(std::uint64_t step_rows);
   bool low_disk_ = false;
-  std::uint64_t low_disk_used_ = 0;  // pages in use at the last check while low
+  std::uint64_t low_disk_used_ = 0;             // pages in use at the last check while low
+  std::uint64_t disk_free_ = 0, min_free_ = 0;  // as last checked, for stats()
   int configure(sqlite3* db);
 
   log::RateLimiter commit_log_{kLogInterval}, read_log_{kLogInterval}, retention_log_{kLogInterval},

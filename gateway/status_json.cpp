@@ -158,6 +158,10 @@ void writeJournal(Writer& w, const StatusSnapshot& s) {
     w.str(j.stats.moved_aside->string());
   else
     w.null();
+  w.key("restores").num(j.stats.restores);
+  w.key("min_free").num(j.stats.min_free);
+  w.key("disk_free").num(j.stats.disk_free);
+  w.key("low_disk").boolean(j.stats.low_disk);
   w.endObject();
 }
 

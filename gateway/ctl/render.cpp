@@ -359,6 +359,11 @@ Rendered renderStatus(std::string_view json, const Style& st) {
                                 j["rows"].count(), formatBytes(j["file_bytes"].num(0)),
                                 j["backlog"].count(), ageOrDash(j["oldest_unsent_age_s"]),
                                 dropped > 0 ? paint(st, kRed, std::to_string(dropped)) : "0"));
+  if (j["low_disk"].boolean())
+    s += textLine(st, paint(st, kRed,
+                            fmt::format("journal   disk below buffer.min_free ({} free): oldest "
+                                        "unsent rows are dropped (gatewayctl buffer)",
+                                        formatBytes(j["disk_free"].num(0)))));
   const J clock = r["clock"];
   if (clock.present() && clock["devices"].count() > 0)
     s += textLine(st, fmt::format("clocks    {} devices, {} out of bounds",
@@ -431,6 +436,7 @@ Rendered renderStatus(std::string_view json, const Style& st) {
       s += textLine(st, paint(st, kYellow, "connecting, not confirmed yet: " + joined(connecting)));
     out.exit = kDegraded;
   }
+  if (j["low_disk"].boolean()) out.exit = kDegraded;
   return out;
 }
 
@@ -526,6 +532,27 @@ Rendered renderBuffer(std::string_view json, const Style& st) {
   if (j["moved_aside"].present())
     s += textLine(
         st, paint(st, kYellow, "a corrupt journal was moved aside to " + j["moved_aside"].str()));
+  const bool low_disk = j["low_disk"].boolean();
+  if (j["min_free"].count() > 0)
+    s += textLine(
+        st, fmt::format("disk      {} free on its filesystem, buffer.min_free {}",
+                        formatBytes(j["disk_free"].num(0)), formatBytes(j["min_free"].num(0))));
+  if (low_disk) {
+    for (const auto& l :
+         wrapWords("free space on the journal's filesystem is below buffer.min_free: the journal "
+                   "stopped growing and drops its oldest unsent rows to make room. Free space on "
+                   "that filesystem (df -h), or lower buffer.min_free.",
+                   st.width, 0, 4))
+      s += textLine(st, paint(st, kRed, l));
+    out.exit = kDegraded;
+  }
+  if (const std::uint64_t restores = j["restores"].count(); restores > 0)
+    for (const auto& l : wrapWords(
+             fmt::format("the journal file was deleted or moved away {} time{} while running and "
+                         "written back each time; look for what removes files in its folder",
+                         restores, restores == 1 ? "" : "s"),
+             st.width, 0, 4))
+      s += textLine(st, paint(st, kYellow, l));
   std::vector<std::vector<Cell>> rows;
   for (const J& sink : d.root["sinks"].items()) {
     const std::uint64_t dropped = sink["dropped"].count();

@@ -154,6 +154,19 @@ std::string renderExposition(const StatusSnapshot& s) {
         "Journal commits that failed (disk full, I/O error).", "", number(j.commit_failures));
   f.add("iot_gateway_journal_pending_rows", "gauge", "Rows waiting for the next commit.", "",
         number(j.pending));
+  f.add("iot_gateway_journal_restores_total", "counter",
+        "Times the journal file was pulled away (deleted, moved) and written back.", "",
+        number(j.stats.restores));
+  if (j.stats.min_free > 0) {
+    f.add("iot_gateway_journal_disk_free_bytes", "gauge",
+          "Free bytes on the journal's filesystem, as last checked.", "",
+          number(j.stats.disk_free));
+    f.add("iot_gateway_journal_min_free_bytes", "gauge", "buffer.min_free in bytes.", "",
+          number(j.stats.min_free));
+    f.add("iot_gateway_journal_low_disk", "gauge",
+          "1 while free space is below buffer.min_free (the oldest unsent rows are dropped).", "",
+          number(j.stats.low_disk ? 1 : 0));
+  }
 
   for (const auto& sink : s.sinks) {
     const ForwarderStatus& st = sink.forwarder;

@@ -18,6 +18,7 @@ from pathlib import Path
 
 BUILD = Path(os.environ.get("GW_BUILD_DIR", Path(__file__).resolve().parents[2] / "build" / "release")).resolve()
 GATEWAYD = BUILD / "gateway" / "gatewayd"
+GATEWAYCTL = BUILD / "gateway" / "ctl" / "gatewayctl"
 KAFKA_BROKER = BUILD / "tests" / "tools" / "kafka_broker" / "kafka_broker"
 GW_SIM = BUILD / "tests" / "tools" / "simulator" / "gw-sim"
 BARE_SUB = BUILD / "tests" / "tools" / "simulator" / "gw-bare-sub"

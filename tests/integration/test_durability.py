@@ -12,13 +12,14 @@ tests only) loses them: commits "succeed" into deleted files and the restart sta
 journal. That shows the test can fail.
 """
 import hashlib
+import json
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from gwtest import (GATEWAYD, PLUGIN, Gatewayd, KafkaBroker, Mosquitto, VictoriaMetrics, run_sim, start_sim,
-                    wait_until)
+from gwtest import (GATEWAYCTL, GATEWAYD, PLUGIN, Gatewayd, KafkaBroker, Mosquitto, VictoriaMetrics, run_sim,
+                    start_sim, wait_until)
 from test_no_loss import distinct_kafka, distinct_sent
 
 
@@ -46,6 +47,9 @@ def test_journal_deleted_with_kafka_down(wd, guard):
                    lambda: "written back to its path" in gw.text(), timeout=5)
         assert "journal.db was deleted or moved" in gw.text()
         assert (state / "journal.db").exists()
+        buf = ctl_buffer(wd)
+        assert buf.returncode == 0, buf.stderr
+        assert "deleted or moved away 1 time while running" in buf.stdout, buf.stdout
 
     _, sent2 = run_sim(wd, mq.uri, "--devices", "20", "--count", "1000", "--rate", "2000", "--qos", "1",
                        "--seed", "2", name="after")
@@ -74,6 +78,11 @@ def test_journal_deleted_with_kafka_down(wd, guard):
         assert not missing, f"{len(missing)} of {len(want)} acknowledged readings lost"
     else:
         assert len(missing) >= 2000, "without the check the deleted journal's readings should be lost"
+
+
+def ctl_buffer(wd, *args):
+    return subprocess.run([str(GATEWAYCTL), "--socket", str(wd.path / "control.sock"), "buffer", *args],
+                          capture_output=True, text=True, timeout=30)
 
 
 def digests(folder):
@@ -218,6 +227,10 @@ def test_min_free_on_a_small_filesystem(wd, min_free):
             assert st["journal"]["commit_failures"] == 0
             assert st["sinks"]["kafka"]["dropped"] > 0
             assert "below buffer.min_free" in gw.text()
+            buf = ctl_buffer(wd, "--json")
+            j = json.loads(buf.stdout)["journal"]
+            assert j["min_free"] == 2 << 20 and j["disk_free"] > 0 and j["restores"] == 0, j
+            assert "free on its filesystem, buffer.min_free 2.0 MiB" in ctl_buffer(wd).stdout
             assert free_mib(state) > 0.5
             return
 
@@ -231,7 +244,6 @@ def test_min_free_on_a_small_filesystem(wd, min_free):
         gw.start()
         wait_until("the publisher to finish", lambda: not sim.alive(), timeout=120, interval=0.5)
         assert sim.p.returncode == 0, sim.text()
-        import json
         sent = [json.loads(l) for l in out.read_text().splitlines() if l.strip()]
         want = distinct_sent(sent)
         assert len(want) == n

@@ -1509,6 +1509,43 @@ TEST_CASE(
   CHECK(off->stats().rows == rows);
 }
 
+TEST_CASE("buffer.min_free is kept at every commit, not only by the retention pass") {
+  // At tens of thousands of readings a second the file can outgrow a small headroom within the
+  // retention pass's second, and a full disk then stops the checkpoint that would give room.
+  TempDir dir;
+  std::uint64_t free_bytes = 1ull << 30;
+  JournalOptions o = optionsFor(dir, {"a"});
+  o.max_size_bytes = 0;
+  o.min_free_bytes = 64ull << 20;
+  o.disk_space = [&](std::uint64_t& f, std::uint64_t& t) {
+    f = free_bytes;
+    t = 4ull << 30;
+    return true;
+  };
+  auto j = Journal::open(o);
+  addRows(*j, j->internSeries(kTemp), 50000, 5000);
+  REQUIRE(j->commit());
+  JournalStats s = j->stats();
+  CHECK(s.rows == 50000);
+  CHECK_FALSE(s.low_disk);
+  CHECK(s.min_free == (64ull << 20));
+  CHECK(s.disk_free == (1ull << 30));
+
+  free_bytes = 10ull << 20;  // below: the next commit drops the oldest first
+  j->append(0, 1.0, kT0, std::nullopt, TimeReference::kReceive);
+  REQUIRE(j->commit());
+  s = j->stats();
+  CHECK(s.low_disk);
+  CHECK(s.disk_free == (10ull << 20));
+  CHECK(s.rows < 50001);
+  CHECK(s.sinks.at("a").dropped == 50001 - s.rows);
+
+  free_bytes = 1ull << 30;  // back above
+  j->append(0, 2.0, kT0, std::nullopt, TimeReference::kReceive);
+  REQUIRE(j->commit());
+  CHECK_FALSE(j->stats().low_disk);
+}
+
 TEST_CASE("salvage of garbage finds nothing and does not crash") {
   TempDir dir, live;
   fs::create_directories(dir.db().parent_path());

@@ -96,6 +96,21 @@ TEST_CASE("sensors, buffer, sinks, alerts render and give their exit codes") {
   CHECK(r.text.find("2 unsent rows were dropped") != std::string::npos);  // past tense
   CHECK(r.text.find("Bring the sink back") != std::string::npos);         // what to do
 
+  // Low on disk and a journal written back after it was deleted: said, with what to do.
+  std::string low = buffer;
+  const std::string tail = R"("moved_aside":null})";
+  REQUIRE(low.find(tail) != std::string::npos);
+  low.replace(
+      low.find(tail), tail.size(),
+      R"("moved_aside":null,"restores":2,"min_free":268435456,"disk_free":104857600,"low_disk":true})");
+  r = renderBuffer(low, Style{false, 80});
+  checkWidth(r.text, 80);
+  CHECK(r.exit == kDegraded);
+  CHECK(r.text.find("100.0 MiB free on its filesystem, buffer.min_free 256.0 MiB") !=
+        std::string::npos);
+  CHECK(r.text.find("below buffer.min_free") != std::string::npos);
+  CHECK(r.text.find("deleted or moved away 2 times") != std::string::npos);
+
   const std::string sinks =
       R"({"sinks":[{"name":"kafka","target":"k:9092","up":false,"sent":1,"retries":2,"rejected":0,"cursor":1,"backlog":9,"dropped":0,"age_p50_ms":1,"age_p99_ms":2,"oldest_unsent":null,"oldest_unsent_age_s":12,"rate_out":0,"last_error":"Local: Broker transport failure"}]})";
   r = renderSinks(sinks, Style{false, 80});
