@@ -284,10 +284,11 @@ std::vector<std::string> NotifyConfig::names() const {
   return out;
 }
 
-Config load(const fs::path& file) {
+namespace {
+
+Config loadSection(const fs::path& file, Section top) {
   Config cfg;
   cfg.file = file;
-  Section top = Section::parseFile(file);
   Tables tables(top);
 
   if (Section* s = tables.find("gateway")) {
@@ -313,6 +314,14 @@ Config load(const fs::path& file) {
   tables.done();
   cfg.paths = top.paths();
   return cfg;
+}
+
+}  // namespace
+
+Config load(const fs::path& file) { return loadSection(file, Section::parseFile(file)); }
+
+Config load(const fs::path& file, std::string_view text) {
+  return loadSection(file, Section::parse(text, file));
 }
 
 }  // namespace gw::config

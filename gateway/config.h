@@ -104,5 +104,8 @@ struct Config {
 /// Reads and validates a config file. Relative paths are resolved against the file's folder.
 /// Throws ConfigError (`file:line: key: reason`) on any problem, including unknown keys.
 Config load(const std::filesystem::path& file);
+/// The same for a config already in memory, read as if it were `file` (the fuzz target: no file
+/// written and read back per input).
+Config load(const std::filesystem::path& file, std::string_view text);
 
 }  // namespace gw::config

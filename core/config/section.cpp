@@ -36,12 +36,18 @@ Section::Section(std::shared_ptr<const Document> doc, const void* table, std::st
       line_(line),
       used_(std::make_shared<std::set<std::string, std::less<>>>()) {}
 
-Section Section::parseFile(const fs::path& file) {
+Section Section::parseFile(const fs::path& file) { return parseDocument(file, nullptr); }
+
+Section Section::parse(std::string_view text, const fs::path& file) {
+  return parseDocument(file, &text);
+}
+
+Section Section::parseDocument(const fs::path& file, const std::string_view* text) {
   auto doc = std::make_shared<Document>();
   doc->file = file.string();
   doc->base = fs::absolute(file).parent_path();
   try {
-    doc->root = toml::parse_file(doc->file);
+    doc->root = text ? toml::parse(*text, doc->file) : toml::parse_file(doc->file);
   } catch (const toml::parse_error& e) {
     const auto& src = e.source();
     if (src.begin.line == 0)  // could not open

@@ -47,6 +47,8 @@ class Section {
   /// Parses `file` and returns its top-level table; paths are relative to the file's folder.
   /// Throws ConfigError for a file that cannot be read or is not TOML.
   static Section parseFile(const std::filesystem::path& file);
+  /// The same for a config already in memory, read as if it were `file` (the fuzz target).
+  static Section parse(std::string_view text, const std::filesystem::path& file);
 
   [[noreturn]] void fail(std::string_view key, std::string_view reason) const;
   /// An error on element `index` of the array `key` (its own line).
@@ -109,6 +111,7 @@ class Section {
  private:
   struct Document;
   Section(std::shared_ptr<const Document> doc, const void* table, std::string path, int line);
+  static Section parseDocument(const std::filesystem::path& file, const std::string_view* text);
   const void* node(std::string_view key) const;
   const void* mark(std::string_view key);
 
