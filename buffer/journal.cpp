@@ -144,7 +144,7 @@ bool SqliteJournal::commit() {
   bool dirty_sinks = false;
   for (const auto& [name, st] : sinks_) dirty_sinks = dirty_sinks || st.dirty;
   if (pending_.empty() && persisted_series_ == series_.size() && !dirty_sinks &&
-      pending_state_.empty())
+      pending_state_.empty() && !dead_letters_.dirty())
     return true;
 
   // Commit times never go back, so the markers stay ordered if the wall clock steps back.
@@ -174,6 +174,7 @@ bool SqliteJournal::commit() {
       if (rc == SQLITE_DONE) rc = SQLITE_OK;
     }
     if (rc == SQLITE_OK) rc = writeDirtySinks();
+    if (rc == SQLITE_OK && dead_letters_.dirty()) rc = dead_letters_.write();
     return rc;
   });
   if (rc != SQLITE_OK) {
@@ -197,6 +198,7 @@ bool SqliteJournal::commit() {
     last_marker_time_ = commit_time;
   }
   for (auto& [name, st] : sinks_) st.dirty = false;
+  dead_letters_.committed();
   ++commits_;
   return true;
 }

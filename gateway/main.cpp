@@ -14,6 +14,7 @@
 
 #include "buffer/journal.h"
 #include "core/log.h"
+#include "gateway/bad_input.h"
 #include "gateway/config.h"
 #include "gateway/control/control_server.h"
 #include "gateway/metrics/exposition.h"
@@ -115,6 +116,10 @@ class Daemon {
       if (tail->device.empty())
         return gw::unknownCommandJson("tail: expected `tail <limit> <after seq> <device>`");
       return pipeline_->tailJson(tail->device, tail->after, tail->limit);
+    }
+    if (auto bad = gw::parseBadRequest(request)) {
+      if (*bad == 0) return gw::requestErrorJson("bad: expected `bad <limit>`");
+      return pipeline_->badJson(*bad);
     }
     // "sensors [PATTERN] [--limit N] [--sort KEY]" (gateway/device_query.h); others: one word.
     const std::string_view command = request.substr(0, request.find(' '));

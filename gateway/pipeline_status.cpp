@@ -118,6 +118,7 @@ StatusSnapshot Pipeline::Impl::snapshot(StatusParts what, const DeviceQuery* dev
         selectDevices(clocks, devices ? *devices : all_sorted, mono, s.clock.matched);
     for (DeviceClockStatus& d : s.clock.per_device)
       if (auto it = device_online.find(d.device); it != device_online.end()) d.online = it->second;
+    for (DeviceClockStatus& d : s.clock.per_device) d.bad = bad_devices.count(d.device);
   }
 
   if ((what & kWindows) && windows)

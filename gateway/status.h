@@ -93,6 +93,7 @@ struct DeviceClockStatus {
   clock::DeviceClock clock;
   std::optional<double> rate;  ///< samples per second, like rate_in
   std::optional<bool> online;  ///< as the device last announced (Sparkplug birth/death)
+  std::uint64_t bad = 0;       ///< bad input named after the device since start
 };
 
 struct ClockStatus {

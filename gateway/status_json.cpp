@@ -261,6 +261,7 @@ void writeSensors(Writer& w, const StatusSnapshot& s) {
     writeClock(w, d.clock);
     w.key("rate").fixed(d.rate, 2);
     if (d.online) w.key("online").boolean(*d.online);
+    w.key("bad").num(d.bad);
     w.endObject();
   }
   w.endArray();

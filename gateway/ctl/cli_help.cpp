@@ -43,6 +43,11 @@ std::string examplesOf(const std::string& command) {
        "  gatewayctl tail pump-7             its 10 latest readings\n"
        "  gatewayctl tail pump-7 -n 50 -f    50, then every new one until Ctrl-C\n"
        "  gatewayctl tail pump-7 --json | jq '.readings[] | {metric, value, time}'\n"},
+      {"bad",
+       "Examples:\n"
+       "  gatewayctl bad                    what was refused, why, and from which device\n"
+       "  gatewayctl bad -n 100 --wide      the 100 newest dead letters, lines not cut\n"
+       "  gatewayctl bad --json | jq '.letters[] | {time, reason, where, excerpt}'\n"},
       {"config check",
        "Examples:\n"
        "  gatewayctl config check           checks /etc/iot-gateway/gateway.toml\n"

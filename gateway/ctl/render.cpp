@@ -464,6 +464,7 @@ Rendered renderSensors(std::string_view json, const Style& st) {
     rows.push_back({{dev["device"].str("?")},
                     {seen},
                     {rate(dev["rate"])},
+                    {std::to_string(dev["bad"].count()), dev["bad"].count() ? kYellow : nullptr},
                     {offset},
                     {fmt::format("{:+.1f}", dev["drift_ppm"].num(0))},
                     {std::to_string(dev["steps"].count())},
@@ -491,6 +492,7 @@ Rendered renderSensors(std::string_view json, const Style& st) {
     s += table({{"DEVICE", Align::kLeft, true},
                 {"LAST SEEN", Align::kRight},
                 {"MSG/S", Align::kRight},
+                {"BAD", Align::kRight},
                 {"OFFSET", Align::kRight},
                 {"PPM", Align::kRight},
                 {"STEPS", Align::kRight},
@@ -709,6 +711,78 @@ Rendered renderTail(std::string_view json, const Style& st, bool header) {
     s += t;
   } else {
     s += t.substr(t.find('\n') + 1);  // --follow: the same columns without the heads
+  }
+  return out;
+}
+
+// gatewayctl bad: counts, the devices with the most bad input, then the newest dead letters,
+// each with its payload excerpt on a line of its own.
+Rendered renderBad(std::string_view json, const Style& st) {
+  Doc d(json);
+  const J& r = d.root;
+  Rendered out;
+  std::string& s = out.text;
+  const std::uint64_t total = r["total"].count();
+  if (total == 0) {
+    s += textLine(st, "no bad input since gatewayd started");
+  } else {
+    std::string reasons;
+    for (const auto& [reason, n] : r["reasons"].fields())
+      reasons += fmt::format("{}{} {}", reasons.empty() ? "" : ", ", reason, n.count());
+    for (const auto& l :
+         wrapWords(fmt::format("{} bad messages since gatewayd started: {}", total, reasons),
+                   st.width, 2, 3))
+      s += textLine(st, l);
+    std::string devices;
+    for (const J& dev : r["devices"].items())
+      devices += fmt::format("{}{} {}", devices.empty() ? "" : ", ", dev["device"].str("?"),
+                             dev["count"].count());
+    const auto listed = r["devices"].items().size();
+    const auto all = r["devices_total"].count();
+    if (all > listed) devices += fmt::format(" and {} more", all - listed);
+    if (r["other_devices"].count() > 0)
+      devices +=
+          fmt::format(" (+{} from devices past the count limit)", r["other_devices"].count());
+    if (!devices.empty())
+      for (const auto& l : wrapWords("by device: " + devices, st.width, 2, 3)) s += textLine(st, l);
+    out.exit = kDegraded;
+  }
+  const auto letters = r["letters"].items();
+  const J caps = r["caps"];
+  if (letters.empty()) {
+    if (total > 0) s += textLine(st, "no dead letter kept");
+    return out;
+  }
+  s += textLine(
+      st, fmt::format("newest {} dead letters (at most {} or {} are kept; -n for more):",
+                      letters.size(), caps["rows"].count(), formatBytes(caps["bytes"].num(0))));
+  // Times of the newest letter's day as hh:mm:ss.mmm; others in full.
+  const std::string day = letters.front()["time"].str().substr(0, 11);
+  std::vector<std::vector<Cell>> rows;
+  for (const J& l : letters) {
+    const std::string t = l["time"].str();
+    rows.push_back({{t.substr(0, 11) == day ? t.substr(11, 12) : t},
+                    {l["source"].str("?")},
+                    {l["reason"].str("?"), kYellow},
+                    {l["device"].str().empty() ? "-" : l["device"].str()},
+                    {formatBytes(l["size"].num(0))},
+                    {l["where"].str()}});
+  }
+  const std::string t = table({{"TIME (UTC)"},
+                               {"SOURCE"},
+                               {"REASON"},
+                               {"DEVICE", Align::kLeft, true},
+                               {"SIZE", Align::kRight},
+                               {"TOPIC / PATH", Align::kLeft, true}},
+                              rows, st);
+  // The table's lines, each letter's excerpt under its row.
+  size_t pos = t.find('\n') + 1;
+  s += t.substr(0, pos);
+  for (const J& l : letters) {
+    const size_t end = t.find('\n', pos) + 1;
+    s += t.substr(pos, end - pos);
+    pos = end;
+    s += textLine(st, "  payload: " + l["excerpt"].str());
   }
   return out;
 }
