@@ -48,6 +48,11 @@ std::string examplesOf(const std::string& command) {
        "  gatewayctl bad                    what was refused, why, and from which device\n"
        "  gatewayctl bad -n 100 --wide      the 100 newest dead letters, lines not cut\n"
        "  gatewayctl bad --json | jq '.letters[] | {time, reason, where, excerpt}'\n"},
+      {"check",
+       "Examples:\n"
+       "  gatewayctl check                  broker, Kafka, time-series store, notifiers: ok or "
+       "why\n"
+       "  gatewayctl check --json | jq '.results[] | select(.state != \"ok\")'\n"},
       {"config check",
        "Examples:\n"
        "  gatewayctl config check           checks /etc/iot-gateway/gateway.toml\n"

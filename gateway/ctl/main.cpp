@@ -12,6 +12,7 @@
 #include "gateway/bad_input.h"
 #include "gateway/config.h"
 #include "gateway/control/control_server.h"
+#include "gateway/ctl/check_cmd.h"
 #include "gateway/ctl/cli_help.h"
 #include "gateway/ctl/client.h"
 #include "gateway/ctl/render.h"
@@ -29,7 +30,8 @@ constexpr const char* kExitCodes = R"(Exit codes:
   1   something is down or needs attention: status/sinks: a source or sink is down;
       sensors: a device clock is off by more than clock.max_skew; buffer: commits failed or
       the journal is at 90% of buffer.max_size; alerts: an alert is firing or a notification
-      is undelivered; bad: bad input arrived since gatewayd started
+      is undelivered; bad: bad input arrived since gatewayd started; check: a connection
+      test failed
   64  usage error (unknown command or option, missing argument)
   3   gatewayd is not running (no control socket, or nobody accepts on it)
   4   permission denied on the control socket (run as root or join the iot-gateway group)
@@ -148,6 +150,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
   bad->footer(gw::ctl::examplesOf("bad"));
+  auto* probe = app.add_subcommand(
+      "check", "gatewayd tests its connections: broker, sinks, notifiers (TCP, TLS, auth)");
+  probe->footer(gw::ctl::examplesOf("check"));
   // `gatewayctl help [COMMAND]`, as git and systemctl have it.
   std::vector<std::string> help_topic;
   auto* help = app.add_subcommand("help", "show the help of gatewayctl or of one command");
@@ -186,6 +191,9 @@ int main(int argc, char** argv) {
                             gw::ctl::Style{useColor(color), wide ? 0u : 80u});
   }
 
+  if (probe->parsed())
+    return gw::ctl::runCheck(socket, timeout_ms, json,
+                             gw::ctl::Style{useColor(color), wide ? 0u : 80u});
   if (bad->parsed())
     return gw::ctl::runView(socket, timeout_ms, gw::badRequestLine(bad_lines), gw::ctl::renderBad,
                             json, gw::ctl::Style{useColor(color), wide ? 0u : 80u});

@@ -787,4 +787,51 @@ Rendered renderBad(std::string_view json, const Style& st) {
   return out;
 }
 
+// gatewayctl check: one line per broker, sink and notifier, then what each test found (the
+// cause of a failure), in the same order.
+Rendered renderCheck(std::string_view json, const Style& st) {
+  Doc d(json);
+  Rendered out;
+  std::string& s = out.text;
+  std::vector<std::vector<Cell>> rows;
+  std::vector<std::string> failures;  // every result's detail, in order
+  std::size_t ok = 0, failed = 0;
+  for (const J& r : d.root["results"].items()) {
+    const std::string state = r["state"].str("?");
+    Cell cell{state, nullptr};
+    if (state == "ok") {
+      cell.color = kGreen;
+      ++ok;
+    } else if (state == "failed") {
+      cell = {"FAILED", kRed};
+      ++failed;
+      failures.push_back(r["name"].str("?") + ": " + oneLine(r["detail"].str()));
+    } else if (state == "running") {
+      cell = {"no answer", kRed};
+      ++failed;
+      failures.push_back(r["name"].str("?") + ": no answer in time");
+    }
+    if (state == "ok") failures.push_back(r["name"].str("?") + ": " + oneLine(r["detail"].str()));
+    rows.push_back({{r["name"].str("?")},
+                    {r["kind"].str()},
+                    cell,
+                    {state == "ok" || state == "failed" ? formatMillis(r["ms"].num(0)) : "-"},
+                    {r["target"].str(), nullptr}});
+  }
+  if (rows.empty()) {
+    s += textLine(st, "nothing configured to test");
+    return out;
+  }
+  s += table(
+      {{"NAME"}, {"KIND"}, {"RESULT"}, {"TIME", Align::kRight}, {"TARGET", Align::kLeft, true}},
+      rows, st);
+  for (const auto& f : failures)
+    for (const auto& l : wrapWords(f, st.width, 4, 4)) s += textLine(st, "  " + l);
+  s += "\n";
+  s += textLine(st, failed ? paint(st, kRed, fmt::format("{} of {} failed", failed, ok + failed))
+                           : paint(st, kGreen, fmt::format("all {} ok", ok)));
+  if (failed) out.exit = kDegraded;
+  return out;
+}
+
 }  // namespace gw::ctl

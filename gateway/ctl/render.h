@@ -31,6 +31,8 @@ Rendered renderTail(std::string_view json, const Style& style, bool header = tru
 /// `gatewayctl bad`: counts by reason and device, then the newest dead letters with their
 /// payload excerpts. Exit 1 when there was bad input.
 Rendered renderBad(std::string_view json, const Style& style);
+/// `gatewayctl check`: each component's connection test. Exit 1 when one failed.
+Rendered renderCheck(std::string_view json, const Style& style);
 
 /// The daemon's {"error":"…"} answer, or empty when the document is not one.
 std::string answerError(std::string_view json);

@@ -13,6 +13,7 @@
 #include "core/source.h"
 #include "protocols/mqtt/mqtt_client.h"
 #include "protocols/mqtt/mqtt_config.h"
+#include "protocols/mqtt/mqtt_probe.h"
 #include "protocols/mqtt/topic_template.h"
 #include "protocols/payload/message_decoder.h"
 #include "protocols/sparkplug/sparkplug_host.h"
@@ -321,6 +322,9 @@ class MqttSourceConfig final : public SourceConfig {
         "mqtt.client_id changed from {} to {}: QoS 1 messages queued in the old session stay "
         "with the broker",
         prev->config_.client.client_id, config_.client.client_id);
+  }
+  Probe probe() const override {
+    return [client = config_.client](Nanos timeout) { return probeBroker(client, timeout); };
   }
   const MqttConfig& config() const { return config_; }
 
