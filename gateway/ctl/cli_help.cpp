@@ -53,6 +53,11 @@ std::string examplesOf(const std::string& command) {
        "  gatewayctl check                  broker, Kafka, time-series store, notifiers: ok or "
        "why\n"
        "  gatewayctl check --json | jq '.results[] | select(.state != \"ok\")'\n"},
+      {"top",
+       "Examples:\n"
+       "  gatewayctl top                    refreshed every 2 s until Ctrl-C\n"
+       "  gatewayctl top -i 5               every 5 s\n"
+       "  gatewayctl top --once             one frame, e.g. for a ticket\n"},
       {"config check",
        "Examples:\n"
        "  gatewayctl config check           checks /etc/iot-gateway/gateway.toml\n"

@@ -17,6 +17,7 @@
 #include "gateway/ctl/client.h"
 #include "gateway/ctl/render.h"
 #include "gateway/ctl/tail_cmd.h"
+#include "gateway/ctl/top_cmd.h"
 #include "gateway/ctl/view_cmd.h"
 
 #ifndef GW_VERSION
@@ -153,6 +154,14 @@ int main(int argc, char** argv) {
   auto* probe = app.add_subcommand(
       "check", "gatewayd tests its connections: broker, sinks, notifiers (TCP, TLS, auth)");
   probe->footer(gw::ctl::examplesOf("check"));
+  gw::ctl::TopOptions top_opts;
+  auto* top = app.add_subcommand(
+      "top", "a live view: rates, sources, sinks, backlog, drops, alerts (refreshed in place)");
+  top->add_option("-i,--interval", top_opts.interval_s, "seconds between frames")
+      ->check(CLI::Range(0.2, 3600.0))
+      ->capture_default_str();
+  top->add_flag("-1,--once", top_opts.once, "print one frame and exit (for scripts)");
+  top->footer(gw::ctl::examplesOf("top"));
   // `gatewayctl help [COMMAND]`, as git and systemctl have it.
   std::vector<std::string> help_topic;
   auto* help = app.add_subcommand("help", "show the help of gatewayctl or of one command");
@@ -191,6 +200,9 @@ int main(int argc, char** argv) {
                             gw::ctl::Style{useColor(color), wide ? 0u : 80u});
   }
 
+  if (top->parsed())
+    return gw::ctl::runTop(socket, timeout_ms, top_opts,
+                           gw::ctl::Style{useColor(color), wide ? 0u : 80u});
   if (probe->parsed())
     return gw::ctl::runCheck(socket, timeout_ms, json,
                              gw::ctl::Style{useColor(color), wide ? 0u : 80u});

@@ -834,4 +834,34 @@ Rendered renderCheck(std::string_view json, const Style& st) {
   return out;
 }
 
+// gatewayctl top: one frame of the live view: the status (rates, sources, sinks, backlog,
+// drops) and the alerts in short.
+Rendered renderTop(std::string_view status_json, std::string_view alerts_json, const Style& st,
+                   std::string_view clock) {
+  Rendered out = renderStatus(status_json, st);
+  Doc d(alerts_json);
+  const J& r = d.root;
+  const auto firing = r["firing"].items(), pending = r["pending"].items(),
+             undelivered = r["undelivered"].items();
+  std::string& s = out.text;
+  s.insert(0, textLine(st, paint(st, kBold,
+                                 fmt::format("gatewayctl top  {} UTC  (Ctrl-C to quit)", clock))));
+  s += "\n";
+  s += textLine(st, paint(st, firing.empty() && undelivered.empty() ? kGreen : kRed,
+                          fmt::format("alerts    {} firing, {} pending, {} undelivered",
+                                      firing.size(), pending.size(), undelivered.size())));
+  constexpr std::size_t kShown = 5;
+  for (std::size_t i = 0; i < firing.size() && i < kShown; ++i) {
+    const J& a = firing[i];
+    const auto value = a["value"].num();
+    s += textLine(st, fmt::format("  {} {} {} {} = {}", a["severity"].str("-"), a["rule"].str("?"),
+                                  a["device"].str("-"), a["metric"].str("-"),
+                                  value ? fmt::format("{:g}", *value) : "-"));
+  }
+  if (firing.size() > kShown)
+    s += textLine(st, fmt::format("  and {} more (gatewayctl alerts)", firing.size() - kShown));
+  if (!firing.empty() || !undelivered.empty()) out.exit = kDegraded;
+  return out;
+}
+
 }  // namespace gw::ctl

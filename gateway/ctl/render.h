@@ -33,6 +33,10 @@ Rendered renderTail(std::string_view json, const Style& style, bool header = tru
 Rendered renderBad(std::string_view json, const Style& style);
 /// `gatewayctl check`: each component's connection test. Exit 1 when one failed.
 Rendered renderCheck(std::string_view json, const Style& style);
+/// `gatewayctl top`: one frame from the `status` and `alerts` answers; `clock` is the time shown
+/// in its head line. Exit 1 when status or alerts would give it.
+Rendered renderTop(std::string_view status_json, std::string_view alerts_json, const Style& style,
+                   std::string_view clock);
 
 /// The daemon's {"error":"…"} answer, or empty when the document is not one.
 std::string answerError(std::string_view json);
