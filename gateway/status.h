@@ -99,6 +99,9 @@ struct DeviceClockStatus {
 struct ClockStatus {
   std::uint64_t devices = 0;
   std::uint64_t out_of_bounds = 0;
+  /// Up to kSkewNamesShown of them by name, sorted (for `status`).
+  std::vector<std::string> out_of_bounds_names;
+  static constexpr std::size_t kSkewNamesShown = 5;
   std::uint64_t steps = 0;
   clock::DeviceClock gateway;  ///< the gateway's clock against the broker's
   Nanos max_skew = 0;

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <optional>
 #include <stdexcept>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -360,9 +361,20 @@ Rendered renderStatus(std::string_view json, const Style& st) {
                                 j["backlog"].count(), ageOrDash(j["oldest_unsent_age_s"]),
                                 dropped > 0 ? paint(st, kRed, std::to_string(dropped)) : "0"));
   const J clock = r["clock"];
-  if (clock.present() && clock["devices"].count() > 0)
-    s += textLine(st, fmt::format("clocks    {} devices, {} out of bounds",
-                                  clock["devices"].count(), clock["out_of_bounds"].count()));
+  if (clock.present() && clock["devices"].count() > 0) {
+    std::string skew;
+    for (const J& name : clock["out_of_bounds_devices"].items())
+      skew += (skew.empty() ? ": " : ", ") + name.str();
+    if (!skew.empty() &&
+        clock["out_of_bounds"].count() > clock["out_of_bounds_devices"].items().size())
+      skew += ", ...";
+    if (!skew.empty()) skew += " (gatewayctl sensors)";
+    for (const auto& l :
+         wrapWords(fmt::format("clocks    {} devices, {} beyond clock.max_skew{}",
+                               clock["devices"].count(), clock["out_of_bounds"].count(), skew),
+                   st.width, 10, 3))
+      s += textLine(st, l);
+  }
 
   std::vector<std::string> down, connecting, errors;
   std::vector<std::vector<Cell>> rows;
@@ -600,6 +612,44 @@ Rendered renderSinks(std::string_view json, const Style& st) {
   return out;
 }
 
+namespace {
+
+/// critical, error, warning, info, anything else: the order `alerts` lists them in.
+int severityRank(const std::string& s) {
+  if (s == "critical") return 0;
+  if (s == "error") return 1;
+  if (s == "warning") return 2;
+  if (s == "info") return 3;
+  return 4;
+}
+
+/// "line=3,cell=A" (template order), or empty.
+std::string tagsText(const J& tags) {
+  std::string out;
+  for (const auto& [k, v] : tags.fields()) out += (out.empty() ? "" : ",") + k + "=" + v.str();
+  return out;
+}
+
+/// An alert's value with what it is: "p95 91.2 > 85", "silent 1m 05s".
+std::string labelledValue(const J& a) {
+  const auto value = a["value"].num();
+  const auto threshold = a["threshold"].num();
+  if (!value) return "-";
+  const std::string stat = a["statistic"].str("value");
+  if (stat == "no_data") return "silent " + formatAge(*value);  // longer than no_data_for
+  if (!threshold) return fmt::format("{} {:g}", stat, *value);
+  return fmt::format("{} {:g} {} {:g}", stat, *value, *value > *threshold ? '>' : '<', *threshold);
+}
+
+/// How long ago an RFC 3339 time was: "5m 10s", or "-".
+std::string sinceText(const std::string& t) {
+  const auto at = parseRfc3339(t);
+  if (!at) return "-";
+  return formatAge(static_cast<double>(wallNow() - *at) / kNanosPerSecond);
+}
+
+}  // namespace
+
 Rendered renderAlerts(std::string_view json, const Style& st) {
   Doc d(json);
   const J& r = d.root;
@@ -610,24 +660,34 @@ Rendered renderAlerts(std::string_view json, const Style& st) {
   s += textLine(st,
                 fmt::format("{} rules; {} firing, {} pending, {} undelivered notifications",
                             r["rules"].count(), firing.size(), pending.size(), undelivered.size()));
-  auto alertRows = [&](const std::vector<J>& list, const char* color) {
+  auto alertRows = [&](std::vector<J> list, const char* color) {
+    // Most severe first, then by rule, device, metric and tags: the same series stay together.
+    std::stable_sort(list.begin(), list.end(), [](const J& x, const J& y) {
+      const auto key = [](const J& a) {
+        return std::make_tuple(severityRank(a["severity"].str()), a["rule"].str(),
+                               a["device"].str(), a["metric"].str(), tagsText(a["tags"]));
+      };
+      return key(x) < key(y);
+    });
     std::vector<std::vector<Cell>> rows;
     for (const J& a : list) {
-      const auto value = a["value"].num();
+      const std::string tags = tagsText(a["tags"]);
       rows.push_back({{a["rule"].str("?"), color},
                       {a["device"].str("-")},
                       {a["metric"].str("-")},
+                      {tags.empty() ? "-" : tags},
                       {a["severity"].str("-")},
-                      {value ? fmt::format("{:g}", *value) : "-"},
-                      {shortTime(a["time"].str("-"))}});
+                      {labelledValue(a)},
+                      {sinceText(a["time"].str())}});
     }
     return rows;
   };
-  const std::vector<Column> cols = {{"RULE", Align::kLeft, true},
+  const std::vector<Column> cols = {{"RULE"},
                                     {"DEVICE", Align::kLeft, true},
-                                    {"METRIC"},
+                                    {"METRIC", Align::kLeft, true},
+                                    {"TAGS", Align::kLeft, true},
                                     {"SEVERITY"},
-                                    {"VALUE", Align::kRight},
+                                    {"VALUE", Align::kLeft, true},
                                     {"SINCE"}};
   if (!firing.empty()) {
     s += "\n" + textLine(st, paint(st, kRed, "FIRING"));
@@ -641,12 +701,16 @@ Rendered renderAlerts(std::string_view json, const Style& st) {
     s += "\n" + textLine(st, paint(st, kRed, "UNDELIVERED NOTIFICATIONS"));
     std::vector<std::vector<Cell>> rows;
     for (const J& u : undelivered)
-      rows.push_back({{u["rule"].str("?")},
+      rows.push_back({{u["state"].str() == "resolved" ? "resolve" : "trigger"},
+                      {shortTime(u["time"].str("-"))},
+                      {u["rule"].str("?")},
                       {u["device"].str("-")},
                       {u["notifier"].str("-")},
                       {std::to_string(u["attempts"].count()), nullptr},
                       {oneLine(u["last_error"].str("-"))}});
-    s += table({{"RULE", Align::kLeft, true},
+    s += table({{"EVENT"},
+                {"TIME"},
+                {"RULE", Align::kLeft, true},
                 {"DEVICE", Align::kLeft, true},
                 {"NOTIFIER"},
                 {"TRIES", Align::kRight},

@@ -83,3 +83,31 @@ TEST_CASE("check: requests and the rendered results") {
   CHECK(r.text.find("refused (after 0ms") != std::string::npos);  // wrapped, not cut
   CHECK(r.text.find("1 of 2 failed") != std::string::npos);
 }
+
+TEST_CASE("alerts: most severe first, a tags column, values labelled, undelivered with event") {
+  const std::string doc =
+      R"J({"rules":2,"firing":[)J"
+      R"J({"rule":"sensor-silent","device":"pump-003","metric":"bearing_temp","tags":{"line":"2"},)J"
+      R"J("severity":"warning","statistic":"no_data","value":65,"threshold":60,)J"
+      R"J("time":"2026-11-21T10:00:00.000Z"},)J"
+      R"J({"rule":"sensor-silent","device":"pump-003","metric":"bearing_temp","tags":{"line":"1"},)J"
+      R"J("severity":"warning","statistic":"no_data","value":65,"threshold":60,)J"
+      R"J("time":"2026-11-21T10:00:00.000Z"},)J"
+      R"J({"rule":"overheat","device":"pump-7","metric":"bearing_temp","tags":{},)J"
+      R"J("severity":"critical","statistic":"p95","value":91.5,"threshold":85,)J"
+      R"J("time":"2026-11-21T10:00:00.000Z"}],"pending":[],"undelivered":[)J"
+      R"J({"rule":"overheat","device":"pump-7","state":"resolved","time":"2026-11-21T10:05:00.000Z",)J"
+      R"J("notifier":"pagerduty","attempts":3,"last_error":"HTTP 500"}]})J";
+  const auto r = ctl::renderAlerts(doc, ctl::Style{false, 80});
+  MESSAGE(r.text);
+  checkWidth(r.text, 80);
+  const auto critical = r.text.find("overheat"), line1 = r.text.find("line=1"),
+             line2 = r.text.find("line=2");
+  CHECK(critical < line1);
+  CHECK(line1 < line2);
+  CHECK(r.text.find("p95 91.5 > 85") != std::string::npos);
+  CHECK(r.text.find("silent 1m 05s") != std::string::npos);
+  CHECK(r.text.find("sensor-silent") != std::string::npos);  // the rule is never cut
+  CHECK(r.text.find("resolve") != std::string::npos);
+  CHECK(r.text.find("10:05:00") != std::string::npos);
+}
