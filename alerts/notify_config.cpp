@@ -10,6 +10,7 @@
 #include "alerts/secret.h"
 #include "core/sink.h"
 #include "protocols/http/client.h"
+#include "protocols/http/probe.h"
 
 namespace gw::alerts {
 
@@ -83,7 +84,10 @@ std::unique_ptr<SinkConfig> parsePd(config::Section& s, const ParseContext& cont
   std::string name = "notify." + o.name, target = safeTarget(o.url, false);
   return std::make_unique<BasicSinkConfig>(
       std::move(name), std::move(target),
-      [o = std::move(o)](const BuildContext&) { return makeOutboxSink(makePagerDutyNotifier(o)); });
+      [o](const BuildContext&) { return makeOutboxSink(makePagerDutyNotifier(o)); },
+      [o](Nanos timeout) {
+        return http::probe({o.url, o.ca_file, {}, false}, timeout);
+      });
 }
 
 std::unique_ptr<SinkConfig> parseHook(config::Section& s, const ParseContext& context) {
@@ -91,7 +95,10 @@ std::unique_ptr<SinkConfig> parseHook(config::Section& s, const ParseContext& co
   std::string name = "notify." + o.name, target = safeTarget(o.url, true);
   return std::make_unique<BasicSinkConfig>(
       std::move(name), std::move(target),
-      [o = std::move(o)](const BuildContext&) { return makeOutboxSink(makeWebhookNotifier(o)); });
+      [o](const BuildContext&) { return makeOutboxSink(makeWebhookNotifier(o)); },
+      [o](Nanos timeout) {
+        return http::probe({o.url, o.ca_file, {}, false}, timeout);
+      });
 }
 
 }  // namespace

@@ -145,7 +145,7 @@ bool SqliteJournal::commit() {
   bool dirty_sinks = false;
   for (const auto& [name, st] : sinks_) dirty_sinks = dirty_sinks || st.dirty;
   if (pending_.empty() && persisted_series_ == series_.size() && !dirty_sinks &&
-      pending_state_.empty())
+      pending_state_.empty() && !dead_letters_.dirty())
     return true;
 
   // buffer.min_free is checked before every commit, not only by the retention pass once a
@@ -181,6 +181,7 @@ bool SqliteJournal::commit() {
       if (rc == SQLITE_DONE) rc = SQLITE_OK;
     }
     if (rc == SQLITE_OK) rc = writeDirtySinks();
+    if (rc == SQLITE_OK && dead_letters_.dirty()) rc = dead_letters_.write();
     return rc;
   });
   if (rc != SQLITE_OK) {
@@ -204,6 +205,7 @@ bool SqliteJournal::commit() {
     last_marker_time_ = commit_time;
   }
   for (auto& [name, st] : sinks_) st.dirty = false;
+  dead_letters_.committed();
   ++commits_;
   return true;
 }

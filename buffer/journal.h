@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "buffer/dead_letters.h"
 #include "core/reading.h"
 #include "core/time.h"
 
@@ -190,6 +191,13 @@ class Journal {
   virtual std::uint64_t enforceRetention(Nanos now, size_t step = 10000) = 0;
 
   virtual JournalStats stats() const = 0;
+
+  /// Keeps a piece of bad input in the dead-letter table (buffer/dead_letters.h), written with
+  /// the next commit; the table is capped (kDeadLetterMaxRows, kDeadLetterMaxBytes), oldest
+  /// deleted first.
+  virtual void addDeadLetter(DeadLetter letter) = 0;
+  /// The newest `limit` dead letters, newest first (also those not committed yet).
+  virtual std::vector<DeadLetter> deadLetters(size_t limit) = 0;
 
   /// The journal pulled away under the running daemon: journal.db, its -wal or -shm deleted,
   /// moved or replaced (compared by device and inode with the files it opened). Then commits

@@ -1,4 +1,4 @@
-// The journal's schema (version 3), the steps that upgrade older files in place, and the
+// The journal's schema (version 4), the steps that upgrade older files in place, and the
 // statements prepared against it.
 #include <iterator>
 #include <string>
@@ -7,7 +7,7 @@
 
 namespace gw::buffer::detail {
 
-// Schema version 3. One row per record; seq is the rowid, so a reading is a few varints and a
+// Schema version 4. One row per record; seq is the rowid, so a reading is a few varints and a
 // double:
 //   s  series id, t event time (ns), v value (NULL for NaN),
 //   d  event time - device time (ns; NULL when the payload had no device time). Usually small.
@@ -25,11 +25,15 @@ namespace gw::buffer::detail {
 // commits: commit wall time per group of commits; rows first_seq.. were committed in
 //   [t, t + kCommitTimeGranularity). Pruned with the rows it covers.
 // meta 'floor': every row <= floor was deleted, so seq continues after an emptied table.
+// dead: the dead letters (buffer/dead_letters.h): bad input with its time, source, topic or
+//   path (w), reason, device, full size and an escaped excerpt (x); capped by
+//   DeadLetterTable::write(), oldest first.
 //
 // Older versions are upgraded in place on open, in one transaction (kUpgrades):
 //   1  readings only: no x, no r_alerts, no state.
 //   2  f instead of c and k: a reading's TimeReference (0, 1) or the kind of another record
 //      (2 aggregate, 3 alert), so a third reference would have read back as an aggregate.
+//   3  no dead table.
 const char* const kSchema = R"sql(
 BEGIN IMMEDIATE;
 CREATE TABLE r(seq INTEGER PRIMARY KEY, s INTEGER NOT NULL, t INTEGER NOT NULL, v REAL,
@@ -43,11 +47,14 @@ CREATE TABLE sinks(name TEXT PRIMARY KEY, cursor INTEGER NOT NULL, dropped INTEG
 CREATE TABLE commits(first_seq INTEGER PRIMARY KEY, t INTEGER NOT NULL);
 CREATE TABLE meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID;
 INSERT INTO meta(k, v) VALUES('floor', 0);
+CREATE TABLE dead(id INTEGER PRIMARY KEY, t INTEGER NOT NULL, source TEXT NOT NULL,
+                  w TEXT NOT NULL, reason TEXT NOT NULL, device TEXT NOT NULL,
+                  size INTEGER NOT NULL, x TEXT NOT NULL);
 PRAGMA application_id = 1196902961;
-PRAGMA user_version = 3;
+PRAGMA user_version = 4;
 COMMIT;
 )sql";
-static_assert(kApplicationId == 1196902961 && kSchemaVersion == 3, "update kSchema");
+static_assert(kApplicationId == 1196902961 && kSchemaVersion == 4, "update kSchema");
 
 namespace {
 
@@ -68,6 +75,12 @@ ALTER TABLE r RENAME COLUMN f TO c;
 ALTER TABLE r ADD COLUMN k INTEGER NOT NULL DEFAULT 0;
 UPDATE r SET k = c - 1, c = 0 WHERE c IN (2, 3);
 CREATE INDEX r_alerts ON r(k) WHERE k = 2;
+)sql",
+    // 3 to 4: the dead letters.
+    R"sql(
+CREATE TABLE dead(id INTEGER PRIMARY KEY, t INTEGER NOT NULL, source TEXT NOT NULL,
+                  w TEXT NOT NULL, reason TEXT NOT NULL, device TEXT NOT NULL,
+                  size INTEGER NOT NULL, x TEXT NOT NULL);
 )sql",
 };
 static_assert(std::size(kUpgrades) == kSchemaVersion - 1, "one upgrade step per version");
@@ -134,7 +147,7 @@ int SqliteJournal::prepareStatements() {
     const int rc = stmt->prepare(db, sql);
     if (rc != SQLITE_OK) return rc;
   }
-  return SQLITE_OK;
+  return dead_letters_.prepare(db);
 }
 
 }  // namespace gw::buffer::detail

@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "buffer/dead_letter_table.h"
 #include "buffer/journal.h"
 #include "buffer/sqlite.h"
 #include "core/log.h"
@@ -37,7 +38,7 @@ using sqlite::ResetGuard;
 using sqlite::Stmt;
 
 constexpr std::int64_t kApplicationId = 0x47574A31;   // "GWJ1", marks the file as ours
-constexpr std::int64_t kSchemaVersion = 3;            // PRAGMA user_version
+constexpr std::int64_t kSchemaVersion = 4;            // PRAGMA user_version
 constexpr Nanos kLogInterval = 10 * kNanosPerSecond;  // for repeated data-path errors
 
 /// The schema of version kSchemaVersion, for a new file (journal_schema.cpp).
@@ -102,7 +103,9 @@ class SqliteJournal final : public Journal {
   void setCursor(std::string_view sink, std::uint64_t seq) override;
   std::uint64_t enforceRetention(Nanos now, size_t step) override;
   JournalStats stats() const override;
-  bool checkFile() override;  // journal_guard.cpp
+  bool checkFile() override;                       // journal_guard.cpp
+  void addDeadLetter(DeadLetter letter) override;  // dead_letters.cpp
+  std::vector<DeadLetter> deadLetters(size_t limit) override;
   /// Takes `<path>.lock` (flock); false with `error` when another process holds it.
   bool lock(std::string& error);
   /// Remembers which files the connection has open (journal_guard.cpp).
@@ -176,6 +179,7 @@ class SqliteJournal final : public Journal {
   Stmt insert_row_, insert_series_, insert_marker_, write_sink_, write_floor_;
   Stmt read_, read_alerts_, delete_rows_, delete_markers_, marker_after_, write_state_;
   mutable Stmt marker_at_, page_count_, freelist_count_;
+  DeadLetterTable dead_letters_;  // its statements, like the ones above
   std::int64_t page_size_ = 4096;
 
   std::deque<Series> series_;  // index = SeriesId; a deque never moves its elements

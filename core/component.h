@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "core/sink.h"
+#include "core/time.h"
 
 namespace boost::asio {
 class io_context;
@@ -48,6 +49,16 @@ struct BuildContext {
   std::string broker_property = "timestamp";
 };
 
+/// `gatewayctl check`'s test of one component's connection: TCP, TLS where configured, auth
+/// where the protocol allows it without side effects. Nothing is sent that a server would keep.
+struct ProbeResult {
+  bool ok = false;
+  std::string detail;  ///< what was tested, or why it failed (the cause); never a secret
+};
+/// Runs the test, blocking for about `timeout` at most, on a thread of its own (never the event
+/// loop). It holds its own copy of the options, so it may outlive the config it came from.
+using Probe = std::function<ProbeResult(Nanos timeout)>;
+
 /// A sink's (or a notifier's) parsed, immutable config.
 class SinkConfig {
  public:
@@ -61,6 +72,8 @@ class SinkConfig {
   /// Builds the sink. May throw std::runtime_error only for what a config check cannot see
   /// (a library that cannot be set up); everything the config can get wrong, its parser refused.
   virtual std::unique_ptr<Sink> build(const BuildContext& context) const = 0;
+  /// Its connection test for `gatewayctl check`; empty when there is nothing to test.
+  virtual Probe probe() const { return {}; }
 };
 
 /// A SinkConfig made of its parts, for a sink whose config is only its options (captured by
@@ -68,17 +81,22 @@ class SinkConfig {
 class BasicSinkConfig final : public SinkConfig {
  public:
   using Build = std::function<std::unique_ptr<Sink>(const BuildContext&)>;
-  BasicSinkConfig(std::string name, std::string target, Build build)
-      : name_(std::move(name)), target_(std::move(target)), build_(std::move(build)) {}
+  BasicSinkConfig(std::string name, std::string target, Build build, Probe probe = {})
+      : name_(std::move(name)),
+        target_(std::move(target)),
+        build_(std::move(build)),
+        probe_(std::move(probe)) {}
   std::string name() const override { return name_; }
   std::string target() const override { return target_; }
   std::unique_ptr<Sink> build(const BuildContext& context) const override {
     return build_(context);
   }
+  Probe probe() const override { return probe_; }
 
  private:
   std::string name_, target_;
   Build build_;
+  Probe probe_;
 };
 
 /// A source's parsed, immutable config.
@@ -93,6 +111,8 @@ class SourceConfig {
   /// A warning for the log when a reload replaces `previous` (same name) with this config and
   /// something cannot carry over; empty when nothing is lost.
   virtual std::string reloadWarning(const SourceConfig& previous) const { return {}; }
+  /// Its connection test for `gatewayctl check` (a broker); empty when there is nothing to test.
+  virtual Probe probe() const { return {}; }
 };
 
 enum class ComponentKind { kSource, kSink, kNotifier };

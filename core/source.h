@@ -12,6 +12,16 @@
 
 namespace gw {
 
+/// One piece of bad input, as a source reports it (Ingest::bad).
+struct BadInput {
+  std::string_view source;   ///< the source's name: "mqtt", "coap"
+  std::string_view reason;   ///< "not_json", "no_template", …
+  std::string_view where;    ///< topic, path or URI
+  std::string_view payload;  ///< what arrived (an escaped excerpt goes to the dead letters)
+  std::string_view device;   ///< when the topic or path template named one; else empty
+  size_t size = 0;           ///< the payload's full size (a CoAP block-wise body: all blocks)
+};
+
 /// What a source hands its decoded input to: the clock stage, the journal append, the windows
 /// and the alerts, all on the event loop's thread.
 ///
@@ -26,9 +36,9 @@ class Ingest {
   /// the broker's stamp or the receive time, as `reference` says.
   virtual std::uint64_t reading(Series& series, const Decoded& decoded, Nanos reference_time,
                                 TimeReference reference) = 0;
-  /// Bad input: counted by `reason` ("not_json", "no_template", …), logged rate-limited with
-  /// `where` (topic, path) and the payload's size. Never stops anything.
-  virtual void bad(std::string_view reason, std::string_view where, size_t size) = 0;
+  /// Bad input: counted by reason and by device, logged rate-limited with where (topic, path)
+  /// and size, kept in the journal's bounded dead-letter table. Never stops anything.
+  virtual void bad(const BadInput& input) = 0;
   /// The last seq appended: what a message taken now (even a bad one) waits for.
   virtual std::uint64_t appendedSeq() const = 0;
   /// True while the journal cannot take more: a source stops taking input (MQTT leaves the

@@ -14,6 +14,8 @@
 
 #include "buffer/journal.h"
 #include "core/log.h"
+#include "gateway/bad_input.h"
+#include "gateway/check.h"
 #include "gateway/config.h"
 #include "gateway/control/control_server.h"
 #include "gateway/metrics/exposition.h"
@@ -116,6 +118,12 @@ class Daemon {
         return gw::unknownCommandJson("tail: expected `tail <limit> <after seq> <device>`");
       return pipeline_->tailJson(tail->device, tail->after, tail->limit);
     }
+    if (auto check = gw::parseCheckRequest(request))
+      return *check == 0 ? checks_.start(cfg_) : checks_.json(*check);
+    if (auto bad = gw::parseBadRequest(request)) {
+      if (*bad == 0) return gw::requestErrorJson("bad: expected `bad <limit>`");
+      return pipeline_->badJson(*bad);
+    }
     // "sensors [PATTERN] [--limit N] [--sort KEY]" (gateway/device_query.h); others: one word.
     const std::string_view command = request.substr(0, request.find(' '));
     const std::string_view args = request.substr(command.size());
@@ -203,6 +211,7 @@ class Daemon {
   boost::asio::io_context& io_;
   gw::config::Config cfg_;
   std::unique_ptr<gw::Pipeline> pipeline_;
+  gw::CheckRunner checks_;  // gatewayctl check
   std::unique_ptr<gw::control::ControlServer> control_;
   std::unique_ptr<gw::metrics::MetricsServer> metrics_;
   gw::Nanos start_time_ = gw::wallNow();

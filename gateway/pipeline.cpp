@@ -150,14 +150,20 @@ void Pipeline::Impl::stop() {
   log::info("stats {}", gw::statsJson(snapshot(kStatsParts)));
 }
 
-void Pipeline::Impl::bad(std::string_view reason, std::string_view where, size_t size) {
-  auto it = bad_counts.find(reason);
-  if (it == bad_counts.end()) it = bad_counts.emplace(std::string(reason), 0).first;
+void Pipeline::Impl::bad(const BadInput& in) {
+  auto it = bad_counts.find(in.reason);
+  if (it == bad_counts.end()) it = bad_counts.emplace(std::string(in.reason), 0).first;
   ++it->second;
+  if (!in.device.empty()) bad_devices.add(in.device);
+  journal->addDeadLetter({0, time.wall(), std::string(in.source), std::string(in.where),
+                          std::string(in.reason), std::string(in.device), in.size,
+                          buffer::escapeExcerpt(in.payload)});
   std::uint64_t suppressed = 0;
   if (bad_log.allow(time.mono(), suppressed))
-    log::warn("bad input ({}) on topic '{}' ({} bytes); {} more bad messages not logged", reason,
-              where.substr(0, 200), size, suppressed);
+    log::warn(
+        "bad input ({}) on topic '{}' ({} bytes); {} more bad messages not logged; "
+        "gatewayctl bad shows them",
+        in.reason, buffer::escapeExcerpt(in.where, 200), in.size, suppressed);
 }
 
 std::uint64_t Pipeline::Impl::appendedSeq() const {

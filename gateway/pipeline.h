@@ -43,6 +43,9 @@ class Pipeline {
   /// `gatewayctl tail`'s document (gateway/tail.cpp): the device's latest `limit` readings
   /// with seq > `after`, each the Kafka reading record.
   std::string tailJson(std::string_view device, std::uint64_t after, size_t limit) const;
+  /// `gatewayctl bad`'s document (gateway/bad_input.cpp): counts by reason and device, and the
+  /// newest `limit` dead letters.
+  std::string badJson(std::size_t limit) const;
   /// One line for systemd's STATUS=, e.g. "mqtt connected, 12345 readings, kafka up backlog 0".
   std::string statusLine() const;
 

@@ -16,6 +16,7 @@
 #include "buffer/journal.h"
 #include "core/log.h"
 #include "core/source.h"
+#include "gateway/bad_input.h"
 #include "gateway/clock_skew.h"
 #include "gateway/clock_table.h"
 #include "gateway/config.h"
@@ -33,7 +34,7 @@ struct Pipeline::Impl final : Ingest {
   // Ingest (called by the sources).
   std::uint64_t reading(Series& series, const Decoded& decoded, Nanos reference_time,
                         TimeReference reference) override;
-  void bad(std::string_view reason, std::string_view where, size_t size) override;
+  void bad(const BadInput& input) override;
   std::uint64_t appendedSeq() const override;
   bool backpressure() const override;
   void brokerStamp(Nanos stamp, Nanos receive_time) override;
@@ -91,6 +92,7 @@ struct Pipeline::Impl final : Ingest {
   std::uint64_t messages = 0, readings = 0, commit_failures = 0, aggregates = 0, alert_count = 0;
   std::map<std::string, std::uint64_t, std::less<>> bad_counts;
   log::RateLimiter bad_log;
+  BadDeviceCounts bad_devices;  // gateway/bad_input.h
   // Alert events: each is in the outbox; the log shows a burst of them at a bounded rate.
   log::RateLimiter alert_log{kNanosPerSecond / 50};
   bool firing_dirty = false;  // alerts.firing state to be rewritten before the next commit

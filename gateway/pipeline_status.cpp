@@ -42,6 +42,19 @@ const Pipeline::Impl::CounterSample* Pipeline::Impl::rateBase(Nanos now) const {
   return nullptr;
 }
 
+namespace {
+
+/// Keeps the kSkewNamesShown first names in sorted order (a bounded insert, no copy of all).
+void addSkewName(ClockStatus& c, const std::string& name) {
+  auto& v = c.out_of_bounds_names;
+  const auto at = std::lower_bound(v.begin(), v.end(), name);
+  if (v.size() >= ClockStatus::kSkewNamesShown && at == v.end()) return;
+  v.insert(at, name);
+  if (v.size() > ClockStatus::kSkewNamesShown) v.pop_back();
+}
+
+}  // namespace
+
 StatusSnapshot Pipeline::Impl::snapshot(StatusParts what, const DeviceQuery* devices) const {
   using namespace status_part;
   const Nanos wall = time.wall(), mono = time.mono();
@@ -107,8 +120,9 @@ StatusSnapshot Pipeline::Impl::snapshot(StatusParts what, const DeviceQuery* dev
     s.clock.max_skew = cfg.clock.max_skew;
     s.clock.devices = clocks.size();
     // A pass over the devices, without copying anything (~1 ms per 100,000 on a Pi 4).
-    clocks.forEach([&](const std::string&, const clock::ClockTable::Entry& e) {
+    clocks.forEach([&](const std::string& name, const clock::ClockTable::Entry& e) {
       s.clock.out_of_bounds += e.estimator.state().out_of_bounds;
+      if (e.estimator.state().out_of_bounds) addSkewName(s.clock, name);
       s.clock.steps += e.estimator.state().steps;
     });
   }
@@ -118,6 +132,7 @@ StatusSnapshot Pipeline::Impl::snapshot(StatusParts what, const DeviceQuery* dev
         selectDevices(clocks, devices ? *devices : all_sorted, mono, s.clock.matched);
     for (DeviceClockStatus& d : s.clock.per_device)
       if (auto it = device_online.find(d.device); it != device_online.end()) d.online = it->second;
+    for (DeviceClockStatus& d : s.clock.per_device) d.bad = bad_devices.count(d.device);
   }
 
   if ((what & kWindows) && windows)

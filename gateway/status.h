@@ -93,11 +93,15 @@ struct DeviceClockStatus {
   clock::DeviceClock clock;
   std::optional<double> rate;  ///< samples per second, like rate_in
   std::optional<bool> online;  ///< as the device last announced (Sparkplug birth/death)
+  std::uint64_t bad = 0;       ///< bad input named after the device since start
 };
 
 struct ClockStatus {
   std::uint64_t devices = 0;
   std::uint64_t out_of_bounds = 0;
+  /// Up to kSkewNamesShown of them by name, sorted (for `status`).
+  std::vector<std::string> out_of_bounds_names;
+  static constexpr std::size_t kSkewNamesShown = 5;
   std::uint64_t steps = 0;
   clock::DeviceClock gateway;  ///< the gateway's clock against the broker's
   Nanos max_skew = 0;

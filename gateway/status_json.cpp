@@ -242,6 +242,9 @@ void writeStatus(Writer& w, const StatusSnapshot& s) {
   w.key("clock").beginObject();
   w.key("devices").num(s.clock.devices);
   w.key("out_of_bounds").num(s.clock.out_of_bounds);
+  w.key("out_of_bounds_devices").beginArray();
+  for (const auto& name : s.clock.out_of_bounds_names) w.str(name);
+  w.endArray();
   w.key("gateway_offset_ms").millis(s.clock.gateway.offset, 3);
   w.endObject();
   writeLimits(w.key("limits"), s.limits);
@@ -265,6 +268,7 @@ void writeSensors(Writer& w, const StatusSnapshot& s) {
     writeClock(w, d.clock);
     w.key("rate").fixed(d.rate, 2);
     if (d.online) w.key("online").boolean(*d.online);
+    w.key("bad").num(d.bad);
     w.endObject();
   }
   w.endArray();

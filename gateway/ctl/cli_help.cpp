@@ -43,6 +43,21 @@ std::string examplesOf(const std::string& command) {
        "  gatewayctl tail pump-7             its 10 latest readings\n"
        "  gatewayctl tail pump-7 -n 50 -f    50, then every new one until Ctrl-C\n"
        "  gatewayctl tail pump-7 --json | jq '.readings[] | {metric, value, time}'\n"},
+      {"bad",
+       "Examples:\n"
+       "  gatewayctl bad                    what was refused, why, and from which device\n"
+       "  gatewayctl bad -n 100 --wide      the 100 newest dead letters, lines not cut\n"
+       "  gatewayctl bad --json | jq '.letters[] | {time, reason, where, excerpt}'\n"},
+      {"check",
+       "Examples:\n"
+       "  gatewayctl check                  broker, Kafka, time-series store, notifiers: ok or "
+       "why\n"
+       "  gatewayctl check --json | jq '.results[] | select(.state != \"ok\")'\n"},
+      {"top",
+       "Examples:\n"
+       "  gatewayctl top                    refreshed every 2 s until Ctrl-C\n"
+       "  gatewayctl top -i 5               every 5 s\n"
+       "  gatewayctl top --once             one frame, e.g. for a ticket\n"},
       {"config check",
        "Examples:\n"
        "  gatewayctl config check           checks /etc/iot-gateway/gateway.toml\n"

@@ -9,12 +9,16 @@
 #include <string>
 
 #include "core/json.h"
+#include "gateway/bad_input.h"
 #include "gateway/config.h"
 #include "gateway/control/control_server.h"
+#include "gateway/ctl/check_cmd.h"
 #include "gateway/ctl/cli_help.h"
 #include "gateway/ctl/client.h"
 #include "gateway/ctl/render.h"
 #include "gateway/ctl/tail_cmd.h"
+#include "gateway/ctl/top_cmd.h"
+#include "gateway/ctl/view_cmd.h"
 
 #ifndef GW_VERSION
 #define GW_VERSION "dev"
@@ -27,7 +31,8 @@ constexpr const char* kExitCodes = R"(Exit codes:
   1   something is down or needs attention: status/sinks: a source or sink is down;
       sensors: a device clock is off by more than clock.max_skew; buffer: commits failed or
       the journal is at 90% of buffer.max_size; alerts: an alert is firing or a notification
-      is undelivered
+      is undelivered; bad: bad input arrived since gatewayd started; check: a connection
+      test failed
   64  usage error (unknown command or option, missing argument)
   3   gatewayd is not running (no control socket, or nobody accepts on it)
   4   permission denied on the control socket (run as root or join the iot-gateway group)
@@ -139,6 +144,24 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   tail->add_flag("-f,--follow", tail_opts.follow, "keep printing newer readings until Ctrl-C");
   tail->footer(gw::ctl::examplesOf("tail"));
+  std::size_t bad_lines = 20;
+  auto* bad = app.add_subcommand(
+      "bad", "bad input: counts by reason and device, the newest dead letters with payload");
+  bad->add_option("-n,--lines", bad_lines, "how many dead letters")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  bad->footer(gw::ctl::examplesOf("bad"));
+  auto* probe = app.add_subcommand(
+      "check", "gatewayd tests its connections: broker, sinks, notifiers (TCP, TLS, auth)");
+  probe->footer(gw::ctl::examplesOf("check"));
+  gw::ctl::TopOptions top_opts;
+  auto* top = app.add_subcommand(
+      "top", "a live view: rates, sources, sinks, backlog, drops, alerts (refreshed in place)");
+  top->add_option("-i,--interval", top_opts.interval_s, "seconds between frames")
+      ->check(CLI::Range(0.2, 3600.0))
+      ->capture_default_str();
+  top->add_flag("-1,--once", top_opts.once, "print one frame and exit (for scripts)");
+  top->footer(gw::ctl::examplesOf("top"));
   // `gatewayctl help [COMMAND]`, as git and systemctl have it.
   std::vector<std::string> help_topic;
   auto* help = app.add_subcommand("help", "show the help of gatewayctl or of one command");
@@ -176,6 +199,16 @@ int main(int argc, char** argv) {
     return gw::ctl::runTail(socket, timeout_ms, tail_opts,
                             gw::ctl::Style{useColor(color), wide ? 0u : 80u});
   }
+
+  if (top->parsed())
+    return gw::ctl::runTop(socket, timeout_ms, top_opts,
+                           gw::ctl::Style{useColor(color), wide ? 0u : 80u});
+  if (probe->parsed())
+    return gw::ctl::runCheck(socket, timeout_ms, json,
+                             gw::ctl::Style{useColor(color), wide ? 0u : 80u});
+  if (bad->parsed())
+    return gw::ctl::runView(socket, timeout_ms, gw::badRequestLine(bad_lines), gw::ctl::renderBad,
+                            json, gw::ctl::Style{useColor(color), wide ? 0u : 80u});
 
   for (const auto& v : views) {
     if (!app.got_subcommand(v.name)) continue;

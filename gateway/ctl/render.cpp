@@ -7,6 +7,7 @@
 #include <cmath>
 #include <optional>
 #include <stdexcept>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -365,9 +366,20 @@ Rendered renderStatus(std::string_view json, const Style& st) {
                                         "unsent rows are dropped (gatewayctl buffer)",
                                         formatBytes(j["disk_free"].num(0)))));
   const J clock = r["clock"];
-  if (clock.present() && clock["devices"].count() > 0)
-    s += textLine(st, fmt::format("clocks    {} devices, {} out of bounds",
-                                  clock["devices"].count(), clock["out_of_bounds"].count()));
+  if (clock.present() && clock["devices"].count() > 0) {
+    std::string skew;
+    for (const J& name : clock["out_of_bounds_devices"].items())
+      skew += (skew.empty() ? ": " : ", ") + name.str();
+    if (!skew.empty() &&
+        clock["out_of_bounds"].count() > clock["out_of_bounds_devices"].items().size())
+      skew += ", ...";
+    if (!skew.empty()) skew += " (gatewayctl sensors)";
+    for (const auto& l :
+         wrapWords(fmt::format("clocks    {} devices, {} beyond clock.max_skew{}",
+                               clock["devices"].count(), clock["out_of_bounds"].count(), skew),
+                   st.width, 10, 3))
+      s += textLine(st, l);
+  }
 
   std::vector<std::string> down, connecting, errors;
   std::vector<std::vector<Cell>> rows;
@@ -470,6 +482,7 @@ Rendered renderSensors(std::string_view json, const Style& st) {
     rows.push_back({{dev["device"].str("?")},
                     {seen},
                     {rate(dev["rate"])},
+                    {std::to_string(dev["bad"].count()), dev["bad"].count() ? kYellow : nullptr},
                     {offset},
                     {fmt::format("{:+.1f}", dev["drift_ppm"].num(0))},
                     {std::to_string(dev["steps"].count())},
@@ -497,6 +510,7 @@ Rendered renderSensors(std::string_view json, const Style& st) {
     s += table({{"DEVICE", Align::kLeft, true},
                 {"LAST SEEN", Align::kRight},
                 {"MSG/S", Align::kRight},
+                {"BAD", Align::kRight},
                 {"OFFSET", Align::kRight},
                 {"PPM", Align::kRight},
                 {"STEPS", Align::kRight},
@@ -625,6 +639,44 @@ Rendered renderSinks(std::string_view json, const Style& st) {
   return out;
 }
 
+namespace {
+
+/// critical, error, warning, info, anything else: the order `alerts` lists them in.
+int severityRank(const std::string& s) {
+  if (s == "critical") return 0;
+  if (s == "error") return 1;
+  if (s == "warning") return 2;
+  if (s == "info") return 3;
+  return 4;
+}
+
+/// "line=3,cell=A" (template order), or empty.
+std::string tagsText(const J& tags) {
+  std::string out;
+  for (const auto& [k, v] : tags.fields()) out += (out.empty() ? "" : ",") + k + "=" + v.str();
+  return out;
+}
+
+/// An alert's value with what it is: "p95 91.2 > 85", "silent 1m 05s".
+std::string labelledValue(const J& a) {
+  const auto value = a["value"].num();
+  const auto threshold = a["threshold"].num();
+  if (!value) return "-";
+  const std::string stat = a["statistic"].str("value");
+  if (stat == "no_data") return "silent " + formatAge(*value);  // longer than no_data_for
+  if (!threshold) return fmt::format("{} {:g}", stat, *value);
+  return fmt::format("{} {:g} {} {:g}", stat, *value, *value > *threshold ? '>' : '<', *threshold);
+}
+
+/// How long ago an RFC 3339 time was: "5m 10s", or "-".
+std::string sinceText(const std::string& t) {
+  const auto at = parseRfc3339(t);
+  if (!at) return "-";
+  return formatAge(static_cast<double>(wallNow() - *at) / kNanosPerSecond);
+}
+
+}  // namespace
+
 Rendered renderAlerts(std::string_view json, const Style& st) {
   Doc d(json);
   const J& r = d.root;
@@ -635,24 +687,34 @@ Rendered renderAlerts(std::string_view json, const Style& st) {
   s += textLine(st,
                 fmt::format("{} rules; {} firing, {} pending, {} undelivered notifications",
                             r["rules"].count(), firing.size(), pending.size(), undelivered.size()));
-  auto alertRows = [&](const std::vector<J>& list, const char* color) {
+  auto alertRows = [&](std::vector<J> list, const char* color) {
+    // Most severe first, then by rule, device, metric and tags: the same series stay together.
+    std::stable_sort(list.begin(), list.end(), [](const J& x, const J& y) {
+      const auto key = [](const J& a) {
+        return std::make_tuple(severityRank(a["severity"].str()), a["rule"].str(),
+                               a["device"].str(), a["metric"].str(), tagsText(a["tags"]));
+      };
+      return key(x) < key(y);
+    });
     std::vector<std::vector<Cell>> rows;
     for (const J& a : list) {
-      const auto value = a["value"].num();
+      const std::string tags = tagsText(a["tags"]);
       rows.push_back({{a["rule"].str("?"), color},
                       {a["device"].str("-")},
                       {a["metric"].str("-")},
+                      {tags.empty() ? "-" : tags},
                       {a["severity"].str("-")},
-                      {value ? fmt::format("{:g}", *value) : "-"},
-                      {shortTime(a["time"].str("-"))}});
+                      {labelledValue(a)},
+                      {sinceText(a["time"].str())}});
     }
     return rows;
   };
-  const std::vector<Column> cols = {{"RULE", Align::kLeft, true},
+  const std::vector<Column> cols = {{"RULE"},
                                     {"DEVICE", Align::kLeft, true},
-                                    {"METRIC"},
+                                    {"METRIC", Align::kLeft, true},
+                                    {"TAGS", Align::kLeft, true},
                                     {"SEVERITY"},
-                                    {"VALUE", Align::kRight},
+                                    {"VALUE", Align::kLeft, true},
                                     {"SINCE"}};
   if (!firing.empty()) {
     s += "\n" + textLine(st, paint(st, kRed, "FIRING"));
@@ -666,12 +728,16 @@ Rendered renderAlerts(std::string_view json, const Style& st) {
     s += "\n" + textLine(st, paint(st, kRed, "UNDELIVERED NOTIFICATIONS"));
     std::vector<std::vector<Cell>> rows;
     for (const J& u : undelivered)
-      rows.push_back({{u["rule"].str("?")},
+      rows.push_back({{u["state"].str() == "resolved" ? "resolve" : "trigger"},
+                      {shortTime(u["time"].str("-"))},
+                      {u["rule"].str("?")},
                       {u["device"].str("-")},
                       {u["notifier"].str("-")},
                       {std::to_string(u["attempts"].count()), nullptr},
                       {oneLine(u["last_error"].str("-"))}});
-    s += table({{"RULE", Align::kLeft, true},
+    s += table({{"EVENT"},
+                {"TIME"},
+                {"RULE", Align::kLeft, true},
                 {"DEVICE", Align::kLeft, true},
                 {"NOTIFIER"},
                 {"TRIES", Align::kRight},
@@ -737,6 +803,155 @@ Rendered renderTail(std::string_view json, const Style& st, bool header) {
   } else {
     s += t.substr(t.find('\n') + 1);  // --follow: the same columns without the heads
   }
+  return out;
+}
+
+// gatewayctl bad: counts, the devices with the most bad input, then the newest dead letters,
+// each with its payload excerpt on a line of its own.
+Rendered renderBad(std::string_view json, const Style& st) {
+  Doc d(json);
+  const J& r = d.root;
+  Rendered out;
+  std::string& s = out.text;
+  const std::uint64_t total = r["total"].count();
+  if (total == 0) {
+    s += textLine(st, "no bad input since gatewayd started");
+  } else {
+    std::string reasons;
+    for (const auto& [reason, n] : r["reasons"].fields())
+      reasons += fmt::format("{}{} {}", reasons.empty() ? "" : ", ", reason, n.count());
+    for (const auto& l :
+         wrapWords(fmt::format("{} bad messages since gatewayd started: {}", total, reasons),
+                   st.width, 2, 3))
+      s += textLine(st, l);
+    std::string devices;
+    for (const J& dev : r["devices"].items())
+      devices += fmt::format("{}{} {}", devices.empty() ? "" : ", ", dev["device"].str("?"),
+                             dev["count"].count());
+    const auto listed = r["devices"].items().size();
+    const auto all = r["devices_total"].count();
+    if (all > listed) devices += fmt::format(" and {} more", all - listed);
+    if (r["other_devices"].count() > 0)
+      devices +=
+          fmt::format(" (+{} from devices past the count limit)", r["other_devices"].count());
+    if (!devices.empty())
+      for (const auto& l : wrapWords("by device: " + devices, st.width, 2, 3)) s += textLine(st, l);
+    out.exit = kDegraded;
+  }
+  const auto letters = r["letters"].items();
+  const J caps = r["caps"];
+  if (letters.empty()) {
+    if (total > 0) s += textLine(st, "no dead letter kept");
+    return out;
+  }
+  s += textLine(
+      st, fmt::format("newest {} dead letters (at most {} or {} are kept; -n for more):",
+                      letters.size(), caps["rows"].count(), formatBytes(caps["bytes"].num(0))));
+  // Times of the newest letter's day as hh:mm:ss.mmm; others in full.
+  const std::string day = letters.front()["time"].str().substr(0, 11);
+  std::vector<std::vector<Cell>> rows;
+  for (const J& l : letters) {
+    const std::string t = l["time"].str();
+    rows.push_back({{t.substr(0, 11) == day ? t.substr(11, 12) : t},
+                    {l["source"].str("?")},
+                    {l["reason"].str("?"), kYellow},
+                    {l["device"].str().empty() ? "-" : l["device"].str()},
+                    {formatBytes(l["size"].num(0))},
+                    {l["where"].str()}});
+  }
+  const std::string t = table({{"TIME (UTC)"},
+                               {"SOURCE"},
+                               {"REASON"},
+                               {"DEVICE", Align::kLeft, true},
+                               {"SIZE", Align::kRight},
+                               {"TOPIC / PATH", Align::kLeft, true}},
+                              rows, st);
+  // The table's lines, each letter's excerpt under its row.
+  size_t pos = t.find('\n') + 1;
+  s += t.substr(0, pos);
+  for (const J& l : letters) {
+    const size_t end = t.find('\n', pos) + 1;
+    s += t.substr(pos, end - pos);
+    pos = end;
+    s += textLine(st, "  payload: " + l["excerpt"].str());
+  }
+  return out;
+}
+
+// gatewayctl check: one line per broker, sink and notifier, then what each test found (the
+// cause of a failure), in the same order.
+Rendered renderCheck(std::string_view json, const Style& st) {
+  Doc d(json);
+  Rendered out;
+  std::string& s = out.text;
+  std::vector<std::vector<Cell>> rows;
+  std::vector<std::string> failures;  // every result's detail, in order
+  std::size_t ok = 0, failed = 0;
+  for (const J& r : d.root["results"].items()) {
+    const std::string state = r["state"].str("?");
+    Cell cell{state, nullptr};
+    if (state == "ok") {
+      cell.color = kGreen;
+      ++ok;
+    } else if (state == "failed") {
+      cell = {"FAILED", kRed};
+      ++failed;
+      failures.push_back(r["name"].str("?") + ": " + oneLine(r["detail"].str()));
+    } else if (state == "running") {
+      cell = {"no answer", kRed};
+      ++failed;
+      failures.push_back(r["name"].str("?") + ": no answer in time");
+    }
+    if (state == "ok") failures.push_back(r["name"].str("?") + ": " + oneLine(r["detail"].str()));
+    rows.push_back({{r["name"].str("?")},
+                    {r["kind"].str()},
+                    cell,
+                    {state == "ok" || state == "failed" ? formatMillis(r["ms"].num(0)) : "-"},
+                    {r["target"].str(), nullptr}});
+  }
+  if (rows.empty()) {
+    s += textLine(st, "nothing configured to test");
+    return out;
+  }
+  s += table(
+      {{"NAME"}, {"KIND"}, {"RESULT"}, {"TIME", Align::kRight}, {"TARGET", Align::kLeft, true}},
+      rows, st);
+  for (const auto& f : failures)
+    for (const auto& l : wrapWords(f, st.width, 4, 4)) s += textLine(st, "  " + l);
+  s += "\n";
+  s += textLine(st, failed ? paint(st, kRed, fmt::format("{} of {} failed", failed, ok + failed))
+                           : paint(st, kGreen, fmt::format("all {} ok", ok)));
+  if (failed) out.exit = kDegraded;
+  return out;
+}
+
+// gatewayctl top: one frame of the live view: the status (rates, sources, sinks, backlog,
+// drops) and the alerts in short.
+Rendered renderTop(std::string_view status_json, std::string_view alerts_json, const Style& st,
+                   std::string_view clock) {
+  Rendered out = renderStatus(status_json, st);
+  Doc d(alerts_json);
+  const J& r = d.root;
+  const auto firing = r["firing"].items(), pending = r["pending"].items(),
+             undelivered = r["undelivered"].items();
+  std::string& s = out.text;
+  s.insert(0, textLine(st, paint(st, kBold,
+                                 fmt::format("gatewayctl top  {} UTC  (Ctrl-C to quit)", clock))));
+  s += "\n";
+  s += textLine(st, paint(st, firing.empty() && undelivered.empty() ? kGreen : kRed,
+                          fmt::format("alerts    {} firing, {} pending, {} undelivered",
+                                      firing.size(), pending.size(), undelivered.size())));
+  constexpr std::size_t kShown = 5;
+  for (std::size_t i = 0; i < firing.size() && i < kShown; ++i) {
+    const J& a = firing[i];
+    const auto value = a["value"].num();
+    s += textLine(st, fmt::format("  {} {} {} {} = {}", a["severity"].str("-"), a["rule"].str("?"),
+                                  a["device"].str("-"), a["metric"].str("-"),
+                                  value ? fmt::format("{:g}", *value) : "-"));
+  }
+  if (firing.size() > kShown)
+    s += textLine(st, fmt::format("  and {} more (gatewayctl alerts)", firing.size() - kShown));
+  if (!firing.empty() || !undelivered.empty()) out.exit = kDegraded;
   return out;
 }
 

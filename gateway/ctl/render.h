@@ -28,6 +28,15 @@ Rendered renderAlerts(std::string_view json, const Style& style);
 /// `gatewayctl tail`: the readings of the answer, oldest first; with `header` the device line
 /// and the column heads first (false for the later pages of --follow). Exit 1 when none.
 Rendered renderTail(std::string_view json, const Style& style, bool header = true);
+/// `gatewayctl bad`: counts by reason and device, then the newest dead letters with their
+/// payload excerpts. Exit 1 when there was bad input.
+Rendered renderBad(std::string_view json, const Style& style);
+/// `gatewayctl check`: each component's connection test. Exit 1 when one failed.
+Rendered renderCheck(std::string_view json, const Style& style);
+/// `gatewayctl top`: one frame from the `status` and `alerts` answers; `clock` is the time shown
+/// in its head line. Exit 1 when status or alerts would give it.
+Rendered renderTop(std::string_view status_json, std::string_view alerts_json, const Style& style,
+                   std::string_view clock);
 
 /// The daemon's {"error":"…"} answer, or empty when the document is not one.
 std::string answerError(std::string_view json);

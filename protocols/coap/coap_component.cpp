@@ -17,9 +17,7 @@ class CoapSource final : public gw::Source {
     h.reading = [&ingest](Series& s, const payload::Decoded& d, Nanos receive_time) {
       ingest.reading(s, d, receive_time, TimeReference::kReceive);
     };
-    h.bad = [&ingest](std::string_view reason, std::string_view where, size_t size) {
-      ingest.bad(reason, where, size);
-    };
+    h.bad = [&ingest](const BadInput& input) { ingest.bad(input); };
     h.busy = [&ingest] { return ingest.backpressure(); };
     impl_ = coap::Source::create(context.io, options_, std::move(h));
   }

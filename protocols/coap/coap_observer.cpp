@@ -262,19 +262,21 @@ coap_response_t SourceImpl::onResponse(const coap_pdu_t* received) {
   if (!coap_get_data_large(received, &len, &data, &offset, &total)) len = 0;
   const std::string_view body(reinterpret_cast<const char*>(data), data ? len : 0);
   if (handlers_.busy()) {
-    handlers_.bad("journal_backpressure_notification_lost", o.where, body.size());
+    handlers_.bad({"coap", "journal_backpressure_notification_lost", o.where, body, o.series.device,
+                   body.size()});
     return COAP_RESPONSE_OK;
   }
   if (body.size() > o.reader.options().decoder.max_payload) {
-    handlers_.bad("too_large", o.where, body.size());
+    handlers_.bad({"coap", "too_large", o.where, body, o.series.device, body.size()});
     return COAP_RESPONSE_OK;
   }
   const char* error = o.reader.decode(body, o.series);
   if (error) {
-    handlers_.bad(error, o.where, body.size());
+    handlers_.bad({"coap", error, o.where, body, o.series.device, body.size()});
     return COAP_RESPONSE_OK;
   }
-  if (o.reader.badTimestamp()) handlers_.bad("bad_timestamp", o.where, body.size());
+  if (o.reader.badTimestamp())
+    handlers_.bad({"coap", "bad_timestamp", o.where, body, o.series.device, body.size()});
   obs_series_ = o.series;
   ingest(o.reader, obs_series_, wallNow());
   return COAP_RESPONSE_OK;

@@ -157,12 +157,12 @@ void SourceImpl::onRequest(coap_session_t* session, const coap_pdu_t* request,
     }
   }
   if (!route) {
-    handlers_.bad("no_template", path_, body.size());
+    handlers_.bad({"coap", "no_template", path_, body, {}, body.size()});
     return respond(response, COAP_RESPONSE_CODE_NOT_FOUND, "no resource template matches");
   }
   const size_t max = route->options.payload.decoder.max_payload;
   if (body.size() > max || total > max) {
-    handlers_.bad("too_large", path_, std::max(body.size(), total));
+    handlers_.bad({"coap", "too_large", path_, body, series_.device, std::max(body.size(), total)});
     uint8_t buf[4];
     coap_add_option(response, COAP_OPTION_SIZE1,
                     coap_encode_var_safe(buf, sizeof buf, static_cast<unsigned>(max)), buf);
@@ -171,24 +171,25 @@ void SourceImpl::onRequest(coap_session_t* session, const coap_pdu_t* request,
   const bool confirmable = coap_pdu_get_type(request) == COAP_MESSAGE_CON;
   if (handlers_.busy()) {
     // The journal cannot commit and memory is at its bound: the device should retry.
-    handlers_.bad(confirmable ? "journal_backpressure" : "journal_backpressure_non_lost", path_,
-                  body.size());
+    handlers_.bad({"coap", confirmable ? "journal_backpressure" : "journal_backpressure_non_lost",
+                   path_, body, series_.device, body.size()});
     uint8_t buf[4];
     coap_add_option(response, COAP_OPTION_MAXAGE, coap_encode_var_safe(buf, sizeof buf, 1), buf);
     return respond(response, COAP_RESPONSE_CODE_SERVICE_UNAVAILABLE, "journal busy");
   }
   const char* error = route->reader.decode(body, series_);
   if (error) {
-    handlers_.bad(error, path_, body.size());
+    handlers_.bad({"coap", error, path_, body, series_.device, body.size()});
     return respond(response, COAP_RESPONSE_CODE_BAD_REQUEST, error);
   }
-  if (route->reader.badTimestamp()) handlers_.bad("bad_timestamp", path_, body.size());
+  if (route->reader.badTimestamp())
+    handlers_.bad({"coap", "bad_timestamp", path_, body, series_.device, body.size()});
   if (confirmable) {
     // Registered before the reading goes in: a full batch commits inside ingest(), and
     // committed() must find this request then.
     coap_async_t* a = coap_register_async(session, request, 0);
     if (!a) {
-      handlers_.bad("coap_async_failed", path_, body.size());
+      handlers_.bad({"coap", "coap_async_failed", path_, body, series_.device, body.size()});
       return respond(response, COAP_RESPONSE_CODE_SERVICE_UNAVAILABLE, "busy");
     }
     deferred_.push_back(Deferred{coap_session_reference(session),

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/reading.h"
+#include "core/source.h"
 #include "core/time.h"
 #include "protocols/coap/coap_uri.h"
 #include "protocols/payload/message_decoder.h"
@@ -71,8 +72,8 @@ struct Handlers {
   /// A decoded message, to be handed to the journal now. `series` is scratch the callee may
   /// change; `receive_time` is the reference (CoAP has no broker stamp).
   std::function<void(Series& series, const payload::Decoded& decoded, Nanos receive_time)> reading;
-  /// Bad input: reason ("not_json", "no_template", …), path or URI, payload size.
-  std::function<void(std::string_view reason, std::string_view where, size_t size)> bad;
+  /// Bad input (source "coap"; reason "not_json", "no_template", …; the path or URI).
+  std::function<void(const BadInput& input)> bad;
   /// True while the journal cannot take more (requests are answered 5.03, retry later).
   std::function<bool()> busy;
 };

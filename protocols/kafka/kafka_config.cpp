@@ -41,8 +41,8 @@ std::unique_ptr<SinkConfig> parse(config::Section& s, const ParseContext& contex
   KafkaOptions o = parseConfig(s, context.gateway_id);
   std::string target = o.brokers;
   return std::make_unique<BasicSinkConfig>(
-      "kafka", std::move(target),
-      [o = std::move(o)](const BuildContext&) { return makeKafkaSink(o); });
+      "kafka", std::move(target), [o](const BuildContext&) { return makeKafkaSink(o); },
+      [o](Nanos timeout) { return probeKafka(o, timeout); });
 }
 
 }  // namespace

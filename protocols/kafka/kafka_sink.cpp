@@ -509,6 +509,41 @@ std::optional<std::pair<std::string, std::string>> checkProperties(const KafkaOp
   return std::nullopt;
 }
 
+ProbeResult probeKafka(const KafkaOptions& options, Nanos timeout) {
+  struct Errors {
+    std::mutex mu;
+    std::string last;  // the cause librdkafka reported (connection refused, TLS, SASL)
+  } errors;
+  char buf[512];
+  ConfPtr conf(rd_kafka_conf_new());
+  for (const auto& [k, v] : settingsOf(options)) {
+    if (rd_kafka_conf_set(conf.get(), k.c_str(), v.c_str(), buf, sizeof buf) != RD_KAFKA_CONF_OK)
+      return {false, fmt::format("property {}: {}", k, buf)};
+  }
+  rd_kafka_conf_set_opaque(conf.get(), &errors);
+  rd_kafka_conf_set_error_cb(conf.get(), [](rd_kafka_t*, int, const char* reason, void* opaque) {
+    auto* e = static_cast<Errors*>(opaque);
+    std::lock_guard lock(e->mu);
+    e->last = reason;
+  });
+  rd_kafka_conf_set_log_cb(conf.get(), [](const rd_kafka_t*, int, const char*, const char*) {});
+  KafkaPtr rk(rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), buf, sizeof buf));
+  if (!rk) return {false, buf};
+  static_cast<void>(conf.release());
+  const struct rd_kafka_metadata* md = nullptr;
+  const auto err = rd_kafka_metadata(
+      rk.get(), 0, nullptr, &md, static_cast<int>(std::max<Nanos>(timeout / kNanosPerMilli, 1)));
+  rd_kafka_poll(rk.get(), 0);  // serves the error callbacks
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    const int brokers = md->broker_cnt;
+    rd_kafka_metadata_destroy(md);
+    return {true, fmt::format("metadata from {} broker{}", brokers, brokers == 1 ? "" : "s")};
+  }
+  std::lock_guard lock(errors.mu);
+  if (errors.last.empty()) return {false, rd_kafka_err2str(err)};
+  return {false, fmt::format("{} ({})", errors.last, rd_kafka_err2str(err))};
+}
+
 std::unique_ptr<Sink> makeKafkaSink(const KafkaOptions& options) {
   return std::make_unique<KafkaSink>(options);
 }

@@ -10,6 +10,7 @@
 #include <string>
 #include <utility>
 
+#include "core/component.h"
 #include "core/reading.h"
 #include "core/sink.h"
 
@@ -34,6 +35,10 @@ class KafkaConfigError : public std::runtime_error {
 /// Applies our defaults and `options.properties` to a scratch librdkafka configuration, as the
 /// producer will; returns the first property librdkafka refuses and its message, or nullopt.
 std::optional<std::pair<std::string, std::string>> checkProperties(const KafkaOptions& options);
+
+/// `gatewayctl check`: a producer with the sink's settings asks the cluster for its metadata
+/// (TCP, TLS and SASL as configured; nothing is produced). Blocks for about `timeout` at most.
+ProbeResult probeKafka(const KafkaOptions& options, Nanos timeout);
 
 /// The sink's send() produces the batch and polls until every record's delivery report has
 /// arrived or delivery_timeout (+1 s) has passed; then it purges what is left, so nothing of a

@@ -13,6 +13,7 @@
 #include "core/source.h"
 #include "protocols/mqtt/mqtt_client.h"
 #include "protocols/mqtt/mqtt_config.h"
+#include "protocols/mqtt/mqtt_probe.h"
 #include "protocols/mqtt/topic_template.h"
 #include "protocols/payload/message_decoder.h"
 #include "protocols/sparkplug/sparkplug_host.h"
@@ -172,6 +173,10 @@ class MqttSource final : public gw::Source,
     }
   }
 
+  BadInput badInput(std::string_view reason, const Message& m, std::string_view device) const {
+    return {name_, reason, m.topic, m.payload, device, m.payload.size()};
+  }
+
   /// Routes and decodes one message; returns the seq its acknowledgement waits for.
   std::uint64_t handle(const Message& m) {
     Route* route = nullptr;
@@ -183,15 +188,15 @@ class MqttSource final : public gw::Source,
       }
     }
     if (!route) {
-      ingest_.bad("no_template", m.topic, m.payload.size());
+      ingest_.bad(badInput("no_template", m, {}));
       return ingest_.appendedSeq();
     }
     if (route->config.sparkplug) return handleSparkplug(m);
     if (const char* error = route->decoder.decode(m.payload, series_)) {
-      ingest_.bad(error, m.topic, m.payload.size());
+      ingest_.bad(badInput(error, m, series_.device));
       return ingest_.appendedSeq();
     }
-    if (route->decoder.badTimestamp()) ingest_.bad("bad_timestamp", m.topic, m.payload.size());
+    if (route->decoder.badTimestamp()) ingest_.bad(badInput("bad_timestamp", m, series_.device));
 
     Nanos reference_time = m.receive_time;
     TimeReference reference = TimeReference::kReceive;
@@ -213,7 +218,7 @@ class MqttSource final : public gw::Source,
           reference = TimeReference::kBroker;
           ingest_.brokerStamp(*t, m.receive_time);
         } else {
-          ingest_.bad("bad_broker_stamp", m.topic, m.payload.size());
+          ingest_.bad(badInput("bad_broker_stamp", m, {}));
         }
         break;
       }
@@ -228,7 +233,7 @@ class MqttSource final : public gw::Source,
     referenceOf(m, sp_reference_time_, sp_reference_);
     sp_seq_ = ingest_.appendedSeq();
     if (const char* error = host_->handle(m.topic, m.payload, monoNow(), *this))
-      ingest_.bad(error, m.topic, m.payload.size());
+      ingest_.bad(badInput(error, m, {}));
     armSparkplugTimer();
     return sp_seq_;
   }
@@ -317,6 +322,9 @@ class MqttSourceConfig final : public SourceConfig {
         "mqtt.client_id changed from {} to {}: QoS 1 messages queued in the old session stay "
         "with the broker",
         prev->config_.client.client_id, config_.client.client_id);
+  }
+  Probe probe() const override {
+    return [client = config_.client](Nanos timeout) { return probeBroker(client, timeout); };
   }
   const MqttConfig& config() const { return config_; }
 

@@ -1,6 +1,7 @@
 #include "protocols/timeseries/timeseries_config.h"
 
 #include "protocols/http/client.h"
+#include "protocols/http/probe.h"
 
 namespace gw::timeseries {
 
@@ -62,8 +63,12 @@ std::unique_ptr<SinkConfig> parse(config::Section& s, const ParseContext&) {
   TimeseriesOptions o = parseConfig(s);
   std::string target = timeseries::target(o.url);
   return std::make_unique<BasicSinkConfig>(
-      "timeseries", std::move(target),
-      [o = std::move(o)](const BuildContext&) { return makeTimeseriesSink(o); });
+      "timeseries", std::move(target), [o](const BuildContext&) { return makeTimeseriesSink(o); },
+      [o](Nanos timeout) {
+        http::ProbeOptions p{o.url, o.ca_file, {}, true};
+        if (!o.token.empty()) p.headers.push_back("Authorization: Token " + o.token);
+        return http::probe(p, timeout);
+      });
 }
 
 }  // namespace

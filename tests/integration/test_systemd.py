@@ -167,7 +167,9 @@ def _unit_copy(tmp):
 def test_unit_verifies(wd):
     exe = _systemd_analyze()
     unit = _unit_copy(wd.path)
-    p = subprocess.run([exe, "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    # Documentation=man:… is checked with man(1): the pages as built (BUILD/systemd/man/manN/).
+    env = {**os.environ, "MANPATH": str(BUILD / "systemd" / "man")}
+    p = subprocess.run([exe, "verify", str(unit)], capture_output=True, text=True, timeout=60, env=env)
     print(p.stdout + p.stderr)
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stderr.strip() == "", p.stderr  # no warnings either
@@ -192,6 +194,8 @@ DEB_FILES = {
     "./usr/lib/tmpfiles.d/iot-gateway.conf", "./etc/iot-gateway/gateway.toml",
     "./usr/share/doc/iot-gateway/README.md", "./usr/share/doc/iot-gateway/copyright",
     "./usr/share/doc/iot-gateway/changelog.gz", "./usr/share/bash-completion/completions/gatewayctl",
+    "./usr/share/man/man8/gatewayd.8.gz", "./usr/share/man/man1/gatewayctl.1.gz",
+    "./usr/share/man/man5/gateway.toml.5.gz",
 }
 
 
@@ -249,7 +253,12 @@ def test_deb_holds_binaries_unit_plugin_and_the_config_as_a_conffile(wd):
     print("lintian:\n" + p.stdout + p.stderr)
     errors = [l for l in p.stdout.splitlines() if l.startswith("E: ")]
     assert not errors, errors
+    # Man pages gatewayd(8), gatewayctl(1), gateway.toml(5) (issue 14: no-manual-page was a warning).
+    assert "no-manual-page" not in p.stdout
+    for page in ("man8/gatewayd.8.gz", "man1/gatewayctl.1.gz", "man5/gateway.toml.5.gz"):
+        assert (root / "usr/share/man" / page).stat().st_size > 500, page
     assert (root / "usr/share/doc/iot-gateway/copyright").read_text().startswith("Format: ")
     # The unit runs what the package ships.
     unit = (root / "usr/lib/systemd/system/iot-gateway.service").read_text()
     assert "ExecStart=/usr/sbin/gatewayd --config /etc/iot-gateway/gateway.toml" in unit
+    assert "Documentation=man:gatewayd(8) man:gatewayctl(1) man:gateway.toml(5)" in unit

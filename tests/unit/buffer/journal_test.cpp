@@ -694,7 +694,7 @@ PRAGMA user_version = 1;
   CHECK(out[0].seq == 3);
   j.reset();
   OtherConnection other(dir.db());
-  CHECK(other.queryInt("PRAGMA user_version") == 3);  // through version 2 in one go
+  CHECK(other.queryInt("PRAGMA user_version") == 4);  // through versions 2, 3 in one go
 }
 
 TEST_CASE("any time reference value reads back as itself, never as another kind") {
@@ -1061,7 +1061,7 @@ TEST_CASE(
   auto j = Journal::open(optionsFor(dir, configured, &clock));
   const std::string log = capture.stop();
   CHECK(log.find("<5>journal " + dir.db().string() +
-                 ": schema upgraded in place from version 2 to 3 (4 rows rewritten)") !=
+                 ": schema upgraded in place from version 2 to 4 (4 rows rewritten)") !=
         std::string::npos);
   CHECK(log.find("<3>") == std::string::npos);  // no error
 
@@ -1077,7 +1077,7 @@ TEST_CASE(
   CHECK(j->internSeries(kPressure) == 1);
   {
     OtherConnection other(dir.db());
-    CHECK(other.queryInt("PRAGMA user_version") == 3);
+    CHECK(other.queryInt("PRAGMA user_version") == 4);
     CHECK(other.queryInt("SELECT count(*) FROM r") == 12);
     // The layout documented in journal.cpp: k 1 aggregate, 2 alert; c 0 outside readings.
     CHECK(other.queryInt("SELECT count(*) FROM r WHERE k = 0") == 8);
@@ -1202,7 +1202,7 @@ TEST_CASE("an upgrade that fails half-way leaves the version 2 file as it was") 
   const std::string before = dumpJournal(dir.db());
   SUBCASE("an error in a step") {
     CHECK_THROWS_WITH_AS(Journal::open(optionsFor(dir)),
-                         doctest::Contains("upgrading the schema from version 2 to 3: duplicate "
+                         doctest::Contains("upgrading the schema from version 2 to 4: duplicate "
                                            "column name: k"),
                          JournalError);
     CHECK(dumpJournal(dir.db()) == before);
@@ -1319,7 +1319,7 @@ TEST_CASE("a journal of a newer schema is refused and left exactly as it is") {
     // The newer version's last words are still in its -wal (not checkpointed).
     OtherConnection newer(db);
     REQUIRE(sqlite3_db_config(newer.db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr) == SQLITE_OK);
-    REQUIRE(newer.exec("PRAGMA user_version = 4; CREATE TABLE r2(x); INSERT INTO r2 VALUES(1);") ==
+    REQUIRE(newer.exec("PRAGMA user_version = 5; CREATE TABLE r2(x); INSERT INTO r2 VALUES(1);") ==
             SQLITE_OK);
   }
   REQUIRE(fs::exists(wal));
@@ -1332,15 +1332,15 @@ TEST_CASE("a journal of a newer schema is refused and left exactly as it is") {
   } catch (const JournalNewerError& e) {
     message = e.what();
   }
-  CHECK(message.find("schema version is 4") != std::string::npos);
-  CHECK(message.find("reads versions 1 to 3") != std::string::npos);
+  CHECK(message.find("schema version is 5") != std::string::npos);
+  CHECK(message.find("reads versions 1 to 4") != std::string::npos);
   CHECK(message.find(db.string()) != std::string::npos);
   CHECK(fileBytes(db) == db_before);
   CHECK(fileBytes(wal) == wal_before);
   for (const auto& e : fs::directory_iterator(db.parent_path()))
     CHECK(e.path().filename().string().find("corrupt") == std::string::npos);
   OtherConnection check(db);
-  CHECK(check.queryInt("PRAGMA user_version") == 4);
+  CHECK(check.queryInt("PRAGMA user_version") == 5);
   CHECK(check.queryInt("SELECT count(*) FROM r") == 300);
 }
 
@@ -1359,7 +1359,7 @@ TEST_CASE("a checkpointed newer journal is refused from its header: no -wal or -
   const std::string before = fileBytes(db);
   CHECK_THROWS_WITH_AS(
       Journal::open(optionsFor(dir)),
-      doctest::Contains("its schema version is 7, this gatewayd reads versions 1 to 3"),
+      doctest::Contains("its schema version is 7, this gatewayd reads versions 1 to 4"),
       JournalNewerError);
   CHECK(fileBytes(db) == before);
   CHECK_FALSE(fs::exists(fs::path(db) += "-wal"));

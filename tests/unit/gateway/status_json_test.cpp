@@ -65,7 +65,7 @@ TEST_CASE("status json: the status view, with the daemon's part first") {
         std::string::npos);
   CHECK(
       json.find(
-          R"("clock":{"devices":0,"out_of_bounds":0,"gateway_offset_ms":0.000},"limits":{"max_series":0,)") !=
+          R"("clock":{"devices":0,"out_of_bounds":0,"out_of_bounds_devices":[],"gateway_offset_ms":0.000},"limits":{"max_series":0,)") !=
       std::string::npos);
 }
 
