@@ -9,7 +9,7 @@ broker. Per run, alternating so that both see the same machine:
       to Mosquitto, which queues them; gatewayd continues (SIGCONT) and takes the queue in large
       bursts. CPU µs per reading from its start until every reading is journaled and confirmed
       by Kafka: what a reading costs when the event loop wakes up for many at once.
-  steady: --devices devices × 1 reading/s (gw-sim --rate = devices) for --seconds; over the
+  steady: --devices devices, --rate readings/s in all (default: each device 1/s) for --seconds; over the
       middle of it (after --warmup s, until 2 s before the end):
         CPU µs per reading (/proc/PID/stat utime + stime, every thread) and its ratio to drain;
         syscalls per reading and fsync + fdatasync per second (perf stat on the raw_syscalls
@@ -20,7 +20,7 @@ broker. Per run, alternating so that both see the same machine:
         publish → Kafka acknowledgement p50/p99 (gatewayd's own delivery ages, sampled each second);
         VmRSS at the end of the window.
 Then, once (--big-runs): a --backlog readings journaled with Kafka down (published as fast as
-gatewayd takes them), then Kafka back up while --devices readings/s keep arriving: drain rate
+gatewayd takes them), then Kafka back up while --rate readings/s keep arriving: drain rate
 (Kafka confirmations per second until the backlog is under one second of live traffic) and CPU
 µs per confirmed reading over that time.
 
@@ -93,10 +93,10 @@ def drain(gw, mq, devices, count, qos, seed):
             "bytes_written_per_reading": d["written"] / n}
 
 
-def steady(gw, mq, devices, seconds, warmup, qos, seed):
+def steady(gw, mq, devices, rate, seconds, warmup, qos, seed):
     pid = gw.proc.p.pid
     t = threading.Thread(target=sim, args=(mq.uri, "--devices", devices, "--metrics", "temp",
-                                           "--count", devices * seconds, "--rate", devices, "--qos", qos,
+                                           "--count", rate * seconds, "--rate", rate, "--qos", qos,
                                            "--seed", seed, "--client-id", f"pi-steady-{seed}"))
     t.start()
     time.sleep(warmup)  # the publisher ramps up and gatewayd's windows open (sampling cadence)
@@ -133,8 +133,8 @@ def steady(gw, mq, devices, seconds, warmup, qos, seed):
     }
 
 
-def big_backlog(gw, mq, kafka, devices, backlog, qos, seed):
-    """A journaled backlog drained to Kafka while `devices` readings/s keep arriving."""
+def big_backlog(gw, mq, kafka, devices, rate, backlog, qos, seed):
+    """A journaled backlog drained to Kafka while `rate` readings/s keep arriving."""
     pid = gw.proc.p.pid
     kafka.down()
     s0 = status(gw)
@@ -143,13 +143,13 @@ def big_backlog(gw, mq, kafka, devices, backlog, qos, seed):
     wait_until("the backlog journaled", lambda: status(gw)["readings"] >= s0["readings"] + backlog,
                timeout=600, interval=0.2)
     live = subprocess.Popen([str(gwtest.GW_SIM), "--uri", mq.uri, "--out", "/dev/null", "--devices",
-                             str(devices), "--metrics", "temp", "--duration", "3600", "--rate", str(devices),
+                             str(devices), "--metrics", "temp", "--duration", "3600", "--rate", str(rate),
                              "--qos", str(qos), "--seed", str(seed + 1), "--client-id", f"pi-live-{seed}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(2)  # the live stream is flowing before the uplink returns (sampling cadence)
     b0, a = status(gw), Sample(pid)
     kafka.up()
-    end = wait_until("the backlog drained", lambda: (lambda s: s if s["backlog"] < devices else None)(status(gw)),
+    end = wait_until("the backlog drained", lambda: (lambda s: s if s["backlog"] < rate else None)(status(gw)),
                      timeout=3600, interval=0.2)
     b = Sample(pid)
     live.terminate()
@@ -168,6 +168,7 @@ def median_of(runs):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--devices", type=int, default=10000)
+    ap.add_argument("--rate", type=int, help="readings/s of the steady and live load (default: --devices)")
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--warmup", type=int, default=8)
     ap.add_argument("--runs", type=int, default=3)
@@ -178,6 +179,7 @@ def main():
     ap.add_argument("--gatewayd", help="another gatewayd binary (same load, e.g. before a change)")
     ap.add_argument("--json")
     a = ap.parse_args()
+    rate = a.rate or a.devices
     if a.gatewayd:
         gwtest.GATEWAYD = Path(a.gatewayd).resolve()
 
@@ -192,20 +194,20 @@ def main():
         for i in range(a.runs):
             drains.append(drain(gw, mq, a.devices, a.drain, a.qos, 100 + i))
             print(f"run {i + 1}: drain {json.dumps(drains[-1])}", flush=True)
-            steadies.append(steady(gw, mq, a.devices, a.seconds, a.warmup, a.qos, 200 + i))
+            steadies.append(steady(gw, mq, a.devices, rate, a.seconds, a.warmup, a.qos, 200 + i))
             steadies[-1]["ratio_to_drain"] = (steadies[-1]["cpu_us_per_reading"]
                                               / drains[-1]["cpu_us_per_reading"])
             print(f"run {i + 1}: steady {json.dumps(steadies[-1])}", flush=True)
         for i in range(a.big_runs if a.backlog else 0):
-            bigs.append(big_backlog(gw, mq, kafka, a.devices, a.backlog, a.qos, 300 + 10 * i))
+            bigs.append(big_backlog(gw, mq, kafka, a.devices, rate, a.backlog, a.qos, 300 + 10 * i))
             print(f"run {i + 1}: backlog {json.dumps(bigs[-1])}", flush=True)
         gw.proc.stop()
-        res = {"devices": a.devices, "seconds": a.seconds, "qos": a.qos, "runs": a.runs,
+        res = {"devices": a.devices, "rate": rate, "seconds": a.seconds, "qos": a.qos, "runs": a.runs,
                "gatewayd": str(gwtest.GATEWAYD), "drain": median_of(drains), "steady": median_of(steadies),
                "backlog": median_of(bigs) if bigs else None,
                "all": {"drain": drains, "steady": steadies, "backlog": bigs}}
         st, dr = res["steady"], res["drain"]
-        print(f"\nmedians of {a.runs} runs, {a.devices:,} devices x 1/s, QoS {a.qos}:")
+        print(f"\nmedians of {a.runs} runs, {a.devices:,} devices, {rate:,} readings/s, QoS {a.qos}:")
         print(f"  steady CPU {st['cpu_us_per_reading']:.2f} us/reading; drain {dr['cpu_us_per_reading']:.2f} "
               f"us/reading; ratio {st['ratio_to_drain']:.2f} (aim <= 2.0)")
         print(f"  syscalls {st['syscalls_per_reading']:.3f}/reading (aim <= 0.2): epoll_wait "
@@ -219,7 +221,7 @@ def main():
               f"ms, p99 {st['latency_p99_ms']:.1f} ms (<= 30)")
         if bigs:
             bg = res["backlog"]
-            print(f"  backlog {bg['backlog']:,} with {a.devices:,}/s live: drained at "
+            print(f"  backlog {bg['backlog']:,} with {rate:,}/s live: drained at "
                   f"{bg['drain_rate_per_s']:,.0f}/s (aim >= 50,000), {bg['cpu_us_per_confirmed_reading']:.2f} "
                   f"us CPU per confirmed reading")
         if a.json:
