@@ -47,6 +47,8 @@ struct BuildContext {
   /// the reference time when present, else the receive time.
   bool broker_reference = true;
   std::string broker_property = "timestamp";
+  /// `buffer.commit_interval`: sources that batch their reads keep their wait a fraction of it.
+  Nanos commit_interval = 50 * kNanosPerMilli;
 };
 
 /// `gatewayctl check`'s test of one component's connection: TCP, TLS where configured, auth

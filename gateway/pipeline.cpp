@@ -39,6 +39,7 @@ Pipeline::Impl::Impl(boost::asio::io_context& io_, const config::Config& cfg_, C
   journal = buffer::Journal::open(jo);
 
   BuildContext context{io, cfg.gateway.id, cfg.clock.broker_reference, cfg.clock.broker_property};
+  context.commit_interval = cfg.buffer.commit_interval;  // issue 16: the MQTT read batching
   // The forwarders read the same clock (records' ages, on their worker threads).
   const ForwarderEnv env{time, {}};
   for (const auto& s : cfg.sinks) {

@@ -46,6 +46,10 @@ using tcp = asio::ip::tcp;
 using boost::system::error_code;
 
 constexpr std::size_t kInitialReadBuffer = 64 * 1024;
+/// A read of fewer bytes than this is "little": the socket had only a trickle, so the next
+/// read waits ClientOptions::read_batch_wait for more to accumulate (a larger one reads on at
+/// once: a backlog is taken as fast as the pipeline takes it).
+constexpr std::size_t kBatchReadBytes = 16 * 1024;
 /// A connection that lived this long resets the reconnect backoff; a shorter one (session
 /// taken over, broker that accepts and drops) keeps backing off.
 constexpr Nanos kStableConnection = 10 * kNanosPerSecond;
@@ -72,14 +76,15 @@ std::string fileError(const std::string& path, const error_code& ec) {
 /// One connection attempt and, once it succeeds, the connection.
 struct Conn {
   explicit Conn(asio::io_context& io)
-      : resolver(io), plain(io), keepalive_timer(io), deadline_timer(io) {}
+      : resolver(io), plain(io), keepalive_timer(io), deadline_timer(io), read_wait_timer(io) {}
 
   tcp::resolver resolver;
   std::optional<ssl::context> tls_ctx;  // declared before `tls`: outlives the stream
   std::optional<ssl::stream<tcp::socket>> tls;
   tcp::socket plain;  // used when TLS is off
   asio::steady_timer keepalive_timer;
-  asio::steady_timer deadline_timer;  // connect timeout, then close grace
+  asio::steady_timer deadline_timer;   // connect timeout, then close grace
+  asio::steady_timer read_wait_timer;  // read_batch_wait after a short read
 
   std::vector<char> rbuf;
   std::size_t rbegin = 0;
@@ -123,6 +128,7 @@ struct Conn {
     resolver.cancel();
     keepalive_timer.cancel();
     deadline_timer.cancel();
+    read_wait_timer.cancel();
     error_code ignored;
     socket().shutdown(tcp::socket::shutdown_both, ignored);
     socket().close(ignored);
@@ -382,7 +388,18 @@ class Impl : public std::enable_shared_from_this<Impl> {
       return;
     }
     conn->rend += n;
-    if (processPackets(conn)) continueReading(conn);
+    if (!processPackets(conn)) return;
+    if (n < kBatchReadBytes && opts_.read_batch_wait > 0) {
+      // A trickle: let it accumulate in the socket so that the next wakeup takes a batch.
+      auto self = shared_from_this();
+      conn->read_wait_timer.expires_after(toChrono(opts_.read_batch_wait));
+      conn->read_wait_timer.async_wait([self, conn](const error_code& ec) {
+        if (ec || conn->closed || conn != self->conn_) return;
+        self->continueReading(conn);
+      });
+      return;
+    }
+    continueReading(conn);
   }
 
   /// Reads on, unless paused: then no read is outstanding until pauseReading(false).

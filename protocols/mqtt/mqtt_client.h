@@ -58,6 +58,10 @@ struct ClientOptions {
   std::vector<SubscriptionFilter> subscriptions;
   Nanos reconnect_min = 100 * kNanosPerMilli;
   Nanos reconnect_max = 30 * kNanosPerSecond;
+  /// After a read that returned little (a steady trickle rather than a backlog), wait this long
+  /// before reading again so that the next read takes many messages at once: one wakeup per
+  /// batch instead of per message. 0: read again at once. Adds at most this much latency.
+  Nanos read_batch_wait = 0;
   /// Resolve + TCP connect + TLS handshake + CONNACK must finish within this.
   Nanos connect_timeout = 15 * kNanosPerSecond;
   /// Called before each CONNECT: fills in the Will for this connection (a Sparkplug host's

@@ -90,6 +90,11 @@ void readSubscription(config::Section& s, SubscribeConfig& sub) {
 
 }  // namespace
 
+Nanos batchWait(const MqttConfig& config, Nanos commit_interval) {
+  const Nanos cap = commit_interval / 4;
+  return std::min(config.batch_wait.value_or(commit_interval / 10), cap);
+}
+
 MqttConfig parseConfig(config::Section& s, std::string_view gateway_id,
                        config::Section* sparkplug) {
   MqttConfig m;
@@ -111,6 +116,10 @@ MqttConfig parseConfig(config::Section& s, std::string_view gateway_id,
   if (auto r = s.duration("reconnect_min", kNanosPerMilli)) c.reconnect_min = *r;
   if (auto r = s.duration("reconnect_max", kNanosPerMilli)) c.reconnect_max = *r;
   if (c.reconnect_max < c.reconnect_min) s.fail("reconnect_max", "must not be below reconnect_min");
+  if (auto w = s.duration("batch_wait")) {
+    if (*w > kNanosPerSecond) s.fail("batch_wait", "must be at most 1s (it delays every reading)");
+    m.batch_wait = *w;
+  }
   c.username = s.str("username", "");
   if (auto pw = s.secretFile("password_file")) c.password = *pw;
   if (s.has("password"))

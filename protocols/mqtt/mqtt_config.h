@@ -2,6 +2,7 @@
 // declarative and strict").
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,8 +26,15 @@ struct MqttConfig {
   std::string uri;
   ClientOptions client;  ///< host/port/tls/credentials/session resolved from the keys
   std::vector<SubscribeConfig> subscriptions;
+  /// `batch_wait`: how long the socket is left to fill after a short read; none = a tenth of
+  /// buffer.commit_interval (see batchWait()).
+  std::optional<Nanos> batch_wait;
   sparkplug::SparkplugConfig sparkplug;  ///< `[sparkplug]` (defaults when absent)
 };
+
+/// The read_batch_wait the client uses: `batch_wait` if set, else commit_interval / 10, and
+/// never more than commit_interval / 4 (QoS 1 acknowledgements already wait for the commit).
+Nanos batchWait(const MqttConfig& config, Nanos commit_interval);
 
 /// Reads `[mqtt]`; `gateway_id` is the client id's default; `sparkplug` is the `[sparkplug]`
 /// table or nullptr. Throws config::ConfigError.

@@ -39,7 +39,8 @@ class MqttSource final : public gw::Source,
         config_(config),
         ingest_(ingest),
         broker_reference_(context.broker_reference),
-        broker_property_(context.broker_property) {
+        broker_property_(context.broker_property),
+        batch_wait_(batchWait(config, context.commit_interval)) {
     bool sparkplug = false;
     for (const auto& sc : config_.subscriptions) {
       std::string error;
@@ -59,6 +60,7 @@ class MqttSource final : public gw::Source,
 
   void start() override {
     ClientOptions options = config_.client;
+    options.read_batch_wait = batch_wait_;
     if (!state_topic_.empty()) {
       // Sparkplug Primary Host: the Will is the STATE death with the birth's timestamp.
       options.make_will = [this](Will& w) {
@@ -305,6 +307,7 @@ class MqttSource final : public gw::Source,
   std::uint64_t skipped_[std::size(kSkipReasons) + 1] = {};
   std::string state_topic_;
   std::uint64_t state_timestamp_ms_ = 0;
+  Nanos batch_wait_ = 0;
 };
 
 class MqttSourceConfig final : public SourceConfig {

@@ -23,18 +23,16 @@ import threading
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 import gwtest  # noqa: E402
-from gwtest import BARE_SUB, GW_SIM, Gatewayd, KafkaBroker, Mosquitto, Proc, Workdir, wait_until  # noqa: E402
+from gwtest import BARE_SUB, Gatewayd, KafkaBroker, Mosquitto, Proc, Workdir, wait_until  # noqa: E402
 
 
 def sim(wd, uri, *args, name="sim"):
-    p = subprocess.run([str(GW_SIM), "--uri", uri, "--out", "/dev/null", *map(str, args)],
-                       capture_output=True, timeout=600)
-    if p.returncode != 0:
-        raise RuntimeError(p.stderr.decode())
-    line = [l for l in p.stdout.decode().splitlines() if l.startswith("sent=")][-1]
-    return dict(kv.split("=", 1) for kv in line.split())
+    return benchlib.sim(uri, *args, timeout=600)
 
 
 def bare_rate(wd, mq, count, qos=0):
@@ -99,10 +97,7 @@ def latency(wd, gw, mq, seconds, rate=10000):
 
 
 def rss_kb(pid):
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return 0
+    return benchlib.memory_kib(pid)[0]  # VmHWM
 
 
 def main():

@@ -25,18 +25,19 @@ Usage: tests/bench/scale_bench.py [--sizes 50,1000,...] [--runs 3] [--count 3000
 """
 import argparse
 import json
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
 import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 import gwtest  # noqa: E402
-from gwtest import GW_SIM, Gatewayd, KafkaBroker, Mosquitto, Workdir, free_port  # noqa: E402
+from gwtest import Gatewayd, KafkaBroker, Mosquitto, Workdir, free_port  # noqa: E402
 
 RULES = """
 [[alert]]
@@ -49,43 +50,12 @@ severity = "warning"
 
 
 def sim(uri, devices, count, seed):
-    p = subprocess.run([str(GW_SIM), "--uri", uri, "--out", "/dev/null", "--devices", str(devices),
-                        "--metrics", "temp", "--count", str(count), "--rate", "0", "--qos", "0",
-                        "--seed", str(seed), "--client-id", f"scale-sim-{seed}"],
-                       capture_output=True, timeout=1800)
-    if p.returncode != 0:
-        raise RuntimeError(p.stderr.decode())
-    line = [l for l in p.stdout.decode().splitlines() if l.startswith("sent=")][-1]
-    return dict(kv.split("=", 1) for kv in line.split())
+    return benchlib.sim(uri, "--devices", devices, "--metrics", "temp", "--count", count, "--rate", 0,
+                        "--qos", 0, "--seed", seed, "--client-id", f"scale-sim-{seed}")
 
 
-def request(sock_path, line, timeout=30.0):
-    """One control request (raw: any gatewayd version answers); (seconds, answer bytes)."""
-    t0 = time.monotonic()
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    s.connect(str(sock_path))
-    s.sendall(line.encode() + b"\n")
-    chunks = []
-    while True:
-        b = s.recv(1 << 16)
-        if not b:
-            break
-        chunks.append(b)
-    s.close()
-    return time.monotonic() - t0, b"".join(chunks)
-
-
-def proc_figures(pid):
-    st = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = int(st[11]) + int(st[12])  # utime + stime
-    hwm = rss = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            hwm = int(line.split()[1])
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1])
-    return ticks / 100.0, hwm, rss  # CPU seconds (USER_HZ 100), KiB, KiB
+request = benchlib.request
+proc_figures = benchlib.proc_figures  # (CPU seconds, VmHWM KiB, VmRSS KiB)
 
 
 def kafka_sent(gw):

@@ -18,25 +18,19 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from gwtest import GW_SIM, Gatewayd, KafkaBroker, Mosquitto, Workdir  # noqa: E402
+from gwtest import Gatewayd, KafkaBroker, Mosquitto, Workdir  # noqa: E402
 
 
 def sim(uri, count, seed):
-    p = subprocess.run([str(GW_SIM), "--uri", uri, "--out", "/dev/null", "--devices", "50", "--count",
-                        str(count), "--rate", "0", "--qos", "1", "--seed", str(seed)],
-                       capture_output=True, timeout=600)
-    if p.returncode != 0:
-        raise RuntimeError(p.stderr.decode())
-    line = [l for l in p.stdout.decode().splitlines() if l.startswith("sent=")][-1]
-    return dict(kv.split("=", 1) for kv in line.split())
+    return benchlib.sim(uri, "--devices", 50, "--count", count, "--rate", 0, "--qos", 1, "--seed", seed,
+                        timeout=600)
 
 
-def write_bytes(pid):
-    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
-        if line.startswith("write_bytes:"):
-            return int(line.split()[1])
-    raise RuntimeError("no write_bytes in /proc/PID/io")
+write_bytes = benchlib.write_bytes
 
 
 def one(sync, count, seed):

@@ -253,8 +253,9 @@ timestamp_unit = "ms"
 
 class Gatewayd:
     def __init__(self, wd, mqtt_uri, kafka=None, vm=None, extra="", subscribe=DEFAULT_SUBSCRIBE,
-                 client_id=None, env=None, buffer=""):
-        """env: extra environment variables (e.g. LD_PRELOAD); buffer: more [buffer] keys."""
+                 client_id=None, env=None, buffer="", commit_interval="20ms"):
+        """env: extra environment variables (e.g. LD_PRELOAD); buffer: more [buffer] keys;
+        commit_interval: None leaves buffer.commit_interval at gatewayd's default."""
         self.wd = wd
         self.env = {**os.environ, **env} if env else None
         self.config = wd.path / "gateway.toml"
@@ -272,7 +273,7 @@ session_expiry = "1h"
 reconnect_max = "1s"
 {subscribe}
 [buffer]
-commit_interval = "20ms"
+{f'commit_interval = "{commit_interval}"' if commit_interval else ""}
 {buffer}
 """
         if kafka:

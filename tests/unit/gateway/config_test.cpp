@@ -380,3 +380,26 @@ no_data_for = "3h"
         std::string::npos);
   CHECK(errorOf(std::string(kMinimal) + "[limits]\nseries_idle = \"4h\"\n" + silent) == "");
 }
+
+TEST_CASE("mqtt.batch_wait: a tenth of buffer.commit_interval by default, at most a quarter") {
+  TempDir dir;
+  auto read = [&](const std::string& mqtt_keys) {
+    std::string text = kMinimal;
+    text.insert(text.find("\n[[mqtt.subscribe]]"), "\n" + mqtt_keys);
+    const auto cfg = gw::config::load(dir.write("gateway.toml", text));
+    auto table = gw::test::tableOf(cfg, "mqtt");
+    return gw::mqtt::parseConfig(*table, cfg.gateway.id);
+  };
+  const gw::Nanos ms = gw::kNanosPerMilli;
+  CHECK(gw::mqtt::batchWait(read(""), 50 * ms) == 5 * ms);
+  CHECK(gw::mqtt::batchWait(read(""), 200 * ms) == 20 * ms);
+  CHECK(gw::mqtt::batchWait(read("batch_wait = \"2ms\""), 50 * ms) == 2 * ms);
+  CHECK(gw::mqtt::batchWait(read("batch_wait = \"0s\""), 50 * ms) == 0);
+  CHECK(gw::mqtt::batchWait(read("batch_wait = \"40ms\""), 50 * ms) == 12500000);  // capped
+  CHECK(errorOf("[mqtt]\nbatch_wait = \"2s\"\n[[mqtt.subscribe]]\ntopic = \"a/+/+\"\n"
+                "template = \"a/{device}/{metric}\"\n") ==
+        "2: mqtt.batch_wait: must be at most 1s (it delays every reading)");
+  CHECK(errorOf("[mqtt]\nbatch_wait = \"soon\"\n[[mqtt.subscribe]]\ntopic = \"a/+/+\"\n"
+                "template = \"a/{device}/{metric}\"\n")
+            .find("2: mqtt.batch_wait: ") == 0);
+}

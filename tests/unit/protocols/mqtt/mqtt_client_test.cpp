@@ -1176,3 +1176,43 @@ TEST_CASE("fake broker: stop() from inside the message handler delivers nothing 
   CHECK(drain(io));
   CHECK(got == std::vector<std::string>{"one"});
 }
+
+TEST_CASE("fake broker: read_batch_wait takes a trickle in batches; 0 reads each message at once") {
+  // Issue 16: after a short read the client lets the socket fill for read_batch_wait, so a
+  // steady trickle is handled in batches (one wakeup, one receive time per read).
+  for (const auto wait : {std::chrono::milliseconds(0), std::chrono::milliseconds(150)}) {
+    CAPTURE(wait.count());
+    FakeBroker fake;
+    auto o = options(fake.port(), "gw-batch");
+    o.read_batch_wait = std::chrono::nanoseconds(wait).count();
+    Harness h(o, false);
+    std::vector<gw::Nanos> times;
+    std::vector<std::string> payloads;
+    h.client = Client::create(
+        h.io, o,
+        [&](const Message& m, AckToken t) {
+          times.push_back(m.receive_time);
+          payloads.emplace_back(m.payload);
+          h.client->ack(t);
+        },
+        [&](bool up, const std::string& reason) { h.states.emplace_back(up, reason); });
+    h.client->start();
+    fake.handshake(h.io, connack(0), "\x01");
+    REQUIRE(h.waitConnected());
+    fake.send(publish("a/0", "m0", 0, 0));
+    REQUIRE(runUntil(h.io, [&] { return payloads.size() == 1; }));
+    for (int i = 1; i <= 10; ++i) {  // 10 messages over ~50 ms, the loop running in between
+      fake.send(publish("a/" + std::to_string(i), "m" + std::to_string(i), 0, 0));
+      runFor(h.io, 5ms);
+    }
+    REQUIRE(runUntil(h.io, [&] { return payloads.size() == 11; }));
+    CHECK(payloads == numbered("m", 11));  // in order, none lost
+    const std::set<gw::Nanos> distinct(times.begin() + 1, times.end());
+    if (wait.count() == 0) {
+      CHECK(distinct.size() >= 8);  // read one by one as they came
+    } else {
+      CHECK(distinct.size() <= 2);  // gathered while the client waited: one or two reads
+    }
+    CHECK(h.client->status().connects == 1);
+  }
+}

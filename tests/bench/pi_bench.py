@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""Cost per reading on a Pi-class device (issue 16). A benchmark, not a timed test: it reports.
+
+gatewayd (default buffer settings: commit_interval 50 ms, synchronous full; default 10-second
+windows) takes JSON readings from gw-sim through Mosquitto and forwards them to the Kafka test
+broker. Per run, alternating so that both see the same machine:
+
+  drain (the baseline): gatewayd is stopped (SIGSTOP) while gw-sim publishes --drain readings
+      to Mosquitto, which queues them; gatewayd continues (SIGCONT) and takes the queue in large
+      bursts. CPU µs per reading from its start until every reading is journaled and confirmed
+      by Kafka: what a reading costs when the event loop wakes up for many at once.
+  steady: --devices devices, --rate readings/s in all (default: each device 1/s) for --seconds; over the
+      middle of it (after --warmup s, until 2 s before the end):
+        CPU µs per reading (/proc/PID/stat utime + stime, every thread) and its ratio to drain;
+        syscalls per reading and fsync + fdatasync per second (perf stat on the raw_syscalls
+          tracepoint: a kernel counter, not strace's stop per call), with pwrite64, epoll_wait
+          and recvfrom/read per reading to show where they go;
+        voluntary context switches (wakeups) per reading;
+        bytes written per reading (/proc/PID/io write_bytes) and journal commits per second;
+        publish → Kafka acknowledgement p50/p99 (gatewayd's own delivery ages, sampled each second);
+        VmRSS at the end of the window.
+Then, once (--big-runs): a --backlog readings journaled with Kafka down (published as fast as
+gatewayd takes them), then Kafka back up while --rate readings/s keep arriving: drain rate
+(Kafka confirmations per second until the backlog is under one second of live traffic) and CPU
+µs per confirmed reading over that time.
+
+Each figure is the median of --runs runs. `--gatewayd PATH` runs another build with the same
+load (e.g. the code before a change). `--qos 0|1` (default 1: the subscription of the shipped
+example config). Medians and every run's figures are printed and written to --json.
+
+Usage: tests/bench/pi_bench.py [--devices 10000] [--seconds 60] [--runs 3] [--drain 200000]
+                               [--backlog 3000000] [--big-runs 1] [--qos 1] [--json F]
+"""
+import argparse
+import json
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402
+from benchlib import Sample, SyscallCounter, request, sim  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+import gwtest  # noqa: E402
+from gwtest import Gatewayd, KafkaBroker, Mosquitto, Workdir, wait_until  # noqa: E402
+
+
+def status(gw):
+    """gatewayd's status from its control socket (fresher than the once-a-second stats line)."""
+    s = json.loads(request(gw.wd.path / "control.sock", "status")[1])
+    kafka = [k for k in s["sinks"] if k["name"] == "kafka"][0]
+    return {"readings": s["readings"], "messages": s["messages"], "sent": kafka["sent"],
+            "backlog": kafka["backlog"], "commits": s["journal"]["commits"], "p50": kafka["age_p50_ms"],
+            "p99": kafka["age_p99_ms"]}
+
+
+def drain(gw, mq, devices, count, qos, seed):
+    """Broker backlog taken in bursts: CPU µs per reading (the baseline of the steady figures)."""
+    pid = gw.proc.p.pid
+    s0 = status(gw)
+    gw.proc.p.send_signal(signal.SIGSTOP)
+    try:
+        sim(mq.uri, "--devices", devices, "--metrics", "temp", "--count", count, "--rate", 0,
+            "--qos", qos, "--seed", seed, "--client-id", f"pi-drain-{seed}")
+    finally:
+        a = Sample(pid)
+        sc = SyscallCounter(pid)
+        gw.proc.p.send_signal(signal.SIGCONT)
+    t0 = time.monotonic()
+    end, last = None, (t0, -1)
+    while True:  # until every reading is journaled and sent, or 10 s without progress
+        s = status(gw)
+        if s["readings"] >= s0["readings"] + count and s["backlog"] == 0:
+            break
+        if s["readings"] + s["sent"] != last[1]:
+            last = (time.monotonic(), s["readings"] + s["sent"])
+        elif time.monotonic() - last[0] > 10:
+            break
+        time.sleep(0.1)
+    end = s
+    t = time.monotonic() - t0
+    b = Sample(pid)
+    calls = sc.stop()
+    d = b - a
+    n = end["readings"] - s0["readings"]
+    return {"readings": n, "lost": count - n, "seconds": t, "rate": n / t,
+            "cpu_us_per_reading": d["cpu_s"] * 1e6 / n, "syscalls_per_reading": calls["all"] / n,
+            "bytes_written_per_reading": d["written"] / n}
+
+
+def steady(gw, mq, devices, rate, seconds, warmup, qos, seed):
+    pid = gw.proc.p.pid
+    t = threading.Thread(target=sim, args=(mq.uri, "--devices", devices, "--metrics", "temp",
+                                           "--count", rate * seconds, "--rate", rate, "--qos", qos,
+                                           "--seed", seed, "--client-id", f"pi-steady-{seed}"))
+    t.start()
+    time.sleep(warmup)  # the publisher ramps up and gatewayd's windows open (sampling cadence)
+    s0, a = status(gw), Sample(pid)
+    sc = SyscallCounter(pid)
+    p50s, p99s = [], []
+    end = time.monotonic() + seconds - warmup - 2
+    while time.monotonic() < end:
+        time.sleep(1)
+        s = status(gw)
+        p50s.append(s["p50"])
+        p99s.append(s["p99"])
+    calls = sc.stop()
+    s1, b = status(gw), Sample(pid)
+    hwm, rss = benchlib.memory_kib(pid)
+    t.join()
+    d = b - a
+    n = s1["readings"] - s0["readings"]
+    return {
+        "readings": n, "readings_per_s": n / d["seconds"],
+        "cpu_us_per_reading": d["cpu_s"] * 1e6 / n,
+        "syscalls_per_reading": calls["all"] / n,
+        "epoll_wait_per_reading": calls.get("epoll_wait", 0) / n,
+        "recv_read_per_reading": (calls.get("recvfrom", 0) + calls.get("read", 0)) / n,
+        "send_write_per_reading": sum(calls.get(k, 0) for k in ("write", "sendto", "sendmsg")) / n,
+        "futex_per_reading": calls.get("futex", 0) / n,
+        "pwrite64_per_s": calls.get("pwrite64", 0) / calls["seconds"],
+        "fsyncs_per_s": (calls.get("fsync", 0) + calls.get("fdatasync", 0)) / calls["seconds"],
+        "voluntary_switches_per_reading": d["voluntary_switches"] / n,
+        "bytes_written_per_reading": d["written"] / n,
+        "commits_per_s": (s1["commits"] - s0["commits"]) / d["seconds"],
+        "latency_p50_ms": statistics.median(p50s), "latency_p99_ms": statistics.median(p99s),
+        "vmrss_mib": rss / 1024, "vmhwm_mib": hwm / 1024,
+    }
+
+
+def big_backlog(gw, mq, kafka, devices, rate, backlog, qos, seed):
+    """A journaled backlog drained to Kafka while `rate` readings/s keep arriving."""
+    pid = gw.proc.p.pid
+    kafka.down()
+    s0 = status(gw)
+    sim(mq.uri, "--devices", devices, "--metrics", "temp", "--count", backlog, "--rate", 0, "--qos", qos,
+        "--seed", seed, "--client-id", f"pi-backlog-{seed}")
+    wait_until("the backlog journaled", lambda: status(gw)["readings"] >= s0["readings"] + backlog,
+               timeout=600, interval=0.2)
+    live = subprocess.Popen([str(gwtest.GW_SIM), "--uri", mq.uri, "--out", "/dev/null", "--devices",
+                             str(devices), "--metrics", "temp", "--duration", "3600", "--rate", str(rate),
+                             "--qos", str(qos), "--seed", str(seed + 1), "--client-id", f"pi-live-{seed}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(2)  # the live stream is flowing before the uplink returns (sampling cadence)
+    b0, a = status(gw), Sample(pid)
+    kafka.up()
+    end = wait_until("the backlog drained", lambda: (lambda s: s if s["backlog"] < rate else None)(status(gw)),
+                     timeout=3600, interval=0.2)
+    b = Sample(pid)
+    live.terminate()
+    live.wait(timeout=30)
+    d = b - a
+    sent = end["sent"] - b0["sent"]
+    return {"backlog": b0["backlog"], "seconds": d["seconds"], "confirmed": sent,
+            "drain_rate_per_s": sent / d["seconds"], "cpu_us_per_confirmed_reading": d["cpu_s"] * 1e6 / sent,
+            "bytes_written_per_confirmed_reading": d["written"] / sent}
+
+
+def median_of(runs):
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--devices", type=int, default=10000)
+    ap.add_argument("--rate", type=int, help="readings/s of the steady and live load (default: --devices)")
+    ap.add_argument("--seconds", type=int, default=60)
+    ap.add_argument("--warmup", type=int, default=8)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--drain", type=int, default=200000, help="broker backlog of the baseline")
+    ap.add_argument("--backlog", type=int, default=3000000, help="journaled backlog (0 = skip)")
+    ap.add_argument("--big-runs", type=int, default=1)
+    ap.add_argument("--qos", type=int, default=1)
+    ap.add_argument("--gatewayd", help="another gatewayd binary (same load, e.g. before a change)")
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    rate = a.rate or a.devices
+    if a.gatewayd:
+        gwtest.GATEWAYD = Path(a.gatewayd).resolve()
+
+    wd = Workdir("pi-bench")
+    ok = False
+    try:
+        mq = Mosquitto(wd, persistence=False)
+        kafka = KafkaBroker(wd)
+        sub = gwtest.DEFAULT_SUBSCRIBE.replace("qos = 1", f"qos = {a.qos}")
+        gw = Gatewayd(wd, mq.uri, kafka=kafka, client_id="pi-bench-gw", subscribe=sub, commit_interval=None)
+        drains, steadies, bigs = [], [], []
+        for i in range(a.runs):
+            drains.append(drain(gw, mq, a.devices, a.drain, a.qos, 100 + i))
+            print(f"run {i + 1}: drain {json.dumps(drains[-1])}", flush=True)
+            steadies.append(steady(gw, mq, a.devices, rate, a.seconds, a.warmup, a.qos, 200 + i))
+            steadies[-1]["ratio_to_drain"] = (steadies[-1]["cpu_us_per_reading"]
+                                              / drains[-1]["cpu_us_per_reading"])
+            print(f"run {i + 1}: steady {json.dumps(steadies[-1])}", flush=True)
+        for i in range(a.big_runs if a.backlog else 0):
+            bigs.append(big_backlog(gw, mq, kafka, a.devices, rate, a.backlog, a.qos, 300 + 10 * i))
+            print(f"run {i + 1}: backlog {json.dumps(bigs[-1])}", flush=True)
+        gw.proc.stop()
+        res = {"devices": a.devices, "rate": rate, "seconds": a.seconds, "qos": a.qos, "runs": a.runs,
+               "gatewayd": str(gwtest.GATEWAYD), "drain": median_of(drains), "steady": median_of(steadies),
+               "backlog": median_of(bigs) if bigs else None,
+               "all": {"drain": drains, "steady": steadies, "backlog": bigs}}
+        st, dr = res["steady"], res["drain"]
+        print(f"\nmedians of {a.runs} runs, {a.devices:,} devices, {rate:,} readings/s, QoS {a.qos}:")
+        print(f"  steady CPU {st['cpu_us_per_reading']:.2f} us/reading; drain {dr['cpu_us_per_reading']:.2f} "
+              f"us/reading; ratio {st['ratio_to_drain']:.2f} (aim <= 2.0)")
+        print(f"  syscalls {st['syscalls_per_reading']:.3f}/reading (aim <= 0.2): epoll_wait "
+              f"{st['epoll_wait_per_reading']:.3f}, recvfrom+read {st['recv_read_per_reading']:.3f}, "
+              f"write+sendto+sendmsg {st['send_write_per_reading']:.3f}, futex {st['futex_per_reading']:.3f}; "
+              f"wakeups (voluntary switches) {st['voluntary_switches_per_reading']:.3f}/reading")
+        print(f"  bytes written {st['bytes_written_per_reading']:.0f}/reading (aim <= 80); fsyncs "
+              f"{st['fsyncs_per_s']:.1f}/s (<= 20); pwrite64 {st['pwrite64_per_s']:.0f}/s; commits "
+              f"{st['commits_per_s']:.1f}/s")
+        print(f"  VmRSS {st['vmrss_mib']:.1f} MiB (<= 32); publish->Kafka ack p50 {st['latency_p50_ms']:.1f} "
+              f"ms, p99 {st['latency_p99_ms']:.1f} ms (<= 30)")
+        if bigs:
+            bg = res["backlog"]
+            print(f"  backlog {bg['backlog']:,} with {rate:,}/s live: drained at "
+                  f"{bg['drain_rate_per_s']:,.0f}/s (aim >= 50,000), {bg['cpu_us_per_confirmed_reading']:.2f} "
+                  f"us CPU per confirmed reading")
+        if a.json:
+            Path(a.json).write_text(json.dumps(res, indent=2))
+        ok = True
+    finally:
+        wd.close(failed=not ok)
+
+
+if __name__ == "__main__":
+    main()
