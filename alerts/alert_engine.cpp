@@ -383,16 +383,20 @@ void AlertEngine::onWindow(const Series& series, Nanos window_start, Nanos windo
   m.reschedule(*node);
 }
 
-void AlertEngine::tick(Nanos now, std::vector<AlertEvent>& out) {
+bool AlertEngine::tick(Nanos now, std::vector<AlertEvent>& out, std::size_t max_due) {
   Impl& m = *impl_;
+  std::size_t handled = 0;
   while (!m.due.empty() && m.due.top().at <= now) {
+    if (handled == max_due) return true;
     const Impl::Due d = m.due.top();
     m.due.pop();
     Impl::Node& n = m.nodes[d.node];
     if (!n.live || n.generation != d.generation || n.next_due != d.at) continue;  // stale
     n.next_due = Impl::kNoDue;
     m.onDue(d.node, now, out);
+    ++handled;
   }
+  return false;
 }
 
 bool AlertEngine::restore(const AlertEvent& firing, Nanos now) {

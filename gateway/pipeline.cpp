@@ -52,6 +52,7 @@ Pipeline::Impl::Impl(boost::asio::io_context& io_, const config::Config& cfg_, C
   if (cfg.aggregate.enabled) {
     windows = aggregators::Aggregator::create(
         cfg.aggregate.windows, [this](const aggregators::Aggregate& a) { onWindowClosed(a); });
+    windows->setCloseBudget(1000);  // the rest in slices: sliceWindows()
   }
   if (!cfg.alerts.empty()) {
     alerts::EngineOptions eo;
@@ -122,11 +123,7 @@ void Pipeline::Impl::start() {
     releaseIdle();
   });
   watchLoop();
-  if (alert_engine)
-    every(alert_timer, kNanosPerSecond, [this] {
-      alert_engine->tick(time.wall(), alert_events);
-      if (!alert_events.empty()) journalAlerts();
-    });
+  if (alert_engine) every(alert_timer, kNanosPerSecond, [this] { tickAlerts(); });
   every(stats_timer, cfg.gateway.stats_interval,
         [this] { log::info("stats {}", gw::statsJson(snapshot(kStatsParts))); });
   std::string sinks;
@@ -217,6 +214,7 @@ std::uint64_t Pipeline::Impl::reading(Series& series, const Decoded& decoded, Na
       if (!alert_events.empty()) journalAlerts();
     }
   }
+  if (windows) sliceWindows();
   const std::uint64_t last = appendedSeq();
   if (journal->pending() >= cfg.buffer.batch && !commit_failing) commitNow();
   return last;
@@ -303,15 +301,10 @@ void Pipeline::Impl::restoreAlerts(Nanos now) {
 void Pipeline::Impl::restoreWindows(Nanos now) {
   std::uint64_t from = 0;
   Nanos watermark = 0;
-  const std::string st = journal->state("windows").value_or("");
-  // "<watermark ns> <replay-from seq>" (from_chars: exact int64 on 32-bit targets too)
-  const char* end = st.data() + st.size();
-  const auto w = std::from_chars(st.data(), end, watermark);
-  const auto f = w.ec == std::errc() && w.ptr != end
-                     ? std::from_chars(w.ptr + 1, end, from)
-                     : std::from_chars_result{w.ptr, std::errc::invalid_argument};
-  if (f.ec == std::errc() && f.ptr == end) {
+  std::optional<aggregators::Aggregator::WindowKey> partial;
+  if (parseWindowsState(journal->state("windows").value_or(""), watermark, from, partial)) {
     windows->restoreWatermark(watermark);
+    if (partial) windows->restorePartial(*partial);
     std::vector<ReadingRecord> batch;
     std::uint64_t after = from > 0 ? from - 1 : 0, replayed = 0;
     for (;;) {
@@ -329,6 +322,7 @@ void Pipeline::Impl::restoreWindows(Nanos now) {
               formatRfc3339Millis(watermark), replayed, from);
   }
   windows->advanceWallTime(now);
+  sliceWindows();
 }
 
 /// Arms the wall-time timer for the next window a silent series leaves open.
@@ -343,14 +337,14 @@ void Pipeline::Impl::armWindowTimer() {
         if (ec || a.expired() || stopped) return;
         window_timer_at.reset();
         windows->advanceWallTime(time.wall());
+        sliceWindows();
         armWindowTimer();
       });
 }
 
 void Pipeline::Impl::commitNow() {
   writeFiring();
-  if (windows)
-    journal->putState("windows", fmt::format("{} {}", windows->watermark(), windows->replayFrom()));
+  if (windows) journal->putState("windows", windowsState());
   std::uint64_t cursor_sum = 0;
   for (auto& f : forwarders) cursor_sum += f->cursor();
   for (auto& f : outboxes) cursor_sum += f->cursor();

@@ -119,6 +119,14 @@ struct Pipeline::Impl final : Ingest {
   Nanos loop_expected = 0, loop_stall_max = 0, loop_stall_bucket = 0, loop_stall_previous = 0;
   Nanos loop_bucket_start = 0;
 
+  // Bursts in slices (pipeline_slices.cpp).
+  void sliceWindows();
+  void tickAlerts();
+  std::string windowsState() const;
+  static bool parseWindowsState(std::string_view st, Nanos& watermark, std::uint64_t& from,
+                                std::optional<aggregators::Aggregator::WindowKey>& partial);
+  bool window_slice_posted = false, alert_slice_posted = false;
+
   // --- status state (pipeline_status.cpp) ----------------------------------------------------
   // Rates come from samples of the counters taken when a snapshot is asked for (gatewayd asks
   // every few seconds for STATUS=), at most one a second, kept for 30 s: a rate is the average
