@@ -37,6 +37,14 @@ class ClockTable {
   /// The device's estimator, created when new; nullptr when the table is full (the caller
   /// goes on without clock correction). `now` is monotonic.
   SkewEstimator* use(std::string_view device, Nanos now);
+  /// use() and the estimator's observe() in one, keeping outOfBounds() and steps() exact
+  /// without a pass over the devices. nullopt when the table is full.
+  std::optional<Correction> observe(std::string_view device, Nanos now, Nanos device_time,
+                                    Nanos reference_time, TimeReference reference);
+  /// Devices whose offset is beyond max_skew, and steps of the devices in the table (kept up
+  /// to date by observe() and eviction: status reads them in O(1)).
+  std::uint64_t outOfBounds() const { return out_of_bounds_; }
+  std::uint64_t steps() const { return steps_; }
   /// Drops the estimators idle for longer than `idle` (oldest first); returns how many.
   std::size_t evictIdle(Nanos now);
 
@@ -64,6 +72,7 @@ class ClockTable {
   std::unordered_map<std::string, Entry, Hash, std::equal_to<>> map_;
   std::list<const std::string*> lru_;  ///< least recently used first
   std::uint64_t refused_ = 0, evicted_ = 0;
+  std::uint64_t out_of_bounds_ = 0, steps_ = 0;
 };
 
 }  // namespace gw::clock

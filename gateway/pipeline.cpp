@@ -80,11 +80,6 @@ clock::ClockOptions Pipeline::Impl::clockOptions() const {
   return {cfg.clock.max_skew, cfg.clock.step, cfg.clock.tolerance};
 }
 
-/// The device's clock estimator; nullptr past [limits] max_series.
-clock::SkewEstimator* Pipeline::Impl::clockFor(const std::string& device) {
-  return clocks.use(device, time.mono());
-}
-
 /// Drops the clock estimates idle for series_idle; after many, gives the freed heap back to
 /// the system (glibc keeps it otherwise: RSS would stay at the peak of a name-inventing device).
 void Pipeline::Impl::releaseIdle() {
@@ -195,8 +190,9 @@ std::uint64_t Pipeline::Impl::reading(Series& series, const Decoded& decoded, Na
   if (decoded.device_time && decoded.historical) {
     event_time = *decoded.device_time;  // a stored value: its own time, not a clock sample
   } else if (decoded.device_time) {
-    if (auto* c = clockFor(series.device))
-      event_time = c->observe(*decoded.device_time, reference_time, reference).event_time;
+    if (const auto c = clocks.observe(series.device, time.mono(), *decoded.device_time,
+                                      reference_time, reference))
+      event_time = c->event_time;
     else
       no_clock = true;
   }

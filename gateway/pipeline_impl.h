@@ -59,7 +59,6 @@ struct Pipeline::Impl final : Ingest {
   void armWindowTimer();
   void every(boost::asio::steady_timer& timer, Nanos interval, std::function<void()> fn);
   size_t maxPending() const;
-  clock::SkewEstimator* clockFor(const std::string& device);
   void watchLoop();
   clock::ClockOptions clockOptions() const;
 
