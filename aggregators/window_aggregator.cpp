@@ -13,9 +13,11 @@
 #include <cstdlib>
 #include <deque>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include "aggregators/aggregator.h"
 #include "aggregators/quantile_sketch.h"
@@ -84,6 +86,31 @@ struct SizeState {
   std::uint32_t ring = 0;    ///< M
   std::uint32_t offset = 0;  ///< first window of this size within a series' windows
   std::vector<Due> due;      ///< M entries
+};
+
+/// A growable array in chunks of 256 elements: growing never copies what is there, so the
+/// window state of 100,000 series costs what it holds, not up to twice that (a vector's
+/// doubling) plus a moment with both the old and the new copy (issue 13: peak memory).
+template <typename T>
+class ChunkedArray {
+ public:
+  static constexpr std::size_t kChunk = 256;
+  T& operator[](std::size_t i) { return chunks_[i / kChunk][i % kChunk]; }
+  const T& operator[](std::size_t i) const { return chunks_[i / kChunk][i % kChunk]; }
+  std::size_t size() const { return size_; }
+  std::size_t capacity() const { return chunks_.size() * kChunk; }
+  void resize(std::size_t n) {  // grows only
+    while (capacity() < n) chunks_.push_back(std::make_unique<T[]>(kChunk));
+    size_ = std::max(size_, n);
+  }
+  template <typename F>
+  void forEach(F&& fn) const {
+    for (std::size_t i = 0; i < size_; ++i) fn((*this)[i]);
+  }
+
+ private:
+  std::vector<std::unique_ptr<T[]>> chunks_;
+  std::size_t size_ = 0;
 };
 
 struct Closing {
@@ -215,10 +242,10 @@ class WindowAggregator final : public Aggregator {
       bytes += s.due.capacity() * sizeof(Due);
       for (const auto& d : s.due) bytes += d.series.capacity() * sizeof(SeriesId);
     }
-    for (const auto& w : windows_) {
+    windows_.forEach([&](const Window& w) {
       bytes += w.samples.capacity() * sizeof(double);
       if (w.sketch) bytes += sizeof(QuantileSketch) + w.sketch->heapBytes();
-    }
+    });
     return bytes;
   }
 
@@ -476,8 +503,8 @@ class WindowAggregator final : public Aggregator {
   Nanos min_time_ = kNone, max_time_ = kMaxNanos;
 
   SeriesId series_count_ = 0;
-  std::vector<Slot> slots_;      ///< [series × sizes + k]
-  std::vector<Window> windows_;  ///< [series × windows_per_series_ + offset_k + ring position]
+  ChunkedArray<Slot> slots_;      ///< [series × sizes + k]
+  ChunkedArray<Window> windows_;  ///< [series × windows_per_series_ + offset_k + ring position]
 
   Nanos highest_ = kNone;       ///< highest event time seen
   Nanos watermark_ = kNone;     ///< never goes back

@@ -130,6 +130,7 @@ void Pipeline::Impl::start() {
 
 void Pipeline::Impl::stop() {
   if (stopped) return;
+  firing_force = true;  // the last commit writes the firing set whatever its size
   commitNow();
   stopped = true;
   for (auto* t :
@@ -250,8 +251,9 @@ void Pipeline::Impl::journalAlerts() {
 
 /// The set of firing alerts into the journal's state: O(firing), so once per commit with a
 /// change rather than once per event.
-void Pipeline::Impl::writeFiring() {
-  if (!firing_dirty || !alert_engine) return;
+bool Pipeline::Impl::writeFiring() {
+  if (!firing_dirty || !alert_engine) return false;
+  if (!firingDue()) return false;  // thousands firing: at most once a second (pipeline_slices.cpp)
   firing_dirty = false;
   std::string firing;
   for (const auto& e : alert_engine->firing()) {
@@ -259,6 +261,7 @@ void Pipeline::Impl::writeFiring() {
     firing += '\n';
   }
   journal->putState("alerts.firing", std::move(firing));
+  return true;
 }
 
 /// Brings the windows and alert states back after a restart (design: "a window open at a
@@ -339,13 +342,13 @@ void Pipeline::Impl::armWindowTimer() {
 }
 
 void Pipeline::Impl::commitNow() {
-  writeFiring();
+  const bool firing_written = writeFiring();  // a deferred one is committed even with no rows
   if (windows) journal->putState("windows", windowsState());
   std::uint64_t cursor_sum = 0;
   for (auto& f : forwarders) cursor_sum += f->cursor();
   for (auto& f : outboxes) cursor_sum += f->cursor();
   const std::uint64_t appended = appendedSeq();
-  if (journal->pending() == 0 && cursor_sum == committed_cursor_sum) {
+  if (journal->pending() == 0 && cursor_sum == committed_cursor_sum && !firing_written) {
     if (sources_started)
       for (auto& s : sources) s->committed(appended);  // bad input waits for nothing
     return;

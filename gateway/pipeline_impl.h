@@ -52,7 +52,7 @@ struct Pipeline::Impl final : Ingest {
   // --- engine -------------------------------------------------------------------------------
   void onWindowClosed(const aggregators::Aggregate& a);
   void journalAlerts();
-  void writeFiring();
+  bool writeFiring();
   void restoreState();
   void restoreAlerts(Nanos now);
   void restoreWindows(Nanos now);
@@ -125,6 +125,9 @@ struct Pipeline::Impl final : Ingest {
   static bool parseWindowsState(std::string_view st, Nanos& watermark, std::uint64_t& from,
                                 std::optional<aggregators::Aggregator::WindowKey>& partial);
   bool window_slice_posted = false, alert_slice_posted = false;
+  bool firingDue();
+  Nanos firing_written_at = 0;  // monotonic
+  bool firing_force = false;
 
   // --- status state (pipeline_status.cpp) ----------------------------------------------------
   // Rates come from samples of the counters taken when a snapshot is asked for (gatewayd asks
