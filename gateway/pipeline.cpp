@@ -31,6 +31,7 @@ Pipeline::Impl::Impl(boost::asio::io_context& io_, const config::Config& cfg_, C
   jo.min_free_bytes = cfg.buffer.min_free;
   jo.min_free_percent = cfg.buffer.min_free_percent;
   jo.clock = time.wall;
+  jo.expected_series = std::min<std::size_t>(cfg.limits.max_series, std::size_t{1} << 18);
   // Cursor names come from the components themselves, never from literals here.
   for (const auto& s : cfg.sinks) jo.sinks.push_back(s.config->name());
   // The windows' replay point: readings of open windows stay until their window is out.
