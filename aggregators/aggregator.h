@@ -140,12 +140,36 @@ class Aggregator {
   /// allowed_lateness), or nullopt with none open: arm the loop's timer for it instead of
   /// polling, so that a silent series' window closes on time.
   virtual std::optional<Nanos> nextWallDeadline() const = 0;
-  /// Current watermark (INT64_MIN before any input).
+  /// Current watermark (INT64_MIN before any input). While windows wait for closeSome(), just
+  /// below the end of the first of them: what a restart must restore, so that they are rebuilt
+  /// from the journal rather than lost.
   virtual Nanos watermark() const = 0;
   /// The smallest seq a replay must start from to rebuild every open window: the seq of the
   /// first reading of the oldest open window, or, with none open, the last seq seen + 1 (1
   /// before any reading).
   virtual std::uint64_t replayFrom() const = 0;
+
+  /// Slicing (issue 13: 100,000 windows ending together must not hold the event loop): a
+  /// watermark step closes at most `max` windows at once (0, the default: all); the others
+  /// wait, in order, for closeSome(). A reading for a waiting window is late (the watermark
+  /// closed it). A reading whose window needs the ring position of a waiting one first closes
+  /// every waiting window (so nothing is lost or reordered, only less sliced).
+  virtual void setCloseBudget(std::size_t max) = 0;
+  /// Closes up to `max` waiting windows, in order; returns how many still wait.
+  virtual std::size_t closeSome(std::size_t max) = 0;
+  /// Windows whose end the watermark passed that wait for closeSome().
+  virtual std::size_t closing() const = 0;
+  /// While a window end is half emitted (some of its windows out, others waiting): the last
+  /// window emitted. Persist it with watermark() and replayFrom(); after a restart,
+  /// restorePartial() (after restoreWatermark(), before any reading) marks the windows of that
+  /// end up to it, in emission order (series, then size), as closed, so none is emitted twice.
+  struct WindowKey {
+    Nanos end = 0;
+    SeriesId series = 0;
+    Nanos size = 0;
+  };
+  virtual std::optional<WindowKey> closedThrough() const = 0;
+  virtual void restorePartial(const WindowKey& key) = 0;
 
   virtual AggregatorStats stats() const = 0;
   /// Bytes held by the window state: the object, its slot arrays and every buffer's capacity

@@ -11,9 +11,13 @@
 #include <cassert>
 #include <cmath>
 #include <cstdlib>
+#include <deque>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include "aggregators/aggregator.h"
 #include "aggregators/quantile_sketch.h"
@@ -82,6 +86,31 @@ struct SizeState {
   std::uint32_t ring = 0;    ///< M
   std::uint32_t offset = 0;  ///< first window of this size within a series' windows
   std::vector<Due> due;      ///< M entries
+};
+
+/// A growable array in chunks of 256 elements: growing never copies what is there, so the
+/// window state of 100,000 series costs what it holds, not up to twice that (a vector's
+/// doubling) plus a moment with both the old and the new copy (issue 13: peak memory).
+template <typename T>
+class ChunkedArray {
+ public:
+  static constexpr std::size_t kChunk = 256;
+  T& operator[](std::size_t i) { return chunks_[i / kChunk][i % kChunk]; }
+  const T& operator[](std::size_t i) const { return chunks_[i / kChunk][i % kChunk]; }
+  std::size_t size() const { return size_; }
+  std::size_t capacity() const { return chunks_.size() * kChunk; }
+  void resize(std::size_t n) {  // grows only
+    while (capacity() < n) chunks_.push_back(std::make_unique<T[]>(kChunk));
+    size_ = std::max(size_, n);
+  }
+  template <typename F>
+  void forEach(F&& fn) const {
+    for (std::size_t i = 0; i < size_; ++i) fn((*this)[i]);
+  }
+
+ private:
+  std::vector<std::unique_ptr<T[]>> chunks_;
+  std::size_t size_ = 0;
 };
 
 struct Closing {
@@ -153,14 +182,47 @@ class WindowAggregator final : public Aggregator {
                : next_due_ + options_.allowed_lateness;
   }
 
-  Nanos watermark() const override { return watermark_; }
+  Nanos watermark() const override {
+    return pending_.empty() ? watermark_ : std::min(watermark_, pending_.front().end - 1);
+  }
 
   std::uint64_t replayFrom() const override {
     std::uint64_t from = last_seq_ + 1;
     for (const auto& s : sizes_)
       for (const auto& d : s.due)
         if (d.end != kNone) from = std::min(from, d.first_seq);
+    for (const auto& g : pending_groups_) from = std::min(from, g.second);
     return from;
+  }
+
+  void setCloseBudget(std::size_t max) override { budget_ = max; }
+
+  std::size_t closeSome(std::size_t max) override {
+    for (std::size_t n = 0; n < max && !pending_.empty(); ++n) {
+      const Closing c = pending_.front();
+      pending_.pop_front();
+      close(c);
+      last_closed_ = c;
+    }
+    if (pending_.empty()) {
+      pending_groups_.clear();
+      std::deque<Closing>().swap(pending_);  // a burst's memory goes back
+    }
+    return pending_.size();
+  }
+
+  std::size_t closing() const override { return pending_.size(); }
+
+  std::optional<WindowKey> closedThrough() const override {
+    if (pending_.empty() || !last_closed_ || last_closed_->end != pending_.front().end)
+      return std::nullopt;
+    return WindowKey{last_closed_->end, last_closed_->series,
+                     sizes_[last_closed_->size_index].size};
+  }
+
+  void restorePartial(const WindowKey& key) override {
+    require(open_windows_ == 0);  // called before any reading: a bug otherwise
+    partial_ = Closing{key.end, key.series, sizeIndex(key.size)};
   }
 
   AggregatorStats stats() const override {
@@ -172,18 +234,18 @@ class WindowAggregator final : public Aggregator {
   }
 
   std::size_t memoryBytes() const override {
-    std::size_t bytes =
-        sizeof(*this) + slots_.capacity() * sizeof(Slot) + windows_.capacity() * sizeof(Window) +
-        scratch_.capacity() * sizeof(Closing) + sizes_.capacity() * sizeof(SizeState) +
-        percents_.capacity() * sizeof(std::uint32_t);
+    std::size_t bytes = sizeof(*this) + slots_.capacity() * sizeof(Slot) +
+                        windows_.capacity() * sizeof(Window) + pending_.size() * sizeof(Closing) +
+                        sizes_.capacity() * sizeof(SizeState) +
+                        percents_.capacity() * sizeof(std::uint32_t);
     for (const auto& s : sizes_) {
       bytes += s.due.capacity() * sizeof(Due);
       for (const auto& d : s.due) bytes += d.series.capacity() * sizeof(SeriesId);
     }
-    for (const auto& w : windows_) {
+    windows_.forEach([&](const Window& w) {
       bytes += w.samples.capacity() * sizeof(double);
       if (w.sketch) bytes += sizeof(QuantileSketch) + w.sketch->heapBytes();
-    }
+    });
     return bytes;
   }
 
@@ -232,11 +294,14 @@ class WindowAggregator final : public Aggregator {
     const SizeState& size = sizes_[k];
     Slot& slot = slots_[static_cast<size_t>(series) * sizes_.size() + k];
     Window* w = &windowAt(series, k, slot.last_ring);
-    if (w->start == kNone || t < w->start || t - w->start >= size.size) {
+    // (A window ending at or before the watermark is one waiting for closeSome().)
+    if (w->start == kNone || t < w->start || t - w->start >= size.size ||
+        w->start + size.size <= watermark_) {
       const Nanos number = floorDiv(t, size.size);
       const Nanos start = number * size.size;
       const Nanos end = start + size.size;
-      if (end <= watermark_ || end <= slot.restored_end) {
+      if (end <= watermark_ || end <= slot.restored_end ||
+          (partial_ && end == partial_->end && !(*partial_ < Closing{end, series, k}))) {
         if (replaying) {
           ++counters_.replay_skipped;
         } else {
@@ -248,6 +313,11 @@ class WindowAggregator final : public Aggregator {
       const std::uint32_t p = ringIndex(number, size.ring);
       w = &windowAt(series, k, p);
       slot.last_ring = p;
+      if (w->start != kNone && w->start != start) {
+        // Its ring position still holds a window waiting for closeSome(): close them all now.
+        require(w->start + size.size <= watermark_);
+        closeSome(std::numeric_limits<std::size_t>::max());
+      }
       if (w->start == kNone) {
         open(*w, start, t, value);
         Due& due = sizes_[k].due[p];
@@ -324,7 +394,7 @@ class WindowAggregator final : public Aggregator {
   }
 
   void closeDue() {
-    scratch_.clear();
+    const std::size_t before = pending_.size();
     next_due_ = kMaxNanos;
     for (std::uint32_t k = 0; k < sizes_.size(); ++k) {
       for (Due& due : sizes_[k].due) {
@@ -333,13 +403,17 @@ class WindowAggregator final : public Aggregator {
           next_due_ = std::min(next_due_, due.end);
           continue;
         }
-        for (SeriesId s : due.series) scratch_.push_back({due.end, s, k});
+        for (SeriesId s : due.series) pending_.push_back({due.end, s, k});
+        pending_groups_.emplace_back(due.end, due.first_seq);
         due.series.clear();
         due.end = kNone;
       }
     }
-    std::sort(scratch_.begin(), scratch_.end());
-    for (const Closing& c : scratch_) close(c);
+    // Every end waiting from an earlier step is at or below the previous watermark, below
+    // these: sorting the new part keeps the whole queue in order.
+    std::sort(pending_.begin() + static_cast<std::ptrdiff_t>(before), pending_.end());
+    if (partial_ && watermark_ >= partial_->end) partial_.reset();
+    closeSome(budget_ == 0 ? std::numeric_limits<std::size_t>::max() : budget_);
   }
 
   void close(const Closing& c) {
@@ -429,8 +503,8 @@ class WindowAggregator final : public Aggregator {
   Nanos min_time_ = kNone, max_time_ = kMaxNanos;
 
   SeriesId series_count_ = 0;
-  std::vector<Slot> slots_;      ///< [series × sizes + k]
-  std::vector<Window> windows_;  ///< [series × windows_per_series_ + offset_k + ring position]
+  ChunkedArray<Slot> slots_;      ///< [series × sizes + k]
+  ChunkedArray<Window> windows_;  ///< [series × windows_per_series_ + offset_k + ring position]
 
   Nanos highest_ = kNone;       ///< highest event time seen
   Nanos watermark_ = kNone;     ///< never goes back
@@ -438,8 +512,15 @@ class WindowAggregator final : public Aggregator {
   std::uint64_t last_seq_ = 0;
   std::uint64_t open_windows_ = 0;
   AggregatorStats counters_;
-  std::vector<Closing> scratch_;
   Aggregate aggregate_;
+  // Slicing (setCloseBudget): windows due, in emission order, and the (end, first seq) of the
+  // due lists they came from (for replayFrom()); the last window emitted; the half-emitted end
+  // restored after a restart.
+  std::size_t budget_ = 0;
+  std::deque<Closing> pending_;
+  std::vector<std::pair<Nanos, std::uint64_t>> pending_groups_;
+  std::optional<Closing> last_closed_;
+  std::optional<Closing> partial_;
 };
 
 }  // namespace

@@ -94,8 +94,10 @@ class AlertEngine {
   void onWindow(const Series& series, Nanos window_start, Nanos window_end,
                 std::span<const Statistic> stats, Nanos now, std::vector<AlertEvent>& out);
   /// Call periodically (e.g. every second): fires no_data_for rules, sends held re-triggers
-  /// whose interval ended, forgets idle series.
-  void tick(Nanos now, std::vector<AlertEvent>& out);
+  /// whose interval ended, forgets idle series. Handles at most `max_due` series whose
+  /// deadline came (the earliest first) and returns true when more are due: call again (e.g.
+  /// posted on the loop) so that 200,000 sensors going silent together are not one long stall.
+  bool tick(Nanos now, std::vector<AlertEvent>& out, std::size_t max_due = SIZE_MAX);
 
   /// After a restart or reload: makes the rule × series of `firing` (the last event of its
   /// dedup key in the outbox, state firing) firing again, so its resolve will be sent and no

@@ -58,6 +58,9 @@ struct JournalOptions {
   /// inject one. Returns false when unknown.
   std::function<bool(std::uint64_t& free, std::uint64_t& total)> disk_space;
   std::vector<std::string> sinks;  ///< one cursor per sink name (duplicates ignored)
+  /// The in-memory series table is sized for this many series up front, so that it does not
+  /// rehash them all at once (a stall of ~100 ms at 100,000 series) while it fills.
+  std::size_t expected_series = 0;
   /// Wall clock for commit times (and the moved-aside file name); tests inject one.
   /// Empty = gw::wallNow. enforceRetention's `now` must come from the same clock.
   std::function<Nanos()> clock;

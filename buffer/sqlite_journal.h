@@ -74,6 +74,7 @@ class SqliteJournal final : public Journal {
   explicit SqliteJournal(const JournalOptions& options)
       : options_(options), clock_(options.clock ? options.clock : std::function<Nanos()>(wallNow)) {
     for (const auto& name : options.sinks) sinks_.try_emplace(name);
+    series_ids_.reserve(options.expected_series);
   }
 
   OpenResult open();

@@ -1,6 +1,7 @@
 #include "gateway/clock_skew.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 
@@ -108,7 +109,7 @@ void SkewEstimator::compact() {
     merged[m++] = key(b) < key(a) ? b : a;
   }
   if (ring_size_ % 2) merged[m++] = ring_[(ring_head_ + ring_size_ - 1) % kSegments];
-  ring_ = merged;
+  ring_.assign(merged.begin(), merged.begin() + m);
   ring_head_ = 0;
   ring_size_ = static_cast<std::uint8_t>(m);
   segment_size_ = static_cast<std::uint8_t>(segment_size_ * 2);
@@ -124,6 +125,7 @@ void SkewEstimator::closeSegment() {
   if (ring_size_ < kSegments) {
     slot = (ring_head_ + ring_size_) % kSegments;
     ++ring_size_;
+    if (ring_.size() <= static_cast<size_t>(slot)) ring_.resize(static_cast<size_t>(slot) + 1);
   } else {
     slot = ring_head_;
     ring_head_ = static_cast<std::uint8_t>((ring_head_ + 1) % kSegments);

@@ -4,10 +4,10 @@
 // re-converged within a few messages, and offsets beyond max_skew are flagged.
 #pragma once
 
-#include <array>
 #include <cstdint>
 #include <optional>
 #include <string_view>
+#include <vector>
 
 #include "core/reading.h"
 #include "core/time.h"
@@ -114,7 +114,10 @@ class SkewEstimator {
 
   ClockOptions options_;
   DeviceClock state_;
-  std::array<Sample, kSegments> ring_{};  ///< segment minima, oldest at ring_head_
+  /// Segment minima, oldest at ring_head_. Grown as segments close (up to kSegments): a device
+  /// seen a few times costs a few samples, not 512 bytes (issue 13: per-series memory). While
+  /// it is not full ring_head_ is 0, so a new segment goes at the end.
+  std::vector<Sample> ring_;
   std::uint8_t ring_size_ = 0;
   std::uint8_t ring_head_ = 0;
   std::uint8_t segment_count_ = 0;   ///< samples in the open segment

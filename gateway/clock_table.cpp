@@ -30,11 +30,32 @@ SkewEstimator* ClockTable::use(std::string_view device, Nanos now) {
   return &e.estimator;
 }
 
+std::optional<Correction> ClockTable::observe(std::string_view device, Nanos now, Nanos device_time,
+                                              Nanos reference_time, TimeReference reference) {
+  SkewEstimator* e = use(device, now);
+  if (e == nullptr) return std::nullopt;
+  const DeviceClock before = e->state();
+  const Correction c = e->observe(device_time, reference_time, reference);
+  const DeviceClock& after = e->state();
+  out_of_bounds_ = out_of_bounds_ - before.out_of_bounds + after.out_of_bounds;
+  steps_ += after.steps - before.steps;
+  if (before.out_of_bounds != after.out_of_bounds) {
+    if (after.out_of_bounds)
+      skewed_.emplace(device);
+    else if (auto it = skewed_.find(device); it != skewed_.end())
+      skewed_.erase(it);
+  }
+  return c;
+}
+
 std::size_t ClockTable::evictIdle(Nanos now) {
   std::size_t n = 0;
   while (!lru_.empty()) {
     auto it = map_.find(*lru_.front());
     if (now - it->second.last_use < idle_) break;
+    out_of_bounds_ -= it->second.estimator.state().out_of_bounds;
+    steps_ -= it->second.estimator.state().steps;
+    if (it->second.estimator.state().out_of_bounds) skewed_.erase(it->first);
     lru_.pop_front();
     map_.erase(it);
     ++n;

@@ -31,6 +31,7 @@ Pipeline::Impl::Impl(boost::asio::io_context& io_, const config::Config& cfg_, C
   jo.min_free_bytes = cfg.buffer.min_free;
   jo.min_free_percent = cfg.buffer.min_free_percent;
   jo.clock = time.wall;
+  jo.expected_series = std::min<std::size_t>(cfg.limits.max_series, std::size_t{1} << 18);
   // Cursor names come from the components themselves, never from literals here.
   for (const auto& s : cfg.sinks) jo.sinks.push_back(s.config->name());
   // The windows' replay point: readings of open windows stay until their window is out.
@@ -53,6 +54,7 @@ Pipeline::Impl::Impl(boost::asio::io_context& io_, const config::Config& cfg_, C
   if (cfg.aggregate.enabled) {
     windows = aggregators::Aggregator::create(
         cfg.aggregate.windows, [this](const aggregators::Aggregate& a) { onWindowClosed(a); });
+    windows->setCloseBudget(1000);  // the rest in slices: sliceWindows()
   }
   if (!cfg.alerts.empty()) {
     alerts::EngineOptions eo;
@@ -78,11 +80,6 @@ Pipeline::Impl::~Impl() { stop(); }
 
 clock::ClockOptions Pipeline::Impl::clockOptions() const {
   return {cfg.clock.max_skew, cfg.clock.step, cfg.clock.tolerance};
-}
-
-/// The device's clock estimator; nullptr past [limits] max_series.
-clock::SkewEstimator* Pipeline::Impl::clockFor(const std::string& device) {
-  return clocks.use(device, time.mono());
 }
 
 /// Drops the clock estimates idle for series_idle; after many, gives the freed heap back to
@@ -123,11 +120,7 @@ void Pipeline::Impl::start() {
     releaseIdle();
   });
   watchLoop();
-  if (alert_engine)
-    every(alert_timer, kNanosPerSecond, [this] {
-      alert_engine->tick(time.wall(), alert_events);
-      if (!alert_events.empty()) journalAlerts();
-    });
+  if (alert_engine) every(alert_timer, kNanosPerSecond, [this] { tickAlerts(); });
   every(stats_timer, cfg.gateway.stats_interval,
         [this] { log::info("stats {}", gw::statsJson(snapshot(kStatsParts))); });
   std::string sinks;
@@ -139,6 +132,7 @@ void Pipeline::Impl::start() {
 
 void Pipeline::Impl::stop() {
   if (stopped) return;
+  firing_force = true;  // the last commit writes the firing set whatever its size
   commitNow();
   stopped = true;
   for (auto* t :
@@ -205,8 +199,9 @@ std::uint64_t Pipeline::Impl::reading(Series& series, const Decoded& decoded, Na
   if (decoded.device_time && decoded.historical) {
     event_time = *decoded.device_time;  // a stored value: its own time, not a clock sample
   } else if (decoded.device_time) {
-    if (auto* c = clockFor(series.device))
-      event_time = c->observe(*decoded.device_time, reference_time, reference).event_time;
+    if (const auto c = clocks.observe(series.device, time.mono(), *decoded.device_time,
+                                      reference_time, reference))
+      event_time = c->event_time;
     else
       no_clock = true;
   }
@@ -224,6 +219,7 @@ std::uint64_t Pipeline::Impl::reading(Series& series, const Decoded& decoded, Na
       if (!alert_events.empty()) journalAlerts();
     }
   }
+  if (windows) sliceWindows();
   const std::uint64_t last = appendedSeq();
   if (journal->pending() >= cfg.buffer.batch && !commit_failing) commitNow();
   return last;
@@ -263,8 +259,9 @@ void Pipeline::Impl::journalAlerts() {
 
 /// The set of firing alerts into the journal's state: O(firing), so once per commit with a
 /// change rather than once per event.
-void Pipeline::Impl::writeFiring() {
-  if (!firing_dirty || !alert_engine) return;
+bool Pipeline::Impl::writeFiring() {
+  if (!firing_dirty || !alert_engine) return false;
+  if (!firingDue()) return false;  // thousands firing: at most once a second (pipeline_slices.cpp)
   firing_dirty = false;
   std::string firing;
   for (const auto& e : alert_engine->firing()) {
@@ -272,6 +269,7 @@ void Pipeline::Impl::writeFiring() {
     firing += '\n';
   }
   journal->putState("alerts.firing", std::move(firing));
+  return true;
 }
 
 /// Brings the windows and alert states back after a restart (design: "a window open at a
@@ -310,15 +308,10 @@ void Pipeline::Impl::restoreAlerts(Nanos now) {
 void Pipeline::Impl::restoreWindows(Nanos now) {
   std::uint64_t from = 0;
   Nanos watermark = 0;
-  const std::string st = journal->state("windows").value_or("");
-  // "<watermark ns> <replay-from seq>" (from_chars: exact int64 on 32-bit targets too)
-  const char* end = st.data() + st.size();
-  const auto w = std::from_chars(st.data(), end, watermark);
-  const auto f = w.ec == std::errc() && w.ptr != end
-                     ? std::from_chars(w.ptr + 1, end, from)
-                     : std::from_chars_result{w.ptr, std::errc::invalid_argument};
-  if (f.ec == std::errc() && f.ptr == end) {
+  std::optional<aggregators::Aggregator::WindowKey> partial;
+  if (parseWindowsState(journal->state("windows").value_or(""), watermark, from, partial)) {
     windows->restoreWatermark(watermark);
+    if (partial) windows->restorePartial(*partial);
     std::vector<ReadingRecord> batch;
     std::uint64_t after = from > 0 ? from - 1 : 0, replayed = 0;
     for (;;) {
@@ -336,6 +329,7 @@ void Pipeline::Impl::restoreWindows(Nanos now) {
               formatRfc3339Millis(watermark), replayed, from);
   }
   windows->advanceWallTime(now);
+  sliceWindows();
 }
 
 /// Arms the wall-time timer for the next window a silent series leaves open.
@@ -350,19 +344,19 @@ void Pipeline::Impl::armWindowTimer() {
         if (ec || a.expired() || stopped) return;
         window_timer_at.reset();
         windows->advanceWallTime(time.wall());
+        sliceWindows();
         armWindowTimer();
       });
 }
 
 void Pipeline::Impl::commitNow() {
-  writeFiring();
-  if (windows)
-    journal->putState("windows", fmt::format("{} {}", windows->watermark(), windows->replayFrom()));
+  const bool firing_written = writeFiring();  // a deferred one is committed even with no rows
+  if (windows) journal->putState("windows", windowsState());
   std::uint64_t cursor_sum = 0;
   for (auto& f : forwarders) cursor_sum += f->cursor();
   for (auto& f : outboxes) cursor_sum += f->cursor();
   const std::uint64_t appended = appendedSeq();
-  if (journal->pending() == 0 && cursor_sum == committed_cursor_sum) {
+  if (journal->pending() == 0 && cursor_sum == committed_cursor_sum && !firing_written) {
     if (sources_started)
       for (auto& s : sources) s->committed(appended);  // bad input waits for nothing
     return;

@@ -53,14 +53,13 @@ struct Pipeline::Impl final : Ingest {
   // --- engine -------------------------------------------------------------------------------
   void onWindowClosed(const aggregators::Aggregate& a);
   void journalAlerts();
-  void writeFiring();
+  bool writeFiring();
   void restoreState();
   void restoreAlerts(Nanos now);
   void restoreWindows(Nanos now);
   void armWindowTimer();
   void every(boost::asio::steady_timer& timer, Nanos interval, std::function<void()> fn);
   size_t maxPending() const;
-  clock::SkewEstimator* clockFor(const std::string& device);
   void watchLoop();
   clock::ClockOptions clockOptions() const;
 
@@ -120,6 +119,17 @@ struct Pipeline::Impl final : Ingest {
   boost::asio::steady_timer loop_timer{io};
   Nanos loop_expected = 0, loop_stall_max = 0, loop_stall_bucket = 0, loop_stall_previous = 0;
   Nanos loop_bucket_start = 0;
+
+  // Bursts in slices (pipeline_slices.cpp).
+  void sliceWindows();
+  void tickAlerts();
+  std::string windowsState() const;
+  static bool parseWindowsState(std::string_view st, Nanos& watermark, std::uint64_t& from,
+                                std::optional<aggregators::Aggregator::WindowKey>& partial);
+  bool window_slice_posted = false, alert_slice_posted = false;
+  bool firingDue();
+  Nanos firing_written_at = 0;  // monotonic
+  bool firing_force = false;
 
   // --- status state (pipeline_status.cpp) ----------------------------------------------------
   // Rates come from samples of the counters taken when a snapshot is asked for (gatewayd asks

@@ -89,6 +89,13 @@ def test_100k_devices_qos1(wd):
                              and s["sources"][0]["in_flight"] == 0 and s["sources"][0]["pending_acks"] == 0
                              else None)(status(sock)), timeout=120)
     assert st["bad_total"] == 0 and st["limits"]["readings_over_limit"] == 0
+    # The burst of 100,000 windows (one per device) is closed in slices: every one is closed
+    # and its aggregate journaled, none lost or emitted twice (a reading arriving after its
+    # window closed counts as late instead).
+    ws = wait_until("every window closed and its aggregate journaled",
+                    lambda: (lambda s: s["windows"] if s and s["windows"]["open"] == 0 else None)(gw.stats()),
+                    timeout=60)
+    assert ws["closed"] + ws["late"] == devices and ws["aggregates"] == ws["closed"], ws
     keys = kafka_count(kafka)
     assert len(keys) >= devices and len(set(keys)) == devices  # every device's reading, at least once
     assert not failures, failures[:3]

@@ -4,7 +4,9 @@
 
 #include <doctest/doctest.h>
 
+#include <cstdint>
 #include <string>
+#include <utility>
 
 #include "gateway/device_query.h"
 #include "gateway/status.h"
@@ -80,4 +82,36 @@ TEST_CASE("sensors query: parsed from the request, filtered, sorted, limited") {
   // Attention: silent longest first (no clock is out of bounds or settling differently here).
   q = DeviceQuery{"pump-?", 1, DeviceQuery::Sort::kAttention};
   CHECK(names(gw::selectDevices(t, q, kT0 + 6 * kS, matched)) == "pump-1 ");
+}
+
+TEST_CASE("clock table: out-of-bounds and step totals kept by observe() and eviction") {
+  ClockTable t({}, 10, 60 * kS);
+  auto walked = [&] {  // what status used to compute with a pass over every device
+    std::uint64_t oob = 0, steps = 0;
+    t.forEach([&](const std::string&, const ClockTable::Entry& e) {
+      oob += e.estimator.state().out_of_bounds;
+      steps += e.estimator.state().steps;
+    });
+    return std::pair{oob, steps};
+  };
+  const Nanos ref = kT0;
+  // "good": a correct clock; "dead-rtc": 1970 (out of bounds); "jumpy": steps by an hour.
+  for (int i = 0; i < 20; ++i) {
+    const Nanos r = ref + i * kS;
+    REQUIRE(t.observe("good", kT0 + i * kS, r - 5'000'000, r, gw::TimeReference::kBroker));
+    REQUIRE(t.observe("dead-rtc", kT0 + i * kS, i * kS, r, gw::TimeReference::kBroker));
+    const Nanos jump = (i / 5) % 2 ? 3600 * kS : 0;
+    REQUIRE(t.observe("jumpy", kT0 + i * kS, r + jump, r, gw::TimeReference::kBroker));
+    CHECK(walked() == std::pair{t.outOfBounds(), t.steps()});
+  }
+  CHECK(t.outOfBounds() == 1);
+  CHECK(t.outOfBoundsNames() == std::set<std::string, std::less<>>{"dead-rtc"});
+  CHECK(t.steps() >= 2);
+  // Only "jumpy" keeps talking: the others are evicted and leave the totals.
+  for (int i = 20; i < 100; ++i)
+    t.observe("jumpy", kT0 + i * kS, ref + i * kS, ref + i * kS, gw::TimeReference::kBroker);
+  CHECK(t.evictIdle(kT0 + 100 * kS) == 2);
+  CHECK(t.outOfBounds() == 0);
+  CHECK(t.outOfBoundsNames().empty());
+  CHECK(walked() == std::pair{t.outOfBounds(), t.steps()});
 }
