@@ -129,6 +129,7 @@ StatusSnapshot Pipeline::Impl::snapshot(StatusParts what, const DeviceQuery* dev
   if (what & (kAlerts | kUndelivered)) {
     AlertStatus& a = s.alerts;
     a.rules = cfg.alerts.size();
+    if (what & kUndelivered) a.rule_list = cfg.alerts;  // as many as the config has
     a.engine = alert_engine != nullptr;
     a.events = alert_count;
     if (alert_engine) {

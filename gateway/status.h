@@ -141,6 +141,7 @@ struct AlertStatus {
   alerts::EngineCounters counters;
   std::uint64_t events = 0;  ///< events journaled
   std::vector<alerts::AlertEvent> firing;
+  std::vector<alerts::Rule> rule_list;        ///< only with kUndelivered: the configured rules
   std::vector<UndeliveredAlert> undelivered;  ///< only with kUndelivered; ≤ 50 per notifier
   std::vector<ForwarderStatus> notifiers;     ///< name: "notify.<notifier>"
 };

@@ -50,6 +50,12 @@ class Writer {
   /// A number with a fixed count of decimals (the views' precision for each figure).
   Writer& fixed(double v, int decimals) { return raw(fmt::format("{:.{}f}", v, decimals)); }
   Writer& fixed(std::optional<double> v, int decimals) { return v ? fixed(*v, decimals) : null(); }
+  /// A finite number as written in the config (shortest form that reads back the same).
+  Writer& number(double v) {
+    comma();
+    json::appendNumber(out_, v);
+    return done();
+  }
   /// RFC 3339 UTC with milliseconds, or null.
   Writer& time(std::optional<Nanos> t) {
     if (!t) return null();
@@ -292,6 +298,40 @@ void writeBuffer(Writer& w, const StatusSnapshot& s) {
   w.endObject();
 }
 
+/// The configured `[[alert]]` rules as the operator wrote them, with the effective clear
+/// thresholds; durations in seconds. Keys of options a rule does not use are left out.
+void writeRules(Writer& w, const std::vector<alerts::Rule>& rules) {
+  w.beginArray();
+  for (const alerts::Rule& r : rules) {
+    w.beginObject();
+    w.key("name").str(r.name);
+    w.key("device").str(r.device);
+    w.key("metric").str(r.metric);
+    w.key("tags").beginObject();
+    for (const auto& t : r.tags) w.key(t.key).str(t.pattern);
+    w.endObject();
+    w.key("on").str(r.on);
+    if (r.above) {
+      w.key("above").number(*r.above);
+      w.key("clear_below").number(r.clear_below.value_or(*r.above));
+    }
+    if (r.below) {
+      w.key("below").number(*r.below);
+      w.key("clear_above").number(r.clear_above.value_or(*r.below));
+    }
+    if (r.for_duration > 0)
+      w.key("for_s").number(static_cast<double>(r.for_duration) / kNanosPerSecond);
+    if (r.no_data_for > 0)
+      w.key("no_data_for_s").number(static_cast<double>(r.no_data_for) / kNanosPerSecond);
+    w.key("severity").str(r.severity);
+    w.key("notify").beginArray();
+    for (const auto& n : r.notify) w.str(n);
+    w.endArray();
+    w.endObject();
+  }
+  w.endArray();
+}
+
 /// `gatewayctl alerts`: firing alerts (as alert records: "time" is when it fired), the
 /// undelivered outbox with each entry's delivery state, and each notifier. Pending states are
 /// only counted (the engine keeps no list of them).
@@ -299,6 +339,7 @@ void writeAlerts(Writer& w, const StatusSnapshot& s) {
   const AlertStatus& a = s.alerts;
   w.beginObject();
   w.key("rules").num(a.rules);
+  writeRules(w.key("rule_list"), a.rule_list);
   w.key("firing").beginArray();
   std::string record;
   for (const auto& e : a.firing) {

@@ -37,7 +37,9 @@ std::string examplesOf(const std::string& command) {
       {"alerts",
        "Examples:\n"
        "  gatewayctl alerts                 firing and pending alerts, undelivered "
-       "notifications\n"},
+       "notifications\n"
+       "                                    and the configured rules with their thresholds\n"
+       "  gatewayctl alerts --json | jq '.rule_list[] | {name, above, below, no_data_for_s}'\n"},
       {"tail",
        "Examples:\n"
        "  gatewayctl tail pump-7             its 10 latest readings\n"

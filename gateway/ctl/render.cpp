@@ -675,6 +675,35 @@ std::string sinceText(const std::string& t) {
   return formatAge(static_cast<double>(wallNow() - *at) / kNanosPerSecond);
 }
 
+/// When a rule fires and clears, in words: "fires when p95 > 85.5 for 30s, clears when p95 < 80";
+/// "fires when no reading for 5m 00s".
+std::string ruleCondition(const J& r) {
+  const std::string on = r["on"].str("value");
+  const auto for_s = r["for_s"].num();
+  const std::string hold = for_s && *for_s > 0 ? " for " + formatAge(*for_s) : "";
+  std::vector<std::string> parts;
+  const auto threshold = [&](const char* key, const char* clear_key, char op, char clear_op) {
+    const auto t = r[key].num();
+    if (!t) return;
+    parts.push_back(fmt::format("fires when {} {} {:g}{}, clears when {} {} {:g}", on, op, *t, hold,
+                                on, clear_op, r[clear_key].num(*t)));
+  };
+  threshold("above", "clear_below", '>', '<');
+  threshold("below", "clear_above", '<', '>');
+  if (const auto silent = r["no_data_for_s"].num(); silent && *silent > 0)
+    parts.push_back("fires when no reading for " + formatAge(*silent));
+  std::string out;
+  for (const auto& p : parts) out += (out.empty() ? "" : "; ") + p;
+  return out.empty() ? "no threshold" : out;
+}
+
+/// "pagerduty,webhook", or "kafka only" (rules without `notify` only go to the alerts topic).
+std::string notifyText(const J& r) {
+  std::string out;
+  for (const J& n : r["notify"].items()) out += (out.empty() ? "" : ",") + n.str();
+  return out.empty() ? "kafka only" : out;
+}
+
 }  // namespace
 
 Rendered renderAlerts(std::string_view json, const Style& st) {
@@ -747,6 +776,37 @@ Rendered renderAlerts(std::string_view json, const Style& st) {
   if (firing.empty() && pending.empty() && undelivered.empty())
     s += textLine(st,
                   paint(st, kGreen, "no alerts firing or pending, every notification delivered"));
+  if (const auto rules = r["rule_list"].items(); !rules.empty()) {
+    // A table of what each rule selects, each row followed by its condition on a line of its
+    // own: thresholds are what the technician looks for, and they must not be cut at 80 columns.
+    s += "\n" + textLine(st, paint(st, kBold, "RULES"));
+    std::vector<std::vector<Cell>> rows;
+    for (const J& rule : rules) {
+      const std::string tags = tagsText(rule["tags"]);
+      rows.push_back({{rule["name"].str("?")},
+                      {rule["device"].str("*")},
+                      {rule["metric"].str("*")},
+                      {tags.empty() ? "-" : tags},
+                      {rule["severity"].str("-")},
+                      {notifyText(rule)}});
+    }
+    const std::string t = table({{"RULE"},
+                                 {"DEVICE", Align::kLeft, true},
+                                 {"METRIC", Align::kLeft, true},
+                                 {"TAGS", Align::kLeft, true},
+                                 {"SEVERITY"},
+                                 {"NOTIFY", Align::kLeft, true}},
+                                rows, st);
+    size_t begin = 0;
+    for (size_t i = 0; begin < t.size(); ++i) {  // line 0 is the header, line i rule i - 1
+      const size_t end = t.find('\n', begin) + 1;
+      s.append(t, begin, end - begin);
+      begin = end;
+      if (i == 0) continue;
+      for (const auto& l : wrapWords("  " + ruleCondition(rules[i - 1]), st.width, 4, 3))
+        s += textLine(st, l);
+    }
+  }
   if (!firing.empty() || !undelivered.empty()) out.exit = kDegraded;
   return out;
 }

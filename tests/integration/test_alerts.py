@@ -174,6 +174,9 @@ notify = ["ops"]
     first = receiver.processed("/hooks/ops")[0]["body"]
     assert first["state"] == "firing" and first["statistic"] == "no_data" and first["device"] == "fan-2"
     assert first["value"] >= 2.0
+    table = subprocess.run([str(GATEWAYCTL), "--socket", str(wd.path / "control.sock"), "alerts"],
+                           capture_output=True, text=True, timeout=30).stdout
+    assert "sensor-silent" in table and "  fires when no reading for 2s\n" in table, table
     pub.send(0.6)
     wait_until("the resolve", lambda: len(receiver.processed("/hooks/ops")) >= 2, timeout=20)
     second = receiver.processed("/hooks/ops")[1]["body"]
@@ -207,6 +210,11 @@ def test_receiver_down_then_sigkill_then_everything_arrives_in_order(wd):
     assert p.returncode == 1, p.stdout + p.stderr  # something needs attention
     view = json.loads(p.stdout)
     assert view["rules"] == 1
+    # The configured rule, with its thresholds (clear_below as written), listed by gatewayctl.
+    assert view["rule_list"] == [{"name": "bearing-overheat", "device": "pump-*",
+                                  "metric": "bearing_temp", "tags": {}, "on": "value",
+                                  "above": 85.0, "clear_below": 80.0, "severity": "critical",
+                                  "notify": ["pagerduty", "ops"]}], view["rule_list"]
     assert [(a["rule"], a["device"]) for a in view["firing"]] == [("bearing-overheat", "pump-10")]
     und = [(u["notifier"], u["device"], u["state"]) for u in view["undelivered"]]
     assert und.count(("pagerduty", "pump-9", "firing")) == 1 and len(und) == 6, und
@@ -215,6 +223,10 @@ def test_receiver_down_then_sigkill_then_everything_arrives_in_order(wd):
     table = subprocess.run([str(GATEWAYCTL), "--socket", str(wd.path / "control.sock"), "alerts"],
                            capture_output=True, text=True, timeout=30).stdout
     assert "FIRING" in table and "UNDELIVERED" in table and "pump-10" in table
+    rules = table[table.index("\nRULES\n"):].splitlines()
+    assert rules[3].split() == ["bearing-overheat", "pump-*", "bearing_temp", "-", "critical",
+                                "pagerduty,ops"], table
+    assert rules[4] == "  fires when value > 85, clears when value < 80", table
 
     gw.kill()  # with all three events undelivered
     receiver.control(mode="429", retry_after=1, count=2)  # then rate-limited twice, then ok

@@ -183,7 +183,7 @@ def test_every_command_in_table_and_json_form(wd):
 
     # alerts: no rules here (test_alerts.py covers firing and undelivered ones).
     code, al = ctl_json(gw.socket, "alerts")
-    assert code == 0 and al == {"rules": 0, "firing": [], "pending": [], "pending_count": 0,
+    assert code == 0 and al == {"rules": 0, "rule_list": [], "firing": [], "pending": [], "pending_count": 0,
                                 "undelivered": [], "notifiers": [], "firing_total": 0}
     p = ctl(gw.socket, "alerts")
     assert p.returncode == 0 and "0 firing" in p.stdout

@@ -129,6 +129,45 @@ TEST_CASE("sensors, buffer, sinks, alerts render and give their exit codes") {
   checkWidth(r.text, 80);
 }
 
+TEST_CASE("alerts: the configured rules are listed with their thresholds at 80 columns") {
+  const std::string json =
+      R"({"rules":3,"rule_list":[)"
+      R"({"name":"bearing-overheat","device":"pump-*","metric":"bearing_temp","tags":{"line":"3"},"on":"p95","above":85.5,"clear_below":80,"for_s":30,"severity":"critical","notify":["pagerduty","webhook"]},)"
+      R"({"name":"low-pressure","device":"*","metric":"pressure","tags":{},"on":"value","below":2,"clear_above":2,"severity":"warning","notify":[]},)"
+      R"({"name":"pump-silent","device":"pump-*","metric":"*","tags":{},"on":"value","no_data_for_s":300,"severity":"error","notify":["pagerduty"]}],)"
+      R"("firing":[],"pending":[],"undelivered":[]})";
+  const Rendered r = renderAlerts(json, Style{false, 80});
+  CHECK(r.exit == kOk);
+  checkWidth(r.text, 80);
+  CHECK(r.text.find("\nRULES\n") != std::string::npos);
+  CHECK(r.text.find("RULE ") != std::string::npos);
+  // One line per rule, in config order, each with its threshold.
+  const auto hot = r.text.find("bearing-overheat"), low = r.text.find("low-pressure"),
+             silent = r.text.find("pump-silent");
+  REQUIRE(hot != std::string::npos);
+  REQUIRE(low != std::string::npos);
+  REQUIRE(silent != std::string::npos);
+  CHECK(hot < low);
+  CHECK(low < silent);
+  const auto lineOf = [&](size_t at) {
+    const size_t begin = r.text.rfind('\n', at) + 1;
+    return r.text.substr(begin, r.text.find('\n', at) - begin);
+  };
+  const auto nextLine = [&](size_t at) { return lineOf(r.text.find('\n', at) + 1); };
+  CHECK(lineOf(hot).find("line=3") != std::string::npos);
+  CHECK(lineOf(hot).find("critical") != std::string::npos);
+  CHECK(lineOf(hot).find("pagerduty,webhook") != std::string::npos);
+  // Each rule's condition, whole, on the line under it.
+  CHECK(nextLine(hot) == "  fires when p95 > 85.5 for 30s, clears when p95 < 80");
+  CHECK(nextLine(low) == "  fires when value < 2, clears when value > 2");
+  CHECK(lineOf(low).find("kafka only") != std::string::npos);
+  CHECK(nextLine(silent) == "  fires when no reading for 5m 00s");
+
+  // A daemon without rules (or an older one without the list) shows no RULES table.
+  CHECK(renderAlerts(R"({"rules":0,"firing":[],"pending":[],"undelivered":[]})", Style{false, 80})
+            .text.find("RULES") == std::string::npos);
+}
+
 TEST_CASE("an answer that is not JSON throws; an error answer is recognised") {
   CHECK_THROWS(renderStatus("not json", Style{}));
   CHECK(answerError(R"({"error":"unknown command 'x'"})") == "unknown command 'x'");

@@ -91,7 +91,7 @@ TEST_CASE("status json: alerts, undelivered entries carry their delivery state")
   const std::string json = gw::statusJson(gw::StatusView::kAlerts, s);
   CHECK(
       json.rfind(
-          R"({"rules":1,"firing":[],"pending":[],"pending_count":0,"undelivered":[{"rule":"hot",)",
+          R"({"rules":1,"rule_list":[],"firing":[],"pending":[],"pending_count":0,"undelivered":[{"rule":"hot",)",
           0) == 0);
   CHECK(
       json.find(
@@ -102,4 +102,33 @@ TEST_CASE("status json: alerts, undelivered entries carry their delivery state")
 TEST_CASE("status json: an unknown command") {
   CHECK(gw::parseStatusView("nope") == std::nullopt);
   CHECK(gw::unknownCommandJson("nope") == R"({"error":"unknown command 'nope'"})");
+}
+
+TEST_CASE("status json: alerts list the configured rules with their effective thresholds") {
+  gw::StatusSnapshot s;
+  s.alerts.rules = 2;
+  gw::alerts::Rule hot;
+  hot.name = "bearing-overheat";
+  hot.device = "pump-*";
+  hot.metric = "bearing_temp";
+  hot.tags = {{"line", "3"}};
+  hot.on = "p95";
+  hot.above = 85.5;
+  hot.clear_below = 80;
+  hot.for_duration = 30 * gw::kNanosPerSecond;
+  hot.severity = "critical";
+  hot.notify = {"pagerduty"};
+  gw::alerts::Rule silent;
+  silent.name = "silent";
+  silent.below = 2;  // clear_above defaults to below
+  silent.no_data_for = 300 * gw::kNanosPerSecond;
+  s.alerts.rule_list = {hot, silent};
+  const std::string json = gw::statusJson(gw::StatusView::kAlerts, s);
+  CHECK(json.find(
+            R"("rule_list":[{"name":"bearing-overheat","device":"pump-*","metric":"bearing_temp",)"
+            R"("tags":{"line":"3"},"on":"p95","above":85.5,"clear_below":80,"for_s":30,)"
+            R"("severity":"critical","notify":["pagerduty"]},)"
+            R"({"name":"silent","device":"*","metric":"*","tags":{},"on":"value","below":2,)"
+            R"("clear_above":2,"no_data_for_s":300,"severity":"warning","notify":[]}],)") !=
+        std::string::npos);
 }
