@@ -23,6 +23,10 @@ void readGateway(Section& s, GatewayConfig& g) {
   g.state_dir = s.path("state_dir").value_or("/var/lib/iot-gateway");
   g.control_socket = s.path("control_socket").value_or("/run/iot-gateway/control.sock");
   g.stats_interval = s.duration("stats_interval", kNanosPerSecond).value_or(g.stats_interval);
+  const std::string stats_format = s.str("stats_format", "short");
+  if (stats_format != "short" && stats_format != "json")
+    s.fail("stats_format", "must be \"short\" (one line to read) or \"json\" (for scripts)");
+  g.stats_json = stats_format == "json";
   s.done();
 }
 

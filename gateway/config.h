@@ -26,6 +26,7 @@ struct GatewayConfig {
   std::filesystem::path state_dir;
   std::filesystem::path control_socket;
   Nanos stats_interval = 60 * kNanosPerSecond;  ///< how often a `stats` line is logged
+  bool stats_json = false;  ///< stats_format = "json": `stats {…}` instead of the short line
 };
 
 struct ClockConfig {

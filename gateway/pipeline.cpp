@@ -13,6 +13,7 @@
 #include "alerts/outbox_sink.h"
 #include "core/sink.h"
 #include "gateway/pipeline_impl.h"
+#include "gateway/stats_line.h"
 
 namespace gw {
 
@@ -122,7 +123,7 @@ void Pipeline::Impl::start() {
   watchLoop();
   if (alert_engine) every(alert_timer, kNanosPerSecond, [this] { tickAlerts(); });
   every(stats_timer, cfg.gateway.stats_interval,
-        [this] { log::info("stats {}", gw::statsJson(snapshot(kStatsParts))); });
+        [this] { logStats(snapshot(kStatsParts), cfg.gateway.stats_json); });
   std::string sinks;
   for (auto& f : forwarders) sinks += (sinks.empty() ? "" : ", ") + f->name();
   log::notice("gatewayd {}: journal {} (last seq {}), {} source(s), sinks: {}", cfg.gateway.id,
@@ -142,7 +143,7 @@ void Pipeline::Impl::stop() {
   for (auto& f : forwarders) f->stop();
   for (auto& f : outboxes) f->stop();
   journal->commit();  // the last cursor moves
-  log::info("stats {}", gw::statsJson(snapshot(kStatsParts)));
+  logStats(snapshot(kStatsParts), cfg.gateway.stats_json);
 }
 
 void Pipeline::Impl::bad(const BadInput& in) {

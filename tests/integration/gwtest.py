@@ -265,6 +265,7 @@ id = "test-gw"
 state_dir = "state"
 control_socket = "control.sock"
 stats_interval = "1s"
+stats_format = "json"  # stats() parses the `stats {json}` line
 
 [mqtt]
 uri = "{mqtt_uri}"

@@ -413,4 +413,12 @@ brokers = "{kafka.bootstrap}"
     st = json.loads(ctl.stdout)
     assert [x["name"] for x in st["sources"]] == ["coap"]
     assert ctl.returncode == 0, ctl.stdout
+    # No gateway.stats_format here: the default short stats line, one line of readable length
+    # (the fixtures' configs ask for the json form, which gwtest's stats() parses).
+    line = wait_until("a short stats line with the reading", lambda: next(
+        (l for l in proc.text().splitlines()
+         if "stats: in " in l and "journal 1 rows" in l and "kafka up" in l), None), timeout=30)
+    print(line)
+    assert "bad 0" in line and len(line) <= 160, line
+    assert "stats {" not in proc.text()
 

@@ -403,3 +403,22 @@ TEST_CASE("mqtt.batch_wait: a tenth of buffer.commit_interval by default, at mos
                 "template = \"a/{device}/{metric}\"\n")
             .find("2: mqtt.batch_wait: ") == 0);
 }
+
+TEST_CASE("gateway.stats_format: the short line by default, json on request, nothing else") {
+  TempDir dir;
+  auto load = [&](const std::string& keys) {
+    std::string text = kMinimal;
+    text.insert(text.find("\n[mqtt]"), "\n" + keys);
+    return gw::config::load(dir.write("gateway.toml", text));
+  };
+  CHECK_FALSE(load("").gateway.stats_json);
+  CHECK_FALSE(load("stats_format = \"short\"").gateway.stats_json);
+  CHECK(load("stats_format = \"json\"").gateway.stats_json);
+  std::string text = kMinimal;
+  text.insert(text.find("\n[mqtt]"), "\nstats_format = \"JSON\"");
+  CHECK(errorOf(text) ==
+        "6: gateway.stats_format: must be \"short\" (one line to read) or \"json\" (for scripts)");
+  text = kMinimal;
+  text.insert(text.find("\n[mqtt]"), "\nstats_format = 1");
+  CHECK(errorOf(text).find("6: gateway.stats_format: ") == 0);
+}
