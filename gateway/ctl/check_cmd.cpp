@@ -40,21 +40,8 @@ int runCheck(const std::string& socket, int timeout_ms, bool json, const Style& 
       return runView(socket, timeout_ms, line, renderCheck, json, style);  // says what failed
     const RunState s = stateOf(reply.body);
     const auto waited = std::chrono::steady_clock::now() - start;
-    if (s.done || s.id == 0 || waited > std::chrono::milliseconds(s.timeout_ms + 5000)) {
-      Rendered out;
-      try {
-        out = renderCheck(reply.body, style);
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "gatewayctl: %s\n", e.what());
-        return kBadAnswer;
-      }
-      if (json)
-        std::printf("%s\n", reply.body.c_str());
-      else
-        std::fwrite(out.text.data(), 1, out.text.size(), stdout);
-      std::fflush(stdout);
-      return out.exit;
-    }
+    if (s.done || s.id == 0 || waited > std::chrono::milliseconds(s.timeout_ms + 5000))
+      return printView(reply.body, renderCheck, json, style);
     line = "check " + std::to_string(s.id);
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }

@@ -216,28 +216,8 @@ int main(int argc, char** argv) {
     if (request == "sensors")
       request +=
           fmt::format(" {} --limit {} --sort {}", sensors_pattern, sensors_limit, sensors_sort);
-    const gw::ctl::Reply reply = gw::ctl::request(socket, request, timeout_ms);
-    if (reply.exit != gw::ctl::kOk) {
-      std::fprintf(stderr, "gatewayctl: %s\n", reply.message.c_str());
-      return reply.exit;
-    }
-    if (const std::string err = gw::ctl::answerError(reply.body); !err.empty()) {
-      std::fprintf(stderr, "gatewayctl: gatewayd answered: %s\n", err.c_str());
-      return gw::ctl::kBadAnswer;
-    }
-    gw::ctl::Rendered out;
-    try {
-      out = v.render(reply.body, gw::ctl::Style{useColor(color), wide ? 0u : 80u});
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "gatewayctl: %s\n", e.what());
-      return gw::ctl::kBadAnswer;
-    }
-    if (json)
-      std::printf("%s\n", reply.body.c_str());
-    else
-      std::fwrite(out.text.data(), 1, out.text.size(), stdout);
-    std::fflush(stdout);
-    return out.exit;
+    return gw::ctl::runView(socket, timeout_ms, request, v.render, json,
+                            gw::ctl::Style{useColor(color), wide ? 0u : 80u});
   }
   return gw::ctl::kUsage;
 }

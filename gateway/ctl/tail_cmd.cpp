@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "gateway/ctl/client.h"
+#include "gateway/ctl/view_cmd.h"
 #include "gateway/tail.h"
 
 namespace gw::ctl {
@@ -34,14 +35,7 @@ int runTail(const std::string& socket, int timeout_ms, const TailOptions& o, con
   int exit = kOk;
   for (;;) {
     const Reply reply = request(socket, tailRequestLine(req), timeout_ms);
-    if (reply.exit != kOk) {
-      std::fprintf(stderr, "gatewayctl: %s\n", reply.message.c_str());
-      return reply.exit;
-    }
-    if (const std::string err = answerError(reply.body); !err.empty()) {
-      std::fprintf(stderr, "gatewayctl: gatewayd answered: %s\n", err.c_str());
-      return kBadAnswer;
-    }
+    if (const int problem = replyProblem(reply); problem != kOk) return problem;
     const std::uint64_t next = lastSeqOf(reply.body, req.after);
     if (o.json) {
       if (first || next > req.after) std::printf("%s\n", reply.body.c_str());
