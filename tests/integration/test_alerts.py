@@ -16,7 +16,7 @@ from pathlib import Path
 from gwtest import BUILD, Gatewayd, KafkaBroker, Mosquitto, Proc, wait_until
 
 RECEIVER = Path(__file__).resolve().parents[2] / "tests" / "tools" / "pagerduty_receiver" / "pagerduty_receiver.py"
-GATEWAYCTL = BUILD / "gateway" / "ctl" / "gatewayctl"
+from gwtest import GATEWAYCTL  # noqa: E402 (one definition, in gwtest)
 ROUTING_KEY = "R0UT1NGKEY0123456789abcdefABCDEF"
 SUBSCRIBE = """
 [[mqtt.subscribe]]

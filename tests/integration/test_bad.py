@@ -8,7 +8,7 @@ import time
 
 from gwtest import BUILD, PLUGIN, Gatewayd, Mosquitto, wait_until
 
-GATEWAYCTL = BUILD / "gateway" / "ctl" / "gatewayctl"
+from gwtest import GATEWAYCTL  # noqa: E402 (one definition, in gwtest)
 
 SUBSCRIBE = """
 [[mqtt.subscribe]]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gwtest import BUILD, Gatewayd, KafkaBroker, Mosquitto, VictoriaMetrics, free_port, wait_until
 
-GATEWAYCTL = BUILD / "gateway" / "ctl" / "gatewayctl"
+from gwtest import GATEWAYCTL  # noqa: E402 (one definition, in gwtest)
 sys.path.insert(0, str(Path(__file__).parent))
 from test_alerts import Receiver  # noqa: E402
 

@@ -5,7 +5,7 @@ import subprocess
 
 from gwtest import BUILD
 
-GATEWAYCTL = BUILD / "gateway" / "ctl" / "gatewayctl"
+from gwtest import GATEWAYCTL  # noqa: E402 (one definition, in gwtest)
 COMMANDS = ["status", "sensors", "buffer", "sinks", "alerts"]
 
 

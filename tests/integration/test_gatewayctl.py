@@ -21,7 +21,7 @@ import pytest
 from gwtest import (BUILD, GATEWAYD, PLUGIN, Gatewayd, KafkaBroker, Mosquitto, Proc, VictoriaMetrics, free_port,
                     run_sim, start_sim, wait_until)
 
-GATEWAYCTL = BUILD / "gateway" / "ctl" / "gatewayctl"
+from gwtest import GATEWAYCTL  # noqa: E402 (one definition, in gwtest)
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 

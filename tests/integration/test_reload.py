@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gwtest import BUILD, GATEWAYD, Gatewayd, KafkaBroker, Mosquitto, wait_until
 
-GATEWAYCTL = BUILD / "gateway" / "ctl" / "gatewayctl"
+from gwtest import GATEWAYCTL  # noqa: E402 (one definition, in gwtest)
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "iot-gateway.service"
 
 

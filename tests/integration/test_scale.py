@@ -19,7 +19,7 @@ from pathlib import Path
 
 from gwtest import BUILD, DEFAULT_SUBSCRIBE, Gatewayd, KafkaBroker, Mosquitto, run_sim, start_sim, wait_until
 
-GATEWAYCTL = BUILD / "gateway" / "ctl" / "gatewayctl"
+from gwtest import GATEWAYCTL  # noqa: E402 (one definition, in gwtest)
 SILENT_RULE = """
 [[alert]]
 name = "sensor-silent"

@@ -7,7 +7,7 @@ import time
 
 from gwtest import BUILD, Gatewayd, KafkaBroker, Mosquitto, VictoriaMetrics, free_port, wait_until
 
-GATEWAYCTL = BUILD / "gateway" / "ctl" / "gatewayctl"
+from gwtest import GATEWAYCTL  # noqa: E402 (one definition, in gwtest)
 LIMIT = 10.0  # seconds: the bound for DOWN after a loss and up after a return
 
 

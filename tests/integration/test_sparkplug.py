@@ -10,7 +10,7 @@ from pathlib import Path
 
 from gwtest import BUILD, Gatewayd, KafkaBroker, Mosquitto, Proc, wait_until
 
-GATEWAYCTL = BUILD / "gateway" / "ctl" / "gatewayctl"
+from gwtest import GATEWAYCTL  # noqa: E402 (one definition, in gwtest)
 NODE_DIR = Path(__file__).resolve().parents[1] / "tools" / "sparkplug_node"
 GROUP = "plant1"
 T0 = 1_780_000_000_000  # device times of the first DDATA round (ms), 2026-05-28

@@ -6,7 +6,7 @@ import time
 
 from gwtest import BUILD, Gatewayd, KafkaBroker, Mosquitto, wait_until
 
-GATEWAYCTL = BUILD / "gateway" / "ctl" / "gatewayctl"
+from gwtest import GATEWAYCTL  # noqa: E402 (one definition, in gwtest)
 
 
 def test_top_once_and_live(wd):
