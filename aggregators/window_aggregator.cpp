@@ -65,9 +65,15 @@ struct Window {
   double shift = 0, shifted_sum = 0, shifted_squares = 0;  ///< for stddev, around the first value
   Nanos first_time = 0, last_time = 0;
   double first = 0, last = 0;
-  std::vector<double> samples;             ///< while count ≤ sample_cap
+  /// While 3 ≤ count ≤ sample_cap: every value. With one or two values they are {min, max}, so
+  /// a series with a reading or two per window allocates nothing (issue 13: memory per series).
+  std::vector<double> samples;
   std::unique_ptr<QuantileSketch> sketch;  ///< past the cap; kept for the next window
+  std::size_t ref_at = 0;                  ///< where window_refs_ points to it
 };
+
+/// No window at this ring position (Window states are pooled: only open ones exist).
+constexpr std::uint32_t kNoWindow = std::numeric_limits<std::uint32_t>::max();
 
 struct Slot {
   Nanos restored_end = kNone;  ///< windows ending at or before it closed before a restart
@@ -99,13 +105,30 @@ class ChunkedArray {
   const T& operator[](std::size_t i) const { return chunks_[i / kChunk][i % kChunk]; }
   std::size_t size() const { return size_; }
   std::size_t capacity() const { return chunks_.size() * kChunk; }
-  void resize(std::size_t n) {  // grows only
+  void resize(std::size_t n, const T& fill = T{}) {  // grows only
     while (capacity() < n) chunks_.push_back(std::make_unique<T[]>(kChunk));
+    for (std::size_t i = size_; i < n; ++i) (*this)[i] = fill;
     size_ = std::max(size_, n);
   }
   template <typename F>
   void forEach(F&& fn) const {
     for (std::size_t i = 0; i < size_; ++i) fn((*this)[i]);
+  }
+  /// Also the elements past size() in allocated chunks (the pool's spares).
+  template <typename F>
+  void forEachAllocated(F&& fn) const {
+    for (std::size_t i = 0; i < capacity(); ++i) fn((*this)[i]);
+  }
+  /// One more element: the one at size(), as left there (a spare keeps its buffers).
+  T& push() {
+    if (capacity() == size_) chunks_.push_back(std::make_unique<T[]>(kChunk));
+    return (*this)[size_++];
+  }
+  /// One element less (the last); frees chunks that are two past the last in use, so memory
+  /// goes back after a burst without a free and an allocation at a chunk's edge.
+  void pop() {
+    --size_;
+    while (chunks_.size() > size_ / kChunk + 2) chunks_.pop_back();
   }
 
  private:
@@ -166,8 +189,10 @@ class WindowAggregator final : public Aggregator {
     const std::uint32_t k = sizeIndex(size);
     Slot& slot = slots_[series * sizes_.size() + k];
     slot.restored_end = std::max(slot.restored_end, end);
-    for (std::uint32_t p = 0; p < sizes_[k].ring; ++p)  // called before its readings: a bug
-      require(windowAt(series, k, p).start == kNone || windowAt(series, k, p).start + size > end);
+    for (std::uint32_t p = 0; p < sizes_[k].ring; ++p) {  // called before its readings: a bug
+      const Window* w = windowAt(series, k, p);
+      require(w == nullptr || w->start + size > end);
+    }
   }
 
   void restoreWatermark(Nanos watermark) override {
@@ -235,14 +260,16 @@ class WindowAggregator final : public Aggregator {
 
   std::size_t memoryBytes() const override {
     std::size_t bytes = sizeof(*this) + slots_.capacity() * sizeof(Slot) +
-                        windows_.capacity() * sizeof(Window) + pending_.size() * sizeof(Closing) +
+                        window_refs_.capacity() * sizeof(std::uint32_t) +
+                        pool_.capacity() * sizeof(Window) +
+                        pending_.size() * sizeof(Closing) +
                         sizes_.capacity() * sizeof(SizeState) +
                         percents_.capacity() * sizeof(std::uint32_t);
     for (const auto& s : sizes_) {
       bytes += s.due.capacity() * sizeof(Due);
       for (const auto& d : s.due) bytes += d.series.capacity() * sizeof(SeriesId);
     }
-    windows_.forEach([&](const Window& w) {
+    pool_.forEachAllocated([&](const Window& w) {
       bytes += w.samples.capacity() * sizeof(double);
       if (w.sketch) bytes += sizeof(QuantileSketch) + w.sketch->heapBytes();
     });
@@ -259,8 +286,35 @@ class WindowAggregator final : public Aggregator {
     return 0;
   }
 
-  Window& windowAt(SeriesId series, std::uint32_t k, std::uint32_t p) {
-    return windows_[static_cast<size_t>(series) * windows_per_series_ + sizes_[k].offset + p];
+  std::uint32_t& windowRef(SeriesId series, std::uint32_t k, std::uint32_t p) {
+    return window_refs_[static_cast<size_t>(series) * windows_per_series_ + sizes_[k].offset + p];
+  }
+  /// The open (or closing) window at that ring position, or nullptr.
+  Window* windowAt(SeriesId series, std::uint32_t k, std::uint32_t p) {
+    const std::uint32_t i = windowRef(series, k, p);
+    return i == kNoWindow ? nullptr : &pool_[i];
+  }
+  /// A pooled window state for ring position `at` (its buffers are those a closed window left).
+  Window& takeWindow(std::size_t at) {
+    require(pool_.size() < kNoWindow);
+    window_refs_[at] = static_cast<std::uint32_t>(pool_.size());
+    Window& w = pool_.push();
+    w.ref_at = at;
+    return w;
+  }
+  /// Gives back the state of a closed window: the pool stays dense (the last one moves into
+  /// its place), so it holds as many states as windows are open, and shrinks after a burst.
+  void releaseWindow(std::uint32_t i) {
+    window_refs_[pool_[i].ref_at] = kNoWindow;
+    const std::uint32_t last = static_cast<std::uint32_t>(pool_.size() - 1);
+    if (i != last) {
+      std::swap(pool_[i], pool_[last]);  // the closed one's buffers stay as the spare
+      window_refs_[pool_[i].ref_at] = i;
+    }
+    pool_.pop();
+  }
+  std::size_t refIndex(SeriesId series, std::uint32_t k, std::uint32_t p) const {
+    return static_cast<size_t>(series) * windows_per_series_ + sizes_[k].offset + p;
   }
 
   void ensureSeries(SeriesId series) {
@@ -268,7 +322,7 @@ class WindowAggregator final : public Aggregator {
     require(series < kMaxSeries);
     series_count_ = series + 1;
     slots_.resize(static_cast<size_t>(series_count_) * sizes_.size());
-    windows_.resize(static_cast<size_t>(series_count_) * windows_per_series_);
+    window_refs_.resize(static_cast<size_t>(series_count_) * windows_per_series_, kNoWindow);
   }
 
   void feed(SeriesId series, Nanos t, double value, std::uint64_t seq, bool replaying) {
@@ -293,9 +347,9 @@ class WindowAggregator final : public Aggregator {
              bool replaying) {
     const SizeState& size = sizes_[k];
     Slot& slot = slots_[static_cast<size_t>(series) * sizes_.size() + k];
-    Window* w = &windowAt(series, k, slot.last_ring);
+    Window* w = windowAt(series, k, slot.last_ring);
     // (A window ending at or before the watermark is one waiting for closeSome().)
-    if (w->start == kNone || t < w->start || t - w->start >= size.size ||
+    if (w == nullptr || t < w->start || t - w->start >= size.size ||
         w->start + size.size <= watermark_) {
       const Nanos number = floorDiv(t, size.size);
       const Nanos start = number * size.size;
@@ -311,14 +365,17 @@ class WindowAggregator final : public Aggregator {
         return false;
       }
       const std::uint32_t p = ringIndex(number, size.ring);
-      w = &windowAt(series, k, p);
+      w = windowAt(series, k, p);
       slot.last_ring = p;
-      if (w->start != kNone && w->start != start) {
+      if (w != nullptr && w->start != start) {
         // Its ring position still holds a window waiting for closeSome(): close them all now.
         require(w->start + size.size <= watermark_);
         closeSome(std::numeric_limits<std::size_t>::max());
+        w = windowAt(series, k, p);
+        require(w == nullptr);
       }
-      if (w->start == kNone) {
+      if (w == nullptr) {
+        w = &takeWindow(refIndex(series, k, p));
         open(*w, start, t, value);
         Due& due = sizes_[k].due[p];
         if (due.end == kNone) {
@@ -347,10 +404,10 @@ class WindowAggregator final : public Aggregator {
     w.shifted_sum = w.shifted_squares = 0;
     w.first_time = w.last_time = t;
     w.first = w.last = value;
-    w.samples.push_back(value);
   }
 
   void update(Window& w, Nanos t, double value) {
+    const double old_min = w.min, old_max = w.max;  // the values while count ≤ 2
     ++w.count;
     w.min = std::min(w.min, value);
     w.max = std::max(w.max, value);
@@ -374,13 +431,18 @@ class WindowAggregator final : public Aggregator {
       w.last = value;
     }
     if (w.count <= options_.sample_cap) {
-      w.samples.push_back(value);
+      if (w.count == 3) w.samples.insert(w.samples.end(), {old_min, old_max});
+      if (w.count >= 3) w.samples.push_back(value);
       return;
     }
     if (!w.sketch)
       w.sketch =
           std::make_unique<QuantileSketch>(options_.sketch_alpha, options_.sketch_max_buckets);
     if (w.count == options_.sample_cap + std::uint64_t{1}) {
+      if (w.count <= 3) {  // a cap of 1 or 2: the earlier values are {min, max}
+        w.sketch->add(old_min);
+        if (w.count == 3) w.sketch->add(old_max);
+      }
       for (double v : w.samples) w.sketch->add(v);
       w.samples.clear();
     }
@@ -419,8 +481,10 @@ class WindowAggregator final : public Aggregator {
   void close(const Closing& c) {
     const SizeState& size = sizes_[c.size_index];
     const Nanos start = c.end - size.size;
-    Window& w = windowAt(c.series, c.size_index, ringIndex(floorDiv(start, size.size), size.ring));
-    assert(w.start == start);
+    const std::uint32_t ref =
+        windowRef(c.series, c.size_index, ringIndex(floorDiv(start, size.size), size.ring));
+    assert(ref != kNoWindow && pool_[ref].start == start);
+    Window& w = pool_[ref];
     Slot& slot = slots_[static_cast<size_t>(c.series) * sizes_.size() + c.size_index];
 
     Aggregate& a = aggregate_;
@@ -468,12 +532,18 @@ class WindowAggregator final : public Aggregator {
       w.sketch->clear();
     w.start = kNone;
     w.count = 0;
+    releaseWindow(ref);
     --open_windows_;
   }
 
   void quantiles(Window& w, Aggregate& a) {
     double* out[] = {&a.p50, &a.p95, &a.p99};
     auto target = [&](std::uint32_t p) { return p == 50 ? out[0] : p == 95 ? out[1] : out[2]; };
+    if (w.count <= options_.sample_cap && w.count <= 2) {
+      a.quantiles = QuantileMode::kExact;
+      for (std::uint32_t p : percents_) *target(p) = nearestRank(p, w.count) == 1 ? w.min : w.max;
+      return;
+    }
     if (w.count <= options_.sample_cap) {
       a.quantiles = QuantileMode::kExact;
       // percents_ ascending: each nth_element only needs the part above the previous rank.
@@ -503,8 +573,11 @@ class WindowAggregator final : public Aggregator {
   Nanos min_time_ = kNone, max_time_ = kMaxNanos;
 
   SeriesId series_count_ = 0;
-  ChunkedArray<Slot> slots_;      ///< [series × sizes + k]
-  ChunkedArray<Window> windows_;  ///< [series × windows_per_series_ + offset_k + ring position]
+  ChunkedArray<Slot> slots_;  ///< [series × sizes + k]
+  /// [series × windows_per_series_ + offset_k + ring position]: index into pool_ or kNoWindow.
+  /// 4 bytes per position; the 136-byte window states exist only while open (issue 13).
+  ChunkedArray<std::uint32_t> window_refs_;
+  ChunkedArray<Window> pool_;  ///< the open (and closing) windows, dense; spares past size()
 
   Nanos highest_ = kNone;       ///< highest event time seen
   Nanos watermark_ = kNone;     ///< never goes back

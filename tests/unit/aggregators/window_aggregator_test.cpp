@@ -199,6 +199,10 @@ TEST_CASE("random streams: count/min/max/avg exact, quantiles nearest-rank or wi
       {3, -95 * kS, {10 * kS, 60 * kS}, kAllStats, 1024},  // across 1970-01-01T00:00:00Z
       {4, 7 * kS, {7 * kS, 10 * kS}, kAllStats, 100},      // a size that does not divide a minute
       {5, kT2026, {10 * kS}, kDefaultStats | Stat::kP99, 1},
+      // Windows of one or two readings keep no samples (they are min and max): the caps at
+      // that edge, into the sketch from {min, max}.
+      {6, kT2026, {10 * kS, 60 * kS}, kAllStats, 2},
+      {7, kT2026, {10 * kS}, kAllStats, 3},
   };
   for (const auto& c : cases) {
     CAPTURE(c.seed);
@@ -623,6 +627,50 @@ TEST_CASE("memory: 10,000 series at 1 kHz in total stays bounded") {
   MESSAGE("20 series at 1 kHz each: peak ", hot_peak, " bytes (", hot_peak / 20, " per series)");
   // 2 open windows per series: 8 KiB of samples + a sketch of at most 2·8·1024 bytes each.
   CHECK(hot_peak / 20 < 2 * (8 * 1024 + 16 * 1024 + 512));
+}
+
+// Issue 13: memory per series. Window states are pooled: a series without an open window costs
+// its slot and ring references only, and the pool gives its memory back after a burst.
+TEST_CASE("memory: window state only while open; back down once the windows closed") {
+  WindowOptions o;
+  o.stats = kAllStats;
+  std::vector<Aggregate> out;
+  auto agg = Aggregator::create(o, [&](const Aggregate& a) { out.push_back(a); });
+  const std::size_t empty = agg->memoryBytes();
+  constexpr SeriesId kSeries = 100000;
+  for (SeriesId s = 0; s < kSeries; ++s)  // one or two readings per series, same window
+    for (int i = 0; i < 1 + static_cast<int>(s % 2); ++i)
+      agg->add(s, kT2026 + 1 * kS + i * kS, static_cast<double>(s) + i, s * 2 + i + 1);
+  const std::size_t open = agg->memoryBytes() - empty;
+  CHECK(agg->openWindows() == kSeries);
+  MESSAGE("100,000 series with an open window: ", open / kSeries, " bytes each");
+  CHECK(open / kSeries <= 200);  // 24 slot + 8 ring refs + 144 window, no samples
+  agg->advanceWallTime(kT2026 + 60 * kS);
+  REQUIRE(out.size() == kSeries);
+  CHECK(agg->openWindows() == 0);
+  const std::size_t idle = agg->memoryBytes() - empty;
+  MESSAGE("100,000 idle series: ", idle / kSeries, " bytes each");
+  CHECK(idle / kSeries <= 40);
+  // Two readings: p50 is the lower (nearest rank 1 of 2), p95/p99 the higher; one: itself.
+  for (const Aggregate& a : out) {
+    CHECK(a.quantiles == QuantileMode::kExact);
+    const double v0 = static_cast<double>(a.series);
+    CHECK(a.p50 == v0);
+    CHECK(a.p95 == (a.series % 2 ? v0 + 1 : v0));
+    CHECK(a.p99 == a.p95);
+    CHECK(a.count == 1 + a.series % 2);
+  }
+  // A series seen again gets a (pooled) window again and the right statistics.
+  out.clear();
+  agg->add(7, kT2026 + 61 * kS, 3, 300001);
+  agg->add(7, kT2026 + 62 * kS, 1, 300002);
+  agg->add(7, kT2026 + 63 * kS, 2, 300003);
+  agg->advanceWallTime(kT2026 + 120 * kS);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].count == 3);
+  CHECK(out[0].p50 == 2);
+  CHECK(out[0].p95 == 3);
+  CHECK(out[0].min == 1);
 }
 
 // Issue 13: a burst of windows ending together is closed in slices (setCloseBudget, closeSome).
