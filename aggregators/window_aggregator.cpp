@@ -261,8 +261,7 @@ class WindowAggregator final : public Aggregator {
   std::size_t memoryBytes() const override {
     std::size_t bytes = sizeof(*this) + slots_.capacity() * sizeof(Slot) +
                         window_refs_.capacity() * sizeof(std::uint32_t) +
-                        pool_.capacity() * sizeof(Window) +
-                        pending_.size() * sizeof(Closing) +
+                        pool_.capacity() * sizeof(Window) + pending_.size() * sizeof(Closing) +
                         sizes_.capacity() * sizeof(SizeState) +
                         percents_.capacity() * sizeof(std::uint32_t);
     for (const auto& s : sizes_) {

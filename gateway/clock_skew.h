@@ -84,6 +84,8 @@ class SkewEstimator {
   /// A reading without a device time: its event time is the reference; the estimate is kept.
   Correction observeReferenceOnly(Nanos reference_time, TimeReference reference);
   const DeviceClock& state() const { return state_; }
+  /// Heap bytes held (the history's capacity), for memory figures.
+  std::size_t heapBytes() const { return ring_.capacity() * sizeof(Sample); }
 
   static constexpr int kSegmentSamples = 8;
   static constexpr int kSegments = 32;

@@ -1,24 +1,106 @@
 #include "gateway/clock_table.h"
 
+#include <cassert>
+#include <utility>
+
 namespace gw::clock {
 namespace {
 constexpr Nanos kRateInterval = 10 * kNanosPerSecond;
+constexpr std::size_t kMinSlots = 16;
+
+std::uint32_t hashOf(std::string_view device) {
+  return static_cast<std::uint32_t>(std::hash<std::string_view>{}(device));
+}
+}  // namespace
+
+ClockTable::ClockTable(ClockOptions options, std::size_t max_devices, Nanos idle)
+    : options_(options), max_(std::min<std::size_t>(max_devices, kNil - 1)), idle_(idle) {
+  index_.resize(kMinSlots);
+}
+
+std::size_t ClockTable::findSlot(std::string_view device, std::uint32_t hash) const {
+  const std::size_t mask = index_.size() - 1;
+  for (std::size_t i = hash & mask;; i = (i + 1) & mask) {
+    const Slot& s = index_[i];
+    if (s.entry == kNil || (s.hash == hash && at(s.entry).name_ == device)) return i;
+  }
+}
+
+std::size_t ClockTable::slotOf(std::uint32_t e) const {
+  const std::size_t mask = index_.size() - 1;
+  for (std::size_t i = at(e).hash_ & mask;; i = (i + 1) & mask) {
+    assert(index_[i].entry != kNil);
+    if (index_[i].entry == e) return i;
+  }
+}
+
+void ClockTable::eraseSlot(std::size_t pos) {
+  // Backward-shift deletion: no tombstones, so lookups stay short after many evictions.
+  const std::size_t mask = index_.size() - 1;
+  std::size_t hole = pos;
+  for (std::size_t j = (hole + 1) & mask; index_[j].entry != kNil; j = (j + 1) & mask) {
+    const std::size_t home = index_[j].hash & mask;
+    if (((j - home) & mask) >= ((j - hole) & mask)) {  // home is not in (hole, j]
+      index_[hole] = index_[j];
+      hole = j;
+    }
+  }
+  index_[hole] = Slot{};
+}
+
+void ClockTable::resizeIndex(std::size_t slots) {
+  std::vector<Slot> old(slots);
+  old.swap(index_);
+  const std::size_t mask = slots - 1;
+  for (const Slot& s : old) {
+    if (s.entry == kNil) continue;
+    std::size_t i = s.hash & mask;
+    while (index_[i].entry != kNil) i = (i + 1) & mask;
+    index_[i] = s;
+  }
+}
+
+void ClockTable::unlink(std::uint32_t i) {
+  Entry& e = at(i);
+  (e.older_ == kNil ? oldest_ : at(e.older_).newer_) = e.newer_;
+  (e.newer_ == kNil ? newest_ : at(e.newer_).older_) = e.older_;
+}
+
+void ClockTable::linkNewest(std::uint32_t i) {
+  Entry& e = at(i);
+  e.older_ = newest_;
+  e.newer_ = kNil;
+  (newest_ == kNil ? oldest_ : at(newest_).newer_) = i;
+  newest_ = i;
 }
 
 SkewEstimator* ClockTable::use(std::string_view device, Nanos now) {
-  auto it = map_.find(device);
-  if (it == map_.end()) {
-    if (map_.size() >= max_) {
+  const std::uint32_t hash = hashOf(device);
+  std::size_t pos = findSlot(device, hash);
+  std::uint32_t i = index_[pos].entry;
+  if (i == kNil) {
+    if (size_ >= max_) {
       ++refused_;
       return nullptr;
     }
-    it = map_.emplace(std::string(device), Entry(options_)).first;
-    it->second.lru = lru_.insert(lru_.end(), &it->first);
-    it->second.mark = now;
-  } else {
-    lru_.splice(lru_.end(), lru_, it->second.lru);  // most recently used last
+    if ((size_ + 1) * 4 > index_.size() * 3) {
+      resizeIndex(index_.size() * 2);
+      pos = findSlot(device, hash);
+    }
+    i = size_++;
+    if (i / kChunk == chunks_.size()) chunks_.push_back(std::make_unique<Entry[]>(kChunk));
+    Entry& e = at(i);
+    e = Entry(options_);
+    e.name_.assign(device);
+    e.hash_ = hash;
+    e.mark = now;
+    index_[pos] = Slot{i, hash};
+    linkNewest(i);
+  } else if (i != newest_) {
+    unlink(i);
+    linkNewest(i);  // most recently used last
   }
-  Entry& e = it->second;
+  Entry& e = at(i);
   e.last_use = now;
   if (now - e.mark >= kRateInterval) {
     const std::uint64_t samples = e.estimator.state().samples;
@@ -48,20 +130,51 @@ std::optional<Correction> ClockTable::observe(std::string_view device, Nanos now
   return c;
 }
 
+void ClockTable::remove(std::uint32_t i) {
+  Entry& e = at(i);
+  out_of_bounds_ -= e.estimator.state().out_of_bounds;
+  steps_ -= e.estimator.state().steps;
+  if (e.estimator.state().out_of_bounds) skewed_.erase(e.name_);
+  unlink(i);
+  eraseSlot(slotOf(i));
+  const std::uint32_t last = size_ - 1;
+  if (i != last) {  // the last entry moves into the hole: the array stays dense
+    index_[slotOf(last)].entry = i;
+    Entry& moved = at(last);
+    (moved.older_ == kNil ? oldest_ : at(moved.older_).newer_) = i;
+    (moved.newer_ == kNil ? newest_ : at(moved.newer_).older_) = i;
+    e = std::move(moved);
+  }
+  at(last) = Entry();  // its heap (history, a long name) goes back
+  --size_;
+}
+
 std::size_t ClockTable::evictIdle(Nanos now) {
   std::size_t n = 0;
-  while (!lru_.empty()) {
-    auto it = map_.find(*lru_.front());
-    if (now - it->second.last_use < idle_) break;
-    out_of_bounds_ -= it->second.estimator.state().out_of_bounds;
-    steps_ -= it->second.estimator.state().steps;
-    if (it->second.estimator.state().out_of_bounds) skewed_.erase(it->first);
-    lru_.pop_front();
-    map_.erase(it);
+  while (oldest_ != kNil && now - at(oldest_).last_use >= idle_) {
+    remove(oldest_);
     ++n;
   }
   evicted_ += n;
+  if (n > 0) {
+    // Chunks past the last entry in use (one spare kept), and an index 8 times too large.
+    while (chunks_.size() > (size_ + kChunk - 1) / kChunk + 1) chunks_.pop_back();
+    std::size_t slots = index_.size();
+    while (slots > kMinSlots && size_ * 8 < slots) slots /= 2;
+    if (slots != index_.size()) resizeIndex(slots);
+  }
   return n;
+}
+
+std::size_t ClockTable::memoryBytes() const {
+  std::size_t bytes = sizeof(*this) + chunks_.capacity() * sizeof(chunks_[0]) +
+                      chunks_.size() * kChunk * sizeof(Entry) + index_.capacity() * sizeof(Slot);
+  for (std::uint32_t i = 0; i < size_; ++i) {
+    const Entry& e = at(i);
+    bytes += e.estimator.heapBytes();
+    if (e.name_.capacity() > std::string().capacity()) bytes += e.name_.capacity() + 1;
+  }
+  return bytes;
 }
 
 std::optional<double> ClockTable::rate(const Entry& e, Nanos now) const {
@@ -75,7 +188,7 @@ std::optional<double> ClockTable::rate(const Entry& e, Nanos now) const {
 }
 
 void ClockTable::forEach(const std::function<void(const std::string&, const Entry&)>& fn) const {
-  for (const auto& [device, e] : map_) fn(device, e);
+  for (std::uint32_t i = 0; i < size_; ++i) fn(at(i).name_, at(i));
 }
 
 }  // namespace gw::clock

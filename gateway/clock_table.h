@@ -2,18 +2,23 @@
 // of them, the least recently seen evicted once idle for `idle`. Eviction and the per-device
 // message rate cost O(1) per reading and O(evicted) per sweep: nothing scans every device.
 //
+// Memory (issue 13): one dense array of entries (~380 bytes each on x86-64, the estimator 304
+// of them) and an open-addressing index of 8 bytes per slot; no node per device, no list node,
+// nothing reserved up front. An estimator's own history grows with its samples (16 bytes each,
+// up to 32).
+//
 // Threading: the pipeline's event loop only.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 #include <functional>
-#include <list>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
 #include <string_view>
-#include <unordered_map>
+#include <vector>
 
 #include "core/time.h"
 #include "gateway/clock_skew.h"
@@ -22,23 +27,27 @@ namespace gw::clock {
 
 class ClockTable {
  public:
+  /// One device. Entries live in one dense array (a chunk of 256 at a time, never copied when
+  /// it grows) and move when another is evicted: do not keep a pointer across evictIdle().
   struct Entry {
     SkewEstimator estimator;
-    std::list<const std::string*>::iterator lru;  ///< position in the idle order
-    Nanos last_use = 0;                           ///< monotonic
+    Nanos last_use = 0;  ///< monotonic
     // The message rate: samples counted since a mark that moves every ~10 s.
     Nanos mark = 0;
     std::uint64_t mark_samples = 0;
     float rate = -1;  ///< over the previous mark interval; < 0: none yet
+
+    Entry() : estimator(ClockOptions{}) {}
     explicit Entry(const ClockOptions& o) : estimator(o) {}
+
+   private:
+    friend class ClockTable;
+    std::string name_;
+    std::uint32_t hash_ = 0;
+    std::uint32_t older_ = 0, newer_ = 0;  ///< the idle order (an intrusive list of indices)
   };
 
-  ClockTable(ClockOptions options, std::size_t max_devices, Nanos idle)
-      : options_(options), max_(max_devices), idle_(idle) {
-    // Sized up front (to 262,144): growing rehashes every device in one go, a stall of
-    // ~100 ms at 100,000 devices.
-    map_.reserve(std::min<std::size_t>(max_devices, std::size_t{1} << 18));
-  }
+  ClockTable(ClockOptions options, std::size_t max_devices, Nanos idle);
 
   /// The device's estimator, created when new; nullptr when the table is full (the caller
   /// goes on without clock correction). `now` is monotonic.
@@ -53,14 +62,17 @@ class ClockTable {
   std::uint64_t steps() const { return steps_; }
   /// The names of those devices, sorted (status names the first few without a pass).
   const std::set<std::string, std::less<>>& outOfBoundsNames() const { return skewed_; }
-  /// Drops the estimators idle for longer than `idle` (oldest first); returns how many.
+  /// Drops the estimators idle for longer than `idle` (oldest first); returns how many. The
+  /// memory they held goes back (the array and the index shrink).
   std::size_t evictIdle(Nanos now);
 
-  std::size_t size() const { return map_.size(); }
+  std::size_t size() const { return size_; }
   std::size_t capacity() const { return max_; }
   /// Devices refused because the table was full (readings, not distinct devices).
   std::uint64_t refused() const { return refused_; }
   std::uint64_t evicted() const { return evicted_; }
+  /// Bytes held: the entry array, the index and the estimators' heap (not malloc overhead).
+  std::size_t memoryBytes() const;
 
   /// Samples per second of one device at `now` (monotonic), or none before 1 s of history.
   std::optional<double> rate(const Entry& e, Nanos now) const;
@@ -68,17 +80,34 @@ class ClockTable {
   void forEach(const std::function<void(const std::string&, const Entry&)>& fn) const;
 
  private:
-  struct Hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view v) const noexcept {
-      return std::hash<std::string_view>{}(v);
-    }
+  static constexpr std::uint32_t kNil = UINT32_MAX;
+  static constexpr std::size_t kChunk = 256;
+  /// Open addressing, linear probing, the hash kept beside the index so that growing the
+  /// table never touches the entries (a rehash of 262,144 slots takes ~1 ms, not a stall).
+  struct Slot {
+    std::uint32_t entry = kNil;
+    std::uint32_t hash = 0;
   };
+
+  Entry& at(std::uint32_t i) { return chunks_[i / kChunk][i % kChunk]; }
+  const Entry& at(std::uint32_t i) const { return chunks_[i / kChunk][i % kChunk]; }
+  /// The slot holding `device`, or the empty slot where it would go.
+  std::size_t findSlot(std::string_view device, std::uint32_t hash) const;
+  /// The slot holding entry `i`.
+  std::size_t slotOf(std::uint32_t i) const;
+  void eraseSlot(std::size_t pos);
+  void resizeIndex(std::size_t slots);
+  void unlink(std::uint32_t i);
+  void linkNewest(std::uint32_t i);
+  void remove(std::uint32_t i);
+
   ClockOptions options_;
   std::size_t max_;
   Nanos idle_;
-  std::unordered_map<std::string, Entry, Hash, std::equal_to<>> map_;
-  std::list<const std::string*> lru_;  ///< least recently used first
+  std::vector<std::unique_ptr<Entry[]>> chunks_;
+  std::uint32_t size_ = 0;
+  std::vector<Slot> index_;  ///< a power of two, at most 3/4 full
+  std::uint32_t oldest_ = kNil, newest_ = kNil;
   std::uint64_t refused_ = 0, evicted_ = 0;
   std::uint64_t out_of_bounds_ = 0, steps_ = 0;
   std::set<std::string, std::less<>> skewed_;  ///< devices out of bounds

@@ -5,6 +5,8 @@
 #include <doctest/doctest.h>
 
 #include <cstdint>
+#include <map>
+#include <random>
 #include <string>
 #include <utility>
 
@@ -114,4 +116,79 @@ TEST_CASE("clock table: out-of-bounds and step totals kept by observe() and evic
   CHECK(t.outOfBounds() == 0);
   CHECK(t.outOfBoundsNames().empty());
   CHECK(walked() == std::pair{t.outOfBounds(), t.steps()});
+}
+
+// Issue 13: the table is one dense array with an open-addressing index; eviction moves the last
+// entry into the hole. Checked against a plain model (a map and an LRU list) on random use.
+TEST_CASE("clock table: random use and eviction match a model; every device keeps its estimator") {
+  std::mt19937 rng(13);
+  ClockTable t({}, 300, 50 * kS);
+  std::map<std::string, Nanos> model;  // device → last use
+  std::uint64_t refused = 0, evicted = 0;
+  Nanos now = kT0;
+  for (int step = 0; step < 20000; ++step) {
+    now += static_cast<Nanos>(rng() % 200) * kS / 100;  // 0-2 s
+    const std::string device = "d" + std::to_string(rng() % 500);
+    auto* e = t.use(device, now);
+    if (model.count(device) == 0 && model.size() >= 300) {
+      CHECK(e == nullptr);
+      ++refused;
+    } else {
+      REQUIRE(e != nullptr);
+      model[device] = now;
+      // The estimator is the device's own: its sample count is the model's count of uses
+      // with a device time (one per use here).
+      e->observe(now - 3 * kS, now);
+    }
+    if (step % 97 == 0) {
+      std::size_t gone = 0;
+      for (auto it = model.begin(); it != model.end();)
+        if (now - it->second >= 50 * kS) {
+          it = model.erase(it);
+          ++gone;
+        } else {
+          ++it;
+        }
+      CHECK(t.evictIdle(now) == gone);
+      evicted += gone;
+    }
+    REQUIRE(t.size() == model.size());
+  }
+  CHECK(t.refused() == refused);
+  CHECK(t.evicted() == evicted);
+  CHECK(evicted > 100);
+  std::map<std::string, Nanos> seen;
+  t.forEach([&](const std::string& d, const ClockTable::Entry& e) {
+    seen[d] = e.last_use;
+    CHECK(e.estimator.state().samples >= 1);
+  });
+  CHECK(seen == model);
+}
+
+TEST_CASE("clock table: bytes per device, and memory back down after eviction") {
+  constexpr int kDevices = 100000;
+  ClockTable t({}, 200000, 60 * kS);
+  const std::size_t empty = t.memoryBytes();
+  for (int i = 0; i < kDevices; ++i) {
+    const Nanos now = kT0 + i * 1000;
+    REQUIRE(t.observe("sensor-" + std::to_string(i), now, now - 5 * kS, now,
+                      gw::TimeReference::kBroker));
+  }
+  const std::size_t full = t.memoryBytes();
+  MESSAGE("100,000 devices, one sample each: ", (full - empty) / kDevices, " bytes each");
+  CHECK((full - empty) / kDevices <= 420);
+  // The newer half is used again; the older half goes idle and is evicted.
+  for (int i = kDevices / 2; i < kDevices; ++i)
+    REQUIRE(t.use("sensor-" + std::to_string(i), kT0 + 30 * kS) != nullptr);
+  CHECK(t.evictIdle(kT0 + 61 * kS) == kDevices / 2);
+  CHECK(t.size() == kDevices / 2);
+  CHECK(t.memoryBytes() < full * 6 / 10);
+  CHECK(t.use("sensor-99999", kT0 + 62 * kS) != nullptr);  // still found after the moves
+  CHECK(t.size() == kDevices / 2);
+  CHECK(t.evictIdle(kT0 + 1000 * kS) == kDevices / 2);
+  CHECK(t.size() == 0);
+  MESSAGE("all evicted: ", t.memoryBytes() - empty, " bytes above an empty table");
+  CHECK(t.memoryBytes() - empty <= 256 * sizeof(ClockTable::Entry) + 4096);  // a spare chunk
+  CHECK(t.use("again", kT0 + 1001 * kS) != nullptr);
+  CHECK(t.size() == 1);
 }
