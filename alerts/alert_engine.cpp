@@ -7,12 +7,12 @@
 #include <cmath>
 #include <deque>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <queue>
 #include <set>
 #include <stdexcept>
 #include <tuple>
-#include <unordered_map>
 
 namespace gw::alerts {
 namespace {
@@ -41,8 +41,36 @@ struct State {
 };
 static_assert(sizeof(State) <= 48);
 
+/// The states of one series: the first inline (most series match one rule), more on the heap.
+class StateList {
+ public:
+  void assign(const std::vector<State>& states) {
+    n_ = static_cast<std::uint32_t>(states.size());
+    many_.reset();
+    if (n_ == 1) one_ = states[0];
+    if (n_ > 1) {
+      many_ = std::make_unique<State[]>(n_);
+      std::copy(states.begin(), states.end(), many_.get());
+    }
+  }
+  State* data() { return n_ > 1 ? many_.get() : &one_; }
+  const State* data() const { return n_ > 1 ? many_.get() : &one_; }
+  State* begin() { return data(); }
+  State* end() { return data() + n_; }
+  const State* begin() const { return data(); }
+  const State* end() const { return data() + n_; }
+  State& operator[](std::size_t i) { return data()[i]; }
+  const State& operator[](std::size_t i) const { return data()[i]; }
+  std::size_t size() const { return n_; }
+
+ private:
+  State one_;
+  std::unique_ptr<State[]> many_;
+  std::uint32_t n_ = 0;
+};
+
 struct Entry {
-  std::vector<State> states;
+  StateList states;
   Nanos last_seen = 0;  ///< wall time of the last observation
   bool has_no_data = false;
 };
@@ -58,12 +86,22 @@ struct AlertEngine::Impl {
   // scan of every series. An item is valid while its generation and due match the entry's;
   // later deadlines are rescheduled lazily (when the earlier item pops), earlier ones push.
   struct Node {
+    Series key;
     Entry entry;
-    const Series* key = nullptr;  ///< the map's key (stable: map nodes do not move)
-    Nanos next_due = kNoDue;      ///< due of the one valid heap item; kNoDue: none
+    Nanos next_due = kNoDue;  ///< due of the one valid heap item; kNoDue: none
     std::uint32_t generation = 0;
+    std::uint32_t hash = 0;  ///< of key
     bool live = false;
   };
+  /// The index from a series to its node: open addressing, linear probing, the hash kept
+  /// beside the node number so that growing never touches the nodes (issue 13: no node per
+  /// series and no buckets reserved up front; growing 262,144 slots takes ~1 ms).
+  struct Slot {
+    std::uint32_t node = kNoNode;
+    std::uint32_t hash = 0;
+  };
+  static constexpr std::uint32_t kNoNode = std::numeric_limits<std::uint32_t>::max();
+  static constexpr std::size_t kMinSlots = 16;
   struct Due {
     Nanos at;
     std::uint32_t node, generation;
@@ -74,15 +112,59 @@ struct AlertEngine::Impl {
   std::vector<Rule> rules;
   std::vector<CompiledRule> compiled;
   EngineOptions options;
-  std::unordered_map<Series, std::uint32_t, SeriesHash> series;
+  std::vector<Slot> index = std::vector<Slot>(kMinSlots);  ///< a power of two, ≤ 3/4 full
+  std::size_t live_count = 0;                              ///< series tracked
   std::deque<Node> nodes;  // grows without copying (peak memory at 100,000 series)
   std::vector<std::uint32_t> free_nodes;
   std::priority_queue<Due, std::vector<Due>, std::greater<>> due;
   std::set<std::uint64_t> firing_states;  ///< node << 32 | state index, of phase firing
+  std::vector<State> scratch;             ///< find()'s list of matching rules
   EngineCounters counters;
 
   static Nanos plus(Nanos a, Nanos b) {  // b ≥ 0
     return a > kNoDue - b ? kNoDue : a + b;
+  }
+
+  static std::uint32_t hashOf(const Series& s) {
+    return static_cast<std::uint32_t>(SeriesHash{}(s));
+  }
+  /// The slot of `s`, or the empty slot where it would go.
+  std::size_t slotFor(const Series& s, std::uint32_t hash) const {
+    const std::size_t mask = index.size() - 1;
+    for (std::size_t i = hash & mask;; i = (i + 1) & mask) {
+      const Slot& slot = index[i];
+      if (slot.node == kNoNode || (slot.hash == hash && nodes[slot.node].key == s)) return i;
+    }
+  }
+  std::optional<std::uint32_t> lookup(const Series& s) const {
+    const std::uint32_t node = index[slotFor(s, hashOf(s))].node;
+    if (node == kNoNode) return std::nullopt;
+    return node;
+  }
+  void resizeIndex(std::size_t slots) {
+    std::vector<Slot> old(slots);
+    old.swap(index);
+    const std::size_t mask = slots - 1;
+    for (const Slot& slot : old) {
+      if (slot.node == kNoNode) continue;
+      std::size_t i = slot.hash & mask;
+      while (index[i].node != kNoNode) i = (i + 1) & mask;
+      index[i] = slot;
+    }
+  }
+  void eraseFromIndex(std::uint32_t node) {
+    const std::size_t mask = index.size() - 1;
+    std::size_t hole = nodes[node].hash & mask;
+    while (index[hole].node != node) hole = (hole + 1) & mask;
+    // Backward-shift deletion: no tombstones.
+    for (std::size_t j = (hole + 1) & mask; index[j].node != kNoNode; j = (j + 1) & mask) {
+      const std::size_t home = index[j].hash & mask;
+      if (((j - home) & mask) >= ((j - hole) & mask)) {
+        index[hole] = index[j];
+        hole = j;
+      }
+    }
+    index[hole] = Slot{};
   }
 
   void setPhase(std::uint32_t node, State& st, Phase p) {
@@ -132,7 +214,7 @@ struct AlertEngine::Impl {
     const CompiledRule& c = compiled[st.rule];
     const double threshold =
         c.kind == Kind::kNoData ? seconds(rules[st.rule].no_data_for) : c.trigger;
-    out.push_back(makeEvent(*nodes[node].key, st, AlertState::kFiring, statisticOf(st), value,
+    out.push_back(makeEvent(nodes[node].key, st, AlertState::kFiring, statisticOf(st), value,
                             threshold, time, window));
   }
 
@@ -153,7 +235,7 @@ struct AlertEngine::Impl {
                Nanos window, std::vector<AlertEvent>& out) {
     setPhase(node, st, Phase::kOk);
     ++counters.resolves;
-    out.push_back(makeEvent(*nodes[node].key, st, AlertState::kResolved, statisticOf(st), value,
+    out.push_back(makeEvent(nodes[node].key, st, AlertState::kResolved, statisticOf(st), value,
                             threshold, time, window));
   }
 
@@ -248,22 +330,24 @@ struct AlertEngine::Impl {
   }
 
   std::optional<std::uint32_t> find(const Series& s, Nanos now) {
-    if (auto it = series.find(s); it != series.end()) return it->second;
-    Entry entry;
+    const std::uint32_t hash = hashOf(s);
+    std::size_t pos = slotFor(s, hash);
+    if (index[pos].node != kNoNode) return index[pos].node;
+    std::vector<State>& states = scratch;
+    states.clear();
+    bool has_no_data = false;
     for (std::uint32_t i = 0; i < rules.size(); ++i) {
       if (!matches(rules[i], s)) continue;
       State st;
       st.rule = i;
-      entry.states.push_back(st);
-      entry.has_no_data |= compiled[i].kind == Kind::kNoData;
+      states.push_back(st);
+      has_no_data |= compiled[i].kind == Kind::kNoData;
     }
-    if (entry.states.empty()) return std::nullopt;
-    if (series.size() >= options.max_series) {
+    if (states.empty()) return std::nullopt;
+    if (live_count >= options.max_series) {
       ++counters.series_over_cap;
       return std::nullopt;
     }
-    entry.states.shrink_to_fit();
-    entry.last_seen = now;
     std::uint32_t node = 0;
     if (!free_nodes.empty()) {
       node = free_nodes.back();
@@ -274,10 +358,19 @@ struct AlertEngine::Impl {
       nodes.emplace_back();
     }
     Node& n = nodes[node];
-    n.entry = std::move(entry);
-    n.key = &series.emplace(s, node).first->first;
+    n.entry.states.assign(states);
+    n.entry.has_no_data = has_no_data;
+    n.entry.last_seen = now;
+    n.key = s;
+    n.hash = hash;
     n.live = true;
     n.next_due = kNoDue;
+    if ((live_count + 1) * 4 > index.size() * 3) {
+      resizeIndex(index.size() * 2);
+      pos = slotFor(s, hash);
+    }
+    index[pos] = Slot{node, hash};
+    ++live_count;
     reschedule(node);
     return node;
   }
@@ -286,9 +379,11 @@ struct AlertEngine::Impl {
     Node& n = nodes[node];
     assert(forgettable(n.entry));
     for (const State& st : n.entry.states) counters.pending -= st.phase == Phase::kPending;
-    series.erase(*n.key);
+    eraseFromIndex(node);
+    --live_count;
+    if (index.size() > kMinSlots && live_count * 8 < index.size()) resizeIndex(index.size() / 2);
     n.entry = Entry{};
-    n.key = nullptr;
+    n.key = Series{};  // its strings go back
     n.live = false;
     n.next_due = kNoDue;
     ++n.generation;  // its heap items are stale now
@@ -327,9 +422,6 @@ AlertEngine::AlertEngine(std::vector<Rule> rules, EngineOptions options)
   if (rules.size() > std::numeric_limits<std::uint32_t>::max())
     throw std::invalid_argument("too many alert rules");
   impl_->options = std::move(options);
-  // Sized up front (to 262,144 series): growing rehashes every entry in one go (~100 ms at
-  // 100,000 series, seen as the loop's longest stall).
-  impl_->series.reserve(std::min<std::size_t>(impl_->options.max_series, std::size_t{1} << 18));
   for (const Rule& r : rules) {
     CompiledRule c;
     c.severity = *parseSeverity(r.severity);
@@ -405,10 +497,8 @@ bool AlertEngine::tick(Nanos now, std::vector<AlertEvent>& out, std::size_t max_
 
 bool AlertEngine::restore(const AlertEvent& firing, Nanos now) {
   Impl& m = *impl_;
-  std::optional<std::uint32_t> node;
-  if (auto it = m.series.find(firing.series); it != m.series.end()) {
-    node = it->second;
-  } else {
+  std::optional<std::uint32_t> node = m.lookup(firing.series);
+  if (!node) {
     const std::size_t cap = m.options.max_series;
     m.options.max_series = std::numeric_limits<std::size_t>::max();  // start-up: never refuse
     node = m.find(firing.series, now);
@@ -437,7 +527,7 @@ std::vector<AlertEvent> AlertEngine::firing(std::size_t max) const {
     const CompiledRule& c = m.compiled[st.rule];
     const double threshold =
         c.kind == Kind::kNoData ? seconds(m.rules[st.rule].no_data_for) : c.trigger;
-    out.push_back(m.makeEvent(*n.key, st, AlertState::kFiring, m.statisticOf(st), st.value,
+    out.push_back(m.makeEvent(n.key, st, AlertState::kFiring, m.statisticOf(st), st.value,
                               threshold, st.last_trigger, st.window));
   }
   return out;
@@ -447,7 +537,7 @@ std::size_t AlertEngine::firingCount() const { return impl_->firing_states.size(
 
 EngineCounters AlertEngine::counters() const {
   EngineCounters c = impl_->counters;
-  c.series = impl_->series.size();
+  c.series = impl_->live_count;
   return c;
 }
 

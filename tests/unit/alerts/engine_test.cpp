@@ -5,6 +5,9 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
+#include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -481,4 +484,72 @@ TEST_CASE("scale: an idle series that never fired is forgotten without a scan") 
   CHECK(engine.counters().series == 10);
   CHECK(engine.counters().series_over_cap == 1);
   CHECK(ev.empty());
+}
+
+// Issue 13: series are found through an open-addressing index that shrinks as series are
+// forgotten; the states of one rule are inline, of several on the heap. Random arrivals and
+// forgetting against a model: each series keeps its own states (a firing one stays).
+TEST_CASE("scale: random arrivals and forgetting keep every series' own state") {
+  Rule pump = overheat();
+  pump.min_retrigger = 0;
+  Rule pump_hot = pump;  // a second rule on pumps: their states are on the heap
+  pump_hot.name = "bearing-hot";
+  pump_hot.above = 95;
+  pump_hot.clear_below = 90;
+  Rule fan = pump;  // one rule on fans: the state is inline
+  fan.name = "fan-overheat";
+  fan.device = "fan-*";
+  AlertEngine engine({pump, pump_hot, fan}, {.max_series = 100'000, .forget_after = 120 * kS});
+  std::vector<AlertEvent> ev;
+  std::map<std::string, Nanos> last;  // model: device → wall time last seen
+  std::set<std::string> hot;          // devices whose overheat rule fires
+  std::mt19937 rng(16);
+  Nanos now = kT0;
+  for (int step = 0; step < 60'000; ++step) {
+    now += kS / 50;
+    const std::string d = (rng() % 2 ? "pump-" : "fan-") + std::to_string(rng() % 3000);
+    const bool hot_reading = rng() % 50 == 0;
+    ev.clear();
+    engine.onReading(Series{d, "bearing_temp", {}}, hot_reading ? 90 : 50, now, now, ev);
+    last[d] = now;
+    for (const AlertEvent& e : ev) {
+      REQUIRE(e.series.device == d);  // events name the series observed, never another
+      REQUIRE(e.rule != "bearing-hot");
+      if (e.state == AlertState::kFiring)
+        hot.insert(d);
+      else
+        hot.erase(d);
+    }
+    CHECK(hot.count(d) == (hot_reading ? 1u : 0u));
+    if (step % 500 == 0) {
+      engine.tick(now, ev);
+      // Forgotten: idle for 120 s with nothing firing.
+      for (auto it = last.begin(); it != last.end();)
+        it = now - it->second >= 120 * kS && !hot.count(it->first) ? last.erase(it) : ++it;
+      CHECK(engine.counters().series == last.size());
+    }
+  }
+  CHECK(engine.counters().firing == hot.size());
+  CHECK(hot.size() > 10);
+  for (const AlertEvent& e : engine.firing()) CHECK(hot.count(e.series.device) == 1);
+}
+
+TEST_CASE("scale: 100,000 series forgotten, then found again with fresh states") {
+  AlertEngine engine({overheat()}, {.max_series = 200'000, .forget_after = 60 * kS});
+  std::vector<AlertEvent> ev;
+  constexpr int kSeries = 100'000;
+  for (int i = 0; i < kSeries; ++i)
+    engine.onReading(Series{"pump-" + std::to_string(i), "bearing_temp", {}}, 50, kT0, kT0, ev);
+  CHECK(engine.counters().series == kSeries);
+  engine.onReading(Series{"pump-5", "bearing_temp", {}}, 90, kT0 + kS, kT0 + kS, ev);
+  REQUIRE(ev.size() == 1);
+  engine.tick(kT0 + 100 * kS, ev);
+  CHECK(engine.counters().series == 1);  // pump-5 fires: kept
+  ev.clear();
+  for (int i = 0; i < 10; ++i)
+    engine.onReading(Series{"pump-" + std::to_string(i), "bearing_temp", {}}, 90, kT0 + 101 * kS,
+                     kT0 + 101 * kS, ev);
+  CHECK(ev.size() == 9);  // a trigger for each but pump-5, which already fires
+  CHECK(engine.counters().series == 10);
+  CHECK(engine.counters().firing == 10);
 }
