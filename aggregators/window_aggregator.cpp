@@ -61,15 +61,20 @@ struct Window {
   Nanos start = kNone;  ///< kNone: not open
   std::uint64_t count = 0;
   double min = 0, max = 0;
-  double sum = 0, compensation = 0;                        ///< Neumaier summation
-  double shift = 0, shifted_sum = 0, shifted_squares = 0;  ///< for stddev, around the first value
-  Nanos first_time = 0, last_time = 0;
-  double first = 0, last = 0;
+  double sum = 0, compensation = 0;  ///< Neumaier summation
   /// While 3 ≤ count ≤ sample_cap: every value. With one or two values they are {min, max}, so
   /// a series with a reading or two per window allocates nothing (issue 13: memory per series).
   std::vector<double> samples;
   std::unique_ptr<QuantileSketch> sketch;  ///< past the cap; kept for the next window
   std::size_t ref_at = 0;                  ///< where window_refs_ points to it
+};
+
+/// What only stddev, first and last need: kept beside a window (same pool index) only when the
+/// config asks for one of them, so the default statistics cost 56 bytes less per open window.
+struct Extras {
+  double shift = 0, shifted_sum = 0, shifted_squares = 0;  ///< for stddev, around the first value
+  Nanos first_time = 0, last_time = 0;
+  double first = 0, last = 0;
 };
 
 /// No window at this ring position (Window states are pooled: only open ones exist).
@@ -150,6 +155,8 @@ class WindowAggregator final : public Aggregator {
   WindowAggregator(const WindowOptions& options, EmitFn emit)
       : options_(options), emit_(std::move(emit)) {
     stats_set_ = static_cast<StatSet>(options.stats | kDefaultStats);
+    extras_on_ = has(stats_set_, Stat::kStddev) || has(stats_set_, Stat::kFirst) ||
+                 has(stats_set_, Stat::kLast);
     Nanos largest = 0;
     std::vector<Nanos> sizes = options.sizes;
     std::sort(sizes.begin(), sizes.end());
@@ -261,8 +268,8 @@ class WindowAggregator final : public Aggregator {
   std::size_t memoryBytes() const override {
     std::size_t bytes = sizeof(*this) + slots_.capacity() * sizeof(Slot) +
                         window_refs_.capacity() * sizeof(std::uint32_t) +
-                        pool_.capacity() * sizeof(Window) + pending_.size() * sizeof(Closing) +
-                        sizes_.capacity() * sizeof(SizeState) +
+                        pool_.capacity() * sizeof(Window) + extras_.capacity() * sizeof(Extras) +
+                        pending_.size() * sizeof(Closing) + sizes_.capacity() * sizeof(SizeState) +
                         percents_.capacity() * sizeof(std::uint32_t);
     for (const auto& s : sizes_) {
       bytes += s.due.capacity() * sizeof(Due);
@@ -299,6 +306,7 @@ class WindowAggregator final : public Aggregator {
     window_refs_[at] = static_cast<std::uint32_t>(pool_.size());
     Window& w = pool_.push();
     w.ref_at = at;
+    if (extras_on_) extras_.push();
     return w;
   }
   /// Gives back the state of a closed window: the pool stays dense (the last one moves into
@@ -309,8 +317,10 @@ class WindowAggregator final : public Aggregator {
     if (i != last) {
       std::swap(pool_[i], pool_[last]);  // the closed one's buffers stay as the spare
       window_refs_[pool_[i].ref_at] = i;
+      if (extras_on_) extras_[i] = extras_[last];
     }
     pool_.pop();
+    if (extras_on_) extras_.pop();
   }
   std::size_t refIndex(SeriesId series, std::uint32_t k, std::uint32_t p) const {
     return static_cast<size_t>(series) * windows_per_series_ + sizes_[k].offset + p;
@@ -392,6 +402,10 @@ class WindowAggregator final : public Aggregator {
     return true;
   }
 
+  Extras* extrasOf(const Window& w) {
+    return extras_on_ ? &extras_[window_refs_[w.ref_at]] : nullptr;
+  }
+
   void open(Window& w, Nanos start, Nanos t, double value) {
     ++open_windows_;
     w.start = start;
@@ -399,10 +413,12 @@ class WindowAggregator final : public Aggregator {
     w.min = w.max = value;
     w.sum = value;
     w.compensation = 0;
-    w.shift = value;
-    w.shifted_sum = w.shifted_squares = 0;
-    w.first_time = w.last_time = t;
-    w.first = w.last = value;
+    if (Extras* x = extrasOf(w)) {
+      x->shift = value;
+      x->shifted_sum = x->shifted_squares = 0;
+      x->first_time = x->last_time = t;
+      x->first = x->last = value;
+    }
   }
 
   void update(Window& w, Nanos t, double value) {
@@ -416,18 +432,18 @@ class WindowAggregator final : public Aggregator {
     else
       w.compensation += (value - s) + w.sum;
     w.sum = s;
-    if (has(stats_set_, Stat::kStddev)) {
-      const double d = value - w.shift;
-      w.shifted_sum += d;
-      w.shifted_squares += d * d;
-    }
-    if (t < w.first_time) {
-      w.first_time = t;
-      w.first = value;
-    }
-    if (t >= w.last_time) {
-      w.last_time = t;
-      w.last = value;
+    if (Extras* x = extrasOf(w)) {
+      const double d = value - x->shift;
+      x->shifted_sum += d;
+      x->shifted_squares += d * d;
+      if (t < x->first_time) {
+        x->first_time = t;
+        x->first = value;
+      }
+      if (t >= x->last_time) {
+        x->last_time = t;
+        x->last = value;
+      }
     }
     if (w.count <= options_.sample_cap) {
       if (w.count == 3) w.samples.insert(w.samples.end(), {old_min, old_max});
@@ -499,17 +515,18 @@ class WindowAggregator final : public Aggregator {
     a.stats = stats_set_;
     constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
     a.sum = has(stats_set_, Stat::kSum) ? sum : kNaN;
+    const Extras* x = extrasOf(w);
     if (has(stats_set_, Stat::kStddev)) {
       const double n = static_cast<double>(w.count);
-      const double m = w.shifted_sum / n;
-      a.stddev = std::sqrt(std::max(0.0, w.shifted_squares / n - m * m));
+      const double m = x->shifted_sum / n;
+      a.stddev = std::sqrt(std::max(0.0, x->shifted_squares / n - m * m));
     } else {
       a.stddev = kNaN;
     }
-    a.first = has(stats_set_, Stat::kFirst) ? w.first : kNaN;
-    a.first_time = has(stats_set_, Stat::kFirst) ? w.first_time : 0;
-    a.last = has(stats_set_, Stat::kLast) ? w.last : kNaN;
-    a.last_time = has(stats_set_, Stat::kLast) ? w.last_time : 0;
+    a.first = has(stats_set_, Stat::kFirst) ? x->first : kNaN;
+    a.first_time = has(stats_set_, Stat::kFirst) ? x->first_time : 0;
+    a.last = has(stats_set_, Stat::kLast) ? x->last : kNaN;
+    a.last_time = has(stats_set_, Stat::kLast) ? x->last_time : 0;
     a.p50 = a.p99 = kNaN;
     quantiles(w, a);
     a.late = slot.late_pending;
@@ -576,7 +593,9 @@ class WindowAggregator final : public Aggregator {
   /// [series × windows_per_series_ + offset_k + ring position]: index into pool_ or kNoWindow.
   /// 4 bytes per position; the 136-byte window states exist only while open (issue 13).
   ChunkedArray<std::uint32_t> window_refs_;
-  ChunkedArray<Window> pool_;  ///< the open (and closing) windows, dense; spares past size()
+  ChunkedArray<Window> pool_;    ///< the open (and closing) windows, dense; spares past size()
+  bool extras_on_ = false;       ///< stddev, first or last configured
+  ChunkedArray<Extras> extras_;  ///< [pool index] when extras_on_
 
   Nanos highest_ = kNone;       ///< highest event time seen
   Nanos watermark_ = kNone;     ///< never goes back
