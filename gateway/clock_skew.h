@@ -34,13 +34,13 @@ struct DeviceClock {
   bool out_of_bounds = false;      ///< |offset| > max_skew
   bool converged = false;          ///< enough samples since the last step to trust the estimate
   TimeReference reference = TimeReference::kReceive;  ///< reference of the last observation
-  Nanos last_seen = 0;                                ///< reference time of the last observation
-  /// Smaller level changes (above the delay noise, at most ClockOptions::step) that were
-  /// confirmed and re-converged like a step; not counted in `steps`.
-  std::uint64_t shifts = 0;
   /// drift_ppm is significant against the delay noise and is applied between samples; when
   /// false the reported drift is a measurement only and the offset is treated as constant.
   bool drift_applied = false;
+  Nanos last_seen = 0;  ///< reference time of the last observation
+  /// Smaller level changes (above the delay noise, at most ClockOptions::step) that were
+  /// confirmed and re-converged like a step; not counted in `steps`.
+  std::uint64_t shifts = 0;
   /// Typical delay above the low envelope (mean), the noise the step detector allows for.
   Nanos jitter = 0;
   /// Observations answered with the reference time because a step was being confirmed.

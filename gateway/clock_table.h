@@ -42,9 +42,9 @@ class ClockTable {
 
    private:
     friend class ClockTable;
-    std::string name_;
-    std::uint32_t hash_ = 0;
+    std::uint32_t hash_ = 0;               // (beside `rate`: no padding)
     std::uint32_t older_ = 0, newer_ = 0;  ///< the idle order (an intrusive list of indices)
+    std::string name_;
   };
 
   ClockTable(ClockOptions options, std::size_t max_devices, Nanos idle);
