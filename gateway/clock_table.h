@@ -83,7 +83,7 @@ class ClockTable {
   static constexpr std::uint32_t kNil = UINT32_MAX;
   static constexpr std::size_t kChunk = 256;
   /// Open addressing, linear probing, the hash kept beside the index so that growing the
-  /// table never touches the entries (a rehash of 262,144 slots takes ~1 ms, not a stall).
+  /// table never touches the entries (grownSlots() in the .cpp says how it grows).
   struct Slot {
     std::uint32_t entry = kNil;
     std::uint32_t hash = 0;
@@ -106,7 +106,7 @@ class ClockTable {
   Nanos idle_;
   std::vector<std::unique_ptr<Entry[]>> chunks_;
   std::uint32_t size_ = 0;
-  std::vector<Slot> index_;  ///< a power of two, at most 3/4 full
+  std::vector<Slot> index_;  ///< a power of two, at most 4/5 full
   std::uint32_t oldest_ = kNil, newest_ = kNil;
   std::uint64_t refused_ = 0, evicted_ = 0;
   std::uint64_t out_of_bounds_ = 0, steps_ = 0;
