@@ -20,8 +20,8 @@ WalCheckpointer::~WalCheckpointer() {
 int WalCheckpointer::attach(const std::string& path, const std::string& pragmas) {
   sqlite3* raw = nullptr;
   // No SQLITE_OPEN_CREATE: the journal's connection has just opened this file.
-  int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+  int rc =
+      sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
   sqlite::Db db(raw);
   if (rc == SQLITE_OK) rc = sqlite3_extended_result_codes(raw, 1);
   // The journal's connection stays the one that checkpoints (or not) when it closes.
@@ -80,11 +80,11 @@ void WalCheckpointer::run() {
           std::uint64_t suppressed = 0;
           if (log_.allow(monoNow(), suppressed))
             log::write(log::Level::kError,
-                       fmt::format("journal {}: WAL checkpoint failed: {}{}", path_,
-                                   sqlite::describe(db_.get(), rc),
-                                   suppressed ? fmt::format(" ({} similar messages not logged)",
-                                                            suppressed)
-                                              : std::string()));
+                       fmt::format(
+                           "journal {}: WAL checkpoint failed: {}{}", path_,
+                           sqlite::describe(db_.get(), rc),
+                           suppressed ? fmt::format(" ({} similar messages not logged)", suppressed)
+                                      : std::string()));
         }
       }
     }
