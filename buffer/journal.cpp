@@ -509,7 +509,7 @@ std::uint64_t SqliteJournal::enforceRetention(Nanos now, size_t step) {
   bool ok = true;
 
   // 1. Rows every configured sink has confirmed. While readings arrive, the next group commit
-  //    deletes them in its own transaction (commit()): one fsync less each second. Cursors
+  //    deletes them in the same transaction as its rows: one fsync less each second. Cursors
   //    only move forward and the rows stay below them, so deferring loses nothing.
   if (!sinks_.empty()) {
     std::uint64_t confirmed = last_seq_;
@@ -584,6 +584,8 @@ void SqliteJournal::checkpoint(sqlite3* db, const char* name, int frames) {
   if (rc != SQLITE_OK) {
     logLimited(retention_log_, "journal {}: WAL checkpoint failed: {}", path_,
                sqlite::describe(db, rc));
+  } else if (done == log_frames) {
+    wal_frames_ = 0;  // the next commit starts the WAL over
   }
 }
 
