@@ -17,8 +17,13 @@
 namespace gw::buffer::detail {
 namespace {
 
-constexpr int kAutoCheckpointFrames = 1000;        // SQLite's default, as a backstop
-constexpr int kRetentionCheckpointFrames = 128;    // enforceRetention() checkpoints above this
+// The WAL is checkpointed by size, not by time: at 1,000 frames (4 MiB, journal_size_limit).
+// Rows are deleted a second or so after they were written and their pages reused, so a long
+// interval between checkpoints copies each page once for many commits (and fsyncs the file once).
+constexpr int kAutoCheckpointFrames = 1000;
+// Checkpoints run on WalCheckpointer's thread; should it fall this far behind (or fail), the
+// event loop checkpoints itself, as a backstop.
+constexpr int kInlineCheckpointFrames = 16 * kAutoCheckpointFrames;
 constexpr std::uint64_t kMinFreeStepRows = 10000;  // rows per delete when commit() keeps min_free
 constexpr int kMaxTxnsPerPhase = 16;
 
@@ -159,8 +164,12 @@ bool SqliteJournal::commit() {
   const Nanos commit_time = has_marker_ ? std::max(now, last_marker_time_) : now;
   const bool new_marker = !pending_.empty() && (!has_marker_ || commit_time - last_marker_time_ >=
                                                                     kCommitTimeGranularity);
+  // Confirmed rows left by enforceRetention() go with this transaction, a step at a time: no
+  // synced transaction of their own.
+  const std::uint64_t retire_to =
+      retire_upto_ > floor_ ? std::min(retire_upto_, floor_ + retire_step_) : floor_;
   const int rc = transaction([&] {
-    int rc = SQLITE_OK;
+    int rc = retire_to > floor_ ? deleteThrough(retire_to) : SQLITE_OK;
     for (size_t id = persisted_series_; id < series_.size() && rc == SQLITE_OK; ++id)
       rc = insertSeries(id);
     std::uint64_t seq = last_seq_;
@@ -200,6 +209,7 @@ bool SqliteJournal::commit() {
   for (auto& [k, v] : pending_state_) state_[k] = std::move(v);
   pending_state_.clear();
   persisted_series_ = series_.size();
+  floor_ = retire_to;
   if (new_marker) {
     has_marker_ = true;
     last_marker_time_ = commit_time;
@@ -347,6 +357,26 @@ void SqliteJournal::setCursor(std::string_view sink, std::uint64_t seq) {
   }
 }
 
+int SqliteJournal::deleteThrough(std::uint64_t upto) {
+  int rc;
+  {
+    ResetGuard guard(delete_rows_);
+    rc = delete_rows_.bind(1, i64(upto));
+    if (rc == SQLITE_OK) rc = delete_rows_.step();
+  }
+  if (rc == SQLITE_DONE) {
+    ResetGuard guard(delete_markers_);
+    rc = delete_markers_.bind(1, i64(upto + 1));
+    if (rc == SQLITE_OK) rc = delete_markers_.step();
+  }
+  if (rc == SQLITE_DONE) {
+    ResetGuard guard(write_floor_);
+    rc = write_floor_.bind(1, i64(upto));
+    if (rc == SQLITE_OK) rc = write_floor_.step();
+  }
+  return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
 bool SqliteJournal::removeThrough(std::uint64_t upto, DropTally* tally) {
   struct Change {
     const std::string* name;
@@ -364,23 +394,8 @@ bool SqliteJournal::removeThrough(std::uint64_t upto, DropTally* tally) {
     if (c.cursor != st.cursor || st.dirty) changes.push_back(c);
   }
   const int rc = transaction([&] {
-    int rc;
-    {
-      ResetGuard guard(delete_rows_);
-      rc = delete_rows_.bind(1, i64(upto));
-      if (rc == SQLITE_OK) rc = delete_rows_.step();
-    }
-    if (rc == SQLITE_DONE) {
-      ResetGuard guard(delete_markers_);
-      rc = delete_markers_.bind(1, i64(upto + 1));
-      if (rc == SQLITE_OK) rc = delete_markers_.step();
-    }
-    if (rc == SQLITE_DONE) {
-      ResetGuard guard(write_floor_);
-      rc = write_floor_.bind(1, i64(upto));
-      if (rc == SQLITE_OK) rc = write_floor_.step();
-    }
-    if (rc != SQLITE_DONE) return rc;
+    int rc = deleteThrough(upto);
+    if (rc != SQLITE_OK) return rc;
     for (const Change& c : changes) {
       rc = writeSink(*c.name, c.cursor, c.dropped);
       if (rc != SQLITE_OK) return rc;
@@ -493,11 +508,18 @@ std::uint64_t SqliteJournal::enforceRetention(Nanos now, size_t step) {
   std::uint64_t removed = 0;
   bool ok = true;
 
-  // 1. Rows every configured sink has confirmed.
+  // 1. Rows every configured sink has confirmed. While readings arrive, the next group commit
+  //    deletes them in the same transaction as its rows: one fsync less each second. Cursors
+  //    only move forward and the rows stay below them, so deferring loses nothing.
   if (!sinks_.empty()) {
     std::uint64_t confirmed = last_seq_;
     for (const auto& [name, st] : sinks_) confirmed = std::min(confirmed, st.cursor);
-    ok = removeUpTo(confirmed, step_rows, nullptr, removed);
+    retire_step_ = step_rows;
+    if (!pending_.empty() && confirmed > floor_) {
+      retire_upto_ = std::max(retire_upto_, confirmed);
+    } else {
+      ok = removeUpTo(confirmed, step_rows, nullptr, removed);
+    }
   }
 
   // 2. Rows committed longer than max_age ago.
@@ -542,14 +564,26 @@ std::uint64_t SqliteJournal::enforceRetention(Nanos now, size_t step) {
   return removed;
 }
 
-void SqliteJournal::maybeCheckpoint() {
-  if (wal_frames_ < kRetentionCheckpointFrames) return;
+void SqliteJournal::startCheckpointer() {
+  const int rc = checkpointer_.attach(path_, connectionPragmas(options_.synchronous));
+  if (rc != SQLITE_OK)
+    log::error("journal {}: no checkpoint thread ({}); the event loop checkpoints the WAL", path_,
+               sqlite3_errstr(rc));
+}
+
+void SqliteJournal::maybeCheckpoint() { checkpoint(db_.get(), nullptr, wal_frames_); }
+
+void SqliteJournal::checkpoint(sqlite3* db, const char* name, int frames) {
+  if (frames < kAutoCheckpointFrames) return;
+  if (checkpointer_.attached() && frames < kInlineCheckpointFrames) {
+    checkpointer_.request();
+    return;
+  }
   int log_frames = 0, done = 0;
-  const int rc =
-      sqlite3_wal_checkpoint_v2(db_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &log_frames, &done);
+  const int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, &log_frames, &done);
   if (rc != SQLITE_OK) {
     logLimited(retention_log_, "journal {}: WAL checkpoint failed: {}", path_,
-               sqlite::describe(db_.get(), rc));
+               sqlite::describe(db, rc));
   } else if (done == log_frames) {
     wal_frames_ = 0;  // the next commit starts the WAL over
   }
@@ -558,12 +592,7 @@ void SqliteJournal::maybeCheckpoint() {
 int SqliteJournal::walHook(void* self, sqlite3* db, const char* name, int frames) {
   auto* j = static_cast<SqliteJournal*>(self);
   j->wal_frames_ = frames;
-  if (frames >= kAutoCheckpointFrames) {
-    const int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
-    if (rc != SQLITE_OK)
-      j->logLimited(j->retention_log_, "journal {}: WAL checkpoint failed: {}", j->path_,
-                    sqlite::describe(db, rc));
-  }
+  j->checkpoint(db, name, frames);
   return SQLITE_OK;  // an error here would fail the commit that has already succeeded
 }
 

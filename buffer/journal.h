@@ -117,7 +117,9 @@ class JournalNewerError : public JournalError {
 ///
 /// Threading: single-threaded; the pipeline's event loop owns it. Series returned by
 /// series() and pointed to by ReadingRecord stay valid and unchanged until the journal is
-/// destroyed, so another thread may read them while the loop goes on.
+/// destroyed, so another thread may read them while the loop goes on. The SQLite journal
+/// checkpoints its WAL on a thread of its own (its own connection, joined on destruction);
+/// nothing of that thread is visible through this interface.
 class Journal {
  public:
   /// Opens or creates the journal: WAL mode, `PRAGMA quick_check`; a corrupt or unreadable
@@ -189,8 +191,12 @@ class Journal {
   /// Each transaction removes at most `step` rows and each of the three phases runs at most 16
   /// of them per call, so the loop never stalls for long; the rest waits for the next call.
   /// Rows dropped before a sink confirmed them move its cursor past them and add to its
-  /// `dropped` count (persisted), and are logged as an error. Also checkpoints the WAL when it
-  /// has grown. Returns the number of rows removed. Call it on a timer with the wall time.
+  /// `dropped` count (persisted), and are logged as an error. While rows are pending, the
+  /// confirmed rows are left to the next commit(), which deletes up to `step` of them in the same
+  /// transaction as its rows (no synced transaction of their own); they are not counted here.
+  /// Also asks for a WAL checkpoint when the WAL has grown (checkpoints run on a thread of the
+  /// journal's own, with its own connection). Returns the number of rows removed. Call it on a
+  /// timer with the wall time.
   virtual std::uint64_t enforceRetention(Nanos now, size_t step = 10000) = 0;
 
   virtual JournalStats stats() const = 0;

@@ -115,9 +115,7 @@ bool SqliteJournal::checkFile() {
 int SqliteJournal::configure(sqlite3* db) {
   int rc = sqlite3_extended_result_codes(db, 1);
   if (rc == SQLITE_OK) rc = sqlite3_busy_timeout(db, 200);
-  const std::string pragmas =
-      fmt::format("PRAGMA journal_mode=WAL; PRAGMA synchronous={}; PRAGMA journal_size_limit={};",
-                  synchronousPragma(options_.synchronous), kJournalSizeLimit);
+  const std::string pragmas = "PRAGMA journal_mode=WAL; " + connectionPragmas(options_.synchronous);
   if (rc == SQLITE_OK) rc = sqlite3_exec(db, pragmas.c_str(), nullptr, nullptr, nullptr);
   if (rc == SQLITE_OK && options_.max_size_bytes > 0) {
     const std::uint64_t hard = options_.max_size_bytes / 4 * 5 + (1u << 20);
@@ -212,6 +210,7 @@ bool SqliteJournal::restore(const std::string& why) {
   db_ = std::move(next);
   sqlite3_wal_hook(db_.get(), &SqliteJournal::walHook, this);
   wal_frames_ = 0;
+  startCheckpointer();  // closeWithoutCheckpoint() above detached it from the old files
   if ((rc = prepareStatements()) != SQLITE_OK) {
     // The copy was written and read back by SQLite a moment ago: this is not expected. The rows
     // are safe in the file; a restart picks them up.

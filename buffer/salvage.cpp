@@ -188,6 +188,29 @@ class Pages {
   size_t reserved_ = 0;
 };
 
+// The floor in an index leaf page of table meta: a cell whose record is ('floor', integer).
+// The floor only grows, so the largest one found (an older copy of the page may linger in the
+// -wal or a free page) is the newest.
+void findFloor(const unsigned char* base, size_t page_size, size_t hdr, size_t max_local,
+               std::uint64_t& floor) {
+  const std::uint16_t ncells = be16(base + hdr + 3);
+  if (hdr + 8 + 2u * ncells > page_size) return;
+  const unsigned char* end = base + page_size;
+  std::vector<Field> rec;
+  for (std::uint16_t i = 0; i < ncells; ++i) {
+    const std::uint16_t off = be16(base + hdr + 8 + 2 * i);
+    if (off < hdr + 8 || off >= page_size) continue;
+    const unsigned char* p = base + off;
+    std::uint64_t size = 0;
+    const size_t l = varint(p, end, size);
+    if (l == 0 || size > max_local || size > static_cast<size_t>(end - p - l)) continue;
+    if (!parseRecord(p + l, size, rec)) continue;
+    if (rec.size() == 2 && rec[0].type == Field::kText && rec[0].bytes == "floor" &&
+        isInt(rec[1]) && rec[1].i > 0)
+      floor = std::max(floor, static_cast<std::uint64_t>(rec[1].i));
+  }
+}
+
 }  // namespace
 
 SalvageReport salvageInto(const fs::path& file, Journal& into) {
@@ -212,6 +235,10 @@ SalvageReport salvageInto(const fs::path& file, Journal& into) {
     const auto* base = reinterpret_cast<const unsigned char*>(page.data());
     const size_t hdr = no == 1 ? 100 : 0;
     const unsigned char type = base[hdr];
+    if (type == 0x0a) {  // an index leaf: table meta (WITHOUT ROWID) holds ('floor', seq)
+      findFloor(base, page.size(), hdr, max_local, rep.floor);
+      continue;
+    }
     if (type != 0x0d) continue;  // only table leaves hold rows
     const std::uint16_t ncells = be16(base + hdr + 3);
     if (hdr + 8 + 2u * ncells > page.size()) {
@@ -279,6 +306,10 @@ SalvageReport salvageInto(const fs::path& file, Journal& into) {
       throw JournalError("the live journal refused the salvaged rows (commit failed; see above)");
   };
   for (const auto& [seq, r] : rows) {
+    if (static_cast<std::uint64_t>(seq) <= rep.floor) {  // deleted: left in a free page
+      ++rep.below_floor;
+      continue;
+    }
     if (rep.first_seq == 0) rep.first_seq = static_cast<std::uint64_t>(seq);
     rep.last_seq = static_cast<std::uint64_t>(seq);
     auto s = series.find(r.s);

@@ -23,6 +23,7 @@
 #include "buffer/dead_letter_table.h"
 #include "buffer/journal.h"
 #include "buffer/sqlite.h"
+#include "buffer/wal_checkpointer.h"
 #include "core/log.h"
 
 namespace gw::buffer::detail {
@@ -33,6 +34,9 @@ namespace fs = std::filesystem;
 const char* synchronousPragma(Synchronous s);
 /// WAL file size kept after a checkpoint (PRAGMA journal_size_limit).
 constexpr std::int64_t kJournalSizeLimit = 4 << 20;
+/// The PRAGMAs every connection to a journal gets (synchronous, journal_size_limit,
+/// secure_delete), after journal_mode.
+std::string connectionPragmas(Synchronous s);
 using sqlite::Blob;
 using sqlite::ResetGuard;
 using sqlite::Stmt;
@@ -80,6 +84,7 @@ class SqliteJournal final : public Journal {
   OpenResult open();
   // So that closing does not checkpoint a WAL into the corrupt file kept for inspection.
   void closeWithoutCheckpoint() {
+    checkpointer_.detach();
     if (db_) sqlite3_db_config(db_.get(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
   }
   void setMovedAside(fs::path p) { moved_aside_ = std::move(p); }
@@ -111,6 +116,8 @@ class SqliteJournal final : public Journal {
   bool lock(std::string& error);
   /// Remembers which files the connection has open (journal_guard.cpp).
   void recordFiles();
+  /// Checkpoints from now on run on the checkpointer's thread (journal.cpp).
+  void startCheckpointer();
 
  private:
   struct PendingRow {
@@ -150,6 +157,8 @@ class SqliteJournal final : public Journal {
   int writeSink(const std::string& name, std::uint64_t cursor, std::uint64_t dropped);
   int writeDirtySinks();
 
+  /// Deletes rows and commit markers through `upto` and records the floor; in a transaction.
+  int deleteThrough(std::uint64_t upto);
   bool removeThrough(std::uint64_t upto, DropTally* tally);
   bool removeUpTo(std::uint64_t limit, std::uint64_t step, DropTally* tally,
                   std::uint64_t& removed);
@@ -158,6 +167,9 @@ class SqliteJournal final : public Journal {
   std::optional<Nanos> commitTimeOf(std::uint64_t seq) const;
   void reportDrops(const DropTally& t, std::string_view why);
   void maybeCheckpoint();
+  /// A checkpoint of a -wal of `frames` frames: asked of the checkpointer's thread, or run
+  /// here when it has no connection or has fallen far behind.
+  void checkpoint(sqlite3* db, const char* name, int frames);
   static int walHook(void* self, sqlite3* db, const char* name, int frames);
 
   template <typename... Args>
@@ -191,8 +203,10 @@ class SqliteJournal final : public Journal {
   std::vector<std::string> pending_blobs_;  // x of the pending non-readings, in order
   std::map<std::string, std::string, std::less<>> state_;
   std::map<std::string, std::string, std::less<>> pending_state_;
-  std::uint64_t last_seq_ = 0;  // highest committed seq
-  std::uint64_t floor_ = 0;     // every seq <= floor_ is deleted; rows are (floor_, last_seq_]
+  std::uint64_t last_seq_ = 0;     // highest committed seq
+  std::uint64_t floor_ = 0;        // every seq <= floor_ is deleted; rows are (floor_, last_seq_]
+  std::uint64_t retire_upto_ = 0;  // confirmed rows the next commits delete (enforceRetention)
+  std::uint64_t retire_step_ = 10000;  // rows per commit
   bool has_marker_ = false;
   Nanos last_marker_time_ = 0;
   std::uint64_t commits_ = 0;
@@ -224,6 +238,10 @@ class SqliteJournal final : public Journal {
   std::uint64_t low_disk_used_ = 0;             // pages in use at the last check while low
   std::uint64_t disk_free_ = 0, min_free_ = 0;  // as last checked, for stats()
   int configure(sqlite3* db);
+
+  // Last: destroyed first, so its thread and connection are gone before db_ closes (and
+  // checkpoints the -wal into the file as the last connection).
+  WalCheckpointer checkpointer_;
 
   log::RateLimiter commit_log_{kLogInterval}, read_log_{kLogInterval}, retention_log_{kLogInterval},
       cursor_log_{kLogInterval};

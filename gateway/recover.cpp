@@ -42,14 +42,16 @@ int recoverJournal(const config::Config& cfg, const std::filesystem::path& damag
         "recovered %s into %s: %llu records appended (%llu readings), seq %llu..%llu there; "
         "in the damaged file: %llu records found in seq %llu..%llu, %llu seqs missing (rows on "
         "unreadable pages or already deleted), %llu without their series, %llu undecodable; "
-        "%llu pages, %llu damaged b-tree leaves\n",
+        "%llu pages, %llu damaged b-tree leaves; %llu deleted rows at or below seq %llu (the "
+        "floor) found in free pages and left out\n",
         damaged.c_str(), live.c_str(), static_cast<unsigned long long>(r.appended),
         static_cast<unsigned long long>(r.readings), static_cast<unsigned long long>(before + 1),
         static_cast<unsigned long long>(journal->lastSeq()), static_cast<unsigned long long>(found),
         static_cast<unsigned long long>(r.first_seq), static_cast<unsigned long long>(r.last_seq),
         static_cast<unsigned long long>(r.missing()), static_cast<unsigned long long>(r.no_series),
         static_cast<unsigned long long>(r.undecodable), static_cast<unsigned long long>(r.pages),
-        static_cast<unsigned long long>(r.bad_pages));
+        static_cast<unsigned long long>(r.bad_pages),
+        static_cast<unsigned long long>(r.below_floor), static_cast<unsigned long long>(r.floor));
     log::notice("--recover: {} records of {} appended to {}; gatewayd forwards them to every sink",
                 r.appended, damaged.string(), live.string());
     return 0;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -14,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "buffer/salvage.h"
@@ -1440,6 +1442,76 @@ TEST_CASE("salvage: the readable rows of a journal with overwritten pages, page 
   CHECK(alerts[0].alert == R"({"rule":"hot"})");
   CHECK(alerts[0].value == 99.5);
   CHECK(j->cursor("kafka") == 0);  // the sink forwards them all
+}
+
+TEST_CASE("salvage leaves out deleted rows whose bytes are still in free pages (below the floor)") {
+  TempDir dir, live;
+  {
+    auto j = Journal::open(optionsFor(dir, {"a"}));
+    addRows(*j, j->internSeries(kTemp), 6000);
+    j->setCursor("a", 4000);
+    REQUIRE(j->commit());
+    CHECK(j->enforceRetention(kT0) == 4000);
+    CHECK(j->stats().rows == 2000);
+  }
+  // secure_delete is off: the 4000 deleted rows' pages went to the free list as they were.
+  auto j = Journal::open(optionsFor(live, {"kafka"}));
+  const SalvageReport r = salvageInto(dir.db(), *j);
+  CHECK(r.floor == 4000);
+  CHECK(r.below_floor > 1000);  // they are there, and left out
+  CHECK(r.readings == 2000);
+  CHECK(r.first_seq == 4001);
+  CHECK(r.last_seq == 6000);
+  CHECK(r.missing() == 0);
+  std::vector<ReadingRecord> out;
+  j->read(0, 10000, out);
+  REQUIRE(out.size() == 2000);
+  CHECK(out.front().value == 4000.25);  // the reading of seq 4001, the first one kept
+}
+
+TEST_CASE("retention while readings arrive: confirmed rows go with the next group commit") {
+  TempDir dir;
+  auto j = Journal::open(optionsFor(dir, {"a"}));
+  const SeriesId id = j->internSeries(kTemp);
+  addRows(*j, id, 3000);
+  j->setCursor("a", 2500);
+  REQUIRE(j->commit());
+  const std::uint64_t commits = j->stats().commits;
+  j->append(id, 1, kT0, std::nullopt, TimeReference::kReceive);  // a commit is coming
+  CHECK(j->enforceRetention(kT0, 1000) == 0);  // left to it: no transaction of its own
+  CHECK(j->stats().rows == 3000);
+  REQUIRE(j->commit());  // deletes one step (1000 rows) with the reading
+  CHECK(j->stats().rows == 2001);
+  CHECK(seqs(*j).front() == 1001);
+  j->append(id, 2, kT0, std::nullopt, TimeReference::kReceive);
+  REQUIRE(j->commit());
+  j->append(id, 3, kT0, std::nullopt, TimeReference::kReceive);
+  REQUIRE(j->commit());  // only up to the cursor: 2500
+  CHECK(j->stats().rows == 503);
+  CHECK(seqs(*j).front() == 2501);
+  CHECK(j->stats().commits == commits + 3);
+  CHECK(OtherConnection(dir.db()).queryInt("SELECT count(*) FROM r") == 503);  // committed
+  // Idle (nothing pending): retention deletes at once.
+  j->setCursor("a", 3003);
+  REQUIRE(j->commit());
+  CHECK(j->enforceRetention(kT0) == 503);
+  CHECK(j->stats().rows == 0);
+}
+
+TEST_CASE("the WAL is checkpointed on the checkpointer's thread once it holds 1,000 frames") {
+  TempDir dir;
+  auto j = Journal::open(optionsFor(dir, {"a"}));
+  const SeriesId id = j->internSeries(kTemp);
+  const auto db_size = fs::file_size(dir.db());
+  addRows(*j, id, 40000, 100);  // 400 commits of a few pages each: over 1,000 frames
+  // The commit that crossed 1,000 frames only asked; the pages reach the file from the other
+  // thread (the event loop would checkpoint itself only at 16,000 frames).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (fs::file_size(dir.db()) < db_size + 100 * 4096 &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CHECK(fs::file_size(dir.db()) >= db_size + 100 * 4096);
+  CHECK(seqs(*j).size() == j->stats().rows);
 }
 
 TEST_CASE("salvage reads the -wal's committed pages over the file's") {
