@@ -49,6 +49,11 @@ struct Pipeline::Impl final : Ingest {
   // Status (pipeline_status.cpp).
   StatusSnapshot snapshot(StatusParts what, const DeviceQuery* devices = nullptr) const;
   void sampleRates(Nanos now) const;
+  void snapshotInSlices(StatusParts what, DeviceQuery devices,
+                        std::function<void(StatusSnapshot)> done) const;
+  void walkDevices(StatusParts what, std::shared_ptr<DeviceWalk> walk,
+                   std::function<void(StatusSnapshot)> done) const;
+  void describeDevices(std::vector<DeviceClockStatus>& devices) const;
 
   // --- engine -------------------------------------------------------------------------------
   void onWindowClosed(const aggregators::Aggregate& a);

@@ -61,12 +61,12 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
     std::string out;
   };
 
-  Impl(asio::io_context& io_, ControlOptions options_, Handler handler_)
+  Impl(asio::io_context& io_, ControlOptions options_, AsyncHandler handler_)
       : io(io_), options(std::move(options_)), handler(std::move(handler_)), acceptor(io_) {}
 
   asio::io_context& io;
   ControlOptions options;
-  Handler handler;
+  AsyncHandler handler;
   asio::local::stream_protocol::acceptor acceptor;
   std::set<std::shared_ptr<Session>> sessions;
   bool closed = false;
@@ -182,14 +182,22 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
           }
           std::string_view line(session->in.data(), nl);
           if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-          std::string answer;
+          // Once, and only while the session is still ours (not timed out, not closed).
+          auto answered = std::make_shared<bool>(false);
+          Reply reply = [weak = std::weak_ptr<Impl>(self), ws = std::weak_ptr<Session>(session),
+                         answered](std::string answer) {
+            const auto impl = weak.lock();
+            const auto s = ws.lock();
+            if (*answered || !impl || !s || impl->closed || !impl->sessions.count(s)) return;
+            *answered = true;
+            if (answer.empty() || answer.back() != '\n') answer += '\n';
+            impl->respond(s, std::move(answer));
+          };
           try {
-            answer = self->handler(line);
+            self->handler(line, reply);
           } catch (const std::exception& e) {
-            answer = errorJson(fmt::format("internal error: {}", e.what()));
+            reply(errorJson(fmt::format("internal error: {}", e.what())));
           }
-          if (answer.empty() || answer.back() != '\n') answer += '\n';
-          self->respond(session, std::move(answer));
         });
   }
 
@@ -226,6 +234,12 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
 };
 
 ControlServer::ControlServer(boost::asio::io_context& io, ControlOptions options, Handler handler)
+    : ControlServer(io, std::move(options),
+                    AsyncHandler([h = std::move(handler)](std::string_view request,
+                                                          const Reply& reply) { reply(h(request)); })) {}
+
+ControlServer::ControlServer(boost::asio::io_context& io, ControlOptions options,
+                             AsyncHandler handler)
     : impl_(std::make_shared<Impl>(io, std::move(options), std::move(handler))) {
   impl_->bind();
   impl_->accept();

@@ -34,12 +34,12 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
     http::response<http::string_body> response;
   };
 
-  Impl(asio::io_context& io_, MetricsServerOptions options_, Renderer render_)
+  Impl(asio::io_context& io_, MetricsServerOptions options_, AsyncRenderer render_)
       : io(io_), options(std::move(options_)), render(std::move(render_)), acceptor(io_) {}
 
   asio::io_context& io;
   MetricsServerOptions options;
-  Renderer render;
+  AsyncRenderer render;
   tcp::acceptor acceptor;
   std::set<std::shared_ptr<Session>> sessions;
   bool closed = false;
@@ -109,13 +109,24 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
     } else if (path == "/metrics") {
       res.result(http::status::ok);
       res.set(http::field::content_type, kContentType);
+      auto done = [weak = std::weak_ptr<Impl>(shared_from_this()),
+                   ws = std::weak_ptr<Session>(session),
+                   answered = std::make_shared<bool>(false)](std::string text) {
+        const auto impl = weak.lock();
+        const auto s = ws.lock();
+        if (*answered || !impl || !s || impl->closed || !impl->sessions.count(s)) return;
+        *answered = true;
+        s->response.body() = std::move(text);
+        impl->write(s);
+      };
       try {
-        res.body() = render();
+        render(done);
       } catch (const std::exception& e) {
         res.result(http::status::internal_server_error);
         res.set(http::field::content_type, "text/plain");
-        res.body() = fmt::format("cannot render metrics: {}\n", e.what());
+        done(fmt::format("cannot render metrics: {}\n", e.what()));
       }
+      return;
     } else if (path == "/") {
       res.result(http::status::ok);
       res.set(http::field::content_type, "text/plain");
@@ -125,6 +136,12 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
       res.set(http::field::content_type, "text/plain");
       res.body() = "not found: try /metrics\n";
     }
+    write(session);
+  }
+
+  void write(const std::shared_ptr<Session>& session) {
+    const auto& req = session->parser->get();
+    auto& res = session->response;
     res.prepare_payload();
     if (req.method() == http::verb::head) res.body().clear();  // Content-Length stays
     http::async_write(session->stream, res,
@@ -151,6 +168,12 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
 
 MetricsServer::MetricsServer(boost::asio::io_context& io, MetricsServerOptions options,
                              Renderer render)
+    : MetricsServer(io, std::move(options),
+                    AsyncRenderer([r = std::move(render)](
+                                      const std::function<void(std::string)>& done) { done(r()); })) {}
+
+MetricsServer::MetricsServer(boost::asio::io_context& io, MetricsServerOptions options,
+                             AsyncRenderer render)
     : impl_(std::make_shared<Impl>(io, std::move(options), std::move(render))) {
   impl_->bind();
   impl_->accept();
