@@ -120,10 +120,9 @@ class Daemon {
       gw::DeviceQuery query;
       if (auto error = gw::parseDeviceQuery(request.substr(command.size()), query))
         return reply(gw::requestErrorJson(*error));
-      pipeline_->snapshot(gw::partsOf(*view), std::move(query),
-                          [reply](gw::StatusSnapshot s) {
-                            reply(gw::statusJson(gw::StatusView::kSensors, s));
-                          });
+      pipeline_->snapshot(gw::partsOf(*view), std::move(query), [reply](gw::StatusSnapshot s) {
+        reply(gw::statusJson(gw::StatusView::kSensors, s));
+      });
       return;
     }
     reply(control(request));
@@ -204,10 +203,11 @@ class Daemon {
       gw::control::ControlOptions o;
       o.path = cfg_.gateway.control_socket;
       auto next = std::make_unique<gw::control::ControlServer>(
-          io_, o, gw::control::AsyncHandler([this](std::string_view request,
-                                                   const gw::control::Reply& reply) {
-            control(request, reply);
-          }));
+          io_, o,
+          gw::control::AsyncHandler(
+              [this](std::string_view request, const gw::control::Reply& reply) {
+                control(request, reply);
+              }));
       control_ = std::move(next);
     } catch (const gw::control::ControlError& e) {
       gw::log::error("{}; gatewayctl cannot reach this gatewayd", e.what());
@@ -223,8 +223,7 @@ class Daemon {
       gw::metrics::MetricsServerOptions o;
       o.host = cfg_.metrics->host;
       o.port = cfg_.metrics->port;
-      metrics_ =
-          std::make_unique<gw::metrics::MetricsServer>(
+      metrics_ = std::make_unique<gw::metrics::MetricsServer>(
           io_, o, gw::metrics::AsyncRenderer([this](const std::function<void(std::string)>& done) {
             metricsText(done);
           }));

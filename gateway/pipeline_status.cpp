@@ -2,9 +2,8 @@
 // for, and keeps the counter samples the rates are measured against. Rendering is elsewhere
 // (status_json.cpp, metrics/exposition.cpp).
 #include <algorithm>
-#include <limits>
-
 #include <boost/asio/post.hpp>
+#include <limits>
 
 #include "gateway/pipeline_impl.h"
 

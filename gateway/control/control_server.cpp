@@ -234,9 +234,11 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
 };
 
 ControlServer::ControlServer(boost::asio::io_context& io, ControlOptions options, Handler handler)
-    : ControlServer(io, std::move(options),
-                    AsyncHandler([h = std::move(handler)](std::string_view request,
-                                                          const Reply& reply) { reply(h(request)); })) {}
+    : ControlServer(
+          io, std::move(options),
+          AsyncHandler([h = std::move(handler)](std::string_view request, const Reply& reply) {
+            reply(h(request));
+          })) {}
 
 ControlServer::ControlServer(boost::asio::io_context& io, ControlOptions options,
                              AsyncHandler handler)

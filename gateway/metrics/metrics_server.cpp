@@ -168,9 +168,11 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
 
 MetricsServer::MetricsServer(boost::asio::io_context& io, MetricsServerOptions options,
                              Renderer render)
-    : MetricsServer(io, std::move(options),
-                    AsyncRenderer([r = std::move(render)](
-                                      const std::function<void(std::string)>& done) { done(r()); })) {}
+    : MetricsServer(
+          io, std::move(options),
+          AsyncRenderer([r = std::move(render)](const std::function<void(std::string)>& done) {
+            done(r());
+          })) {}
 
 MetricsServer::MetricsServer(boost::asio::io_context& io, MetricsServerOptions options,
                              AsyncRenderer render)

@@ -138,9 +138,9 @@ TEST_CASE("an answer that comes after the client timed out is dropped") {
   gw::control::Reply late;
   ControlOptions o;
   o.timeout = gw::kNanosPerSecond / 10;
-  Loop loop(p,
-            gw::control::AsyncHandler(
-                [&](std::string_view, gw::control::Reply reply) { late = std::move(reply); }),
+  Loop loop(p, gw::control::AsyncHandler([&](std::string_view, gw::control::Reply reply) {
+              late = std::move(reply);
+            }),
             o);
   loop.run();
   CHECK(raw(p, "sensors\n").empty());  // closed at the timeout, nothing said
