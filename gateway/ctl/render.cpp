@@ -753,8 +753,8 @@ Rendered renderAlerts(std::string_view json, const Style& st) {
           return std::make_pair(x["rule"].str("?"), x["severity"].str("-"));
         };
         if (i == 1 || group(a) != group(list[i - 2]))
-          text += textLine(st, paint(st, color, a["rule"].str("?")) + " (" +
-                                   a["severity"].str("-") + ")");
+          text += textLine(
+              st, paint(st, color, a["rule"].str("?")) + " (" + a["severity"].str("-") + ")");
       }
       text.append(t, begin, end - begin);
       begin = end;
