@@ -132,6 +132,30 @@ TEST_CASE("a request answered later: other requests are served while it waits") 
   CHECK(slow == "{\"slow\":\"done\"}\n");
 }
 
+TEST_CASE("an answer larger than the socket's buffer arrives whole; a request in pieces too") {
+  TempDir dir;
+  const fs::path p = dir.path / "ctl.sock";
+  const std::string big = "{\"x\":\"" + std::string(8 << 20, 'y') + "\"}";
+  Loop loop(p, [&](std::string_view req) { return req == "big" ? big : std::string("{}"); });
+  loop.run();
+  CHECK(raw(p, "big\n") == big + "\n");
+  // A request line sent in two writes: read until its newline.
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strcpy(a.sun_path, p.c_str());
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(::send(fd, "bi", 2, MSG_NOSIGNAL) == 2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // two reads, not one
+  REQUIRE(::send(fd, "g\n", 2, MSG_NOSIGNAL) == 2);
+  std::string out;
+  char buf[65536];
+  ssize_t n;
+  while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) out.append(buf, n);
+  ::close(fd);
+  CHECK(out == big + "\n");
+}
+
 TEST_CASE("an answer that comes after the client timed out is dropped") {
   TempDir dir;
   const fs::path p = dir.path / "ctl.sock";
