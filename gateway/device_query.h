@@ -42,9 +42,9 @@ std::optional<DeviceQuery::Sort> parseDeviceSort(std::string_view key);
 /// event loop can serve ingest between steps and the request waits instead.
 ///
 /// The walk goes by position in ClockTable::forEach's order, each step skipping what earlier
-/// steps visited without examining it. That skip is still a traversal of the table's nodes
-/// (cache misses: ~40 ms for 200,000 devices on the development VM), so until the table offers
-/// a resumable cursor the pipeline walks in one step. Devices added or evicted between steps
+/// steps visited without examining it: cheap on a table kept in one dense array (~1.6 ms for
+/// 200,000 devices), a pass over every node of a node-based hash map (~40 ms: cache misses; the
+/// pipeline then finishes in one step). Devices added or evicted between steps
 /// may be missed or seen twice (as `ps` reading /proc): the listed devices are distinct, and
 /// `matched` counts what was seen. On a table that does not change between steps the result is
 /// exactly selectDevices()'s.

@@ -51,7 +51,7 @@ struct Pipeline::Impl final : Ingest {
   void sampleRates(Nanos now) const;
   void snapshotInSlices(StatusParts what, DeviceQuery devices,
                         std::function<void(StatusSnapshot)> done) const;
-  void walkDevices(StatusParts what, std::shared_ptr<DeviceWalk> walk,
+  void walkDevices(StatusParts what, std::shared_ptr<DeviceWalk> walk, bool whole,
                    std::function<void(StatusSnapshot)> done) const;
   void describeDevices(std::vector<DeviceClockStatus>& devices) const;
 
