@@ -27,8 +27,9 @@ constexpr const char* kContentType = "text/plain; version=0.0.4; charset=utf-8";
 
 struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
   struct Session {
-    explicit Session(tcp::socket s) : stream(std::move(s)) {}
+    explicit Session(tcp::socket s) : stream(std::move(s)), render_timer(stream.get_executor()) {}
     beast::tcp_stream stream;
+    asio::steady_timer render_timer;  ///< a scrape whose text never comes (a reload) is closed
     beast::flat_buffer buffer;
     std::optional<http::request_parser<http::string_body>> parser;
     http::response<http::string_body> response;
@@ -119,12 +120,28 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
         s->response.body() = std::move(text);
         impl->write(s);
       };
+      const auto answered = std::make_shared<bool>(false);
       try {
-        render(done);
+        render([done, answered](std::string text) {
+          *answered = true;
+          done(std::move(text));
+        });
       } catch (const std::exception& e) {
         res.result(http::status::internal_server_error);
         res.set(http::field::content_type, "text/plain");
         done(fmt::format("cannot render metrics: {}\n", e.what()));
+        return;
+      }
+      if (!*answered) {
+        session->render_timer.expires_after(std::chrono::nanoseconds(options.timeout));
+        session->render_timer.async_wait(
+            [weak = std::weak_ptr<Impl>(shared_from_this()),
+             ws = std::weak_ptr<Session>(session)](const boost::system::error_code& ec) {
+              const auto impl = weak.lock();
+              const auto s = ws.lock();
+              if (ec || !impl || !s || impl->closed || !impl->sessions.count(s)) return;
+              impl->finish(s);
+            });
       }
       return;
     } else if (path == "/") {
@@ -140,6 +157,7 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
   }
 
   void write(const std::shared_ptr<Session>& session) {
+    session->render_timer.cancel();
     const auto& req = session->parser->get();
     auto& res = session->response;
     res.prepare_payload();
@@ -151,6 +169,7 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
   }
 
   void finish(const std::shared_ptr<Session>& session) {
+    session->render_timer.cancel();
     beast::error_code ignored;
     session->stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
     session->stream.close();
