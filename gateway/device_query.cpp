@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <limits>
+#include <unordered_set>
 
 #include "alerts/rule.h"
 #include "gateway/clock_table.h"
@@ -60,57 +62,102 @@ std::optional<std::string> parseDeviceQuery(std::string_view args, DeviceQuery& 
   return std::nullopt;
 }
 
+struct DeviceWalk::Candidate {
+  DeviceClockStatus status;
+  Nanos last_use = 0;
+  double rate = -1;  // < 0: none
+};
+
+DeviceWalk::DeviceWalk(DeviceQuery q) : q_(std::move(q)) {
+  if (q_.limit != 0) best_.reserve(std::min<std::size_t>(q_.limit, 4096) + 1);
+}
+
+DeviceWalk::~DeviceWalk() = default;
+
+/// Whether `a` comes before `b` in the query's order (names break ties: a total order).
+bool DeviceWalk::better(const Candidate& a, const Candidate& b) const {
+  const clock::DeviceClock& x = a.status.clock;
+  const clock::DeviceClock& y = b.status.clock;
+  switch (q_.sort) {
+    case DeviceQuery::Sort::kAttention:
+      if (x.out_of_bounds != y.out_of_bounds) return x.out_of_bounds;
+      if (x.converged != y.converged) return !x.converged;
+      if (a.last_use != b.last_use) return a.last_use < b.last_use;
+      break;
+    case DeviceQuery::Sort::kName:
+      break;
+    case DeviceQuery::Sort::kLastSeen:
+      if (a.last_use != b.last_use) return a.last_use > b.last_use;
+      break;
+    case DeviceQuery::Sort::kRate:
+      if (a.rate != b.rate) return a.rate > b.rate;
+      break;
+    case DeviceQuery::Sort::kOffset: {
+      const auto ax = std::abs(x.offset), ay = std::abs(y.offset);
+      if (ax != ay) return ax > ay;
+      break;
+    }
+  }
+  return a.status.device < b.status.device;
+}
+
+bool DeviceWalk::step(const clock::ClockTable& clocks, Nanos mono_now, std::size_t slice) {
+  const bool all = q_.pattern == "*";
+  const std::size_t begin = next_, end = next_ + std::max<std::size_t>(slice, 1);
+  const auto worse = [this](const Candidate& a, const Candidate& b) { return better(a, b); };
+  std::size_t pos = 0;
+  Candidate c;
+  clocks.forEach([&](const std::string& device, const clock::ClockTable::Entry& e) {
+    const std::size_t at = pos++;
+    if (at < begin || at >= end) return;
+    if (!all && !alerts::globMatch(q_.pattern, device)) return;
+    ++matched_;
+    c.last_use = e.last_use;
+    c.status.clock = e.estimator.state();
+    if (q_.sort == DeviceQuery::Sort::kRate) c.rate = clocks.rate(e, mono_now).value_or(-1);
+    if (q_.limit != 0 && best_.size() >= q_.limit) {
+      // Cheap rejection first: most devices are not among the best `limit`.
+      c.status.device.assign(device);
+      if (!better(c, best_.front())) return;
+      std::pop_heap(best_.begin(), best_.end(), worse);
+      best_.pop_back();
+    } else {
+      c.status.device.assign(device);
+    }
+    c.status.rate = clocks.rate(e, mono_now);
+    best_.push_back(c);
+    std::push_heap(best_.begin(), best_.end(), worse);
+  });
+  examined_ = std::min(pos, end) - std::min(pos, begin);
+  ++steps_;
+  next_ = end;
+  return pos <= end;
+}
+
+std::vector<DeviceClockStatus> DeviceWalk::take(std::uint64_t& matched) {
+  std::sort(best_.begin(), best_.end(),
+            [this](const Candidate& a, const Candidate& b) { return better(a, b); });
+  std::vector<DeviceClockStatus> out;
+  out.reserve(best_.size());
+  // A device seen twice (the table changed between steps) is listed once, where it ranked
+  // first.
+  std::unordered_set<std::string_view> listed;
+  if (steps_ > 1) listed.reserve(best_.size());
+  for (auto& c : best_) {
+    if (steps_ > 1 && listed.contains(c.status.device)) continue;
+    out.push_back(std::move(c.status));  // no reallocation (reserved): the views stay valid
+    if (steps_ > 1) listed.insert(out.back().device);
+  }
+  best_.clear();
+  matched = matched_;
+  return out;
+}
+
 std::vector<DeviceClockStatus> selectDevices(const clock::ClockTable& clocks, const DeviceQuery& q,
                                              Nanos mono_now, std::uint64_t& matched) {
-  struct Candidate {
-    const std::string* device;
-    const clock::ClockTable::Entry* entry;
-    double rate;  // < 0: none
-  };
-  std::vector<Candidate> c;
-  const bool all = q.pattern == "*";
-  clocks.forEach([&](const std::string& device, const clock::ClockTable::Entry& e) {
-    if (all || alerts::globMatch(q.pattern, device)) c.push_back({&device, &e, -1});
-  });
-  matched = c.size();
-  if (q.sort == DeviceQuery::Sort::kRate)
-    for (auto& x : c) x.rate = clocks.rate(*x.entry, mono_now).value_or(-1);
-  auto less = [&q](const Candidate& a, const Candidate& b) {
-    const clock::DeviceClock& x = a.entry->estimator.state();
-    const clock::DeviceClock& y = b.entry->estimator.state();
-    switch (q.sort) {
-      case DeviceQuery::Sort::kAttention:
-        if (x.out_of_bounds != y.out_of_bounds) return x.out_of_bounds;
-        if (x.converged != y.converged) return !x.converged;
-        if (a.entry->last_use != b.entry->last_use) return a.entry->last_use < b.entry->last_use;
-        break;
-      case DeviceQuery::Sort::kName:
-        break;
-      case DeviceQuery::Sort::kLastSeen:
-        if (a.entry->last_use != b.entry->last_use) return a.entry->last_use > b.entry->last_use;
-        break;
-      case DeviceQuery::Sort::kRate:
-        if (a.rate != b.rate) return a.rate > b.rate;
-        break;
-      case DeviceQuery::Sort::kOffset: {
-        const auto ax = std::abs(x.offset), ay = std::abs(y.offset);
-        if (ax != ay) return ax > ay;
-        break;
-      }
-    }
-    return *a.device < *b.device;
-  };
-  const std::size_t n = q.limit == 0 ? c.size() : std::min(q.limit, c.size());
-  std::partial_sort(c.begin(), c.begin() + static_cast<std::ptrdiff_t>(n), c.end(), less);
-  std::vector<DeviceClockStatus> out;
-  out.reserve(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    DeviceClockStatus& d = out.emplace_back();
-    d.device = *c[i].device;
-    d.clock = c[i].entry->estimator.state();
-    d.rate = clocks.rate(*c[i].entry, mono_now);
-  }
-  return out;
+  DeviceWalk walk(q);
+  walk.step(clocks, mono_now, std::numeric_limits<std::size_t>::max() / 2);
+  return walk.take(matched);
 }
 
 }  // namespace gw

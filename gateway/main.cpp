@@ -111,7 +111,23 @@ class Daemon {
     return true;
   }
 
-  /// The control socket's answer to one request line.
+  /// The control socket's answer to one request line: `sensors` when its devices have been
+  /// walked in slices (the loop serves ingest meanwhile), the others at once.
+  void control(std::string_view request, const gw::control::Reply& reply) {
+    const std::string_view command = request.substr(0, request.find(' '));
+    const auto view = gw::parseStatusView(command);
+    if (view == gw::StatusView::kSensors) {
+      gw::DeviceQuery query;
+      if (auto error = gw::parseDeviceQuery(request.substr(command.size()), query))
+        return reply(gw::requestErrorJson(*error));
+      pipeline_->snapshot(gw::partsOf(*view), std::move(query), [reply](gw::StatusSnapshot s) {
+        reply(gw::statusJson(gw::StatusView::kSensors, s));
+      });
+      return;
+    }
+    reply(control(request));
+  }
+
   std::string control(std::string_view request) {
     if (auto tail = gw::parseTailRequest(request)) {
       if (tail->device.empty())
@@ -137,15 +153,17 @@ class Daemon {
     return gw::statusJson(*view, snapshot);
   }
 
-  std::string metricsText() {
+  /// The scrape's text, once the per-device series' devices have been walked in slices.
+  void metricsText(const std::function<void(std::string)>& done) {
     const std::size_t limit = cfg_.metrics ? cfg_.metrics->per_device_limit : 1000;
-    // limit 0 means "none" here, not "all": selectDevices treats 0 as all, so ask for 0 parts.
+    // limit 0 means "none" here, not "all": a DeviceQuery treats 0 as all, so ask for 0 parts.
     const gw::DeviceQuery devices{"*", limit, gw::DeviceQuery::Sort::kName};
-    auto snapshot =
-        limit == 0 ? pipeline_->snapshot(gw::metrics::kExpositionParts & ~gw::status_part::kDevices)
-                   : pipeline_->snapshot(gw::metrics::kExpositionParts, devices);
-    snapshot.daemon = daemonStatus();
-    return gw::metrics::renderExposition(snapshot);
+    const auto parts = limit == 0 ? gw::metrics::kExpositionParts & ~gw::status_part::kDevices
+                                  : gw::metrics::kExpositionParts;
+    pipeline_->snapshot(parts, devices, [this, done](gw::StatusSnapshot snapshot) {
+      snapshot.daemon = daemonStatus();
+      done(gw::metrics::renderExposition(snapshot));
+    });
   }
 
  private:
@@ -185,7 +203,11 @@ class Daemon {
       gw::control::ControlOptions o;
       o.path = cfg_.gateway.control_socket;
       auto next = std::make_unique<gw::control::ControlServer>(
-          io_, o, [this](std::string_view request) { return control(request); });
+          io_, o,
+          gw::control::AsyncHandler(
+              [this](std::string_view request, const gw::control::Reply& reply) {
+                control(request, reply);
+              }));
       control_ = std::move(next);
     } catch (const gw::control::ControlError& e) {
       gw::log::error("{}; gatewayctl cannot reach this gatewayd", e.what());
@@ -201,8 +223,10 @@ class Daemon {
       gw::metrics::MetricsServerOptions o;
       o.host = cfg_.metrics->host;
       o.port = cfg_.metrics->port;
-      metrics_ =
-          std::make_unique<gw::metrics::MetricsServer>(io_, o, [this] { return metricsText(); });
+      metrics_ = std::make_unique<gw::metrics::MetricsServer>(
+          io_, o, gw::metrics::AsyncRenderer([this](const std::function<void(std::string)>& done) {
+            metricsText(done);
+          }));
     } catch (const gw::metrics::MetricsError& e) {
       gw::log::error("{}; running without metrics", e.what());
     }

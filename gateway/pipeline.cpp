@@ -421,6 +421,10 @@ StatusSnapshot Pipeline::snapshot(StatusParts what) const { return impl_->snapsh
 StatusSnapshot Pipeline::snapshot(StatusParts what, const DeviceQuery& devices) const {
   return impl_->snapshot(what, &devices);
 }
+void Pipeline::snapshot(StatusParts what, DeviceQuery devices,
+                        std::function<void(StatusSnapshot)> done) const {
+  impl_->snapshotInSlices(what, std::move(devices), std::move(done));
+}
 void Pipeline::sampleRates() const { impl_->sampleRates(impl_->time.mono()); }
 std::string Pipeline::statusLine() const {
   using namespace status_part;

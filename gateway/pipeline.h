@@ -1,6 +1,7 @@
 // Wires sources, the journal and the sinks on one event loop (design: "Data flow", "Threads").
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -38,6 +39,12 @@ class Pipeline {
   StatusSnapshot snapshot(StatusParts what) const;
   /// With kDevices: the devices `devices` selects (filtered, sorted, limited).
   StatusSnapshot snapshot(StatusParts what, const DeviceQuery& devices) const;
+  /// The same, the devices walked in slices across turns of the loop (DeviceWalk) so that
+  /// ingest runs between them: `done` gets the snapshot when the walk is over (the other parts
+  /// as of then), or immediately without kDevices. Not called if the pipeline is destroyed
+  /// first.
+  void snapshot(StatusParts what, DeviceQuery devices,
+                std::function<void(StatusSnapshot)> done) const;
   /// Samples the counters for the rates (call it every few seconds).
   void sampleRates() const;
   /// `gatewayctl tail`'s document (gateway/tail.cpp): the device's latest `limit` readings

@@ -59,14 +59,15 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
     asio::steady_timer timer;
     std::string in;
     std::string out;
+    size_t written = 0;
   };
 
-  Impl(asio::io_context& io_, ControlOptions options_, Handler handler_)
+  Impl(asio::io_context& io_, ControlOptions options_, AsyncHandler handler_)
       : io(io_), options(std::move(options_)), handler(std::move(handler_)), acceptor(io_) {}
 
   asio::io_context& io;
   ControlOptions options;
-  Handler handler;
+  AsyncHandler handler;
   asio::local::stream_protocol::acceptor acceptor;
   std::set<std::shared_ptr<Session>> sessions;
   bool closed = false;
@@ -154,6 +155,8 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
   void serve(Socket socket) {
     auto session = std::make_shared<Session>(io);
     session->socket = std::move(socket);
+    boost::system::error_code ignored;
+    session->socket.non_blocking(true, ignored);
     sessions.insert(session);
     session->timer.expires_after(std::chrono::nanoseconds(options.timeout));
     session->timer.async_wait(
@@ -164,40 +167,89 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
     read(session);
   }
 
+  // A request is read, answered and written in the turn of the loop its bytes arrive in when
+  // it can be (the socket is non-blocking): every asynchronous step would wait behind
+  // everything else ready on the loop — during a flood, behind a long queue of ingest work —
+  // and `status` took several such waits (issue 13).
   void read(const std::shared_ptr<Session>& session) {
-    const size_t have = session->in.size();
-    session->in.resize(kMaxRequest + 1);
-    session->socket.async_read_some(
-        asio::buffer(session->in.data() + have, session->in.size() - have),
-        [self = shared_from_this(), session, have](const boost::system::error_code& ec, size_t n) {
-          session->in.resize(have + n);
-          if (self->closed || ec == asio::error::operation_aborted) return;
-          const auto nl = session->in.find('\n');
-          if (nl == std::string::npos) {
-            if (session->in.size() > kMaxRequest)
-              return self->respond(
-                  session, errorJson(fmt::format("request longer than {} bytes", kMaxRequest)));
-            if (ec) return self->finish(session);  // closed before a full line: nothing to say
-            return self->read(session);
-          }
-          std::string_view line(session->in.data(), nl);
-          if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-          std::string answer;
-          try {
-            answer = self->handler(line);
-          } catch (const std::exception& e) {
-            answer = errorJson(fmt::format("internal error: {}", e.what()));
-          }
-          if (answer.empty() || answer.back() != '\n') answer += '\n';
-          self->respond(session, std::move(answer));
+    for (;;) {
+      if (closed || !sessions.count(session)) return;
+      const size_t have = session->in.size();
+      session->in.resize(kMaxRequest + 1);
+      boost::system::error_code ec;
+      const size_t n = session->socket.read_some(
+          asio::buffer(session->in.data() + have, session->in.size() - have), ec);
+      session->in.resize(have + (ec ? 0 : n));
+      if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        session->socket.async_wait(Socket::wait_read, [self = shared_from_this(), session](
+                                                          const boost::system::error_code& wec) {
+          if (self->closed || wec == asio::error::operation_aborted) return;
+          if (wec) return self->finish(session);
+          self->read(session);
         });
+        return;
+      }
+      const auto nl = session->in.find('\n');
+      if (nl == std::string::npos) {
+        if (session->in.size() > kMaxRequest)
+          return respond(session,
+                         errorJson(fmt::format("request longer than {} bytes", kMaxRequest)));
+        if (ec) return finish(session);  // closed before a full line: nothing to say
+        continue;
+      }
+      std::string_view line(session->in.data(), nl);
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      return dispatch(session, line);
+    }
   }
 
+  void dispatch(const std::shared_ptr<Session>& session, std::string_view line) {
+    // Once, and only while the session is still ours (not timed out, not closed).
+    auto answered = std::make_shared<bool>(false);
+    Reply reply = [weak = std::weak_ptr<Impl>(shared_from_this()),
+                   ws = std::weak_ptr<Session>(session), answered](std::string answer) {
+      const auto impl = weak.lock();
+      const auto s = ws.lock();
+      if (*answered || !impl || !s || impl->closed || !impl->sessions.count(s)) return;
+      *answered = true;
+      if (answer.empty() || answer.back() != '\n') answer += '\n';
+      impl->respond(s, std::move(answer));
+    };
+    try {
+      handler(line, reply);
+    } catch (const std::exception& e) {
+      reply(errorJson(fmt::format("internal error: {}", e.what())));
+    }
+  }
+
+  /// Writes what the socket takes now; the rest (an answer larger than the socket's buffer)
+  /// when it can take more. Closes once all is written: the client reads to the end.
   void respond(const std::shared_ptr<Session>& session, std::string answer) {
     session->out = std::move(answer);
-    asio::async_write(session->socket, asio::buffer(session->out),
-                      [self = shared_from_this(), session](const boost::system::error_code&,
-                                                           size_t) { self->finish(session); });
+    session->written = 0;
+    write(session);
+  }
+
+  void write(const std::shared_ptr<Session>& session) {
+    while (session->written < session->out.size()) {
+      boost::system::error_code ec;
+      const size_t n =
+          session->socket.write_some(asio::buffer(session->out.data() + session->written,
+                                                  session->out.size() - session->written),
+                                     ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        session->socket.async_wait(Socket::wait_write, [self = shared_from_this(), session](
+                                                           const boost::system::error_code& wec) {
+          if (self->closed || wec == asio::error::operation_aborted) return;
+          if (wec) return self->finish(session);
+          self->write(session);
+        });
+        return;
+      }
+      if (ec) break;  // the client went away
+      session->written += n;
+    }
+    finish(session);
   }
 
   void finish(const std::shared_ptr<Session>& session) {
@@ -226,6 +278,14 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
 };
 
 ControlServer::ControlServer(boost::asio::io_context& io, ControlOptions options, Handler handler)
+    : ControlServer(
+          io, std::move(options),
+          AsyncHandler([h = std::move(handler)](std::string_view request, const Reply& reply) {
+            reply(h(request));
+          })) {}
+
+ControlServer::ControlServer(boost::asio::io_context& io, ControlOptions options,
+                             AsyncHandler handler)
     : impl_(std::make_shared<Impl>(io, std::move(options), std::move(handler))) {
   impl_->bind();
   impl_->accept();

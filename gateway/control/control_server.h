@@ -43,6 +43,13 @@ struct ControlOptions {
 
 /// Answers one request (the line without its '\n'); returns one JSON document.
 using Handler = std::function<std::string(std::string_view request)>;
+/// Sends the answer to a request (one JSON document). Call it once, on the loop; after the
+/// client went away or timed out it does nothing.
+using Reply = std::function<void(std::string answer)>;
+/// Answers one request later (a view assembled over several turns of the loop, issue 13):
+/// calls `reply` when the answer is ready, possibly before it returns. `request` is valid only
+/// during the call.
+using AsyncHandler = std::function<void(std::string_view request, Reply reply)>;
 
 /// Threading: construct, destroy and run on the io_context's (single) thread; the handler is
 /// called on it.
@@ -52,6 +59,7 @@ class ControlServer {
   /// by a crashed run (nobody accepts on it) is replaced; one a live process accepts on is
   /// refused with ControlError.
   ControlServer(boost::asio::io_context& io, ControlOptions options, Handler handler);
+  ControlServer(boost::asio::io_context& io, ControlOptions options, AsyncHandler handler);
   /// Closes every connection and removes the socket file (if it is still ours).
   ~ControlServer();
   ControlServer(const ControlServer&) = delete;

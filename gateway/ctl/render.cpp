@@ -716,7 +716,10 @@ Rendered renderAlerts(std::string_view json, const Style& st) {
   s += textLine(st,
                 fmt::format("{} rules; {} firing, {} pending, {} undelivered notifications",
                             r["rules"].count(), firing.size(), pending.size(), undelivered.size()));
-  auto alertRows = [&](std::vector<J> list, const char* color) {
+  // Alerts grouped under their rule and severity (one line each group), so that a row is the
+  // series: device, metric, tags, value and age fit 80 columns without cutting the metric
+  // (issue 14: "beari..." under RULE and SEVERITY columns).
+  auto alertTable = [&](std::vector<J> list, const char* color) {
     // Most severe first, then by rule, device, metric and tags: the same series stay together.
     std::stable_sort(list.begin(), list.end(), [](const J& x, const J& y) {
       const auto key = [](const J& a) {
@@ -728,30 +731,43 @@ Rendered renderAlerts(std::string_view json, const Style& st) {
     std::vector<std::vector<Cell>> rows;
     for (const J& a : list) {
       const std::string tags = tagsText(a["tags"]);
-      rows.push_back({{a["rule"].str("?"), color},
-                      {a["device"].str("-")},
+      rows.push_back({{"  " + a["device"].str("-")},
                       {a["metric"].str("-")},
                       {tags.empty() ? "-" : tags},
-                      {a["severity"].str("-")},
                       {labelledValue(a)},
                       {sinceText(a["time"].str())}});
     }
-    return rows;
+    const std::string t = table({{"  DEVICE", Align::kLeft, true},
+                                 {"METRIC", Align::kLeft, true},
+                                 {"TAGS", Align::kLeft, true},
+                                 {"VALUE", Align::kLeft, true},
+                                 {"SINCE"}},
+                                rows, st);
+    std::string text;
+    size_t begin = 0;
+    for (size_t i = 0; begin < t.size(); ++i) {  // line 0 is the header, line i alert i - 1
+      const size_t end = t.find('\n', begin) + 1;
+      if (i > 0) {
+        const J& a = list[i - 1];
+        const auto group = [](const J& x) {
+          return std::make_pair(x["rule"].str("?"), x["severity"].str("-"));
+        };
+        if (i == 1 || group(a) != group(list[i - 2]))
+          text += textLine(
+              st, paint(st, color, a["rule"].str("?")) + " (" + a["severity"].str("-") + ")");
+      }
+      text.append(t, begin, end - begin);
+      begin = end;
+    }
+    return text;
   };
-  const std::vector<Column> cols = {{"RULE"},
-                                    {"DEVICE", Align::kLeft, true},
-                                    {"METRIC", Align::kLeft, true},
-                                    {"TAGS", Align::kLeft, true},
-                                    {"SEVERITY"},
-                                    {"VALUE", Align::kLeft, true},
-                                    {"SINCE"}};
   if (!firing.empty()) {
     s += "\n" + textLine(st, paint(st, kRed, "FIRING"));
-    s += table(cols, alertRows(firing, kRed), st);
+    s += alertTable(firing, kRed);
   }
   if (!pending.empty()) {
     s += "\n" + textLine(st, paint(st, kYellow, "PENDING (condition true, waiting for `for`)"));
-    s += table(cols, alertRows(pending, kYellow), st);
+    s += alertTable(pending, kYellow);
   }
   if (!undelivered.empty()) {
     s += "\n" + textLine(st, paint(st, kRed, "UNDELIVERED NOTIFICATIONS"));

@@ -27,19 +27,20 @@ constexpr const char* kContentType = "text/plain; version=0.0.4; charset=utf-8";
 
 struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
   struct Session {
-    explicit Session(tcp::socket s) : stream(std::move(s)) {}
+    explicit Session(tcp::socket s) : stream(std::move(s)), render_timer(stream.get_executor()) {}
     beast::tcp_stream stream;
+    asio::steady_timer render_timer;  ///< a scrape whose text never comes (a reload) is closed
     beast::flat_buffer buffer;
     std::optional<http::request_parser<http::string_body>> parser;
     http::response<http::string_body> response;
   };
 
-  Impl(asio::io_context& io_, MetricsServerOptions options_, Renderer render_)
+  Impl(asio::io_context& io_, MetricsServerOptions options_, AsyncRenderer render_)
       : io(io_), options(std::move(options_)), render(std::move(render_)), acceptor(io_) {}
 
   asio::io_context& io;
   MetricsServerOptions options;
-  Renderer render;
+  AsyncRenderer render;
   tcp::acceptor acceptor;
   std::set<std::shared_ptr<Session>> sessions;
   bool closed = false;
@@ -109,13 +110,40 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
     } else if (path == "/metrics") {
       res.result(http::status::ok);
       res.set(http::field::content_type, kContentType);
+      auto done = [weak = std::weak_ptr<Impl>(shared_from_this()),
+                   ws = std::weak_ptr<Session>(session),
+                   answered = std::make_shared<bool>(false)](std::string text) {
+        const auto impl = weak.lock();
+        const auto s = ws.lock();
+        if (*answered || !impl || !s || impl->closed || !impl->sessions.count(s)) return;
+        *answered = true;
+        s->response.body() = std::move(text);
+        impl->write(s);
+      };
+      const auto answered = std::make_shared<bool>(false);
       try {
-        res.body() = render();
+        render([done, answered](std::string text) {
+          *answered = true;
+          done(std::move(text));
+        });
       } catch (const std::exception& e) {
         res.result(http::status::internal_server_error);
         res.set(http::field::content_type, "text/plain");
-        res.body() = fmt::format("cannot render metrics: {}\n", e.what());
+        done(fmt::format("cannot render metrics: {}\n", e.what()));
+        return;
       }
+      if (!*answered) {
+        session->render_timer.expires_after(std::chrono::nanoseconds(options.timeout));
+        session->render_timer.async_wait(
+            [weak = std::weak_ptr<Impl>(shared_from_this()),
+             ws = std::weak_ptr<Session>(session)](const boost::system::error_code& ec) {
+              const auto impl = weak.lock();
+              const auto s = ws.lock();
+              if (ec || !impl || !s || impl->closed || !impl->sessions.count(s)) return;
+              impl->finish(s);
+            });
+      }
+      return;
     } else if (path == "/") {
       res.result(http::status::ok);
       res.set(http::field::content_type, "text/plain");
@@ -125,6 +153,13 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
       res.set(http::field::content_type, "text/plain");
       res.body() = "not found: try /metrics\n";
     }
+    write(session);
+  }
+
+  void write(const std::shared_ptr<Session>& session) {
+    session->render_timer.cancel();
+    const auto& req = session->parser->get();
+    auto& res = session->response;
     res.prepare_payload();
     if (req.method() == http::verb::head) res.body().clear();  // Content-Length stays
     http::async_write(session->stream, res,
@@ -134,6 +169,7 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
   }
 
   void finish(const std::shared_ptr<Session>& session) {
+    session->render_timer.cancel();
     beast::error_code ignored;
     session->stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
     session->stream.close();
@@ -151,6 +187,14 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
 
 MetricsServer::MetricsServer(boost::asio::io_context& io, MetricsServerOptions options,
                              Renderer render)
+    : MetricsServer(
+          io, std::move(options),
+          AsyncRenderer([r = std::move(render)](const std::function<void(std::string)>& done) {
+            done(r());
+          })) {}
+
+MetricsServer::MetricsServer(boost::asio::io_context& io, MetricsServerOptions options,
+                             AsyncRenderer render)
     : impl_(std::make_shared<Impl>(io, std::move(options), std::move(render))) {
   impl_->bind();
   impl_->accept();

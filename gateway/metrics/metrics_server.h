@@ -30,12 +30,16 @@ struct MetricsServerOptions {
 
 /// Renders the exposition text at the time of a scrape.
 using Renderer = std::function<std::string()>;
+/// Renders it later (per-device series assembled over several turns of the loop, issue 13):
+/// calls `done` once with the text, on the loop, possibly before it returns.
+using AsyncRenderer = std::function<void(std::function<void(std::string text)> done)>;
 
 /// Threading: construct, destroy and run on the io_context's (single) thread; the renderer is
 /// called on it.
 class MetricsServer {
  public:
   MetricsServer(boost::asio::io_context& io, MetricsServerOptions options, Renderer render);
+  MetricsServer(boost::asio::io_context& io, MetricsServerOptions options, AsyncRenderer render);
   ~MetricsServer();
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;

@@ -255,6 +255,11 @@ def test_deb_holds_binaries_unit_plugin_and_the_config_as_a_conffile(wd):
     assert not errors, errors
     # Man pages gatewayd(8), gatewayctl(1), gateway.toml(5) (issue 14: no-manual-page was a warning).
     assert "no-manual-page" not in p.stdout
+    # Units through deb-systemd-helper/deb-systemd-invoke as Debian policy expects (issue 14:
+    # maintainer-script-calls-systemctl was a warning for postinst and prerm).
+    assert "maintainer-script-calls-systemctl" not in p.stdout
+    assert "deb-systemd-invoke restart iot-gateway.service" in (control / "postinst").read_text()
+    assert "deb-systemd-invoke stop iot-gateway.service" in (control / "prerm").read_text()
     for page in ("man8/gatewayd.8.gz", "man1/gatewayctl.1.gz", "man5/gateway.toml.5.gz"):
         assert (root / "usr/share/man" / page).stat().st_size > 500, page
     assert (root / "usr/share/doc/iot-gateway/copyright").read_text().startswith("Format: ")

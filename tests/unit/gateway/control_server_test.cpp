@@ -13,11 +13,15 @@
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "gateway/ctl/client.h"
 
@@ -43,6 +47,10 @@ struct Loop {
   std::unique_ptr<ControlServer> server;
   std::thread thread;
   Loop(const fs::path& path, gw::control::Handler handler, ControlOptions o = {}) {
+    o.path = path;
+    server = std::make_unique<ControlServer>(io, o, std::move(handler));
+  }
+  Loop(const fs::path& path, gw::control::AsyncHandler handler, ControlOptions o = {}) {
     o.path = path;
     server = std::make_unique<ControlServer>(io, o, std::move(handler));
   }
@@ -91,6 +99,82 @@ TEST_CASE("one request line, one JSON answer, then the server closes") {
   CHECK(r.exit == gw::ctl::kOk);
   CHECK(r.body == R"({"got":"status"})");
   CHECK(raw(dir.path / "ctl.sock", "sensors\r\n") == "{\"got\":\"sensors\"}\n");
+}
+
+TEST_CASE("a request answered later: other requests are served while it waits") {
+  TempDir dir;
+  const fs::path p = dir.path / "ctl.sock";
+  std::vector<gw::control::Reply> waiting;  // the loop's thread only
+  Loop loop(p, gw::control::AsyncHandler([&](std::string_view req, gw::control::Reply reply) {
+              if (req == "slow") return waiting.push_back(std::move(reply));
+              reply(R"({"got":")" + std::string(req) + "\"}");
+              if (req == "release") {
+                for (auto& r : waiting) r(R"({"slow":"done"})");
+                for (auto& r : waiting) r(R"({"slow":"twice"})");  // ignored: answered once
+              }
+            }));
+  loop.run();
+  std::string slow;
+  std::thread client([&] { slow = raw(p, "slow\n"); });
+  // The slow request is held; status is still answered meanwhile.
+  CHECK(raw(p, "status\n") == "{\"got\":\"status\"}\n");
+  // Release only once the slow one has arrived (its reply is queued on the loop's thread).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  for (;;) {
+    std::promise<std::size_t> n;
+    boost::asio::post(loop.io, [&] { n.set_value(waiting.size()); });
+    if (n.get_future().get() == 1) break;
+    REQUIRE(std::chrono::steady_clock::now() < deadline);
+    std::this_thread::yield();
+  }
+  CHECK(raw(p, "release\n") == "{\"got\":\"release\"}\n");
+  client.join();
+  CHECK(slow == "{\"slow\":\"done\"}\n");
+}
+
+TEST_CASE("an answer larger than the socket's buffer arrives whole; a request in pieces too") {
+  TempDir dir;
+  const fs::path p = dir.path / "ctl.sock";
+  const std::string big = "{\"x\":\"" + std::string(8 << 20, 'y') + "\"}";
+  Loop loop(p, [&](std::string_view req) { return req == "big" ? big : std::string("{}"); });
+  loop.run();
+  CHECK(raw(p, "big\n") == big + "\n");
+  // A request line sent in two writes: read until its newline.
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strcpy(a.sun_path, p.c_str());
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(::send(fd, "bi", 2, MSG_NOSIGNAL) == 2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // two reads, not one
+  REQUIRE(::send(fd, "g\n", 2, MSG_NOSIGNAL) == 2);
+  std::string out;
+  char buf[65536];
+  ssize_t n;
+  while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) out.append(buf, n);
+  ::close(fd);
+  CHECK(out == big + "\n");
+}
+
+TEST_CASE("an answer that comes after the client timed out is dropped") {
+  TempDir dir;
+  const fs::path p = dir.path / "ctl.sock";
+  gw::control::Reply late;
+  ControlOptions o;
+  o.timeout = gw::kNanosPerSecond / 10;
+  Loop loop(p, gw::control::AsyncHandler([&](std::string_view, gw::control::Reply reply) {
+              late = std::move(reply);
+            }),
+            o);
+  loop.run();
+  CHECK(raw(p, "sensors\n").empty());  // closed at the timeout, nothing said
+  std::promise<void> done;
+  boost::asio::post(loop.io, [&] {
+    late(R"({"too":"late"})");  // no session any more: nothing happens
+    done.set_value();
+  });
+  done.get_future().get();
+  CHECK(raw(p, "x\n").empty());  // still serving (and still holding requests)
 }
 
 TEST_CASE("the socket is mode 0660 and removed when the server goes") {

@@ -129,6 +129,32 @@ TEST_CASE("sensors, buffer, sinks, alerts render and give their exit codes") {
   checkWidth(r.text, 80);
 }
 
+TEST_CASE("alerts: at 80 columns a typical metric and its tags are not cut") {
+  // Issue 14: under RULE and SEVERITY columns, "bearing_temp" showed as "beari...".
+  const std::string a1 =
+      R"({"rule":"bearing-overheat","device":"pump-010","metric":"bearing_temp","tags":{"line":"l3","site":"plant1"},"severity":"critical","statistic":"p95","value":87.56,"threshold":85,"time":"2026-11-21T10:00:00.000Z"})";
+  const std::string a2 =
+      R"({"rule":"bearing-overheat","device":"pump-011","metric":"bearing_temp","tags":{"line":"l3","site":"plant1"},"severity":"critical","statistic":"p95","value":87.75,"threshold":85,"time":"2026-11-21T10:00:00.000Z"})";
+  const std::string a3 =
+      R"({"rule":"sensor-silent","device":"fan-07","metric":"vibration_rms","tags":{"line":"l3"},"severity":"warning","statistic":"no_data","value":75,"time":"2026-11-21T10:00:00.000Z"})";
+  const Rendered r = renderAlerts(
+      R"({"rules":2,"firing":[)" + a3 + "," + a1 + "," + a2 + R"(],"pending":[],"undelivered":[]})",
+      Style{false, 80});
+  checkWidth(r.text, 80);
+  CHECK(r.exit == kDegraded);
+  CHECK(r.text.find("...") == std::string::npos);
+  // One line per rule, most severe first; then its series, whole.
+  const auto crit = r.text.find("bearing-overheat (critical)\n");
+  const auto warn = r.text.find("sensor-silent (warning)\n");
+  REQUIRE(crit != std::string::npos);
+  REQUIRE(warn != std::string::npos);
+  CHECK(crit < warn);
+  CHECK(r.text.find("bearing-overheat", crit + 1) == std::string::npos);  // named once
+  CHECK(r.text.find("  pump-010  bearing_temp   line=l3,site=plant1  p95 87.56 > 85") !=
+        std::string::npos);
+  CHECK(r.text.find("  fan-07    vibration_rms  line=l3") != std::string::npos);
+}
+
 TEST_CASE("alerts: the configured rules are listed with their thresholds at 80 columns") {
   const std::string json =
       R"({"rules":3,"rule_list":[)"
