@@ -205,4 +205,14 @@ void ClockTable::forEach(const std::function<void(const std::string&, const Entr
   for (std::uint32_t i = 0; i < size_; ++i) fn(at(i).name_, at(i));
 }
 
+std::size_t ClockTable::forEachIn(
+    std::size_t begin, std::size_t end,
+    const std::function<void(const std::string&, const Entry&)>& fn) const {
+  for (std::size_t i = begin; i < std::min<std::size_t>(end, size_); ++i) {
+    const Entry& e = at(static_cast<std::uint32_t>(i));
+    fn(e.name_, e);
+  }
+  return size_;
+}
+
 }  // namespace gw::clock

@@ -78,6 +78,10 @@ class ClockTable {
   std::optional<double> rate(const Entry& e, Nanos now) const;
   /// Every entry (for views; O(devices): on request only, never per tick).
   void forEach(const std::function<void(const std::string&, const Entry&)>& fn) const;
+  /// The entries at positions [begin, end) of forEach's order (a slice of a view walked
+  /// across turns of the loop: O(end - begin), whatever the table's size); returns size().
+  std::size_t forEachIn(std::size_t begin, std::size_t end,
+                        const std::function<void(const std::string&, const Entry&)>& fn) const;
 
  private:
   static constexpr std::uint32_t kNil = UINT32_MAX;

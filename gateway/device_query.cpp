@@ -105,11 +105,9 @@ bool DeviceWalk::step(const clock::ClockTable& clocks, Nanos mono_now, std::size
   const bool all = q_.pattern == "*";
   const std::size_t begin = next_, end = next_ + std::max<std::size_t>(slice, 1);
   const auto worse = [this](const Candidate& a, const Candidate& b) { return better(a, b); };
-  std::size_t pos = 0;
   Candidate c;
-  clocks.forEach([&](const std::string& device, const clock::ClockTable::Entry& e) {
-    const std::size_t at = pos++;
-    if (at < begin || at >= end) return;
+  const std::size_t pos = clocks.forEachIn(begin, end, [&](const std::string& device,
+                                                           const clock::ClockTable::Entry& e) {
     if (!all && !alerts::globMatch(q_.pattern, device)) return;
     ++matched_;
     c.last_use = e.last_use;

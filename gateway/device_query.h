@@ -41,10 +41,8 @@ std::optional<DeviceQuery::Sort> parseDeviceSort(std::string_view key);
 /// devices and keeps the best q.limit of those seen so far (copies, O(limit) memory), so the
 /// event loop can serve ingest between steps and the request waits instead.
 ///
-/// The walk goes by position in ClockTable::forEach's order, each step skipping what earlier
-/// steps visited without examining it: cheap on a table kept in one dense array (~1.6 ms for
-/// 200,000 devices), a pass over every node of a node-based hash map (~40 ms: cache misses; the
-/// pipeline then finishes in one step). Devices added or evicted between steps
+/// The walk goes by position in ClockTable's dense array (forEachIn), so a step costs its slice
+/// whatever the table's size. Devices added or evicted between steps
 /// may be missed or seen twice (as `ps` reading /proc): the listed devices are distinct, and
 /// `matched` counts what was seen. On a table that does not change between steps the result is
 /// exactly selectDevices()'s.

@@ -51,11 +51,9 @@ struct Pipeline::Impl final : Ingest {
   void sampleRates(Nanos now) const;
   void snapshotInSlices(StatusParts what, DeviceQuery devices,
                         std::function<void(StatusSnapshot)> done) const;
-  void walkDevices(StatusParts what, std::shared_ptr<DeviceWalk> walk, bool whole,
+  void walkDevices(StatusParts what, std::shared_ptr<DeviceWalk> walk,
                    std::function<void(StatusSnapshot)> done) const;
   void describeDevices(std::vector<DeviceClockStatus>& devices) const;
-  mutable bool slices_slow = false;  // a sliced device walk cost a pass per step
-  mutable std::uint64_t walks_whole = 0;
 
   // --- engine -------------------------------------------------------------------------------
   void onWindowClosed(const aggregators::Aggregate& a);

@@ -3,7 +3,6 @@
 // (status_json.cpp, metrics/exposition.cpp).
 #include <algorithm>
 #include <boost/asio/post.hpp>
-#include <limits>
 
 #include "gateway/pipeline_impl.h"
 
@@ -172,38 +171,21 @@ void Pipeline::Impl::describeDevices(std::vector<DeviceClockStatus>& devices) co
 void Pipeline::Impl::snapshotInSlices(StatusParts what, DeviceQuery devices,
                                       std::function<void(StatusSnapshot)> done) const {
   if (!(what & status_part::kDevices)) return done(snapshot(what));
-  // Once slices were found slow (below), walks go whole, trying slices again every 16th walk.
-  const bool whole = slices_slow && (++walks_whole % 16) != 0;
-  walkDevices(what, std::make_shared<DeviceWalk>(std::move(devices)), whole, std::move(done));
+  walkDevices(what, std::make_shared<DeviceWalk>(std::move(devices)), std::move(done));
 }
 
-/// One slice of the walk now; the next one posted behind whatever else is ready on the loop
-/// (sockets, timers, other requests).
-///
-/// A slice bounds the loop's turn only when skipping what earlier steps examined is cheap: on
-/// a table kept in one dense array, ~1 ms per DeviceWalk::kSlice devices at 200,000 (the
-/// sliced walk's worst step 0.8-1.1 ms, measured), but on a node-based hash map the skip is a
-/// pass over every node (~40 ms at 200,000: cache misses), so each slice would cost as much as
-/// the whole walk. A step that took longer than kSliceBudget therefore finishes the walk in
-/// the next step instead of paying that pass again per slice, and the walks after it go whole
-/// from the start (slices_slow).
-constexpr Nanos kSliceBudget = 4 * kNanosPerSecond / 1000;
-
-void Pipeline::Impl::walkDevices(StatusParts what, std::shared_ptr<DeviceWalk> walk, bool whole,
+/// One slice of the walk now (DeviceWalk::kSlice devices by position in the clock table's
+/// dense array: ~1 ms at 200,000 devices, whatever the table's size); the next one posted
+/// behind whatever else is ready on the loop (sockets, timers, other requests).
+void Pipeline::Impl::walkDevices(StatusParts what, std::shared_ptr<DeviceWalk> walk,
                                  std::function<void(StatusSnapshot)> done) const {
-  const Nanos start = time.mono();
-  const std::size_t slice =
-      whole ? std::numeric_limits<std::size_t>::max() / 2 : DeviceWalk::kSlice;
-  if (!walk->step(clocks, start, slice)) {
-    whole = time.mono() - start > kSliceBudget;
-    slices_slow = whole;
+  if (!walk->step(clocks, time.mono())) {
     boost::asio::post(io, [this, a = std::weak_ptr<bool>(alive), what, walk = std::move(walk),
-                           whole, done = std::move(done)]() mutable {
-      if (!a.expired()) walkDevices(what, std::move(walk), whole, std::move(done));
+                           done = std::move(done)]() mutable {
+      if (!a.expired()) walkDevices(what, std::move(walk), std::move(done));
     });
     return;
   }
-  if (!whole) slices_slow = false;
   using namespace status_part;
   StatusSnapshot s = snapshot((what & ~kDevices) | kClocks);
   s.clock.per_device = walk->take(s.clock.matched);

@@ -9,6 +9,7 @@
 #include <random>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "gateway/device_query.h"
 #include "gateway/status.h"
@@ -191,4 +192,26 @@ TEST_CASE("clock table: bytes per device, and memory back down after eviction") 
   CHECK(t.memoryBytes() - empty <= 256 * sizeof(ClockTable::Entry) + 4096);  // a spare chunk
   CHECK(t.use("again", kT0 + 1001 * kS) != nullptr);
   CHECK(t.size() == 1);
+}
+
+TEST_CASE("clock table: forEachIn visits exactly the positions asked for, in forEach's order") {
+  ClockTable t({}, 1000, 3600 * kS);
+  for (int i = 0; i < 600; ++i) REQUIRE(t.use("dev-" + std::to_string(i), kT0 + i) != nullptr);
+  std::vector<std::string> whole, sliced;
+  t.forEach([&](const std::string& d, const ClockTable::Entry&) { whole.push_back(d); });
+  std::size_t visits = 0, size = 0;
+  for (std::size_t begin = 0; begin < 700; begin += 256) {
+    size = t.forEachIn(begin, begin + 256, [&](const std::string& d, const ClockTable::Entry&) {
+      sliced.push_back(d);
+      ++visits;
+    });
+  }
+  CHECK(size == 600);
+  CHECK(visits == 600);  // the slice past the end visits nothing
+  CHECK(sliced == whole);
+  visits = 0;
+  CHECK(t.forEachIn(10, 13, [&](const std::string& d, const ClockTable::Entry&) {
+    CHECK(d == whole[10 + visits++]);
+  }) == 600);
+  CHECK(visits == 3);
 }
