@@ -106,26 +106,26 @@ bool DeviceWalk::step(const clock::ClockTable& clocks, Nanos mono_now, std::size
   const std::size_t begin = next_, end = next_ + std::max<std::size_t>(slice, 1);
   const auto worse = [this](const Candidate& a, const Candidate& b) { return better(a, b); };
   Candidate c;
-  const std::size_t pos = clocks.forEachIn(begin, end, [&](const std::string& device,
-                                                           const clock::ClockTable::Entry& e) {
-    if (!all && !alerts::globMatch(q_.pattern, device)) return;
-    ++matched_;
-    c.last_use = e.last_use;
-    c.status.clock = e.estimator.state();
-    if (q_.sort == DeviceQuery::Sort::kRate) c.rate = clocks.rate(e, mono_now).value_or(-1);
-    if (q_.limit != 0 && best_.size() >= q_.limit) {
-      // Cheap rejection first: most devices are not among the best `limit`.
-      c.status.device.assign(device);
-      if (!better(c, best_.front())) return;
-      std::pop_heap(best_.begin(), best_.end(), worse);
-      best_.pop_back();
-    } else {
-      c.status.device.assign(device);
-    }
-    c.status.rate = clocks.rate(e, mono_now);
-    best_.push_back(c);
-    std::push_heap(best_.begin(), best_.end(), worse);
-  });
+  const std::size_t pos = clocks.forEachIn(
+      begin, end, [&](const std::string& device, const clock::ClockTable::Entry& e) {
+        if (!all && !alerts::globMatch(q_.pattern, device)) return;
+        ++matched_;
+        c.last_use = e.last_use;
+        c.status.clock = e.estimator.state();
+        if (q_.sort == DeviceQuery::Sort::kRate) c.rate = clocks.rate(e, mono_now).value_or(-1);
+        if (q_.limit != 0 && best_.size() >= q_.limit) {
+          // Cheap rejection first: most devices are not among the best `limit`.
+          c.status.device.assign(device);
+          if (!better(c, best_.front())) return;
+          std::pop_heap(best_.begin(), best_.end(), worse);
+          best_.pop_back();
+        } else {
+          c.status.device.assign(device);
+        }
+        c.status.rate = clocks.rate(e, mono_now);
+        best_.push_back(c);
+        std::push_heap(best_.begin(), best_.end(), worse);
+      });
   examined_ = std::min(pos, end) - std::min(pos, begin);
   ++steps_;
   next_ = end;
