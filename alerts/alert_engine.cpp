@@ -14,6 +14,8 @@
 #include <stdexcept>
 #include <tuple>
 
+#include "core/slot_index.h"
+
 namespace gw::alerts {
 namespace {
 
@@ -75,20 +77,6 @@ struct Entry {
   bool has_no_data = false;
 };
 
-/// Index growth (issue 13): doubling from 16 slots while small (10,000 series: 16,384 slots,
-/// 128 KiB), then, from 32,768 slots on, straight to what `max_entries` needs at 4/5 load (at
-/// most 2^18 slots, 2 MiB). That step, at ~13,000 entries, takes 6-11 ms with the allocation
-/// (development VM); the doublings it replaces would rehash 100,000 and 200,000 entries at once
-/// (11 and 25 ms). Past ~209,000 entries the index doubles again (a stall of that size, once).
-std::size_t grownSlots(std::size_t slots, std::size_t max_entries) {
-  const std::size_t want = slots * 2;
-  if (want < 32768) return want;
-  const std::size_t target = std::min<std::size_t>(max_entries, (std::size_t{1} << 18) * 4 / 5);
-  std::size_t full = 32768;
-  while (full * 4 < target * 5) full *= 2;
-  return std::max(want, full);
-}
-
 double seconds(Nanos d) { return static_cast<double>(d) / kNanosPerSecond; }
 
 }  // namespace
@@ -107,15 +95,6 @@ struct AlertEngine::Impl {
     std::uint32_t hash = 0;  ///< of key
     bool live = false;
   };
-  /// The index from a series to its node: open addressing, linear probing, the hash kept
-  /// beside the node number so that growing never touches the nodes (issue 13: no node per
-  /// series and no buckets reserved up front; grownSlots() says how it grows).
-  struct Slot {
-    std::uint32_t node = kNoNode;
-    std::uint32_t hash = 0;
-  };
-  static constexpr std::uint32_t kNoNode = std::numeric_limits<std::uint32_t>::max();
-  static constexpr std::size_t kMinSlots = 16;
   struct Due {
     Nanos at;
     std::uint32_t node, generation;
@@ -125,9 +104,10 @@ struct AlertEngine::Impl {
 
   std::vector<Rule> rules;
   std::vector<CompiledRule> compiled;
+  explicit Impl(EngineOptions o) : options(std::move(o)), index(options.max_series) {}
+
   EngineOptions options;
-  std::vector<Slot> index = std::vector<Slot>(kMinSlots);  ///< a power of two, ≤ 4/5 full
-  std::size_t live_count = 0;                              ///< series tracked
+  SlotIndex index;         ///< a series' hash -> its node, for the live nodes
   std::deque<Node> nodes;  // grows without copying (peak memory at 100,000 series)
   std::vector<std::uint32_t> free_nodes;
   std::priority_queue<Due, std::vector<Due>, std::greater<>> due;
@@ -142,43 +122,14 @@ struct AlertEngine::Impl {
   static std::uint32_t hashOf(const Series& s) {
     return static_cast<std::uint32_t>(SeriesHash{}(s));
   }
-  /// The slot of `s`, or the empty slot where it would go.
-  std::size_t slotFor(const Series& s, std::uint32_t hash) const {
-    const std::size_t mask = index.size() - 1;
-    for (std::size_t i = hash & mask;; i = (i + 1) & mask) {
-      const Slot& slot = index[i];
-      if (slot.node == kNoNode || (slot.hash == hash && nodes[slot.node].key == s)) return i;
-    }
+  /// The live node of `s` (of hash `hash`), or SlotIndex::kNone.
+  std::uint32_t nodeOf(const Series& s, std::uint32_t hash) const {
+    return index.find(hash, [&](std::uint32_t node) { return nodes[node].key == s; });
   }
   std::optional<std::uint32_t> lookup(const Series& s) const {
-    const std::uint32_t node = index[slotFor(s, hashOf(s))].node;
-    if (node == kNoNode) return std::nullopt;
+    const std::uint32_t node = nodeOf(s, hashOf(s));
+    if (node == SlotIndex::kNone) return std::nullopt;
     return node;
-  }
-  void resizeIndex(std::size_t slots) {
-    std::vector<Slot> old(slots);
-    old.swap(index);
-    const std::size_t mask = slots - 1;
-    for (const Slot& slot : old) {
-      if (slot.node == kNoNode) continue;
-      std::size_t i = slot.hash & mask;
-      while (index[i].node != kNoNode) i = (i + 1) & mask;
-      index[i] = slot;
-    }
-  }
-  void eraseFromIndex(std::uint32_t node) {
-    const std::size_t mask = index.size() - 1;
-    std::size_t hole = nodes[node].hash & mask;
-    while (index[hole].node != node) hole = (hole + 1) & mask;
-    // Backward-shift deletion: no tombstones.
-    for (std::size_t j = (hole + 1) & mask; index[j].node != kNoNode; j = (j + 1) & mask) {
-      const std::size_t home = index[j].hash & mask;
-      if (((j - home) & mask) >= ((j - hole) & mask)) {
-        index[hole] = index[j];
-        hole = j;
-      }
-    }
-    index[hole] = Slot{};
   }
 
   void setPhase(std::uint32_t node, State& st, Phase p) {
@@ -345,8 +296,7 @@ struct AlertEngine::Impl {
 
   std::optional<std::uint32_t> find(const Series& s, Nanos now) {
     const std::uint32_t hash = hashOf(s);
-    std::size_t pos = slotFor(s, hash);
-    if (index[pos].node != kNoNode) return index[pos].node;
+    if (const std::uint32_t node = nodeOf(s, hash); node != SlotIndex::kNone) return node;
     std::vector<State>& states = scratch;
     states.clear();
     bool has_no_data = false;
@@ -358,7 +308,7 @@ struct AlertEngine::Impl {
       has_no_data |= compiled[i].kind == Kind::kNoData;
     }
     if (states.empty()) return std::nullopt;
-    if (live_count >= options.max_series) {
+    if (index.size() >= options.max_series) {
       ++counters.series_over_cap;
       return std::nullopt;
     }
@@ -379,12 +329,7 @@ struct AlertEngine::Impl {
     n.hash = hash;
     n.live = true;
     n.next_due = kNoDue;
-    if ((live_count + 1) * 5 > index.size() * 4) {
-      resizeIndex(grownSlots(index.size(), options.max_series));
-      pos = slotFor(s, hash);
-    }
-    index[pos] = Slot{node, hash};
-    ++live_count;
+    index.insert(node, hash);
     reschedule(node);
     return node;
   }
@@ -393,9 +338,8 @@ struct AlertEngine::Impl {
     Node& n = nodes[node];
     assert(forgettable(n.entry));
     for (const State& st : n.entry.states) counters.pending -= st.phase == Phase::kPending;
-    eraseFromIndex(node);
-    --live_count;
-    if (index.size() > kMinSlots && live_count * 8 < index.size()) resizeIndex(index.size() / 2);
+    index.erase(node, n.hash);
+    index.shrink();
     n.entry = Entry{};
     n.key = Series{};  // its strings go back
     n.live = false;
@@ -430,12 +374,11 @@ struct AlertEngine::Impl {
 };
 
 AlertEngine::AlertEngine(std::vector<Rule> rules, EngineOptions options)
-    : impl_(std::make_unique<Impl>()) {
+    : impl_(std::make_unique<Impl>(std::move(options))) {
   if (const auto errors = validateRules(rules); !errors.empty())
     throw std::invalid_argument(fmt::format("{}: {}", errors[0].key, errors[0].message));
   if (rules.size() > std::numeric_limits<std::uint32_t>::max())
     throw std::invalid_argument("too many alert rules");
-  impl_->options = std::move(options);
   for (const Rule& r : rules) {
     CompiledRule c;
     c.severity = *parseSeverity(r.severity);
@@ -551,7 +494,7 @@ std::size_t AlertEngine::firingCount() const { return impl_->firing_states.size(
 
 EngineCounters AlertEngine::counters() const {
   EngineCounters c = impl_->counters;
-  c.series = impl_->live_count;
+  c.series = impl_->index.size();
   return c;
 }
 

@@ -6,21 +6,6 @@
 namespace gw::clock {
 namespace {
 constexpr Nanos kRateInterval = 10 * kNanosPerSecond;
-constexpr std::size_t kMinSlots = 16;
-
-/// Index growth (issue 13): doubling from 16 slots while small (10,000 series: 16,384 slots,
-/// 128 KiB), then, from 32,768 slots on, straight to what `max_entries` needs at 4/5 load (at
-/// most 2^18 slots, 2 MiB). That step, at ~13,000 entries, takes 6-11 ms with the allocation
-/// (development VM); the doublings it replaces would rehash 100,000 and 200,000 entries at once
-/// (11 and 25 ms). Past ~209,000 entries the index doubles again (a stall of that size, once).
-std::size_t grownSlots(std::size_t slots, std::size_t max_entries) {
-  const std::size_t want = slots * 2;
-  if (want < 32768) return want;
-  const std::size_t target = std::min<std::size_t>(max_entries, (std::size_t{1} << 18) * 4 / 5);
-  std::size_t full = 32768;
-  while (full * 4 < target * 5) full *= 2;
-  return std::max(want, full);
-}
 
 std::uint32_t hashOf(std::string_view device) {
   return static_cast<std::uint32_t>(std::hash<std::string_view>{}(device));
@@ -28,51 +13,10 @@ std::uint32_t hashOf(std::string_view device) {
 }  // namespace
 
 ClockTable::ClockTable(ClockOptions options, std::size_t max_devices, Nanos idle)
-    : options_(options), max_(std::min<std::size_t>(max_devices, kNil - 1)), idle_(idle) {
-  index_.resize(kMinSlots);
-}
-
-std::size_t ClockTable::findSlot(std::string_view device, std::uint32_t hash) const {
-  const std::size_t mask = index_.size() - 1;
-  for (std::size_t i = hash & mask;; i = (i + 1) & mask) {
-    const Slot& s = index_[i];
-    if (s.entry == kNil || (s.hash == hash && at(s.entry).name_ == device)) return i;
-  }
-}
-
-std::size_t ClockTable::slotOf(std::uint32_t e) const {
-  const std::size_t mask = index_.size() - 1;
-  for (std::size_t i = at(e).hash_ & mask;; i = (i + 1) & mask) {
-    assert(index_[i].entry != kNil);
-    if (index_[i].entry == e) return i;
-  }
-}
-
-void ClockTable::eraseSlot(std::size_t pos) {
-  // Backward-shift deletion: no tombstones, so lookups stay short after many evictions.
-  const std::size_t mask = index_.size() - 1;
-  std::size_t hole = pos;
-  for (std::size_t j = (hole + 1) & mask; index_[j].entry != kNil; j = (j + 1) & mask) {
-    const std::size_t home = index_[j].hash & mask;
-    if (((j - home) & mask) >= ((j - hole) & mask)) {  // home is not in (hole, j]
-      index_[hole] = index_[j];
-      hole = j;
-    }
-  }
-  index_[hole] = Slot{};
-}
-
-void ClockTable::resizeIndex(std::size_t slots) {
-  std::vector<Slot> old(slots);
-  old.swap(index_);
-  const std::size_t mask = slots - 1;
-  for (const Slot& s : old) {
-    if (s.entry == kNil) continue;
-    std::size_t i = s.hash & mask;
-    while (index_[i].entry != kNil) i = (i + 1) & mask;
-    index_[i] = s;
-  }
-}
+    : options_(options),
+      max_(std::min<std::size_t>(max_devices, kNil - 1)),
+      idle_(idle),
+      index_(max_) {}
 
 void ClockTable::unlink(std::uint32_t i) {
   Entry& e = at(i);
@@ -90,16 +34,11 @@ void ClockTable::linkNewest(std::uint32_t i) {
 
 SkewEstimator* ClockTable::use(std::string_view device, Nanos now) {
   const std::uint32_t hash = hashOf(device);
-  std::size_t pos = findSlot(device, hash);
-  std::uint32_t i = index_[pos].entry;
+  std::uint32_t i = index_.find(hash, [&](std::uint32_t e) { return at(e).name_ == device; });
   if (i == kNil) {
     if (size_ >= max_) {
       ++refused_;
       return nullptr;
-    }
-    if ((size_ + 1) * 5 > index_.size() * 4) {
-      resizeIndex(grownSlots(index_.size(), max_));
-      pos = findSlot(device, hash);
     }
     i = size_++;
     if (i / kChunk == chunks_.size()) chunks_.push_back(std::make_unique<Entry[]>(kChunk));
@@ -108,7 +47,7 @@ SkewEstimator* ClockTable::use(std::string_view device, Nanos now) {
     e.name_.assign(device);
     e.hash_ = hash;
     e.mark = now;
-    index_[pos] = Slot{i, hash};
+    index_.insert(i, hash);
     linkNewest(i);
   } else if (i != newest_) {
     unlink(i);
@@ -150,10 +89,10 @@ void ClockTable::remove(std::uint32_t i) {
   steps_ -= e.estimator.state().steps;
   if (e.estimator.state().out_of_bounds) skewed_.erase(e.name_);
   unlink(i);
-  eraseSlot(slotOf(i));
+  index_.erase(i, e.hash_);
   const std::uint32_t last = size_ - 1;
   if (i != last) {  // the last entry moves into the hole: the array stays dense
-    index_[slotOf(last)].entry = i;
+    index_.rename(last, i, at(last).hash_);
     Entry& moved = at(last);
     (moved.older_ == kNil ? oldest_ : at(moved.older_).newer_) = i;
     (moved.newer_ == kNil ? newest_ : at(moved.newer_).older_) = i;
@@ -173,16 +112,14 @@ std::size_t ClockTable::evictIdle(Nanos now) {
   if (n > 0) {
     // Chunks past the last entry in use (one spare kept), and an index 8 times too large.
     while (chunks_.size() > (size_ + kChunk - 1) / kChunk + 1) chunks_.pop_back();
-    std::size_t slots = index_.size();
-    while (slots > kMinSlots && size_ * 8 < slots) slots /= 2;
-    if (slots != index_.size()) resizeIndex(slots);
+    index_.shrink();
   }
   return n;
 }
 
 std::size_t ClockTable::memoryBytes() const {
   std::size_t bytes = sizeof(*this) + chunks_.capacity() * sizeof(chunks_[0]) +
-                      chunks_.size() * kChunk * sizeof(Entry) + index_.capacity() * sizeof(Slot);
+                      chunks_.size() * kChunk * sizeof(Entry) + index_.memoryBytes();
   for (std::uint32_t i = 0; i < size_; ++i) {
     const Entry& e = at(i);
     bytes += e.estimator.heapBytes();

@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/slot_index.h"
 #include "core/time.h"
 #include "gateway/clock_skew.h"
 
@@ -84,23 +85,10 @@ class ClockTable {
                         const std::function<void(const std::string&, const Entry&)>& fn) const;
 
  private:
-  static constexpr std::uint32_t kNil = UINT32_MAX;
+  static constexpr std::uint32_t kNil = SlotIndex::kNone;
   static constexpr std::size_t kChunk = 256;
-  /// Open addressing, linear probing, the hash kept beside the index so that growing the
-  /// table never touches the entries (grownSlots() in the .cpp says how it grows).
-  struct Slot {
-    std::uint32_t entry = kNil;
-    std::uint32_t hash = 0;
-  };
-
   Entry& at(std::uint32_t i) { return chunks_[i / kChunk][i % kChunk]; }
   const Entry& at(std::uint32_t i) const { return chunks_[i / kChunk][i % kChunk]; }
-  /// The slot holding `device`, or the empty slot where it would go.
-  std::size_t findSlot(std::string_view device, std::uint32_t hash) const;
-  /// The slot holding entry `i`.
-  std::size_t slotOf(std::uint32_t i) const;
-  void eraseSlot(std::size_t pos);
-  void resizeIndex(std::size_t slots);
   void unlink(std::uint32_t i);
   void linkNewest(std::uint32_t i);
   void remove(std::uint32_t i);
@@ -110,7 +98,7 @@ class ClockTable {
   Nanos idle_;
   std::vector<std::unique_ptr<Entry[]>> chunks_;
   std::uint32_t size_ = 0;
-  std::vector<Slot> index_;  ///< a power of two, at most 4/5 full
+  SlotIndex index_;  ///< device name's hash -> entry
   std::uint32_t oldest_ = kNil, newest_ = kNil;
   std::uint64_t refused_ = 0, evicted_ = 0;
   std::uint64_t out_of_bounds_ = 0, steps_ = 0;
