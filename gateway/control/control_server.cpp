@@ -181,13 +181,7 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
           asio::buffer(session->in.data() + have, session->in.size() - have), ec);
       session->in.resize(have + (ec ? 0 : n));
       if (ec == asio::error::would_block || ec == asio::error::try_again) {
-        session->socket.async_wait(Socket::wait_read, [self = shared_from_this(), session](
-                                                          const boost::system::error_code& wec) {
-          if (self->closed || wec == asio::error::operation_aborted) return;
-          if (wec) return self->finish(session);
-          self->read(session);
-        });
-        return;
+        return whenReady(session, Socket::wait_read, &Impl::read);
       }
       const auto nl = session->in.find('\n');
       if (nl == std::string::npos) {
@@ -201,6 +195,17 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
       if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
       return dispatch(session, line);
     }
+  }
+
+  /// Goes on with `step` once the socket can be read or written without blocking.
+  void whenReady(const std::shared_ptr<Session>& session, Socket::wait_type what,
+                 void (Impl::*step)(const std::shared_ptr<Session>&)) {
+    session->socket.async_wait(
+        what, [self = shared_from_this(), session, step](const boost::system::error_code& ec) {
+          if (self->closed || ec == asio::error::operation_aborted) return;
+          if (ec) return self->finish(session);
+          ((*self).*step)(session);
+        });
   }
 
   void dispatch(const std::shared_ptr<Session>& session, std::string_view line) {
@@ -238,13 +243,7 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
                                                   session->out.size() - session->written),
                                      ec);
       if (ec == asio::error::would_block || ec == asio::error::try_again) {
-        session->socket.async_wait(Socket::wait_write, [self = shared_from_this(), session](
-                                                           const boost::system::error_code& wec) {
-          if (self->closed || wec == asio::error::operation_aborted) return;
-          if (wec) return self->finish(session);
-          self->write(session);
-        });
-        return;
+        return whenReady(session, Socket::wait_write, &Impl::write);
       }
       if (ec) break;  // the client went away
       session->written += n;
