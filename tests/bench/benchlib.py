@@ -6,6 +6,7 @@ Only measurement helpers live here; the servers are gwtest's fixtures (tests/int
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -90,6 +91,38 @@ class Sample:
     def __sub__(self, o):
         return {"seconds": self.t - o.t, "cpu_s": self.cpu - o.cpu, "written": self.written - o.written,
                 "voluntary_switches": self.vol - o.vol, "involuntary_switches": self.invol - o.invol}
+
+
+class AllocCounter:
+    """Heap allocations of a process per thread, from tests/tools/alloc_count's shim
+    (liballoc_count.so, preloaded with ALLOC_COUNT_FILE=path; see alloc_count.cpp for the file's
+    layout). read() gives {"all": n, "main": n}: every thread, and the main thread (tid = pid:
+    gatewayd's event loop, where readings are decoded and journaled)."""
+
+    LIB = gwtest.BUILD / "tests" / "tools" / "alloc_count" / "liballoc_count.so"
+    MAGIC = 0x31544E434F4C4C41
+
+    @classmethod
+    def env(cls, path):
+        if not cls.LIB.exists():
+            raise SystemExit(f"{cls.LIB} is missing: build the tree first (scripts/build)")
+        return {"LD_PRELOAD": str(cls.LIB), "ALLOC_COUNT_FILE": str(path)}
+
+    def __init__(self, path, pid):
+        self.path, self.pid = Path(path), pid
+
+    def read(self):
+        data = self.path.read_bytes()
+        magic, used, capacity = struct.unpack_from("=QII", data, 0)
+        if magic != self.MAGIC:
+            raise RuntimeError(f"{self.path}: not an alloc_count file (is the shim preloaded?)")
+        out = {"all": 0, "main": 0}
+        for i in range(min(used, capacity)):
+            tid, _, n, _ = struct.unpack_from("=iIQQ", data, 16 + 24 * i)
+            out["all"] += n
+            if tid == self.pid:
+                out["main"] += n
+        return out
 
 
 class SyscallCounter:

@@ -26,10 +26,13 @@ gatewayd takes them), then Kafka back up while --rate readings/s keep arriving: 
 
 Each figure is the median of --runs runs. `--gatewayd PATH` runs another build with the same
 load (e.g. the code before a change). `--qos 0|1` (default 1: the subscription of the shipped
-example config). Medians and every run's figures are printed and written to --json.
+example config). `--count-allocs` preloads tests/tools/alloc_count's shim and adds heap
+allocations per reading over the steady window: on every thread, and on the event loop's
+(gatewayd's main thread, where a reading is decoded, clock-corrected and journaled).
+Medians and every run's figures are printed and written to --json.
 
 Usage: tests/bench/pi_bench.py [--devices 10000] [--seconds 60] [--runs 3] [--drain 200000]
-                               [--backlog 3000000] [--big-runs 1] [--qos 1] [--json F]
+                               [--backlog 3000000] [--big-runs 1] [--qos 1] [--count-allocs] [--json F]
 """
 import argparse
 import json
@@ -43,7 +46,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
-from benchlib import Sample, SyscallCounter, request, sim  # noqa: E402
+from benchlib import AllocCounter, Sample, SyscallCounter, request, sim  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 import gwtest  # noqa: E402
@@ -93,7 +96,7 @@ def drain(gw, mq, devices, count, qos, seed):
             "bytes_written_per_reading": d["written"] / n}
 
 
-def steady(gw, mq, devices, rate, seconds, warmup, qos, seed):
+def steady(gw, mq, devices, rate, seconds, warmup, qos, seed, allocs=None):
     pid = gw.proc.p.pid
     t = threading.Thread(target=sim, args=(mq.uri, "--devices", devices, "--metrics", "temp",
                                            "--count", rate * seconds, "--rate", rate, "--qos", qos,
@@ -101,6 +104,7 @@ def steady(gw, mq, devices, rate, seconds, warmup, qos, seed):
     t.start()
     time.sleep(warmup)  # the publisher ramps up and gatewayd's windows open (sampling cadence)
     s0, a = status(gw), Sample(pid)
+    al0 = allocs.read() if allocs else None
     sc = SyscallCounter(pid)
     p50s, p99s = [], []
     end = time.monotonic() + seconds - warmup - 2
@@ -111,11 +115,17 @@ def steady(gw, mq, devices, rate, seconds, warmup, qos, seed):
         p99s.append(s["p99"])
     calls = sc.stop()
     s1, b = status(gw), Sample(pid)
+    al1 = allocs.read() if allocs else None
     hwm, rss = benchlib.memory_kib(pid)
     t.join()
     d = b - a
     n = s1["readings"] - s0["readings"]
+    extra = {}
+    if allocs:  # --count-allocs: heap allocations per reading (issue 16: none on the hot path)
+        extra = {"allocs_per_reading": (al1["all"] - al0["all"]) / n,
+                 "loop_allocs_per_reading": (al1["main"] - al0["main"]) / n}
     return {
+        **extra,
         "readings": n, "readings_per_s": n / d["seconds"],
         "cpu_us_per_reading": d["cpu_s"] * 1e6 / n,
         "syscalls_per_reading": calls["all"] / n,
@@ -177,6 +187,8 @@ def main():
     ap.add_argument("--big-runs", type=int, default=1)
     ap.add_argument("--qos", type=int, default=1)
     ap.add_argument("--gatewayd", help="another gatewayd binary (same load, e.g. before a change)")
+    ap.add_argument("--count-allocs", action="store_true",
+                    help="preload tests/tools/alloc_count and report heap allocations per reading")
     ap.add_argument("--json")
     a = ap.parse_args()
     rate = a.rate or a.devices
@@ -189,12 +201,15 @@ def main():
         mq = Mosquitto(wd, persistence=False)
         kafka = KafkaBroker(wd)
         sub = gwtest.DEFAULT_SUBSCRIBE.replace("qos = 1", f"qos = {a.qos}")
-        gw = Gatewayd(wd, mq.uri, kafka=kafka, client_id="pi-bench-gw", subscribe=sub, commit_interval=None)
+        counts = wd.path / "alloc-counts"
+        gw = Gatewayd(wd, mq.uri, kafka=kafka, client_id="pi-bench-gw", subscribe=sub, commit_interval=None,
+                      env=AllocCounter.env(counts) if a.count_allocs else None)
+        allocs = AllocCounter(counts, gw.proc.p.pid) if a.count_allocs else None
         drains, steadies, bigs = [], [], []
         for i in range(a.runs):
             drains.append(drain(gw, mq, a.devices, a.drain, a.qos, 100 + i))
             print(f"run {i + 1}: drain {json.dumps(drains[-1])}", flush=True)
-            steadies.append(steady(gw, mq, a.devices, rate, a.seconds, a.warmup, a.qos, 200 + i))
+            steadies.append(steady(gw, mq, a.devices, rate, a.seconds, a.warmup, a.qos, 200 + i, allocs))
             steadies[-1]["ratio_to_drain"] = (steadies[-1]["cpu_us_per_reading"]
                                               / drains[-1]["cpu_us_per_reading"])
             print(f"run {i + 1}: steady {json.dumps(steadies[-1])}", flush=True)
@@ -219,6 +234,9 @@ def main():
               f"{st['commits_per_s']:.1f}/s")
         print(f"  VmRSS {st['vmrss_mib']:.1f} MiB (<= 32); publish->Kafka ack p50 {st['latency_p50_ms']:.1f} "
               f"ms, p99 {st['latency_p99_ms']:.1f} ms (<= 30)")
+        if allocs:
+            print(f"  heap allocations {st['allocs_per_reading']:.2f}/reading, on the event loop's thread "
+                  f"{st['loop_allocs_per_reading']:.2f}/reading")
         if bigs:
             bg = res["backlog"]
             print(f"  backlog {bg['backlog']:,} with {rate:,}/s live: drained at "
