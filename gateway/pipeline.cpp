@@ -42,8 +42,10 @@ Pipeline::Impl::Impl(boost::asio::io_context& io_, const config::Config& cfg_, C
   journal = buffer::Journal::open(jo);
   // synchronous = full: a commit is acknowledged once the journal's sync thread has fdatasynced
   // it; one wakeup of the loop per sync.
-  journal->onDurable([this, a = std::weak_ptr<bool>(alive)](std::uint64_t) {
-    boost::asio::post(io, [this, a] {
+  // The sync thread may call it while this is being destroyed (the journal goes last): it
+  // touches only the loop and the weak reference.
+  journal->onDurable([this, &loop = io, a = std::weak_ptr<bool>(alive)](std::uint64_t) {
+    boost::asio::post(loop, [this, a] {
       if (!a.expired()) onDurable();
     });
   });
