@@ -45,6 +45,7 @@ bool WalSyncer::attach(const std::string& wal_path, std::uint64_t durable_seq, s
     std::lock_guard lock(mu_);
     if (durable_seq > durable_.load()) durable_.store(durable_seq, std::memory_order_release);
     if (durable_seq > requested_) requested_ = durable_seq;
+    unsynced_ = false;  // nothing is committed between the sync above and now (the loop is here)
     attached_.store(true, std::memory_order_release);
   }
   cv_.notify_one();
@@ -62,8 +63,9 @@ void WalSyncer::detach() {
 void WalSyncer::request(std::uint64_t seq) {
   {
     std::lock_guard lock(mu_);
-    if (seq <= requested_) return;
-    requested_ = seq;
+    if (unsynced_ && seq <= requested_) return;  // the next sync covers it already
+    unsynced_ = true;
+    if (seq > requested_) requested_ = seq;
   }
   cv_.notify_one();
 }
@@ -71,11 +73,14 @@ void WalSyncer::request(std::uint64_t seq) {
 std::uint64_t WalSyncer::syncNow() {
   std::lock_guard fd_lock(fd_mu_);  // waits for a running sync
   std::uint64_t target = 0;
+  bool unsynced = false;
   {
     std::lock_guard lock(mu_);
     target = requested_;
+    unsynced = unsynced_;
+    unsynced_ = false;
   }
-  if (target > durable()) syncLocked(target);
+  if (unsynced || target > durable()) syncLocked(target);
   return durable();
 }
 
@@ -120,12 +125,12 @@ void WalSyncer::syncLocked(std::uint64_t target) {
 void WalSyncer::run() {
   std::unique_lock lock(mu_);
   for (;;) {
-    cv_.wait(lock, [this] {
-      return stop_ || (attached_.load(std::memory_order_acquire) && requested_ > durable());
-    });
-    if (!attached_.load(std::memory_order_acquire) || requested_ <= durable()) return;  // stop_
+    cv_.wait(lock,
+             [this] { return stop_ || (attached_.load(std::memory_order_acquire) && unsynced_); });
+    if (!attached_.load(std::memory_order_acquire) || !unsynced_) return;  // stop_
     // Everything committed before this point is in the page cache: one fdatasync covers it.
     const std::uint64_t target = requested_;
+    unsynced_ = false;
     const std::uint64_t before = durable();
     lock.unlock();
     {

@@ -42,7 +42,9 @@ class WalSyncer {
   void detach();
   bool attached() const { return attached_.load(std::memory_order_acquire); }
 
-  /// A commit through `seq` has returned: asks for a sync covering it, returns at once.
+  /// A commit through `seq` has returned: asks for a sync covering it, returns at once. Also a
+  /// commit that added no seq (cursor moves, state) asks for one, so that it is not left to a
+  /// checkpoint.
   void request(std::uint64_t seq);
   /// Blocks until everything requested is synced; returns durable().
   std::uint64_t syncNow();
@@ -66,6 +68,7 @@ class WalSyncer {
   std::mutex mu_;  // requested_, stop_, the callbacks
   std::condition_variable cv_;
   std::uint64_t requested_ = 0;
+  bool unsynced_ = false;  // a commit since the last sync started (also one of no new seq)
   bool stop_ = false;
   Durable on_durable_;
   std::function<void()> before_sync_;

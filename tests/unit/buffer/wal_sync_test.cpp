@@ -265,3 +265,16 @@ TEST_CASE("the WAL sync follows the journal written back after its -wal was dele
   hooked.gate.release();
   REQUIRE(waitDurable(*j, 200));
 }
+
+TEST_CASE("a commit of only a cursor move is synced too, not left to the next checkpoint") {
+  Hooked hooked;
+  TempDir dir;
+  auto j = Journal::open(options(dir));
+  commitRows(*j, 10);
+  REQUIRE(waitDurable(*j, 10));
+  REQUIRE(hooked.gate.waitEntered(1));
+  j->setCursor("a", 5);
+  REQUIRE(j->commit());  // no new seq
+  CHECK(hooked.gate.waitEntered(2));
+  CHECK(j->durableSeq() == 10);
+}
