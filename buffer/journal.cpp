@@ -217,6 +217,7 @@ bool SqliteJournal::commit() {
   for (auto& [name, st] : sinks_) st.dirty = false;
   dead_letters_.committed();
   ++commits_;
+  afterCommit();  // synchronous = full: the WAL's fdatasync, off this thread (journal_sync.cpp)
   return true;
 }
 

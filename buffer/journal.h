@@ -32,8 +32,10 @@ enum class Synchronous {
   /// The WAL is fsynced only at checkpoints: survives a daemon crash; a power cut can roll
   /// back commits made since the last checkpoint (acknowledged readings lost).
   kNormal,
-  /// The WAL is fsynced on every commit (one fsync per group commit): a commit survives a
-  /// power cut. What an acknowledgement promises.
+  /// The WAL is fsynced after every commit (one fdatasync per group commit, merged when
+  /// commits come faster than the disk syncs): a commit survives a power cut once
+  /// Journal::durableSeq() has reached it. What an acknowledgement promises. The sync runs on a
+  /// thread of the journal, not inside the transaction (see durableSeq()).
   kFull,
 };
 
@@ -119,7 +121,8 @@ class JournalNewerError : public JournalError {
 /// series() and pointed to by ReadingRecord stay valid and unchanged until the journal is
 /// destroyed, so another thread may read them while the loop goes on. The SQLite journal
 /// checkpoints its WAL on a thread of its own (its own connection, joined on destruction);
-/// nothing of that thread is visible through this interface.
+/// nothing of that thread is visible through this interface. With synchronous = kFull another
+/// thread of its own fdatasyncs the WAL; the onDurable() callback is called on it.
 class Journal {
  public:
   /// Opens or creates the journal: WAL mode, `PRAGMA quick_check`; a corrupt or unreadable
@@ -171,6 +174,21 @@ class Journal {
                           std::uint64_t scan, std::vector<ReadingRecord>& out) = 0;
   /// The highest committed seq.
   virtual std::uint64_t lastSeq() const = 0;
+  /// The highest seq on stable storage, <= lastSeq(): what may be acknowledged to a sender and
+  /// forwarded to a sink (a row forwarded and then lost in a power cut would have its seq
+  /// reused). With synchronous = kFull, commit() returns once its transaction is written, before
+  /// it is synced: a thread of the journal fdatasyncs the WAL (at most one sync at a time;
+  /// commits made while one runs are covered by the next) and then moves this on and calls the
+  /// onDurable() callback. With kNormal and kOff it is lastSeq() (nothing more to wait for).
+  virtual std::uint64_t durableSeq() const = 0;
+  /// `fn` is called on the journal's sync thread after each sync that moved durableSeq() on,
+  /// with its new value (once per sync, not per commit). It must only hand the news over to the
+  /// owner's thread (post to the event loop). Set it before the first commit; never called with
+  /// kNormal or kOff.
+  virtual void onDurable(std::function<void(std::uint64_t seq)> fn) = 0;
+  /// Blocks until everything committed is on stable storage and returns durableSeq(): for a
+  /// shutdown, after the last commit. Destroying the journal does the same.
+  virtual std::uint64_t syncNow() = 0;
 
   /// A small named value persisted with the next commit (in the same transaction as the
   /// records appended before it), e.g. the windows' watermark. Unchanged values write nothing.
@@ -221,5 +239,10 @@ class Journal {
   /// shows the loss the check prevents).
   virtual bool checkFile() = 0;
 };
+
+/// Tests only: called on every journal's sync thread right before each fdatasync of the WAL (a
+/// test holds a sync back to see that nothing is acknowledged meanwhile). Set it before a
+/// journal is opened or while it is open; empty = none.
+void setWalSyncHookForTests(std::function<void()> hook);
 
 }  // namespace gw::buffer

@@ -219,6 +219,9 @@ bool SqliteJournal::restore(const std::string& why) {
     std::abort();
   }
   recordFiles();
+  // The WAL sync follows the connection to the copy's -wal; the copy itself is synced, so every
+  // commit so far is durable (also those a sync of the old -wal had not covered yet).
+  startSyncer();
   detached_ = false;
   ++restores_;
   log::error("journal {}: written back to its path ({} rows, seq up to {}); carrying on", path_,

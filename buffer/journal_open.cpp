@@ -30,7 +30,10 @@ const char* synchronousPragma(Synchronous s) {
     case Synchronous::kNormal:
       return "NORMAL";
     case Synchronous::kFull:
-      return "FULL";
+      // Not FULL: the journal's WalSyncer fdatasyncs the WAL after each commit, off the event
+      // loop (journal_sync.cpp). NORMAL still syncs the WAL before a checkpoint copies it and
+      // the database after, and the WAL header when the WAL starts over.
+      return "NORMAL";
   }
   std::abort();  // not a Synchronous: a bug
 }
@@ -408,6 +411,7 @@ std::unique_ptr<Journal> Journal::open(const JournalOptions& options) {
   }
   journal->recordFiles();
   journal->startCheckpointer();
+  journal->startSyncer();
   return journal;
 }
 

@@ -24,6 +24,7 @@
 #include "buffer/journal.h"
 #include "buffer/sqlite.h"
 #include "buffer/wal_checkpointer.h"
+#include "buffer/wal_syncer.h"
 #include "core/log.h"
 
 namespace gw::buffer::detail {
@@ -103,6 +104,9 @@ class SqliteJournal final : public Journal {
   void readDevice(std::string_view device, std::uint64_t after, size_t limit, std::uint64_t scan,
                   std::vector<ReadingRecord>& out) override;
   std::uint64_t lastSeq() const override { return last_seq_; }
+  std::uint64_t durableSeq() const override;  // journal_sync.cpp
+  void onDurable(std::function<void(std::uint64_t)> fn) override;
+  std::uint64_t syncNow() override;
   void putState(std::string_view key, std::string value) override;
   std::optional<std::string> state(std::string_view key) const override;
   std::uint64_t cursor(std::string_view sink) const override;
@@ -118,6 +122,10 @@ class SqliteJournal final : public Journal {
   void recordFiles();
   /// Checkpoints from now on run on the checkpointer's thread (journal.cpp).
   void startCheckpointer();
+  /// synchronous = kFull: the WAL is synced by syncer_ from now on, on the file the connection
+  /// has open, and everything committed so far is durable (journal_sync.cpp). Without it the
+  /// connection syncs inside COMMIT (SQLite's synchronous=FULL).
+  void startSyncer();
 
  private:
   struct PendingRow {
@@ -238,6 +246,12 @@ class SqliteJournal final : public Journal {
   std::uint64_t low_disk_used_ = 0;             // pages in use at the last check while low
   std::uint64_t disk_free_ = 0, min_free_ = 0;  // as last checked, for stats()
   int configure(sqlite3* db);
+
+  // The WAL's fdatasync after each commit (journal_sync.cpp); destroyed after the checkpointer
+  // and before db_: its destructor syncs what the last commits wrote.
+  WalSyncer syncer_;
+  bool wal_sync_ = false;  // syncer_ attached: durableSeq() is its durable(), not last_seq_
+  void afterCommit();
 
   // Last: destroyed first, so its thread and connection are gone before db_ closes (and
   // checkpoints the -wal into the file as the last connection).

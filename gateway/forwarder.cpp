@@ -159,15 +159,24 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
 
   void poke() {
     if (busy || stopped) return;
+    // Only rows on stable storage: one lost in a power cut after it was sent would have its seq
+    // reused by another row (buffer.synchronous = full syncs after the commit).
+    const std::uint64_t durable = journal.durableSeq();
+    if (durable <= sent_upto) return;
     std::vector<ReadingRecord> batch;
+    const auto beyond = [durable](const ReadingRecord& r) { return r.seq > durable; };
     if (options.alerts_only) {
       journal.readAlerts(sent_upto, options.batch, batch);
+      batch.erase(std::find_if(batch.begin(), batch.end(), beyond), batch.end());
       if (batch.empty()) {
-        if (journal.lastSeq() > sent_upto) advance(journal.lastSeq());
+        advance(durable);
         return;
       }
     } else {
-      journal.read(sent_upto, options.batch, batch);
+      journal.read(sent_upto,
+                   static_cast<size_t>(std::min<std::uint64_t>(options.batch, durable - sent_upto)),
+                   batch);
+      batch.erase(std::find_if(batch.begin(), batch.end(), beyond), batch.end());
     }
     if (batch.empty()) return;
     busy = true;

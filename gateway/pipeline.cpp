@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <boost/asio/post.hpp>
 #include <charconv>
 #ifdef __GLIBC__
 #include <malloc.h>
@@ -39,6 +40,15 @@ Pipeline::Impl::Impl(boost::asio::io_context& io_, const config::Config& cfg_, C
   if (cfg.aggregate.enabled) jo.sinks.push_back("windows");
   for (const auto& n : cfg.notify.notifiers) jo.sinks.push_back(n->name());
   journal = buffer::Journal::open(jo);
+  // synchronous = full: a commit is acknowledged once the journal's sync thread has fdatasynced
+  // it; one wakeup of the loop per sync.
+  // The sync thread may call it while this is being destroyed (the journal goes last): it
+  // touches only the loop and the weak reference.
+  journal->onDurable([this, &loop = io, a = std::weak_ptr<bool>(alive)](std::uint64_t) {
+    boost::asio::post(loop, [this, a] {
+      if (!a.expired()) onDurable();
+    });
+  });
 
   BuildContext context{io, cfg.gateway.id, cfg.clock.broker_reference, cfg.clock.broker_property};
   context.commit_interval = cfg.buffer.commit_interval;  // issue 16: the MQTT read batching
@@ -135,6 +145,10 @@ void Pipeline::Impl::stop() {
   if (stopped) return;
   firing_force = true;  // the last commit writes the firing set whatever its size
   commitNow();
+  // The last commit made durable before the sources go, so that they acknowledge it.
+  journal->syncNow();
+  if (sources_started)
+    for (auto& s : sources) s->committed(journal->durableSeq());
   stopped = true;
   for (auto* t :
        {&commit_timer, &retention_timer, &stats_timer, &window_timer, &alert_timer, &loop_timer})
@@ -358,8 +372,9 @@ void Pipeline::Impl::commitNow() {
   for (auto& f : outboxes) cursor_sum += f->cursor();
   const std::uint64_t appended = appendedSeq();
   if (journal->pending() == 0 && cursor_sum == committed_cursor_sum && !firing_written) {
+    // Bad input waits for nothing but what came before it (appended, once that is durable).
     if (sources_started)
-      for (auto& s : sources) s->committed(appended);  // bad input waits for nothing
+      for (auto& s : sources) s->committed(std::min(appended, journal->durableSeq()));
     return;
   }
   commit_failing = !journal->commit();
@@ -370,12 +385,25 @@ void Pipeline::Impl::commitNow() {
   committed_cursor_sum = cursor_sum;
   if (windows)
     journal->setCursor("windows", std::min(windows->replayFrom() - 1, journal->lastSeq()));
-  // MQTT PUBACKs and CoAP 2.04s for everything now durable.
+  // MQTT PUBACKs and CoAP 2.04s for everything now durable: with synchronous = full that is what
+  // the journal's sync thread has covered (this commit is acknowledged by onDurable() once its
+  // sync is done); otherwise this commit.
   if (sources_started)
-    for (auto& s : sources) s->committed(journal->lastSeq());
+    for (auto& s : sources) s->committed(journal->durableSeq());
   for (auto& f : forwarders) f->poke();
   for (auto& f : outboxes) f->poke();
   armWindowTimer();
+}
+
+/// A sync of the journal finished (posted by its sync thread): acknowledge and forward up to the
+/// durable seq.
+void Pipeline::Impl::onDurable() {
+  if (stopped) return;
+  const std::uint64_t durable = journal->durableSeq();
+  if (sources_started)
+    for (auto& s : sources) s->committed(durable);
+  for (auto& f : forwarders) f->poke();
+  for (auto& f : outboxes) f->poke();
 }
 
 void Pipeline::Impl::every(boost::asio::steady_timer& timer, Nanos interval,

@@ -45,6 +45,7 @@ struct Pipeline::Impl final : Ingest {
   void start();
   void stop();
   void commitNow();
+  void onDurable();  // the journal's sync thread made more durable (posted to the loop)
 
   // Status (pipeline_status.cpp).
   StatusSnapshot snapshot(StatusParts what, const DeviceQuery* devices = nullptr) const;

@@ -102,6 +102,7 @@ struct Fixture {
       last =
           journal->append(id, i, kT0 + i * kNanosPerSecond, std::nullopt, TimeReference::kReceive);
     REQUIRE(journal->commit());
+    journal->syncNow();  // what the pipeline waits for (onDurable) before it pokes
     return last;
   }
 
@@ -401,4 +402,37 @@ TEST_CASE("forwarder: the link coming back cuts a long retry wait short") {
   CHECK(f.batches() == Batches{{1, 2}, {1, 2}});
   CHECK(str(fw->status().state) == "up");
   fw->stop();
+}
+
+TEST_CASE("forwarder: sends only what the journal has synced (durableSeq), never beyond") {
+  Fixture f;
+  auto fw = f.make(fastOptions(100));
+  f.addReadings(3);
+  // Committed but not yet synced: rows 4..5 are readable and must not be sent.
+  const SeriesId id = f.journal->internSeries(Series{"press-7", "temperature", {}});
+  f.journal->append(id, 4, kT0, std::nullopt, TimeReference::kReceive);
+  f.journal->append(id, 5, kT0, std::nullopt, TimeReference::kReceive);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool held = true;
+  buffer::setWalSyncHookForTests([&] {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return !held; });
+  });
+  REQUIRE(f.journal->commit());
+  CHECK(f.journal->lastSeq() == 5);
+  fw->poke();
+  REQUIRE(f.runUntil([&] { return fw->cursor() == 3; }));
+  fw->poke();
+  f.io.run_for(std::chrono::milliseconds(30));
+  CHECK(fw->cursor() == 3);
+  {
+    std::lock_guard lock(mu);
+    held = false;
+  }
+  cv.notify_all();
+  CHECK(f.journal->syncNow() == 5);
+  buffer::setWalSyncHookForTests({});
+  fw->poke();
+  REQUIRE(f.runUntil([&] { return fw->cursor() == 5; }));
 }

@@ -14,12 +14,14 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <chrono>
+#include <condition_variable>
 #include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <numeric>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "buffer/journal.h"
@@ -376,14 +378,22 @@ TEST_CASE("pipeline: a reading is acknowledged only after the journal commit") {
 TEST_CASE("pipeline: a full batch commits inside reading(), before the source hears the seq") {
   Harness h;
   h.cfg.buffer.batch = 4;
+  bool full = false;
+  SUBCASE("synchronous = normal") { h.cfg.buffer.synchronous = buffer::Synchronous::kNormal; }
+  SUBCASE("synchronous = full") { full = true; }
   h.start();
   CHECK(h.source->message({1, 2, 3}) == 3);
   CHECK(h.file->durableSeq() == 0);
   CHECK(h.source->acked() == 0);
-  // The fourth row fills the batch: committed, and acknowledged, while reading() runs. A source
-  // must accept committed(seq) for a message whose seq it has not been told yet.
+  // The fourth row fills the batch: committed while reading() runs, and acknowledged there too
+  // when nothing more is to wait for (normal); with full once its sync ran (posted to the loop).
+  // A source must accept committed(seq) for a message whose seq it has not been told yet.
   CHECK(h.source->message({4, 5}) == 5);
   CHECK(h.file->durableSeq() == 5);
+  if (full) {
+    CHECK(h.source->acked() == 0);
+    REQUIRE(h.runUntil([&] { return h.source->acked() == 5; }));
+  }
   CHECK(h.source->acked() == 5);
   CHECK(h.ingest().appendedSeq() == 5);
   CHECK(h.source->aheadOfJournal().empty());
@@ -603,4 +613,76 @@ TEST_CASE("pipeline: status times and rates come from the injected clock") {
   CHECK(s.journal.oldest_unsent == std::optional<Nanos>(kT0 + 2250 * kMs));
   REQUIRE(s.sinks.size() == 1);
   CHECK(s.sinks[0].journal.oldest_unsent == std::optional<Nanos>(kT0 + 2250 * kMs));
+}
+
+namespace {
+
+/// Holds the journal's WAL syncs (buffer.synchronous = full) until released.
+struct HeldSyncs {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool held = true;
+  int syncs = 0;
+  HeldSyncs() {
+    buffer::setWalSyncHookForTests([this] {
+      std::unique_lock lock(mu);
+      ++syncs;
+      cv.wait(lock, [this] { return !held; });
+    });
+  }
+  ~HeldSyncs() {
+    release();
+    buffer::setWalSyncHookForTests({});
+  }
+  void release() {
+    {
+      std::lock_guard lock(mu);
+      held = false;
+    }
+    cv.notify_all();
+  }
+  int count() {
+    std::lock_guard lock(mu);
+    return syncs;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("pipeline: with synchronous = full a reading is acknowledged and sent after its sync") {
+  HeldSyncs held;
+  Harness h;
+  REQUIRE(h.cfg.buffer.synchronous == buffer::Synchronous::kFull);  // the default
+  h.start();
+  const std::uint64_t before = h.source->acked();
+  CHECK(h.source->message({1.5, 2.5}) == 2);
+  // Committed (the file has it), but its sync is held: no acknowledgement, nothing sent.
+  REQUIRE(h.runUntil([&] { return h.file->durableSeq() == 2 && held.count() >= 1; }));
+  h.runFor(50);
+  CHECK(h.source->acked() == before);
+  CHECK(h.sink->received().empty());
+
+  held.release();
+  REQUIRE(h.runUntil([&] { return h.source->acked() == 2; }));
+  REQUIRE(h.runUntil([&] { return h.sink->received().size() == 2; }));
+  CHECK(h.source->aheadOfJournal().empty());
+  CHECK(h.source->acksInOrder());
+}
+
+TEST_CASE("pipeline: stop() syncs the last commit and acknowledges it before the sources stop") {
+  HeldSyncs held;
+  Harness h;
+  h.start();
+  CHECK(h.source->message({1, 2, 3}) == 3);
+  REQUIRE(h.runUntil([&] { return held.count() >= 1; }));  // the commit's sync is held
+  CHECK(h.source->message({4}) == 4);
+  CHECK(h.source->acked() < 3);
+  std::thread release([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    held.release();
+  });
+  h.pipeline->stop();  // waits for the held sync, then syncs seq 4
+  release.join();
+  CHECK(h.source->acked() == 4);
+  CHECK(h.source->acks.back().after_stop == false);
 }
