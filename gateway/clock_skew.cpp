@@ -102,10 +102,10 @@ double SkewEstimator::key(const Sample& s) const {
 
 double SkewEstimator::predict(Nanos d) const { return base_key_ + drift_used_ * rel(d, origin_); }
 
-bool SkewEstimator::consistent(const Sample& a, const Sample& b) const {
+bool SkewEstimator::consistent(const Sample& a, const Sample& b, double tolerance) const {
   const double dd = rel(a.device_time, b.device_time);
   const double diff = rel(a.offset, b.offset) - drift_used_ * dd;
-  return std::abs(diff) <= tolerance_ + kRateTolerance * std::abs(dd);
+  return std::abs(diff) <= tolerance + kRateTolerance * std::abs(dd);
 }
 
 void SkewEstimator::startEpoch(const Sample& seed, int samples) {
@@ -308,9 +308,9 @@ Correction SkewEstimator::estimate(Nanos device_time, Nanos reference_time) {
 
   const double gap = std::abs(rel(device_time, last_device_time_));
   const double e = rel(theta, origin_offset_) - predict(device_time);
-  tolerance_ = std::max(kMinTolerance, kHighJitters * jitter_);
+  const double tolerance = std::max(kMinTolerance, kHighJitters * jitter_);
   const double low_tolerance = std::max(kMinTolerance, jitter_) + kRateTolerance * gap;
-  const double high_tolerance = tolerance_ + kRateTolerance * gap;
+  const double high_tolerance = tolerance + kRateTolerance * gap;
 
   Kind kind = Kind::kNone;
   if (std::abs(e) > static_cast<double>(options_.step)) {
@@ -339,7 +339,7 @@ Correction SkewEstimator::estimate(Nanos device_time, Nanos reference_time) {
   }
 
   // A suspected step: collect consistent samples, confirm with enough of them.
-  if (candidate_kind_ == kind && consistent(s, candidate_last_)) {
+  if (candidate_kind_ == kind && consistent(s, candidate_last_, tolerance)) {
     ++candidate_count_;
     const double dd = rel(device_time, candidate_best_.device_time);
     if (rel(theta, candidate_best_.offset) - drift_used_ * dd < 0) candidate_best_ = s;

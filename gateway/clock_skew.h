@@ -113,7 +113,8 @@ class SkewEstimator {
   void closeSegment();
   void compact();
   void refit();
-  bool consistent(const Sample& a, const Sample& b) const;
+  /// Whether b is a continuation of a, within `tolerance` (ns) plus the rate tolerance.
+  bool consistent(const Sample& a, const Sample& b, double tolerance) const;
   /// A sample's offset relative to the epoch's origin, projected to the origin with the drift.
   double key(const Sample& s) const;
   /// The estimated offset at device time `d`, relative to origin_offset_.
@@ -179,7 +180,6 @@ class SkewEstimator {
   double drift_used_ = 0;   ///< drift_ when significant, else 0
   double jitter_ = 0;       ///< EMA of the residual above the envelope (ns)
   Nanos last_device_time_ = 0;
-  double tolerance_ = 0;           ///< residual noise allowed at the last classification (ns)
   Sample candidate_last_{};        ///< last sample of a suspected step
   Sample candidate_best_{};        ///< lowest sample (by projected offset) of a suspected step
   double candidate_jump_ = 0;      ///< residual of the first sample of a suspected step (ns)
