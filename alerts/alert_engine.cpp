@@ -88,7 +88,7 @@ struct AlertEngine::Impl {
   // scan of every series. An item is valid while its generation and due match the entry's;
   // later deadlines are rescheduled lazily (when the earlier item pops), earlier ones push.
   struct Node {
-    Series key;
+    const Series* key = nullptr;  ///< the caller's (the journal's), or one of `restored`
     Entry entry;
     Nanos next_due = kNoDue;  ///< due of the one valid heap item; kNoDue: none
     std::uint32_t generation = 0;
@@ -110,6 +110,9 @@ struct AlertEngine::Impl {
   SlotIndex index;         ///< a series' hash -> its node, for the live nodes
   std::deque<Node> nodes;  // grows without copying (peak memory at 100,000 series)
   std::vector<std::uint32_t> free_nodes;
+  /// Copies of the series that restore() brought back (no caller's Series to point at yet);
+  /// as many as firing alerts at start-up or reload, kept for the engine's life.
+  std::deque<Series> restored;
   std::priority_queue<Due, std::vector<Due>, std::greater<>> due;
   std::set<std::uint64_t> firing_states;  ///< node << 32 | state index, of phase firing
   std::vector<State> scratch;             ///< find()'s list of matching rules
@@ -124,7 +127,7 @@ struct AlertEngine::Impl {
   }
   /// The live node of `s` (of hash `hash`), or SlotIndex::kNone.
   std::uint32_t nodeOf(const Series& s, std::uint32_t hash) const {
-    return index.find(hash, [&](std::uint32_t node) { return nodes[node].key == s; });
+    return index.find(hash, [&](std::uint32_t node) { return *nodes[node].key == s; });
   }
   std::optional<std::uint32_t> lookup(const Series& s) const {
     const std::uint32_t node = nodeOf(s, hashOf(s));
@@ -179,7 +182,7 @@ struct AlertEngine::Impl {
     const CompiledRule& c = compiled[st.rule];
     const double threshold =
         c.kind == Kind::kNoData ? seconds(rules[st.rule].no_data_for) : c.trigger;
-    out.push_back(makeEvent(nodes[node].key, st, AlertState::kFiring, statisticOf(st), value,
+    out.push_back(makeEvent(*nodes[node].key, st, AlertState::kFiring, statisticOf(st), value,
                             threshold, time, window));
   }
 
@@ -200,7 +203,7 @@ struct AlertEngine::Impl {
                Nanos window, std::vector<AlertEvent>& out) {
     setPhase(node, st, Phase::kOk);
     ++counters.resolves;
-    out.push_back(makeEvent(nodes[node].key, st, AlertState::kResolved, statisticOf(st), value,
+    out.push_back(makeEvent(*nodes[node].key, st, AlertState::kResolved, statisticOf(st), value,
                             threshold, time, window));
   }
 
@@ -294,6 +297,7 @@ struct AlertEngine::Impl {
     due.push({at, node, n.generation});
   }
 
+  /// The node of `s`, made when new (keeping a pointer to `s`: it must stay valid).
   std::optional<std::uint32_t> find(const Series& s, Nanos now) {
     const std::uint32_t hash = hashOf(s);
     if (const std::uint32_t node = nodeOf(s, hash); node != SlotIndex::kNone) return node;
@@ -325,7 +329,7 @@ struct AlertEngine::Impl {
     n.entry.states.assign(states);
     n.entry.has_no_data = has_no_data;
     n.entry.last_seen = now;
-    n.key = s;
+    n.key = &s;
     n.hash = hash;
     n.live = true;
     n.next_due = kNoDue;
@@ -341,7 +345,7 @@ struct AlertEngine::Impl {
     index.erase(node, n.hash);
     index.shrink();
     n.entry = Entry{};
-    n.key = Series{};  // its strings go back
+    n.key = nullptr;
     n.live = false;
     n.next_due = kNoDue;
     ++n.generation;  // its heap items are stale now
@@ -458,8 +462,9 @@ bool AlertEngine::restore(const AlertEvent& firing, Nanos now) {
   if (!node) {
     const std::size_t cap = m.options.max_series;
     m.options.max_series = std::numeric_limits<std::size_t>::max();  // start-up: never refuse
-    node = m.find(firing.series, now);
+    node = m.find(m.restored.emplace_back(firing.series), now);
     m.options.max_series = cap;
+    if (!node) m.restored.pop_back();
   }
   if (!node) return false;
   for (State& st : m.nodes[*node].entry.states) {
@@ -484,10 +489,18 @@ std::vector<AlertEvent> AlertEngine::firing(std::size_t max) const {
     const CompiledRule& c = m.compiled[st.rule];
     const double threshold =
         c.kind == Kind::kNoData ? seconds(m.rules[st.rule].no_data_for) : c.trigger;
-    out.push_back(m.makeEvent(n.key, st, AlertState::kFiring, m.statisticOf(st), st.value,
+    out.push_back(m.makeEvent(*n.key, st, AlertState::kFiring, m.statisticOf(st), st.value,
                               threshold, st.last_trigger, st.window));
   }
   return out;
+}
+
+std::size_t AlertEngine::memoryBytes() const {
+  const Impl& m = *impl_;
+  // The heap's items: a priority_queue's container is not accessible, its size is (the
+  // capacity is at most twice that).
+  return m.nodes.size() * sizeof(Impl::Node) + m.index.memoryBytes() +
+         m.due.size() * sizeof(Impl::Due) + m.free_nodes.capacity() * sizeof(std::uint32_t);
 }
 
 std::size_t AlertEngine::firingCount() const { return impl_->firing_states.size(); }

@@ -25,9 +25,9 @@
 // - NaN values are ignored (counted); they still count as data for no_data_for.
 //
 // Memory: one entry per series that at least one rule selects (series not selected by any
-// rule cost nothing): ~200 bytes (x86-64) with the Series copy (88, plus its strings when a
-// name is longer than 15 characters) and the state of one matching rule inline, 48 bytes per
-// further rule, and ~16 bytes of index (open addressing, nothing reserved up front). At most
+// rule cost nothing): ~112 bytes (x86-64) with a pointer to the caller's Series (no copy:
+// issue 13) and the state of one matching rule inline, 48 bytes per further rule, ~16 bytes of
+// index (open addressing, nothing reserved up front) and the deadlines' heap. At most
 // `max_series` entries; beyond that new series are not evaluated and are counted. Entries
 // idle for `forget_after` with no state firing or held are dropped on tick (a series with a
 // no_data_for rule fires first, so it stays until its data returns: no incident left open).
@@ -88,10 +88,13 @@ class AlertEngine {
 
   /// A committed reading. Evaluates rules with on = "value"; marks the series alive for
   /// no_data_for rules (resolving them). Appends events to `out` in the order they happen.
+  /// The engine keeps a pointer to `series`, not a copy: it must stay valid and unchanged for
+  /// the engine's life (the pipeline passes the journal's series(id), which never move).
   void onReading(const Series& series, double value, Nanos event_time, Nanos now,
                  std::vector<AlertEvent>& out);
   /// A closed window [start, end) of `series` with its statistics. Evaluates rules whose `on`
   /// names one of them; marks the series alive like onReading (do not pass empty windows).
+  /// `series` must stay valid as for onReading.
   void onWindow(const Series& series, Nanos window_start, Nanos window_end,
                 std::span<const Statistic> stats, Nanos now, std::vector<AlertEvent>& out);
   /// Call periodically (e.g. every second): fires no_data_for rules, sends held re-triggers
@@ -112,6 +115,10 @@ class AlertEngine {
 
   /// How many rule × series fire now (firing().size() without building the events).
   std::size_t firingCount() const;
+
+  /// Bytes held by the entries, the index and the deadlines (not malloc overhead, nor the
+  /// states of series that more than one rule selects); O(1).
+  std::size_t memoryBytes() const;
 
   /// Counters, kept as states change: O(1).
   EngineCounters counters() const;

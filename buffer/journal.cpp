@@ -86,14 +86,7 @@ int SqliteJournal::writeDirtySinks() {
   return SQLITE_OK;
 }
 
-SeriesId SqliteJournal::internSeries(const Series& series) {
-  if (auto it = series_ids_.find(&series); it != series_ids_.end()) return it->second;
-  if (series_.size() > std::numeric_limits<SeriesId>::max()) die("series id space exhausted");
-  series_.push_back(series);
-  const auto id = static_cast<SeriesId>(series_.size() - 1);
-  series_ids_.emplace(&series_.back(), id);
-  return id;
-}
+SeriesId SqliteJournal::internSeries(const Series& series) { return series_.intern(series); }
 
 const Series& SqliteJournal::series(SeriesId id) const {
   if (id >= series_.size()) die(fmt::format("unknown series id {}", id));

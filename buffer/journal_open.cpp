@@ -251,8 +251,7 @@ OpenResult SqliteJournal::loadState() {
       if (s.columnInt(0) != static_cast<std::int64_t>(series_.size()) ||
           !decodeTags(s.columnBlob(3), series.tags))
         return {Outcome::kCorrupt, fmt::format("series table: bad row id {}", s.columnInt(0))};
-      series_.push_back(std::move(series));
-      series_ids_.emplace(&series_.back(), static_cast<SeriesId>(series_.size() - 1));
+      series_.add(std::move(series));
     }
     if (rc != SQLITE_DONE) return failed(rc, "loading series");
     persisted_series_ = series_.size();

@@ -22,6 +22,7 @@
 
 #include "buffer/dead_letter_table.h"
 #include "buffer/journal.h"
+#include "buffer/series_table.h"
 #include "buffer/sqlite.h"
 #include "buffer/wal_checkpointer.h"
 #include "buffer/wal_syncer.h"
@@ -61,13 +62,6 @@ bool decodeWindow(std::string_view in, WindowStats& w);
 
 fs::path withSuffix(const fs::path& p, std::string_view suffix);
 
-struct SeriesPtrHash {
-  size_t operator()(const Series* s) const noexcept { return SeriesHash{}(*s); }
-};
-struct SeriesPtrEq {
-  bool operator()(const Series* a, const Series* b) const noexcept { return *a == *b; }
-};
-
 enum class Outcome { kOk, kCorrupt, kFatal, kNewer };  // kNewer: left as it is
 struct OpenResult {
   Outcome outcome = Outcome::kOk;
@@ -77,9 +71,10 @@ struct OpenResult {
 class SqliteJournal final : public Journal {
  public:
   explicit SqliteJournal(const JournalOptions& options)
-      : options_(options), clock_(options.clock ? options.clock : std::function<Nanos()>(wallNow)) {
+      : options_(options),
+        clock_(options.clock ? options.clock : std::function<Nanos()>(wallNow)),
+        series_(options.expected_series) {
     for (const auto& name : options.sinks) sinks_.try_emplace(name);
-    series_ids_.reserve(options.expected_series);
   }
 
   OpenResult open();
@@ -203,8 +198,7 @@ class SqliteJournal final : public Journal {
   DeadLetterTable dead_letters_;  // its statements, like the ones above
   std::int64_t page_size_ = 4096;
 
-  std::deque<Series> series_;  // index = SeriesId; a deque never moves its elements
-  std::unordered_map<const Series*, SeriesId, SeriesPtrHash, SeriesPtrEq> series_ids_;
+  SeriesTable series_;  // index = SeriesId; its elements never move
   size_t persisted_series_ = 0;
 
   std::vector<PendingRow> pending_;

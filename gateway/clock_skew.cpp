@@ -41,6 +41,10 @@ constexpr std::uint64_t kJitterSamples = 16;
 // O(history) step.
 constexpr int kRefitEvery = 8;
 
+void saturatingIncrement(std::uint32_t& n) {
+  if (n != UINT32_MAX) ++n;
+}
+
 Nanos roundToNanos(double v) { return static_cast<Nanos>(v < 0 ? v - 0.5 : v + 0.5); }
 
 /// a − b as a double, exact when the int64 difference does not overflow.
@@ -54,16 +58,54 @@ double rel(Nanos a, Nanos b) {
 
 SkewEstimator::SkewEstimator(const ClockOptions& options) : options_(options) {}
 
+DeviceClock SkewEstimator::state() const {
+  DeviceClock c;
+  c.offset = offset_;
+  c.drift_ppm = drift_ * 1e6;
+  c.samples = samples_;
+  c.steps = steps_;
+  if (last_step_ != kNoStep) c.last_step = last_step_;
+  c.out_of_bounds = offset_ > options_.max_skew || offset_ < -options_.max_skew;
+  c.converged = converged_;
+  c.reference = reference_;
+  c.drift_applied = drift_used_ != 0.0;
+  c.last_seen = last_seen_;
+  c.shifts = shifts_;
+  c.jitter = roundToNanos(jitter_);
+  c.suspect = suspect_;
+  return c;
+}
+
+SkewEstimator::Ring::Ring(const Ring& other) { *this = other; }
+
+SkewEstimator::Ring& SkewEstimator::Ring::operator=(const Ring& other) {
+  if (this == &other) return *this;
+  data_.reset();
+  capacity_ = 0;
+  reserve(other.capacity_, 0);
+  std::copy_n(other.data_.get(), other.capacity_, data_.get());
+  return *this;
+}
+
+void SkewEstimator::Ring::reserve(int n, int used) {
+  if (n <= capacity_) return;
+  const int capacity = n <= 4 ? 4 : n <= 8 ? 8 : n <= 16 ? 16 : kSegments;
+  auto grown = std::make_unique<Sample[]>(static_cast<std::size_t>(capacity));
+  std::copy_n(data_.get(), used, grown.get());
+  data_ = std::move(grown);
+  capacity_ = static_cast<std::uint8_t>(capacity);
+}
+
 double SkewEstimator::key(const Sample& s) const {
   return rel(s.offset, origin_offset_) - drift_used_ * rel(s.device_time, origin_);
 }
 
 double SkewEstimator::predict(Nanos d) const { return base_key_ + drift_used_ * rel(d, origin_); }
 
-bool SkewEstimator::consistent(const Sample& a, const Sample& b) const {
+bool SkewEstimator::consistent(const Sample& a, const Sample& b, double tolerance) const {
   const double dd = rel(a.device_time, b.device_time);
   const double diff = rel(a.offset, b.offset) - drift_used_ * dd;
-  return std::abs(diff) <= tolerance_ + kRateTolerance * std::abs(dd);
+  return std::abs(diff) <= tolerance + kRateTolerance * std::abs(dd);
 }
 
 void SkewEstimator::startEpoch(const Sample& seed, int samples) {
@@ -109,7 +151,7 @@ void SkewEstimator::compact() {
     merged[m++] = key(b) < key(a) ? b : a;
   }
   if (ring_size_ % 2) merged[m++] = ring_[(ring_head_ + ring_size_ - 1) % kSegments];
-  ring_.assign(merged.begin(), merged.begin() + m);
+  for (int i = 0; i < m; ++i) ring_[i] = merged[i];
   ring_head_ = 0;
   ring_size_ = static_cast<std::uint8_t>(m);
   segment_size_ = static_cast<std::uint8_t>(segment_size_ * 2);
@@ -125,7 +167,7 @@ void SkewEstimator::closeSegment() {
   if (ring_size_ < kSegments) {
     slot = (ring_head_ + ring_size_) % kSegments;
     ++ring_size_;
-    if (ring_.size() <= static_cast<size_t>(slot)) ring_.resize(static_cast<size_t>(slot) + 1);
+    ring_.reserve(slot + 1, slot);  // not full: ring_head_ is 0
   } else {
     slot = ring_head_;
     ring_head_ = static_cast<std::uint8_t>((ring_head_ + 1) % kSegments);
@@ -215,12 +257,8 @@ void SkewEstimator::refit() {
 
 Correction SkewEstimator::apply(Nanos device_time, const Correction& fallback) {
   const Nanos offset = origin_offset_ + roundToNanos(predict(device_time));
-  state_.offset = offset;
-  state_.out_of_bounds = offset > options_.max_skew || offset < -options_.max_skew;
-  state_.drift_ppm = drift_ * 1e6;
-  state_.drift_applied = drift_used_ != 0.0;
-  state_.jitter = roundToNanos(jitter_);
-  state_.converged = epoch_samples_ >= 2;
+  offset_ = offset;
+  converged_ = epoch_samples_ >= 2;
   Nanos event_time;
   if (__builtin_add_overflow(device_time, offset, &event_time)) return fallback;
   return {event_time, offset};
@@ -228,13 +266,13 @@ Correction SkewEstimator::apply(Nanos device_time, const Correction& fallback) {
 
 Correction SkewEstimator::observe(Nanos device_time, Nanos reference_time,
                                   TimeReference reference) {
-  state_.reference = reference;
+  reference_ = reference;
   return observe(device_time, reference_time);
 }
 
 Correction SkewEstimator::observeReferenceOnly(Nanos reference_time, TimeReference reference) {
-  state_.reference = reference;
-  state_.last_seen = reference_time;
+  reference_ = reference;
+  last_seen_ = reference_time;
   return {reference_time, 0};
 }
 
@@ -247,14 +285,14 @@ Correction SkewEstimator::trust(Nanos device_time, const Correction& corrected) 
   Nanos shift;
   if (tol <= 0 || __builtin_sub_overflow(corrected.event_time, device_time, &shift))
     return corrected;
-  if ((shift <= tol && shift >= -tol) || (!state_.converged && shift > 0 && shift < options_.step))
+  if ((shift <= tol && shift >= -tol) || (!converged_ && shift > 0 && shift < options_.step))
     return {device_time, 0};
   return corrected;
 }
 
 Correction SkewEstimator::estimate(Nanos device_time, Nanos reference_time) {
-  ++state_.samples;
-  state_.last_seen = reference_time;
+  ++samples_;
+  last_seen_ = reference_time;
   Nanos theta;
   if (__builtin_sub_overflow(reference_time, device_time, &theta))
     return {reference_time, 0};  // a device time no clock can have; not an observation
@@ -263,17 +301,16 @@ Correction SkewEstimator::estimate(Nanos device_time, Nanos reference_time) {
 
   if (epoch_samples_ == 0) {
     startEpoch(s, 1);
-    state_.offset = theta;
-    state_.out_of_bounds = theta > options_.max_skew || theta < -options_.max_skew;
-    state_.converged = false;
+    offset_ = theta;
+    converged_ = false;
     return as_reference;
   }
 
   const double gap = std::abs(rel(device_time, last_device_time_));
   const double e = rel(theta, origin_offset_) - predict(device_time);
-  tolerance_ = std::max(kMinTolerance, kHighJitters * jitter_);
+  const double tolerance = std::max(kMinTolerance, kHighJitters * jitter_);
   const double low_tolerance = std::max(kMinTolerance, jitter_) + kRateTolerance * gap;
-  const double high_tolerance = tolerance_ + kRateTolerance * gap;
+  const double high_tolerance = tolerance + kRateTolerance * gap;
 
   Kind kind = Kind::kNone;
   if (std::abs(e) > static_cast<double>(options_.step)) {
@@ -288,10 +325,10 @@ Correction SkewEstimator::estimate(Nanos device_time, Nanos reference_time) {
   if (kind != Kind::kJump) {
     // Delay statistics, clipped so that one long queueing delay does not blow the tolerance up.
     const double residual = std::clamp(e, 0.0, 2 * high_tolerance) - jitter_;
-    if (state_.samples >= kJitterSamples)
+    if (samples_ >= kJitterSamples)
       jitter_ += residual * (1.0 / kJitterSamples);
     else
-      jitter_ += residual / static_cast<double>(state_.samples);
+      jitter_ += residual / static_cast<double>(samples_);
   }
 
   if (kind == Kind::kNone) {
@@ -302,7 +339,7 @@ Correction SkewEstimator::estimate(Nanos device_time, Nanos reference_time) {
   }
 
   // A suspected step: collect consistent samples, confirm with enough of them.
-  if (candidate_kind_ == kind && consistent(s, candidate_last_)) {
+  if (candidate_kind_ == kind && consistent(s, candidate_last_, tolerance)) {
     ++candidate_count_;
     const double dd = rel(device_time, candidate_best_.device_time);
     if (rel(theta, candidate_best_.offset) - drift_used_ * dd < 0) candidate_best_ = s;
@@ -323,17 +360,17 @@ Correction SkewEstimator::estimate(Nanos device_time, Nanos reference_time) {
       return apply(device_time, as_reference);
     }
   } else if (candidate_count_ < kConfirm) {
-    ++state_.suspect;
-    state_.converged = false;
+    saturatingIncrement(suspect_);
+    converged_ = false;
     return as_reference;
   }
 
   // Confirmed: restart the filter from the candidates.
   if (std::abs(candidate_jump_) > static_cast<double>(options_.step)) {
-    ++state_.steps;
-    state_.last_step = candidate_reference_;
+    saturatingIncrement(steps_);
+    last_step_ = candidate_reference_;
   } else {
-    ++state_.shifts;
+    saturatingIncrement(shifts_);
   }
   const int count = candidate_count_;
   const Sample best = candidate_best_;

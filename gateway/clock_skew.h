@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string_view>
 #include <vector>
@@ -52,8 +53,10 @@ struct Correction {
   Nanos offset = 0;  ///< applied: event_time − device_time (0 when there is no device time)
 };
 
-/// The estimator for one clock. Not thread-safe; owned by the pipeline's event loop. Fixed
-/// size (sizeof is under 800 bytes), no allocation at all; observe() costs tens of ns.
+/// The estimator for one clock. Not thread-safe; owned by the pipeline's event loop. One is
+/// kept per device (issue 13: per-series memory), so its state is compact: state() is built
+/// from it on request, the history is one array grown to the samples seen (16 bytes each, up
+/// to kSegments) and no allocation happens once it is full; observe() costs tens of ns.
 ///
 /// The gateway's own clock against the broker's is one more estimator fed with
 /// observe(broker_stamp, receive_time): its offset is gateway clock − broker clock (plus the
@@ -83,7 +86,12 @@ class SkewEstimator {
   Correction observe(Nanos device_time, Nanos reference_time, TimeReference reference);
   /// A reading without a device time: its event time is the reference; the estimate is kept.
   Correction observeReferenceOnly(Nanos reference_time, TimeReference reference);
-  const DeviceClock& state() const { return state_; }
+  /// The device's clock as of the last observation (built on request: not kept per device).
+  DeviceClock state() const;
+  /// Parts of state() that the clock table reads per observation, without building it.
+  std::uint64_t samples() const { return samples_; }
+  std::uint32_t steps() const { return steps_; }
+  bool outOfBounds() const { return offset_ > options_.max_skew || offset_ < -options_.max_skew; }
   /// Heap bytes held (the history's capacity), for memory figures.
   std::size_t heapBytes() const { return ring_.capacity() * sizeof(Sample); }
 
@@ -105,21 +113,54 @@ class SkewEstimator {
   void closeSegment();
   void compact();
   void refit();
-  bool consistent(const Sample& a, const Sample& b) const;
+  /// Whether b is a continuation of a, within `tolerance` (ns) plus the rate tolerance.
+  bool consistent(const Sample& a, const Sample& b, double tolerance) const;
   /// A sample's offset relative to the epoch's origin, projected to the origin with the drift.
   double key(const Sample& s) const;
   /// The estimated offset at device time `d`, relative to origin_offset_.
   double predict(Nanos d) const;
-  /// Publishes the estimate at `device_time` in state_ and returns the correction (`fallback`
-  /// if the corrected time cannot be represented).
+  /// Publishes the estimate at `device_time` (offset_, converged_) and returns the correction
+  /// (`fallback` if the corrected time cannot be represented).
   Correction apply(Nanos device_time, const Correction& fallback);
 
+  /// The history's storage: an array grown in steps of 4, 8, 16, kSegments samples (a plain
+  /// pointer and a byte, not a vector's three pointers), copied with the estimator.
+  class Ring {
+   public:
+    Ring() = default;
+    Ring(const Ring& other);
+    Ring& operator=(const Ring& other);
+    Ring(Ring&&) noexcept = default;
+    Ring& operator=(Ring&&) noexcept = default;
+    /// Room for `n` samples, keeping the first `used`.
+    void reserve(int n, int used);
+    std::size_t capacity() const { return capacity_; }
+    Sample& operator[](int i) { return data_[static_cast<std::size_t>(i)]; }
+    const Sample& operator[](int i) const { return data_[static_cast<std::size_t>(i)]; }
+
+   private:
+    std::unique_ptr<Sample[]> data_;
+    std::uint8_t capacity_ = 0;
+  };
+
+  static constexpr Nanos kNoStep = INT64_MIN;
+
   ClockOptions options_;
-  DeviceClock state_;
+  // What state() reports that cannot be derived from the filter (steps, shifts and suspect
+  // saturate at 2^32 - 1).
+  Nanos offset_ = 0;
+  std::uint64_t samples_ = 0;
+  Nanos last_seen_ = 0;
+  Nanos last_step_ = kNoStep;
+  std::uint32_t steps_ = 0;
+  std::uint32_t shifts_ = 0;
+  std::uint32_t suspect_ = 0;
+  bool converged_ = false;
+  TimeReference reference_ = TimeReference::kReceive;
   /// Segment minima, oldest at ring_head_. Grown as segments close (up to kSegments): a device
   /// seen a few times costs a few samples, not 512 bytes (issue 13: per-series memory). While
   /// it is not full ring_head_ is 0, so a new segment goes at the end.
-  std::vector<Sample> ring_;
+  Ring ring_;
   std::uint8_t ring_size_ = 0;
   std::uint8_t ring_head_ = 0;
   std::uint8_t segment_count_ = 0;   ///< samples in the open segment
@@ -139,7 +180,6 @@ class SkewEstimator {
   double drift_used_ = 0;   ///< drift_ when significant, else 0
   double jitter_ = 0;       ///< EMA of the residual above the envelope (ns)
   Nanos last_device_time_ = 0;
-  double tolerance_ = 0;           ///< residual noise allowed at the last classification (ns)
   Sample candidate_last_{};        ///< last sample of a suspected step
   Sample candidate_best_{};        ///< lowest sample (by projected offset) of a suspected step
   double candidate_jump_ = 0;      ///< residual of the first sample of a suspected step (ns)

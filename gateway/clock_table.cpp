@@ -56,7 +56,7 @@ SkewEstimator* ClockTable::use(std::string_view device, Nanos now) {
   Entry& e = at(i);
   e.last_use = now;
   if (now - e.mark >= kRateInterval) {
-    const std::uint64_t samples = e.estimator.state().samples;
+    const std::uint64_t samples = e.estimator.samples();
     e.rate = static_cast<float>(static_cast<double>(samples - e.mark_samples) * kNanosPerSecond /
                                 static_cast<double>(now - e.mark));
     e.mark = now;
@@ -69,13 +69,14 @@ std::optional<Correction> ClockTable::observe(std::string_view device, Nanos now
                                               Nanos reference_time, TimeReference reference) {
   SkewEstimator* e = use(device, now);
   if (e == nullptr) return std::nullopt;
-  const DeviceClock before = e->state();
+  const bool out_before = e->outOfBounds();
+  const std::uint32_t steps_before = e->steps();
   const Correction c = e->observe(device_time, reference_time, reference);
-  const DeviceClock& after = e->state();
-  out_of_bounds_ = out_of_bounds_ - before.out_of_bounds + after.out_of_bounds;
-  steps_ += after.steps - before.steps;
-  if (before.out_of_bounds != after.out_of_bounds) {
-    if (after.out_of_bounds)
+  const bool out_after = e->outOfBounds();
+  out_of_bounds_ = out_of_bounds_ - out_before + out_after;
+  steps_ += e->steps() - steps_before;
+  if (out_before != out_after) {
+    if (out_after)
       skewed_.emplace(device);
     else if (auto it = skewed_.find(device); it != skewed_.end())
       skewed_.erase(it);
@@ -85,9 +86,9 @@ std::optional<Correction> ClockTable::observe(std::string_view device, Nanos now
 
 void ClockTable::remove(std::uint32_t i) {
   Entry& e = at(i);
-  out_of_bounds_ -= e.estimator.state().out_of_bounds;
-  steps_ -= e.estimator.state().steps;
-  if (e.estimator.state().out_of_bounds) skewed_.erase(e.name_);
+  out_of_bounds_ -= e.estimator.outOfBounds();
+  steps_ -= e.estimator.steps();
+  if (e.estimator.outOfBounds()) skewed_.erase(e.name_);
   unlink(i);
   index_.erase(i, e.hash_);
   const std::uint32_t last = size_ - 1;

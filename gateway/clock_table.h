@@ -2,7 +2,7 @@
 // of them, the least recently seen evicted once idle for `idle`. Eviction and the per-device
 // message rate cost O(1) per reading and O(evicted) per sweep: nothing scans every device.
 //
-// Memory (issue 13): one dense array of entries (~380 bytes each on x86-64, the estimator 304
+// Memory (issue 13): one dense array of entries (~310 bytes each on x86-64, the estimator 240
 // of them) and an open-addressing index of 8 bytes per slot; no node per device, no list node,
 // nothing reserved up front. An estimator's own history grows with its samples (16 bytes each,
 // up to 32).

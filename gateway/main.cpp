@@ -1,5 +1,6 @@
 // gatewayd: the edge gateway daemon. `--config FILE` runs in the foreground;
 // `--check-config FILE` validates and exits (78 on a bad config, as EX_CONFIG).
+#include <malloc.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -8,6 +9,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <iostream>
 #include <optional>
@@ -246,6 +248,11 @@ class Daemon {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Two malloc arenas instead of glibc's default of up to 8 per core (one per thread here): the
+  // event loop keeps the main arena, the sink workers and librdkafka's threads share the other.
+  // Each arena holds on to its own free memory, so fewer is less resident memory (issue 13:
+  // ~1 MiB of the fixed part). MALLOC_ARENA_MAX in the environment still decides.
+  if (std::getenv("MALLOC_ARENA_MAX") == nullptr) mallopt(M_ARENA_MAX, 2);
   CLI::App app{
       "gatewayd: edge gateway for industrial sensors (MQTT -> journal -> Kafka, time series)"};
   std::string config_file, check_file, level = "info";

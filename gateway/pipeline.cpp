@@ -230,7 +230,8 @@ std::uint64_t Pipeline::Impl::reading(Series& series, const Decoded& decoded, Na
     if (windows && !no_windows) windows->add(id, event_time, v.value, seq);
     if (no_clock || no_windows) overLimit(no_clock ? "the clock" : "the windows", series);
     if (alert_engine) {
-      alert_engine->onReading(series, v.value, event_time, time.wall(), alert_events);
+      // The journal's copy: it never moves, so the engine keeps a pointer to it (issue 13).
+      alert_engine->onReading(journal->series(id), v.value, event_time, time.wall(), alert_events);
       if (!alert_events.empty()) journalAlerts();
     }
   }

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <deque>
 #include <limits>
 #include <map>
 #include <random>
@@ -46,6 +47,13 @@ Rule silent(Nanos no_data_for = 60 * kS) {
 
 const Series kPump{"pump-7", "bearing_temp", {{"line", "3"}}};
 
+// The engine keeps a pointer to the Series it is given (the pipeline passes the journal's,
+// which never move): a temporary is kept alive here for the rest of the test run.
+const Series& keep(Series s) {
+  static std::deque<Series> kept;
+  return kept.emplace_back(std::move(s));
+}
+
 // Feeds readings at `step` seconds apart from kT0 (event time = wall time).
 struct Feed {
   explicit Feed(AlertEngine& e) : engine(e) {}
@@ -54,7 +62,7 @@ struct Feed {
   Nanos t = kT0;
   void at(Nanos when, double v, const Series& s = kPump) {
     t = when;
-    engine.onReading(s, v, t, t, events);
+    engine.onReading(keep(s), v, t, t, events);
   }
   void next(double v, Nanos step = kS) { at(t + step, v); }
 };
@@ -350,7 +358,7 @@ TEST_CASE("several rules on one series are independent, with their own dedup key
   // A series no rule selects is not tracked at all (sensor-silent selects everything though).
   AlertEngine only_pumps({overheat()});
   std::vector<AlertEvent> ev;
-  only_pumps.onReading(Series{"fan-1", "rpm", {}}, 1, kT0, kT0, ev);
+  only_pumps.onReading(keep(Series{"fan-1", "rpm", {}}), 1, kT0, kT0, ev);
   CHECK(only_pumps.counters().series == 0);
 }
 
@@ -409,15 +417,15 @@ TEST_CASE("memory bounds: max_series and forgetting idle series") {
   AlertEngine engine({overheat()}, {.max_series = 2, .forget_after = 600 * kS});
   std::vector<AlertEvent> ev;
   for (const char* d : {"pump-1", "pump-2", "pump-3"})
-    engine.onReading(Series{d, "bearing_temp", {}}, 50, kT0, kT0, ev);
+    engine.onReading(keep(Series{d, "bearing_temp", {}}), 50, kT0, kT0, ev);
   CHECK(engine.counters().series == 2);
   CHECK(engine.counters().series_over_cap == 1);
   // A firing series is kept; an idle ok one is forgotten.
-  engine.onReading(Series{"pump-1", "bearing_temp", {}}, 90, kT0 + kS, kT0 + kS, ev);
+  engine.onReading(keep(Series{"pump-1", "bearing_temp", {}}), 90, kT0 + kS, kT0 + kS, ev);
   engine.tick(kT0 + 601 * kS, ev);
   CHECK(engine.counters().series == 1);
   CHECK(engine.counters().firing == 1);
-  engine.onReading(Series{"pump-3", "bearing_temp", {}}, 50, kT0, kT0 + 602 * kS, ev);
+  engine.onReading(keep(Series{"pump-3", "bearing_temp", {}}), 50, kT0, kT0 + 602 * kS, ev);
   CHECK(engine.counters().series == 2);
 }
 
@@ -436,7 +444,7 @@ TEST_CASE("scale: deadlines come from a heap; counters and firing() follow the s
   std::vector<AlertEvent> ev;
   constexpr int kSeries = 10'000;
   for (int i = 0; i < kSeries; ++i)
-    engine.onReading(Series{"pump-" + std::to_string(i), "bearing_temp", {}}, 50,
+    engine.onReading(keep(Series{"pump-" + std::to_string(i), "bearing_temp", {}}), 50,
                      kT0 + i * kS / 1000, kT0 + i * kS / 1000, ev);
   CHECK(engine.counters().series == kSeries);
   engine.tick(kT0 + 60 * kS - 1, ev);
@@ -449,7 +457,8 @@ TEST_CASE("scale: deadlines come from a heap; counters and firing() follow the s
   CHECK(engine.firingCount() == 5001);
   CHECK(engine.firing().size() == 5001);
   // Data returns for one: resolved, and the counters follow without a scan.
-  engine.onReading(Series{"pump-7", "bearing_temp", {}}, 90, kT0 + 70 * kS, kT0 + 70 * kS, ev);
+  engine.onReading(keep(Series{"pump-7", "bearing_temp", {}}), 90, kT0 + 70 * kS, kT0 + 70 * kS,
+                   ev);
   CHECK(ev.size() == 5003);  // resolve of no_data, trigger of overheat
   CHECK(engine.counters().firing == 5001);
   engine.tick(kT0 + 71 * kS, ev);
@@ -461,12 +470,12 @@ TEST_CASE("scale: an idle series that never fired is forgotten without a scan") 
   AlertEngine engine({overheat()}, {.max_series = 10, .forget_after = 600 * kS});
   std::vector<AlertEvent> ev;
   for (int i = 0; i < 10; ++i)
-    engine.onReading(Series{"pump-" + std::to_string(i), "bearing_temp", {}}, 50, kT0, kT0 + i * kS,
-                     ev);
-  engine.onReading(Series{"pump-x", "bearing_temp", {}}, 50, kT0, kT0 + 10 * kS, ev);
+    engine.onReading(keep(Series{"pump-" + std::to_string(i), "bearing_temp", {}}), 50, kT0,
+                     kT0 + i * kS, ev);
+  engine.onReading(keep(Series{"pump-x", "bearing_temp", {}}), 50, kT0, kT0 + 10 * kS, ev);
   CHECK(engine.counters().series_over_cap == 1);
   // Seen again: its deadline moves (lazily) and it is kept.
-  engine.onReading(Series{"pump-3", "bearing_temp", {}}, 50, kT0, kT0 + 300 * kS, ev);
+  engine.onReading(keep(Series{"pump-3", "bearing_temp", {}}), 50, kT0, kT0 + 300 * kS, ev);
   engine.tick(kT0 + 605 * kS, ev);
   CHECK(engine.counters().series == 5);  // 0..5 idle for 600 s, except 3
   engine.tick(kT0 + 899 * kS, ev);
@@ -475,11 +484,11 @@ TEST_CASE("scale: an idle series that never fired is forgotten without a scan") 
   CHECK(engine.counters().series == 0);
   // Its slot is reused; the cap counts live series only.
   for (int i = 0; i < 10; ++i)
-    engine.onReading(Series{"valve-" + std::to_string(i), "bearing_temp", {}}, 50, kT0,
+    engine.onReading(keep(Series{"valve-" + std::to_string(i), "bearing_temp", {}}), 50, kT0,
                      kT0 + 10'001 * kS, ev);
   CHECK(engine.counters().series == 0);  // valve-* is not selected by the rule
   for (int i = 0; i < 10; ++i)
-    engine.onReading(Series{"pump-n" + std::to_string(i), "bearing_temp", {}}, 50, kT0,
+    engine.onReading(keep(Series{"pump-n" + std::to_string(i), "bearing_temp", {}}), 50, kT0,
                      kT0 + 10'001 * kS, ev);
   CHECK(engine.counters().series == 10);
   CHECK(engine.counters().series_over_cap == 1);
@@ -510,7 +519,7 @@ TEST_CASE("scale: random arrivals and forgetting keep every series' own state") 
     const std::string d = (rng() % 2 ? "pump-" : "fan-") + std::to_string(rng() % 3000);
     const bool hot_reading = rng() % 50 == 0;
     ev.clear();
-    engine.onReading(Series{d, "bearing_temp", {}}, hot_reading ? 90 : 50, now, now, ev);
+    engine.onReading(keep(Series{d, "bearing_temp", {}}), hot_reading ? 90 : 50, now, now, ev);
     last[d] = now;
     for (const AlertEvent& e : ev) {
       REQUIRE(e.series.device == d);  // events name the series observed, never another
@@ -539,16 +548,21 @@ TEST_CASE("scale: 100,000 series forgotten, then found again with fresh states")
   std::vector<AlertEvent> ev;
   constexpr int kSeries = 100'000;
   for (int i = 0; i < kSeries; ++i)
-    engine.onReading(Series{"pump-" + std::to_string(i), "bearing_temp", {}}, 50, kT0, kT0, ev);
+    engine.onReading(keep(Series{"pump-" + std::to_string(i), "bearing_temp", {}}), 50, kT0, kT0,
+                     ev);
   CHECK(engine.counters().series == kSeries);
-  engine.onReading(Series{"pump-5", "bearing_temp", {}}, 90, kT0 + kS, kT0 + kS, ev);
+  // Issue 13: a pointer to the caller's Series, not a copy of it (~200 bytes each before).
+  const std::size_t per = engine.memoryBytes() / kSeries;
+  MESSAGE("100,000 series, one rule: ", per, " bytes each");
+  CHECK(per <= 160);
+  engine.onReading(keep(Series{"pump-5", "bearing_temp", {}}), 90, kT0 + kS, kT0 + kS, ev);
   REQUIRE(ev.size() == 1);
   engine.tick(kT0 + 100 * kS, ev);
   CHECK(engine.counters().series == 1);  // pump-5 fires: kept
   ev.clear();
   for (int i = 0; i < 10; ++i)
-    engine.onReading(Series{"pump-" + std::to_string(i), "bearing_temp", {}}, 90, kT0 + 101 * kS,
-                     kT0 + 101 * kS, ev);
+    engine.onReading(keep(Series{"pump-" + std::to_string(i), "bearing_temp", {}}), 90,
+                     kT0 + 101 * kS, kT0 + 101 * kS, ev);
   CHECK(ev.size() == 9);  // a trigger for each but pump-5, which already fires
   CHECK(engine.counters().series == 10);
   CHECK(engine.counters().firing == 10);
