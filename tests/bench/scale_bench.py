@@ -153,6 +153,11 @@ def one_size(wd, mq, kafka, devices, runs, count, env=None):
             "limits": st.get("limits"),
         }
         res.update(views(gw, metrics_port))
+        if res["lost"] > 0:  # the logs say where (a disconnect, the broker, gatewayd), before they go
+            for name, text in (("gatewayd", gw.text()), ("mosquitto", mq.proc.text())):
+                tail = [l for l in text.splitlines() if "stats " not in l][-25:]
+                print(f"  {res['lost']:,} lost: the last lines of {name}'s log:\n    " + "\n    ".join(tail),
+                      flush=True)
         return res
     finally:
         gw.proc.stop()
