@@ -58,6 +58,8 @@ struct JournalOptions {
   /// inject one. Returns false when unknown.
   std::function<bool(std::uint64_t& free, std::uint64_t& total)> disk_space;
   std::vector<std::string> sinks;  ///< one cursor per sink name (duplicates ignored)
+  /// Rows per segment (retention empties whole segments); 0 = by max_size, at most 65,536.
+  std::uint64_t segment_rows = 0;
   /// The in-memory series table is sized for this many series up front, so that it does not
   /// rehash them all at once (a stall of ~100 ms at 100,000 series) while it fills.
   std::size_t expected_series = 0;
