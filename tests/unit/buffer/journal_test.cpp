@@ -1695,3 +1695,102 @@ TEST_CASE("salvage of garbage finds nothing and does not crash") {
   CHECK(j->lastSeq() == 0);
   CHECK_THROWS_AS(salvageInto(dir.path / "nothing-here", *j), JournalError);
 }
+
+// Schema version 4 exactly as gatewayd 5a7c2d0 created it: every row in one table r.
+constexpr const char* kSchemaV4 = R"sql(
+BEGIN IMMEDIATE;
+CREATE TABLE r(seq INTEGER PRIMARY KEY, s INTEGER NOT NULL, t INTEGER NOT NULL, v REAL,
+               d INTEGER, c INTEGER NOT NULL, x BLOB, k INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX r_alerts ON r(k) WHERE k = 2;
+CREATE TABLE state(k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE series(id INTEGER PRIMARY KEY, device TEXT NOT NULL, metric TEXT NOT NULL,
+                    tags BLOB NOT NULL);
+CREATE TABLE sinks(name TEXT PRIMARY KEY, cursor INTEGER NOT NULL, dropped INTEGER NOT NULL)
+  WITHOUT ROWID;
+CREATE TABLE commits(first_seq INTEGER PRIMARY KEY, t INTEGER NOT NULL);
+CREATE TABLE meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO meta(k, v) VALUES('floor', 0);
+CREATE TABLE dead(id INTEGER PRIMARY KEY, t INTEGER NOT NULL, source TEXT NOT NULL,
+                  w TEXT NOT NULL, reason TEXT NOT NULL, device TEXT NOT NULL,
+                  size INTEGER NOT NULL, x TEXT NOT NULL);
+PRAGMA application_id = 1196902961;
+PRAGMA user_version = 4;
+COMMIT;
+)sql";
+
+TEST_CASE("a version 4 journal becomes segment r_0 in place; new rows go to new segments") {
+  TempDir dir, live;
+  fs::create_directories(dir.db().parent_path());
+  {
+    // 3000 rows 101..3100 (1..100 deleted before: floor 100), an alert every 500th, left in
+    // the -wal as a running gatewayd would.
+    OtherConnection db(dir.db());
+    REQUIRE(db.exec("PRAGMA journal_mode=WAL") == SQLITE_OK);
+    REQUIRE(db.exec(kSchemaV4) == SQLITE_OK);
+    REQUIRE(sqlite3_db_config(db.db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr) == SQLITE_OK);
+    REQUIRE(db.exec("BEGIN;"
+                    "INSERT INTO series VALUES(0, 'press-7', 'temperature', x'');"
+                    "WITH RECURSIVE n(i) AS (SELECT 101 UNION ALL SELECT i + 1 FROM n "
+                    "WHERE i < 3100) INSERT INTO r(seq, s, t, v, d, c, x, k) "
+                    "SELECT i, 0, i * 1000, i + 0.5, NULL, 1, "
+                    "CASE WHEN i % 500 = 0 THEN '{\"rule\":\"hot\"}' END, "
+                    "CASE WHEN i % 500 = 0 THEN 2 ELSE 0 END FROM n;"
+                    "UPDATE meta SET v = 100 WHERE k = 'floor';"
+                    "INSERT INTO commits VALUES(101, 1000);"
+                    "INSERT INTO sinks VALUES('a', 600, 0), ('b', 100, 3);"
+                    "COMMIT;") == SQLITE_OK);
+  }
+  JournalOptions o = withSegments(optionsFor(dir), 1000);
+  StderrCapture capture(dir.path / "stderr");
+  auto j = Journal::open(o);
+  const std::string log = capture.stop();
+  CHECK(log.find("schema upgraded in place from version 4 to 5") != std::string::npos);
+  CHECK_FALSE(j->stats().moved_aside.has_value());
+  CHECK(j->stats().rows == 3000);
+  CHECK(j->lastSeq() == 3100);
+  CHECK(j->cursor("a") == 600);
+  CHECK(j->stats().sinks.at("b").dropped == 3);
+  std::vector<ReadingRecord> out;
+  j->readAlerts(500, 10, out);  // through the partial index of r_0
+  REQUIRE(out.size() == 5);
+  CHECK(out[0].seq == 1000);
+  CHECK(out[0].alert == R"({"rule":"hot"})");
+  {
+    OtherConnection other(dir.db());
+    CHECK(other.queryInt("PRAGMA user_version") == 5);
+    CHECK(other.queryInt("SELECT count(*) FROM sqlite_master WHERE name IN ('r', 'r_alerts')") ==
+          0);
+    CHECK(other.queryInt("SELECT count(*) FROM r_0") == 3000);
+    CHECK(other.queryInt("SELECT count(*) FROM pragma_index_list('r_0')") == 1);
+  }
+
+  // r_0 is over 1000 rows: the next rows open segment r_1, then r_2.
+  addRows(*j, 0, 1500);
+  CHECK(j->lastSeq() == 4600);
+  {
+    OtherConnection other(dir.db());
+    CHECK(other.queryInt("SELECT min(seq) FROM r_1") == 3101);
+    CHECK(other.queryInt("SELECT max(seq) FROM r_1") == 4100);
+    CHECK(other.queryInt("SELECT min(seq) FROM r_2") == 4101);
+  }
+  j->read(3095, 10, out);  // across r_0 and r_1
+  REQUIRE(out.size() == 10);
+  for (size_t i = 0; i < out.size(); ++i) CHECK(out[i].seq == 3096 + i);
+  std::vector<ReadingRecord> tail;
+  j->readDevice("press-7", 0, 3, 1000000, tail);  // the newest readings, from the newest segment
+  REQUIRE(tail.size() == 3);
+  CHECK(tail.back().seq == 4600);
+
+  // Salvage finds the rows of every segment and leaves out those at or below the floor.
+  j->setCursor("a", 3500);
+  j->setCursor("b", 3500);
+  CHECK(j->enforceRetention(kT0) == 3000);  // r_0, whole; 3101..3500 wait for all of r_1
+  j.reset();
+  auto into = Journal::open(optionsFor(live, {"kafka"}));
+  const SalvageReport r = salvageInto(dir.db(), *into);
+  CHECK(r.floor == 3100);
+  CHECK(r.readings == 1500);
+  CHECK(r.first_seq == 3101);
+  CHECK(r.last_seq == 4600);
+  CHECK(r.missing() == 0);
+}
