@@ -37,7 +37,8 @@ OpenResult SqliteJournal::loadSegments(std::uint64_t stored_floor) {
     segment_rows_ = options_.segment_rows;
   } else {
     // A segment is at most ~1/16 of max_size (at ~32 bytes a row).
-    segment_rows_ = options_.max_size_bytes > 0 ? options_.max_size_bytes / 512 : kDefaultSegmentRows;
+    segment_rows_ =
+        options_.max_size_bytes > 0 ? options_.max_size_bytes / 512 : kDefaultSegmentRows;
     segment_rows_ = std::clamp(segment_rows_, kMinSegmentRows, kDefaultSegmentRows);
   }
   std::vector<std::unique_ptr<Segment>> live;
@@ -138,8 +139,8 @@ void SqliteJournal::maybeRotate(Nanos now) {
     int rc = transaction([&] { return exec(sql.c_str()); });
     if (rc == SQLITE_OK) rc = prepareSegment(*fresh);
     if (rc != SQLITE_OK) {
-      logLimited(commit_log_, "journal {}: creating segment table r_{} failed: {}", path_,
-                 fresh->n, sqlite::describe(db_.get(), rc));
+      logLimited(commit_log_, "journal {}: creating segment table r_{} failed: {}", path_, fresh->n,
+                 sqlite::describe(db_.get(), rc));
       return;
     }
     seg = std::move(fresh);
