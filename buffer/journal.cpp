@@ -26,6 +26,11 @@ constexpr int kAutoCheckpointFrames = 1000;
 constexpr int kInlineCheckpointFrames = 16 * kAutoCheckpointFrames;
 constexpr std::uint64_t kMinFreeStepRows = 10000;  // rows per delete when commit() keeps min_free
 constexpr int kMaxTxnsPerPhase = 16;
+// Cursor moves ride along with commits of rows at most this often (each write is a page of the
+// WAL: ~8 bytes per reading at 10,000/s and 20 commits/s). A persisted cursor that lags only
+// makes a sink send those rows again after a crash; it is written whenever rows are deleted
+// (never below the floor) and by a commit without rows (e.g. at stop).
+constexpr Nanos kCursorWriteInterval = kNanosPerSecond;
 
 [[noreturn]] void die(const std::string& what) {
   log::error("journal: bug: {}", what);
@@ -170,6 +175,8 @@ bool SqliteJournal::commit() {
   // synced transaction of their own.
   const std::uint64_t retire_to = retire_upto_ > floor_ ? segmentFloor(retire_upto_) : floor_;
   if (!pending_.empty()) maybeRotate(now);
+  const bool write_sinks = dirty_sinks && (pending_.empty() || retire_to > floor_ ||
+                                           now - last_cursor_write_ >= kCursorWriteInterval);
   const int rc = transaction([&] {
     int rc = retire_to > floor_ ? deleteThrough(retire_to) : SQLITE_OK;
     for (size_t id = persisted_series_; id < series_.size() && rc == SQLITE_OK; ++id)
@@ -191,7 +198,7 @@ bool SqliteJournal::commit() {
       if (rc == SQLITE_OK) rc = insert_marker_.step();
       if (rc == SQLITE_DONE) rc = SQLITE_OK;
     }
-    if (rc == SQLITE_OK) rc = writeDirtySinks();
+    if (rc == SQLITE_OK && write_sinks) rc = writeDirtySinks();
     if (rc == SQLITE_OK && dead_letters_.dirty()) rc = dead_letters_.write();
     return rc;
   });
@@ -218,7 +225,10 @@ bool SqliteJournal::commit() {
     has_marker_ = true;
     last_marker_time_ = commit_time;
   }
-  for (auto& [name, st] : sinks_) st.dirty = false;
+  if (write_sinks || !dirty_sinks) {  // the file's cursors are the ones in memory
+    for (auto& [name, st] : sinks_) st.dirty = false;
+    last_cursor_write_ = now;
+  }
   dead_letters_.committed();
   ++commits_;
   return true;

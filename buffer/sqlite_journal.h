@@ -241,6 +241,7 @@ class SqliteJournal final : public Journal {
   std::uint64_t last_seq_ = 0;     // highest committed seq
   std::uint64_t floor_ = 0;        // every seq <= floor_ is deleted; rows are (floor_, last_seq_]
   std::uint64_t retire_upto_ = 0;  // confirmed rows the next commits delete (enforceRetention)
+  Nanos last_cursor_write_ = 0;    // wall time of the last commit that wrote the sink cursors
   bool has_marker_ = false;
   Nanos last_marker_time_ = 0;
   std::uint64_t commits_ = 0;

@@ -437,6 +437,9 @@ TEST_CASE("a failed commit keeps everything pending") {
       CHECK(*out[0].series == kPressure);
       CHECK(out[2].seq == 8);
       CHECK(out[2].value == 8);
+      // The cursor move rides with row commits at most once a second; as at stop, a commit
+      // without rows writes it.
+      REQUIRE(j->commit());
     }
     auto j = Journal::open(optionsFor(dir));
     CHECK(j->stats().last_seq == 8);
@@ -1793,4 +1796,36 @@ TEST_CASE("a version 4 journal becomes segment r_0 in place; new rows go to new 
   CHECK(r.first_seq == 3101);
   CHECK(r.last_seq == 4600);
   CHECK(r.missing() == 0);
+}
+
+TEST_CASE(
+    "cursor moves ride with row commits at most once a second; a commit without rows writes them") {
+  TempDir dir;
+  FakeClock clock;
+  auto j = Journal::open(optionsFor(dir, {"a"}, &clock));
+  const SeriesId id = j->internSeries(kTemp);
+  const auto fileCursor = [&] {
+    return OtherConnection(dir.db()).queryInt("SELECT cursor FROM sinks WHERE name = 'a'");
+  };
+  const auto rowCommit = [&] {
+    for (int i = 0; i < 10; ++i) j->append(id, i, kT0, std::nullopt, TimeReference::kReceive);
+    REQUIRE(j->commit());
+  };
+  rowCommit();
+  clock.now += 100 * kNanosPerMilli;
+  j->setCursor("a", 5);
+  rowCommit();
+  CHECK(j->cursor("a") == 5);
+  CHECK(fileCursor() == 0);  // not yet: less than a second since the last write
+  clock.now += kNanosPerSecond;
+  rowCommit();
+  CHECK(fileCursor() == 5);
+  j->setCursor("a", 20);
+  clock.now += 100 * kNanosPerMilli;
+  rowCommit();
+  CHECK(fileCursor() == 5);
+  REQUIRE(j->commit());  // nothing pending, only the cursor: written
+  CHECK(fileCursor() == 20);
+  j.reset();
+  CHECK(Journal::open(optionsFor(dir, {"a"}, &clock))->cursor("a") == 20);
 }
