@@ -545,8 +545,13 @@ std::uint64_t SqliteJournal::enforceRetention(Nanos now, size_t step) {
   if (!sinks_.empty()) {
     std::uint64_t confirmed = last_seq_;
     for (const auto& [name, st] : sinks_) confirmed = std::min(confirmed, st.cursor);
-    // Whole segments only: a segment is emptied once all of its rows are confirmed.
-    const std::uint64_t whole = segmentFloor(confirmed);
+    // Whole segments only: a segment is emptied once all of its rows are confirmed. When no row
+    // came since the last pass, the confirmed rows of the newest segment go row by row: idle,
+    // the bytes do not matter, and a segment may wait long for its last rows (the windows'
+    // cursor stays behind open windows until readings come again).
+    const bool idle = pending_.empty() && last_seq_ == idle_check_seq_;
+    idle_check_seq_ = last_seq_;
+    const std::uint64_t whole = idle ? confirmed : segmentFloor(confirmed);
     if (!pending_.empty() && whole > floor_) {
       retire_upto_ = std::max(retire_upto_, whole);
     } else if (whole > floor_) {

@@ -242,6 +242,7 @@ class SqliteJournal final : public Journal {
   std::uint64_t floor_ = 0;        // every seq <= floor_ is deleted; rows are (floor_, last_seq_]
   std::uint64_t retire_upto_ = 0;  // confirmed rows the next commits delete (enforceRetention)
   Nanos last_cursor_write_ = 0;    // wall time of the last commit that wrote the sink cursors
+  std::uint64_t idle_check_seq_ = 0;  // last_seq_ at the last retention pass
   bool has_marker_ = false;
   Nanos last_marker_time_ = 0;
   std::uint64_t commits_ = 0;

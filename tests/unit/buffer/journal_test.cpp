@@ -286,14 +286,16 @@ TEST_CASE("retention deletes whole segments once every sink confirmed all of the
   CHECK(j->enforceRetention(kT0) == 0);          // no sink confirmed anything
   j->setCursor("a", 60);
   j->setCursor("b", 45);
+  addRows(*j, 0, 10, 10);  // 101..110: rows keep coming
   // Uncommitted cursor moves count too (they are written with the deletion). 41..45 stay until
   // their segment is confirmed whole.
   CHECK(j->enforceRetention(kT0, 15) == 40);
-  CHECK(j->stats().rows == 60);
+  CHECK(j->stats().rows == 70);
   const auto left = seqs(*j);
-  REQUIRE(left.size() == 60);
+  REQUIRE(left.size() == 70);
   CHECK(left.front() == 41);
-  CHECK(left.back() == 100);
+  CHECK(left.back() == 110);
+  addRows(*j, 0, 10, 10);  // 111..120
   CHECK(j->enforceRetention(kT0) == 0);
   CHECK(j->stats().sinks.at("a").dropped == 0);
   CHECK(j->stats().sinks.at("b").dropped == 0);
@@ -302,21 +304,25 @@ TEST_CASE("retention deletes whole segments once every sink confirmed all of the
     CHECK(other.queryInt("SELECT count(*) FROM r_0") == 0);  // emptied, kept for reuse
     CHECK(other.queryInt("SELECT min(seq) FROM r_4") == 41);
   }
+  // No row since the last pass (idle): the confirmed rows go row by row.
+  CHECK(j->enforceRetention(kT0) == 5);
+  CHECK(seqs(*j).front() == 46);
+  CHECK(j->enforceRetention(kT0) == 0);
 
   // A reopen finds the segments (and the spare tables) as they were.
   j.reset();
   j = Journal::open(o);
-  CHECK(j->stats().rows == 60);
+  CHECK(j->stats().rows == 75);
   std::vector<ReadingRecord> out;
-  j->read(55, 12, out);  // across three segments, in seq order
+  j->read(55, 12, out);  // across segments, in seq order
   REQUIRE(out.size() == 12);
   for (size_t i = 0; i < out.size(); ++i) CHECK(out[i].seq == 56 + i);
 
-  j->setCursor("a", 100);
-  j->setCursor("b", 100);
-  CHECK(j->enforceRetention(kT0) == 60);  // the newest segment too, when all of it is confirmed
+  j->setCursor("a", 120);
+  j->setCursor("b", 120);
+  CHECK(j->enforceRetention(kT0) == 75);  // the newest segment too, when all of it is confirmed
   CHECK(j->stats().rows == 0);
-  CHECK(j->stats().last_seq == 100);
+  CHECK(j->stats().last_seq == 120);
   // Emptied tables are reused, at most two kept spare: the schema does not grow.
   for (int round = 0; round < 5; ++round) {
     const std::uint64_t last = addRows(*j, 0, 100, 10);
@@ -324,7 +330,7 @@ TEST_CASE("retention deletes whole segments once every sink confirmed all of the
     j->setCursor("b", last);
     CHECK(j->enforceRetention(kT0) == 100);
   }
-  CHECK(j->stats().last_seq == 600);
+  CHECK(j->stats().last_seq == 620);
   CHECK(OtherConnection(dir.db()).queryInt(
             "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name GLOB 'r_*'") <= 3);
 }
