@@ -60,6 +60,8 @@ struct JournalOptions {
   /// inject one. Returns false when unknown.
   std::function<bool(std::uint64_t& free, std::uint64_t& total)> disk_space;
   std::vector<std::string> sinks;  ///< one cursor per sink name (duplicates ignored)
+  /// Rows per segment (retention empties whole segments); 0 = by max_size, at most 65,536.
+  std::uint64_t segment_rows = 0;
   /// The in-memory series table is sized for this many series up front, so that it does not
   /// rehash them all at once (a stall of ~100 ms at 100,000 series) while it fills.
   std::size_t expected_series = 0;
@@ -203,14 +205,16 @@ class Journal {
   /// sink name is logged and ignored; a seq above the last committed one aborts (a bug).
   virtual void setCursor(std::string_view sink, std::uint64_t seq) = 0;
 
-  /// Deletes rows every sink has confirmed, then drops rows committed before `now - max_age`,
-  /// then, when the pages in use exceed max_size, drops the oldest rows until under 90% of it,
-  /// then, below min_free on the filesystem, drops the oldest rows until the file has room.
-  /// Each transaction removes at most `step` rows and each of the three phases runs at most 16
-  /// of them per call, so the loop never stalls for long; the rest waits for the next call.
+  /// Deletes the segments (JournalOptions::segment_rows) whose rows every sink has confirmed,
+  /// whole, then drops rows committed before `now - max_age`, then, when the pages in use
+  /// exceed max_size, drops the oldest whole segments until under 90% of it, then, below
+  /// min_free on the filesystem, drops the oldest whole segments until the file has room (within
+  /// the newest segment, when it is the only one, `step` rows at a time). Each of the three
+  /// capping phases runs at most 16 transactions per call, so the loop never stalls for long;
+  /// the rest waits for the next call.
   /// Rows dropped before a sink confirmed them move its cursor past them and add to its
   /// `dropped` count (persisted), and are logged as an error. While rows are pending, the
-  /// confirmed rows are left to the next commit(), which deletes up to `step` of them in the same
+  /// confirmed segments are left to the next commit(), which empties them in the same
   /// transaction as its rows (no synced transaction of their own); they are not counted here.
   /// Also asks for a WAL checkpoint when the WAL has grown (checkpoints run on a thread of the
   /// journal's own, with its own connection). Returns the number of rows removed. Call it on a

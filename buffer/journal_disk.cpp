@@ -79,11 +79,8 @@ std::uint64_t SqliteJournal::keepFree(std::uint64_t step_rows) {
   for (int i = 0; i < 16 && used > target; ++i) {
     const std::uint64_t rows = last_seq_ - floor_;
     if (rows == 0) break;
-    const std::uint64_t per_row = std::max<std::uint64_t>(1, used / rows);
-    std::uint64_t n = (used - target + per_row - 1) / per_row;
-    n += n / 16 + 16;  // partly emptied pages free nothing: overshoot a little
     const std::uint64_t before = floor_;
-    if (!removeThrough(floor_ + std::min({n, step_rows, rows}), &tally) || !usedBytes(used)) break;
+    if (!removeThrough(capStep(used, target, step_rows), &tally) || !usedBytes(used)) break;
     removed += floor_ - before;
   }
   low_disk_used_ = used;

@@ -202,16 +202,24 @@ bool SqliteJournal::restore(const std::string& why) {
   if (rc == SQLITE_OK) rc = configure(next.get());
   if (rc != SQLITE_OK) return fail("opening the copy: " + sqlite::describe(next.get(), rc));
   closeWithoutCheckpoint();
-  for (Stmt* s :
-       {&begin_, &commit_, &rollback_, &insert_row_, &insert_series_, &insert_marker_, &write_sink_,
-        &write_floor_, &read_, &read_alerts_, &delete_rows_, &delete_markers_, &marker_after_,
-        &write_state_, &marker_at_, &page_count_, &freelist_count_})
+  for (Stmt* s : {&begin_, &commit_, &rollback_, &insert_series_, &insert_marker_, &write_sink_,
+                  &write_floor_, &delete_markers_, &marker_after_, &write_state_, &marker_at_,
+                  &page_count_, &freelist_count_})
     *s = Stmt();
+  for (auto* segs : {&segments_, &spare_segments_})
+    for (auto& seg : *segs)
+      for (Stmt* s :
+           {&seg->insert, &seg->read, &seg->read_alerts, &seg->clear, &seg->clear_through})
+        *s = Stmt();
   db_ = std::move(next);
   sqlite3_wal_hook(db_.get(), &SqliteJournal::walHook, this);
   wal_frames_ = 0;
   startCheckpointer();  // closeWithoutCheckpoint() above detached it from the old files
-  if ((rc = prepareStatements()) != SQLITE_OK) {
+  rc = prepareStatements();
+  for (auto* segs : {&segments_, &spare_segments_})
+    for (auto& seg : *segs)
+      if (rc == SQLITE_OK) rc = prepareSegment(*seg);
+  if (rc != SQLITE_OK) {
     // The copy was written and read back by SQLite a moment ago: this is not expected. The rows
     // are safe in the file; a restart picks them up.
     log::error("journal {}: the written-back journal cannot be used: {}; exiting", path_,

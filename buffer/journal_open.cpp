@@ -258,23 +258,12 @@ OpenResult SqliteJournal::loadState() {
   }
 
   std::int64_t stored_floor = 0;
-  {
-    Stmt s;
-    if ((rc = s.prepare(db_.get(),
-                        "SELECT (SELECT v FROM meta WHERE k = 'floor'), min(seq), max(seq) FROM r",
-                        false)) != SQLITE_OK ||
-        (rc = s.step()) != SQLITE_ROW)
-      return failed(rc, "loading seq range");
-    stored_floor = s.columnInt(0);
-    const bool empty = s.columnType(1) == SQLITE_NULL;
-    const std::int64_t min_seq = s.columnInt(1), max_seq = s.columnInt(2);
-    if (stored_floor < 0 || (!empty && (min_seq <= stored_floor || min_seq < 1)))
-      return {Outcome::kCorrupt,
-              fmt::format("seq range {}..{} below floor {}", min_seq, max_seq, stored_floor)};
-    last_seq_ =
-        empty ? static_cast<std::uint64_t>(stored_floor) : static_cast<std::uint64_t>(max_seq);
-    floor_ = empty ? last_seq_ : static_cast<std::uint64_t>(min_seq - 1);
-  }
+  if ((rc = queryInt("SELECT v FROM meta WHERE k = 'floor'", stored_floor)) != SQLITE_OK)
+    return failed(rc, "loading the floor");
+  if (stored_floor < 0) return {Outcome::kCorrupt, fmt::format("floor {}", stored_floor)};
+  if (OpenResult r = loadSegments(static_cast<std::uint64_t>(stored_floor));
+      r.outcome != Outcome::kOk)
+    return r;
   {
     Stmt s;
     if ((rc = s.prepare(db_.get(), "SELECT t FROM commits ORDER BY first_seq DESC LIMIT 1",

@@ -1,5 +1,7 @@
-// The journal's schema (version 4), the steps that upgrade older files in place, and the
+// The journal's schema (version 5), the steps that upgrade older files in place, and the
 // statements prepared against it.
+#include <fmt/core.h>
+
 #include <iterator>
 #include <string>
 
@@ -7,8 +9,12 @@
 
 namespace gw::buffer::detail {
 
-// Schema version 4. One row per record; seq is the rowid, so a reading is a few varints and a
-// double:
+// Schema version 5. One row per record, in segment tables r_<n> (r_0, r_1, ...): each holds a
+// contiguous range of seqs, the newest one takes new rows until it holds segment_rows rows, and a
+// segment is emptied whole (DELETE without WHERE: SQLite frees its pages without writing them)
+// once every sink confirmed all of its rows (journal_segments.cpp). Emptied tables are reused,
+// so the schema grows only with the backlog. seq is the rowid, so a reading is a few varints and
+// a double:
 //   s  series id, t event time (ns), v value (NULL for NaN),
 //   d  event time - device time (ns; NULL when the payload had no device time). Usually small.
 //   c  a reading's TimeReference, its uint8 value as is (so a new reference needs no schema
@@ -19,8 +25,8 @@ namespace gw::buffer::detail {
 //      file gains it by ALTER TABLE ADD COLUMN, which rewrites no reading: rows without it read
 //      the default 0.
 //   Integers 0 and 1 are stored in the record header alone, so c and k cost a reading 2 bytes.
-// r_alerts: a partial index over the few alert rows, for the notifiers' outbox reads. Queries
-//   must spell `k = 2` literally for SQLite to use it.
+// r_<n>_alerts: a partial index over the few alert rows, for the notifiers' outbox reads.
+//   Queries must spell `k = 2` literally for SQLite to use it.
 // state: small named values the pipeline persists with its commits (window watermark, …).
 // commits: commit wall time per group of commits; rows first_seq.. were committed in
 //   [t, t + kCommitTimeGranularity). Pruned with the rows it covers.
@@ -34,11 +40,12 @@ namespace gw::buffer::detail {
 //   2  f instead of c and k: a reading's TimeReference (0, 1) or the kind of another record
 //      (2 aggregate, 3 alert), so a third reference would have read back as an aggregate.
 //   3  no dead table.
+//   4  one table r (with index r_alerts) for every row; it becomes segment r_0.
 const char* const kSchema = R"sql(
 BEGIN IMMEDIATE;
-CREATE TABLE r(seq INTEGER PRIMARY KEY, s INTEGER NOT NULL, t INTEGER NOT NULL, v REAL,
-               d INTEGER, c INTEGER NOT NULL, x BLOB, k INTEGER NOT NULL DEFAULT 0);
-CREATE INDEX r_alerts ON r(k) WHERE k = 2;
+CREATE TABLE r_0(seq INTEGER PRIMARY KEY, s INTEGER NOT NULL, t INTEGER NOT NULL, v REAL,
+                 d INTEGER, c INTEGER NOT NULL, x BLOB, k INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX r_0_alerts ON r_0(k) WHERE k = 2;
 CREATE TABLE state(k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE series(id INTEGER PRIMARY KEY, device TEXT NOT NULL, metric TEXT NOT NULL,
                     tags BLOB NOT NULL);
@@ -51,10 +58,18 @@ CREATE TABLE dead(id INTEGER PRIMARY KEY, t INTEGER NOT NULL, source TEXT NOT NU
                   w TEXT NOT NULL, reason TEXT NOT NULL, device TEXT NOT NULL,
                   size INTEGER NOT NULL, x TEXT NOT NULL);
 PRAGMA application_id = 1196902961;
-PRAGMA user_version = 4;
+PRAGMA user_version = 5;
 COMMIT;
 )sql";
-static_assert(kApplicationId == 1196902961 && kSchemaVersion == 4, "update kSchema");
+static_assert(kApplicationId == 1196902961 && kSchemaVersion == 5, "update kSchema");
+
+std::string segmentTableSql(int n) {
+  return fmt::format(
+      "CREATE TABLE r_{0}(seq INTEGER PRIMARY KEY, s INTEGER NOT NULL, t INTEGER NOT NULL, "
+      "v REAL, d INTEGER, c INTEGER NOT NULL, x BLOB, k INTEGER NOT NULL DEFAULT 0); "
+      "CREATE INDEX r_{0}_alerts ON r_{0}(k) WHERE k = 2;",
+      n);
+}
 
 namespace {
 
@@ -81,6 +96,13 @@ CREATE INDEX r_alerts ON r(k) WHERE k = 2;
 CREATE TABLE dead(id INTEGER PRIMARY KEY, t INTEGER NOT NULL, source TEXT NOT NULL,
                   w TEXT NOT NULL, reason TEXT NOT NULL, device TEXT NOT NULL,
                   size INTEGER NOT NULL, x TEXT NOT NULL);
+)sql",
+    // 4 to 5: table r becomes the first segment; no row is rewritten (the index only holds the
+    // few alerts).
+    R"sql(
+DROP INDEX r_alerts;
+ALTER TABLE r RENAME TO r_0;
+CREATE INDEX r_0_alerts ON r_0(k) WHERE k = 2;
 )sql",
 };
 static_assert(std::size(kUpgrades) == kSchemaVersion - 1, "one upgrade step per version");
@@ -121,19 +143,13 @@ int SqliteJournal::prepareStatements() {
       {&begin_, "BEGIN IMMEDIATE"},
       {&commit_, "COMMIT"},
       {&rollback_, "ROLLBACK"},
-      {&insert_row_, "INSERT INTO r(seq, s, t, v, d, c, x, k) VALUES(?, ?, ?, ?, ?, ?, ?, ?)"},
       {&insert_series_, "INSERT INTO series(id, device, metric, tags) VALUES(?, ?, ?, ?)"},
       {&insert_marker_, "INSERT INTO commits(first_seq, t) VALUES(?, ?)"},
       {&write_sink_,
        "INSERT INTO sinks(name, cursor, dropped) VALUES(?, ?, ?) ON CONFLICT(name) DO UPDATE "
        "SET cursor = excluded.cursor, dropped = excluded.dropped"},
       {&write_floor_, "INSERT OR REPLACE INTO meta(k, v) VALUES('floor', ?)"},
-      {&read_, "SELECT seq, s, t, v, d, c, x, k FROM r WHERE seq > ? ORDER BY seq LIMIT ?"},
-      // `k = 2` (kRowAlert) spelled out: the partial index r_alerts is used only then.
-      {&read_alerts_,
-       "SELECT seq, s, t, v, d, c, x, k FROM r WHERE k = 2 AND seq > ? ORDER BY seq LIMIT ?"},
       {&write_state_, "INSERT OR REPLACE INTO state(k, v) VALUES(?, ?)"},
-      {&delete_rows_, "DELETE FROM r WHERE seq <= ?"},
       // Keeps the marker that covers the first remaining row.
       {&delete_markers_,
        "DELETE FROM commits WHERE first_seq < "
@@ -148,6 +164,31 @@ int SqliteJournal::prepareStatements() {
     if (rc != SQLITE_OK) return rc;
   }
   return dead_letters_.prepare(db);
+}
+
+int SqliteJournal::prepareSegment(Segment& seg) {
+  sqlite3* db = db_.get();
+  const std::string t = fmt::format("r_{}", seg.n);
+  const std::pair<Stmt*, std::string> all[] = {
+      {&seg.insert, fmt::format("INSERT INTO {}(seq, s, t, v, d, c, x, k) "
+                                "VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
+                                t)},
+      {&seg.read, fmt::format("SELECT seq, s, t, v, d, c, x, k FROM {} WHERE seq > ? "
+                              "ORDER BY seq LIMIT ?",
+                              t)},
+      // `k = 2` (kRowAlert) spelled out: the partial index is used only then.
+      {&seg.read_alerts, fmt::format("SELECT seq, s, t, v, d, c, x, k FROM {} WHERE k = 2 AND "
+                                     "seq > ? ORDER BY seq LIMIT ?",
+                                     t)},
+      // Without WHERE: SQLite's truncate optimisation frees the pages without visiting rows.
+      {&seg.clear, fmt::format("DELETE FROM {}", t)},
+      {&seg.clear_through, fmt::format("DELETE FROM {} WHERE seq <= ?", t)},
+  };
+  for (const auto& [stmt, sql] : all) {
+    const int rc = stmt->prepare(db, sql);
+    if (rc != SQLITE_OK) return rc;
+  }
+  return SQLITE_OK;
 }
 
 }  // namespace gw::buffer::detail

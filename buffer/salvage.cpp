@@ -1,6 +1,7 @@
 // Salvage of a damaged journal: the SQLite file format read directly (sqlite.org/fileformat2),
 // page by page. Every page that parses as a table b-tree leaf gives its cells; a cell whose
-// record has the shape of a journal row (table r) or a series row (table series) is kept. Pages
+// record has the shape of a journal row (a segment table r_<n>, or table r before version 5) or
+// a series row (table series) is kept, whichever table the page belonged to. Pages
 // overwritten or cut off are skipped; nothing depends on the b-tree's interior pages or on
 // page 1. The -wal's newest committed version of a page replaces the file's.
 #include "buffer/salvage.h"
@@ -272,7 +273,8 @@ SalvageReport salvageInto(const fs::path& file, Journal& into) {
         continue;
       }
       const auto seq = static_cast<std::int64_t>(rowid);
-      // Table r: (seq alias NULL, s, t, v, d, c, x[, k]); k missing in rows older than version 3.
+      // A row of r_<n> (or r): (seq alias NULL, s, t, v, d, c, x[, k]); k missing in rows older
+      // than version 3. A segment emptied whole leaves its rows in free pages: below the floor.
       if ((rec.size() == 8 || rec.size() == 7) && rec[0].type == Field::kNull && isInt(rec[1]) &&
           isInt(rec[2]) &&
           (rec[3].type == Field::kNull || rec[3].type == Field::kReal || isInt(rec[3])) &&

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -44,11 +45,23 @@ using sqlite::ResetGuard;
 using sqlite::Stmt;
 
 constexpr std::int64_t kApplicationId = 0x47574A31;   // "GWJ1", marks the file as ours
-constexpr std::int64_t kSchemaVersion = 4;            // PRAGMA user_version
+constexpr std::int64_t kSchemaVersion = 5;            // PRAGMA user_version
 constexpr Nanos kLogInterval = 10 * kNanosPerSecond;  // for repeated data-path errors
 
 /// The schema of version kSchemaVersion, for a new file (journal_schema.cpp).
 extern const char* const kSchema;
+/// The statements that create segment table r_<n> (journal_schema.cpp).
+std::string segmentTableSql(int n);
+
+/// One segment of the rows: table r_<n>, holding the contiguous seqs [first, last] (empty when
+/// last < first). Segments are emptied whole (journal_segments.cpp).
+struct Segment {
+  int n = 0;
+  std::uint64_t first = 1, last = 0;
+  Nanos opened = 0;  // wall time of its first row (this process's), for the rotation by time
+  sqlite::Stmt insert, read, read_alerts, clear, clear_through;
+  std::uint64_t rows() const { return last >= first ? last - first + 1 : 0; }
+};
 
 // Column k (the columns are described with kSchema, in journal_schema.cpp).
 enum RowKind : std::uint8_t { kRowReading = 0, kRowAggregate = 1, kRowAlert = 2 };
@@ -155,7 +168,24 @@ class SqliteJournal final : public Journal {
   int transaction(F&& body);
   void rollback();
   int insertRow(std::uint64_t seq, const PendingRow& p, const std::string* blob);
-  void readRows(Stmt& stmt, std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out);
+  void readRows(bool alerts, std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out);
+  size_t readSegment(Stmt& stmt, std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out,
+                     size_t n);
+
+  // Segments (journal_segments.cpp).
+  OpenResult loadSegments(std::uint64_t stored_floor);
+  int prepareSegment(Segment& seg);
+  /// Before a commit of pending rows: a new segment takes them when the last one is full.
+  void maybeRotate(Nanos now);
+  /// Deletes the rows of every segment through `upto` (whole segments without WHERE); in a
+  /// transaction. The segments' ranges follow with settleSegments() once it committed.
+  int clearSegmentsThrough(std::uint64_t upto);
+  void settleSegments();
+  /// The highest seq <= `limit` that ends a segment (or floor_): whole segments only.
+  std::uint64_t segmentFloor(std::uint64_t limit) const;
+  /// The next `upto` for a cap that must make room: the oldest whole segment, or within the last
+  /// one a row estimate of `used - target` bytes.
+  std::uint64_t capStep(std::uint64_t used, std::uint64_t target, std::uint64_t step_rows) const;
   int insertSeries(size_t id);
   int writeSink(const std::string& name, std::uint64_t cursor, std::uint64_t dropped);
   int writeDirtySinks();
@@ -192,11 +222,16 @@ class SqliteJournal final : public Journal {
   // Declared before the statements, so the statements are finalized first.
   sqlite::Db db_;
   Stmt begin_, commit_, rollback_;
-  Stmt insert_row_, insert_series_, insert_marker_, write_sink_, write_floor_;
-  Stmt read_, read_alerts_, delete_rows_, delete_markers_, marker_after_, write_state_;
+  Stmt insert_series_, insert_marker_, write_sink_, write_floor_;
+  Stmt delete_markers_, marker_after_, write_state_;
   mutable Stmt marker_at_, page_count_, freelist_count_;
   DeadLetterTable dead_letters_;  // its statements, like the ones above
   std::int64_t page_size_ = 4096;
+  // Segments, after the statements above; each holds its own statements.
+  std::deque<std::unique_ptr<Segment>> segments_;        // in seq order; back() takes new rows
+  std::deque<std::unique_ptr<Segment>> spare_segments_;  // empty tables, reused first
+  std::vector<int> dropped_segments_;  // tables dropped by the last clearSegmentsThrough()
+  std::uint64_t segment_rows_ = 0;
 
   SeriesTable series_;  // index = SeriesId; its elements never move
   size_t persisted_series_ = 0;
@@ -208,7 +243,8 @@ class SqliteJournal final : public Journal {
   std::uint64_t last_seq_ = 0;     // highest committed seq
   std::uint64_t floor_ = 0;        // every seq <= floor_ is deleted; rows are (floor_, last_seq_]
   std::uint64_t retire_upto_ = 0;  // confirmed rows the next commits delete (enforceRetention)
-  std::uint64_t retire_step_ = 10000;  // rows per commit
+  Nanos last_cursor_write_ = 0;    // wall time of the last commit that wrote the sink cursors
+  std::uint64_t idle_check_seq_ = 0;  // last_seq_ at the last retention pass
   bool has_marker_ = false;
   Nanos last_marker_time_ = 0;
   std::uint64_t commits_ = 0;

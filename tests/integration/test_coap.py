@@ -77,7 +77,13 @@ def journal_rows(wd):
     """(device, metric, value) of every committed reading, in sequence order (with HOLD_ROWS)."""
     db = sqlite3.connect(f"file:{wd.path / 'state' / 'journal.db'}?mode=ro", uri=True, timeout=5)
     try:
-        return db.execute("SELECT series.device, series.metric, r.v FROM r JOIN series "
+        # Rows are in segment tables r_0, r_1, ... (schema 5).
+        tables = [n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                           "AND name GLOB 'r_[0-9]*'")]
+        if not tables:
+            return []
+        rows = " UNION ALL ".join(f"SELECT seq, s, v FROM {t}" for t in tables)
+        return db.execute(f"SELECT series.device, series.metric, r.v FROM ({rows}) AS r JOIN series "
                           "ON r.s = series.id ORDER BY r.seq").fetchall()
     except sqlite3.OperationalError:
         return []

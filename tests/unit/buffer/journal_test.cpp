@@ -56,6 +56,11 @@ JournalOptions optionsFor(const TempDir& dir, std::vector<std::string> sinks = {
   return o;
 }
 
+JournalOptions withSegments(JournalOptions o, std::uint64_t rows) {
+  o.segment_rows = rows;
+  return o;
+}
+
 const Series kTemp{"press-7", "temperature", {{"line", "3"}, {"cell", "A"}}};
 const Series kPressure{"press-7", "pressure", {}};
 
@@ -228,8 +233,8 @@ TEST_CASE("seqs and series ids survive a reopen, also when every row was deleted
 TEST_CASE("cursors are per sink, only move forward, and persist with a commit") {
   TempDir dir;
   {
-    auto j = Journal::open(optionsFor(dir));
-    addRows(*j, j->internSeries(kTemp), 10);
+    auto j = Journal::open(withSegments(optionsFor(dir), 5));
+    addRows(*j, j->internSeries(kTemp), 10, 5);  // segments 1..5, 6..10
     j->setCursor("a", 5);
     j->setCursor("a", 3);  // back: ignored
     j->setCursor("b", 2);
@@ -247,13 +252,13 @@ TEST_CASE("cursors are per sink, only move forward, and persist with a commit") 
     j->setCursor("b", 9);  // not committed: lost on close
   }
   {
-    auto j = Journal::open(optionsFor(dir));
+    auto j = Journal::open(withSegments(optionsFor(dir), 5));
     CHECK(j->cursor("a") == 5);
     CHECK(j->cursor("b") == 2);
   }
   {
     // "b" not configured: its row is kept but ignored; "c" is new.
-    auto j = Journal::open(optionsFor(dir, {"a", "c"}));
+    auto j = Journal::open(withSegments(optionsFor(dir, {"a", "c"}), 5));
     CHECK(j->cursor("b") == 0);
     CHECK(j->cursor("c") == 0);  // starts at the oldest row still buffered
     CHECK(j->stats().sinks.count("b") == 0);
@@ -262,7 +267,7 @@ TEST_CASE("cursors are per sink, only move forward, and persist with a commit") 
     CHECK(j->enforceRetention(kT0) == 5);  // "a" holds rows 6..10 back, "b" nothing
   }
   {
-    auto j = Journal::open(optionsFor(dir, {"a", "b", "c"}));
+    auto j = Journal::open(withSegments(optionsFor(dir, {"a", "b", "c"}), 5));
     CHECK(j->cursor("a") == 5);
     CHECK(j->cursor("c") == 10);
     // Rows 3..5 went while "b" was not configured: counted as dropped for it.
@@ -272,31 +277,62 @@ TEST_CASE("cursors are per sink, only move forward, and persist with a commit") 
   }
 }
 
-TEST_CASE("retention deletes only rows every sink confirmed, in bounded steps") {
+TEST_CASE("retention deletes whole segments once every sink confirmed all of their rows") {
   TempDir dir;
-  auto j = Journal::open(optionsFor(dir));
-  addRows(*j, j->internSeries(kTemp), 100);
-  CHECK(j->enforceRetention(kT0) == 0);  // no sink confirmed anything
+  JournalOptions o = optionsFor(dir);
+  o.segment_rows = 10;
+  auto j = Journal::open(o);
+  addRows(*j, j->internSeries(kTemp), 100, 10);  // segments of 10 rows: 1..10, 11..20, ...
+  CHECK(j->enforceRetention(kT0) == 0);          // no sink confirmed anything
   j->setCursor("a", 60);
-  j->setCursor("b", 40);
-  // Uncommitted cursor moves count too (they are written with the deletion).
+  j->setCursor("b", 45);
+  addRows(*j, 0, 10, 10);  // 101..110: rows keep coming
+  // Uncommitted cursor moves count too (they are written with the deletion). 41..45 stay until
+  // their segment is confirmed whole.
   CHECK(j->enforceRetention(kT0, 15) == 40);
-  CHECK(j->stats().rows == 60);
+  CHECK(j->stats().rows == 70);
   const auto left = seqs(*j);
-  REQUIRE(left.size() == 60);
+  REQUIRE(left.size() == 70);
   CHECK(left.front() == 41);
-  CHECK(left.back() == 100);
+  CHECK(left.back() == 110);
+  addRows(*j, 0, 10, 10);  // 111..120
   CHECK(j->enforceRetention(kT0) == 0);
   CHECK(j->stats().sinks.at("a").dropped == 0);
   CHECK(j->stats().sinks.at("b").dropped == 0);
+  {
+    OtherConnection other(dir.db());
+    CHECK(other.queryInt("SELECT count(*) FROM r_0") == 0);  // emptied, kept for reuse
+    CHECK(other.queryInt("SELECT min(seq) FROM r_4") == 41);
+  }
+  // No row since the last pass (idle): the confirmed rows go row by row.
+  CHECK(j->enforceRetention(kT0) == 5);
+  CHECK(seqs(*j).front() == 46);
+  CHECK(j->enforceRetention(kT0) == 0);
 
-  j->setCursor("a", 100);
-  j->setCursor("b", 100);
-  CHECK(j->enforceRetention(kT0, 1) == 16);  // at most 16 transactions of `step` rows a call
-  CHECK(j->stats().rows == 44);
-  CHECK(j->enforceRetention(kT0) == 44);
+  // A reopen finds the segments (and the spare tables) as they were.
+  j.reset();
+  j = Journal::open(o);
+  CHECK(j->stats().rows == 75);
+  std::vector<ReadingRecord> out;
+  j->read(55, 12, out);  // across segments, in seq order
+  REQUIRE(out.size() == 12);
+  for (size_t i = 0; i < out.size(); ++i) CHECK(out[i].seq == 56 + i);
+
+  j->setCursor("a", 120);
+  j->setCursor("b", 120);
+  CHECK(j->enforceRetention(kT0) == 75);  // the newest segment too, when all of it is confirmed
   CHECK(j->stats().rows == 0);
-  CHECK(j->stats().last_seq == 100);
+  CHECK(j->stats().last_seq == 120);
+  // Emptied tables are reused, at most two kept spare: the schema does not grow.
+  for (int round = 0; round < 5; ++round) {
+    const std::uint64_t last = addRows(*j, 0, 100, 10);
+    j->setCursor("a", last);
+    j->setCursor("b", last);
+    CHECK(j->enforceRetention(kT0) == 100);
+  }
+  CHECK(j->stats().last_seq == 620);
+  CHECK(OtherConnection(dir.db()).queryInt(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name GLOB 'r_*'") <= 3);
 }
 
 TEST_CASE("the size cap drops the oldest unsent rows and counts them per sink") {
@@ -407,6 +443,9 @@ TEST_CASE("a failed commit keeps everything pending") {
       CHECK(*out[0].series == kPressure);
       CHECK(out[2].seq == 8);
       CHECK(out[2].value == 8);
+      // The cursor move rides with row commits at most once a second; as at stop, a commit
+      // without rows writes it.
+      REQUIRE(j->commit());
     }
     auto j = Journal::open(optionsFor(dir));
     CHECK(j->stats().last_seq == 8);
@@ -543,19 +582,19 @@ TEST_CASE("bytes per row and commit throughput") {
   {
     OtherConnection db(dir.db());
     if (db.exec("SELECT 1 FROM dbstat LIMIT 1") == SQLITE_OK) {  // dbstat is compiled in
-      table_per_row =
-          static_cast<double>(db.queryInt("SELECT sum(pgsize) FROM dbstat WHERE name = 'r'")) /
-          kRows;
-      payload_per_row =
-          static_cast<double>(db.queryInt("SELECT sum(payload) FROM dbstat WHERE name = 'r'")) /
-          kRows;
+      table_per_row = static_cast<double>(db.queryInt(
+                          "SELECT sum(pgsize) FROM dbstat WHERE name GLOB 'r_[0-9]*'")) /
+                      kRows;
+      payload_per_row = static_cast<double>(db.queryInt(
+                            "SELECT sum(payload) FROM dbstat WHERE name GLOB 'r_[0-9]*'")) /
+                        kRows;
     }
   }
   TempDir dir_full;
   JournalOptions full = optionsFor(dir_full);
   full.synchronous = Synchronous::kFull;
   const double full_rate = fillForBench(full, kRows / 5, kBatch);
-  MESSAGE("journal: " << kRows << " rows: file " << file_per_row << " B/row, table r "
+  MESSAGE("journal: " << kRows << " rows: file " << file_per_row << " B/row, segment tables "
                       << table_per_row << " B/row (record payload " << payload_per_row
                       << " B/row); commit throughput in batches of " << kBatch << ": "
                       << static_cast<std::int64_t>(normal) << " rows/s synchronous=NORMAL, "
@@ -696,7 +735,7 @@ PRAGMA user_version = 1;
   CHECK(out[0].seq == 3);
   j.reset();
   OtherConnection other(dir.db());
-  CHECK(other.queryInt("PRAGMA user_version") == 4);  // through versions 2, 3 in one go
+  CHECK(other.queryInt("PRAGMA user_version") == 5);  // through versions 2, 3, 4 in one go
 }
 
 TEST_CASE("any time reference value reads back as itself, never as another kind") {
@@ -912,12 +951,29 @@ void checkSameRecord(const ReadingRecord& got, const ReadingRecord& want) {
 std::string dumpJournal(const fs::path& p) {
   OtherConnection db(p);
   std::string out;
-  for (const char* sql :
-       {"PRAGMA application_id", "PRAGMA user_version",
-        "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name",
-        "SELECT * FROM r ORDER BY seq", "SELECT * FROM series ORDER BY id",
-        "SELECT * FROM sinks ORDER BY name", "SELECT * FROM commits ORDER BY first_seq",
-        "SELECT * FROM meta ORDER BY k", "SELECT * FROM state ORDER BY k"}) {
+  std::vector<std::string> queries = {
+      "PRAGMA application_id",
+      "PRAGMA user_version",
+      "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name",
+      "SELECT * FROM series ORDER BY id",
+      "SELECT * FROM sinks ORDER BY name",
+      "SELECT * FROM commits ORDER BY first_seq",
+      "SELECT * FROM meta ORDER BY k",
+      "SELECT * FROM state ORDER BY k"};
+  {
+    // The rows: table r (up to version 4) or the segments r_<n> (version 5).
+    sqlite3_stmt* s = nullptr;
+    REQUIRE(sqlite3_prepare_v2(db.db,
+                               "SELECT name FROM sqlite_master WHERE type = 'table' AND (name = "
+                               "'r' OR name GLOB 'r_[0-9]*') ORDER BY name",
+                               -1, &s, nullptr) == SQLITE_OK);
+    while (sqlite3_step(s) == SQLITE_ROW)
+      queries.push_back(std::string("SELECT * FROM ") +
+                        reinterpret_cast<const char*>(sqlite3_column_text(s, 0)) + " ORDER BY seq");
+    sqlite3_finalize(s);
+  }
+  for (const std::string& query : queries) {
+    const char* sql = query.c_str();
     sqlite3_stmt* s = nullptr;
     REQUIRE(sqlite3_prepare_v2(db.db, sql, -1, &s, nullptr) == SQLITE_OK);
     out += sql;
@@ -1063,7 +1119,7 @@ TEST_CASE(
   auto j = Journal::open(optionsFor(dir, configured, &clock));
   const std::string log = capture.stop();
   CHECK(log.find("<5>journal " + dir.db().string() +
-                 ": schema upgraded in place from version 2 to 4 (4 rows rewritten)") !=
+                 ": schema upgraded in place from version 2 to 5 (4 rows rewritten)") !=
         std::string::npos);
   CHECK(log.find("<3>") == std::string::npos);  // no error
 
@@ -1079,26 +1135,28 @@ TEST_CASE(
   CHECK(j->internSeries(kPressure) == 1);
   {
     OtherConnection other(dir.db());
-    CHECK(other.queryInt("PRAGMA user_version") == 4);
-    CHECK(other.queryInt("SELECT count(*) FROM r") == 12);
+    CHECK(other.queryInt("PRAGMA user_version") == 5);
+    // Table r became the first segment, r_0.
+    CHECK(other.queryInt("SELECT count(*) FROM sqlite_master WHERE name = 'r'") == 0);
+    CHECK(other.queryInt("SELECT count(*) FROM r_0") == 12);
     // The layout documented in journal.cpp: k 1 aggregate, 2 alert; c 0 outside readings.
-    CHECK(other.queryInt("SELECT count(*) FROM r WHERE k = 0") == 8);
-    CHECK(other.queryInt("SELECT count(*) FROM r WHERE k = 1 AND seq IN (43, 48)") == 2);
-    CHECK(other.queryInt("SELECT count(*) FROM r WHERE k = 2 AND seq IN (45, 49)") == 2);
-    CHECK(other.queryInt("SELECT count(*) FROM r WHERE k <> 0 AND c <> 0") == 0);
+    CHECK(other.queryInt("SELECT count(*) FROM r_0 WHERE k = 0") == 8);
+    CHECK(other.queryInt("SELECT count(*) FROM r_0 WHERE k = 1 AND seq IN (43, 48)") == 2);
+    CHECK(other.queryInt("SELECT count(*) FROM r_0 WHERE k = 2 AND seq IN (45, 49)") == 2);
+    CHECK(other.queryInt("SELECT count(*) FROM r_0 WHERE k <> 0 AND c <> 0") == 0);
     CHECK(other.queryInt("SELECT v FROM meta WHERE k = 'floor'") == 40);
     CHECK(other.queryInt("SELECT cursor FROM sinks WHERE name = 'gone'") == 45);
-    CHECK(other.queryInt("SELECT count(*) FROM pragma_index_list('r')") == 1);  // r_alerts only
+    CHECK(other.queryInt("SELECT count(*) FROM pragma_index_list('r_0')") == 1);  // alerts only
     // The outbox read still uses the partial index, now on the kind column.
     sqlite3_stmt* plan = nullptr;
     REQUIRE(sqlite3_prepare_v2(other.db,
-                               "EXPLAIN QUERY PLAN SELECT seq, s, t, v, d, c, x, k FROM r WHERE "
+                               "EXPLAIN QUERY PLAN SELECT seq, s, t, v, d, c, x, k FROM r_0 WHERE "
                                "k = 2 AND seq > ? ORDER BY seq LIMIT ?",
                                -1, &plan, nullptr) == SQLITE_OK);
     REQUIRE(sqlite3_step(plan) == SQLITE_ROW);
     const std::string detail = reinterpret_cast<const char*>(sqlite3_column_text(plan, 3));
     sqlite3_finalize(plan);
-    CHECK(detail.find("USING INDEX r_alerts") != std::string::npos);
+    CHECK(detail.find("USING INDEX r_0_alerts") != std::string::npos);
   }
 
   // Nothing re-sent: every cursor, dropped count and commit time as it was, and each sink
@@ -1204,7 +1262,7 @@ TEST_CASE("an upgrade that fails half-way leaves the version 2 file as it was") 
   const std::string before = dumpJournal(dir.db());
   SUBCASE("an error in a step") {
     CHECK_THROWS_WITH_AS(Journal::open(optionsFor(dir)),
-                         doctest::Contains("upgrading the schema from version 2 to 4: duplicate "
+                         doctest::Contains("upgrading the schema from version 2 to 5: duplicate "
                                            "column name: k"),
                          JournalError);
     CHECK(dumpJournal(dir.db()) == before);
@@ -1321,7 +1379,7 @@ TEST_CASE("a journal of a newer schema is refused and left exactly as it is") {
     // The newer version's last words are still in its -wal (not checkpointed).
     OtherConnection newer(db);
     REQUIRE(sqlite3_db_config(newer.db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr) == SQLITE_OK);
-    REQUIRE(newer.exec("PRAGMA user_version = 5; CREATE TABLE r2(x); INSERT INTO r2 VALUES(1);") ==
+    REQUIRE(newer.exec("PRAGMA user_version = 6; CREATE TABLE r2(x); INSERT INTO r2 VALUES(1);") ==
             SQLITE_OK);
   }
   REQUIRE(fs::exists(wal));
@@ -1334,16 +1392,16 @@ TEST_CASE("a journal of a newer schema is refused and left exactly as it is") {
   } catch (const JournalNewerError& e) {
     message = e.what();
   }
-  CHECK(message.find("schema version is 5") != std::string::npos);
-  CHECK(message.find("reads versions 1 to 4") != std::string::npos);
+  CHECK(message.find("schema version is 6") != std::string::npos);
+  CHECK(message.find("reads versions 1 to 5") != std::string::npos);
   CHECK(message.find(db.string()) != std::string::npos);
   CHECK(fileBytes(db) == db_before);
   CHECK(fileBytes(wal) == wal_before);
   for (const auto& e : fs::directory_iterator(db.parent_path()))
     CHECK(e.path().filename().string().find("corrupt") == std::string::npos);
   OtherConnection check(db);
-  CHECK(check.queryInt("PRAGMA user_version") == 5);
-  CHECK(check.queryInt("SELECT count(*) FROM r") == 300);
+  CHECK(check.queryInt("PRAGMA user_version") == 6);
+  CHECK(check.queryInt("SELECT count(*) FROM r_0") == 300);
 }
 
 TEST_CASE("a checkpointed newer journal is refused from its header: no -wal or -shm appears") {
@@ -1361,7 +1419,7 @@ TEST_CASE("a checkpointed newer journal is refused from its header: no -wal or -
   const std::string before = fileBytes(db);
   CHECK_THROWS_WITH_AS(
       Journal::open(optionsFor(dir)),
-      doctest::Contains("its schema version is 7, this gatewayd reads versions 1 to 4"),
+      doctest::Contains("its schema version is 7, this gatewayd reads versions 1 to 5"),
       JournalNewerError);
   CHECK(fileBytes(db) == before);
   CHECK_FALSE(fs::exists(fs::path(db) += "-wal"));
@@ -1447,7 +1505,9 @@ TEST_CASE("salvage: the readable rows of a journal with overwritten pages, page 
 TEST_CASE("salvage leaves out deleted rows whose bytes are still in free pages (below the floor)") {
   TempDir dir, live;
   {
-    auto j = Journal::open(optionsFor(dir, {"a"}));
+    JournalOptions o = optionsFor(dir, {"a"});
+    o.segment_rows = 1000;
+    auto j = Journal::open(o);
     addRows(*j, j->internSeries(kTemp), 6000);
     j->setCursor("a", 4000);
     REQUIRE(j->commit());
@@ -1469,32 +1529,36 @@ TEST_CASE("salvage leaves out deleted rows whose bytes are still in free pages (
   CHECK(out.front().value == 4000.25);  // the reading of seq 4001, the first one kept
 }
 
-TEST_CASE("retention while readings arrive: confirmed rows go with the next group commit") {
+TEST_CASE("retention while readings arrive: confirmed segments go with the next group commit") {
   TempDir dir;
-  auto j = Journal::open(optionsFor(dir, {"a"}));
+  JournalOptions o = optionsFor(dir, {"a"});
+  o.segment_rows = 1000;
+  auto j = Journal::open(o);
   const SeriesId id = j->internSeries(kTemp);
-  addRows(*j, id, 3000);
+  addRows(*j, id, 3000);  // segments 1..1000, 1001..2000, 2001..3000
   j->setCursor("a", 2500);
   REQUIRE(j->commit());
   const std::uint64_t commits = j->stats().commits;
   j->append(id, 1, kT0, std::nullopt, TimeReference::kReceive);  // a commit is coming
   CHECK(j->enforceRetention(kT0, 1000) == 0);  // left to it: no transaction of its own
   CHECK(j->stats().rows == 3000);
-  REQUIRE(j->commit());  // deletes one step (1000 rows) with the reading
-  CHECK(j->stats().rows == 2001);
-  CHECK(seqs(*j).front() == 1001);
+  REQUIRE(j->commit());  // deletes the two whole confirmed segments with the reading
+  CHECK(j->stats().rows == 1001);
+  CHECK(seqs(*j).front() == 2001);
+  CHECK(j->stats().commits == commits + 1);
+  {
+    OtherConnection other(dir.db());  // committed
+    CHECK(other.queryInt("SELECT count(*) FROM r_0") + other.queryInt("SELECT count(*) FROM r_1") ==
+          0);
+    CHECK(other.queryInt("SELECT v FROM meta WHERE k = 'floor'") == 2000);
+  }
   j->append(id, 2, kT0, std::nullopt, TimeReference::kReceive);
-  REQUIRE(j->commit());
-  j->append(id, 3, kT0, std::nullopt, TimeReference::kReceive);
-  REQUIRE(j->commit());  // only up to the cursor: 2500
-  CHECK(j->stats().rows == 503);
-  CHECK(seqs(*j).front() == 2501);
-  CHECK(j->stats().commits == commits + 3);
-  CHECK(OtherConnection(dir.db()).queryInt("SELECT count(*) FROM r") == 503);  // committed
+  REQUIRE(j->commit());  // 2001..3000 are not all confirmed: kept
+  CHECK(j->stats().rows == 1002);
   // Idle (nothing pending): retention deletes at once.
-  j->setCursor("a", 3003);
+  j->setCursor("a", 3002);
   REQUIRE(j->commit());
-  CHECK(j->enforceRetention(kT0) == 503);
+  CHECK(j->enforceRetention(kT0) == 1002);
   CHECK(j->stats().rows == 0);
 }
 
@@ -1639,4 +1703,135 @@ TEST_CASE("salvage of garbage finds nothing and does not crash") {
   CHECK(r.appended == 0);
   CHECK(j->lastSeq() == 0);
   CHECK_THROWS_AS(salvageInto(dir.path / "nothing-here", *j), JournalError);
+}
+
+// Schema version 4 exactly as gatewayd 5a7c2d0 created it: every row in one table r.
+constexpr const char* kSchemaV4 = R"sql(
+BEGIN IMMEDIATE;
+CREATE TABLE r(seq INTEGER PRIMARY KEY, s INTEGER NOT NULL, t INTEGER NOT NULL, v REAL,
+               d INTEGER, c INTEGER NOT NULL, x BLOB, k INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX r_alerts ON r(k) WHERE k = 2;
+CREATE TABLE state(k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE series(id INTEGER PRIMARY KEY, device TEXT NOT NULL, metric TEXT NOT NULL,
+                    tags BLOB NOT NULL);
+CREATE TABLE sinks(name TEXT PRIMARY KEY, cursor INTEGER NOT NULL, dropped INTEGER NOT NULL)
+  WITHOUT ROWID;
+CREATE TABLE commits(first_seq INTEGER PRIMARY KEY, t INTEGER NOT NULL);
+CREATE TABLE meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO meta(k, v) VALUES('floor', 0);
+CREATE TABLE dead(id INTEGER PRIMARY KEY, t INTEGER NOT NULL, source TEXT NOT NULL,
+                  w TEXT NOT NULL, reason TEXT NOT NULL, device TEXT NOT NULL,
+                  size INTEGER NOT NULL, x TEXT NOT NULL);
+PRAGMA application_id = 1196902961;
+PRAGMA user_version = 4;
+COMMIT;
+)sql";
+
+TEST_CASE("a version 4 journal becomes segment r_0 in place; new rows go to new segments") {
+  TempDir dir, live;
+  fs::create_directories(dir.db().parent_path());
+  {
+    // 3000 rows 101..3100 (1..100 deleted before: floor 100), an alert every 500th, left in
+    // the -wal as a running gatewayd would.
+    OtherConnection db(dir.db());
+    REQUIRE(db.exec("PRAGMA journal_mode=WAL") == SQLITE_OK);
+    REQUIRE(db.exec(kSchemaV4) == SQLITE_OK);
+    REQUIRE(sqlite3_db_config(db.db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr) == SQLITE_OK);
+    REQUIRE(db.exec("BEGIN;"
+                    "INSERT INTO series VALUES(0, 'press-7', 'temperature', x'');"
+                    "WITH RECURSIVE n(i) AS (SELECT 101 UNION ALL SELECT i + 1 FROM n "
+                    "WHERE i < 3100) INSERT INTO r(seq, s, t, v, d, c, x, k) "
+                    "SELECT i, 0, i * 1000, i + 0.5, NULL, 1, "
+                    "CASE WHEN i % 500 = 0 THEN '{\"rule\":\"hot\"}' END, "
+                    "CASE WHEN i % 500 = 0 THEN 2 ELSE 0 END FROM n;"
+                    "UPDATE meta SET v = 100 WHERE k = 'floor';"
+                    "INSERT INTO commits VALUES(101, 1000);"
+                    "INSERT INTO sinks VALUES('a', 600, 0), ('b', 100, 3);"
+                    "COMMIT;") == SQLITE_OK);
+  }
+  JournalOptions o = withSegments(optionsFor(dir), 1000);
+  StderrCapture capture(dir.path / "stderr");
+  auto j = Journal::open(o);
+  const std::string log = capture.stop();
+  CHECK(log.find("schema upgraded in place from version 4 to 5") != std::string::npos);
+  CHECK_FALSE(j->stats().moved_aside.has_value());
+  CHECK(j->stats().rows == 3000);
+  CHECK(j->lastSeq() == 3100);
+  CHECK(j->cursor("a") == 600);
+  CHECK(j->stats().sinks.at("b").dropped == 3);
+  std::vector<ReadingRecord> out;
+  j->readAlerts(500, 10, out);  // through the partial index of r_0
+  REQUIRE(out.size() == 5);
+  CHECK(out[0].seq == 1000);
+  CHECK(out[0].alert == R"({"rule":"hot"})");
+  {
+    OtherConnection other(dir.db());
+    CHECK(other.queryInt("PRAGMA user_version") == 5);
+    CHECK(other.queryInt("SELECT count(*) FROM sqlite_master WHERE name IN ('r', 'r_alerts')") ==
+          0);
+    CHECK(other.queryInt("SELECT count(*) FROM r_0") == 3000);
+    CHECK(other.queryInt("SELECT count(*) FROM pragma_index_list('r_0')") == 1);
+  }
+
+  // r_0 is over 1000 rows: the next rows open segment r_1, then r_2.
+  addRows(*j, 0, 1500);
+  CHECK(j->lastSeq() == 4600);
+  {
+    OtherConnection other(dir.db());
+    CHECK(other.queryInt("SELECT min(seq) FROM r_1") == 3101);
+    CHECK(other.queryInt("SELECT max(seq) FROM r_1") == 4100);
+    CHECK(other.queryInt("SELECT min(seq) FROM r_2") == 4101);
+  }
+  j->read(3095, 10, out);  // across r_0 and r_1
+  REQUIRE(out.size() == 10);
+  for (size_t i = 0; i < out.size(); ++i) CHECK(out[i].seq == 3096 + i);
+  std::vector<ReadingRecord> tail;
+  j->readDevice("press-7", 0, 3, 1000000, tail);  // the newest readings, from the newest segment
+  REQUIRE(tail.size() == 3);
+  CHECK(tail.back().seq == 4600);
+
+  // Salvage finds the rows of every segment and leaves out those at or below the floor.
+  j->setCursor("a", 3500);
+  j->setCursor("b", 3500);
+  CHECK(j->enforceRetention(kT0) == 3000);  // r_0, whole; 3101..3500 wait for all of r_1
+  j.reset();
+  auto into = Journal::open(optionsFor(live, {"kafka"}));
+  const SalvageReport r = salvageInto(dir.db(), *into);
+  CHECK(r.floor == 3100);
+  CHECK(r.readings == 1500);
+  CHECK(r.first_seq == 3101);
+  CHECK(r.last_seq == 4600);
+  CHECK(r.missing() == 0);
+}
+
+TEST_CASE(
+    "cursor moves ride with row commits at most once a second; a commit without rows writes them") {
+  TempDir dir;
+  FakeClock clock;
+  auto j = Journal::open(optionsFor(dir, {"a"}, &clock));
+  const SeriesId id = j->internSeries(kTemp);
+  const auto fileCursor = [&] {
+    return OtherConnection(dir.db()).queryInt("SELECT cursor FROM sinks WHERE name = 'a'");
+  };
+  const auto rowCommit = [&] {
+    for (int i = 0; i < 10; ++i) j->append(id, i, kT0, std::nullopt, TimeReference::kReceive);
+    REQUIRE(j->commit());
+  };
+  rowCommit();
+  clock.now += 100 * kNanosPerMilli;
+  j->setCursor("a", 5);
+  rowCommit();
+  CHECK(j->cursor("a") == 5);
+  CHECK(fileCursor() == 0);  // not yet: less than a second since the last write
+  clock.now += kNanosPerSecond;
+  rowCommit();
+  CHECK(fileCursor() == 5);
+  j->setCursor("a", 20);
+  clock.now += 100 * kNanosPerMilli;
+  rowCommit();
+  CHECK(fileCursor() == 5);
+  REQUIRE(j->commit());  // nothing pending, only the cursor: written
+  CHECK(fileCursor() == 20);
+  j.reset();
+  CHECK(Journal::open(optionsFor(dir, {"a"}, &clock))->cursor("a") == 20);
 }

@@ -62,9 +62,13 @@ struct OtherConnection {
   }
   /// The highest seq committed to the file (rows retention deleted count through the floor).
   std::uint64_t durableSeq() {
-    return static_cast<std::uint64_t>(
-        queryInt("SELECT max(coalesce((SELECT max(seq) FROM r), 0), "
-                 "(SELECT v FROM meta WHERE k = 'floor'))"));
+    // Rows are in segment tables r_0, r_1, ... (schema 5).
+    std::string sql = "SELECT max((SELECT v FROM meta WHERE k = 'floor')";
+    for (int n = 0; n < 64; ++n)
+      if (queryInt(("SELECT count(*) FROM sqlite_master WHERE name = 'r_" + std::to_string(n) + "'")
+                       .c_str()) == 1)
+        sql += ", coalesce((SELECT max(seq) FROM r_" + std::to_string(n) + "), 0)";
+    return static_cast<std::uint64_t>(queryInt((sql + ")").c_str()));
   }
   /// The fake sink's cursor as committed to the file; -1 before it has a row.
   std::int64_t cursor() { return queryInt("SELECT cursor FROM sinks WHERE name = 'fake'"); }
