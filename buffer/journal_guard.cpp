@@ -208,8 +208,8 @@ bool SqliteJournal::restore(const std::string& why) {
     *s = Stmt();
   for (auto* segs : {&segments_, &spare_segments_})
     for (auto& seg : *segs)
-      for (Stmt* s :
-           {&seg->insert, &seg->read, &seg->read_alerts, &seg->clear, &seg->clear_through})
+      for (Stmt* s : {&seg->insert, &seg->insert_many, &seg->read, &seg->read_alerts, &seg->clear,
+                      &seg->clear_through})
         *s = Stmt();
   db_ = std::move(next);
   sqlite3_wal_hook(db_.get(), &SqliteJournal::walHook, this);

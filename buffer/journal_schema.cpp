@@ -166,6 +166,17 @@ int SqliteJournal::prepareStatements() {
   return dead_letters_.prepare(db);
 }
 
+namespace {
+
+std::string insertManySql(const std::string& table) {
+  std::string sql = fmt::format("INSERT INTO {}(seq, s, t, v, d, c, x, k) VALUES", table);
+  for (size_t i = 0; i < kRowsPerInsert; ++i)
+    sql += i ? ", (?, ?, ?, ?, ?, ?, ?, ?)" : "(?, ?, ?, ?, ?, ?, ?, ?)";
+  return sql;
+}
+
+}  // namespace
+
 int SqliteJournal::prepareSegment(Segment& seg) {
   sqlite3* db = db_.get();
   const std::string t = fmt::format("r_{}", seg.n);
@@ -173,6 +184,7 @@ int SqliteJournal::prepareSegment(Segment& seg) {
       {&seg.insert, fmt::format("INSERT INTO {}(seq, s, t, v, d, c, x, k) "
                                 "VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
                                 t)},
+      {&seg.insert_many, insertManySql(t)},
       {&seg.read, fmt::format("SELECT seq, s, t, v, d, c, x, k FROM {} WHERE seq > ? "
                               "ORDER BY seq LIMIT ?",
                               t)},

@@ -59,12 +59,15 @@ struct Segment {
   int n = 0;
   std::uint64_t first = 1, last = 0;
   Nanos opened = 0;  // wall time of its first row (this process's), for the rotation by time
-  sqlite::Stmt insert, read, read_alerts, clear, clear_through;
+  sqlite::Stmt insert, insert_many, read, read_alerts, clear, clear_through;
   std::uint64_t rows() const { return last >= first ? last - first + 1 : 0; }
 };
 
 // Column k (the columns are described with kSchema, in journal_schema.cpp).
 enum RowKind : std::uint8_t { kRowReading = 0, kRowAggregate = 1, kRowAlert = 2 };
+/// Rows per multi-row INSERT (Segment::insert_many) in a commit; the rest of a batch goes one
+/// row at a time.
+inline constexpr size_t kRowsPerInsert = 32;
 
 /// Tags as a BLOB: (varint length, bytes) for each key and value, in template order.
 std::string encodeTags(const std::vector<std::pair<std::string, std::string>>& tags);
@@ -167,7 +170,13 @@ class SqliteJournal final : public Journal {
   template <typename F>
   int transaction(F&& body);
   void rollback();
+  /// Binds one row's 8 values at parameters base+1..base+8 of an insert statement.
+  static int bindRow(Stmt& st, int base, std::uint64_t seq, const PendingRow& p,
+                     const std::string* blob);
   int insertRow(std::uint64_t seq, const PendingRow& p, const std::string* blob);
+  /// Inserts every pending row, seqs from last_seq_ + 1 on, into the newest segment:
+  /// kRowsPerInsert rows per statement, the rest one at a time.
+  int insertPending();
   void readRows(bool alerts, std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out);
   size_t readSegment(Stmt& stmt, std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out,
                      size_t n);
