@@ -1,7 +1,6 @@
 // A group commit of many rows: the journal inserts them several per INSERT statement; every
 // row must read back exactly as appended, whatever its kind and position in the batch.
 #include <doctest/doctest.h>
-#include <stdlib.h>
 
 #include <cmath>
 #include <filesystem>
@@ -10,6 +9,7 @@
 #include <vector>
 
 #include "buffer/journal.h"
+#include "tests/support/temp_dir.h"
 
 using namespace gw;
 using namespace gw::buffer;
@@ -19,17 +19,8 @@ namespace {
 
 constexpr Nanos kT0 = 1'795'256'130 * kNanosPerSecond;  // 2026-11-21T10:15:30Z
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "gw-journal-batch-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
+struct TempDir : gw::test::TempDir {
+  TempDir() : gw::test::TempDir("gw-journal-batch") {}
 };
 
 enum class Kind { kReading, kAggregate, kAlert };

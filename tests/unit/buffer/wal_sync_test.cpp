@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "buffer/journal.h"
+#include "tests/support/temp_dir.h"
 
 using namespace gw;
 using namespace gw::buffer;
@@ -22,17 +23,8 @@ namespace {
 
 constexpr Nanos kT0 = 1'795'256'130 * kNanosPerSecond;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "gw-walsync-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
+struct TempDir : gw::test::TempDir {
+  TempDir() : gw::test::TempDir("gw-walsync") {}
   fs::path db() const { return path / "state" / "journal.db"; }
 };
 
