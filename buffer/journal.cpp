@@ -566,8 +566,7 @@ std::uint64_t SqliteJournal::enforceRetention(Nanos now, size_t step) {
   //    deletes them in the same transaction as its rows: one fsync less each second. Cursors
   //    only move forward and the rows stay below them, so deferring loses nothing.
   if (!sinks_.empty()) {
-    std::uint64_t confirmed = last_seq_;
-    for (const auto& [name, st] : sinks_) confirmed = std::min(confirmed, st.cursor);
+    const std::uint64_t confirmed = confirmedSeq();
     // Whole segments only: a segment is emptied once all of its rows are confirmed. When no row
     // came since the last pass, the confirmed rows of the newest segment go row by row: idle,
     // the bytes do not matter, and a segment may wait long for its last rows (the windows'

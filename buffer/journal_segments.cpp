@@ -115,8 +115,7 @@ void SqliteJournal::maybeRotate(Nanos now) {
       a.opened = now;
       return;
     }
-    std::uint64_t confirmed = sinks_.empty() ? 0 : last_seq_;
-    for (const auto& [name, st] : sinks_) confirmed = std::min(confirmed, st.cursor);
+    const std::uint64_t confirmed = sinks_.empty() ? 0 : confirmedSeq();
     const bool full = a.rows() >= segment_rows_;
     const bool aged = now - a.opened >= kSegmentSpan && confirmed >= a.first;
     if (!full && !aged) return;
@@ -196,6 +195,12 @@ void SqliteJournal::settleSegments() {
       spare_segments_.push_back(std::move(segments_.front()));
     segments_.pop_front();
   }
+}
+
+std::uint64_t SqliteJournal::confirmedSeq() const {
+  std::uint64_t confirmed = last_seq_;
+  for (const auto& [name, st] : sinks_) confirmed = std::min(confirmed, st.cursor);
+  return confirmed;
 }
 
 std::uint64_t SqliteJournal::segmentFloor(std::uint64_t limit) const {

@@ -190,6 +190,8 @@ class SqliteJournal final : public Journal {
   /// transaction. The segments' ranges follow with settleSegments() once it committed.
   int clearSegmentsThrough(std::uint64_t upto);
   void settleSegments();
+  /// The highest seq every configured sink has confirmed (last_seq_ when there is none).
+  std::uint64_t confirmedSeq() const;
   /// The highest seq <= `limit` that ends a segment (or floor_): whole segments only.
   std::uint64_t segmentFloor(std::uint64_t limit) const;
   /// The next `upto` for a cap that must make room: the oldest whole segment, or within the last

@@ -387,17 +387,14 @@ void Pipeline::Impl::commitNow() {
   if (windows)
     journal->setCursor("windows", std::min(windows->replayFrom() - 1, journal->lastSeq()));
   // MQTT PUBACKs and CoAP 2.04s for everything now durable: with synchronous = full that is what
-  // the journal's sync thread has covered (this commit is acknowledged by onDurable() once its
-  // sync is done); otherwise this commit.
-  if (sources_started)
-    for (auto& s : sources) s->committed(journal->durableSeq());
-  for (auto& f : forwarders) f->poke();
-  for (auto& f : outboxes) f->poke();
+  // the journal's sync thread has covered (this commit is acknowledged by the onDurable() its
+  // sync posts); otherwise this commit.
+  onDurable();
   armWindowTimer();
 }
 
-/// A sync of the journal finished (posted by its sync thread): acknowledge and forward up to the
-/// durable seq.
+/// Acknowledges and forwards up to the durable seq: after each commit, and when a sync of the
+/// journal finished (posted by its sync thread).
 void Pipeline::Impl::onDurable() {
   if (stopped) return;
   const std::uint64_t durable = journal->durableSeq();
