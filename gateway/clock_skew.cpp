@@ -90,7 +90,7 @@ SkewEstimator::Ring& SkewEstimator::Ring::operator=(const Ring& other) {
 void SkewEstimator::Ring::reserve(int n, int used) {
   if (n <= capacity_) return;
   const int capacity = n <= 4 ? 4 : n <= 8 ? 8 : n <= 16 ? 16 : kSegments;
-  auto grown = std::make_unique<Sample[]>(static_cast<std::size_t>(capacity));
+  auto grown = std::make_unique<Point[]>(static_cast<std::size_t>(capacity));
   std::copy_n(data_.get(), used, grown.get());
   data_ = std::move(grown);
   capacity_ = static_cast<std::uint8_t>(capacity);
@@ -98,6 +98,11 @@ void SkewEstimator::Ring::reserve(int n, int used) {
 
 double SkewEstimator::key(const Sample& s) const {
   return rel(s.offset, origin_offset_) - drift_used_ * rel(s.device_time, origin_);
+}
+
+SkewEstimator::Point SkewEstimator::toPoint(const Sample& s) const {
+  return {static_cast<float>(rel(s.device_time, origin_)),
+          static_cast<float>(rel(s.offset, origin_offset_))};
 }
 
 double SkewEstimator::predict(Nanos d) const { return base_key_ + drift_used_ * rel(d, origin_); }
@@ -143,11 +148,11 @@ void SkewEstimator::addToHistory(const Sample& s) {
 
 // Merges neighbouring segments (keeping the lower sample) and doubles the segment size.
 void SkewEstimator::compact() {
-  std::array<Sample, kSegments> merged;
+  std::array<Point, kSegments> merged;
   int m = 0;
   for (int i = 0; i + 1 < ring_size_; i += 2) {
-    const Sample& a = ring_[(ring_head_ + i) % kSegments];
-    const Sample& b = ring_[(ring_head_ + i + 1) % kSegments];
+    const Point& a = ring_[(ring_head_ + i) % kSegments];
+    const Point& b = ring_[(ring_head_ + i + 1) % kSegments];
     merged[m++] = key(b) < key(a) ? b : a;
   }
   if (ring_size_ % 2) merged[m++] = ring_[(ring_head_ + ring_size_ - 1) % kSegments];
@@ -173,7 +178,7 @@ void SkewEstimator::closeSegment() {
     ring_head_ = static_cast<std::uint8_t>((ring_head_ + 1) % kSegments);
     rescan = slot == history_argmin_;  // the lowest segment leaves the history
   }
-  ring_[slot] = segment_min_;
+  ring_[slot] = toPoint(segment_min_);
   segment_count_ = 0;
   if (ring_size_ < kSegments || segment_size_ < kSegmentSamples || ++fits_skipped_ >= kRefitEvery) {
     fits_skipped_ = 0;
@@ -208,9 +213,9 @@ void SkewEstimator::refit() {
   bool sorted = true;
   double sum_x = 0;
   for (int i = 0; i < n; ++i) {
-    const Sample& s = ring_[(ring_head_ + i) % kSegments];
-    xs[i] = rel(s.device_time, origin_);
-    ys[i] = rel(s.offset, origin_offset_);
+    const Point& p = ring_[(ring_head_ + i) % kSegments];
+    xs[i] = p.dx;
+    ys[i] = p.dy;
     sum_x += xs[i];
     if (i > 0 && xs[i] < xs[i - 1]) sorted = false;
   }

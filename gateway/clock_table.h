@@ -4,7 +4,7 @@
 //
 // Memory (issue 13): one dense array of entries (~310 bytes each on x86-64, the estimator 240
 // of them) and an open-addressing index of 8 bytes per slot; no node per device, no list node,
-// nothing reserved up front. An estimator's own history grows with its samples (16 bytes each,
+// nothing reserved up front. An estimator's own history grows with its samples (8 bytes each,
 // up to 32).
 //
 // Threading: the pipeline's event loop only.
