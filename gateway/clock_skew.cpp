@@ -344,18 +344,19 @@ Correction SkewEstimator::estimate(Nanos device_time, Nanos reference_time) {
   }
 
   // A suspected step: collect consistent samples, confirm with enough of them.
-  if (candidate_kind_ == kind && consistent(s, candidate_last_, tolerance)) {
+  Candidate& candidate = candidate_.get();
+  if (candidate_kind_ == kind && consistent(s, candidate.last, tolerance)) {
     ++candidate_count_;
-    const double dd = rel(device_time, candidate_best_.device_time);
-    if (rel(theta, candidate_best_.offset) - drift_used_ * dd < 0) candidate_best_ = s;
+    const double dd = rel(device_time, candidate.best.device_time);
+    if (rel(theta, candidate.best.offset) - drift_used_ * dd < 0) candidate.best = s;
   } else {
     candidate_kind_ = kind;
     candidate_count_ = 1;
-    candidate_best_ = s;
-    candidate_jump_ = e;
-    candidate_reference_ = reference_time;
+    candidate.best = s;
+    candidate.jump = e;
+    candidate.reference = reference_time;
   }
-  candidate_last_ = s;
+  candidate.last = s;
 
   if (kind == Kind::kHigh) {
     // Most likely a delayed message: it is corrected with the current estimate (which is right
@@ -371,14 +372,14 @@ Correction SkewEstimator::estimate(Nanos device_time, Nanos reference_time) {
   }
 
   // Confirmed: restart the filter from the candidates.
-  if (std::abs(candidate_jump_) > static_cast<double>(options_.step)) {
+  if (std::abs(candidate.jump) > static_cast<double>(options_.step)) {
     saturatingIncrement(steps_);
-    last_step_ = candidate_reference_;
+    last_step_ = candidate.reference;
   } else {
     saturatingIncrement(shifts_);
   }
   const int count = candidate_count_;
-  const Sample best = candidate_best_;
+  const Sample best = candidate.best;
   startEpoch(best, count);
   last_device_time_ = device_time;
   return apply(device_time, as_reference);

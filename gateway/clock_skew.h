@@ -94,7 +94,9 @@ class SkewEstimator {
   std::uint32_t steps() const { return steps_; }
   bool outOfBounds() const { return offset_ > options_.max_skew || offset_ < -options_.max_skew; }
   /// Heap bytes held (the history's capacity), for memory figures.
-  std::size_t heapBytes() const { return ring_.capacity() * sizeof(Point); }
+  std::size_t heapBytes() const {
+    return ring_.capacity() * sizeof(Point) + candidate_.heapBytes();
+  }
 
   static constexpr int kSegmentSamples = 8;
   static constexpr int kSegments = 32;
@@ -192,10 +194,38 @@ class SkewEstimator {
   double drift_used_ = 0;   ///< drift_ when significant, else 0
   double jitter_ = 0;       ///< EMA of the residual above the envelope (ns)
   Nanos last_device_time_ = 0;
-  Sample candidate_last_{};        ///< last sample of a suspected step
-  Sample candidate_best_{};        ///< lowest sample (by projected offset) of a suspected step
-  double candidate_jump_ = 0;      ///< residual of the first sample of a suspected step (ns)
-  Nanos candidate_reference_ = 0;  ///< reference time of the first sample of a suspected step
+  /// A suspected step (kept apart: most devices never have one, so it costs them 8 bytes
+  /// instead of 48; allocated at a device's first suspect and kept, so a noisy device does not
+  /// allocate per message).
+  struct Candidate {
+    Sample last{};        ///< last sample of a suspected step
+    Sample best{};        ///< lowest sample (by projected offset) of a suspected step
+    double jump = 0;      ///< residual of the first sample of a suspected step (ns)
+    Nanos reference = 0;  ///< reference time of the first sample of a suspected step
+  };
+  /// Owns a Candidate, copied with the estimator.
+  class CandidateBox {
+   public:
+    CandidateBox() = default;
+    CandidateBox(const CandidateBox& other)
+        : p_(other.p_ ? std::make_unique<Candidate>(*other.p_) : nullptr) {}
+    CandidateBox& operator=(const CandidateBox& other) {
+      if (this != &other) p_ = other.p_ ? std::make_unique<Candidate>(*other.p_) : nullptr;
+      return *this;
+    }
+    CandidateBox(CandidateBox&&) noexcept = default;
+    CandidateBox& operator=(CandidateBox&&) noexcept = default;
+    /// The candidate, created on first use.
+    Candidate& get() {
+      if (!p_) p_ = std::make_unique<Candidate>();
+      return *p_;
+    }
+    std::size_t heapBytes() const { return p_ ? sizeof(Candidate) : 0; }
+
+   private:
+    std::unique_ptr<Candidate> p_;
+  };
+  CandidateBox candidate_;  ///< valid while candidate_kind_ != kNone
 };
 
 using gw::parseBrokerStamp;  // core/time.h

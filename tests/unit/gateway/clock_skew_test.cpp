@@ -406,12 +406,14 @@ TEST_CASE("absurd device times do not break the estimator") {
 
 TEST_CASE("per-device memory is small and bounded") {
   MESSAGE("sizeof(SkewEstimator) = ", sizeof(SkewEstimator), " bytes");
-  CHECK(sizeof(SkewEstimator) <= 240);  // 296 before issue 13's compact state
+  // 296 before issue 13's compact state, 240 with a suspected step's state inline.
+  CHECK(sizeof(SkewEstimator) <= 200);
   SkewEstimator est(ClockOptions{});
   CHECK(est.heapBytes() == 0);  // nothing until a segment closes
   for (int i = 0; i < 1000; ++i) est.observe(kT0 + i * kS, kT0 + i * kS + 3 * kMs);
   MESSAGE("with a full history: ", sizeof(SkewEstimator) + est.heapBytes(), " bytes");
   CHECK(est.heapBytes() == SkewEstimator::kSegments * 8);  // 16 before the history was relative
+  CHECK(sizeof(SkewEstimator) + est.heapBytes() <= 456);    // 752 before
   // A copy has its own history with the same state.
   SkewEstimator copy = est;
   CHECK(copy.heapBytes() == est.heapBytes());
@@ -419,6 +421,17 @@ TEST_CASE("per-device memory is small and bounded") {
   const Correction b = copy.observe(kT0 + 1000 * kS, kT0 + 1000 * kS + 4 * kMs);
   CHECK(a.event_time == b.event_time);
   CHECK(copy.state().samples == est.state().samples);
+  CHECK(est.heapBytes() == SkewEstimator::kSegments * 8);  // no suspect yet: no candidate
+  // A suspected step (one sample 60 s off) is carried by a copy, which then confirms it alike.
+  const Nanos d = kT0 + 1001 * kS;
+  est.observe(d, d + 60 * kS + 3 * kMs);
+  CHECK(est.heapBytes() > SkewEstimator::kSegments * 8);  // the candidate, on first suspect
+  SkewEstimator mid = est;
+  const Correction c1 = est.observe(d + kS, d + kS + 60 * kS + 3 * kMs);
+  const Correction c2 = mid.observe(d + kS, d + kS + 60 * kS + 3 * kMs);
+  CHECK(c1.event_time == c2.event_time);
+  CHECK(est.state().steps == 1);
+  CHECK(mid.state().steps == 1);
 }
 
 TEST_CASE("parseBrokerStamp") {

@@ -177,7 +177,8 @@ TEST_CASE("clock table: bytes per device, and memory back down after eviction") 
   }
   const std::size_t full = t.memoryBytes();
   MESSAGE("100,000 devices, one sample each: ", (full - empty) / kDevices, " bytes each");
-  CHECK((full - empty) / kDevices <= 340);  // 389 before the estimator's compact state
+  // 389 before the estimator's compact state, 333 with a suspected step's state inline.
+  CHECK((full - empty) / kDevices <= 295);
   // The newer half is used again; the older half goes idle and is evicted.
   for (int i = kDevices / 2; i < kDevices; ++i)
     REQUIRE(t.use("sensor-" + std::to_string(i), kT0 + 30 * kS) != nullptr);
