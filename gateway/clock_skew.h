@@ -56,8 +56,9 @@ struct Correction {
 /// The estimator for one clock. Not thread-safe; owned by the pipeline's event loop. One is
 /// kept per device (issue 13: per-series memory), so its state is compact: state() is built
 /// from it on request, the history is one array grown to the samples seen (8 bytes each: a
-/// segment minimum relative to its epoch's origin, up to kSegments) and no allocation happens
-/// once it is full; observe() costs tens of ns.
+/// segment minimum relative to its epoch's origin, up to kSegments), a suspected step's state
+/// is allocated at the first suspect and kept, and no allocation happens once both exist;
+/// observe() costs tens of ns.
 ///
 /// The gateway's own clock against the broker's is one more estimator fed with
 /// observe(broker_stamp, receive_time): its offset is gateway clock − broker clock (plus the
@@ -70,8 +71,8 @@ struct Correction {
 /// epoch until it spans kSegments * kSegmentSamples. The drift is the slope of the lower convex
 /// hull of that history (the edge over its middle: the line under every point that is highest on
 /// average); it is applied only when it is significant against the hull's residual noise. The
-/// offset is the low envelope of the history extrapolated with the applied drift. Fixed size; no
-/// allocation after construction.
+/// offset is the low envelope of the history extrapolated with the applied drift. Bounded size
+/// (sizeof plus at most kSegments points and one Candidate).
 class SkewEstimator {
  public:
   explicit SkewEstimator(const ClockOptions& options);
