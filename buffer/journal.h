@@ -116,8 +116,9 @@ class JournalNewerError : public JournalError {
 /// row 'seq_reserved', like a database sequence's cache) and a journal opened after a crash
 /// goes on after the highest reservation. Seqs are contiguous except for such a gap after a
 /// crash (the seqs handed out and lost with the process, and the unused rest of the
-/// reservation); a clean close gives the unused reservation back. Row counts (stats()) take
-/// last seq minus floor, so they count a gap as rows until every sink has passed it.
+/// reservation); a clean close gives the unused reservation back. Row counts (stats(), the
+/// `dropped` counts of the caps) take differences of seqs, so they count a gap as rows until
+/// every sink has passed it (the first batch after the restart passes it).
 /// Rows are only ever removed from the oldest end.
 ///
 /// Sinks: each name in JournalOptions::sinks has a persisted cursor and dropped count. A new

@@ -37,7 +37,8 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
         wall_clock(std::move(env.clock.wall)),
         mono_clock(std::move(env.clock.mono)),
         retry(retryOptions(options_), std::move(env.uniform)),
-        timer(io_) {
+        timer(io_),
+        pace_timer(io_) {
     status.name = sink->name();
     status.cursor = journal.cursor(sink->name());
     sent_upto = status.cursor;
@@ -51,6 +52,11 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
   const std::function<Nanos()> mono_clock;
   RetryPolicy retry;  // event loop thread only
   boost::asio::steady_timer timer;
+  // ForwarderOptions::min_interval: the real monotonic clock (a wait on the loop, not a figure
+  // the tests check), armed at most once at a time.
+  boost::asio::steady_timer pace_timer;
+  std::chrono::steady_clock::time_point last_send{};
+  bool pace_armed = false;
   ForwarderStatus status;
   // Highest seq confirmed by the sink (or passed over). It may be beyond durableSeq(): records
   // are read up to Journal::sendableSeq(); status.cursor, what the journal persists, follows it
@@ -182,7 +188,23 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
     } else {
       // Committed and pending records alike, as far as the journal's durable seq reservation
       // goes (Journal::sendableSeq()): a record need not wait for its group commit and sync.
-      if (journal.sendableSeq() <= sent_upto) return;
+      const std::uint64_t sendable = journal.sendableSeq();
+      if (sendable <= sent_upto) return;
+      if (options.min_interval > 0 && sendable - sent_upto < options.batch) {
+        if (pace_armed) return;
+        const auto next = last_send + std::chrono::nanoseconds(options.min_interval);
+        if (std::chrono::steady_clock::now() < next) {
+          pace_armed = true;
+          pace_timer.expires_at(next);
+          pace_timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+            if (ec || self->stopped) return;
+            self->pace_armed = false;
+            self->poke();
+          });
+          return;
+        }
+      }
+      last_send = std::chrono::steady_clock::now();
       batch_through = journal.readTail(sent_upto, options.batch, batch);
       if (batch.empty()) {
         if (batch_through > sent_upto) advance(batch_through);  // a gap left by a crash
@@ -264,6 +286,7 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
     if (stopped) return;
     stopped = true;
     timer.cancel();
+    pace_timer.cancel();
     {
       std::lock_guard lock(mu);
       quit = true;

@@ -31,6 +31,11 @@ struct ForwarderOptions {
   /// also caps a server's Retry-After.
   Nanos retry_min = 200 * kNanosPerMilli;
   Nanos retry_max = 30 * kNanosPerSecond;
+  /// Sends start at most this often while less than `batch` records are waiting, so that a
+  /// steady stream read from the journal's pending tail goes out in batches of some size (each
+  /// batch costs the sink, librdkafka and the event loop a dozen system calls and wakeups)
+  /// rather than one per turn of the event loop. 0 = as soon as anything is waiting.
+  Nanos min_interval = 10 * kNanosPerMilli;
   /// Only alert records (the notifiers' outbox); while none is waiting the cursor follows the
   /// journal's last seq, so the outbox never holds readings back from retention.
   bool alerts_only = false;

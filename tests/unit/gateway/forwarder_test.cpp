@@ -146,6 +146,7 @@ ForwarderOptions fastOptions(size_t batch = 2) {
   o.batch = batch;
   o.retry_min = 1 * kMs;
   o.retry_max = 8 * kMs;
+  o.min_interval = 0;  // batches as soon as records wait (the pacing has a test of its own)
   return o;
 }
 
@@ -463,4 +464,34 @@ TEST_CASE(
   fw->poke();
   REQUIRE(f.runUntil([&] { return fw->cursor() == 3; }));
   CHECK(f.batches() == Batches{{1, 2, 3}});
+}
+
+TEST_CASE("forwarder: min_interval paces sends of less than a batch; a full batch goes at once") {
+  Fixture f;
+  ForwarderOptions o = fastOptions(3);
+  o.min_interval = 2 * kNanosPerSecond;  // far longer than this test's steps take
+  auto fw = f.make(o);
+  const SeriesId id = f.journal->internSeries(Series{"press-7", "temperature", {}});
+  const auto append = [&](int n) {
+    for (int i = 0; i < n; ++i)
+      f.journal->append(id, i, kT0 + i, std::nullopt, TimeReference::kReceive);
+  };
+  append(1);
+  const auto first = std::chrono::steady_clock::now();
+  fw->poke();  // the first send goes at once
+  REQUIRE(f.runUntil([&] { return fw->status().sent == 1; }));
+  append(1);
+  fw->poke();  // less than a batch, within min_interval of the last send: waits
+  f.io.run_for(std::chrono::milliseconds(50));
+  CHECK(f.batches() == Batches{{1}});
+  append(2);  // 3 waiting now: a full batch goes without waiting
+  fw->poke();
+  REQUIRE(f.runUntil([&] { return fw->status().sent == 4; }));
+  CHECK(f.batches() == Batches{{1}, {2, 3, 4}});
+  append(1);
+  fw->poke();
+  REQUIRE(f.runUntil([&] { return fw->status().sent == 5; }));
+  CHECK(std::chrono::steady_clock::now() - first >= std::chrono::seconds(2));
+  CHECK(f.batches() == Batches{{1}, {2, 3, 4}, {5}});
+  fw->stop();
 }
