@@ -203,6 +203,7 @@ bool SqliteJournal::commit() {
   if (!pending_.empty()) maybeRotate(now);
   const bool write_sinks = dirty_sinks && (pending_.empty() || retire_to > floor_ ||
                                            now - last_cursor_write_ >= kCursorWriteInterval);
+  const std::uint64_t reserve = reservationFor(pending_.size());  // journal_tail.cpp
   const int rc = transaction([&] {
     int rc = retire_to > floor_ ? deleteThrough(retire_to) : SQLITE_OK;
     for (size_t id = persisted_series_; id < series_.size() && rc == SQLITE_OK; ++id)
@@ -222,6 +223,7 @@ bool SqliteJournal::commit() {
     }
     if (rc == SQLITE_OK && write_sinks) rc = writeDirtySinks();
     if (rc == SQLITE_OK && dead_letters_.dirty()) rc = dead_letters_.write();
+    if (rc == SQLITE_OK && reserve > 0) rc = writeReservation(reserve);
     return rc;
   });
   if (rc != SQLITE_OK) {
@@ -252,6 +254,7 @@ bool SqliteJournal::commit() {
     last_cursor_write_ = now;
   }
   dead_letters_.committed();
+  if (reserve > 0) reserved(reserve);
   ++commits_;
   afterCommit();  // synchronous = full: the WAL's fdatasync, off this thread (journal_sync.cpp)
   return true;
@@ -319,12 +322,13 @@ void SqliteJournal::readRows(bool alerts, std::uint64_t after, size_t limit,
   // Records are reused (their strings keep their capacity), so a sink's steady state reads
   // without allocating.
   size_t n = 0;
+  read_failed_ = false;
   if (limit > 0 && after < last_seq_) {
     const auto cap = static_cast<size_t>(std::min<std::uint64_t>(limit, last_seq_ - after));
     if (out.size() < cap && !alerts) out.reserve(cap);
     // Segments in seq order: each continues where the one before it ended.
     for (const auto& seg : segments_) {
-      if (n >= limit) break;
+      if (n >= limit || read_failed_) break;
       if (seg->rows() == 0 || seg->last <= after) continue;
       n = readSegment(alerts ? seg->read_alerts : seg->read, after, limit - n, out, n);
     }
@@ -386,9 +390,11 @@ size_t SqliteJournal::readSegment(Stmt& stmt, std::uint64_t after, size_t limit,
         ++n;
       }
     }
-    if (rc != SQLITE_DONE)
+    if (rc != SQLITE_DONE) {
+      read_failed_ = true;
       logLimited(read_log_, "journal {}: reading after seq {} failed after {} rows: {}", path_,
                  after, n, sqlite::describe(db_.get(), rc));
+    }
   }
   return n;
 }

@@ -108,9 +108,17 @@ class JournalNewerError : public JournalError {
 };
 
 /// Readings are appended into an in-memory batch and made durable by commit() (group
-/// commit: one transaction per batch). Sinks read committed rows after their cursor.
+/// commit: one transaction per batch). Sinks read committed rows after their cursor, and with
+/// readTail() also the pending ones (see sendableSeq()).
 ///
-/// Seqs start at 1, are contiguous and never reused, also across restarts and retention.
+/// Seqs start at 1 and are never reused, also across restarts, retention and a power cut: a
+/// seq may be sent to a sink before its row is durable, so a commit reserves seqs ahead (meta
+/// row 'seq_reserved', like a database sequence's cache) and a journal opened after a crash
+/// goes on after the highest reservation. Seqs are contiguous except for such a gap after a
+/// crash (the seqs handed out and lost with the process, and the unused rest of the
+/// reservation); a clean close gives the unused reservation back. Row counts (stats(), the
+/// `dropped` counts of the caps) take differences of seqs, so they count a gap as rows until
+/// every sink has passed it (the first batch after the restart passes it).
 /// Rows are only ever removed from the oldest end.
 ///
 /// Sinks: each name in JournalOptions::sinks has a persisted cursor and dropped count. A new
@@ -165,6 +173,19 @@ class Journal {
   /// seq order, into `out` (resized to what was read; its records are reused). On a read
   /// error, logs and returns the rows read so far.
   virtual void read(std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out) = 0;
+
+  /// Like read(), and past the committed rows also the pending ones (appended, not yet
+  /// committed), up to sendableSeq(): what a sink reads, so that a record need not wait for its
+  /// group commit and sync. Returns the seq through which the read is complete (every record
+  /// with `after` < seq <= it is in `out`; a gap of seqs left by a crash is passed over), which
+  /// is `after` when nothing could be read.
+  virtual std::uint64_t readTail(std::uint64_t after, size_t limit,
+                                 std::vector<ReadingRecord>& out) = 0;
+  /// The highest seq that may be sent to a sink: appended (committed or pending) and within the
+  /// seq reservation of a durable commit, so that a power cut cannot make a later start give the
+  /// seq to another record. >= durableSeq(). What a sink confirmed beyond durableSeq() must not
+  /// be persisted as its cursor (setCursor() takes durable seqs only).
+  virtual std::uint64_t sendableSeq() const = 0;
 
   /// Like read(), but only alert records (an index keeps this cheap whatever the backlog of
   /// readings): what a notifier delivers from.

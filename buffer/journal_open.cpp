@@ -303,6 +303,7 @@ OpenResult SqliteJournal::loadState() {
     }
     if (rc != SQLITE_DONE) return failed(rc, "loading sinks");
   }
+  if (OpenResult r = loadReservation(stored); r.outcome != Outcome::kOk) return r;
   if ((rc = registerSinks(std::move(stored))) != SQLITE_OK) return failed(rc, "saving sinks");
 
   std::string sinks;

@@ -24,7 +24,8 @@ struct SalvageReport {
   /// been deleted (their bytes may linger in free pages) and are not salvaged. 0: not found.
   std::uint64_t floor = 0;
   std::uint64_t below_floor = 0;  ///< deleted rows found in free pages and left out
-  /// Seqs in [first_seq, last_seq] not found: rows on unreadable pages (or already deleted).
+  /// Seqs in [first_seq, last_seq] not found: rows on unreadable pages (or already deleted, or
+  /// never used: seqs skipped after a crash, see Journal's seq reservation).
   std::uint64_t missing() const {
     return records == 0 ? 0 : last_seq - first_seq + 1 - (records + no_series + undecodable);
   }

@@ -86,6 +86,8 @@ struct OpenResult {
 
 class SqliteJournal final : public Journal {
  public:
+  /// Gives the unused seq reservation back (journal_tail.cpp).
+  ~SqliteJournal() override;
   explicit SqliteJournal(const JournalOptions& options)
       : options_(options),
         clock_(options.clock ? options.clock : std::function<Nanos()>(wallNow)),
@@ -112,6 +114,9 @@ class SqliteJournal final : public Journal {
   bool commit() override;
   void read(std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out) override;
   void readAlerts(std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out) override;
+  std::uint64_t readTail(std::uint64_t after, size_t limit,  // journal_tail.cpp
+                         std::vector<ReadingRecord>& out) override;
+  std::uint64_t sendableSeq() const override;  // journal_tail.cpp
   void readDevice(std::string_view device, std::uint64_t after, size_t limit, std::uint64_t scan,
                   std::vector<ReadingRecord>& out) override;
   std::uint64_t lastSeq() const override { return last_seq_; }
@@ -181,6 +186,18 @@ class SqliteJournal final : public Journal {
   size_t readSegment(Stmt& stmt, std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out,
                      size_t n);
 
+  // The seq reservation (journal_tail.cpp). After loadSegments(), before registerSinks():
+  // reads meta 'seq_reserved', goes on after it (a gap after a crash) and moves the stored
+  // cursors that had confirmed every row past the gap.
+  OpenResult loadReservation(std::map<std::string, SinkState, std::less<>>& stored);
+  /// The reservation a commit of `rows` rows writes, or 0 when the current one is enough.
+  std::uint64_t reservationFor(size_t rows) const;
+  int writeReservation(std::uint64_t reserved);
+  /// After a commit that wrote reservation `reserved` (through seq last_seq_).
+  void reserved(std::uint64_t reserved);
+  void readPending(std::uint64_t after, std::uint64_t upto, size_t limit,
+                   std::vector<ReadingRecord>& out, size_t& n) const;
+
   // Segments (journal_segments.cpp).
   OpenResult loadSegments(std::uint64_t stored_floor);
   int prepareSegment(Segment& seg);
@@ -238,6 +255,14 @@ class SqliteJournal final : public Journal {
   mutable Stmt marker_at_, page_count_, freelist_count_;
   DeadLetterTable dead_letters_;  // its statements, like the ones above
   std::int64_t page_size_ = 4096;
+  // The seq reservation: the highest seq reserved by a committed transaction, the commits that
+  // reserved more and are not yet known durable (their last seq, their reservation), and the
+  // reservation of the last one known durable.
+  std::uint64_t reserved_ = 0;
+  mutable std::deque<std::pair<std::uint64_t, std::uint64_t>> reserving_;
+  mutable std::uint64_t durable_reserved_ = 0;
+  bool no_reservation_ = false;  // GW_TEST_NO_SEQ_RESERVATION=1
+  bool read_failed_ = false;     // the last readRows() stopped at an error
   // Segments, after the statements above; each holds its own statements.
   std::deque<std::unique_ptr<Segment>> segments_;        // in seq order; back() takes new rows
   std::deque<std::unique_ptr<Segment>> spare_segments_;  // empty tables, reused first

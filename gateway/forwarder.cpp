@@ -37,7 +37,8 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
         wall_clock(std::move(env.clock.wall)),
         mono_clock(std::move(env.clock.mono)),
         retry(retryOptions(options_), std::move(env.uniform)),
-        timer(io_) {
+        timer(io_),
+        pace_timer(io_) {
     status.name = sink->name();
     status.cursor = journal.cursor(sink->name());
     sent_upto = status.cursor;
@@ -51,9 +52,19 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
   const std::function<Nanos()> mono_clock;
   RetryPolicy retry;  // event loop thread only
   boost::asio::steady_timer timer;
+  // ForwarderOptions::min_interval: the real monotonic clock (a wait on the loop, not a figure
+  // the tests check), armed at most once at a time.
+  boost::asio::steady_timer pace_timer;
+  std::chrono::steady_clock::time_point last_send{};
+  bool pace_armed = false;
   ForwarderStatus status;
-  std::uint64_t sent_upto = 0;  // highest seq confirmed (cursor, possibly not yet committed)
-  bool busy = false;            // a batch is with the worker, or a retry is scheduled
+  // Highest seq confirmed by the sink (or passed over). It may be beyond durableSeq(): records
+  // are read up to Journal::sendableSeq(); status.cursor, what the journal persists, follows it
+  // only as far as durableSeq() (after a power cut the rest is sent again, or is lost with its
+  // source unacknowledged, and its seq is never given out again).
+  std::uint64_t sent_upto = 0;
+  std::uint64_t batch_through = 0;  // readTail()'s answer for the batch with the worker
+  bool busy = false;                // a batch is with the worker, or a retry is scheduled
   bool stopped = false;
   bool retry_scheduled = false;  // busy because of a retry wait, not a batch with the worker
   std::uint64_t retry_gen = 0;
@@ -158,27 +169,48 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
   }
 
   void poke() {
-    if (busy || stopped) return;
-    // Only rows on stable storage: one lost in a power cut after it was sent would have its seq
-    // reused by another row (buffer.synchronous = full syncs after the commit).
-    const std::uint64_t durable = journal.durableSeq();
-    if (durable <= sent_upto) return;
+    if (stopped) return;
+    persistCursor();
+    if (busy) return;
     std::vector<ReadingRecord> batch;
-    const auto beyond = [durable](const ReadingRecord& r) { return r.seq > durable; };
     if (options.alerts_only) {
+      // Notifiers keep to durable rows: an alert page is not worth a faster path.
+      const std::uint64_t durable = journal.durableSeq();
+      if (durable <= sent_upto) return;
+      const auto beyond = [durable](const ReadingRecord& r) { return r.seq > durable; };
       journal.readAlerts(sent_upto, options.batch, batch);
       batch.erase(std::find_if(batch.begin(), batch.end(), beyond), batch.end());
       if (batch.empty()) {
         advance(durable);
         return;
       }
+      batch_through = batch.back().seq;
     } else {
-      journal.read(sent_upto,
-                   static_cast<size_t>(std::min<std::uint64_t>(options.batch, durable - sent_upto)),
-                   batch);
-      batch.erase(std::find_if(batch.begin(), batch.end(), beyond), batch.end());
+      // Committed and pending records alike, as far as the journal's durable seq reservation
+      // goes (Journal::sendableSeq()): a record need not wait for its group commit and sync.
+      const std::uint64_t sendable = journal.sendableSeq();
+      if (sendable <= sent_upto) return;
+      if (options.min_interval > 0 && sendable - sent_upto < options.batch) {
+        if (pace_armed) return;
+        const auto next = last_send + std::chrono::nanoseconds(options.min_interval);
+        if (std::chrono::steady_clock::now() < next) {
+          pace_armed = true;
+          pace_timer.expires_at(next);
+          pace_timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+            if (ec || self->stopped) return;
+            self->pace_armed = false;
+            self->poke();
+          });
+          return;
+        }
+      }
+      last_send = std::chrono::steady_clock::now();
+      batch_through = journal.readTail(sent_upto, options.batch, batch);
+      if (batch.empty()) {
+        if (batch_through > sent_upto) advance(batch_through);  // a gap left by a crash
+        return;
+      }
     }
-    if (batch.empty()) return;
     busy = true;
     {
       std::lock_guard lock(mu);
@@ -194,7 +226,7 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
         if (!status.up) log::notice("{}: delivering again", status.name);
         status.up = true;
         status.sent += n;
-        advance(last);
+        advance(std::max(last, batch_through));
         retry.reset();
         status.retry_wait = 0;
         busy = false;
@@ -205,7 +237,7 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
         status.last_error = r.error;  // kept for `gatewayctl` (a refused alert, a bad record)
         log::error("{}: rejected records {}..{} ({} records, skipped): {}", status.name, first,
                    last, n, r.error);
-        advance(last);
+        advance(std::max(last, batch_through));
         busy = false;
         poke();
         return;
@@ -237,14 +269,24 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
 
   void advance(std::uint64_t last) {
     sent_upto = last;
-    status.cursor = last;
-    journal.setCursor(status.name, last);
+    persistCursor();
+  }
+
+  // The journal's cursor never claims more than is durable (called again by poke() on every
+  // sync, so it catches up).
+  void persistCursor() {
+    if (status.cursor >= sent_upto) return;
+    const std::uint64_t durable = std::min(sent_upto, journal.durableSeq());
+    if (durable <= status.cursor) return;
+    status.cursor = durable;
+    journal.setCursor(status.name, durable);
   }
 
   void stop() {
     if (stopped) return;
     stopped = true;
     timer.cancel();
+    pace_timer.cancel();
     {
       std::lock_guard lock(mu);
       quit = true;

@@ -1,7 +1,9 @@
-// Drives one sink from the journal: reads committed records after the sink's cursor, hands a
-// batch to the sink's worker thread, and on the answer advances the cursor (delivered),
-// backs off and resends (retry) or skips and counts (rejected). Cursors, retries and backoff
-// live here once, for every sink (conventions: "Sinks say what happened").
+// Drives one sink from the journal: reads records after the sink's cursor (committed ones and
+// those still pending in the group commit, up to Journal::sendableSeq()), hands a batch to the
+// sink's worker thread, and on the answer advances the cursor (delivered), backs off and resends
+// (retry) or skips and counts (rejected). The cursor the journal persists never passes
+// Journal::durableSeq(). Cursors, retries and backoff live here once, for every sink
+// (conventions: "Sinks say what happened").
 #pragma once
 
 #include <cstdint>
@@ -29,6 +31,11 @@ struct ForwarderOptions {
   /// also caps a server's Retry-After.
   Nanos retry_min = 200 * kNanosPerMilli;
   Nanos retry_max = 30 * kNanosPerSecond;
+  /// Sends start at most this often while less than `batch` records are waiting, so that a
+  /// steady stream read from the journal's pending tail goes out in batches of some size (each
+  /// batch costs the sink, librdkafka and the event loop a dozen system calls and wakeups)
+  /// rather than one per turn of the event loop. 0 = as soon as anything is waiting.
+  Nanos min_interval = 10 * kNanosPerMilli;
   /// Only alert records (the notifiers' outbox); while none is waiting the cursor follows the
   /// journal's last seq, so the outbox never holds readings back from retention.
   bool alerts_only = false;
@@ -54,7 +61,7 @@ struct ForwarderStatus {
   std::uint64_t sent = 0;      ///< records confirmed by the remote side
   std::uint64_t rejected = 0;  ///< records the remote side refused for good
   std::uint64_t retries = 0;   ///< failed attempts
-  std::uint64_t cursor = 0;
+  std::uint64_t cursor = 0;    ///< the persisted cursor: confirmed and durable
   Nanos retry_wait = 0;  ///< the wait before the next attempt after a failure; 0 after success
   /// Age of delivered records when the remote side confirmed them (confirmation time minus
   /// event time), over the last kAgeSamples records: publish-to-sink latency when the devices'
@@ -72,7 +79,7 @@ class Forwarder {
   Forwarder(const Forwarder&) = delete;
   Forwarder& operator=(const Forwarder&) = delete;
 
-  /// New records were committed: send if idle.
+  /// New records were appended, committed or made durable: send if idle (cheap when busy).
   void poke();
   /// Interrupts a send in progress and joins the worker thread. Unconfirmed records stay
   /// above the cursor and are sent again after a restart.

@@ -236,6 +236,7 @@ std::uint64_t Pipeline::Impl::reading(Series& series, const Decoded& decoded, Na
     }
   }
   if (windows) sliceWindows();
+  pokeSoon();
   const std::uint64_t last = appendedSeq();
   if (journal->pending() >= cfg.buffer.batch && !commit_failing) commitNow();
   return last;
@@ -391,6 +392,21 @@ void Pipeline::Impl::commitNow() {
   // sync posts); otherwise this commit.
   onDurable();
   armWindowTimer();
+}
+
+/// The sinks may send a record before it is durable (Journal::sendableSeq()): one poke of the
+/// forwarders per turn of the loop, after every message of a socket read was appended (a post
+/// from the loop's own thread queues without a syscall; a forwarder with a batch out returns at
+/// once).
+void Pipeline::Impl::pokeSoon() {
+  if (poke_posted || forwarders.empty()) return;
+  poke_posted = true;
+  boost::asio::post(io, [this, a = std::weak_ptr<bool>(alive)] {
+    if (a.expired()) return;
+    poke_posted = false;
+    if (stopped) return;
+    for (auto& f : forwarders) f->poke();
+  });
 }
 
 /// Acknowledges and forwards up to the durable seq: after each commit, and when a sync of the

@@ -45,6 +45,8 @@ struct Pipeline::Impl final : Ingest {
   void start();
   void stop();
   void commitNow();
+  void pokeSoon();  // records appended: the forwarders once this turn of the loop is done
+  bool poke_posted = false;
   void onDurable();  // the journal's sync thread made more durable (posted to the loop)
 
   // Status (pipeline_status.cpp).

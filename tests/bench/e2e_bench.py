@@ -11,7 +11,7 @@
   5. gatewayd's QoS 1 rate (PUBACK only after the journal commit) against a bare QoS 1 subscriber.
 
 Each figure is the median of --runs repetitions, measured in the same run as its baseline.
-Usage: tests/bench/e2e_bench.py [--runs 3] [--seconds 10] [--json out.json]
+Usage: tests/bench/e2e_bench.py [--runs 3] [--seconds 10] [--gatewayd OLD] [--json out.json]
 """
 import argparse
 import json
@@ -105,8 +105,11 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--count", type=int, default=200000, help="readings per throughput run")
     ap.add_argument("--seconds", type=int, default=10, help="length of the 10k/s latency run")
+    ap.add_argument("--gatewayd", help="another gatewayd binary (same load, e.g. before a change)")
     ap.add_argument("--json")
     a = ap.parse_args()
+    if a.gatewayd:
+        gwtest.GATEWAYD = Path(a.gatewayd).resolve()
 
     wd = Workdir("bench")
     ok = False

@@ -146,6 +146,7 @@ ForwarderOptions fastOptions(size_t batch = 2) {
   o.batch = batch;
   o.retry_min = 1 * kMs;
   o.retry_max = 8 * kMs;
+  o.min_interval = 0;  // batches as soon as records wait (the pacing has a test of its own)
   return o;
 }
 
@@ -404,11 +405,14 @@ TEST_CASE("forwarder: the link coming back cuts a long retry wait short") {
   fw->stop();
 }
 
-TEST_CASE("forwarder: sends only what the journal has synced (durableSeq), never beyond") {
+TEST_CASE(
+    "forwarder: sends records before they are synced; the cursor it persists stays at "
+    "durableSeq") {
   Fixture f;
   auto fw = f.make(fastOptions(100));
   f.addReadings(3);
-  // Committed but not yet synced: rows 4..5 are readable and must not be sent.
+  // Committed but not yet synced: rows 4..5 go to the sink (their seqs are within the journal's
+  // durable reservation), but the cursor the journal keeps stays at what is durable.
   const SeriesId id = f.journal->internSeries(Series{"press-7", "temperature", {}});
   f.journal->append(id, 4, kT0, std::nullopt, TimeReference::kReceive);
   f.journal->append(id, 5, kT0, std::nullopt, TimeReference::kReceive);
@@ -422,10 +426,13 @@ TEST_CASE("forwarder: sends only what the journal has synced (durableSeq), never
   REQUIRE(f.journal->commit());
   CHECK(f.journal->lastSeq() == 5);
   fw->poke();
-  REQUIRE(f.runUntil([&] { return fw->cursor() == 3; }));
+  REQUIRE(f.runUntil([&] { return f.batches() == Batches{{1, 2, 3, 4, 5}}; }));
+  REQUIRE(f.runUntil([&] { return fw->status().sent == 5; }));
   fw->poke();
   f.io.run_for(std::chrono::milliseconds(30));
+  CHECK(f.journal->durableSeq() == 3);
   CHECK(fw->cursor() == 3);
+  CHECK(f.journal->cursor("fake") == 3);
   {
     std::lock_guard lock(mu);
     held = false;
@@ -433,6 +440,58 @@ TEST_CASE("forwarder: sends only what the journal has synced (durableSeq), never
   cv.notify_all();
   CHECK(f.journal->syncNow() == 5);
   buffer::setWalSyncHookForTests({});
-  fw->poke();
+  fw->poke();  // what the pipeline does on the journal's onDurable()
   REQUIRE(f.runUntil([&] { return fw->cursor() == 5; }));
+  CHECK(f.journal->cursor("fake") == 5);
+  CHECK(f.batches() == Batches{{1, 2, 3, 4, 5}});  // nothing sent twice
+}
+
+TEST_CASE(
+    "forwarder: pending records (not yet committed) are sent; the cursor follows the commit "
+    "and its sync") {
+  Fixture f;
+  auto fw = f.make(fastOptions(100));
+  const SeriesId id = f.journal->internSeries(Series{"press-7", "temperature", {}});
+  for (int i = 1; i <= 3; ++i)
+    f.journal->append(id, i, kT0 + i, std::nullopt, TimeReference::kReceive);
+  CHECK(f.journal->lastSeq() == 0);
+  fw->poke();
+  REQUIRE(f.runUntil([&] { return fw->status().sent == 3; }));
+  CHECK(f.batches() == Batches{{1, 2, 3}});
+  CHECK(fw->cursor() == 0);
+  REQUIRE(f.journal->commit());
+  CHECK(f.journal->syncNow() == 3);
+  fw->poke();
+  REQUIRE(f.runUntil([&] { return fw->cursor() == 3; }));
+  CHECK(f.batches() == Batches{{1, 2, 3}});
+}
+
+TEST_CASE("forwarder: min_interval paces sends of less than a batch; a full batch goes at once") {
+  Fixture f;
+  ForwarderOptions o = fastOptions(3);
+  o.min_interval = 2 * kNanosPerSecond;  // far longer than this test's steps take
+  auto fw = f.make(o);
+  const SeriesId id = f.journal->internSeries(Series{"press-7", "temperature", {}});
+  const auto append = [&](int n) {
+    for (int i = 0; i < n; ++i)
+      f.journal->append(id, i, kT0 + i, std::nullopt, TimeReference::kReceive);
+  };
+  append(1);
+  const auto first = std::chrono::steady_clock::now();
+  fw->poke();  // the first send goes at once
+  REQUIRE(f.runUntil([&] { return fw->status().sent == 1; }));
+  append(1);
+  fw->poke();  // less than a batch, within min_interval of the last send: waits
+  f.io.run_for(std::chrono::milliseconds(50));
+  CHECK(f.batches() == Batches{{1}});
+  append(2);  // 3 waiting now: a full batch goes without waiting
+  fw->poke();
+  REQUIRE(f.runUntil([&] { return fw->status().sent == 4; }));
+  CHECK(f.batches() == Batches{{1}, {2, 3, 4}});
+  append(1);
+  fw->poke();
+  REQUIRE(f.runUntil([&] { return fw->status().sent == 5; }));
+  CHECK(std::chrono::steady_clock::now() - first >= std::chrono::seconds(2));
+  CHECK(f.batches() == Batches{{1}, {2, 3, 4}, {5}});
+  fw->stop();
 }
