@@ -100,6 +100,7 @@ struct Conn {
   bool ping_outstanding = false;
   bool read_stalled = false;  // reading paused: no read outstanding
   std::size_t last_read = 0;  // bytes of the last read: little ones wait read_batch_wait
+  int low_watermark = 1;      // the socket's SO_RCVLOWAT (plain TCP only)
   std::uint64_t number = 0;   // AckToken::connection
   std::uint16_t keepalive_s = 0;
   std::uint32_t server_max_packet = 0;  // 0: no limit
@@ -327,6 +328,8 @@ class Impl : public std::enable_shared_from_this<Impl> {
     }
     error_code ignored;
     conn->socket().set_option(tcp::no_delay(true), ignored);
+    // Synchronous reads (readAfterWait) return at once instead of waiting for data.
+    conn->socket().non_blocking(true, ignored);
     if (!conn->tls) {
       sendConnect(conn);
       return;
@@ -373,6 +376,7 @@ class Impl : public std::enable_shared_from_this<Impl> {
 
   void startRead(const std::shared_ptr<Conn>& conn) {
     if (conn->rend == conn->rbuf.size()) conn->rbuf.resize(conn->rbuf.size() * 2);
+    setLowWatermark(*conn, 1);  // an outstanding read completes with the first byte
     auto self = shared_from_this();
     auto buffer = asio::buffer(conn->rbuf.data() + conn->rend, conn->rbuf.size() - conn->rend);
     conn->withStream([&](auto& stream) {
@@ -413,16 +417,46 @@ class Impl : public std::enable_shared_from_this<Impl> {
         break;
     }
     if (conn->last_read < kBatchReadBytes && opts_.read_batch_wait > 0) {
-      // A trickle: let it accumulate in the socket so that the next wakeup takes a batch.
+      // A trickle: let it accumulate in the socket so that the next wakeup takes a batch. The
+      // socket's low watermark keeps the arrivals meanwhile from waking the loop (epoll is
+      // edge-triggered: without it every segment the broker sends is a wakeup, issue 16).
+      setLowWatermark(*conn, static_cast<int>(kBatchReadBytes));
       auto self = shared_from_this();
       conn->read_wait_timer.expires_after(toChrono(opts_.read_batch_wait));
       conn->read_wait_timer.async_wait([self, conn](const error_code& ec) {
         if (ec || conn->closed || conn != self->conn_) return;
-        self->continueReading(conn);
+        self->readAfterWait(conn);
       });
       return;
     }
     continueReading(conn);
+  }
+
+  /// After read_batch_wait: what accumulated is taken at once with a non-blocking read (one
+  /// system call, no trip through epoll); only an empty socket waits for its next byte.
+  void readAfterWait(const std::shared_ptr<Conn>& conn) {
+    if (reading_paused_ || conn->tls) {
+      continueReading(conn);
+      return;
+    }
+    if (conn->rend == conn->rbuf.size()) conn->rbuf.resize(conn->rbuf.size() * 2);
+    error_code ec;
+    const std::size_t n = conn->plain.read_some(
+        asio::buffer(conn->rbuf.data() + conn->rend, conn->rbuf.size() - conn->rend), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      startRead(conn);
+      return;
+    }
+    onRead(conn, ec, n);
+  }
+
+  /// SO_RCVLOWAT of a plain TCP connection: epoll reports it readable (and wakes the loop)
+  /// only once this many bytes wait. A non-blocking read still returns whatever is there.
+  void setLowWatermark(Conn& conn, int bytes) {
+    if (conn.tls || conn.low_watermark == bytes) return;
+    error_code ec;
+    conn.plain.set_option(asio::socket_base::receive_low_watermark(bytes), ec);
+    conn.low_watermark = ec ? 1 : bytes;  // not supported: reads as before, the loop wakes more
   }
 
   /// Reads on, unless paused: then no read is outstanding until pauseReading(false).
