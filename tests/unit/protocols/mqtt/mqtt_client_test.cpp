@@ -1261,3 +1261,32 @@ TEST_CASE("fake broker: a large read is handed over a bounded slice per loop tur
   CHECK(h.client->status().turns_yielded >= 1);
   CHECK(h.client->status().connects == 1);
 }
+
+TEST_CASE("fake broker: with read_batch_wait a lone message after a silence arrives at once") {
+  // Issue 16: while the client waits for a trickle to accumulate, the socket's low watermark
+  // is raised so that arrivals do not wake the loop; a socket found empty after the wait must
+  // go back to waking on the first byte, or a lone message would wait for 16 KiB more.
+  FakeBroker fake;
+  auto o = options(fake.port(), "gw-lone");
+  o.read_batch_wait = std::chrono::nanoseconds(20ms).count();
+  Harness h(o);
+  fake.handshake(h.io, connack(0), "\x01");
+  REQUIRE(h.waitConnected());
+  for (int i = 0; i < 3; ++i) {
+    CAPTURE(i);
+    runFor(h.io, 100ms);  // several waits go by with nothing to read
+    const auto t0 = Clock::now();
+    fake.send(publish("a/" + std::to_string(i), "m" + std::to_string(i), 0, 0));
+    REQUIRE(runUntil(h.io, [&] { return h.msgs.size() == static_cast<std::size_t>(i + 1); }));
+    CHECK(Clock::now() - t0 < 2s);
+  }
+  // A trickle in between: taken in batches, in order, none lost.
+  for (int i = 3; i < 20; ++i) {
+    fake.send(publish("a/" + std::to_string(i), "m" + std::to_string(i), 0, 0));
+    runFor(h.io, 3ms);
+  }
+  REQUIRE(runUntil(h.io, [&] { return h.msgs.size() == 20; }));
+  for (int i = 0; i < 20; ++i)
+    CHECK(h.msgs[static_cast<std::size_t>(i)].payload == "m" + std::to_string(i));
+  CHECK(h.client->status().connects == 1);
+}
