@@ -707,7 +707,6 @@ TEST_CASE("pipeline: a burst of closed windows is handled in bounded turns, inge
   constexpr std::uint64_t kSeries = 3000;
   Harness h;
   h.cfg.aggregate.enabled = true;
-  h.cfg.buffer.commit_interval = 10 * kNanosPerSecond;  // commits by batch only
   h.start();
   auto aggregates = [&] { return h.snapshot(status_part::kWindows).windows->aggregates; };
   auto send = [&](std::uint64_t device, Nanos at) {
