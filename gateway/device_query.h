@@ -48,7 +48,7 @@ std::optional<DeviceQuery::Sort> parseDeviceSort(std::string_view key);
 /// exactly selectDevices()'s.
 class DeviceWalk {
  public:
-  static constexpr std::size_t kSlice = 8192;
+  static constexpr std::size_t kSlice = 4096;
 
   explicit DeviceWalk(DeviceQuery q);
   ~DeviceWalk();

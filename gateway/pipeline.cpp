@@ -65,7 +65,9 @@ Pipeline::Impl::Impl(boost::asio::io_context& io_, const config::Config& cfg_, C
   if (cfg.aggregate.enabled) {
     windows = aggregators::Aggregator::create(
         cfg.aggregate.windows, [this](const aggregators::Aggregate& a) { onWindowClosed(a); });
-    windows->setCloseBudget(1000);  // the rest in slices: sliceWindows()
+    // A few closes inline (a small plant's windows close with the reading that ends them); a
+    // burst in slices of its own turns: sliceWindows().
+    windows->setCloseBudget(64);
   }
   if (!cfg.alerts.empty()) {
     alerts::EngineOptions eo;
@@ -238,7 +240,7 @@ std::uint64_t Pipeline::Impl::reading(Series& series, const Decoded& decoded, Na
   if (windows) sliceWindows();
   pokeSoon();
   const std::uint64_t last = appendedSeq();
-  if (journal->pending() >= cfg.buffer.batch && !commit_failing) commitNow();
+  commitSoon();
   return last;
 }
 

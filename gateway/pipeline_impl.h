@@ -135,6 +135,9 @@ struct Pipeline::Impl final : Ingest {
   static bool parseWindowsState(std::string_view st, Nanos& watermark, std::uint64_t& from,
                                 std::optional<aggregators::Aggregator::WindowKey>& partial);
   bool window_slice_posted = false, alert_slice_posted = false;
+  void commitSoon();
+  bool commit_posted = false;
+  std::uint64_t window_slices = 0;  // turns that closed windows (tests count them)
   bool firingDue();
   Nanos firing_written_at = 0;  // monotonic
   bool firing_force = false;

@@ -99,6 +99,8 @@ struct Conn {
   bool ready = false;        // on_state(true) delivered
   bool ping_outstanding = false;
   bool read_stalled = false;  // reading paused: no read outstanding
+  std::size_t last_read = 0;  // bytes of the last read: little ones wait read_batch_wait
+  int low_watermark = 1;      // the socket's SO_RCVLOWAT (plain TCP only)
   std::uint64_t number = 0;   // AckToken::connection
   std::uint16_t keepalive_s = 0;
   std::uint32_t server_max_packet = 0;  // 0: no limit
@@ -218,7 +220,8 @@ class Impl : public std::enable_shared_from_this<Impl> {
           !conn->read_stalled)
         return;
       conn->read_stalled = false;
-      if (self->processPackets(conn)) self->continueReading(conn);
+      conn->last_read = kBatchReadBytes;  // the broker queued meanwhile: read on at once
+      self->drain(conn);
     });
   }
 
@@ -325,6 +328,8 @@ class Impl : public std::enable_shared_from_this<Impl> {
     }
     error_code ignored;
     conn->socket().set_option(tcp::no_delay(true), ignored);
+    // Synchronous reads (readAfterWait) return at once instead of waiting for data.
+    conn->socket().non_blocking(true, ignored);
     if (!conn->tls) {
       sendConnect(conn);
       return;
@@ -371,6 +376,7 @@ class Impl : public std::enable_shared_from_this<Impl> {
 
   void startRead(const std::shared_ptr<Conn>& conn) {
     if (conn->rend == conn->rbuf.size()) conn->rbuf.resize(conn->rbuf.size() * 2);
+    setLowWatermark(*conn, 1);  // an outstanding read completes with the first byte
     auto self = shared_from_this();
     auto buffer = asio::buffer(conn->rbuf.data() + conn->rend, conn->rbuf.size() - conn->rend);
     conn->withStream([&](auto& stream) {
@@ -388,18 +394,69 @@ class Impl : public std::enable_shared_from_this<Impl> {
       return;
     }
     conn->rend += n;
-    if (!processPackets(conn)) return;
-    if (n < kBatchReadBytes && opts_.read_batch_wait > 0) {
-      // A trickle: let it accumulate in the socket so that the next wakeup takes a batch.
+    conn->last_read = n;
+    drain(conn);
+  }
+
+  /// Hands over the packets read, a bounded slice per turn of the loop, then reads on.
+  void drain(const std::shared_ptr<Conn>& conn) {
+    switch (processPackets(conn)) {
+      case Progress::kGone:
+        return;
+      case Progress::kYield: {
+        // The rest after whatever else is ready: the next slice is posted behind it.
+        ++status_.turns_yielded;
+        auto self = shared_from_this();
+        asio::post(io_, [self, conn] {
+          if (conn->closed || conn != self->conn_) return;
+          self->drain(conn);
+        });
+        return;
+      }
+      case Progress::kDone:
+        break;
+    }
+    if (conn->last_read < kBatchReadBytes && opts_.read_batch_wait > 0) {
+      // A trickle: let it accumulate in the socket so that the next wakeup takes a batch. The
+      // socket's low watermark keeps the arrivals meanwhile from waking the loop (epoll is
+      // edge-triggered: without it every segment the broker sends is a wakeup, issue 16).
+      setLowWatermark(*conn, static_cast<int>(kBatchReadBytes));
       auto self = shared_from_this();
       conn->read_wait_timer.expires_after(toChrono(opts_.read_batch_wait));
       conn->read_wait_timer.async_wait([self, conn](const error_code& ec) {
         if (ec || conn->closed || conn != self->conn_) return;
-        self->continueReading(conn);
+        self->readAfterWait(conn);
       });
       return;
     }
     continueReading(conn);
+  }
+
+  /// After read_batch_wait: what accumulated is taken at once with a non-blocking read (one
+  /// system call, no trip through epoll); only an empty socket waits for its next byte.
+  void readAfterWait(const std::shared_ptr<Conn>& conn) {
+    if (reading_paused_ || conn->tls) {
+      continueReading(conn);
+      return;
+    }
+    if (conn->rend == conn->rbuf.size()) conn->rbuf.resize(conn->rbuf.size() * 2);
+    error_code ec;
+    const std::size_t n = conn->plain.read_some(
+        asio::buffer(conn->rbuf.data() + conn->rend, conn->rbuf.size() - conn->rend), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      startRead(conn);
+      return;
+    }
+    onRead(conn, ec, n);
+  }
+
+  /// SO_RCVLOWAT of a plain TCP connection: epoll reports it readable (and wakes the loop)
+  /// only once this many bytes wait. A non-blocking read still returns whatever is there.
+  void setLowWatermark(Conn& conn, int bytes) {
+    if (conn.tls || conn.low_watermark == bytes) return;
+    error_code ec;
+    conn.plain.set_option(asio::socket_base::receive_low_watermark(bytes), ec);
+    conn.low_watermark = ec ? 1 : bytes;  // not supported: reads as before, the loop wakes more
   }
 
   /// Reads on, unless paused: then no read is outstanding until pauseReading(false).
@@ -411,10 +468,15 @@ class Impl : public std::enable_shared_from_this<Impl> {
     startRead(conn);
   }
 
-  /// Handles every complete packet in the read buffer. False when the connection went away
-  /// (or the client was stopped) meanwhile.
-  bool processPackets(const std::shared_ptr<Conn>& conn) {
+  enum class Progress { kDone, kYield, kGone };
+
+  /// Handles the complete packets in the read buffer: all of them (kDone), or a turn's worth
+  /// of PUBLISHes when more wait (kYield: ClientOptions::max_messages_per_turn, turn_budget);
+  /// kGone when the connection went away (or the client was stopped) meanwhile.
+  Progress processPackets(const std::shared_ptr<Conn>& conn) {
     const Nanos now = wallNow();
+    const Nanos turn_start = opts_.turn_budget > 0 ? monoNow() : 0;
+    std::size_t published = 0;
     while (true) {
       const std::string_view avail(conn->rbuf.data() + conn->rbegin, conn->rend - conn->rbegin);
       codec::FixedHeader h;
@@ -423,7 +485,7 @@ class Impl : public std::enable_shared_from_this<Impl> {
       if (d == codec::Decode::kMalformed) {
         failConnection(conn, "malformed packet from the broker (fixed header)",
                        codec::reason::kMalformedPacket);
-        return false;
+        return Progress::kGone;
       }
       if (h.packetSize() > opts_.maximum_packet_size) {
         failConnection(
@@ -431,7 +493,7 @@ class Impl : public std::enable_shared_from_this<Impl> {
             fmt::format("{} of {} bytes from the broker exceeds maximum_packet_size {}",
                         codec::packetTypeName(h.type), h.packetSize(), opts_.maximum_packet_size),
             codec::reason::kPacketTooLarge);
-        return false;
+        return Progress::kGone;
       }
       // Paused: the PUBLISH stays in the buffer (and the socket, and the broker's queue) until
       // the pipeline takes more; other packets (PINGRESP, SUBACK) before it are handled.
@@ -443,14 +505,27 @@ class Impl : public std::enable_shared_from_this<Impl> {
         }
         break;
       }
+      if (h.type == codec::PacketType::kPublish && turnSpent(published, turn_start)) {
+        compact(*conn);
+        return Progress::kYield;
+      }
       conn->rbegin += h.packetSize();
       if (!handlePacket(conn, h, avail.substr(h.header_size, h.remaining_length), now)) {
-        return false;
+        return Progress::kGone;
       }
-      if (conn->closed || conn != conn_) return false;
+      if (conn->closed || conn != conn_) return Progress::kGone;
+      if (h.type == codec::PacketType::kPublish) ++published;
     }
     compact(*conn);
-    return true;
+    return Progress::kDone;
+  }
+
+  /// Whether this turn handed over its share of PUBLISHes (the clock is read every 16).
+  bool turnSpent(std::size_t published, Nanos turn_start) const {
+    if (published == 0) return false;
+    if (opts_.max_messages_per_turn > 0 && published >= opts_.max_messages_per_turn) return true;
+    return opts_.turn_budget > 0 && published % 16 == 0 &&
+           monoNow() - turn_start >= opts_.turn_budget;
   }
 
   static void compact(Conn& conn) {

@@ -6,6 +6,7 @@
 // AckToken and sends the PUBACK only when the pipeline calls ack() — after the journal commit.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -62,6 +63,13 @@ struct ClientOptions {
   /// before reading again so that the next read takes many messages at once: one wakeup per
   /// batch instead of per message. 0: read again at once. Adds at most this much latency.
   Nanos read_batch_wait = 0;
+  /// Bounds on the PUBLISH messages handed over in one turn of the event loop: after this
+  /// many, or once this much time went by (checked every few messages), the rest of what was
+  /// read waits for a handler posted behind everything else that is ready (timers, the control
+  /// socket, slices of closed windows), so a large read never holds the loop for long (issue
+  /// 13). Nothing is dropped and the order is kept. 0: no bound of that kind.
+  std::size_t max_messages_per_turn = 1024;
+  Nanos turn_budget = 2 * kNanosPerMilli;
   /// Resolve + TCP connect + TLS handshake + CONNACK must finish within this.
   Nanos connect_timeout = 15 * kNanosPerSecond;
   /// Called before each CONNECT: fills in the Will for this connection (a Sparkplug host's
@@ -97,8 +105,9 @@ struct ClientStatus {
   bool session_present = false;           ///< the broker resumed our session on this connection
   std::uint64_t messages = 0;
   std::uint64_t acks_sent = 0;
-  std::uint32_t in_flight = 0;    ///< QoS 1 messages handed over and not yet acked
-  std::uint64_t read_pauses = 0;  ///< times pauseReading(true) stopped the reading
+  std::uint32_t in_flight = 0;      ///< QoS 1 messages handed over and not yet acked
+  std::uint64_t read_pauses = 0;    ///< times pauseReading(true) stopped the reading
+  std::uint64_t turns_yielded = 0;  ///< reads handed over in more than one turn (the bounds above)
 };
 
 /// Threading: everything, including the handlers, runs on the io_context's thread; the

@@ -1216,3 +1216,77 @@ TEST_CASE("fake broker: read_batch_wait takes a trickle in batches; 0 reads each
     CHECK(h.client->status().connects == 1);
   }
 }
+
+TEST_CASE("fake broker: a large read is handed over a bounded slice per loop turn, in order") {
+  // Issue 13: one read of thousands of messages must not hold the event loop for all of them;
+  // what else is ready (a timer, the control socket, a slice of closed windows) runs between
+  // slices. Counted in messages (turn_budget 0), so the test does not depend on timing.
+  constexpr std::size_t kBurst = 3000;
+  constexpr std::size_t kPerTurn = 100;
+  FakeBroker fake;
+  auto o = options(fake.port(), "gw-slices");
+  o.max_messages_per_turn = kPerTurn;
+  o.turn_budget = 0;
+  Harness h(o, false);
+  std::vector<std::string> payloads;
+  // A handler posted by a message runs once the turn that handed it over ends: the messages
+  // handed over meanwhile, counted from the one that posted it, are that turn's share.
+  std::vector<std::size_t> turns;
+  bool marker_posted = false;
+  h.client = Client::create(
+      h.io, o,
+      [&](const Message& m, AckToken t) {
+        payloads.emplace_back(m.payload);
+        h.client->ack(t);
+        if (marker_posted) return;
+        marker_posted = true;
+        asio::post(h.io, [&, first = payloads.size()] {
+          marker_posted = false;
+          turns.push_back(payloads.size() - first + 1);
+        });
+      },
+      [&](bool up, const std::string& reason) { h.states.emplace_back(up, reason); });
+  h.client->start();
+  fake.handshake(h.io, connack(0), "\x01");
+  REQUIRE(h.waitConnected());
+  std::string burst;
+  for (std::size_t i = 0; i < kBurst; ++i)
+    burst += publish("a/" + std::to_string(i), "m" + std::to_string(i), 0, 0);
+  REQUIRE(burst.size() < 64 * 1024);  // one read can take it all
+  fake.send(burst);
+  REQUIRE(runUntil(h.io, [&] { return payloads.size() == kBurst && !marker_posted; }));
+  CHECK(payloads == numbered("m", static_cast<int>(kBurst)));  // in order, none lost
+  CHECK(turns.size() >= kBurst / kPerTurn);
+  CHECK(*std::max_element(turns.begin(), turns.end()) <= kPerTurn);
+  CHECK(h.client->status().turns_yielded >= 1);
+  CHECK(h.client->status().connects == 1);
+}
+
+TEST_CASE("fake broker: with read_batch_wait a lone message after a silence arrives at once") {
+  // Issue 16: while the client waits for a trickle to accumulate, the socket's low watermark
+  // is raised so that arrivals do not wake the loop; a socket found empty after the wait must
+  // go back to waking on the first byte, or a lone message would wait for 16 KiB more.
+  FakeBroker fake;
+  auto o = options(fake.port(), "gw-lone");
+  o.read_batch_wait = std::chrono::nanoseconds(20ms).count();
+  Harness h(o);
+  fake.handshake(h.io, connack(0), "\x01");
+  REQUIRE(h.waitConnected());
+  for (int i = 0; i < 3; ++i) {
+    CAPTURE(i);
+    runFor(h.io, 100ms);  // several waits go by with nothing to read
+    const auto t0 = Clock::now();
+    fake.send(publish("a/" + std::to_string(i), "m" + std::to_string(i), 0, 0));
+    REQUIRE(runUntil(h.io, [&] { return h.msgs.size() == static_cast<std::size_t>(i + 1); }));
+    CHECK(Clock::now() - t0 < 2s);
+  }
+  // A trickle in between: taken in batches, in order, none lost.
+  for (int i = 3; i < 20; ++i) {
+    fake.send(publish("a/" + std::to_string(i), "m" + std::to_string(i), 0, 0));
+    runFor(h.io, 3ms);
+  }
+  REQUIRE(runUntil(h.io, [&] { return h.msgs.size() == 20; }));
+  for (int i = 0; i < 20; ++i)
+    CHECK(h.msgs[static_cast<std::size_t>(i)].payload == "m" + std::to_string(i));
+  CHECK(h.client->status().connects == 1);
+}
