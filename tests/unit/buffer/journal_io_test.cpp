@@ -69,8 +69,7 @@ TEST_CASE("a group commit writes its rows' pages and a few more, not a page per 
   TempDir dir;
   FakeClock clock;
   auto j = Journal::open(options(dir, clock));
-  for (int s = 0; s < 1000; ++s)
-    j->internSeries(Series{"dev-" + std::to_string(s), "temp", {}});
+  for (int s = 0; s < 1000; ++s) j->internSeries(Series{"dev-" + std::to_string(s), "temp", {}});
   std::uint64_t i = 0;
   for (int c = 0; c < 20; ++c) commitLikeThePipeline(*j, clock, 500, i);  // warm: series, state
   const std::uint64_t frames0 = walFrames(dir), rows0 = j->lastSeq();
@@ -104,7 +103,7 @@ TEST_CASE("the WAL is checkpointed at wal_checkpoint_bytes, not before") {
   std::uint64_t i = 0;
   const auto db0 = fs::file_size(dir.db());
   while (walFrames(dir) < 250) commitLikeThePipeline(*j, clock, 500, i);
-  j->enforceRetention(clock.now);  // also asks for a checkpoint once it is due
+  j->enforceRetention(clock.now);         // also asks for a checkpoint once it is due
   CHECK(fs::file_size(dir.db()) == db0);  // below the threshold: nothing copied yet
   while (walFrames(dir) < 320) commitLikeThePipeline(*j, clock, 500, i);
   // Past it: the checkpoint thread copies the pages into journal.db (poll with a deadline).
@@ -138,11 +137,11 @@ TEST_CASE("WAL syncs start at most once per interval, the checkpoints' fsyncs co
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   CHECK(syncer.durable() == seq);  // every commit is covered: spacing delays, never drops
   const auto allowed = static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count() / kInterval + 2);
+      std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count() / kInterval + 3);
   CHECK(syncer.syncs() - syncs0 <= allowed);
   CHECK(syncer.syncs() - syncs0 >= 2);
 
-  // A checkpoint's two fsyncs: the next sync waits two intervals more.
+  // A checkpoint's two fsyncs: the next sync waits an interval (the tolerance covers one).
   std::this_thread::sleep_for(std::chrono::milliseconds(60));  // past the last sync's interval
   syncer.charge(2);
   const auto asked = std::chrono::steady_clock::now();
@@ -150,7 +149,7 @@ TEST_CASE("WAL syncs start at most once per interval, the checkpoints' fsyncs co
   while (syncer.durable() < seq && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   CHECK(syncer.durable() == seq);
-  CHECK(std::chrono::steady_clock::now() - asked >= std::chrono::milliseconds(90));
+  CHECK(std::chrono::steady_clock::now() - asked >= std::chrono::milliseconds(40));
 
   // syncNow (stop) does not wait for the interval.
   syncer.charge(4);
