@@ -17,13 +17,10 @@
 namespace gw::buffer::detail {
 namespace {
 
-// The WAL is checkpointed by size, not by time: at 1,000 frames (4 MiB, journal_size_limit).
-// Rows are deleted a second or so after they were written and their pages reused, so a long
-// interval between checkpoints copies each page once for many commits (and fsyncs the file once).
-constexpr int kAutoCheckpointFrames = 1000;
-// Checkpoints run on WalCheckpointer's thread; should it fall this far behind (or fail), the
-// event loop checkpoints itself, as a backstop.
-constexpr int kInlineCheckpointFrames = 16 * kAutoCheckpointFrames;
+// The WAL is checkpointed by size (JournalOptions::wal_checkpoint_bytes), not by time. Checkpoints
+// run on WalCheckpointer's thread; should it fall this far behind (or fail), the event loop
+// checkpoints itself, as a backstop.
+constexpr int kInlineCheckpointFactor = 2;
 constexpr std::uint64_t kMinFreeStepRows = 10000;  // rows per delete when commit() keeps min_free
 constexpr int kMaxTxnsPerPhase = 16;
 // Cursor moves ride along with commits of rows at most this often (each write is a page of the
@@ -628,7 +625,7 @@ std::uint64_t SqliteJournal::enforceRetention(Nanos now, size_t step) {
 }
 
 void SqliteJournal::startCheckpointer() {
-  const int rc = checkpointer_.attach(path_, connectionPragmas(options_.synchronous));
+  const int rc = checkpointer_.attach(path_, connectionPragmas(options_));
   if (rc != SQLITE_OK)
     log::error("journal {}: no checkpoint thread ({}); the event loop checkpoints the WAL", path_,
                sqlite3_errstr(rc));
@@ -637,8 +634,8 @@ void SqliteJournal::startCheckpointer() {
 void SqliteJournal::maybeCheckpoint() { checkpoint(db_.get(), nullptr, wal_frames_); }
 
 void SqliteJournal::checkpoint(sqlite3* db, const char* name, int frames) {
-  if (frames < kAutoCheckpointFrames) return;
-  if (checkpointer_.attached() && frames < kInlineCheckpointFrames) {
+  if (frames < checkpoint_frames_) return;
+  if (checkpointer_.attached() && frames < kInlineCheckpointFactor * checkpoint_frames_) {
     checkpointer_.request();
     return;
   }
@@ -654,6 +651,7 @@ void SqliteJournal::checkpoint(sqlite3* db, const char* name, int frames) {
 
 int SqliteJournal::walHook(void* self, sqlite3* db, const char* name, int frames) {
   auto* j = static_cast<SqliteJournal*>(self);
+  if (frames < j->wal_frames_) j->syncer_.charge(1);  // the -wal started over: its header synced
   j->wal_frames_ = frames;
   j->checkpoint(db, name, frames);
   return SQLITE_OK;  // an error here would fail the commit that has already succeeded

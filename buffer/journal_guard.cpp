@@ -115,7 +115,7 @@ bool SqliteJournal::checkFile() {
 int SqliteJournal::configure(sqlite3* db) {
   int rc = sqlite3_extended_result_codes(db, 1);
   if (rc == SQLITE_OK) rc = sqlite3_busy_timeout(db, 200);
-  const std::string pragmas = "PRAGMA journal_mode=WAL; " + connectionPragmas(options_.synchronous);
+  const std::string pragmas = "PRAGMA journal_mode=WAL; " + connectionPragmas(options_);
   if (rc == SQLITE_OK) rc = sqlite3_exec(db, pragmas.c_str(), nullptr, nullptr, nullptr);
   if (rc == SQLITE_OK && options_.max_size_bytes > 0) {
     const std::uint64_t hard = options_.max_size_bytes / 4 * 5 + (1u << 20);

@@ -38,7 +38,12 @@ const char* synchronousPragma(Synchronous s) {
   std::abort();  // not a Synchronous: a bug
 }
 
-std::string connectionPragmas(Synchronous s) {
+std::int64_t walSizeLimit(const JournalOptions& o) {
+  return std::max<std::int64_t>(kJournalSizeLimit,
+                                static_cast<std::int64_t>(o.wal_checkpoint_bytes));
+}
+
+std::string connectionPragmas(const JournalOptions& o) {
   // secure_delete: Debian builds SQLite with it on, which overwrites every deleted row with
   // zeros, i.e. writes each row a second time (WAL and checkpoint) about a second after it was
   // inserted. Off, the deleted rows stay in free pages until they are reused; salvage
@@ -49,7 +54,7 @@ std::string connectionPragmas(Synchronous s) {
   return fmt::format(
       "PRAGMA synchronous={}; PRAGMA journal_size_limit={}; PRAGMA secure_delete=OFF; "
       "PRAGMA cache_size=-1024;",
-      synchronousPragma(s), kJournalSizeLimit);
+      synchronousPragma(o.synchronous), walSizeLimit(o));
 }
 
 namespace {
@@ -220,10 +225,13 @@ OpenResult SqliteJournal::open() {
     if (OpenResult r = upgradeFrom(version); r.outcome != Outcome::kOk) return r;
   }
 
-  const std::string pragmas = connectionPragmas(options_.synchronous);
+  const std::string pragmas = connectionPragmas(options_);
   if ((rc = exec(pragmas.c_str())) != SQLITE_OK) return failed(rc, "pragmas");
   if ((rc = queryInt("PRAGMA page_size", page_size_)) != SQLITE_OK || page_size_ <= 0)
     return failed(rc, "page_size");
+  checkpoint_frames_ = static_cast<int>(std::clamp<std::int64_t>(
+      static_cast<std::int64_t>(options_.wal_checkpoint_bytes) / (page_size_ + kWalFrameHeader), 1,
+      1 << 24));
   if (options_.max_size_bytes > 0) {
     // The hard stop behind the max_size cap: commits fail before the disk fills up, even when
     // enforceRetention() is late. (SQLite never sets it below the current page count.)

@@ -34,6 +34,9 @@ void SqliteJournal::startSyncer() {
     }
     if (hook) hook();
   });
+  syncer_.setInterval(options_.sync_interval);
+  // The checkpoints' fsyncs count against the same rate (issue 16: fsyncs per second).
+  checkpointer_.onSyncs([this](int n) { syncer_.charge(n); });
   std::string error;
   // Everything committed so far is in the file the connection has open (at open; after a
   // write-back, the synced copy): durable once attach() has synced the -wal.

@@ -35,11 +35,13 @@ namespace fs = std::filesystem;
 
 /// The PRAGMA synchronous value of a setting; one place for every connection opened.
 const char* synchronousPragma(Synchronous s);
-/// WAL file size kept after a checkpoint (PRAGMA journal_size_limit).
+/// WAL file size kept after a checkpoint (PRAGMA journal_size_limit): at least this, else
+/// JournalOptions::wal_checkpoint_bytes (a WAL that is reused is not truncated and regrown).
 constexpr std::int64_t kJournalSizeLimit = 4 << 20;
+constexpr std::int64_t kWalFrameHeader = 24;
 /// The PRAGMAs every connection to a journal gets (synchronous, journal_size_limit,
 /// secure_delete), after journal_mode.
-std::string connectionPragmas(Synchronous s);
+std::string connectionPragmas(const JournalOptions& o);
 using sqlite::Blob;
 using sqlite::ResetGuard;
 using sqlite::Stmt;
@@ -286,6 +288,7 @@ class SqliteJournal final : public Journal {
   std::uint64_t commits_ = 0;
   std::uint64_t failed_commits_ = 0;  // in a row
   int wal_frames_ = 0;
+  int checkpoint_frames_ = 1000;  // the WAL is checkpointed from this many frames on (open())
 
   std::map<std::string, SinkState, std::less<>> sinks_;  // the configured ones
   std::string error_;

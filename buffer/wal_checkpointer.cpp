@@ -46,6 +46,11 @@ void WalCheckpointer::detach() {
   attached_ = false;
 }
 
+void WalCheckpointer::onSyncs(std::function<void(int)> fn) {
+  std::lock_guard lock(db_mu_);
+  on_syncs_ = std::move(fn);
+}
+
 void WalCheckpointer::request() {
   {
     std::lock_guard lock(request_mu_);
@@ -57,6 +62,7 @@ void WalCheckpointer::request() {
 
 void WalCheckpointer::run() {
   Nanos last = 0;
+  int last_done = 0;  // frames the previous run had copied (the -wal's nBackfill)
   std::unique_lock lock(request_mu_);
   for (;;) {
     cv_.wait(lock, [this] { return requested_ || stop_; });
@@ -75,6 +81,10 @@ void WalCheckpointer::run() {
         const int rc = sqlite3_wal_checkpoint_v2(db_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE,
                                                  &log_frames, &done);
         runs_.fetch_add(1, std::memory_order_relaxed);
+        // SQLite syncs the -wal before it copies frames and journal.db after (synchronous =
+        // NORMAL); a run that found nothing new to copy syncs neither.
+        if (rc == SQLITE_OK && done > 0 && done != last_done && on_syncs_) on_syncs_(2);
+        if (rc == SQLITE_OK) last_done = done;
         if (rc != SQLITE_OK) {
           failures_.fetch_add(1, std::memory_order_relaxed);
           std::uint64_t suppressed = 0;

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -43,6 +44,11 @@ class WalCheckpointer {
   /// kMinSpacing of the last one, are merged into the next run.
   void request();
 
+  /// Called on the checkpoint thread with the number of fsyncs a checkpoint made (the -wal's
+  /// and journal.db's when it copied frames), so that the WAL sync counts them (WalSyncer::
+  /// charge). Set before attach().
+  void onSyncs(std::function<void(int)> fn);
+
   std::uint64_t runs() const { return runs_.load(std::memory_order_relaxed); }
   std::uint64_t failures() const { return failures_.load(std::memory_order_relaxed); }
 
@@ -62,6 +68,7 @@ class WalCheckpointer {
   std::mutex db_mu_;  // db_ and path_: held by the thread for a whole checkpoint
   sqlite::Db db_;
   std::string path_;
+  std::function<void(int)> on_syncs_;
   std::atomic<bool> attached_{false};
   std::atomic<std::uint64_t> runs_{0}, failures_{0};
   log::RateLimiter log_{10 * kNanosPerSecond};  // used by the thread only

@@ -51,6 +51,17 @@ class WalSyncer {
   /// The highest seq a finished sync covered.
   std::uint64_t durable() const { return durable_.load(std::memory_order_acquire); }
 
+  /// Syncs start at most one per `interval` on average (0, the default: no spacing; one early
+  /// sync is tolerated, so a commit that came late does not wait), counting the syncs
+  /// charge()d by others: the disk sees at most one fsync per interval on average (issue 16:
+  /// fsyncs per second at most 1 / buffer.commit_interval, the checkpoints' included). Commits
+  /// made while a sync waits are covered by it; syncNow() does not wait.
+  void setInterval(Nanos interval);
+  /// `n` fsyncs made elsewhere on the journal's files (a checkpoint's, the WAL header's when it
+  /// starts over): the next syncs wait n intervals longer in all, at most kMaxChargeDelay.
+  void charge(int n);
+  static constexpr Nanos kMaxChargeDelay = 250 * kNanosPerMilli;
+
   /// Called on the sync thread after each sync that moved durable() on, with the new value.
   void onDurable(Durable fn);
   /// Called on the sync thread before each fdatasync (tests hold a sync back with it).
@@ -70,6 +81,9 @@ class WalSyncer {
   std::uint64_t requested_ = 0;
   bool unsynced_ = false;  // a commit since the last sync started (also one of no new seq)
   bool stop_ = false;
+  Nanos interval_ = 0;
+  Nanos next_ =
+      0;  // theoretical (monotonic) time of the next sync; one may start an interval early
   Durable on_durable_;
   std::function<void()> before_sync_;
 

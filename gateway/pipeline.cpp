@@ -30,6 +30,7 @@ Pipeline::Impl::Impl(boost::asio::io_context& io_, const config::Config& cfg_, C
   jo.max_size_bytes = cfg.buffer.max_size;
   jo.max_age = cfg.buffer.max_age;
   jo.synchronous = cfg.buffer.synchronous;
+  jo.sync_interval = cfg.buffer.commit_interval;  // at most one fsync per group commit
   jo.min_free_bytes = cfg.buffer.min_free;
   jo.min_free_percent = cfg.buffer.min_free_percent;
   jo.clock = time.wall;

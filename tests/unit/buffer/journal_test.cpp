@@ -1564,12 +1564,14 @@ TEST_CASE("retention while readings arrive: confirmed segments go with the next 
 
 TEST_CASE("the WAL is checkpointed on the checkpointer's thread once it holds 1,000 frames") {
   TempDir dir;
-  auto j = Journal::open(optionsFor(dir, {"a"}));
+  JournalOptions o = optionsFor(dir, {"a"});
+  o.wal_checkpoint_bytes = 1000 * (4096 + 24);  // the default is 64 MiB (journal_io_test.cpp)
+  auto j = Journal::open(o);
   const SeriesId id = j->internSeries(kTemp);
   const auto db_size = fs::file_size(dir.db());
   addRows(*j, id, 40000, 100);  // 400 commits of a few pages each: over 1,000 frames
   // The commit that crossed 1,000 frames only asked; the pages reach the file from the other
-  // thread (the event loop would checkpoint itself only at 16,000 frames).
+  // thread (the event loop would checkpoint itself only at 2,000 frames).
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (fs::file_size(dir.db()) < db_size + 100 * 4096 &&
          std::chrono::steady_clock::now() < deadline)
