@@ -134,7 +134,8 @@ struct Pipeline::Impl final : Ingest {
                                 std::optional<aggregators::Aggregator::WindowKey>& partial);
   bool window_slice_posted = false, alert_slice_posted = false;
   bool firingDue();
-  Nanos firing_written_at = 0;  // monotonic
+  Nanos firing_written_at = 0;   // monotonic
+  std::size_t firing_bytes = 0;  // size of the last alerts.firing written (its next reserve)
   bool firing_force = false;
 
   // --- status state (pipeline_status.cpp) ----------------------------------------------------
