@@ -172,6 +172,17 @@ struct AlertEngine::Impl {
     return c.on_value ? std::string_view("value") : std::string_view(rules[st.rule].on);
   }
 
+  /// The trigger event of a firing state (a firing_states key).
+  AlertEvent firingEvent(std::uint64_t key) const {
+    const Node& n = nodes[key >> 32];
+    const State& st = n.entry.states[key & 0xffffffffu];
+    const CompiledRule& c = compiled[st.rule];
+    const double threshold =
+        c.kind == Kind::kNoData ? seconds(rules[st.rule].no_data_for) : c.trigger;
+    return makeEvent(*n.key, st, AlertState::kFiring, statisticOf(st), st.value, threshold,
+                     st.last_trigger, st.window);
+  }
+
   void fire(std::uint32_t node, State& st, double value, Nanos time, Nanos window,
             std::vector<AlertEvent>& out) {
     setPhase(node, st, Phase::kFiring);
@@ -479,20 +490,19 @@ bool AlertEngine::restore(const AlertEvent& firing, Nanos now) {
 }
 
 std::vector<AlertEvent> AlertEngine::firing(std::size_t max) const {
-  const Impl& m = *impl_;
   std::vector<AlertEvent> out;
-  out.reserve(std::min(max, m.firing_states.size()));
+  out.reserve(std::min(max, impl_->firing_states.size()));
+  const Impl& m = *impl_;
   for (const std::uint64_t key : m.firing_states) {
     if (out.size() >= max) break;
-    const Impl::Node& n = m.nodes[key >> 32];
-    const State& st = n.entry.states[key & 0xffffffffu];
-    const CompiledRule& c = m.compiled[st.rule];
-    const double threshold =
-        c.kind == Kind::kNoData ? seconds(m.rules[st.rule].no_data_for) : c.trigger;
-    out.push_back(m.makeEvent(*n.key, st, AlertState::kFiring, m.statisticOf(st), st.value,
-                              threshold, st.last_trigger, st.window));
+    out.push_back(m.firingEvent(key));
   }
   return out;
+}
+
+void AlertEngine::forEachFiring(const std::function<void(const AlertEvent&)>& visit) const {
+  const Impl& m = *impl_;
+  for (const std::uint64_t key : m.firing_states) visit(m.firingEvent(key));
 }
 
 std::size_t AlertEngine::memoryBytes() const {

@@ -160,6 +160,9 @@ void SqliteJournal::putState(std::string_view key, std::string value) {
   if (it == pending_state_.end()) {
     auto cur = state_.find(key);
     if (cur != state_.end() && cur->second == value) return;
+    // The pending value shadows the committed one (state()) until a commit replaces it: the
+    // old copy need not be held beside it (alerts.firing: ~33 MB at 100,000 firing; issue 13).
+    if (cur != state_.end()) std::string().swap(cur->second);
     pending_state_.emplace(std::string(key), std::move(value));
   } else {
     it->second = std::move(value);

@@ -139,7 +139,8 @@ struct Pipeline::Impl final : Ingest {
   bool commit_posted = false;
   std::uint64_t window_slices = 0;  // turns that closed windows (tests count them)
   bool firingDue();
-  Nanos firing_written_at = 0;  // monotonic
+  Nanos firing_written_at = 0;   // monotonic
+  std::size_t firing_bytes = 0;  // size of the last alerts.firing written (its next reserve)
   bool firing_force = false;
 
   // --- status state (pipeline_status.cpp) ----------------------------------------------------

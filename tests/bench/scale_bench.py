@@ -118,7 +118,24 @@ def views(gw, metrics_port):
     return out
 
 
-def one_size(wd, mq, kafka, devices, runs, count, env=None):
+def wait_alerts(gw, devices, res):
+    """--wait-alerts: past no_data_for, until every series' alert fired and left the journal."""
+    _, hwm0, _ = proc_figures(gw.proc.p.pid)
+    res["vmhwm_before_alerts_kib"] = hwm0
+    try:
+        st = gw.wait_stats("every series' no_data_for alert fired and sent",
+                           lambda s: s.get("alerts", {}).get("firing", 0) >= devices
+                           and s["sinks"]["kafka"]["backlog"] == 0, timeout=240)
+    except Exception:
+        st = gw.stats()
+    _, hwm, rss = proc_figures(gw.proc.p.pid)
+    res.update({"alerts_firing": st.get("alerts", {}).get("firing"), "alerts_stuck": st["sinks"]["kafka"]["backlog"],
+                "vmhwm_after_alerts_kib": hwm, "vmrss_after_alerts_kib": rss})
+    print(f"  {devices:>9,} series: {res['alerts_firing']:,} alerts firing; VmHWM "
+          f"{hwm0 / 1024:.1f} -> {hwm / 1024:.1f} MiB, VmRSS {rss / 1024:.1f} MiB", flush=True)
+
+
+def one_size(wd, mq, kafka, devices, runs, count, env=None, alerts=False):
     metrics_port = free_port()
     gw = Gatewayd(wd, mq.uri, kafka=kafka, client_id=f"scale-gw-{devices}", env=env,
                   subscribe=gwtest.DEFAULT_SUBSCRIBE.replace("qos = 1", "qos = 0"),
@@ -153,6 +170,8 @@ def one_size(wd, mq, kafka, devices, runs, count, env=None):
             "limits": st.get("limits"),
         }
         res.update(views(gw, metrics_port))
+        if alerts:
+            wait_alerts(gw, devices, res)
         if res["lost"] > 0:  # the logs say where (a disconnect, the broker, gatewayd), before they go
             for name, text in (("gatewayd", gw.text()), ("mosquitto", mq.proc.text())):
                 tail = [l for l in text.splitlines() if "stats " not in l][-25:]
@@ -171,6 +190,8 @@ def main():
     ap.add_argument("--count", type=int, default=300000, help="readings per flood (≥ series)")
     ap.add_argument("--gatewayd", help="another gatewayd binary (same load, e.g. before a change)")
     ap.add_argument("--preload", help="LD_PRELOAD for gatewayd (e.g. an allocator: libjemalloc.so.2)")
+    ap.add_argument("--wait-alerts", action="store_true",
+                    help="wait until every series' no_data_for alert fired (60 s after its flood); VmHWM then")
     ap.add_argument("--json")
     a = ap.parse_args()
     env = {"LD_PRELOAD": a.preload} if a.preload else None
@@ -189,7 +210,7 @@ def main():
             try:
                 kafka = KafkaBroker(wn)
                 runs = a.big_runs if n >= 1_000_000 else a.runs
-                results.append(one_size(wn, mq, kafka, n, runs, a.count, env))
+                results.append(one_size(wn, mq, kafka, n, runs, a.count, env, a.wait_alerts))
             finally:
                 wn.close(failed=False)
             print(json.dumps(results[-1]), flush=True)

@@ -456,6 +456,13 @@ TEST_CASE("scale: deadlines come from a heap; counters and firing() follow the s
   CHECK(engine.counters().firing == 5001);
   CHECK(engine.firingCount() == 5001);
   CHECK(engine.firing().size() == 5001);
+  {  // forEachFiring: the same events as firing(), one at a time (issue 13)
+    const std::vector<AlertEvent> all = engine.firing();
+    std::size_t i = 0, same = 0;
+    engine.forEachFiring([&](const AlertEvent& e) { same += i < all.size() && all[i++] == e; });
+    CHECK(i == 5001);
+    CHECK(same == 5001);
+  }
   // Data returns for one: resolved, and the counters follow without a scan.
   engine.onReading(keep(Series{"pump-7", "bearing_temp", {}}), 90, kT0 + 70 * kS, kT0 + 70 * kS,
                    ev);
