@@ -6,6 +6,7 @@ aggregates topic and to VictoriaMetrics (`<metric>_10s`)."""
 import collections
 import json
 import math
+import re
 import signal
 
 from gwtest import PLUGIN, Gatewayd, KafkaBroker, Mosquitto, VictoriaMetrics, run_sim, start_sim, wait_until
@@ -36,6 +37,16 @@ def expected_windows(reading_records):
     for v, ts in by_seq.values():
         groups[(v["device"], v["metric"], v["tags"].get("line"), ts - ts % WINDOW_MS)].append(v["value"])
     return groups
+
+
+def skipped_seqs(gatewayd_log):
+    """Seq ranges a start after a crash skipped (buffer/journal_tail.cpp). A sink may send a
+    record before its row is committed (issue 16: the journal's pending tail), so a SIGKILL can
+    leave Kafka a record whose row was lost with the process: its seq lies in such a range, no
+    window counts it, and the reading, never acknowledged, comes again from the broker as a new
+    row."""
+    return [(int(a), int(b)) for a, b in
+            re.findall(r"seqs (\d+)\.\.(\d+) were reserved before the last stop", gatewayd_log)]
 
 
 def aggregates_by_window(agg_records):
@@ -135,7 +146,11 @@ def test_sigkill_mid_window_emits_each_window_once_and_complete(wd):
                   lambda s: s["windows"]["open"] == 0 and s["sinks"]["kafka"]["backlog"] == 0, timeout=60)
 
     readings = kafka.consume("iot.readings", 6000)
-    want = expected_windows(readings)
+    skipped = skipped_seqs(gw.proc.text())  # the whole log, every start's part
+    assert len(skipped) == kills, gw.proc.text()[-3000:]  # each start after a kill says what it skips
+    lost_rows = [r for r in readings
+                 if any(a <= json.loads(r["payload"])["seq"] <= b for a, b in skipped)]
+    want = expected_windows([r for r in readings if r not in lost_rows])
     n = sum(len(v) for v in want.values())
     assert n >= 6000  # QoS 1: a reading unacknowledged at a kill arrives again (a new row)
     aggs = kafka.consume("iot.aggregates", len(want), timeout=60)
@@ -145,4 +160,5 @@ def test_sigkill_mid_window_emits_each_window_once_and_complete(wd):
         assert len(got[key]) == 1, f"{key}: emitted {len(got[key])} times"
         check_aggregate(key, values, got[key][0])
     assert "replayed" in gw.text()
-    print(f"SIGKILL x{kills}: {len(want)} windows over {n} journal readings, each emitted once, complete")
+    print(f"SIGKILL x{kills}: {len(want)} windows over {n} journal readings, each emitted once, complete "
+          f"({len(lost_rows)} records sent from the pending tail and lost with the process)")
