@@ -34,13 +34,6 @@ constexpr Nanos kCursorWriteInterval = kNanosPerSecond;
   std::abort();
 }
 
-std::int64_t i64(std::uint64_t v) { return static_cast<std::int64_t>(v); }
-
-// Wrapping difference, so any (event, device) pair round-trips exactly, even across int64 range.
-std::int64_t wrapSub(std::int64_t a, std::int64_t b) {
-  return static_cast<std::int64_t>(static_cast<std::uint64_t>(a) - static_cast<std::uint64_t>(b));
-}
-
 }  // namespace
 
 void SqliteJournal::rollback() {

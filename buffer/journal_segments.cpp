@@ -28,8 +28,6 @@ constexpr Nanos kSegmentSpan = 60 * kNanosPerSecond;
 // root and its index's, which counts against a small max_size).
 constexpr size_t kMaxSpareSegments = 2;
 
-std::int64_t i64(std::uint64_t v) { return static_cast<std::int64_t>(v); }
-
 }  // namespace
 
 OpenResult SqliteJournal::loadSegments(std::uint64_t stored_floor) {

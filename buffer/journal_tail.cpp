@@ -41,12 +41,6 @@ bool noReservation() {
   return v != nullptr && std::string_view(v) == "1";
 }
 
-std::int64_t i64(std::uint64_t v) { return static_cast<std::int64_t>(v); }
-
-std::int64_t wrapSub(std::int64_t a, std::int64_t b) {
-  return static_cast<std::int64_t>(static_cast<std::uint64_t>(a) - static_cast<std::uint64_t>(b));
-}
-
 }  // namespace
 
 SqliteJournal::~SqliteJournal() {

@@ -39,6 +39,14 @@ const char* synchronousPragma(Synchronous s);
 /// JournalOptions::wal_checkpoint_bytes (a WAL that is reused is not truncated and regrown).
 constexpr std::int64_t kJournalSizeLimit = 4 << 20;
 constexpr std::int64_t kWalFrameHeader = 24;
+
+/// A seq or count as SQLite's integer (seqs stay far below 2^63).
+inline std::int64_t i64(std::uint64_t v) { return static_cast<std::int64_t>(v); }
+
+/// Wrapping difference, so any (event, device) pair round-trips exactly, even across int64 range.
+inline std::int64_t wrapSub(std::int64_t a, std::int64_t b) {
+  return static_cast<std::int64_t>(static_cast<std::uint64_t>(a) - static_cast<std::uint64_t>(b));
+}
 /// The PRAGMAs every connection to a journal gets (synchronous, journal_size_limit,
 /// secure_delete), after journal_mode.
 std::string connectionPragmas(const JournalOptions& o);
