@@ -468,14 +468,26 @@ bool AlertEngine::tick(Nanos now, std::vector<AlertEvent>& out, std::size_t max_
 }
 
 bool AlertEngine::restore(const AlertEvent& firing, Nanos now) {
+  return restoreAt(firing, nullptr, now);
+}
+
+bool AlertEngine::restore(const AlertEvent& firing, const Series& series, Nanos now) {
+  return restoreAt(firing, &series, now);
+}
+
+bool AlertEngine::restoreAt(const AlertEvent& firing, const Series* series, Nanos now) {
   Impl& m = *impl_;
   std::optional<std::uint32_t> node = m.lookup(firing.series);
   if (!node) {
     const std::size_t cap = m.options.max_series;
     m.options.max_series = std::numeric_limits<std::size_t>::max();  // start-up: never refuse
-    node = m.find(m.restored.emplace_back(firing.series), now);
+    if (series) {
+      node = m.find(*series, now);
+    } else {
+      node = m.find(m.restored.emplace_back(firing.series), now);
+      if (!node) m.restored.pop_back();
+    }
     m.options.max_series = cap;
-    if (!node) m.restored.pop_back();
   }
   if (!node) return false;
   for (State& st : m.nodes[*node].entry.states) {
@@ -510,7 +522,8 @@ std::size_t AlertEngine::memoryBytes() const {
   // The heap's items: a priority_queue's container is not accessible, its size is (the
   // capacity is at most twice that).
   return m.nodes.size() * sizeof(Impl::Node) + m.index.memoryBytes() +
-         m.due.size() * sizeof(Impl::Due) + m.free_nodes.capacity() * sizeof(std::uint32_t);
+         m.due.size() * sizeof(Impl::Due) + m.free_nodes.capacity() * sizeof(std::uint32_t) +
+         m.restored.size() * sizeof(Series);
 }
 
 std::size_t AlertEngine::firingCount() const { return impl_->firing_states.size(); }

@@ -301,7 +301,8 @@ void Pipeline::Impl::restoreAlerts(Nanos now) {
       journal->removeFiring(key);
       return;
     }
-    if (alert_engine->restore(*e, now)) {
+    // The engine points at the journal's copy of the series (as for readings), not a copy.
+    if (alert_engine->restore(*e, journal->series(journal->internSeries(e->series)), now)) {
       ++restored;
       // The engine keys its events with the gateway id of now: a row stored under another key
       // (the id changed) moves, so that its resolve deletes it.
