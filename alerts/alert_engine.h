@@ -25,7 +25,7 @@
 // - NaN values are ignored (counted); they still count as data for no_data_for.
 //
 // Memory: one entry per series that at least one rule selects (series not selected by any
-// rule cost nothing): ~112 bytes (x86-64) with a pointer to the caller's Series (no copy:
+// rule cost nothing): 96 bytes (x86-64) with a pointer to the caller's Series (no copy:
 // issue 13) and the state of one matching rule inline, 48 bytes per further rule, ~16 bytes of
 // index (open addressing, nothing reserved up front) and the deadlines' heap. At most
 // `max_series` entries; beyond that new series are not evaluated and are counted. Entries
