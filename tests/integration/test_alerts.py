@@ -307,7 +307,9 @@ notify = ["ops"]
                 seq.append(h["body"]["state"])
         return out
 
-    mq, gw = start(wd, receiver, silent)
+    # No windows: the close of the window holding a fan's last reading counts as data for
+    # no_data_for and would resolve its alert whenever the restarts take longer than a window.
+    mq, gw = start(wd, receiver, silent + "\n[aggregate]\nenabled = false\n")
     pubs = [Publisher(wd, mq, f"plant1/line1/fan-{i}/vibration") for i in range(3)]
     for p in pubs:
         p.send(0.5)
