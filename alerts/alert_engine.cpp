@@ -75,6 +75,7 @@ struct Entry {
   StateList states;
   Nanos last_seen = 0;  ///< wall time of the last observation
   bool has_no_data = false;
+  bool live = false;  ///< the node holds a series (else it is on the free list); in the padding
 };
 
 double seconds(Nanos d) { return static_cast<double>(d) / kNanosPerSecond; }
@@ -93,8 +94,9 @@ struct AlertEngine::Impl {
     Nanos next_due = kNoDue;  ///< due of the one valid heap item; kNoDue: none
     std::uint32_t generation = 0;
     std::uint32_t hash = 0;  ///< of key
-    bool live = false;
   };
+  // 96 bytes per series on 64-bit targets (104 with `live` beside the generation and hash).
+  static_assert(sizeof(void*) != 8 || sizeof(Node) <= 96);
   struct Due {
     Nanos at;
     std::uint32_t node, generation;
@@ -342,7 +344,7 @@ struct AlertEngine::Impl {
     n.entry.last_seen = now;
     n.key = &s;
     n.hash = hash;
-    n.live = true;
+    n.entry.live = true;
     n.next_due = kNoDue;
     index.insert(node, hash);
     reschedule(node);
@@ -357,7 +359,7 @@ struct AlertEngine::Impl {
     index.shrink();
     n.entry = Entry{};
     n.key = nullptr;
-    n.live = false;
+    n.entry.live = false;
     n.next_due = kNoDue;
     ++n.generation;  // its heap items are stale now
     free_nodes.push_back(node);
@@ -459,7 +461,7 @@ bool AlertEngine::tick(Nanos now, std::vector<AlertEvent>& out, std::size_t max_
     const Impl::Due d = m.due.top();
     m.due.pop();
     Impl::Node& n = m.nodes[d.node];
-    if (!n.live || n.generation != d.generation || n.next_due != d.at) continue;  // stale
+    if (!n.entry.live || n.generation != d.generation || n.next_due != d.at) continue;  // stale
     n.next_due = Impl::kNoDue;
     m.onDue(d.node, now, out);
     ++handled;
@@ -468,14 +470,26 @@ bool AlertEngine::tick(Nanos now, std::vector<AlertEvent>& out, std::size_t max_
 }
 
 bool AlertEngine::restore(const AlertEvent& firing, Nanos now) {
+  return restoreAt(firing, nullptr, now);
+}
+
+bool AlertEngine::restore(const AlertEvent& firing, const Series& series, Nanos now) {
+  return restoreAt(firing, &series, now);
+}
+
+bool AlertEngine::restoreAt(const AlertEvent& firing, const Series* series, Nanos now) {
   Impl& m = *impl_;
   std::optional<std::uint32_t> node = m.lookup(firing.series);
   if (!node) {
     const std::size_t cap = m.options.max_series;
     m.options.max_series = std::numeric_limits<std::size_t>::max();  // start-up: never refuse
-    node = m.find(m.restored.emplace_back(firing.series), now);
+    if (series) {
+      node = m.find(*series, now);
+    } else {
+      node = m.find(m.restored.emplace_back(firing.series), now);
+      if (!node) m.restored.pop_back();
+    }
     m.options.max_series = cap;
-    if (!node) m.restored.pop_back();
   }
   if (!node) return false;
   for (State& st : m.nodes[*node].entry.states) {
@@ -510,7 +524,8 @@ std::size_t AlertEngine::memoryBytes() const {
   // The heap's items: a priority_queue's container is not accessible, its size is (the
   // capacity is at most twice that).
   return m.nodes.size() * sizeof(Impl::Node) + m.index.memoryBytes() +
-         m.due.size() * sizeof(Impl::Due) + m.free_nodes.capacity() * sizeof(std::uint32_t);
+         m.due.size() * sizeof(Impl::Due) + m.free_nodes.capacity() * sizeof(std::uint32_t) +
+         m.restored.size() * sizeof(Series);
 }
 
 std::size_t AlertEngine::firingCount() const { return impl_->firing_states.size(); }

@@ -176,7 +176,7 @@ bool SqliteJournal::commit() {
   bool dirty_sinks = false;
   for (const auto& [name, st] : sinks_) dirty_sinks = dirty_sinks || st.dirty;
   if (pending_.empty() && persisted_series_ == series_.size() && !dirty_sinks &&
-      pending_state_.empty() && !dead_letters_.dirty())
+      pending_state_.empty() && !dead_letters_.dirty() && pending_firing_.empty())
     return true;
 
   // buffer.min_free is checked before every commit, not only by the retention pass once a
@@ -217,6 +217,7 @@ bool SqliteJournal::commit() {
     if (rc == SQLITE_OK && write_sinks) rc = writeDirtySinks();
     if (rc == SQLITE_OK && dead_letters_.dirty()) rc = dead_letters_.write();
     if (rc == SQLITE_OK && reserve > 0) rc = writeReservation(reserve);
+    if (rc == SQLITE_OK) rc = writeFiringRows();  // journal_alerts.cpp
     return rc;
   });
   if (rc != SQLITE_OK) {
@@ -247,6 +248,7 @@ bool SqliteJournal::commit() {
     last_cursor_write_ = now;
   }
   dead_letters_.committed();
+  firingCommitted();
   if (reserve > 0) reserved(reserve);
   ++commits_;
   afterCommit();  // synchronous = full: the WAL's fdatasync, off this thread (journal_sync.cpp)

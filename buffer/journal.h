@@ -276,6 +276,21 @@ class Journal {
   /// second. Environment: GW_TEST_NO_JOURNAL_GUARD=1 turns the check off (tests only: it
   /// shows the loss the check prevents).
   virtual bool checkFile() = 0;
+
+  // The firing alerts (issue 13): one row per alert firing, keyed by its dedup key (stable per
+  // gateway × rule × series, across restarts and reloads), so that a change costs one row.
+  /// Records that alert `key` fires, as `json` (its trigger event), replacing a row of the same
+  /// key: written with the next commit, in the same transaction as the records appended before
+  /// it (its outbox event), so a crash never leaves one without the other.
+  virtual void putFiring(std::string_view key, std::string_view json) = 0;
+  /// Alert `key` no longer fires: its row goes with the next commit, like putFiring().
+  virtual void removeFiring(std::string_view key) = 0;
+  /// Calls visit(key, json) for every firing alert, committed rows with the pending changes
+  /// applied, one row in memory at a time (for start-up: 100,000 firing alerts are not one
+  /// string). `visit` may call putFiring() and removeFiring(); what it puts is not visited.
+  /// Returns false after a read error (logged).
+  virtual bool forEachFiring(
+      const std::function<void(std::string_view key, std::string_view json)>& visit) = 0;
 };
 
 /// Tests only: called on every journal's sync thread right before each fdatasync of the WAL (a

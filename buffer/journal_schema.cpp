@@ -1,4 +1,4 @@
-// The journal's schema (version 5), the steps that upgrade older files in place, and the
+// The journal's schema (version 6), the steps that upgrade older files in place, and the
 // statements prepared against it.
 #include <fmt/core.h>
 
@@ -9,7 +9,7 @@
 
 namespace gw::buffer::detail {
 
-// Schema version 5. One row per record, in segment tables r_<n> (r_0, r_1, ...): each holds a
+// Schema version 6. One row per record, in segment tables r_<n> (r_0, r_1, ...): each holds a
 // contiguous range of seqs, the newest one takes new rows until it holds segment_rows rows, and a
 // segment is emptied whole (DELETE without WHERE: SQLite frees its pages without writing them)
 // once every sink confirmed all of its rows (journal_segments.cpp). Emptied tables are reused,
@@ -28,6 +28,10 @@ namespace gw::buffer::detail {
 // r_<n>_alerts: a partial index over the few alert rows, for the notifiers' outbox reads.
 //   Queries must spell `k = 2` literally for SQLite to use it.
 // state: small named values the pipeline persists with its commits (window watermark, …).
+// alert_firing: one row per alert firing now, k its dedup key, x its trigger event (the outbox
+//   JSON); a row is inserted or deleted in the transaction of the event that changed it
+//   (journal_alerts.cpp), so 100,000 alerts firing cost a change of one row per event, not a
+//   rewrite of the set.
 // commits: commit wall time per group of commits; rows first_seq.. were committed in
 //   [t, t + kCommitTimeGranularity). Pruned with the rows it covers.
 // meta 'floor': every row <= floor was deleted, so seq continues after an emptied table.
@@ -41,12 +45,15 @@ namespace gw::buffer::detail {
 //      (2 aggregate, 3 alert), so a third reference would have read back as an aggregate.
 //   3  no dead table.
 //   4  one table r (with index r_alerts) for every row; it becomes segment r_0.
+//   5  the firing alerts in state 'alerts.firing' (newline-separated JSON of the whole set,
+//      rewritten while it changed); they become rows of alert_firing.
 const char* const kSchema = R"sql(
 BEGIN IMMEDIATE;
 CREATE TABLE r_0(seq INTEGER PRIMARY KEY, s INTEGER NOT NULL, t INTEGER NOT NULL, v REAL,
                  d INTEGER, c INTEGER NOT NULL, x BLOB, k INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX r_0_alerts ON r_0(k) WHERE k = 2;
 CREATE TABLE state(k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE alert_firing(k TEXT PRIMARY KEY, x BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE series(id INTEGER PRIMARY KEY, device TEXT NOT NULL, metric TEXT NOT NULL,
                     tags BLOB NOT NULL);
 CREATE TABLE sinks(name TEXT PRIMARY KEY, cursor INTEGER NOT NULL, dropped INTEGER NOT NULL)
@@ -58,10 +65,10 @@ CREATE TABLE dead(id INTEGER PRIMARY KEY, t INTEGER NOT NULL, source TEXT NOT NU
                   w TEXT NOT NULL, reason TEXT NOT NULL, device TEXT NOT NULL,
                   size INTEGER NOT NULL, x TEXT NOT NULL);
 PRAGMA application_id = 1196902961;
-PRAGMA user_version = 5;
+PRAGMA user_version = 6;
 COMMIT;
 )sql";
-static_assert(kApplicationId == 1196902961 && kSchemaVersion == 5, "update kSchema");
+static_assert(kApplicationId == 1196902961 && kSchemaVersion == 6, "update kSchema");
 
 std::string segmentTableSql(int n) {
   return fmt::format(
@@ -104,6 +111,10 @@ DROP INDEX r_alerts;
 ALTER TABLE r RENAME TO r_0;
 CREATE INDEX r_0_alerts ON r_0(k) WHERE k = 2;
 )sql",
+    // 5 to 6: the table of firing alerts; convertFiringState() fills it from the state value.
+    R"sql(
+CREATE TABLE alert_firing(k TEXT PRIMARY KEY, x BLOB NOT NULL) WITHOUT ROWID;
+)sql",
 };
 static_assert(std::size(kUpgrades) == kSchemaVersion - 1, "one upgrade step per version");
 
@@ -129,6 +140,7 @@ OpenResult SqliteJournal::upgradeFrom(std::int64_t from) {
   for (std::int64_t v = from; v < kSchemaVersion; ++v) {
     if ((rc = exec(kUpgrades[v - 1])) != SQLITE_OK) return fail(failed(rc, what));
   }
+  if ((rc = convertFiringState()) != SQLITE_OK) return fail(failed(rc, what));
   const std::string set_version = fmt::format("PRAGMA user_version = {}", kSchemaVersion);
   if ((rc = exec(set_version.c_str())) != SQLITE_OK || (rc = exec("COMMIT")) != SQLITE_OK)
     return fail(failed(rc, what));
@@ -158,6 +170,8 @@ int SqliteJournal::prepareStatements() {
       {&marker_at_, "SELECT t FROM commits WHERE first_seq <= ? ORDER BY first_seq DESC LIMIT 1"},
       {&page_count_, "PRAGMA page_count"},
       {&freelist_count_, "PRAGMA freelist_count"},
+      {&put_firing_, "INSERT OR REPLACE INTO alert_firing(k, x) VALUES(?, ?)"},
+      {&delete_firing_, "DELETE FROM alert_firing WHERE k = ?"},
   };
   for (const auto& [stmt, sql] : all) {
     const int rc = stmt->prepare(db, sql);

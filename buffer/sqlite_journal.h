@@ -55,7 +55,7 @@ using sqlite::ResetGuard;
 using sqlite::Stmt;
 
 constexpr std::int64_t kApplicationId = 0x47574A31;   // "GWJ1", marks the file as ours
-constexpr std::int64_t kSchemaVersion = 5;            // PRAGMA user_version
+constexpr std::int64_t kSchemaVersion = 6;            // PRAGMA user_version
 constexpr Nanos kLogInterval = 10 * kNanosPerSecond;  // for repeated data-path errors
 
 /// The schema of version kSchemaVersion, for a new file (journal_schema.cpp).
@@ -336,6 +336,25 @@ class SqliteJournal final : public Journal {
 
   log::RateLimiter commit_log_{kLogInterval}, read_log_{kLogInterval}, retention_log_{kLogInterval},
       cursor_log_{kLogInterval};
+
+  // The firing alerts as rows of table alert_firing (journal_alerts.cpp).
+ public:
+  void putFiring(std::string_view key, std::string_view json) override;
+  void removeFiring(std::string_view key) override;
+  bool forEachFiring(
+      const std::function<void(std::string_view key, std::string_view json)>& visit) override;
+
+ private:
+  /// Inside commit()'s transaction: the pending changes of the firing set.
+  int writeFiringRows();
+  /// After commit()'s transaction succeeded.
+  void firingCommitted() { pending_firing_.clear(); }
+  /// Upgrade to version 6, inside its transaction: state 'alerts.firing' (newline-separated
+  /// JSON of every firing alert) becomes rows of alert_firing, then goes.
+  int convertFiringState();
+  /// Changes since the last commit: key → json, or nullopt for a row to delete.
+  std::map<std::string, std::optional<std::string>, std::less<>> pending_firing_;
+  Stmt put_firing_, delete_firing_;
 };
 
 template <typename F>

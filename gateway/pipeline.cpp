@@ -146,7 +146,6 @@ void Pipeline::Impl::start() {
 
 void Pipeline::Impl::stop() {
   if (stopped) return;
-  firing_force = true;  // the last commit writes the firing set whatever its size
   commitNow();
   // The last commit made durable before the sources go, so that they acknowledge it.
   journal->syncNow();
@@ -259,14 +258,19 @@ void Pipeline::Impl::onWindowClosed(const aggregators::Aggregate& a) {
   if (!alert_events.empty()) journalAlerts();
 }
 
-/// Alert events into the outbox (journal), and the set of firing alerts into the journal's
-/// state, both with the next commit.
+/// Alert events into the outbox (journal), and each one's change of the set of firing alerts
+/// (a row of it, keyed by dedup key), both with the next commit, in the same transaction: O(1)
+/// per event whatever the number firing (issue 13).
 void Pipeline::Impl::journalAlerts() {
   std::string json;
   for (const auto& e : alert_events) {
     json.clear();
     alerts::appendOutboxJson(json, e);
     journal->appendAlert(journal->internSeries(e.series), e.time, e.value, json);
+    if (e.state == alerts::AlertState::kFiring)
+      journal->putFiring(e.dedup_key, json);
+    else
+      journal->removeFiring(e.dedup_key);
     ++alert_count;
     std::uint64_t suppressed = 0;
     if (alert_log.allow(time.mono(), suppressed))
@@ -274,27 +278,6 @@ void Pipeline::Impl::journalAlerts() {
                   suppressed ? fmt::format(" ({} more alert events not logged)", suppressed) : "");
   }
   alert_events.clear();
-  firing_dirty = true;  // written once per commit, in the same transaction as the events
-}
-
-/// The set of firing alerts into the journal's state: O(firing), so once per commit with a
-/// change rather than once per event.
-bool Pipeline::Impl::writeFiring() {
-  if (!firing_dirty || !alert_engine) return false;
-  if (!firingDue()) return false;  // thousands firing: at most once a second (pipeline_slices.cpp)
-  firing_dirty = false;
-  // Streamed from the engine into a string sized after the last one (100,000 firing: ~33 MB
-  // once, not a vector of the events beside a string grown by doubling; issue 13).
-  std::string firing;
-  firing.reserve(firing_bytes + firing_bytes / 8);
-  alert_engine->forEachFiring([&](const alerts::AlertEvent& e) {
-    alerts::appendOutboxJson(firing, e);
-    firing += '\n';
-  });
-  firing_bytes = firing.size();
-  if (firing.capacity() > firing.size() + firing.size() / 4) firing.shrink_to_fit();
-  journal->putState("alerts.firing", std::move(firing));
-  return true;
 }
 
 /// Brings the windows and alert states back after a restart (design: "a window open at a
@@ -306,24 +289,34 @@ void Pipeline::Impl::restoreState() {
 }
 
 void Pipeline::Impl::restoreAlerts(Nanos now) {
+  constexpr size_t kResolveBatch = 1000;
   size_t restored = 0, resolved = 0;
-  const std::string firing = journal->state("alerts.firing").value_or("");
-  for (size_t pos = 0; pos < firing.size();) {
-    size_t end = firing.find('\n', pos);
-    if (end == std::string::npos) end = firing.size();
+  // Streamed from the journal's rows, a row at a time; the resolves of a removed rule go to the
+  // journal in batches, so 100,000 of them are not one vector of events.
+  journal->forEachFiring([&](std::string_view key, std::string_view json) {
     std::string error;
-    if (auto e = alerts::parseAlertJson(std::string_view(firing).substr(pos, end - pos), &error)) {
-      if (alert_engine->restore(*e, now)) {
-        ++restored;
-      } else {  // its rule is gone: close the incident rather than leave it open
-        alert_events.push_back(alerts::resolvedFrom(*e, now));
-        ++resolved;
-      }
-    } else {
+    const auto e = alerts::parseAlertJson(json, &error);
+    if (!e) {
       log::error("journal: a stored firing alert cannot be read ({}); dropped", error);
+      journal->removeFiring(key);
+      return;
     }
-    pos = end + 1;
-  }
+    // The engine points at the journal's copy of the series (as for readings), not a copy.
+    if (alert_engine->restore(*e, journal->series(journal->internSeries(e->series)), now)) {
+      ++restored;
+      // The engine keys its events with the gateway id of now: a row stored under another key
+      // (the id changed) moves, so that its resolve deletes it.
+      if (auto current = alerts::dedupKey(cfg.gateway.id, e->rule, e->series); current != key) {
+        journal->putFiring(current, json);
+        journal->removeFiring(key);
+      }
+    } else {  // its rule is gone: close the incident rather than leave it open
+      alert_events.push_back(alerts::resolvedFrom(*e, now));
+      journal->removeFiring(key);
+      ++resolved;
+      if (alert_events.size() >= kResolveBatch) journalAlerts();
+    }
+  });
   if (!alert_events.empty()) journalAlerts();
   if (restored + resolved > 0)
     log::notice("alerts: {} firing alert(s) restored, {} resolved (rule removed)", restored,
@@ -375,13 +368,12 @@ void Pipeline::Impl::armWindowTimer() {
 }
 
 void Pipeline::Impl::commitNow() {
-  const bool firing_written = writeFiring();  // a deferred one is committed even with no rows
   if (windows) journal->putState("windows", windowsState());
   std::uint64_t cursor_sum = 0;
   for (auto& f : forwarders) cursor_sum += f->cursor();
   for (auto& f : outboxes) cursor_sum += f->cursor();
   const std::uint64_t appended = appendedSeq();
-  if (journal->pending() == 0 && cursor_sum == committed_cursor_sum && !firing_written) {
+  if (journal->pending() == 0 && cursor_sum == committed_cursor_sum) {
     // Bad input waits for nothing but what came before it (appended, once that is durable).
     if (sources_started)
       for (auto& s : sources) s->committed(std::min(appended, journal->durableSeq()));

@@ -61,7 +61,6 @@ struct Pipeline::Impl final : Ingest {
   // --- engine -------------------------------------------------------------------------------
   void onWindowClosed(const aggregators::Aggregate& a);
   void journalAlerts();
-  bool writeFiring();
   void restoreState();
   void restoreAlerts(Nanos now);
   void restoreWindows(Nanos now);
@@ -102,7 +101,6 @@ struct Pipeline::Impl final : Ingest {
   BadDeviceCounts bad_devices;  // gateway/bad_input.h
   // Alert events: each is in the outbox; the log shows a burst of them at a bounded rate.
   log::RateLimiter alert_log{kNanosPerSecond / 50};
-  bool firing_dirty = false;  // alerts.firing state to be rewritten before the next commit
 
   // Clock-skew estimators: one per device (bounded by [limits]), one for the gateway's own
   // clock vs the broker's.
@@ -138,10 +136,6 @@ struct Pipeline::Impl final : Ingest {
   void commitSoon();
   bool commit_posted = false;
   std::uint64_t window_slices = 0;  // turns that closed windows (tests count them)
-  bool firingDue();
-  Nanos firing_written_at = 0;   // monotonic
-  std::size_t firing_bytes = 0;  // size of the last alerts.firing written (its next reserve)
-  bool firing_force = false;
 
   // --- status state (pipeline_status.cpp) ----------------------------------------------------
   // Rates come from samples of the counters taken when a snapshot is asked for (gatewayd asks

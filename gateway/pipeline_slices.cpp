@@ -66,23 +66,6 @@ void Pipeline::Impl::commitSoon() {
   });
 }
 
-/// Firing alerts up to this many: the set is rewritten with every commit that changed it.
-constexpr std::size_t kFiringEachCommit = 1000;
-
-/// Whether the set of firing alerts is written with this commit. It is O(firing) to build
-/// (200,000 sensors gone silent: ~60 MB of JSON), so past kFiringEachCommit at most once a
-/// second. What a crash within that second costs (README, "Plant scale"): an alert that fired
-/// since is not restored as firing, so it is triggered again, with the same dedup_key (the
-/// incident stays one); one that resolved since is restored as firing and resolved again by
-/// its next data.
-bool Pipeline::Impl::firingDue() {
-  if (firing_force || alert_engine->firingCount() <= kFiringEachCommit) return true;
-  const Nanos now = time.mono();
-  if (now - firing_written_at < kNanosPerSecond) return false;
-  firing_written_at = now;
-  return true;
-}
-
 /// The windows' restart point, persisted with every commit: "<watermark> <replay-from seq>",
 /// plus " <end> <series> <size>" of the last window emitted while a window end is half out.
 std::string Pipeline::Impl::windowsState() const {

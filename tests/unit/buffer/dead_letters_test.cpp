@@ -89,7 +89,7 @@ TEST_CASE("dead letters are written with the next commit and survive a restart")
     CHECK(got[0].device == "pump-2");
     REQUIRE(j->commit());
   }
-  CHECK(queryInt(dir.db(), "PRAGMA user_version") == 5);
+  CHECK(queryInt(dir.db(), "PRAGMA user_version") == 6);
   auto j = openAt(dir);
   auto got = j->deadLetters(10);
   REQUIRE(got.size() == 2);
@@ -153,7 +153,8 @@ TEST_CASE("a version 3 journal gains the dead-letter table in place, its rows ke
     sqlite3* h = nullptr;
     REQUIRE(sqlite3_open(dir.db().c_str(), &h) == SQLITE_OK);
     REQUIRE(sqlite3_exec(h,
-                         "DROP TABLE dead; DROP INDEX r_0_alerts; ALTER TABLE r_0 RENAME TO r; "
+                         "DROP TABLE dead; DROP TABLE alert_firing; DROP INDEX r_0_alerts; "
+                         "ALTER TABLE r_0 RENAME TO r; "
                          "CREATE INDEX r_alerts ON r(k) WHERE k = 2; PRAGMA user_version = 3;",
                          nullptr, nullptr, nullptr) == SQLITE_OK);
     sqlite3_close(h);
@@ -163,6 +164,6 @@ TEST_CASE("a version 3 journal gains the dead-letter table in place, its rows ke
   j->addDeadLetter(letter(1));
   REQUIRE(j->commit());
   CHECK(j->deadLetters(5).size() == 1);
-  CHECK(queryInt(dir.db(), "PRAGMA user_version") == 5);
+  CHECK(queryInt(dir.db(), "PRAGMA user_version") == 6);
   CHECK(queryInt(dir.db(), "SELECT count(*) FROM r_0") == 1);
 }
