@@ -440,7 +440,9 @@ void AlertEngine::onWindow(const Series& series, Nanos window_start, Nanos windo
   Impl& m = *impl_;
   const auto node = m.find(series, now);
   if (!node) return;
-  m.alive(*node, window_end, now, out);
+  // A window closing is not data: a silent series' window closes by wall time after its last
+  // reading (already seen by onReading), and counting the close as data resolved the series'
+  // no_data alert, which then fired again (a flap whenever no_data_for < the window).
   for (State& st : m.nodes[*node].entry.states) {
     const CompiledRule& c = m.compiled[st.rule];
     if (c.kind == Kind::kNoData || c.on_value) continue;

@@ -307,9 +307,9 @@ notify = ["ops"]
                 seq.append(h["body"]["state"])
         return out
 
-    # No windows: the close of the window holding a fan's last reading counts as data for
-    # no_data_for and would resolve its alert whenever the restarts take longer than a window.
-    mq, gw = start(wd, receiver, silent + "\n[aggregate]\nenabled = false\n")
+    # Windows on: the close of the window holding a fan's last reading, which may come after a
+    # slow restart, is not data for no_data_for and must not resolve the restored alerts.
+    mq, gw = start(wd, receiver, silent)
     pubs = [Publisher(wd, mq, f"plant1/line1/fan-{i}/vibration") for i in range(3)]
     for p in pubs:
         p.send(0.5)

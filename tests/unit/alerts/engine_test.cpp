@@ -268,6 +268,30 @@ TEST_CASE("no_data_for: a silent series fires on tick and resolves when data ret
   CHECK(ev.size() == 2);
 }
 
+TEST_CASE("no_data_for: the close of a silent series' window is not data") {
+  // no_data_for shorter than the window: the window holding the last reading closes by wall
+  // time after the alert fired; that close must neither resolve it nor delay the firing.
+  AlertEngine engine({silent(5 * kS)}, {.gateway_id = "gw"});
+  std::vector<AlertEvent> ev;
+  engine.onReading(kPump, 50, kT0 + 1 * kS, kT0 + 1 * kS, ev);
+  engine.tick(kT0 + 6 * kS, ev);
+  REQUIRE(ev.size() == 1);
+  CHECK(str(ev[0].state) == "firing");
+  const Statistic stats[] = {{"count", 1}, {"avg", 50}};
+  engine.onWindow(kPump, kT0, kT0 + 10 * kS, stats, kT0 + 12 * kS, ev);
+  engine.tick(kT0 + 13 * kS, ev);
+  engine.tick(kT0 + 60 * kS, ev);
+  CHECK(ev.size() == 1);  // still firing: no resolve, no second trigger
+  // A series whose window closes before no_data_for passes fires on time all the same.
+  const Series other{.device = "pump-8", .metric = "bearing_temp"};
+  engine.onReading(other, 1, kT0 + 100 * kS, kT0 + 100 * kS, ev);
+  engine.onWindow(other, kT0 + 100 * kS, kT0 + 101 * kS, stats, kT0 + 102 * kS, ev);
+  engine.tick(kT0 + 105 * kS, ev);
+  REQUIRE(ev.size() == 2);
+  CHECK(ev[1].series.device == "pump-8");
+  CHECK(str(ev[1].state) == "firing");
+}
+
 TEST_CASE("no_data_for: series never seen do not fire; each series has its own state") {
   AlertEngine engine({silent(60 * kS)});
   std::vector<AlertEvent> ev;
