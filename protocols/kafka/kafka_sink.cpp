@@ -128,7 +128,10 @@ std::vector<std::pair<std::string, std::string>> settingsOf(const KafkaOptions& 
       {"enable.idempotence", "true"},
       {"acks", "all"},
       {"compression.type", "lz4"},
-      {"linger.ms", "5"},
+      // send() produces a whole batch at once (the forwarder paces them): librdkafka need
+      // not wait long for more, only for the rest of the batch being produced (~0.1 ms). 5 ms
+      // added 5 ms to every record's latency for no larger requests (issue 16).
+      {"linger.ms", "1"},
       // Same key → same partition as the Java client, so Kafka Streams joins line up.
       {"partitioner", "murmur2_random"},
       // librdkafka's 10 s default delays draining the journal after an outage by up to 10 s.

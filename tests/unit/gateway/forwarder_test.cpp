@@ -495,3 +495,35 @@ TEST_CASE("forwarder: min_interval paces sends of less than a batch; a full batc
   CHECK(f.batches() == Batches{{1}, {2, 3, 4}, {5}});
   fw->stop();
 }
+
+TEST_CASE("forwarder: by default a steady trickle goes out in batches at most every 15 ms") {
+  // Issue 16: each batch costs the sink, librdkafka and the loop a dozen system calls and
+  // futex wakeups, so the default pacing (ForwarderOptions::min_interval) bounds how many
+  // batches a stream of readings poked once per millisecond makes.
+  Fixture f;
+  ForwarderOptions o;
+  CHECK(o.min_interval >= 15 * kMs);
+  auto fw = f.make(o);
+  const SeriesId id = f.journal->internSeries(Series{"press-7", "temperature", {}});
+  const auto start = std::chrono::steady_clock::now();
+  std::uint64_t appended = 0;
+  while (std::chrono::steady_clock::now() - start < std::chrono::milliseconds(300)) {
+    f.journal->append(id, 1.0, kT0 + static_cast<Nanos>(appended++), std::nullopt,
+                      TimeReference::kReceive);
+    if (appended % 50 == 1) {  // a group commit reserves the seqs the tail may send ahead
+      REQUIRE(f.journal->commit());
+      f.journal->syncNow();
+    }
+    fw->poke();  // as the pipeline does once per turn of the loop that appended readings
+    f.io.run_for(std::chrono::milliseconds(1));
+  }
+  REQUIRE(f.journal->commit());
+  f.journal->syncNow();
+  fw->poke();
+  REQUIRE(f.runUntil([&] { return fw->status().sent == appended; }));  // none held back
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  const auto allowed = static_cast<size_t>(elapsed / std::chrono::milliseconds(15)) + 2;
+  INFO("batches: " << f.batches().size() << " in " << elapsed.count() / 1'000'000 << " ms");
+  CHECK(f.batches().size() <= allowed);
+  fw->stop();
+}

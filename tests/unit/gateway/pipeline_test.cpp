@@ -757,3 +757,44 @@ TEST_CASE("pipeline: a burst of closed windows is handled in bounded turns, inge
   REQUIRE(h.runUntil([&] { return h.snapshot().journal.pending == 0; }));
   CHECK(h.snapshot().counters.readings == kSeries + 2);
 }
+
+TEST_CASE("pipeline: the windows' state row changes only when a window end is passed") {
+  // Issue 16: the watermark moves with every commit; persisted exactly, the state row was a
+  // 4 KiB WAL frame per commit. It is persisted lowered to the last window end (kT0 is one,
+  // 10 s windows, 2 s lateness), which a restart restores to the same closed windows.
+  Harness h;
+  h.cfg.aggregate.enabled = true;
+  h.start();
+  auto stateRow = [&] {
+    sqlite3_stmt* s = nullptr;
+    REQUIRE(sqlite3_prepare_v2(h.file->db, "SELECT v FROM state WHERE k = 'windows'", -1, &s,
+                               nullptr) == SQLITE_OK);
+    std::string v;
+    if (sqlite3_step(s) == SQLITE_ROW)
+      v.assign(static_cast<const char*>(sqlite3_column_blob(s, 0)), sqlite3_column_bytes(s, 0));
+    sqlite3_finalize(s);
+    return v;
+  };
+  auto readingAt = [&](Nanos at) {
+    const std::uint64_t seq = h.source->message({1.0}, at);
+    REQUIRE(h.runUntil([&] { return h.source->acked() >= seq; }));  // committed and durable
+  };
+  readingAt(kT0 + 3 * kNanosPerSecond);  // watermark kT0 + 1 s
+  const std::string first = stateRow();
+  CHECK(first == std::to_string(kT0) + " 1");
+  readingAt(kT0 + 5 * kNanosPerSecond);  // watermark kT0 + 3 s: no window end passed
+  readingAt(kT0 + 9 * kNanosPerSecond);
+  CHECK(stateRow() == first);
+  h.close();
+
+  // A restart restores kT0: the open window [kT0, kT0 + 10 s) is rebuilt from its 3 readings
+  // and closes once, complete, when the watermark passes its end.
+  h.fresh(1000);
+  h.start();
+  auto aggregates = [&] { return h.snapshot(status_part::kWindows).windows->aggregates; };
+  REQUIRE(h.runUntil([&] { return h.source->started; }));
+  CHECK(aggregates() == 0);
+  readingAt(kT0 + 13 * kNanosPerSecond);  // watermark kT0 + 11 s
+  REQUIRE(h.runUntil([&] { return aggregates() == 1; }));
+  CHECK(stateRow().starts_with(std::to_string(kT0 + 10 * kNanosPerSecond) + " "));
+}
