@@ -3,8 +3,12 @@
 // handler behind it: a few handlers of the pipeline (commit, retention, window slices, …) read
 // the monotonic clock before and after they run, once per handler, never per message. The
 // longest run of each kind is kept for the current and the previous 10 s bucket and since start.
+// The loop thread's CPU time is read beside it (a system call per handler run), so that a run
+// that was long because the thread waited for a CPU can be told from one that worked that long.
 // Loop thread only.
 #pragma once
+
+#include <time.h>
 
 #include <algorithm>
 #include <array>
@@ -42,6 +46,7 @@ constexpr std::string_view loopWorkName(LoopWorkKind k) {
 struct LoopWork {
   std::string_view name;  ///< a kLoopWorkNames entry; empty when nothing was measured
   Nanos took = 0;
+  Nanos cpu = -1;      ///< of it, on the loop thread's CPU clock (-1: not measured)
   std::string detail;  ///< what it did, e.g. "2 segments, 131072 rows" (may be empty)
 };
 
@@ -50,17 +55,27 @@ class LoopWorkMeter {
  public:
   static constexpr std::size_t kKinds = static_cast<std::size_t>(LoopWorkKind::kCount);
 
-  explicit LoopWorkMeter(std::function<Nanos()> mono) : mono_(std::move(mono)) {}
+  /// `cpu`: the loop thread's CPU time (empty: threadCpuNow()).
+  explicit LoopWorkMeter(std::function<Nanos()> mono, std::function<Nanos()> cpu = {})
+      : mono_(std::move(mono)),
+        cpu_(cpu ? std::move(cpu) : std::function<Nanos()>(&threadCpuNow)) {}
+
+  static Nanos threadCpuNow() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<Nanos>(ts.tv_sec) * kNanosPerSecond + ts.tv_nsec;
+  }
 
   Nanos now() const { return mono_(); }
+  Nanos cpuNow() const { return cpu_(); }
 
   /// Runs `fn` and records how long it took under `kind`. `detail` is called only when this run
   /// is the longest since the last stall check or since start (it may format).
   template <class Fn, class Detail>
   void run(LoopWorkKind kind, Fn&& fn, Detail&& detail) {
-    const Nanos start = mono_();
+    const Nanos start = mono_(), cpu_start = cpu_();
     std::forward<Fn>(fn)();
-    record(kind, mono_() - start, std::forward<Detail>(detail));
+    record(kind, mono_() - start, std::forward<Detail>(detail), cpu_() - cpu_start);
   }
   template <class Fn>
   void run(LoopWorkKind kind, Fn&& fn) {
@@ -68,7 +83,7 @@ class LoopWorkMeter {
   }
 
   template <class Detail>
-  void record(LoopWorkKind kind, Nanos took, Detail&& detail) {
+  void record(LoopWorkKind kind, Nanos took, Detail&& detail, Nanos cpu = -1) {
     const auto i = static_cast<std::size_t>(kind);
     bucket_[i] = std::max(bucket_[i], took);
     if (took > max_[i]) max_[i] = took;
@@ -76,8 +91,8 @@ class LoopWorkMeter {
     const bool longest_ever = took > longest_.took;
     if (!longest_since_check && !longest_ever) return;
     std::string d = detail();
-    if (longest_ever) longest_ = {loopWorkName(kind), took, d};
-    if (longest_since_check) since_check_ = {loopWorkName(kind), took, std::move(d)};
+    if (longest_ever) longest_ = {loopWorkName(kind), took, cpu, d};
+    if (longest_since_check) since_check_ = {loopWorkName(kind), took, cpu, std::move(d)};
   }
 
   /// The 10 s bucket ends (called by the loop watch with its own bucket).
@@ -101,14 +116,14 @@ class LoopWorkMeter {
     LoopWork w;
     for (std::size_t i = 0; i < kKinds; ++i) {
       const Nanos t = std::max(bucket_[i], previous_[i]);
-      if (t > w.took) w = {kLoopWorkNames[i], t, {}};
+      if (t > w.took) w = {kLoopWorkNames[i], t, -1, {}};
     }
     return w;
   }
   const LoopWork& longest() const { return longest_; }
 
  private:
-  std::function<Nanos()> mono_;
+  std::function<Nanos()> mono_, cpu_;
   std::array<Nanos, kKinds> bucket_{}, previous_{}, max_{};
   LoopWork longest_, since_check_;
 };

@@ -473,9 +473,11 @@ void Pipeline::Impl::watchLoop() {
                                    ? fmt::format(" ({} more stalls over {:.0f} ms not logged)",
                                                  suppressed, ms(kLogStall))
                                    : "";
+      const std::string cpu =
+          work.cpu >= 0 ? fmt::format(", {:.1f} ms of it on the CPU", ms(work.cpu)) : "";
       if (work.took >= late / 2)
-        log::warn("event loop held {:.0f} ms by {} ({:.1f} ms{}{}){}", ms(late), work.name,
-                  ms(work.took), work.detail.empty() ? "" : ", ", work.detail, more);
+        log::warn("event loop held {:.0f} ms by {} ({:.1f} ms{}{}{}){}", ms(late), work.name,
+                  ms(work.took), cpu, work.detail.empty() ? "" : ", ", work.detail, more);
       else
         log::warn(
             "event loop held {:.0f} ms; the longest named work in that time: {} ({:.1f} ms): the "

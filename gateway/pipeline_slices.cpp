@@ -28,7 +28,7 @@ void Pipeline::Impl::sliceWindows() {
     if (a.expired() || stopped) return;
     window_slice_posted = false;
     ++window_slices;
-    const Nanos start = time.mono();
+    const Nanos start = time.mono(), cpu_start = loop_work.cpuNow();
     std::size_t closed = 0;
     while (closed < kWindowSlice && windows->closing() > 0) {
       const std::size_t step = std::min(kWindowStep, kWindowSlice - closed);
@@ -36,8 +36,10 @@ void Pipeline::Impl::sliceWindows() {
       closed += step;
       if (time.mono() - start >= kSliceBudget) break;
     }
-    loop_work.record(LoopWorkKind::kWindowClose, time.mono() - start,
-                     [closed] { return fmt::format("up to {} windows", closed); });
+    loop_work.record(
+        LoopWorkKind::kWindowClose, time.mono() - start,
+        [closed] { return fmt::format("up to {} windows", closed); },
+        loop_work.cpuNow() - cpu_start);
     commitSoon();
     sliceWindows();
   });

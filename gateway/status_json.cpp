@@ -220,6 +220,7 @@ void writeLimits(Writer& w, const LimitsStatus& l) {
   w.key("loop_work_max").beginObject();
   w.key("name").str(l.loop_work_longest.name);
   w.key("ms").millis(l.loop_work_longest.took, 1);
+  if (l.loop_work_longest.cpu >= 0) w.key("cpu_ms").millis(l.loop_work_longest.cpu, 1);
   w.key("detail").str(l.loop_work_longest.detail);
   w.endObject();
   w.endObject();

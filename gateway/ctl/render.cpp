@@ -394,6 +394,8 @@ Rendered renderStatus(std::string_view json, const Style& st) {
     if (!longest["name"].str().empty()) {
       loop += fmt::format(", since start {} {}", longest["name"].str(),
                           formatMillis(longest["ms"].num(0)));
+      if (longest["cpu_ms"].present())
+        loop += fmt::format(" ({} on the CPU)", formatMillis(longest["cpu_ms"].num(0)));
       if (!longest["detail"].str().empty()) loop += " (" + longest["detail"].str() + ")";
     }
     for (const auto& l : wrapWords(loop, st.width, 10, 3)) s += textLine(st, l);

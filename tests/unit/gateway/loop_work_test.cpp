@@ -13,12 +13,17 @@ namespace {
 constexpr Nanos kMs = kNanosPerMilli;
 
 struct Fixture {
-  Nanos now = 1000 * kMs;
-  LoopWorkMeter meter{[this] { return now; }};
-  // A handler that "takes" `took` on the injected clock.
+  Nanos now = 1000 * kMs, cpu = 0;
+  LoopWorkMeter meter{[this] { return now; }, [this] { return cpu; }};
+  // A handler that "takes" `took` on the injected clock, half of it on the CPU.
   void runFor(LoopWorkKind kind, Nanos took, std::string detail = {}) {
     meter.run(
-        kind, [&] { now += took; }, [detail] { return detail; });
+        kind,
+        [&] {
+          now += took;
+          cpu += took / 2;
+        },
+        [detail] { return detail; });
   }
 };
 
@@ -33,6 +38,7 @@ TEST_CASE("the longest named handler is the one reported, with what it did") {
   const LoopWork since = f.meter.takeSinceCheck();
   CHECK(since.name == "retention");
   CHECK(since.took == 24 * kMs);
+  CHECK(since.cpu == 12 * kMs);  // the rest of it the loop thread waited for a CPU
   CHECK(since.detail == "131072 rows removed");
   // The next check starts a new span.
   CHECK(f.meter.takeSinceCheck().took == 0);
