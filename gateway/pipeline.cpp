@@ -462,10 +462,16 @@ void Pipeline::Impl::watchLoop() {
   constexpr Nanos kLogStall = 100 * kNanosPerMilli;
   const Nanos now = time.mono();
   const LoopWork work = loop_work.takeSinceCheck();
+  const Nanos cpu_now = loop_work.cpuNow();
+  const Nanos cpu = loop_cpu_last >= 0 ? cpu_now - loop_cpu_last : 0;
+  loop_cpu_last = cpu_now;
   if (loop_expected != 0) {
     const Nanos late = std::max<Nanos>(0, now - loop_expected);
     loop_stall_max = std::max(loop_stall_max, late);
     loop_stall_bucket = std::max(loop_stall_bucket, late);
+    const Nanos late_cpu = std::min(late, cpu);  // of the lateness, at most what ran
+    loop_cpu_max = std::max(loop_cpu_max, late_cpu);
+    loop_cpu_bucket = std::max(loop_cpu_bucket, late_cpu);
     std::uint64_t suppressed = 0;
     if (late >= kLogStall && stall_log.allow(now, suppressed)) {
       const auto ms = [](Nanos t) { return static_cast<double>(t) / kNanosPerMilli; };
@@ -473,21 +479,26 @@ void Pipeline::Impl::watchLoop() {
                                    ? fmt::format(" ({} more stalls over {:.0f} ms not logged)",
                                                  suppressed, ms(kLogStall))
                                    : "";
-      const std::string cpu =
+      const std::string cpu_of =
           work.cpu >= 0 ? fmt::format(", {:.1f} ms of it on the CPU", ms(work.cpu)) : "";
       if (work.took >= late / 2)
-        log::warn("event loop held {:.0f} ms by {} ({:.1f} ms{}{}{}){}", ms(late), work.name,
-                  ms(work.took), cpu, work.detail.empty() ? "" : ", ", work.detail, more);
+        log::warn("event loop held {:.0f} ms ({:.1f} ms on the CPU) by {} ({:.1f} ms{}{}{}){}",
+                  ms(late), ms(late_cpu), work.name, ms(work.took), cpu_of,
+                  work.detail.empty() ? "" : ", ", work.detail, more);
       else
         log::warn(
-            "event loop held {:.0f} ms; the longest named work in that time: {} ({:.1f} ms): the "
-            "rest was sockets, sinks or control requests, or waiting for a CPU{}",
-            ms(late), work.took > 0 ? work.name : std::string_view("none"), ms(work.took), more);
+            "event loop held {:.0f} ms ({:.1f} ms on the CPU); the longest named work in that "
+            "time: {} ({:.1f} ms): the rest was sockets, sinks or control requests, or waiting "
+            "for a CPU or the disk{}",
+            ms(late), ms(late_cpu), work.took > 0 ? work.name : std::string_view("none"),
+            ms(work.took), more);
     }
   }
   if (now - loop_bucket_start >= kBucket) {
     loop_stall_previous = loop_stall_bucket;
     loop_stall_bucket = 0;
+    loop_cpu_previous = loop_cpu_bucket;
+    loop_cpu_bucket = 0;
     loop_bucket_start = now;
     loop_work.rotate();
   }

@@ -130,6 +130,9 @@ struct Pipeline::Impl final : Ingest {
   Nanos loop_bucket_start = 0;
   // Which named handler ran longest (gateway/loop_work.h); a long stall is logged with it.
   LoopWorkMeter loop_work{time.mono};
+  // The longest stall counting only the loop thread's CPU time in it (waits for a CPU or for
+  // I/O left out): work that holds the loop, apart from a loaded machine.
+  Nanos loop_cpu_last = -1, loop_cpu_max = 0, loop_cpu_bucket = 0, loop_cpu_previous = 0;
   log::RateLimiter stall_log{30 * kNanosPerSecond};
 
   // Bursts in slices (pipeline_slices.cpp).

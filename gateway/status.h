@@ -124,6 +124,9 @@ struct LimitsStatus {
   /// The named handler that held the loop longest (gateway/loop_work.h): over the last
   /// 10–20 s, and since start with what it did; and per kind, recent and since start.
   LoopWork loop_work_recent, loop_work_longest;
+  /// The longest stall counting only the loop thread's CPU time in it (waits for a CPU or for
+  /// I/O left out): what the loop's own work costs, apart from a loaded machine.
+  Nanos loop_stall_cpu_max = 0, loop_stall_cpu_recent = 0;
   std::array<Nanos, LoopWorkMeter::kKinds> loop_work_recent_by_kind{}, loop_work_max_by_kind{};
 };
 

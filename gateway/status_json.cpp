@@ -212,6 +212,8 @@ void writeLimits(Writer& w, const LimitsStatus& l) {
   w.key("clocks_evicted").num(l.clocks_evicted);
   w.key("loop_stall_max_ms").millis(l.loop_stall_max, 1);
   w.key("loop_stall_recent_ms").millis(l.loop_stall_recent, 1);
+  w.key("loop_stall_cpu_max_ms").millis(l.loop_stall_cpu_max, 1);
+  w.key("loop_stall_cpu_recent_ms").millis(l.loop_stall_cpu_recent, 1);
   // Which named handler held the loop longest (recent: last 10-20 s).
   w.key("loop_work_recent").beginObject();
   w.key("name").str(l.loop_work_recent.name);

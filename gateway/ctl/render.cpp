@@ -387,6 +387,10 @@ Rendered renderStatus(std::string_view json, const Style& st) {
     std::string loop = fmt::format("loop      longest stall {} (last 10-20 s), {} since start",
                                    formatMillis(lim["loop_stall_recent_ms"].num(0)),
                                    formatMillis(lim["loop_stall_max_ms"].num(0)));
+    if (lim["loop_stall_cpu_max_ms"].present())
+      loop += fmt::format(" (on the CPU: {} / {})",
+                          formatMillis(lim["loop_stall_cpu_recent_ms"].num(0)),
+                          formatMillis(lim["loop_stall_cpu_max_ms"].num(0)));
     const J recent = lim["loop_work_recent"], longest = lim["loop_work_max"];
     if (!recent["name"].str().empty())
       loop += fmt::format("; longest work {} {}", recent["name"].str(),
