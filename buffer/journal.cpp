@@ -34,6 +34,35 @@ constexpr Nanos kCursorWriteInterval = kNanosPerSecond;
   std::abort();
 }
 
+// Confirmed rows are deleted in bounded steps (design: "Rows below every cursor are deleted in
+// small steps"; issue 13: they are deleted on the event loop). Emptying a segment makes SQLite
+// read every page of it (~10 µs each, its pages are no longer in the 1 MiB cache): a step takes
+// whole segments of at most kRetentionStepRows rows together (at least one), or, idle, at most
+// kIdleStepRows rows of a segment confirmed only in part (a ranged DELETE rewrites each page it
+// touches: 45,760 rows took 80-140 ms on the loop).
+constexpr std::uint64_t kRetentionStepRows = 65536;
+constexpr std::uint64_t kIdleStepRows = 2048;
+
+template <class Segments>
+std::uint64_t retentionStep(const Segments& segments, std::uint64_t floor, std::uint64_t limit,
+                            bool rows_too) {
+  std::uint64_t to = floor, rows = 0;
+  for (const auto& seg : segments) {
+    if (seg->rows() == 0) continue;
+    if (seg->last > limit) {
+      if (rows_too && to == floor && limit > floor)
+        return std::min(limit, floor + kIdleStepRows);  // part of a segment, in small steps
+      break;
+    }
+    if (rows > 0 && rows + seg->rows() > kRetentionStepRows) break;
+    rows += seg->rows();
+    to = seg->last;
+  }
+  // No segment: the rows are below the floor already, or the limit is within the newest one.
+  if (to == floor && rows_too && limit > floor) return std::min(limit, floor + kIdleStepRows);
+  return std::max(to, floor);
+}
+
 }  // namespace
 
 void SqliteJournal::rollback() {
@@ -192,7 +221,8 @@ bool SqliteJournal::commit() {
                                                                     kCommitTimeGranularity);
   // Confirmed rows left by enforceRetention() go with this transaction, whole segments: no
   // synced transaction of their own.
-  const std::uint64_t retire_to = retire_upto_ > floor_ ? segmentFloor(retire_upto_) : floor_;
+  const std::uint64_t retire_to =
+      retire_upto_ > floor_ ? retentionStep(segments_, floor_, retire_upto_, false) : floor_;
   if (!pending_.empty()) maybeRotate(now);
   const bool write_sinks = dirty_sinks && (pending_.empty() || retire_to > floor_ ||
                                            now - last_cursor_write_ >= kCursorWriteInterval);
@@ -578,8 +608,10 @@ std::uint64_t SqliteJournal::enforceRetention(Nanos now, size_t step) {
     if (!pending_.empty() && whole > floor_) {
       retire_upto_ = std::max(retire_upto_, whole);
     } else if (whole > floor_) {
+      // One bounded step per pass (issue 13: this runs on the event loop); the rest waits for
+      // the next pass or the next commit.
       const std::uint64_t before = floor_;
-      ok = removeThrough(whole, nullptr);
+      ok = removeThrough(retentionStep(segments_, floor_, whole, idle), nullptr);
       removed += floor_ - before;
     }
   }

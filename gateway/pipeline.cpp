@@ -130,13 +130,21 @@ void Pipeline::Impl::start() {
   every(commit_timer, cfg.buffer.commit_interval, [this] { commitNow(); });
   every(retention_timer, kNanosPerSecond, [this] {
     // The journal file pulled away (deleted, moved, replaced) is written back first.
-    if (journal->checkFile()) journal->enforceRetention(time.wall());
-    releaseIdle();
+    std::uint64_t removed = 0;
+    loop_work.run(
+        LoopWorkKind::kRetention,
+        [&] {
+          if (journal->checkFile()) removed = journal->enforceRetention(time.wall());
+          releaseIdle();
+        },
+        [&] { return fmt::format("{} rows removed", removed); });
   });
   watchLoop();
   if (alert_engine) every(alert_timer, kNanosPerSecond, [this] { tickAlerts(); });
-  every(stats_timer, cfg.gateway.stats_interval,
-        [this] { logStats(snapshot(kStatsParts), cfg.gateway.stats_json); });
+  every(stats_timer, cfg.gateway.stats_interval, [this] {
+    loop_work.run(LoopWorkKind::kStats,
+                  [this] { logStats(snapshot(kStatsParts), cfg.gateway.stats_json); });
+  });
   std::string sinks;
   for (auto& f : forwarders) sinks += (sinks.empty() ? "" : ", ") + f->name();
   log::notice("gatewayd {}: journal {} (last seq {}), {} source(s), sinks: {}", cfg.gateway.id,
@@ -357,14 +365,14 @@ void Pipeline::Impl::armWindowTimer() {
   if (!due || (window_timer_at && *window_timer_at <= *due)) return;
   window_timer_at = due;
   window_timer.expires_after(std::chrono::nanoseconds(std::max<Nanos>(0, *due - time.wall())));
-  window_timer.async_wait(
-      [this, a = std::weak_ptr<bool>(alive)](const boost::system::error_code& ec) {
-        if (ec || a.expired() || stopped) return;
-        window_timer_at.reset();
-        windows->advanceWallTime(time.wall());
-        sliceWindows();
-        armWindowTimer();
-      });
+  window_timer.async_wait([this,
+                           a = std::weak_ptr<bool>(alive)](const boost::system::error_code& ec) {
+    if (ec || a.expired() || stopped) return;
+    window_timer_at.reset();
+    loop_work.run(LoopWorkKind::kWindowDeadline, [this] { windows->advanceWallTime(time.wall()); });
+    sliceWindows();
+    armWindowTimer();
+  });
 }
 
 void Pipeline::Impl::commitNow() {
@@ -379,7 +387,10 @@ void Pipeline::Impl::commitNow() {
       for (auto& s : sources) s->committed(std::min(appended, journal->durableSeq()));
     return;
   }
-  commit_failing = !journal->commit();
+  const std::size_t rows = journal->pending();
+  loop_work.run(
+      LoopWorkKind::kCommit, [this] { commit_failing = !journal->commit(); },
+      [rows] { return fmt::format("{} rows", rows); });
   if (commit_failing) {
     ++commit_failures;  // the journal logged why; rows and acks stay pending
     return;
@@ -413,11 +424,13 @@ void Pipeline::Impl::pokeSoon() {
 /// journal finished (posted by its sync thread).
 void Pipeline::Impl::onDurable() {
   if (stopped) return;
-  const std::uint64_t durable = journal->durableSeq();
-  if (sources_started)
-    for (auto& s : sources) s->committed(durable);
-  for (auto& f : forwarders) f->poke();
-  for (auto& f : outboxes) f->poke();
+  loop_work.run(LoopWorkKind::kDurable, [this] {
+    const std::uint64_t durable = journal->durableSeq();
+    if (sources_started)
+      for (auto& s : sources) s->committed(durable);
+    for (auto& f : forwarders) f->poke();
+    for (auto& f : outboxes) f->poke();
+  });
 }
 
 void Pipeline::Impl::every(boost::asio::steady_timer& timer, Nanos interval,
@@ -433,18 +446,53 @@ void Pipeline::Impl::every(boost::asio::steady_timer& timer, Nanos interval,
 
 /// Measures how long the loop goes without turning: a 10 ms timer's lateness is a lower
 /// bound of the longest stall (a handler that ran that long), kept since start and per 10 s.
+/// A long one is logged with the named handler that ran longest since the previous check
+/// (gateway/loop_work.h); none, or a much shorter one, means something unnamed held the loop
+/// (a socket's read, a sink's delivery reports, a control request) or the CPU was elsewhere.
 void Pipeline::Impl::watchLoop() {
   constexpr Nanos kPeriod = 10 * kNanosPerMilli, kBucket = 10 * kNanosPerSecond;
+  constexpr Nanos kLogStall = 100 * kNanosPerMilli;
   const Nanos now = time.mono();
+  const LoopWork work = loop_work.takeSinceCheck();
+  const Nanos cpu_now = loop_work.cpuNow();
+  const Nanos cpu = loop_cpu_last >= 0 ? cpu_now - loop_cpu_last : 0;
+  loop_cpu_last = cpu_now;
   if (loop_expected != 0) {
     const Nanos late = std::max<Nanos>(0, now - loop_expected);
     loop_stall_max = std::max(loop_stall_max, late);
     loop_stall_bucket = std::max(loop_stall_bucket, late);
+    const Nanos late_cpu = std::min(late, cpu);  // of the lateness, at most what ran
+    loop_cpu_max = std::max(loop_cpu_max, late_cpu);
+    loop_cpu_bucket = std::max(loop_cpu_bucket, late_cpu);
+    std::uint64_t suppressed = 0;
+    if (late >= kLogStall && stall_log.allow(now, suppressed)) {
+      const auto ms = [](Nanos t) { return static_cast<double>(t) / kNanosPerMilli; };
+      const std::string more = suppressed
+                                   ? fmt::format(" ({} more stalls over {:.0f} ms not logged)",
+                                                 suppressed, ms(kLogStall))
+                                   : "";
+      const std::string cpu_of =
+          work.cpu >= 0 ? fmt::format(", {:.1f} ms of it on the CPU", ms(work.cpu)) : "";
+      if (work.took >= late / 2)
+        log::warn("event loop held {:.0f} ms ({:.1f} ms on the CPU) by {} ({:.1f} ms{}{}{}){}",
+                  ms(late), ms(late_cpu), work.name, ms(work.took), cpu_of,
+                  work.detail.empty() ? "" : ", ", work.detail, more);
+      else
+        log::warn(
+            "event loop held {:.0f} ms ({:.1f} ms on the CPU); the longest named work in that "
+            "time: {} ({:.1f} ms): the rest was sockets, sinks or control requests, or waiting "
+            "for a CPU or the disk{}",
+            ms(late), ms(late_cpu), work.took > 0 ? work.name : std::string_view("none"),
+            ms(work.took), more);
+    }
   }
   if (now - loop_bucket_start >= kBucket) {
     loop_stall_previous = loop_stall_bucket;
     loop_stall_bucket = 0;
+    loop_cpu_previous = loop_cpu_bucket;
+    loop_cpu_bucket = 0;
     loop_bucket_start = now;
+    loop_work.rotate();
   }
   loop_expected = now + kPeriod;
   loop_timer.expires_after(std::chrono::nanoseconds(kPeriod));

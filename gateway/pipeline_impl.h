@@ -22,6 +22,7 @@
 #include "gateway/config.h"
 #include "gateway/device_query.h"
 #include "gateway/forwarder.h"
+#include "gateway/loop_work.h"
 #include "gateway/pipeline.h"
 #include "gateway/status.h"
 
@@ -125,6 +126,12 @@ struct Pipeline::Impl final : Ingest {
   boost::asio::steady_timer loop_timer{io};
   Nanos loop_expected = 0, loop_stall_max = 0, loop_stall_bucket = 0, loop_stall_previous = 0;
   Nanos loop_bucket_start = 0;
+  // Which named handler ran longest (gateway/loop_work.h); a long stall is logged with it.
+  LoopWorkMeter loop_work{time.mono};
+  // The longest stall counting only the loop thread's CPU time in it (waits for a CPU or for
+  // I/O left out): work that holds the loop, apart from a loaded machine.
+  Nanos loop_cpu_last = -1, loop_cpu_max = 0, loop_cpu_bucket = 0, loop_cpu_previous = 0;
+  log::RateLimiter stall_log{30 * kNanosPerSecond};
 
   // Bursts in slices (pipeline_slices.cpp).
   void sliceWindows();

@@ -28,21 +28,29 @@ void Pipeline::Impl::sliceWindows() {
     if (a.expired() || stopped) return;
     window_slice_posted = false;
     ++window_slices;
-    const Nanos start = time.mono();
-    for (std::size_t closed = 0; closed < kWindowSlice && windows->closing() > 0;) {
+    const Nanos start = time.mono(), cpu_start = loop_work.cpuNow();
+    std::size_t closed = 0;
+    while (closed < kWindowSlice && windows->closing() > 0) {
       const std::size_t step = std::min(kWindowStep, kWindowSlice - closed);
       windows->closeSome(step);
       closed += step;
       if (time.mono() - start >= kSliceBudget) break;
     }
+    loop_work.record(
+        LoopWorkKind::kWindowClose, time.mono() - start,
+        [closed] { return fmt::format("up to {} windows", closed); },
+        loop_work.cpuNow() - cpu_start);
     commitSoon();
     sliceWindows();
   });
 }
 
 void Pipeline::Impl::tickAlerts() {
-  const bool more = alert_engine->tick(time.wall(), alert_events, kAlertSlice);
-  if (!alert_events.empty()) journalAlerts();
+  bool more = false;
+  loop_work.run(LoopWorkKind::kAlertTick, [&] {
+    more = alert_engine->tick(time.wall(), alert_events, kAlertSlice);
+    if (!alert_events.empty()) journalAlerts();
+  });
   commitSoon();
   if (!more || alert_slice_posted || stopped) return;
   alert_slice_posted = true;

@@ -67,6 +67,14 @@ StatusSnapshot Pipeline::Impl::snapshot(StatusParts what, const DeviceQuery* dev
     l.clocks_evicted = clocks.evicted();
     l.loop_stall_max = loop_stall_max;
     l.loop_stall_recent = std::max(loop_stall_bucket, loop_stall_previous);
+    l.loop_stall_cpu_max = loop_cpu_max;
+    l.loop_stall_cpu_recent = std::max(loop_cpu_bucket, loop_cpu_previous);
+    l.loop_work_recent = loop_work.longestRecent();
+    l.loop_work_longest = loop_work.longest();
+    for (std::size_t i = 0; i < LoopWorkMeter::kKinds; ++i) {
+      l.loop_work_recent_by_kind[i] = loop_work.recent(static_cast<LoopWorkKind>(i));
+      l.loop_work_max_by_kind[i] = loop_work.max(static_cast<LoopWorkKind>(i));
+    }
   }
   if (!(what & kSources)) s.sources.clear();
 

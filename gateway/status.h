@@ -4,6 +4,7 @@
 // Prometheus text. Nothing renders status any other way, and nothing parses it back.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -19,6 +20,7 @@
 #include "core/time.h"
 #include "gateway/clock_skew.h"
 #include "gateway/forwarder.h"
+#include "gateway/loop_work.h"
 
 namespace gw {
 
@@ -119,6 +121,13 @@ struct LimitsStatus {
   /// The longest the event loop was busy without turning (lower bound, 10 ms resolution).
   Nanos loop_stall_max = 0;     ///< since start
   Nanos loop_stall_recent = 0;  ///< over the last 10–20 s
+  /// The named handler that held the loop longest (gateway/loop_work.h): over the last
+  /// 10–20 s, and since start with what it did; and per kind, recent and since start.
+  LoopWork loop_work_recent, loop_work_longest;
+  /// The longest stall counting only the loop thread's CPU time in it (waits for a CPU or for
+  /// I/O left out): what the loop's own work costs, apart from a loaded machine.
+  Nanos loop_stall_cpu_max = 0, loop_stall_cpu_recent = 0;
+  std::array<Nanos, LoopWorkMeter::kKinds> loop_work_recent_by_kind{}, loop_work_max_by_kind{};
 };
 
 struct WindowStatus {

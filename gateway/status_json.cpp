@@ -212,6 +212,19 @@ void writeLimits(Writer& w, const LimitsStatus& l) {
   w.key("clocks_evicted").num(l.clocks_evicted);
   w.key("loop_stall_max_ms").millis(l.loop_stall_max, 1);
   w.key("loop_stall_recent_ms").millis(l.loop_stall_recent, 1);
+  w.key("loop_stall_cpu_max_ms").millis(l.loop_stall_cpu_max, 1);
+  w.key("loop_stall_cpu_recent_ms").millis(l.loop_stall_cpu_recent, 1);
+  // Which named handler held the loop longest (recent: last 10-20 s).
+  w.key("loop_work_recent").beginObject();
+  w.key("name").str(l.loop_work_recent.name);
+  w.key("ms").millis(l.loop_work_recent.took, 1);
+  w.endObject();
+  w.key("loop_work_max").beginObject();
+  w.key("name").str(l.loop_work_longest.name);
+  w.key("ms").millis(l.loop_work_longest.took, 1);
+  if (l.loop_work_longest.cpu >= 0) w.key("cpu_ms").millis(l.loop_work_longest.cpu, 1);
+  w.key("detail").str(l.loop_work_longest.detail);
+  w.endObject();
   w.endObject();
 }
 

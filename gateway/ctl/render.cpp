@@ -381,6 +381,30 @@ Rendered renderStatus(std::string_view json, const Style& st) {
       s += textLine(st, l);
   }
 
+  // The event loop's longest stall and the named handler that ran longest (issue 13).
+  const J lim = r["limits"];
+  if (lim["loop_stall_max_ms"].present()) {
+    std::string loop = fmt::format("loop      longest stall {} (last 10-20 s), {} since start",
+                                   formatMillis(lim["loop_stall_recent_ms"].num(0)),
+                                   formatMillis(lim["loop_stall_max_ms"].num(0)));
+    if (lim["loop_stall_cpu_max_ms"].present())
+      loop += fmt::format(" (on the CPU: {} / {})",
+                          formatMillis(lim["loop_stall_cpu_recent_ms"].num(0)),
+                          formatMillis(lim["loop_stall_cpu_max_ms"].num(0)));
+    const J recent = lim["loop_work_recent"], longest = lim["loop_work_max"];
+    if (!recent["name"].str().empty())
+      loop += fmt::format("; longest work {} {}", recent["name"].str(),
+                          formatMillis(recent["ms"].num(0)));
+    if (!longest["name"].str().empty()) {
+      loop += fmt::format(", since start {} {}", longest["name"].str(),
+                          formatMillis(longest["ms"].num(0)));
+      if (longest["cpu_ms"].present())
+        loop += fmt::format(" ({} on the CPU)", formatMillis(longest["cpu_ms"].num(0)));
+      if (!longest["detail"].str().empty()) loop += " (" + longest["detail"].str() + ")";
+    }
+    for (const auto& l : wrapWords(loop, st.width, 10, 3)) s += textLine(st, l);
+  }
+
   std::vector<std::string> down, connecting, errors;
   std::vector<std::vector<Cell>> rows;
   for (const J& src : r["sources"].items()) {

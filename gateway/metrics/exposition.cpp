@@ -240,6 +240,22 @@ std::string renderExposition(const StatusSnapshot& s) {
   f.add("iot_gateway_loop_stall_max_seconds", "gauge",
         "Longest time the event loop was busy without turning, since start.", "",
         static_cast<double>(lim.loop_stall_max) / kNanosPerSecond);
+  f.add("iot_gateway_loop_stall_cpu_seconds", "gauge",
+        "Longest stall over the last 10-20 s counting only the loop thread's CPU time in it.", "",
+        static_cast<double>(lim.loop_stall_cpu_recent) / kNanosPerSecond);
+  f.add("iot_gateway_loop_stall_cpu_max_seconds", "gauge",
+        "Longest stall since start counting only the loop thread's CPU time in it.", "",
+        static_cast<double>(lim.loop_stall_cpu_max) / kNanosPerSecond);
+  for (std::size_t i = 0; i < LoopWorkMeter::kKinds; ++i)
+    f.add("iot_gateway_loop_work_seconds", "gauge",
+          "Longest run of a named handler on the event loop, over the last 10-20 s.",
+          label("work", kLoopWorkNames[i]),
+          static_cast<double>(lim.loop_work_recent_by_kind[i]) / kNanosPerSecond);
+  for (std::size_t i = 0; i < LoopWorkMeter::kKinds; ++i)
+    f.add("iot_gateway_loop_work_max_seconds", "gauge",
+          "Longest run of a named handler on the event loop, since start.",
+          label("work", kLoopWorkNames[i]),
+          static_cast<double>(lim.loop_work_max_by_kind[i]) / kNanosPerSecond);
 
   const AlertStatus& a = s.alerts;
   f.add("iot_gateway_alert_rules", "gauge", "Alert rules.", "", number(a.rules));

@@ -63,6 +63,23 @@ def kafka_sent(gw):
     return s["sinks"]["kafka"]["sent"] if s else 0
 
 
+def loop_stall(gw, seen):
+    """The loop's stall over the last 10-20 s from gatewayd's last stats line (an older gatewayd
+    without the figure: None), with the named handler that ran longest (issue 13)."""
+    s = gw.stats() or {}
+    lim = s.get("limits") or {}
+    if "loop_stall_recent_ms" not in lim:
+        return seen
+    work = lim.get("loop_work_recent") or {}
+    now = (lim["loop_stall_recent_ms"], f"{work.get('name', '?')} {work.get('ms', 0)} ms" if work else None,
+           lim.get("loop_stall_cpu_recent_ms"))
+    if seen is None:
+        return now
+    cpu = max(x for x in (now[2], seen[2], -1) if x is not None)
+    best = now if now[0] > seen[0] else seen
+    return (best[0], best[1], cpu if cpu >= 0 else None)
+
+
 def flood(gw, mq, devices, count, seed):
     """Publishes `count` readings over `devices` devices; returns the figures of this flood."""
     base = kafka_sent(gw)
@@ -70,7 +87,7 @@ def flood(gw, mq, devices, count, seed):
     result = {}
     t = threading.Thread(target=lambda: result.update(sim(mq.uri, devices, count, seed)))
     t.start()
-    points, stall, last_seen = [], 0.0, None
+    points, stall, last_seen, loop = [], 0.0, None, None
     last_poll = 0.0
     deadline = time.monotonic() + 1800
     while time.monotonic() < deadline:
@@ -79,6 +96,7 @@ def flood(gw, mq, devices, count, seed):
             last_poll = now
             stall = max(stall, request(gw.wd.path / "control.sock", "status")[0])
         sent = kafka_sent(gw) - base
+        loop = loop_stall(gw, loop)
         if last_seen != sent:
             points.append((time.monotonic(), sent))
             last_seen = sent
@@ -86,6 +104,7 @@ def flood(gw, mq, devices, count, seed):
             break  # no progress for 5 s after the publisher finished
         time.sleep(0.05)
     t.join()
+    loop = loop_stall(gw, loop)
     cpu1, _, _ = proc_figures(gw.proc.p.pid)
     published = int(result.get("sent", 0))
     total = points[-1][1] if points else 0
@@ -94,7 +113,9 @@ def flood(gw, mq, devices, count, seed):
     rate = (hi[1] - lo[1]) / (hi[0] - lo[0]) if hi[0] > lo[0] else float("nan")
     return {"rate": rate, "published": published, "kafka": total,
             "cpu_us_per_reading": (cpu1 - cpu0) * 1e6 / max(1, published),
-            "status_max_ms": stall * 1000}
+            "status_max_ms": stall * 1000,
+            "loop_stall_ms": loop[0] if loop else None, "loop_work": loop[1] if loop else None,
+            "loop_stall_cpu_ms": loop[2] if loop else None}
 
 
 def views(gw, metrics_port):
@@ -147,7 +168,9 @@ def one_size(wd, mq, kafka, devices, runs, count, env=None, alerts=False):
             f = flood(gw, mq, devices, n, seed=devices + i)
             floods.append(f)
             print(f"  {devices:>9,} series, run {i + 1}: {f['rate']:,.0f} readings/s "
-                  f"({f['published']:,} published, {f['kafka']:,} Kafka confirmations)", flush=True)
+                  f"({f['published']:,} published, {f['kafka']:,} Kafka confirmations); loop stall "
+                  f"{f['loop_stall_ms']} ms, {f['loop_stall_cpu_ms']} ms on the CPU (longest named work: "
+                  f"{f['loop_work']})", flush=True)
         published = sum(f["published"] for f in floods)
         # Settled: every reading journaled and the Kafka backlog drained (or 30 s without change).
         try:
@@ -168,6 +191,11 @@ def one_size(wd, mq, kafka, devices, runs, count, env=None, alerts=False):
             "vmhwm_kib": hwm,
             "vmrss_kib": rss,
             "limits": st.get("limits"),
+            "loop_stall_ms_per_flood": [f["loop_stall_ms"] for f in floods],
+            "loop_work_per_flood": [f["loop_work"] for f in floods],
+            "loop_stall_cpu_ms_per_flood": [f["loop_stall_cpu_ms"] for f in floods],
+            # The stalls gatewayd logged (over 100 ms, rate-limited), with what held the loop.
+            "stall_log": [l for l in gw.text().splitlines() if "event loop held" in l][:20],
         }
         res.update(views(gw, metrics_port))
         if alerts:

@@ -1,0 +1,131 @@
+// Which piece of work held the event loop (issue 13: the loop's longest stall, aim ≤ 10 ms).
+// The stall itself is a 10 ms timer's lateness (Pipeline::Impl::watchLoop); this names the
+// handler behind it: a few handlers of the pipeline (commit, retention, window slices, …) read
+// the monotonic clock before and after they run, once per handler, never per message. The
+// longest run of each kind is kept for the current and the previous 10 s bucket and since start.
+// The loop thread's CPU time is read beside it (a system call per handler run), so that a run
+// that was long because the thread waited for a CPU can be told from one that worked that long.
+// Loop thread only.
+#pragma once
+
+#include <time.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "core/time.h"
+
+namespace gw {
+
+/// The named handlers on the loop; their names are the `work` label of the metrics.
+enum class LoopWorkKind : std::uint8_t {
+  kCommit,          ///< a group commit (with the retention deletes and checkpoint it carries)
+  kRetention,       ///< the retention pass once a second (caps, max_age, confirmed segments)
+  kWindowClose,     ///< a slice of closing windows
+  kWindowDeadline,  ///< the wall-time deadline of silent series' windows
+  kAlertTick,       ///< the alert engine's timers (no_data_for, re-triggers), a slice
+  kDurable,         ///< acknowledgements and sink pokes after a sync or commit
+  kStats,           ///< the periodic stats line
+  kCount
+};
+
+constexpr std::array<std::string_view, static_cast<std::size_t>(LoopWorkKind::kCount)>
+    kLoopWorkNames{"commit",       "retention", "window_close", "window_deadline",
+                   "alert_timers", "durable",   "stats"};
+
+constexpr std::string_view loopWorkName(LoopWorkKind k) {
+  return kLoopWorkNames[static_cast<std::size_t>(k)];
+}
+
+/// One measured run: the longest of some span. `took` = 0: nothing measured.
+struct LoopWork {
+  std::string_view name;  ///< a kLoopWorkNames entry; empty when nothing was measured
+  Nanos took = 0;
+  Nanos cpu = -1;      ///< of it, on the loop thread's CPU clock (-1: not measured)
+  std::string detail;  ///< what it did, e.g. "2 segments, 131072 rows" (may be empty)
+};
+
+/// Longest runs per kind. All times from the injected monotonic clock.
+class LoopWorkMeter {
+ public:
+  static constexpr std::size_t kKinds = static_cast<std::size_t>(LoopWorkKind::kCount);
+
+  /// `cpu`: the loop thread's CPU time (empty: threadCpuNow()).
+  explicit LoopWorkMeter(std::function<Nanos()> mono, std::function<Nanos()> cpu = {})
+      : mono_(std::move(mono)),
+        cpu_(cpu ? std::move(cpu) : std::function<Nanos()>(&threadCpuNow)) {}
+
+  static Nanos threadCpuNow() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<Nanos>(ts.tv_sec) * kNanosPerSecond + ts.tv_nsec;
+  }
+
+  Nanos now() const { return mono_(); }
+  Nanos cpuNow() const { return cpu_(); }
+
+  /// Runs `fn` and records how long it took under `kind`. `detail` is called only when this run
+  /// is the longest since the last stall check or since start (it may format).
+  template <class Fn, class Detail>
+  void run(LoopWorkKind kind, Fn&& fn, Detail&& detail) {
+    const Nanos start = mono_(), cpu_start = cpu_();
+    std::forward<Fn>(fn)();
+    record(kind, mono_() - start, std::forward<Detail>(detail), cpu_() - cpu_start);
+  }
+  template <class Fn>
+  void run(LoopWorkKind kind, Fn&& fn) {
+    run(kind, std::forward<Fn>(fn), [] { return std::string(); });
+  }
+
+  template <class Detail>
+  void record(LoopWorkKind kind, Nanos took, Detail&& detail, Nanos cpu = -1) {
+    const auto i = static_cast<std::size_t>(kind);
+    bucket_[i] = std::max(bucket_[i], took);
+    if (took > max_[i]) max_[i] = took;
+    const bool longest_since_check = took > since_check_.took;
+    const bool longest_ever = took > longest_.took;
+    if (!longest_since_check && !longest_ever) return;
+    std::string d = detail();
+    if (longest_ever) longest_ = {loopWorkName(kind), took, cpu, d};
+    if (longest_since_check) since_check_ = {loopWorkName(kind), took, cpu, std::move(d)};
+  }
+
+  /// The 10 s bucket ends (called by the loop watch with its own bucket).
+  void rotate() {
+    previous_ = bucket_;
+    bucket_.fill(0);
+  }
+
+  /// The longest run since the previous call (the loop watch's check), and a new span.
+  LoopWork takeSinceCheck() { return std::exchange(since_check_, LoopWork{}); }
+
+  /// Longest run of `kind` over the current and the previous bucket (10–20 s), and since start.
+  Nanos recent(LoopWorkKind kind) const {
+    const auto i = static_cast<std::size_t>(kind);
+    return std::max(bucket_[i], previous_[i]);
+  }
+  Nanos max(LoopWorkKind kind) const { return max_[static_cast<std::size_t>(kind)]; }
+
+  /// The longest named run over the last 10–20 s (no detail) and since start (with detail).
+  LoopWork longestRecent() const {
+    LoopWork w;
+    for (std::size_t i = 0; i < kKinds; ++i) {
+      const Nanos t = std::max(bucket_[i], previous_[i]);
+      if (t > w.took) w = {kLoopWorkNames[i], t, -1, {}};
+    }
+    return w;
+  }
+  const LoopWork& longest() const { return longest_; }
+
+ private:
+  std::function<Nanos()> mono_, cpu_;
+  std::array<Nanos, kKinds> bucket_{}, previous_{}, max_{};
+  LoopWork longest_, since_check_;
+};
+
+}  // namespace gw
