@@ -2,10 +2,10 @@
 // of them, the least recently seen evicted once idle for `idle`. Eviction and the per-device
 // message rate cost O(1) per reading and O(evicted) per sweep: nothing scans every device.
 //
-// Memory (issue 13): one dense array of entries (~310 bytes each on x86-64, the estimator 240
+// Memory (issue 13): one dense array of entries (248 bytes each on x86-64, the estimator 176
 // of them) and an open-addressing index of 8 bytes per slot; no node per device, no list node,
 // nothing reserved up front. An estimator's own history grows with its samples (8 bytes each,
-// up to 32).
+// up to 16).
 //
 // Threading: the pipeline's event loop only.
 #pragma once
