@@ -644,13 +644,15 @@ TEST_CASE("memory: window state only while open; back down once the windows clos
   const std::size_t open = agg->memoryBytes() - empty;
   CHECK(agg->openWindows() == kSeries);
   MESSAGE("100,000 series with an open window: ", open / kSeries, " bytes each");
-  CHECK(open / kSeries <= 200);  // 24 slot + 8 ring refs + 96 window + 56 extras, no samples
-  {                              // The default statistics need no extras (stddev, first, last).
+  // 24 slot + 8 ring refs + 80 window + 56 extras, no samples (181 with an 88-byte window: a
+  // std::vector for the samples and a 64-bit ring reference).
+  CHECK(open / kSeries <= 175);
+  {  // The default statistics need no extras (stddev, first, last).
     auto lean = Aggregator::create(WindowOptions{}, nullptr);
     const std::size_t base = lean->memoryBytes();
     for (SeriesId s = 0; s < kSeries; ++s) lean->add(s, kT2026 + 1 * kS, 1.0, s + 1);
     MESSAGE("default statistics: ", (lean->memoryBytes() - base) / kSeries, " bytes each");
-    CHECK((lean->memoryBytes() - base) / kSeries <= 140);
+    CHECK((lean->memoryBytes() - base) / kSeries <= 118);  // 125 with the 88-byte window
   }
   agg->advanceWallTime(kT2026 + 60 * kS);
   REQUIRE(out.size() == kSeries);
