@@ -75,8 +75,13 @@ class SampleBuffer {
     data_ = std::move(grown);
     capacity_ = static_cast<std::uint32_t>(n);
   }
-  void push_back(double v) {
-    if (size_ == capacity_) reserve(capacity_ == 0 ? 3 : std::size_t{capacity_} * 2);
+  /// Adds `v`; grows by half (8, 12, 18, ...), never past `limit` (the sample cap), not by
+  /// doubling: a sensor at 1/s fills a 10 s window with 10-11 samples, 12 slots of room
+  /// instead of 16 (pooled buffers keep their room; issue 16: RSS at 10,000 devices × 1/s).
+  void push_back(double v, std::size_t limit) {
+    if (size_ == capacity_)
+      reserve(std::max<std::size_t>(
+          size_ + 1, std::min(limit, capacity_ + std::max<std::size_t>(capacity_ / 2, 3))));
     data_[size_++] = v;
   }
   void clear() { size_ = 0; }
@@ -488,10 +493,10 @@ class WindowAggregator final : public Aggregator {
         // one allocation instead of three (3, 6, 12); pooled windows keep it when reused.
         if (w.samples.capacity() < kFirstSamples)
           w.samples.reserve(std::min<std::size_t>(kFirstSamples, options_.sample_cap));
-        w.samples.push_back(old_min);
-        w.samples.push_back(old_max);
+        w.samples.push_back(old_min, options_.sample_cap);
+        w.samples.push_back(old_max, options_.sample_cap);
       }
-      if (w.count >= 3) w.samples.push_back(value);
+      if (w.count >= 3) w.samples.push_back(value, options_.sample_cap);
       return;
     }
     if (!w.sketch)

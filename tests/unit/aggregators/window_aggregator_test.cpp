@@ -629,6 +629,29 @@ TEST_CASE("memory: 10,000 series at 1 kHz in total stays bounded") {
   CHECK(hot_peak / 20 < 2 * (8 * 1024 + 16 * 1024 + 512));
 }
 
+// Issue 16: a plant's sensors at 1/s (10 s windows, 2 s lateness) fill a window with 10-11
+// samples; their room grows by half (8, 12), not by doubling (8, 16).
+TEST_CASE("memory: sensors at 1/s keep room for 12 samples per window, not 16") {
+  WindowOptions o;
+  auto agg = Aggregator::create(o, nullptr);
+  const std::size_t empty = agg->memoryBytes();
+  constexpr int kSeries = 1000;
+  std::size_t peak = 0;
+  std::uint64_t seq = 0;
+  for (int second = 0; second < 60; ++second) {
+    const Nanos t = kT2026 + second * kS;
+    for (int s = 0; s < kSeries; ++s)
+      agg->add(static_cast<SeriesId>(s), t + s * kNanosPerMilli / 10, 1.0 + s, ++seq);
+    agg->advanceWallTime(t);
+    peak = std::max(peak, agg->memoryBytes() - empty);
+  }
+  MESSAGE("1,000 series at 1/s: peak ", peak / kSeries, " bytes per series");
+  // Slot and ring references (32), one or two open windows of 80 bytes (the last one waits
+  // 2 s for the lateness) and their room for samples: 12 × 8 each, 327 bytes per series at the
+  // peak (16 × 8 by doubling: 368).
+  CHECK(peak / kSeries <= 340);
+}
+
 // Issue 13: memory per series. Window states are pooled: a series without an open window costs
 // its slot and ring references only, and the pool gives its memory back after a burst.
 TEST_CASE("memory: window state only while open; back down once the windows closed") {
