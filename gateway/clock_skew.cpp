@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <deque>
 #include <limits>
+#include <mutex>
 
 namespace gw::clock {
 namespace {
@@ -56,7 +58,18 @@ double rel(Nanos a, Nanos b) {
 
 }  // namespace
 
-SkewEstimator::SkewEstimator(const ClockOptions& options) : options_(options) {}
+const ClockOptions* internOptions(const ClockOptions& options) {
+  // A config has one set of clock options; a reload may add another. Never freed: estimators
+  // of a previous config may still point at theirs (a few bytes per distinct set).
+  static std::mutex mutex;
+  static std::deque<ClockOptions> interned;
+  const std::lock_guard<std::mutex> lock(mutex);
+  for (const ClockOptions& o : interned)
+    if (o == options) return &o;
+  return &interned.emplace_back(options);
+}
+
+SkewEstimator::SkewEstimator(const ClockOptions& options) : options_(internOptions(options)) {}
 
 DeviceClock SkewEstimator::state() const {
   DeviceClock c;
@@ -65,7 +78,7 @@ DeviceClock SkewEstimator::state() const {
   c.samples = samples_;
   c.steps = steps_;
   if (last_step_ != kNoStep) c.last_step = last_step_;
-  c.out_of_bounds = offset_ > options_.max_skew || offset_ < -options_.max_skew;
+  c.out_of_bounds = offset_ > options_->max_skew || offset_ < -options_->max_skew;
   c.converged = converged_;
   c.reference = reference_;
   c.drift_applied = drift_used_ != 0.0;
@@ -286,11 +299,11 @@ Correction SkewEstimator::observe(Nanos device_time, Nanos reference_time) {
 }
 
 Correction SkewEstimator::trust(Nanos device_time, const Correction& corrected) const {
-  const Nanos tol = options_.tolerance;
+  const Nanos tol = options_->tolerance;
   Nanos shift;
   if (tol <= 0 || __builtin_sub_overflow(corrected.event_time, device_time, &shift))
     return corrected;
-  if ((shift <= tol && shift >= -tol) || (!converged_ && shift > 0 && shift < options_.step))
+  if ((shift <= tol && shift >= -tol) || (!converged_ && shift > 0 && shift < options_->step))
     return {device_time, 0};
   return corrected;
 }
@@ -318,7 +331,7 @@ Correction SkewEstimator::estimate(Nanos device_time, Nanos reference_time) {
   const double high_tolerance = tolerance + kRateTolerance * gap;
 
   Kind kind = Kind::kNone;
-  if (std::abs(e) > static_cast<double>(options_.step)) {
+  if (std::abs(e) > static_cast<double>(options_->step)) {
     kind = Kind::kJump;
   } else if (epoch_samples_ >= kWarmup) {
     if (e < -low_tolerance)
@@ -372,7 +385,7 @@ Correction SkewEstimator::estimate(Nanos device_time, Nanos reference_time) {
   }
 
   // Confirmed: restart the filter from the candidates.
-  if (std::abs(candidate.jump) > static_cast<double>(options_.step)) {
+  if (std::abs(candidate.jump) > static_cast<double>(options_->step)) {
     saturatingIncrement(steps_);
     last_step_ = candidate.reference;
   } else {

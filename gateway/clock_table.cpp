@@ -32,9 +32,9 @@ void ClockTable::linkNewest(std::uint32_t i) {
   newest_ = i;
 }
 
-SkewEstimator* ClockTable::use(std::string_view device, Nanos now) {
+SkewEstimator* ClockTable::use(std::string_view device, Nanos now, const std::string* stable_name) {
   const std::uint32_t hash = hashOf(device);
-  std::uint32_t i = index_.find(hash, [&](std::uint32_t e) { return at(e).name_ == device; });
+  std::uint32_t i = index_.find(hash, [&](std::uint32_t e) { return at(e).name_.get() == device; });
   if (i == kNil) {
     if (size_ >= max_) {
       ++refused_;
@@ -44,7 +44,7 @@ SkewEstimator* ClockTable::use(std::string_view device, Nanos now) {
     if (i / kChunk == chunks_.size()) chunks_.push_back(std::make_unique<Entry[]>(kChunk));
     Entry& e = at(i);
     e = Entry(options_);
-    e.name_.assign(device);
+    e.name_.set(device, stable_name);
     e.hash_ = hash;
     e.mark = now;
     index_.insert(i, hash);
@@ -66,8 +66,9 @@ SkewEstimator* ClockTable::use(std::string_view device, Nanos now) {
 }
 
 std::optional<Correction> ClockTable::observe(std::string_view device, Nanos now, Nanos device_time,
-                                              Nanos reference_time, TimeReference reference) {
-  SkewEstimator* e = use(device, now);
+                                              Nanos reference_time, TimeReference reference,
+                                              const std::string* stable_name) {
+  SkewEstimator* e = use(device, now, stable_name);
   if (e == nullptr) return std::nullopt;
   const bool out_before = e->outOfBounds();
   const std::uint32_t steps_before = e->steps();
@@ -88,7 +89,7 @@ void ClockTable::remove(std::uint32_t i) {
   Entry& e = at(i);
   out_of_bounds_ -= e.estimator.outOfBounds();
   steps_ -= e.estimator.steps();
-  if (e.estimator.outOfBounds()) skewed_.erase(e.name_);
+  if (e.estimator.outOfBounds()) skewed_.erase(e.name_.get());
   unlink(i);
   index_.erase(i, e.hash_);
   const std::uint32_t last = size_ - 1;
@@ -124,7 +125,7 @@ std::size_t ClockTable::memoryBytes() const {
   for (std::uint32_t i = 0; i < size_; ++i) {
     const Entry& e = at(i);
     bytes += e.estimator.heapBytes();
-    if (e.name_.capacity() > std::string().capacity()) bytes += e.name_.capacity() + 1;
+    bytes += e.name_.heapBytes();
   }
   return bytes;
 }
@@ -140,7 +141,7 @@ std::optional<double> ClockTable::rate(const Entry& e, Nanos now) const {
 }
 
 void ClockTable::forEach(const std::function<void(const std::string&, const Entry&)>& fn) const {
-  for (std::uint32_t i = 0; i < size_; ++i) fn(at(i).name_, at(i));
+  for (std::uint32_t i = 0; i < size_; ++i) fn(at(i).name_.get(), at(i));
 }
 
 std::size_t ClockTable::forEachIn(
@@ -148,7 +149,7 @@ std::size_t ClockTable::forEachIn(
     const std::function<void(const std::string&, const Entry&)>& fn) const {
   for (std::size_t i = begin; i < std::min<std::size_t>(end, size_); ++i) {
     const Entry& e = at(static_cast<std::uint32_t>(i));
-    fn(e.name_, e);
+    fn(e.name_.get(), e);
   }
   return size_;
 }

@@ -2,15 +2,16 @@
 // of them, the least recently seen evicted once idle for `idle`. Eviction and the per-device
 // message rate cost O(1) per reading and O(evicted) per sweep: nothing scans every device.
 //
-// Memory (issue 13): one dense array of entries (~310 bytes each on x86-64, the estimator 240
+// Memory (issue 13): one dense array of entries (248 bytes each on x86-64, the estimator 176
 // of them) and an open-addressing index of 8 bytes per slot; no node per device, no list node,
 // nothing reserved up front. An estimator's own history grows with its samples (8 bytes each,
-// up to 32).
+// up to 16).
 //
 // Threading: the pipeline's event loop only.
 #pragma once
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -18,6 +19,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/slot_index.h"
@@ -30,6 +32,49 @@ class ClockTable {
  public:
   /// One device. Entries live in one dense array (a chunk of 256 at a time, never copied when
   /// it grows) and move when another is evicted: do not keep a pointer across evictIdle().
+  /// A device's name: a string of the caller's that outlives the entry (the journal's
+  /// Series::device: the journal's series never move or go while it is open) or, without one,
+  /// an owned copy. 8 bytes (the low bit says owned) instead of a 32-byte std::string per
+  /// device (issue 13: one copy of each name).
+  class Name {
+   public:
+    Name() = default;
+    Name(const Name&) = delete;
+    Name& operator=(const Name&) = delete;
+    Name(Name&& o) noexcept : p_(std::exchange(o.p_, 0)) {}
+    Name& operator=(Name&& o) noexcept {
+      if (this != &o) {
+        reset();
+        p_ = std::exchange(o.p_, 0);
+      }
+      return *this;
+    }
+    ~Name() { reset(); }
+    void set(std::string_view name, const std::string* stable) {
+      reset();
+      p_ = stable != nullptr ? reinterpret_cast<std::uintptr_t>(stable)
+                             : reinterpret_cast<std::uintptr_t>(new std::string(name)) | 1;
+    }
+    const std::string& get() const {
+      static const std::string kEmpty;
+      return p_ == 0 ? kEmpty : *reinterpret_cast<const std::string*>(p_ & ~std::uintptr_t{1});
+    }
+    bool owned() const { return (p_ & 1) != 0; }
+    /// What an owned copy holds on the heap.
+    std::size_t heapBytes() const {
+      if (!owned()) return 0;
+      const std::string& s = get();
+      return sizeof(std::string) + (s.capacity() > std::string().capacity() ? s.capacity() + 1 : 0);
+    }
+
+   private:
+    void reset() {
+      if (owned()) delete reinterpret_cast<std::string*>(p_ & ~std::uintptr_t{1});
+      p_ = 0;
+    }
+    std::uintptr_t p_ = 0;  ///< std::string's alignment leaves the low bit free
+  };
+
   struct Entry {
     SkewEstimator estimator;
     Nanos last_use = 0;  ///< monotonic
@@ -45,18 +90,21 @@ class ClockTable {
     friend class ClockTable;
     std::uint32_t hash_ = 0;               // (beside `rate`: no padding)
     std::uint32_t older_ = 0, newer_ = 0;  ///< the idle order (an intrusive list of indices)
-    std::string name_;
+    Name name_;
   };
 
   ClockTable(ClockOptions options, std::size_t max_devices, Nanos idle);
 
   /// The device's estimator, created when new; nullptr when the table is full (the caller
-  /// goes on without clock correction). `now` is monotonic.
-  SkewEstimator* use(std::string_view device, Nanos now);
+  /// goes on without clock correction). `now` is monotonic. `stable_name`, when given, equals
+  /// `device` and lives longer than the table (the journal's copy of the name): a new entry
+  /// keeps a pointer to it instead of a copy.
+  SkewEstimator* use(std::string_view device, Nanos now, const std::string* stable_name = nullptr);
   /// use() and the estimator's observe() in one, keeping outOfBounds() and steps() exact
   /// without a pass over the devices. nullopt when the table is full.
   std::optional<Correction> observe(std::string_view device, Nanos now, Nanos device_time,
-                                    Nanos reference_time, TimeReference reference);
+                                    Nanos reference_time, TimeReference reference,
+                                    const std::string* stable_name = nullptr);
   /// Devices whose offset is beyond max_skew, and steps of the devices in the table (kept up
   /// to date by observe() and eviction: status reads them in O(1)).
   std::uint64_t outOfBounds() const { return out_of_bounds_; }

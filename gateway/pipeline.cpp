@@ -221,18 +221,28 @@ std::uint64_t Pipeline::Impl::reading(Series& series, const Decoded& decoded, Na
   // the reference itself.
   Nanos event_time = reference_time;
   bool no_clock = false;  // past [limits] max_series: no estimator for this device
+  // The first value's series first: the clock table keeps a pointer to the journal's copy of
+  // the device name instead of a copy of its own (issue 13: one copy of each name).
+  SeriesId first_id = 0;
+  const std::string* stable_device = nullptr;
+  if (!decoded.values.empty()) {
+    if (!decoded.values.front().metric.empty()) series.metric.assign(decoded.values.front().metric);
+    first_id = journal->internSeries(series);
+    stable_device = &journal->series(first_id).device;
+  }
   if (decoded.device_time && decoded.historical) {
     event_time = *decoded.device_time;  // a stored value: its own time, not a clock sample
   } else if (decoded.device_time) {
     if (const auto c = clocks.observe(series.device, time.mono(), *decoded.device_time,
-                                      reference_time, reference))
+                                      reference_time, reference, stable_device))
       event_time = c->event_time;
     else
       no_clock = true;
   }
-  for (const auto& v : decoded.values) {
-    if (!v.metric.empty()) series.metric.assign(v.metric);
-    const SeriesId id = journal->internSeries(series);
+  for (std::size_t i = 0; i < decoded.values.size(); ++i) {
+    const DecodedValue& v = decoded.values[i];
+    if (i > 0 && !v.metric.empty()) series.metric.assign(v.metric);
+    const SeriesId id = i == 0 ? first_id : journal->internSeries(series);
     const std::uint64_t seq =
         journal->append(id, v.value, event_time, decoded.device_time, reference);
     ++readings;
