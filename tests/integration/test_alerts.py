@@ -156,9 +156,8 @@ def test_overheat_triggers_once_resolves_once_and_flapping_makes_no_storm(wd):
           f"suppressed re-triggers: {st['alerts']['suppressed']}")
 
 
-def test_a_silent_sensor_triggers_no_data_and_resolves_when_it_is_back(wd):
-    receiver = Receiver(wd)
-    rules = """
+# A vibration sensor silent for 2 s fires a no_data alert to the "ops" webhook.
+SILENT = """
 [[alert]]
 name = "sensor-silent"
 device = "*"
@@ -167,7 +166,11 @@ no_data_for = "2s"
 severity = "warning"
 notify = ["ops"]
 """
-    mq, gw = start(wd, receiver, rules)
+
+
+def test_a_silent_sensor_triggers_no_data_and_resolves_when_it_is_back(wd):
+    receiver = Receiver(wd)
+    mq, gw = start(wd, receiver, SILENT)
     pub = Publisher(wd, mq, "plant1/line1/fan-2/vibration")
     pub.send(0.5)
     wait_until("the no_data trigger", lambda: len(receiver.processed("/hooks/ops")) >= 1, timeout=20)
@@ -289,15 +292,6 @@ def test_firing_alerts_survive_restarts_and_a_removed_rule_resolves_them_once(wd
     still fire (no second trigger; data resolves them); with their rule gone from the config, the
     next start resolves each one once, and the start after that finds nothing firing."""
     receiver = Receiver(wd)
-    silent = """
-[[alert]]
-name = "sensor-silent"
-device = "*"
-metric = "vibration"
-no_data_for = "2s"
-severity = "warning"
-notify = ["ops"]
-"""
 
     def states():  # per device, its states at the webhook (a redelivery after a stop merged)
         out = {}
@@ -309,7 +303,7 @@ notify = ["ops"]
 
     # Windows on: the close of the window holding a fan's last reading, which may come after a
     # slow restart, is not data for no_data_for and must not resolve the restored alerts.
-    mq, gw = start(wd, receiver, silent)
+    mq, gw = start(wd, receiver, SILENT)
     pubs = [Publisher(wd, mq, f"plant1/line1/fan-{i}/vibration") for i in range(3)]
     for p in pubs:
         p.send(0.5)
@@ -323,7 +317,7 @@ notify = ["ops"]
     wait_until("fan-0's resolve", lambda: states().get("fan-0") == ["firing", "resolved"], timeout=30)
 
     gw.proc.stop()
-    gw.config.write_text(gw.config.read_text().replace(silent, OVERHEAT))  # the rule removed
+    gw.config.write_text(gw.config.read_text().replace(SILENT, OVERHEAT))  # the rule removed
     gw.start()
     want = {f"fan-{i}": ["firing", "resolved"] for i in range(3)}
     wait_until("the resolves of the removed rule", lambda: states() == want, timeout=30)

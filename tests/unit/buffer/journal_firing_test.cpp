@@ -9,6 +9,7 @@
 #include <string>
 
 #include "buffer/journal.h"
+#include "tests/support/sqlite_connection.h"
 #include "tests/support/temp_dir.h"
 
 using namespace gw;
@@ -35,22 +36,7 @@ std::map<std::string, std::string> firing(Journal& j) {
   return out;
 }
 
-struct Db {
-  sqlite3* db = nullptr;
-  explicit Db(const fs::path& p) { REQUIRE(sqlite3_open(p.string().c_str(), &db) == SQLITE_OK); }
-  ~Db() { sqlite3_close(db); }
-  int exec(const std::string& sql) {
-    return sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
-  }
-  std::int64_t queryInt(const char* sql) {
-    sqlite3_stmt* s = nullptr;
-    REQUIRE(sqlite3_prepare_v2(db, sql, -1, &s, nullptr) == SQLITE_OK);
-    std::int64_t v = -1;
-    if (sqlite3_step(s) == SQLITE_ROW) v = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    return v;
-  }
-};
+using Db = gw::test::SqliteConnection;
 
 std::string eventJson(int i, const char* state = "firing") {
   return "{\"rule\":\"silent\",\"device\":\"fan-" + std::to_string(i) + "\",\"state\":\"" + state +

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "buffer/salvage.h"
+#include "tests/support/sqlite_connection.h"
 
 using namespace gw;
 using namespace gw::buffer;
@@ -90,23 +91,7 @@ std::string fileBytes(const fs::path& p) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-// A second connection to the same file, as the sqlite3 CLI would open it.
-struct OtherConnection {
-  sqlite3* db = nullptr;
-  explicit OtherConnection(const fs::path& p) {
-    REQUIRE(sqlite3_open(p.string().c_str(), &db) == SQLITE_OK);
-  }
-  ~OtherConnection() { sqlite3_close(db); }
-  int exec(const char* sql) { return sqlite3_exec(db, sql, nullptr, nullptr, nullptr); }
-  std::int64_t queryInt(const char* sql) {
-    sqlite3_stmt* s = nullptr;
-    REQUIRE(sqlite3_prepare_v2(db, sql, -1, &s, nullptr) == SQLITE_OK);
-    std::int64_t v = -1;
-    if (sqlite3_step(s) == SQLITE_ROW) v = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    return v;
-  }
-};
+using OtherConnection = gw::test::SqliteConnection;
 
 }  // namespace
 

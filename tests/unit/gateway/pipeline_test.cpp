@@ -30,6 +30,7 @@
 #include "core/component.h"
 #include "core/sink.h"
 #include "core/source.h"
+#include "tests/support/sqlite_connection.h"
 #include "tests/support/temp_dir.h"
 
 using namespace gw;
@@ -44,24 +45,8 @@ using Seqs = std::vector<std::uint64_t>;
 using Batches = std::vector<Seqs>;
 
 /// A second connection to the journal file, as the sqlite3 CLI would open it.
-struct OtherConnection {
-  sqlite3* db = nullptr;
-  explicit OtherConnection(const std::filesystem::path& p) {
-    REQUIRE(sqlite3_open(p.string().c_str(), &db) == SQLITE_OK);
-    REQUIRE(sqlite3_busy_timeout(db, 2000) == SQLITE_OK);
-  }
-  ~OtherConnection() { sqlite3_close(db); }
-  OtherConnection(const OtherConnection&) = delete;
-  OtherConnection& operator=(const OtherConnection&) = delete;
-  int exec(const char* sql) { return sqlite3_exec(db, sql, nullptr, nullptr, nullptr); }
-  std::int64_t queryInt(const char* sql) {
-    sqlite3_stmt* s = nullptr;
-    REQUIRE(sqlite3_prepare_v2(db, sql, -1, &s, nullptr) == SQLITE_OK);
-    std::int64_t v = -1;
-    if (sqlite3_step(s) == SQLITE_ROW) v = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    return v;
-  }
+struct OtherConnection : gw::test::SqliteConnection {
+  explicit OtherConnection(const std::filesystem::path& p) : SqliteConnection(p, 2000) {}
   /// The highest seq committed to the file (rows retention deleted count through the floor).
   std::uint64_t durableSeq() {
     // Rows are in segment tables r_0, r_1, ... (schema 5).
