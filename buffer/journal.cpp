@@ -49,16 +49,12 @@ std::uint64_t retentionStep(const Segments& segments, std::uint64_t floor, std::
   std::uint64_t to = floor, rows = 0;
   for (const auto& seg : segments) {
     if (seg->rows() == 0) continue;
-    if (seg->last > limit) {
-      if (rows_too && to == floor && limit > floor)
-        return std::min(limit, floor + kIdleStepRows);  // part of a segment, in small steps
-      break;
-    }
+    if (seg->last > limit) break;
     if (rows > 0 && rows + seg->rows() > kRetentionStepRows) break;
     rows += seg->rows();
     to = seg->last;
   }
-  // No segment: the rows are below the floor already, or the limit is within the newest one.
+  // No whole segment (the limit is within the oldest one with rows): part of it, in small steps.
   if (to == floor && rows_too && limit > floor) return std::min(limit, floor + kIdleStepRows);
   return std::max(to, floor);
 }
