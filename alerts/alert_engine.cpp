@@ -89,7 +89,7 @@ struct AlertEngine::Impl {
   // scan of every series. An item is valid while its generation and due match the entry's;
   // later deadlines are rescheduled lazily (when the earlier item pops), earlier ones push.
   struct Node {
-    const Series* key = nullptr;  ///< the caller's (the journal's), or one of `restored`
+    const InternedSeries* key = nullptr;  ///< the caller's (the journal's), or one of `restored`
     Entry entry;
     Nanos next_due = kNoDue;  ///< due of the one valid heap item; kNoDue: none
     std::uint32_t generation = 0;
@@ -112,9 +112,14 @@ struct AlertEngine::Impl {
   SlotIndex index;         ///< a series' hash -> its node, for the live nodes
   std::deque<Node> nodes;  // grows without copying (peak memory at 100,000 series)
   std::vector<std::uint32_t> free_nodes;
-  /// Copies of the series that restore() brought back (no caller's Series to point at yet);
+  /// Copies of the series that restore() brought back (no caller's series to point at yet);
   /// as many as firing alerts at start-up or reload, kept for the engine's life.
-  std::deque<Series> restored;
+  struct Restored {
+    explicit Restored(const Series& s) : series(s), interned(series) {}
+    Series series;
+    InternedSeries interned;  ///< refers to `series`' metric and tags
+  };
+  std::deque<Restored> restored;
   std::priority_queue<Due, std::vector<Due>, std::greater<>> due;
   std::set<std::uint64_t> firing_states;  ///< node << 32 | state index, of phase firing
   std::vector<State> scratch;             ///< find()'s list of matching rules
@@ -124,11 +129,13 @@ struct AlertEngine::Impl {
     return a > kNoDue - b ? kNoDue : a + b;
   }
 
-  static std::uint32_t hashOf(const Series& s) {
+  template <class S>
+  static std::uint32_t hashOf(const S& s) {
     return static_cast<std::uint32_t>(SeriesHash{}(s));
   }
   /// The live node of `s` (of hash `hash`), or SlotIndex::kNone.
-  std::uint32_t nodeOf(const Series& s, std::uint32_t hash) const {
+  template <class S>
+  std::uint32_t nodeOf(const S& s, std::uint32_t hash) const {
     return index.find(hash, [&](std::uint32_t node) { return *nodes[node].key == s; });
   }
   std::optional<std::uint32_t> lookup(const Series& s) const {
@@ -150,12 +157,13 @@ struct AlertEngine::Impl {
     if (p == Phase::kFiring) firing_states.insert(key);
   }
 
-  AlertEvent makeEvent(const Series& s, const State& st, AlertState state, std::string_view stat,
-                       double value, double threshold, Nanos time, Nanos window) const {
+  AlertEvent makeEvent(const InternedSeries& s, const State& st, AlertState state,
+                       std::string_view stat, double value, double threshold, Nanos time,
+                       Nanos window) const {
     const Rule& r = rules[st.rule];
     AlertEvent e;
     e.rule = r.name;
-    e.series = s;
+    e.series = s.toSeries();
     e.state = state;
     e.severity = compiled[st.rule].severity;
     e.statistic.assign(stat);
@@ -163,7 +171,7 @@ struct AlertEngine::Impl {
     e.threshold = threshold;
     e.time = time;
     e.window = window;
-    e.dedup_key = dedupKey(options.gateway_id, r.name, s);
+    e.dedup_key = dedupKey(options.gateway_id, r.name, e.series);
     e.notify = r.notify;
     return e;
   }
@@ -311,7 +319,7 @@ struct AlertEngine::Impl {
   }
 
   /// The node of `s`, made when new (keeping a pointer to `s`: it must stay valid).
-  std::optional<std::uint32_t> find(const Series& s, Nanos now) {
+  std::optional<std::uint32_t> find(const InternedSeries& s, Nanos now) {
     const std::uint32_t hash = hashOf(s);
     if (const std::uint32_t node = nodeOf(s, hash); node != SlotIndex::kNone) return node;
     std::vector<State>& states = scratch;
@@ -420,7 +428,7 @@ AlertEngine::~AlertEngine() = default;
 
 const std::vector<Rule>& AlertEngine::rules() const { return impl_->rules; }
 
-void AlertEngine::onReading(const Series& series, double value, Nanos event_time, Nanos now,
+void AlertEngine::onReading(const InternedSeries& series, double value, Nanos event_time, Nanos now,
                             std::vector<AlertEvent>& out) {
   Impl& m = *impl_;
   const auto node = m.find(series, now);
@@ -434,7 +442,7 @@ void AlertEngine::onReading(const Series& series, double value, Nanos event_time
   m.reschedule(*node);
 }
 
-void AlertEngine::onWindow(const Series& series, Nanos window_start, Nanos window_end,
+void AlertEngine::onWindow(const InternedSeries& series, Nanos window_start, Nanos window_end,
                            std::span<const Statistic> stats, Nanos now,
                            std::vector<AlertEvent>& out) {
   Impl& m = *impl_;
@@ -475,11 +483,11 @@ bool AlertEngine::restore(const AlertEvent& firing, Nanos now) {
   return restoreAt(firing, nullptr, now);
 }
 
-bool AlertEngine::restore(const AlertEvent& firing, const Series& series, Nanos now) {
+bool AlertEngine::restore(const AlertEvent& firing, const InternedSeries& series, Nanos now) {
   return restoreAt(firing, &series, now);
 }
 
-bool AlertEngine::restoreAt(const AlertEvent& firing, const Series* series, Nanos now) {
+bool AlertEngine::restoreAt(const AlertEvent& firing, const InternedSeries* series, Nanos now) {
   Impl& m = *impl_;
   std::optional<std::uint32_t> node = m.lookup(firing.series);
   if (!node) {
@@ -488,7 +496,7 @@ bool AlertEngine::restoreAt(const AlertEvent& firing, const Series* series, Nano
     if (series) {
       node = m.find(*series, now);
     } else {
-      node = m.find(m.restored.emplace_back(firing.series), now);
+      node = m.find(m.restored.emplace_back(firing.series).interned, now);
       if (!node) m.restored.pop_back();
     }
     m.options.max_series = cap;
@@ -527,7 +535,7 @@ std::size_t AlertEngine::memoryBytes() const {
   // capacity is at most twice that).
   return m.nodes.size() * sizeof(Impl::Node) + m.index.memoryBytes() +
          m.due.size() * sizeof(Impl::Due) + m.free_nodes.capacity() * sizeof(std::uint32_t) +
-         m.restored.size() * sizeof(Series);
+         m.restored.size() * sizeof(Impl::Restored);
 }
 
 std::size_t AlertEngine::firingCount() const { return impl_->firing_states.size(); }

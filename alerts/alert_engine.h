@@ -91,12 +91,12 @@ class AlertEngine {
   /// no_data_for rules (resolving them). Appends events to `out` in the order they happen.
   /// The engine keeps a pointer to `series`, not a copy: it must stay valid and unchanged for
   /// the engine's life (the pipeline passes the journal's series(id), which never move).
-  void onReading(const Series& series, double value, Nanos event_time, Nanos now,
+  void onReading(const InternedSeries& series, double value, Nanos event_time, Nanos now,
                  std::vector<AlertEvent>& out);
   /// A closed window [start, end) of `series` with its statistics. Evaluates rules whose `on`
   /// names one of them; marks the series alive like onReading (do not pass empty windows).
   /// `series` must stay valid as for onReading.
-  void onWindow(const Series& series, Nanos window_start, Nanos window_end,
+  void onWindow(const InternedSeries& series, Nanos window_start, Nanos window_end,
                 std::span<const Statistic> stats, Nanos now, std::vector<AlertEvent>& out);
   /// Call periodically (e.g. every second): fires no_data_for rules, sends held re-triggers
   /// whose interval ended, forgets idle series. Handles at most `max_due` series whose
@@ -112,7 +112,7 @@ class AlertEngine {
   /// The same, keeping a pointer to `series` (equal to firing.series) instead of a copy of
   /// firing.series for the engine's life: it must stay valid as for onReading() (the pipeline
   /// passes the journal's series(id); 100,000 alerts restored at start are no 100,000 copies).
-  bool restore(const AlertEvent& firing, const Series& series, Nanos now);
+  bool restore(const AlertEvent& firing, const InternedSeries& series, Nanos now);
   /// The trigger event of every rule × series firing now (for `gatewayctl alerts` and to
   /// carry state into a reloaded engine with restore()).
   /// At most `max` of them (in no particular order).
@@ -134,7 +134,7 @@ class AlertEngine {
   const std::vector<Rule>& rules() const;
 
  private:
-  bool restoreAt(const AlertEvent& firing, const Series* series, Nanos now);
+  bool restoreAt(const AlertEvent& firing, const InternedSeries* series, Nanos now);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
