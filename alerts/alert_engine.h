@@ -25,9 +25,12 @@
 // - NaN values are ignored (counted); they still count as data for no_data_for.
 //
 // Memory: one entry per series that at least one rule selects (series not selected by any
-// rule cost nothing): 96 bytes (x86-64) with a pointer to the caller's Series (no copy:
-// issue 13) and the state of one matching rule inline, 48 bytes per further rule, ~16 bytes of
-// index (open addressing, nothing reserved up front) and the deadlines' heap. At most
+// rule cost nothing): a 40-byte node (x86-64) with a pointer to the caller's series (no copy:
+// issue 13) and a reference to the list of rules that select it (shared by every series they
+// select), ~16 bytes of index (open addressing, nothing reserved up front) and a 16-byte item
+// of the deadlines' heap. A series' states (48 bytes per selecting rule) exist only while one
+// of them is not at rest (pending, held, firing, or triggered before: min_retrigger remembers
+// it); at scale most series have none. At most
 // `max_series` entries; beyond that new series are not evaluated and are counted. Entries
 // idle for `forget_after` with no state firing or held are dropped on tick (a series with a
 // no_data_for rule fires first, so it stays until its data returns: no incident left open).
