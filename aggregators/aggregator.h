@@ -101,13 +101,14 @@ using EmitFn = std::function<void(const Aggregate&)>;
 ///     in non-decreasing seq order for replayFrom() to be right.
 ///  The journal must keep rows from replayFrom() on (a cursor for the windows).
 ///
-/// Memory: a slot of 24 bytes per (series id, size) and 4 bytes per ring position
+/// Memory: a slot of 8 bytes per (series id, size) (and 8 more for the series restored by
+/// restoreClosed() after a restart, up to the highest such id) and 4 bytes per ring position
 /// (⌈lateness/size⌉ + 1 of them); a window state of 136 bytes (x86-64) exists only while the
 /// window is open (pooled: a closed window's state serves the next window opened, of any
 /// series), plus from its third reading up to 8·sample_cap bytes of samples and, past the cap,
 /// a sketch of at most 2·8·sketch_max_buckets bytes. Buffers are kept with the pooled state (no
 /// allocation per reading in a steady state) and released when a window used under a quarter
-/// of them. So an idle series costs 32 bytes per size, one with an open window ~170.
+/// of them. So an idle series costs 16 bytes per size, one with an open window ~100-155.
 /// Series ids are indices: they should be dense (Journal::internSeries gives 0, 1, 2, ...).
 ///
 /// Threading: single-threaded; the pipeline's event loop owns it.

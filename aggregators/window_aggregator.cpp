@@ -119,9 +119,12 @@ struct Extras {
 /// No window at this ring position (Window states are pooled: only open ones exist).
 constexpr std::uint32_t kNoWindow = std::numeric_limits<std::uint32_t>::max();
 
+/// 8 bytes per (series, size) (issue 13: 24 with the restored end inline, which only a restart
+/// sets: it lives in restored_ends_, allocated by the first restoreClosed()).
 struct Slot {
-  Nanos restored_end = kNone;  ///< windows ending at or before it closed before a restart
-  std::uint64_t late_pending = 0;
+  /// Late readings for the next aggregate; saturates (4·10^9 late readings between two
+  /// aggregates of one series; stats().late stays exact).
+  std::uint32_t late_pending = 0;
   std::uint32_t last_ring = 0;  ///< ring position of the last window touched (fast path)
 };
 
@@ -233,8 +236,9 @@ class WindowAggregator final : public Aggregator {
   void restoreClosed(SeriesId series, Nanos size, Nanos end) override {
     ensureSeries(series);
     const std::uint32_t k = sizeIndex(size);
-    Slot& slot = slots_[series * sizes_.size() + k];
-    slot.restored_end = std::max(slot.restored_end, end);
+    const std::size_t at = static_cast<std::size_t>(series) * sizes_.size() + k;
+    restored_ends_.resize(std::max(restored_ends_.size(), at + 1), kNone);
+    restored_ends_[at] = std::max(restored_ends_[at], end);
     for (std::uint32_t p = 0; p < sizes_[k].ring; ++p) {  // called before its readings: a bug
       const Window* w = windowAt(series, k, p);
       require(w == nullptr || w->start + size > end);
@@ -306,6 +310,7 @@ class WindowAggregator final : public Aggregator {
 
   std::size_t memoryBytes() const override {
     std::size_t bytes = sizeof(*this) + slots_.capacity() * sizeof(Slot) +
+                        restored_ends_.capacity() * sizeof(Nanos) +
                         window_refs_.capacity() * sizeof(std::uint32_t) +
                         pool_.capacity() * sizeof(Window) + extras_.capacity() * sizeof(Extras) +
                         pending_.size() * sizeof(Closing) + sizes_.capacity() * sizeof(SizeState) +
@@ -329,6 +334,12 @@ class WindowAggregator final : public Aggregator {
       if (sizes_[k].size == size) return k;
     require(false);  // not a configured size: a bug
     return 0;
+  }
+
+  /// Windows of (series, size k) ending at or before it closed before a restart.
+  Nanos restoredEnd(SeriesId series, std::uint32_t k) const {
+    const std::size_t at = static_cast<std::size_t>(series) * sizes_.size() + k;
+    return at < restored_ends_.size() ? restored_ends_[at] : kNone;
   }
 
   std::uint32_t& windowRef(SeriesId series, std::uint32_t k, std::uint32_t p) {
@@ -405,13 +416,13 @@ class WindowAggregator final : public Aggregator {
       const Nanos number = floorDiv(t, size.size);
       const Nanos start = number * size.size;
       const Nanos end = start + size.size;
-      if (end <= watermark_ || end <= slot.restored_end ||
+      if (end <= watermark_ || end <= restoredEnd(series, k) ||
           (partial_ && end == partial_->end && !(*partial_ < Closing{end, series, k}))) {
         if (replaying) {
           ++counters_.replay_skipped;
         } else {
           ++counters_.late;
-          ++slot.late_pending;
+          if (slot.late_pending != std::numeric_limits<std::uint32_t>::max()) ++slot.late_pending;
         }
         return false;
       }
@@ -660,6 +671,8 @@ class WindowAggregator final : public Aggregator {
 
   SeriesId series_count_ = 0;
   ChunkedArray<Slot> slots_;  ///< [series × sizes + k]
+  /// [series × sizes + k] up to the highest restored by restoreClosed() (empty without one).
+  ChunkedArray<Nanos> restored_ends_;
   /// [series × windows_per_series_ + offset_k + ring position]: index into pool_ or kNoWindow.
   /// 4 bytes per position; the 136-byte window states exist only while open (issue 13).
   ChunkedArray<std::uint32_t> window_refs_;

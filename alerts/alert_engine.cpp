@@ -7,10 +7,12 @@
 #include <cmath>
 #include <deque>
 #include <limits>
+#include <map>
 #include <memory>
 #include <optional>
 #include <queue>
 #include <set>
+#include <span>
 #include <stdexcept>
 #include <tuple>
 
@@ -43,40 +45,14 @@ struct State {
 };
 static_assert(sizeof(State) <= 48);
 
-/// The states of one series: the first inline (most series match one rule), more on the heap.
-class StateList {
- public:
-  void assign(const std::vector<State>& states) {
-    n_ = static_cast<std::uint32_t>(states.size());
-    many_.reset();
-    if (n_ == 1) one_ = states[0];
-    if (n_ > 1) {
-      many_ = std::make_unique<State[]>(n_);
-      std::copy(states.begin(), states.end(), many_.get());
-    }
-  }
-  State* data() { return n_ > 1 ? many_.get() : &one_; }
-  const State* data() const { return n_ > 1 ? many_.get() : &one_; }
-  State* begin() { return data(); }
-  State* end() { return data() + n_; }
-  const State* begin() const { return data(); }
-  const State* end() const { return data() + n_; }
-  State& operator[](std::size_t i) { return data()[i]; }
-  const State& operator[](std::size_t i) const { return data()[i]; }
-  std::size_t size() const { return n_; }
-
- private:
-  State one_;
-  std::unique_ptr<State[]> many_;
-  std::uint32_t n_ = 0;
-};
-
-struct Entry {
-  StateList states;
-  Nanos last_seen = 0;  ///< wall time of the last observation
+/// Which rules select a series, in rule order. Interned: a plant's series mostly match the
+/// same rules, so a series holds a 4-byte reference instead of a list.
+struct Profile {
+  std::vector<std::uint32_t> rules;
   bool has_no_data = false;
-  bool live = false;  ///< the node holds a series (else it is on the free list); in the padding
 };
+
+bool atRest(const State& st) { return st.phase == Phase::kOk && st.last_trigger == kNever; }
 
 double seconds(Nanos d) { return static_cast<double>(d) / kNanosPerSecond; }
 
@@ -88,15 +64,20 @@ struct AlertEngine::Impl {
   // min-heap with one valid item per entry, so tick() costs O(due entries · log n), never a
   // scan of every series. An item is valid while its generation and due match the entry's;
   // later deadlines are rescheduled lazily (when the earlier item pops), earlier ones push.
+  //
+  // A series' states (48 bytes per rule) exist only while one of them is not at rest (pending,
+  // held, firing, or triggered once: min_retrigger remembers it); a series whose states are all
+  // at rest (the usual one at scale) is its node alone (issue 13: 96 bytes per series before).
   struct Node {
-    const Series* key = nullptr;  ///< the caller's (the journal's), or one of `restored`
-    Entry entry;
-    Nanos next_due = kNoDue;  ///< due of the one valid heap item; kNoDue: none
+    const InternedSeries* key = nullptr;  ///< the caller's (the journal's), or one of `restored`;
+                                          ///< nullptr: the node is free
+    Nanos last_seen = 0;                  ///< wall time of the last observation
+    std::unique_ptr<State[]> states;      ///< one per rule of the profile; null: all at rest
+    Nanos next_due = kNoDue;              ///< due of the one valid heap item; kNoDue: none
     std::uint32_t generation = 0;
-    std::uint32_t hash = 0;  ///< of key
+    std::uint32_t profile = 0;  ///< index into profiles
   };
-  // 96 bytes per series on 64-bit targets (104 with `live` beside the generation and hash).
-  static_assert(sizeof(void*) != 8 || sizeof(Node) <= 96);
+  static_assert(sizeof(void*) != 8 || sizeof(Node) <= 40);
   struct Due {
     Nanos at;
     std::uint32_t node, generation;
@@ -112,23 +93,36 @@ struct AlertEngine::Impl {
   SlotIndex index;         ///< a series' hash -> its node, for the live nodes
   std::deque<Node> nodes;  // grows without copying (peak memory at 100,000 series)
   std::vector<std::uint32_t> free_nodes;
-  /// Copies of the series that restore() brought back (no caller's Series to point at yet);
+  /// Copies of the series that restore() brought back (no caller's series to point at yet);
   /// as many as firing alerts at start-up or reload, kept for the engine's life.
-  std::deque<Series> restored;
+  struct Restored {
+    explicit Restored(const Series& s) : series(s), interned(series) {}
+    Series series;
+    InternedSeries interned;  ///< refers to `series`' metric and tags
+  };
+  std::deque<Restored> restored;
   std::priority_queue<Due, std::vector<Due>, std::greater<>> due;
   std::set<std::uint64_t> firing_states;  ///< node << 32 | state index, of phase firing
-  std::vector<State> scratch;             ///< find()'s list of matching rules
+  std::vector<std::uint32_t> scratch;     ///< find()'s list of matching rules
+  std::vector<Profile> profiles;
+  std::map<std::vector<std::uint32_t>, std::uint32_t> profile_ids;
+  std::size_t states_held = 0;  ///< States allocated (for memoryBytes())
   EngineCounters counters;
 
+  static bool beyond(const CompiledRule& c, double v) {
+    return c.kind == Kind::kAbove ? v > c.trigger : v < c.trigger;
+  }
   static Nanos plus(Nanos a, Nanos b) {  // b ≥ 0
     return a > kNoDue - b ? kNoDue : a + b;
   }
 
-  static std::uint32_t hashOf(const Series& s) {
+  template <class S>
+  static std::uint32_t hashOf(const S& s) {
     return static_cast<std::uint32_t>(SeriesHash{}(s));
   }
   /// The live node of `s` (of hash `hash`), or SlotIndex::kNone.
-  std::uint32_t nodeOf(const Series& s, std::uint32_t hash) const {
+  template <class S>
+  std::uint32_t nodeOf(const S& s, std::uint32_t hash) const {
     return index.find(hash, [&](std::uint32_t node) { return *nodes[node].key == s; });
   }
   std::optional<std::uint32_t> lookup(const Series& s) const {
@@ -139,8 +133,8 @@ struct AlertEngine::Impl {
 
   void setPhase(std::uint32_t node, State& st, Phase p) {
     if (st.phase == p) return;
-    const std::uint64_t key = std::uint64_t{node} << 32 |
-                              static_cast<std::uint32_t>(&st - nodes[node].entry.states.data());
+    const std::uint64_t key =
+        std::uint64_t{node} << 32 | static_cast<std::uint32_t>(&st - nodes[node].states.get());
     counters.pending -= st.phase == Phase::kPending;
     counters.firing -= st.phase == Phase::kFiring;
     if (st.phase == Phase::kFiring) firing_states.erase(key);
@@ -150,12 +144,13 @@ struct AlertEngine::Impl {
     if (p == Phase::kFiring) firing_states.insert(key);
   }
 
-  AlertEvent makeEvent(const Series& s, const State& st, AlertState state, std::string_view stat,
-                       double value, double threshold, Nanos time, Nanos window) const {
+  AlertEvent makeEvent(const InternedSeries& s, const State& st, AlertState state,
+                       std::string_view stat, double value, double threshold, Nanos time,
+                       Nanos window) const {
     const Rule& r = rules[st.rule];
     AlertEvent e;
     e.rule = r.name;
-    e.series = s;
+    e.series = s.toSeries();
     e.state = state;
     e.severity = compiled[st.rule].severity;
     e.statistic.assign(stat);
@@ -163,7 +158,7 @@ struct AlertEngine::Impl {
     e.threshold = threshold;
     e.time = time;
     e.window = window;
-    e.dedup_key = dedupKey(options.gateway_id, r.name, s);
+    e.dedup_key = dedupKey(options.gateway_id, r.name, e.series);
     e.notify = r.notify;
     return e;
   }
@@ -177,7 +172,7 @@ struct AlertEngine::Impl {
   /// The trigger event of a firing state (a firing_states key).
   AlertEvent firingEvent(std::uint64_t key) const {
     const Node& n = nodes[key >> 32];
-    const State& st = n.entry.states[key & 0xffffffffu];
+    const State& st = n.states[key & 0xffffffffu];
     const CompiledRule& c = compiled[st.rule];
     const double threshold =
         c.kind == Kind::kNoData ? seconds(rules[st.rule].no_data_for) : c.trigger;
@@ -228,7 +223,7 @@ struct AlertEngine::Impl {
       ++counters.ignored_nan;
       return;
     }
-    const bool beyond = c.kind == Kind::kAbove ? v > c.trigger : v < c.trigger;
+    const bool beyond = Impl::beyond(c, v);
     const bool cleared = c.kind == Kind::kAbove ? v < c.clear : v > c.clear;
     switch (st.phase) {
       case Phase::kOk:
@@ -266,10 +261,10 @@ struct AlertEngine::Impl {
 
   // Data arrived for a series (observed at wall time `now`, event time `time`).
   void alive(std::uint32_t node, Nanos time, Nanos now, std::vector<AlertEvent>& out) {
-    Entry& entry = nodes[node].entry;
-    if (entry.has_no_data) {
-      const Nanos silent = now - entry.last_seen;
-      for (State& st : entry.states) {
+    Node& n = nodes[node];
+    if (n.states && profiles[n.profile].has_no_data) {
+      const Nanos silent = now - n.last_seen;
+      for (State& st : statesOf(n)) {
         if (compiled[st.rule].kind != Kind::kNoData) continue;
         if (st.phase == Phase::kFiring) {
           resolve(node, st, seconds(silent), seconds(rules[st.rule].no_data_for), time, 0, out);
@@ -279,24 +274,59 @@ struct AlertEngine::Impl {
         }
       }
     }
-    entry.last_seen = std::max(entry.last_seen, now);
+    n.last_seen = std::max(n.last_seen, now);
+  }
+
+  std::span<State> statesOf(Node& n) {
+    return {n.states.get(), n.states ? profiles[n.profile].rules.size() : 0};
+  }
+  /// The node's states, made (all at rest) when it has none.
+  void wake(std::uint32_t node) {
+    Node& n = nodes[node];
+    if (n.states) return;
+    const Profile& p = profiles[n.profile];
+    n.states = std::make_unique<State[]>(p.rules.size());
+    for (std::size_t i = 0; i < p.rules.size(); ++i) n.states[i].rule = p.rules[i];
+    states_held += p.rules.size();
+  }
+  /// Drops the node's states when all are at rest again.
+  void settle(std::uint32_t node) {
+    Node& n = nodes[node];
+    const std::span<State> states = statesOf(n);
+    if (!n.states || !std::all_of(states.begin(), states.end(), atRest)) return;
+    states_held -= states.size();
+    n.states.reset();
+  }
+  std::uint32_t profileOf(const std::vector<std::uint32_t>& matched) {
+    const auto [it, added] =
+        profile_ids.try_emplace(matched, static_cast<std::uint32_t>(profiles.size()));
+    if (added) {
+      Profile& p = profiles.emplace_back();
+      p.rules = matched;
+      for (std::uint32_t r : matched) p.has_no_data |= compiled[r].kind == Kind::kNoData;
+    }
+    return it->second;
   }
 
   /// Firing and held states keep a series; anything else may be forgotten when idle.
-  static bool forgettable(const Entry& entry) {
-    return std::none_of(entry.states.begin(), entry.states.end(), [](const State& st) {
-      return st.phase == Phase::kFiring || st.phase == Phase::kHeld;
+  bool forgettable(const Node& n) const {
+    if (!n.states) return true;
+    const State* st = n.states.get();
+    return std::none_of(st, st + profiles[n.profile].rules.size(), [](const State& s) {
+      return s.phase == Phase::kFiring || s.phase == Phase::kHeld;
     });
   }
 
   /// The earliest wall time at which tick() has something to do for this entry.
-  Nanos nextDue(const Entry& entry) const {
-    Nanos at = forgettable(entry) ? plus(entry.last_seen, options.forget_after) : kNoDue;
-    for (const State& st : entry.states) {
-      const Rule& r = rules[st.rule];
-      if (compiled[st.rule].kind == Kind::kNoData && st.phase == Phase::kOk)
-        at = std::min(at, plus(entry.last_seen, r.no_data_for));
-      if (st.phase == Phase::kHeld) at = std::min(at, plus(st.last_trigger, r.min_retrigger));
+  Nanos nextDue(const Node& n) const {
+    Nanos at = forgettable(n) ? plus(n.last_seen, options.forget_after) : kNoDue;
+    const Profile& p = profiles[n.profile];
+    for (std::size_t i = 0; i < p.rules.size(); ++i) {
+      const Rule& r = rules[p.rules[i]];
+      const Phase phase = n.states ? n.states[i].phase : Phase::kOk;
+      if (compiled[p.rules[i]].kind == Kind::kNoData && phase == Phase::kOk)
+        at = std::min(at, plus(n.last_seen, r.no_data_for));
+      if (phase == Phase::kHeld) at = std::min(at, plus(n.states[i].last_trigger, r.min_retrigger));
     }
     return at;
   }
@@ -304,27 +334,21 @@ struct AlertEngine::Impl {
   /// After a change to the entry: a heap item for an earlier deadline (later ones are lazy).
   void reschedule(std::uint32_t node) {
     Node& n = nodes[node];
-    const Nanos at = nextDue(n.entry);
+    const Nanos at = nextDue(n);
     if (at >= n.next_due) return;
     n.next_due = at;
     due.push({at, node, n.generation});
   }
 
   /// The node of `s`, made when new (keeping a pointer to `s`: it must stay valid).
-  std::optional<std::uint32_t> find(const Series& s, Nanos now) {
+  std::optional<std::uint32_t> find(const InternedSeries& s, Nanos now) {
     const std::uint32_t hash = hashOf(s);
     if (const std::uint32_t node = nodeOf(s, hash); node != SlotIndex::kNone) return node;
-    std::vector<State>& states = scratch;
-    states.clear();
-    bool has_no_data = false;
-    for (std::uint32_t i = 0; i < rules.size(); ++i) {
-      if (!matches(rules[i], s)) continue;
-      State st;
-      st.rule = i;
-      states.push_back(st);
-      has_no_data |= compiled[i].kind == Kind::kNoData;
-    }
-    if (states.empty()) return std::nullopt;
+    std::vector<std::uint32_t>& matched = scratch;
+    matched.clear();
+    for (std::uint32_t i = 0; i < rules.size(); ++i)
+      if (matches(rules[i], s)) matched.push_back(i);
+    if (matched.empty()) return std::nullopt;
     if (index.size() >= options.max_series) {
       ++counters.series_over_cap;
       return std::nullopt;
@@ -339,12 +363,10 @@ struct AlertEngine::Impl {
       nodes.emplace_back();
     }
     Node& n = nodes[node];
-    n.entry.states.assign(states);
-    n.entry.has_no_data = has_no_data;
-    n.entry.last_seen = now;
+    n.profile = profileOf(matched);
+    n.states.reset();
+    n.last_seen = now;
     n.key = &s;
-    n.hash = hash;
-    n.entry.live = true;
     n.next_due = kNoDue;
     index.insert(node, hash);
     reschedule(node);
@@ -353,13 +375,13 @@ struct AlertEngine::Impl {
 
   void forget(std::uint32_t node) {
     Node& n = nodes[node];
-    assert(forgettable(n.entry));
-    for (const State& st : n.entry.states) counters.pending -= st.phase == Phase::kPending;
-    index.erase(node, n.hash);
+    assert(forgettable(n));
+    for (const State& st : statesOf(n)) counters.pending -= st.phase == Phase::kPending;
+    index.erase(node, hashOf(*n.key));
     index.shrink();
-    n.entry = Entry{};
+    states_held -= statesOf(n).size();
+    n.states.reset();
     n.key = nullptr;
-    n.entry.live = false;
     n.next_due = kNoDue;
     ++n.generation;  // its heap items are stale now
     free_nodes.push_back(node);
@@ -367,11 +389,19 @@ struct AlertEngine::Impl {
 
   /// What tick() does for one entry whose deadline came.
   void onDue(std::uint32_t node, Nanos now, std::vector<AlertEvent>& out) {
-    Entry& entry = nodes[node].entry;
-    for (State& st : entry.states) {
+    Node& n = nodes[node];
+    if (!n.states) {  // all at rest: only a no_data_for expiry changes a state
+      for (const std::uint32_t r : profiles[n.profile].rules) {
+        if (compiled[r].kind == Kind::kNoData && now - n.last_seen >= rules[r].no_data_for) {
+          wake(node);
+          break;
+        }
+      }
+    }
+    for (State& st : statesOf(n)) {
       const Rule& r = rules[st.rule];
       if (compiled[st.rule].kind == Kind::kNoData) {
-        const Nanos silent = now - entry.last_seen;
+        const Nanos silent = now - n.last_seen;
         if (st.phase == Phase::kOk && silent >= r.no_data_for) {
           trigger(node, st, seconds(silent), now, 0, out);
         } else if (st.phase == Phase::kHeld && now - st.last_trigger >= r.min_retrigger) {
@@ -385,7 +415,8 @@ struct AlertEngine::Impl {
         fire(node, st, st.value, now, st.window, out);
       }
     }
-    if (forgettable(entry) && now - entry.last_seen >= options.forget_after) return forget(node);
+    if (forgettable(n) && now - n.last_seen >= options.forget_after) return forget(node);
+    settle(node);
     reschedule(node);
   }
 };
@@ -420,21 +451,36 @@ AlertEngine::~AlertEngine() = default;
 
 const std::vector<Rule>& AlertEngine::rules() const { return impl_->rules; }
 
-void AlertEngine::onReading(const Series& series, double value, Nanos event_time, Nanos now,
+void AlertEngine::onReading(const InternedSeries& series, double value, Nanos event_time, Nanos now,
                             std::vector<AlertEvent>& out) {
   Impl& m = *impl_;
   const auto node = m.find(series, now);
   if (!node) return;
   m.alive(*node, event_time, now, out);
-  for (State& st : m.nodes[*node].entry.states) {
+  Impl::Node& n = m.nodes[*node];
+  if (!n.states) {  // all at rest: only a value beyond a threshold changes a state
+    bool wake = false;
+    for (const std::uint32_t r : m.profiles[n.profile].rules) {
+      const CompiledRule& c = m.compiled[r];
+      if (c.kind == Kind::kNoData || !c.on_value) continue;
+      if (std::isnan(value))
+        ++m.counters.ignored_nan;
+      else
+        wake |= Impl::beyond(c, value);
+    }
+    if (!wake) return m.reschedule(*node);
+    m.wake(*node);
+  }
+  for (State& st : m.statesOf(n)) {
     const CompiledRule& c = m.compiled[st.rule];
     if (c.kind != Kind::kNoData && c.on_value)
       m.evaluate(*node, st, value, event_time, event_time, 0, out);
   }
+  m.settle(*node);
   m.reschedule(*node);
 }
 
-void AlertEngine::onWindow(const Series& series, Nanos window_start, Nanos window_end,
+void AlertEngine::onWindow(const InternedSeries& series, Nanos window_start, Nanos window_end,
                            std::span<const Statistic> stats, Nanos now,
                            std::vector<AlertEvent>& out) {
   Impl& m = *impl_;
@@ -443,7 +489,25 @@ void AlertEngine::onWindow(const Series& series, Nanos window_start, Nanos windo
   // A window closing is not data: a silent series' window closes by wall time after its last
   // reading (already seen by onReading), and counting the close as data resolved the series'
   // no_data alert, which then fired again (a flap whenever no_data_for < the window).
-  for (State& st : m.nodes[*node].entry.states) {
+  Impl::Node& n = m.nodes[*node];
+  if (!n.states) {  // all at rest: only a statistic beyond a threshold changes a state
+    bool wake = false;
+    for (const std::uint32_t r : m.profiles[n.profile].rules) {
+      const CompiledRule& c = m.compiled[r];
+      if (c.kind == Kind::kNoData || c.on_value) continue;
+      for (const Statistic& stat : stats) {
+        if (stat.name != m.rules[r].on) continue;
+        if (std::isnan(stat.value))
+          ++m.counters.ignored_nan;
+        else
+          wake |= Impl::beyond(c, stat.value);
+        break;
+      }
+    }
+    if (!wake) return m.reschedule(*node);
+    m.wake(*node);
+  }
+  for (State& st : m.statesOf(n)) {
     const CompiledRule& c = m.compiled[st.rule];
     if (c.kind == Kind::kNoData || c.on_value) continue;
     for (const Statistic& stat : stats) {
@@ -452,6 +516,7 @@ void AlertEngine::onWindow(const Series& series, Nanos window_start, Nanos windo
       break;
     }
   }
+  m.settle(*node);
   m.reschedule(*node);
 }
 
@@ -463,7 +528,7 @@ bool AlertEngine::tick(Nanos now, std::vector<AlertEvent>& out, std::size_t max_
     const Impl::Due d = m.due.top();
     m.due.pop();
     Impl::Node& n = m.nodes[d.node];
-    if (!n.entry.live || n.generation != d.generation || n.next_due != d.at) continue;  // stale
+    if (n.key == nullptr || n.generation != d.generation || n.next_due != d.at) continue;  // stale
     n.next_due = Impl::kNoDue;
     m.onDue(d.node, now, out);
     ++handled;
@@ -475,11 +540,11 @@ bool AlertEngine::restore(const AlertEvent& firing, Nanos now) {
   return restoreAt(firing, nullptr, now);
 }
 
-bool AlertEngine::restore(const AlertEvent& firing, const Series& series, Nanos now) {
+bool AlertEngine::restore(const AlertEvent& firing, const InternedSeries& series, Nanos now) {
   return restoreAt(firing, &series, now);
 }
 
-bool AlertEngine::restoreAt(const AlertEvent& firing, const Series* series, Nanos now) {
+bool AlertEngine::restoreAt(const AlertEvent& firing, const InternedSeries* series, Nanos now) {
   Impl& m = *impl_;
   std::optional<std::uint32_t> node = m.lookup(firing.series);
   if (!node) {
@@ -488,13 +553,14 @@ bool AlertEngine::restoreAt(const AlertEvent& firing, const Series* series, Nano
     if (series) {
       node = m.find(*series, now);
     } else {
-      node = m.find(m.restored.emplace_back(firing.series), now);
+      node = m.find(m.restored.emplace_back(firing.series).interned, now);
       if (!node) m.restored.pop_back();
     }
     m.options.max_series = cap;
   }
   if (!node) return false;
-  for (State& st : m.nodes[*node].entry.states) {
+  m.wake(*node);
+  for (State& st : m.statesOf(m.nodes[*node])) {
     if (m.rules[st.rule].name != firing.rule) continue;
     m.setPhase(*node, st, Phase::kFiring);
     st.last_trigger = firing.time;
@@ -502,6 +568,7 @@ bool AlertEngine::restoreAt(const AlertEvent& firing, const Series* series, Nano
     st.window = firing.window;
     return true;
   }
+  m.settle(*node);
   return false;
 }
 
@@ -527,7 +594,8 @@ std::size_t AlertEngine::memoryBytes() const {
   // capacity is at most twice that).
   return m.nodes.size() * sizeof(Impl::Node) + m.index.memoryBytes() +
          m.due.size() * sizeof(Impl::Due) + m.free_nodes.capacity() * sizeof(std::uint32_t) +
-         m.restored.size() * sizeof(Series);
+         m.restored.size() * sizeof(Impl::Restored) + m.states_held * sizeof(State) +
+         m.profiles.size() * sizeof(Profile);
 }
 
 std::size_t AlertEngine::firingCount() const { return impl_->firing_states.size(); }

@@ -25,9 +25,12 @@
 // - NaN values are ignored (counted); they still count as data for no_data_for.
 //
 // Memory: one entry per series that at least one rule selects (series not selected by any
-// rule cost nothing): 96 bytes (x86-64) with a pointer to the caller's Series (no copy:
-// issue 13) and the state of one matching rule inline, 48 bytes per further rule, ~16 bytes of
-// index (open addressing, nothing reserved up front) and the deadlines' heap. At most
+// rule cost nothing): a 40-byte node (x86-64) with a pointer to the caller's series (no copy:
+// issue 13) and a reference to the list of rules that select it (shared by every series they
+// select), ~16 bytes of index (open addressing, nothing reserved up front) and a 16-byte item
+// of the deadlines' heap. A series' states (48 bytes per selecting rule) exist only while one
+// of them is not at rest (pending, held, firing, or triggered before: min_retrigger remembers
+// it); at scale most series have none. At most
 // `max_series` entries; beyond that new series are not evaluated and are counted. Entries
 // idle for `forget_after` with no state firing or held are dropped on tick (a series with a
 // no_data_for rule fires first, so it stays until its data returns: no incident left open).
@@ -91,12 +94,12 @@ class AlertEngine {
   /// no_data_for rules (resolving them). Appends events to `out` in the order they happen.
   /// The engine keeps a pointer to `series`, not a copy: it must stay valid and unchanged for
   /// the engine's life (the pipeline passes the journal's series(id), which never move).
-  void onReading(const Series& series, double value, Nanos event_time, Nanos now,
+  void onReading(const InternedSeries& series, double value, Nanos event_time, Nanos now,
                  std::vector<AlertEvent>& out);
   /// A closed window [start, end) of `series` with its statistics. Evaluates rules whose `on`
   /// names one of them; marks the series alive like onReading (do not pass empty windows).
   /// `series` must stay valid as for onReading.
-  void onWindow(const Series& series, Nanos window_start, Nanos window_end,
+  void onWindow(const InternedSeries& series, Nanos window_start, Nanos window_end,
                 std::span<const Statistic> stats, Nanos now, std::vector<AlertEvent>& out);
   /// Call periodically (e.g. every second): fires no_data_for rules, sends held re-triggers
   /// whose interval ended, forgets idle series. Handles at most `max_due` series whose
@@ -112,7 +115,7 @@ class AlertEngine {
   /// The same, keeping a pointer to `series` (equal to firing.series) instead of a copy of
   /// firing.series for the engine's life: it must stay valid as for onReading() (the pipeline
   /// passes the journal's series(id); 100,000 alerts restored at start are no 100,000 copies).
-  bool restore(const AlertEvent& firing, const Series& series, Nanos now);
+  bool restore(const AlertEvent& firing, const InternedSeries& series, Nanos now);
   /// The trigger event of every rule × series firing now (for `gatewayctl alerts` and to
   /// carry state into a reloaded engine with restore()).
   /// At most `max` of them (in no particular order).
@@ -134,7 +137,7 @@ class AlertEngine {
   const std::vector<Rule>& rules() const;
 
  private:
-  bool restoreAt(const AlertEvent& firing, const Series* series, Nanos now);
+  bool restoreAt(const AlertEvent& firing, const InternedSeries* series, Nanos now);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

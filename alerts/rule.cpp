@@ -111,15 +111,27 @@ bool isKnownStatistic(std::string_view name) {
   return name.size() == 2 || (name[2] >= '0' && name[2] <= '9');
 }
 
-bool matches(const Rule& rule, const Series& series) {
-  if (!globMatch(rule.metric, series.metric) || !globMatch(rule.device, series.device))
-    return false;
+namespace {
+
+bool matchesParts(const Rule& rule, std::string_view device, std::string_view metric,
+                  const Tags& tags) {
+  if (!globMatch(rule.metric, metric) || !globMatch(rule.device, device)) return false;
   for (const TagMatcher& m : rule.tags) {
-    const auto it = std::find_if(series.tags.begin(), series.tags.end(),
-                                 [&](const auto& kv) { return kv.first == m.key; });
-    if (it == series.tags.end() || !globMatch(m.pattern, it->second)) return false;
+    const auto it =
+        std::find_if(tags.begin(), tags.end(), [&](const auto& kv) { return kv.first == m.key; });
+    if (it == tags.end() || !globMatch(m.pattern, it->second)) return false;
   }
   return true;
+}
+
+}  // namespace
+
+bool matches(const Rule& rule, const Series& series) {
+  return matchesParts(rule, series.device, series.metric, series.tags);
+}
+
+bool matches(const Rule& rule, const InternedSeries& series) {
+  return matchesParts(rule, series.device, series.metric, series.tags);
 }
 
 std::vector<RuleError> validate(const Rule& r,

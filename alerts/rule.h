@@ -81,5 +81,6 @@ bool isKnownStatistic(std::string_view name);
 
 /// True when the rule's device, metric and tag globs select `series` (ignores `on`).
 bool matches(const Rule& rule, const Series& series);
+bool matches(const Rule& rule, const InternedSeries& series);
 
 }  // namespace gw::alerts

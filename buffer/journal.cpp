@@ -116,7 +116,7 @@ int SqliteJournal::insertPending() {
 }
 
 int SqliteJournal::insertSeries(size_t id) {
-  const Series& s = series_[id];
+  const InternedSeries& s = series_[id];
   const std::string tags = encodeTags(s.tags);
   ResetGuard guard(insert_series_);
   int rc = insert_series_.bindAll(static_cast<std::int64_t>(id), std::string_view(s.device),
@@ -143,7 +143,7 @@ int SqliteJournal::writeDirtySinks() {
 
 SeriesId SqliteJournal::internSeries(const Series& series) { return series_.intern(series); }
 
-const Series& SqliteJournal::series(SeriesId id) const {
+const InternedSeries& SqliteJournal::series(SeriesId id) const {
   if (id >= series_.size()) die(fmt::format("unknown series id {}", id));
   return series_[id];
 }

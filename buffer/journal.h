@@ -160,7 +160,7 @@ class Journal {
   /// also across restarts. Ids are dense, from 0.
   virtual SeriesId internSeries(const Series& series) = 0;
   /// `id` must come from internSeries() (anything else aborts: a bug).
-  virtual const Series& series(SeriesId id) const = 0;
+  virtual const InternedSeries& series(SeriesId id) const = 0;
 
   /// Buffers a reading for the next commit and returns the seq it will have (the seq stays the
   /// same if a commit fails and is retried). A NaN value reads back as NaN. Memory grows with

@@ -114,7 +114,7 @@ class SqliteJournal final : public Journal {
   void setMovedAside(fs::path p) { moved_aside_ = std::move(p); }
 
   SeriesId internSeries(const Series& series) override;
-  const Series& series(SeriesId id) const override;
+  const InternedSeries& series(SeriesId id) const override;
   std::uint64_t append(SeriesId series, double value, Nanos event_time,
                        std::optional<Nanos> device_time, TimeReference reference) override;
   std::uint64_t appendAggregate(SeriesId series, const WindowStats& window) override;

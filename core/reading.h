@@ -22,18 +22,45 @@ enum class TimeReference : std::uint8_t {
 
 const char* toString(TimeReference r);
 
+/// A series' tags: (key, value) in the template's order.
+using Tags = std::vector<std::pair<std::string, std::string>>;
+
 /// A time series: (device, metric) plus tags captured from a topic or path template.
 /// Tags keep the template's order, so equal templates give equal series.
 struct Series {
   std::string device;
   std::string metric;
-  std::vector<std::pair<std::string, std::string>> tags;
+  Tags tags;
 
   bool operator==(const Series&) const = default;
 };
 
+/// A series as the journal's series table keeps it (issue 13: bytes per series): its own
+/// device name, and its metric and tag set by reference to one copy shared by every series
+/// with the same ones (a plant's 100,000 series have a handful of metrics and tag sets). It is
+/// read like a Series: `device`, `metric` and `tags` have a Series' types. 48 bytes instead of
+/// a Series' 88 plus its tag vector on the heap.
+struct InternedSeries {
+  std::string device;
+  const std::string& metric;
+  const Tags& tags;
+
+  /// Refers to `s`'s metric and tags (which must outlive it) and copies its device.
+  explicit InternedSeries(const Series& s) : device(s.device), metric(s.metric), tags(s.tags) {}
+  InternedSeries(std::string d, const std::string& m, const Tags& t)
+      : device(std::move(d)), metric(m), tags(t) {}
+
+  /// A copy that owns everything (for events that outlive the table, or a lookup by value).
+  Series toSeries() const { return Series{device, metric, tags}; }
+};
+
+bool operator==(const InternedSeries& a, const Series& b);
+bool operator==(const InternedSeries& a, const InternedSeries& b);
+
+/// Equal for a Series and an InternedSeries of the same contents.
 struct SeriesHash {
   size_t operator()(const Series& s) const noexcept;
+  size_t operator()(const InternedSeries& s) const noexcept;
 };
 
 /// One measured value as a source produced it and the clock stage corrected it.
@@ -83,7 +110,7 @@ enum class RecordKind : std::uint8_t {
 /// journal's series table, whose entries never move or change while the journal is open.
 struct ReadingRecord {
   std::uint64_t seq = 0;
-  const Series* series = nullptr;
+  const InternedSeries* series = nullptr;
   double value = 0;
   Nanos event_time = 0;
   std::optional<Nanos> device_time;

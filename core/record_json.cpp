@@ -24,7 +24,7 @@ void appendUint(std::string& out, std::uint64_t v) {
 }
 
 // `{"device":…,"metric":…,"tags":{…}`: how every record value starts.
-void appendSeriesFields(std::string& out, const Series& s) {
+void appendSeriesFields(std::string& out, const InternedSeries& s) {
   out += "{\"device\":";
   json::appendString(out, s.device);
   out += ",\"metric\":";

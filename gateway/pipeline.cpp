@@ -355,7 +355,7 @@ void Pipeline::Impl::restoreWindows(Nanos now) {
       if (batch.empty()) break;
       for (const auto& r : batch) {
         if (r.kind != RecordKind::kReading) continue;
-        const SeriesId id = journal->internSeries(*r.series);
+        const SeriesId id = journal->internSeries(r.series->toSeries());
         if (id < cfg.limits.max_series) windows->replay(id, r.event_time, r.value, r.seq);
         ++replayed;
       }

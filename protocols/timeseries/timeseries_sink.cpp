@@ -278,7 +278,7 @@ class TimeseriesSink final : public Sink {
 
 void appendLineProtocol(std::string& out, const ReadingRecord& r) {
   assert(r.series != nullptr);
-  const Series& s = *r.series;
+  const InternedSeries& s = *r.series;
   if (r.kind == RecordKind::kAlert || s.metric.empty() || s.metric.front() == '#') return;
   if (r.kind == RecordKind::kReading && !std::isfinite(r.value)) return;
   appendEscaped(out, s.metric, false);

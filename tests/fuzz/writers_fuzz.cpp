@@ -43,7 +43,7 @@ bool validUtf8(std::string_view s) { return simdjson::validate_utf8(s.data(), s.
 
 void checkJson(const std::string& text, const gw::ReadingRecord& r) {
   static simdjson::dom::parser parser;
-  const gw::Series& s = *r.series;
+  const gw::InternedSeries& s = *r.series;
   bool utf8 = validUtf8(s.device) && validUtf8(s.metric);
   for (const auto& [k, v] : s.tags) utf8 = utf8 && validUtf8(k) && validUtf8(v);
   simdjson::dom::element doc;
@@ -126,7 +126,7 @@ void failLine(const std::string& line, const char* what) {
 }
 
 void checkLine(const std::string& text, const gw::ReadingRecord& r) {
-  const gw::Series& s = *r.series;
+  const gw::InternedSeries& s = *r.series;
   const bool skipped = s.metric.empty() || s.metric.front() == '#' ||
                        (r.kind == gw::RecordKind::kReading && !std::isfinite(r.value));
   if (skipped) {
@@ -229,8 +229,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, size_t size) {
   series.metric = parts[1];
   for (size_t i = 2; i + 1 < parts.size(); i += 2) series.tags.emplace_back(parts[i], parts[i + 1]);
 
+  const gw::InternedSeries interned(series);
   gw::ReadingRecord r;
-  r.series = &series;
+  r.series = &interned;
   r.seq = seq;
   r.value = value;
   r.event_time = event_time;

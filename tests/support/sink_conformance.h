@@ -41,16 +41,18 @@ struct SinkConformance {
 
 /// Two readings, an aggregate and an alert of two series, as the journal would hand them out.
 struct SampleBatch {
-  std::deque<Series> series;  // stable addresses
+  std::deque<Series> series;            // stable addresses
+  std::deque<InternedSeries> interned;  // the records' series (as the journal's), of `series`
   std::vector<ReadingRecord> records;
 
   explicit SampleBatch(std::uint64_t first_seq = 1) {
     constexpr Nanos kT0 = 1'795'256'130 * kNanosPerSecond;  // 2026-11-21T10:15:30Z
     series.push_back(Series{"pump 7", "temperature", {{"line", "3"}}});
     series.push_back(Series{"press-2", "pressure", {}});
+    for (const Series& s : series) interned.emplace_back(s);
     ReadingRecord a;
     a.seq = first_seq;
-    a.series = &series[0];
+    a.series = &interned[0];
     a.value = 21.5;
     a.event_time = kT0;
     a.device_time = kT0 - 1500 * kNanosPerMilli;
@@ -58,13 +60,13 @@ struct SampleBatch {
     records.push_back(a);
     ReadingRecord b;
     b.seq = first_seq + 1;
-    b.series = &series[1];
+    b.series = &interned[1];
     b.value = 1.25;
     b.event_time = kT0 + kNanosPerMilli;
     records.push_back(b);
     ReadingRecord agg;
     agg.seq = first_seq + 2;
-    agg.series = &series[0];
+    agg.series = &interned[0];
     agg.kind = RecordKind::kAggregate;
     agg.event_time = kT0 - 10 * kNanosPerSecond;
     agg.window.size = 10 * kNanosPerSecond;
@@ -77,7 +79,7 @@ struct SampleBatch {
     records.push_back(agg);
     ReadingRecord alert;
     alert.seq = first_seq + 3;
-    alert.series = &series[0];
+    alert.series = &interned[0];
     alert.kind = RecordKind::kAlert;
     alert.event_time = kT0;
     alert.value = 95;

@@ -667,22 +667,25 @@ TEST_CASE("memory: window state only while open; back down once the windows clos
   const std::size_t open = agg->memoryBytes() - empty;
   CHECK(agg->openWindows() == kSeries);
   MESSAGE("100,000 series with an open window: ", open / kSeries, " bytes each");
-  // 24 slot + 8 ring refs + 80 window + 56 extras, no samples (181 with an 88-byte window: a
-  // std::vector for the samples and a 64-bit ring reference).
-  CHECK(open / kSeries <= 175);
+  // 8 slot + 8 ring refs + 80 window + 56 extras, no samples (173 with a 24-byte slot, 181
+  // with an 88-byte window: a std::vector for the samples and a 64-bit ring reference).
+  CHECK(open / kSeries <= 160);
   {  // The default statistics need no extras (stddev, first, last).
     auto lean = Aggregator::create(WindowOptions{}, nullptr);
     const std::size_t base = lean->memoryBytes();
     for (SeriesId s = 0; s < kSeries; ++s) lean->add(s, kT2026 + 1 * kS, 1.0, s + 1);
     MESSAGE("default statistics: ", (lean->memoryBytes() - base) / kSeries, " bytes each");
-    CHECK((lean->memoryBytes() - base) / kSeries <= 118);  // 125 with the 88-byte window
+    // 117 with a 24-byte slot, 125 with the 88-byte window.
+    CHECK((lean->memoryBytes() - base) / kSeries <= 104);
   }
   agg->advanceWallTime(kT2026 + 60 * kS);
   REQUIRE(out.size() == kSeries);
   CHECK(agg->openWindows() == 0);
   const std::size_t idle = agg->memoryBytes() - empty;
   MESSAGE("100,000 idle series: ", idle / kSeries, " bytes each");
-  CHECK(idle / kSeries <= 40);
+  // An 8-byte slot, two 4-byte ring references and the due list's room (issue 13: 37 with a
+  // 24-byte slot holding the restored end, which only a restart sets).
+  CHECK(idle / kSeries <= 24);
   // Two readings: p50 is the lower (nearest rank 1 of 2), p95/p99 the higher; one: itself.
   for (const Aggregate& a : out) {
     CHECK(a.quantiles == QuantileMode::kExact);

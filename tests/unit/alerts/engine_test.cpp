@@ -47,11 +47,16 @@ Rule silent(Nanos no_data_for = 60 * kS) {
 
 const Series kPump{"pump-7", "bearing_temp", {{"line", "3"}}};
 
-// The engine keeps a pointer to the Series it is given (the pipeline passes the journal's,
-// which never move): a temporary is kept alive here for the rest of the test run.
-const Series& keep(Series s) {
-  static std::deque<Series> kept;
-  return kept.emplace_back(std::move(s));
+// The engine keeps a pointer to the series it is given (the pipeline passes the journal's,
+// which never move): a copy is kept alive here for the rest of the test run.
+struct Kept {
+  explicit Kept(Series s) : series(std::move(s)), interned(series) {}
+  Series series;
+  gw::InternedSeries interned;  // refers to `series`
+};
+const gw::InternedSeries& keep(Series s) {
+  static std::deque<Kept> kept;
+  return kept.emplace_back(std::move(s)).interned;
 }
 
 // Feeds readings at `step` seconds apart from kT0 (event time = wall time).
@@ -241,7 +246,7 @@ TEST_CASE("min_retrigger 0 disables the hold") {
 TEST_CASE("no_data_for: a silent series fires on tick and resolves when data returns") {
   AlertEngine engine({silent(60 * kS)}, {.gateway_id = "gw"});
   std::vector<AlertEvent> ev;
-  engine.onReading(kPump, 50, kT0, kT0, ev);
+  engine.onReading(keep(kPump), 50, kT0, kT0, ev);
   engine.tick(kT0 + 30 * kS, ev);
   engine.tick(kT0 + 60 * kS - 1, ev);
   CHECK(ev.empty());
@@ -257,13 +262,13 @@ TEST_CASE("no_data_for: a silent series fires on tick and resolves when data ret
   engine.tick(kT0 + 61 * kS, ev);
   engine.tick(kT0 + 600 * kS, ev);
   CHECK(ev.size() == 1);
-  engine.onReading(kPump, 51, kT0 + 700 * kS, kT0 + 700 * kS, ev);
+  engine.onReading(keep(kPump), 51, kT0 + 700 * kS, kT0 + 700 * kS, ev);
   REQUIRE(ev.size() == 2);
   CHECK(str(ev[1].state) == "resolved");
   CHECK(ev[1].value == 700);  // seconds of silence
   CHECK(ev[1].dedup_key == ev[0].dedup_key);
   // Data keeps flowing: nothing more.
-  engine.onReading(kPump, 52, kT0 + 701 * kS, kT0 + 701 * kS, ev);
+  engine.onReading(keep(kPump), 52, kT0 + 701 * kS, kT0 + 701 * kS, ev);
   engine.tick(kT0 + 702 * kS, ev);
   CHECK(ev.size() == 2);
 }
@@ -273,19 +278,19 @@ TEST_CASE("no_data_for: the close of a silent series' window is not data") {
   // time after the alert fired; that close must neither resolve it nor delay the firing.
   AlertEngine engine({silent(5 * kS)}, {.gateway_id = "gw"});
   std::vector<AlertEvent> ev;
-  engine.onReading(kPump, 50, kT0 + 1 * kS, kT0 + 1 * kS, ev);
+  engine.onReading(keep(kPump), 50, kT0 + 1 * kS, kT0 + 1 * kS, ev);
   engine.tick(kT0 + 6 * kS, ev);
   REQUIRE(ev.size() == 1);
   CHECK(str(ev[0].state) == "firing");
   const Statistic stats[] = {{"count", 1}, {"avg", 50}};
-  engine.onWindow(kPump, kT0, kT0 + 10 * kS, stats, kT0 + 12 * kS, ev);
+  engine.onWindow(keep(kPump), kT0, kT0 + 10 * kS, stats, kT0 + 12 * kS, ev);
   engine.tick(kT0 + 13 * kS, ev);
   engine.tick(kT0 + 60 * kS, ev);
   CHECK(ev.size() == 1);  // still firing: no resolve, no second trigger
   // A series whose window closes before no_data_for passes fires on time all the same.
   const Series other{.device = "pump-8", .metric = "bearing_temp"};
-  engine.onReading(other, 1, kT0 + 100 * kS, kT0 + 100 * kS, ev);
-  engine.onWindow(other, kT0 + 100 * kS, kT0 + 101 * kS, stats, kT0 + 102 * kS, ev);
+  engine.onReading(keep(other), 1, kT0 + 100 * kS, kT0 + 100 * kS, ev);
+  engine.onWindow(keep(other), kT0 + 100 * kS, kT0 + 101 * kS, stats, kT0 + 102 * kS, ev);
   engine.tick(kT0 + 105 * kS, ev);
   REQUIRE(ev.size() == 2);
   CHECK(ev[1].series.device == "pump-8");
@@ -298,8 +303,8 @@ TEST_CASE("no_data_for: series never seen do not fire; each series has its own s
   const Series other{"pump-8", "bearing_temp", {}};
   engine.tick(kT0 + 3600 * kS, ev);
   CHECK(ev.empty());
-  engine.onReading(kPump, 1, kT0, kT0, ev);
-  engine.onReading(other, 1, kT0 + 30 * kS, kT0 + 30 * kS, ev);
+  engine.onReading(keep(kPump), 1, kT0, kT0, ev);
+  engine.onReading(keep(other), 1, kT0 + 30 * kS, kT0 + 30 * kS, ev);
   engine.tick(kT0 + 60 * kS, ev);
   REQUIRE(ev.size() == 1);
   CHECK(ev[0].series == kPump);
@@ -312,10 +317,10 @@ TEST_CASE("no_data_for: series never seen do not fire; each series has its own s
 TEST_CASE("no_data_for: a sensor that blinks is held by the re-trigger interval") {
   AlertEngine engine({silent(60 * kS)});
   std::vector<AlertEvent> ev;
-  engine.onReading(kPump, 1, kT0, kT0, ev);
-  engine.tick(kT0 + 60 * kS, ev);                                // trigger
-  engine.onReading(kPump, 1, kT0 + 61 * kS, kT0 + 61 * kS, ev);  // resolve
-  engine.tick(kT0 + 121 * kS, ev);                               // silent again: held
+  engine.onReading(keep(kPump), 1, kT0, kT0, ev);
+  engine.tick(kT0 + 60 * kS, ev);                                      // trigger
+  engine.onReading(keep(kPump), 1, kT0 + 61 * kS, kT0 + 61 * kS, ev);  // resolve
+  engine.tick(kT0 + 121 * kS, ev);                                     // silent again: held
   CHECK(ev.size() == 2);
   engine.tick(kT0 + 359 * kS, ev);
   CHECK(ev.size() == 2);
@@ -332,10 +337,10 @@ TEST_CASE("window statistic: on = p95, `for` spans whole windows") {
   std::vector<AlertEvent> ev;
   auto window = [&](Nanos start, double p95) {
     const Statistic stats[] = {{"count", 10}, {"max", p95 + 1}, {"p95", p95}};
-    engine.onWindow(kPump, start, start + 10 * kS, stats, start + 12 * kS, ev);
+    engine.onWindow(keep(kPump), start, start + 10 * kS, stats, start + 12 * kS, ev);
   };
   // Readings do not drive a p95 rule.
-  engine.onReading(kPump, 99, kT0, kT0, ev);
+  engine.onReading(keep(kPump), 99, kT0, kT0, ev);
   CHECK(ev.empty());
   window(kT0, 86);
   CHECK(ev.empty());
@@ -351,14 +356,14 @@ TEST_CASE("window statistic: on = p95, `for` spans whole windows") {
   CHECK(ev[1].statistic == "p95");
   // A window without the statistic changes nothing.
   const Statistic only_count[] = {{"count", 3}};
-  engine.onWindow(kPump, kT0 + 30 * kS, kT0 + 40 * kS, only_count, kT0 + 42 * kS, ev);
+  engine.onWindow(keep(kPump), kT0 + 30 * kS, kT0 + 40 * kS, only_count, kT0 + 42 * kS, ev);
   CHECK(ev.size() == 2);
 }
 
 TEST_CASE("NaN is ignored but is data for no_data_for") {
   AlertEngine engine({overheat(), silent(60 * kS)});
   std::vector<AlertEvent> ev;
-  engine.onReading(kPump, std::numeric_limits<double>::quiet_NaN(), kT0, kT0, ev);
+  engine.onReading(keep(kPump), std::numeric_limits<double>::quiet_NaN(), kT0, kT0, ev);
   engine.tick(kT0 + 59 * kS, ev);
   CHECK(ev.empty());
   CHECK(engine.counters().ignored_nan == 1);
@@ -432,14 +437,15 @@ TEST_CASE("restore a no_data_for alert: it stays firing until data returns") {
   std::vector<AlertEvent> ev;
   engine.tick(kT0 + 1000 * kS, ev);
   CHECK(ev.empty());
-  engine.onReading(kPump, 1, kT0 + 1001 * kS, kT0 + 1001 * kS, ev);
+  engine.onReading(keep(kPump), 1, kT0 + 1001 * kS, kT0 + 1001 * kS, ev);
   REQUIRE(ev.size() == 1);
   CHECK(str(ev[0].state) == "resolved");
 }
 
 TEST_CASE("restore with the caller's series keeps a pointer to it, not a copy") {
   constexpr int kFiring = 1000;
-  std::deque<Series> journal;  // stands for the journal's series, which never move
+  std::deque<Series> journal_series;
+  std::deque<gw::InternedSeries> journal;  // stands for the journal's series, which never move
   std::vector<AlertEvent> events;
   for (int i = 0; i < kFiring; ++i) {
     AlertEvent e;
@@ -448,7 +454,7 @@ TEST_CASE("restore with the caller's series keeps a pointer to it, not a copy") 
     e.statistic = "no_data";
     e.time = kT0;
     e.dedup_key = dedupKey("gateway", "sensor-silent", e.series);
-    journal.push_back(e.series);
+    journal.emplace_back(journal_series.emplace_back(e.series));
     events.push_back(std::move(e));
   }
   AlertEngine copied({silent()}), pointed({silent()});
@@ -613,10 +619,12 @@ TEST_CASE("scale: 100,000 series forgotten, then found again with fresh states")
     engine.onReading(keep(Series{"pump-" + std::to_string(i), "bearing_temp", {}}), 50, kT0, kT0,
                      ev);
   CHECK(engine.counters().series == kSeries);
-  // Issue 13: a pointer to the caller's Series, not a copy of it (~200 bytes each before).
+  // Issue 13: a pointer to the caller's Series, not a copy of it (~200 bytes each before);
+  // no state while every rule is at rest (a 96-byte node with the state inline, ~122 bytes per
+  // series with the heap and the index, before).
   const std::size_t per = engine.memoryBytes() / kSeries;
   MESSAGE("100,000 series, one rule: ", per, " bytes each");
-  CHECK(per <= 136);  // 140 with a node of 104 bytes
+  CHECK(per <= 72);
   engine.onReading(keep(Series{"pump-5", "bearing_temp", {}}), 90, kT0 + kS, kT0 + kS, ev);
   REQUIRE(ev.size() == 1);
   engine.tick(kT0 + 100 * kS, ev);
@@ -628,4 +636,45 @@ TEST_CASE("scale: 100,000 series forgotten, then found again with fresh states")
   CHECK(ev.size() == 9);  // a trigger for each but pump-5, which already fires
   CHECK(engine.counters().series == 10);
   CHECK(engine.counters().firing == 10);
+}
+
+TEST_CASE("memory: a series' states exist only while one of them is not at rest (issue 13)") {
+  AlertEngine engine({overheat(), silent(60 * kS)}, {.max_series = 20'000});
+  std::vector<AlertEvent> ev;
+  constexpr int kSeries = 10'000;
+  for (int i = 0; i < kSeries; ++i)
+    engine.onReading(keep(Series{"pump-" + std::to_string(i), "bearing_temp", {}}), 50, kT0, kT0,
+                     ev);
+  const std::size_t at_rest = engine.memoryBytes();
+  MESSAGE("10,000 series, two rules, at rest: ", at_rest / kSeries, " bytes each");
+  CHECK(at_rest / kSeries <= 72);  // before: a 96-byte node plus 48 bytes for the second rule
+  // Pending and back to ok: the states go again.
+  engine.onReading(keep(Series{"pump-3", "bearing_temp", {}}), 90, kT0 + kS, kT0 + kS, ev);
+  CHECK(engine.counters().pending == 0);  // for = 0: fired at once
+  CHECK(engine.memoryBytes() > at_rest);
+  engine.onReading(keep(Series{"pump-3", "bearing_temp", {}}), 70, kT0 + 2 * kS, kT0 + 2 * kS, ev);
+  REQUIRE(ev.size() == 2);  // trigger, resolve
+  // Resolved, but the trigger is remembered for min_retrigger: the states stay.
+  CHECK(engine.memoryBytes() > at_rest);
+  // A value beyond again within min_retrigger is held, not sent.
+  engine.onReading(keep(Series{"pump-3", "bearing_temp", {}}), 90, kT0 + 3 * kS, kT0 + 3 * kS, ev);
+  CHECK(ev.size() == 2);
+  CHECK(engine.counters().held == 1);
+  // A series whose value went beyond under a `for` and came back never triggered: at rest.
+  AlertEngine slow({overheat(30 * kS)}, {.max_series = 10});
+  slow.onReading(keep(kPump), 50, kT0, kT0, ev);
+  const std::size_t one = slow.memoryBytes();
+  slow.onReading(keep(kPump), 90, kT0 + kS, kT0 + kS, ev);
+  CHECK(slow.counters().pending == 1);
+  CHECK(slow.memoryBytes() > one);
+  slow.onReading(keep(kPump), 50, kT0 + 2 * kS, kT0 + 2 * kS, ev);
+  CHECK(slow.counters().pending == 0);
+  CHECK(slow.memoryBytes() == one);
+  // The silent rule still fires for every series at rest, and data resolves it.
+  ev.clear();
+  engine.tick(kT0 + 64 * kS, ev);  // pump-3 was last seen at 3 s
+  CHECK(engine.counters().firing == kSeries);
+  engine.onReading(keep(Series{"pump-9", "bearing_temp", {}}), 50, kT0 + 65 * kS, kT0 + 65 * kS,
+                   ev);
+  CHECK(engine.counters().firing == kSeries - 1);
 }

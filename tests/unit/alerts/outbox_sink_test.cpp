@@ -32,6 +32,7 @@ class ScriptedNotifier final : public Notifier {
 };
 
 const Series kPump{"pump-7", "bearing_temp", {{"line", "3"}}};
+const gw::InternedSeries kPumpInterned(kPump);
 
 ReadingRecord alertRecord(const char* rule, std::vector<std::string> notify,
                           AlertState state = AlertState::kFiring) {
@@ -48,7 +49,7 @@ ReadingRecord alertRecord(const char* rule, std::vector<std::string> notify,
   e.notify = std::move(notify);
   ReadingRecord r;
   r.kind = RecordKind::kAlert;
-  r.series = &kPump;
+  r.series = &kPumpInterned;
   appendOutboxJson(r.alert, e);
   return r;
 }
@@ -90,7 +91,7 @@ TEST_CASE("outbox sink: retry keeps Retry-After; a permanent refusal is a reject
 
   ReadingRecord broken;
   broken.kind = RecordKind::kAlert;
-  broken.series = &kPump;
+  broken.series = &kPumpInterned;
   broken.alert = "{not json";
   const std::vector<ReadingRecord> bad = {broken};
   CHECK((sink->send(bad).status == SendStatus::kRejected));

@@ -161,7 +161,7 @@ TEST_CASE("series objects keep their address while more are interned") {
   TempDir dir;
   auto j = Journal::open(optionsFor(dir));
   const SeriesId first = j->internSeries(kTemp);
-  const Series* p = &j->series(first);
+  const gw::InternedSeries* p = &j->series(first);
   for (int i = 0; i < 20000; ++i)
     j->internSeries(Series{"dev" + std::to_string(i), "m", {{"k", std::to_string(i)}}});
   CHECK(&j->series(first) == p);
@@ -1003,6 +1003,7 @@ TEST_CASE(
   TempDir dir;
   fs::create_directories(dir.db().parent_path());
   const Series series[] = {kTemp, kPressure};
+  const gw::InternedSeries interned[] = {gw::InternedSeries(kTemp), gw::InternedSeries(kPressure)};
   constexpr Nanos kMin = std::numeric_limits<Nanos>::min();
   constexpr Nanos kCommit1 = kT0 - 3 * kMinute, kCommit2 = kT0 - kMinute;
 
@@ -1031,7 +1032,7 @@ TEST_CASE(
                            std::optional<Nanos> device, TimeReference ref) {
     ReadingRecord r;
     r.seq = seq;
-    r.series = &series[s];
+    r.series = &interned[s];
     r.value = v;
     r.event_time = t;
     r.device_time = device;
@@ -1041,7 +1042,7 @@ TEST_CASE(
   const auto aggregate = [&](std::uint64_t seq, SeriesId s, const WindowStats& w) {
     ReadingRecord r;
     r.seq = seq;
-    r.series = &series[s];
+    r.series = &interned[s];
     r.value = std::numeric_limits<double>::quiet_NaN();
     r.event_time = w.start;
     r.kind = RecordKind::kAggregate;
@@ -1051,7 +1052,7 @@ TEST_CASE(
   const auto alert = [&](std::uint64_t seq, SeriesId s, Nanos t, double v, std::string json) {
     ReadingRecord r;
     r.seq = seq;
-    r.series = &series[s];
+    r.series = &interned[s];
     r.value = v;
     r.event_time = t;
     r.kind = RecordKind::kAlert;

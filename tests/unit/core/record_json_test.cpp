@@ -38,7 +38,8 @@ TEST_CASE("reading JSON: escaping, tags, optional device time") {
   Series s{"pump 7,\"a\"=b", "bearing_temp", {{"line", "l\\3"}, {"site", "north"}}};
   ReadingRecord r;
   r.seq = 42;
-  r.series = &s;
+  const gw::InternedSeries interned(s);
+  r.series = &interned;
   r.value = 21.5;
   r.event_time = kT0;
   r.device_time = kT0 - 2'500 * kNanosPerMilli;
@@ -53,7 +54,8 @@ TEST_CASE("reading JSON: escaping, tags, optional device time") {
     Series bare{"d", "m", {}};
     ReadingRecord b;
     b.seq = 18446744073709551615ull;
-    b.series = &bare;
+    const gw::InternedSeries interned_bare(bare);
+    b.series = &interned_bare;
     b.value = -0.1;
     b.event_time = kT0;
     CHECK(json(b) == R"({"device":"d","metric":"m","tags":{},"value":-0.1,)"
@@ -79,7 +81,8 @@ TEST_CASE("aggregate JSON: window, statistics in kStatOrder, late, sketch marker
   Series s{"pump-7", "bearing_temp", {{"line", "3"}}};
   ReadingRecord r;
   r.seq = 7;
-  r.series = &s;
+  const gw::InternedSeries interned(s);
+  r.series = &interned;
   r.kind = gw::RecordKind::kAggregate;
   r.value = std::nan("");
   r.event_time = 1'795'256'130'000'000'000;  // 2026-11-21T10:15:30Z

@@ -22,7 +22,8 @@ TEST_CASE("tail: the answer holds each reading record") {
   Series s{"pump-7", "temp", {{"line", "l3"}}};
   ReadingRecord r;
   r.seq = 9;
-  r.series = &s;
+  const gw::InternedSeries interned(s);
+  r.series = &interned;
   r.value = 21.5;
   r.event_time = 1'795'256'130'123'000'000;
   r.device_time = r.event_time - 2'000'000;

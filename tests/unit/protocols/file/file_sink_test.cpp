@@ -46,13 +46,14 @@ const char* kAlert =
 
 struct Batch {
   std::deque<Series> series;  // stable addresses
+  std::deque<gw::InternedSeries> interned;
   std::vector<ReadingRecord> records;
 
   ReadingRecord& add(RecordKind kind = RecordKind::kReading) {
     series.push_back(Series{"pump-7", "bearing_temp", {{"line", "3"}}});
     ReadingRecord r;
     r.seq = records.size() + 1;
-    r.series = &series.back();
+    r.series = &interned.emplace_back(series.back());
     r.kind = kind;
     r.value = 21.5;
     r.event_time = kT0;

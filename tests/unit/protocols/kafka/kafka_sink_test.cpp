@@ -146,16 +146,18 @@ std::vector<Consumed> consumeAll(const std::string& bootstrap, const std::string
 /// 50 devices × 20 readings, seq 1..1000, event times 10 ms apart.
 struct Batch {
   std::deque<Series> series;
+  std::deque<gw::InternedSeries> interned;  // the records' series (as the journal's)
   std::vector<ReadingRecord> records;
 
   explicit Batch(std::uint64_t first_seq, size_t n = 1000, size_t devices = 50) {
     for (size_t d = 0; d < devices; ++d) {
       series.push_back(Series{"pump-" + std::to_string(d), "temperature", {{"line", "3"}}});
+      interned.emplace_back(series.back());
     }
     for (size_t i = 0; i < n; ++i) {
       ReadingRecord r;
       r.seq = first_seq + i;
-      r.series = &series[i % devices];
+      r.series = &interned[i % devices];
       r.value = 20.0 + static_cast<double>(i) / 8;
       r.event_time = kT0 + static_cast<Nanos>(i) * 10 * kNanosPerMilli;
       if (i % 2 == 0) {
@@ -288,8 +290,9 @@ TEST_CASE("a record larger than message.max.bytes is rejected, not retried") {
 
   std::deque<Series> series{Series{std::string(3000, 'x'), "m", {}}, Series{"ok", "m", {}}};
   std::vector<ReadingRecord> records(2);
-  records[0].series = &series[0];
-  records[1].series = &series[1];
+  const gw::InternedSeries first(series[0]), second(series[1]);
+  records[0].series = &first;
+  records[1].series = &second;
   records[0].seq = 1;
   records[1].seq = 2;
   records[0].event_time = records[1].event_time = kT0;

@@ -19,7 +19,8 @@ constexpr gw::Nanos kT = 1'700'000'000'123'456'789;
 
 std::string line(const Series& s, double value = 21.5, gw::Nanos t = kT) {
   ReadingRecord r;
-  r.series = &s;
+  const gw::InternedSeries interned(s);
+  r.series = &interned;
   r.value = value;
   r.event_time = t;
   std::string out;
@@ -37,7 +38,8 @@ TEST_CASE("line protocol: plain reading") {
 TEST_CASE("line protocol: appends to the buffer") {
   const Series s{"d", "m", {}};
   ReadingRecord r;
-  r.series = &s;
+  const gw::InternedSeries interned(s);
+  r.series = &interned;
   r.value = 1;
   r.event_time = 5;
   std::string out = "x\n";

@@ -26,13 +26,14 @@ namespace {
 
 struct Batch {
   std::deque<Series> series;  // stable addresses
+  std::deque<gw::InternedSeries> interned;
   std::vector<ReadingRecord> records;
 
   void add(const std::string& device, double value, gw::Nanos t) {
     series.push_back(Series{device, "temp", {{"zone", "a"}}});
     ReadingRecord r;
     r.seq = records.size() + 1;
-    r.series = &series.back();
+    r.series = &interned.emplace_back(series.back());
     r.value = value;
     r.event_time = t;
     records.push_back(r);

@@ -189,11 +189,12 @@ std::map<Labels, Points> parseExport(const std::string& text) {
 
 struct Batch {
   std::deque<Series> series;
+  std::deque<gw::InternedSeries> interned;  // the records' series (as the journal's)
   std::vector<ReadingRecord> records;
   void add(const Series* s, double value, gw::Nanos t) {
     ReadingRecord r;
     r.seq = records.size() + 1;
-    r.series = s;
+    r.series = &interned.emplace_back(*s);
     r.value = value;
     r.event_time = t;
     records.push_back(r);
