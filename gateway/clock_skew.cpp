@@ -6,6 +6,7 @@
 #include <deque>
 #include <limits>
 #include <mutex>
+#include <stdexcept>
 
 namespace gw::clock {
 namespace {
@@ -82,9 +83,11 @@ const ClockOptions* internOptions(const ClockOptions& options) {
 std::uint16_t internedIndex(const ClockOptions* interned) {
   const std::lock_guard<std::mutex> lock(internMutex());
   const auto& list = internedList();
-  for (std::size_t i = 0; i < list.size(); ++i)
-    if (&list[i] == interned)
-      return static_cast<std::uint16_t>(std::min<std::size_t>(i, UINT16_MAX));
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    if (&list[i] != interned) continue;
+    if (i > UINT16_MAX) throw std::length_error("more than 65,536 distinct sets of clock options");
+    return static_cast<std::uint16_t>(i);
+  }
   return 0;
 }
 

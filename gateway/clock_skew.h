@@ -78,7 +78,9 @@ struct Correction {
 /// The one shared copy of `options` (equal options, one copy for the process's life).
 const ClockOptions* internOptions(const ClockOptions& options);
 /// The position of an interned set of options (internOptions' result) in the interned list, and
-/// back: 2 bytes per device instead of a pointer where space is tight (the clock table).
+/// back: 2 bytes per device instead of a pointer where space is tight (the clock table). A
+/// process has one set per distinct [clock] section it ran with (reloads); past 65,535 of them
+/// the index would saturate, so internedIndex() throws std::length_error instead.
 std::uint16_t internedIndex(const ClockOptions* interned);
 const ClockOptions* internedOptions(std::uint16_t index);
 

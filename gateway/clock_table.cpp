@@ -109,6 +109,7 @@ Correction ClockTable::DeviceEstimator::observe(Nanos device_time, Nanos referen
 ClockTable::ClockTable(ClockOptions options, std::size_t max_devices, Nanos idle)
     : options_(options),
       interned_(internOptions(options_)),
+      options_index_(internedIndex(interned_)),
       max_(std::min<std::size_t>(max_devices, kNil - 1)),
       idle_(idle),
       index_(max_) {}
@@ -139,7 +140,7 @@ ClockTable::Entry* ClockTable::find(std::string_view device, Nanos now,
     i = size_++;
     if (i / kChunk == chunks_.size()) chunks_.push_back(std::make_unique<Entry[]>(kChunk));
     Entry& e = at(i);
-    e = Entry(interned_);
+    e = Entry(options_index_);
     e.name_.set(device, stable_name);
     e.hash_ = hash;
     e.mark = now;

@@ -89,7 +89,8 @@ class ClockTable {
     static_assert(kLiteSamples < 16 && (kLiteSamples - 1) / 2 < 8, "count_ and steps_ bits");
 
     DeviceEstimator() = default;
-    explicit DeviceEstimator(const ClockOptions* interned) : options_(internedIndex(interned)) {}
+    /// `options`: internedIndex() of the options (the table's).
+    explicit DeviceEstimator(std::uint16_t options) : options_(options) {}
     DeviceEstimator(const DeviceEstimator&) = delete;
     DeviceEstimator& operator=(const DeviceEstimator&) = delete;
     DeviceEstimator(DeviceEstimator&& o) noexcept { *this = std::move(o); }
@@ -159,7 +160,7 @@ class ClockTable {
     float rate = -1;  ///< over the previous mark interval; < 0: none yet
 
     Entry() = default;
-    explicit Entry(const ClockOptions* interned) : estimator(interned) {}
+    explicit Entry(std::uint16_t options) : estimator(options) {}
 
    private:
     std::uint32_t older_ = 0, newer_ = 0;  ///< the idle order (an intrusive list of indices)
@@ -219,6 +220,7 @@ class ClockTable {
 
   ClockOptions options_;
   const ClockOptions* interned_;  ///< internOptions(options_)
+  std::uint16_t options_index_;   ///< internedIndex(interned_)
   std::size_t max_;
   Nanos idle_;
   std::vector<std::unique_ptr<Entry[]>> chunks_;
