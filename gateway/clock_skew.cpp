@@ -6,6 +6,7 @@
 #include <deque>
 #include <limits>
 #include <mutex>
+#include <stdexcept>
 
 namespace gw::clock {
 namespace {
@@ -58,18 +59,52 @@ double rel(Nanos a, Nanos b) {
 
 }  // namespace
 
+namespace {
+std::mutex& internMutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+std::deque<ClockOptions>& internedList() {
+  static std::deque<ClockOptions> interned;
+  return interned;
+}
+}  // namespace
+
 const ClockOptions* internOptions(const ClockOptions& options) {
   // A config has one set of clock options; a reload may add another. Never freed: estimators
   // of a previous config may still point at theirs (a few bytes per distinct set).
-  static std::mutex mutex;
-  static std::deque<ClockOptions> interned;
-  const std::lock_guard<std::mutex> lock(mutex);
+  const std::lock_guard<std::mutex> lock(internMutex());
+  auto& interned = internedList();
   for (const ClockOptions& o : interned)
     if (o == options) return &o;
   return &interned.emplace_back(options);
 }
 
+std::uint16_t internedIndex(const ClockOptions* interned) {
+  const std::lock_guard<std::mutex> lock(internMutex());
+  const auto& list = internedList();
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    if (&list[i] != interned) continue;
+    if (i > UINT16_MAX) throw std::length_error("more than 65,536 distinct sets of clock options");
+    return static_cast<std::uint16_t>(i);
+  }
+  return 0;
+}
+
+const ClockOptions* internedOptions(std::uint16_t index) {
+  const std::lock_guard<std::mutex> lock(internMutex());
+  return &internedList().at(index);
+}
+
 SkewEstimator::SkewEstimator(const ClockOptions& options) : options_(internOptions(options)) {}
+
+void SkewEstimator::reset(const ClockOptions* interned) {
+  Ring ring = std::move(ring_);
+  CandidateBox candidate = std::move(candidate_);
+  *this = withInterned(interned);
+  ring_ = std::move(ring);
+  candidate_ = std::move(candidate);
+}
 
 DeviceClock SkewEstimator::state() const {
   DeviceClock c;

@@ -77,10 +77,22 @@ struct Correction {
 /// (sizeof plus at most kSegments points and one Candidate).
 /// The one shared copy of `options` (equal options, one copy for the process's life).
 const ClockOptions* internOptions(const ClockOptions& options);
+/// The position of an interned set of options (internOptions' result) in the interned list, and
+/// back: 2 bytes per device instead of a pointer where space is tight (the clock table). A
+/// process has one set per distinct [clock] section it ran with (reloads); past 65,535 of them
+/// the index would saturate, so internedIndex() throws std::length_error instead.
+std::uint16_t internedIndex(const ClockOptions* interned);
+const ClockOptions* internedOptions(std::uint16_t index);
 
 class SkewEstimator {
  public:
   explicit SkewEstimator(const ClockOptions& options);
+  /// With options already interned (internOptions' result): no look-up.
+  static SkewEstimator withInterned(const ClockOptions* interned) { return {interned, 0}; }
+  /// Back to a new estimator with `interned` options, keeping the storage already allocated
+  /// (history, candidate): the same results as a new one, without an allocation when it is
+  /// filled again (a scratch estimator replaying a few samples; see ClockTable).
+  void reset(const ClockOptions* interned);
   /// Feeds one observation and returns the corrected event time for it. While the estimate is
   /// not yet trustworthy the reference time is used (Correction::offset = reference − device
   /// time): for the first observation, and for one whose offset jumps by more than
@@ -111,6 +123,7 @@ class SkewEstimator {
   static constexpr int kSegments = 16;
 
  private:
+  SkewEstimator(const ClockOptions* interned, int /*tag*/) : options_(interned) {}
   Correction estimate(Nanos device_time, Nanos reference_time);
   /// Applies ClockOptions::tolerance to an estimate.
   Correction trust(Nanos device_time, const Correction& corrected) const;

@@ -1,5 +1,6 @@
 #include "gateway/clock_table.h"
 
+#include <algorithm>
 #include <cassert>
 #include <utility>
 
@@ -12,8 +13,103 @@ std::uint32_t hashOf(std::string_view device) {
 }
 }  // namespace
 
+ClockTable::DeviceEstimator& ClockTable::DeviceEstimator::operator=(DeviceEstimator&& o) noexcept {
+  if (this != &o) {
+    release();
+    p_ = std::exchange(o.p_, 0);
+    count_ = o.count_;
+    out_of_bounds_ = o.out_of_bounds_;
+    steps_ = o.steps_;
+    o.count_ = 0;
+    reference_ = o.reference_;
+    options_ = o.options_;
+  }
+  return *this;
+}
+
+void ClockTable::DeviceEstimator::release() {
+  if (full())
+    delete own();
+  else
+    delete[] lite();
+  p_ = 0;
+  count_ = 0;
+  out_of_bounds_ = 0;
+  steps_ = 0;
+}
+
+std::size_t ClockTable::DeviceEstimator::heapBytes() const {
+  if (full()) return sizeof(SkewEstimator) + own()->heapBytes();
+  return static_cast<std::size_t>(capacityFor(count_)) * sizeof(Sample);
+}
+
+SkewEstimator& ClockTable::DeviceEstimator::replay(const ClockOptions* interned) const {
+  // One scratch estimator for the loop's thread: its history and candidate stay allocated, so
+  // a replay allocates nothing.
+  thread_local SkewEstimator scratch = SkewEstimator::withInterned(interned);
+  scratch.reset(interned);
+  const Sample* s = lite();
+  for (int i = 0; i < count_; ++i)
+    scratch.observe(s[i].device_time, s[i].reference_time,
+                    i + 1 == count_ ? reference_ : TimeReference::kReceive);
+  return scratch;
+}
+
+DeviceClock ClockTable::DeviceEstimator::state() const {
+  if (full()) return own()->state();
+  return replay(internedOptions(options_)).state();
+}
+
+SkewEstimator& ClockTable::DeviceEstimator::promote(const ClockOptions* interned) {
+  if (full()) return *own();
+  auto e = std::make_unique<SkewEstimator>(SkewEstimator::withInterned(interned));
+  const Sample* s = lite();
+  for (int i = 0; i < count_; ++i)
+    e->observe(s[i].device_time, s[i].reference_time,
+               i + 1 == count_ ? reference_ : TimeReference::kReceive);
+  release();
+  p_ = reinterpret_cast<std::uintptr_t>(e.release()) | 1;
+  return *own();
+}
+
+Correction ClockTable::DeviceEstimator::observe(Nanos device_time, Nanos reference_time,
+                                                TimeReference reference,
+                                                const ClockOptions* interned, Change& change) {
+  SkewEstimator* e = full() ? own() : nullptr;
+  if (e == nullptr && count_ >= kLiteSamples) e = &promote(interned);
+  if (e == nullptr) {
+    // Replayed: the state before this sample, then this sample; the sample is kept.
+    SkewEstimator& r = replay(interned);
+    change.out_before = out_of_bounds_;
+    change.steps_before = steps_;
+    const Correction c = r.observe(device_time, reference_time, reference);
+    change.out_after = r.outOfBounds();
+    change.steps_after = r.steps();
+    out_of_bounds_ = change.out_after;
+    steps_ = static_cast<std::uint8_t>(std::min<std::uint32_t>(change.steps_after, 7));
+    const int capacity = capacityFor(count_);
+    if (count_ == capacity) {
+      auto grown = std::make_unique<Sample[]>(static_cast<std::size_t>(capacityFor(count_ + 1)));
+      std::copy_n(lite(), count_, grown.get());
+      delete[] lite();
+      p_ = reinterpret_cast<std::uintptr_t>(grown.release());
+    }
+    lite()[count_++] = {device_time, reference_time};
+    reference_ = reference;
+    return c;
+  }
+  change.out_before = e->outOfBounds();
+  change.steps_before = e->steps();
+  const Correction c = e->observe(device_time, reference_time, reference);
+  change.out_after = e->outOfBounds();
+  change.steps_after = e->steps();
+  return c;
+}
+
 ClockTable::ClockTable(ClockOptions options, std::size_t max_devices, Nanos idle)
     : options_(options),
+      interned_(internOptions(options_)),
+      options_index_(internedIndex(interned_)),
       max_(std::min<std::size_t>(max_devices, kNil - 1)),
       idle_(idle),
       index_(max_) {}
@@ -32,7 +128,8 @@ void ClockTable::linkNewest(std::uint32_t i) {
   newest_ = i;
 }
 
-SkewEstimator* ClockTable::use(std::string_view device, Nanos now, const std::string* stable_name) {
+ClockTable::Entry* ClockTable::find(std::string_view device, Nanos now,
+                                    const std::string* stable_name) {
   const std::uint32_t hash = hashOf(device);
   std::uint32_t i = index_.find(hash, [&](std::uint32_t e) { return at(e).name_.get() == device; });
   if (i == kNil) {
@@ -43,7 +140,7 @@ SkewEstimator* ClockTable::use(std::string_view device, Nanos now, const std::st
     i = size_++;
     if (i / kChunk == chunks_.size()) chunks_.push_back(std::make_unique<Entry[]>(kChunk));
     Entry& e = at(i);
-    e = Entry(options_);
+    e = Entry(options_index_);
     e.name_.set(device, stable_name);
     e.hash_ = hash;
     e.mark = now;
@@ -56,26 +153,31 @@ SkewEstimator* ClockTable::use(std::string_view device, Nanos now, const std::st
   Entry& e = at(i);
   e.last_use = now;
   if (now - e.mark >= kRateInterval) {
-    const std::uint64_t samples = e.estimator.samples();
+    const auto samples = static_cast<std::uint32_t>(e.estimator.samples());
     e.rate = static_cast<float>(static_cast<double>(samples - e.mark_samples) * kNanosPerSecond /
                                 static_cast<double>(now - e.mark));
     e.mark = now;
     e.mark_samples = samples;
   }
-  return &e.estimator;
+  return &e;
+}
+
+SkewEstimator* ClockTable::use(std::string_view device, Nanos now, const std::string* stable_name) {
+  Entry* e = find(device, now, stable_name);
+  return e == nullptr ? nullptr : &e->estimator.promote(interned_);
 }
 
 std::optional<Correction> ClockTable::observe(std::string_view device, Nanos now, Nanos device_time,
                                               Nanos reference_time, TimeReference reference,
                                               const std::string* stable_name) {
-  SkewEstimator* e = use(device, now, stable_name);
+  Entry* e = find(device, now, stable_name);
   if (e == nullptr) return std::nullopt;
-  const bool out_before = e->outOfBounds();
-  const std::uint32_t steps_before = e->steps();
-  const Correction c = e->observe(device_time, reference_time, reference);
-  const bool out_after = e->outOfBounds();
+  DeviceEstimator::Change change;
+  const Correction c =
+      e->estimator.observe(device_time, reference_time, reference, interned_, change);
+  const bool out_before = change.out_before, out_after = change.out_after;
   out_of_bounds_ = out_of_bounds_ - out_before + out_after;
-  steps_ += e->steps() - steps_before;
+  steps_ += change.steps_after - change.steps_before;
   if (out_before != out_after) {
     if (out_after)
       skewed_.emplace(device);
@@ -134,8 +236,8 @@ std::optional<double> ClockTable::rate(const Entry& e, Nanos now) const {
   // Since the mark when that is at least 1 s ago (a silent device decays towards 0), else
   // the previous interval's rate.
   if (now - e.mark >= kNanosPerSecond)
-    return static_cast<double>(e.estimator.state().samples - e.mark_samples) * kNanosPerSecond /
-           static_cast<double>(now - e.mark);
+    return static_cast<double>(static_cast<std::uint32_t>(e.estimator.samples()) - e.mark_samples) *
+           kNanosPerSecond / static_cast<double>(now - e.mark);
   if (e.rate >= 0) return e.rate;
   return std::nullopt;
 }
