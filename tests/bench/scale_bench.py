@@ -152,10 +152,15 @@ def views(gw, metrics_port):
     for _ in range(5):
         t0 = time.monotonic()
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=60) as r:
-            size = len(r.read())
+            body = r.read()
+            size = len(body)
         times.append(time.monotonic() - t0)
     out["metrics_ms"] = statistics.median(times) * 1000
     out["metrics_bytes"] = size
+    # The longest run of each named kind of loop work since start (ms; an older gatewayd: none).
+    out["loop_work_max_ms"] = {
+        line.split('work="')[1].split('"')[0]: round(float(line.rsplit(" ", 1)[1]) * 1000, 1)
+        for line in body.decode().splitlines() if line.startswith("iot_gateway_loop_work_max_seconds{")}
     return out
 
 
