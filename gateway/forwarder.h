@@ -25,6 +25,8 @@ class Journal;
 
 namespace gw {
 
+class LoopWorkMeter;
+
 struct ForwarderOptions {
   size_t batch = 1000;
   /// Backoff after failed sends (core/retry_policy.h: exponential, equal jitter). retry_max
@@ -50,6 +52,8 @@ struct ForwarderEnv {
   /// of the retry log line.
   Clock clock;
   RetryPolicy::Uniform uniform;  ///< jitter source; seeded from std::random_device when empty
+  /// Times each delivery report's handling on the loop (gateway/loop_work.h); may be null.
+  LoopWorkMeter* loop_work = nullptr;
 };
 
 struct ForwarderStatus {

@@ -1,7 +1,9 @@
 // Which piece of work held the event loop (issue 13: the loop's longest stall, aim ≤ 10 ms).
 // The stall itself is a 10 ms timer's lateness (Pipeline::Impl::watchLoop); this names the
 // handler behind it: a few handlers of the pipeline (commit, retention, window slices, …) read
-// the monotonic clock before and after they run, once per handler, never per message. The
+// the monotonic clock before and after they run, once per handler; a source's messages are timed
+// as one turn (openTurn/markTurn/closeTurn: the CPU clock read once per turn, never per
+// message). The
 // longest run of each kind is kept for the current and the previous 10 s bucket and since start.
 // The loop thread's CPU time is read beside it (a system call per handler run), so that a run
 // that was long because the thread waited for a CPU can be told from one that worked that long.
@@ -31,12 +33,15 @@ enum class LoopWorkKind : std::uint8_t {
   kAlertTick,       ///< the alert engine's timers (no_data_for, re-triggers), a slice
   kDurable,         ///< acknowledgements and sink pokes after a sync or commit
   kStats,           ///< the periodic stats line
+  kIngest,          ///< a source's turn: its messages decoded, appended, windows and alerts fed
+  kSinks,           ///< a sink's delivery report and the next batch read from the journal
   kCount
 };
 
 constexpr std::array<std::string_view, static_cast<std::size_t>(LoopWorkKind::kCount)>
-    kLoopWorkNames{"commit",       "retention", "window_close", "window_deadline",
-                   "alert_timers", "durable",   "stats"};
+    kLoopWorkNames{"commit",          "retention",    "window_close",
+                   "window_deadline", "alert_timers", "durable",
+                   "stats",           "ingest",       "sinks"};
 
 constexpr std::string_view loopWorkName(LoopWorkKind k) {
   return kLoopWorkNames[static_cast<std::size_t>(k)];
@@ -73,6 +78,7 @@ class LoopWorkMeter {
   /// is the longest since the last stall check or since start (it may format).
   template <class Fn, class Detail>
   void run(LoopWorkKind kind, Fn&& fn, Detail&& detail) {
+    closeTurn();  // whatever ran before this handler is not part of it
     const Nanos start = mono_(), cpu_start = cpu_();
     std::forward<Fn>(fn)();
     record(kind, mono_() - start, std::forward<Detail>(detail), cpu_() - cpu_start);
@@ -82,8 +88,42 @@ class LoopWorkMeter {
     run(kind, std::forward<Fn>(fn), [] { return std::string(); });
   }
 
+  // --- a turn: work that comes as many calls inside one handler (a source's messages) ---------
+  // The first call of a turn opens it (both clocks read), each call ends with markTurn() (the
+  // monotonic clock only: a vDSO read, no system call), and closeTurn() records it: from a
+  // handler posted when the turn opened, and before any other kind runs or is recorded, so a
+  // turn never spans other named work. Its CPU time is the thread's CPU from the opening to the
+  // close, at most its wall time (unnamed handlers in between, e.g. a control request, would
+  // count; named ones cannot).
+
+  /// Opens a turn of `kind` unless one is open; true when this call opened it. `detail` is
+  /// called when the turn is recorded as the longest (it may read the caller's counters).
+  bool openTurn(LoopWorkKind kind, std::function<std::string()> detail) {
+    if (turn_open_) return false;
+    turn_open_ = true;
+    turn_kind_ = kind;
+    turn_start_ = turn_last_ = mono_();
+    turn_cpu_start_ = cpu_();
+    turn_detail_ = std::move(detail);
+    return true;
+  }
+  /// One call of the open turn ended.
+  void markTurn() { turn_last_ = mono_(); }
+  bool turnOpen() const { return turn_open_; }
+  /// Records the open turn (nothing when none is open).
+  void closeTurn() {
+    if (!turn_open_) return;
+    turn_open_ = false;
+    const Nanos took = turn_last_ - turn_start_;
+    const Nanos cpu = std::min(took, cpu_() - turn_cpu_start_);
+    auto detail = std::exchange(turn_detail_, {});
+    record(
+        turn_kind_, took, [&] { return detail ? detail() : std::string(); }, cpu);
+  }
+
   template <class Detail>
   void record(LoopWorkKind kind, Nanos took, Detail&& detail, Nanos cpu = -1) {
+    if (turn_open_ && kind != turn_kind_) closeTurn();
     const auto i = static_cast<std::size_t>(kind);
     bucket_[i] = std::max(bucket_[i], took);
     if (took > max_[i]) max_[i] = took;
@@ -102,7 +142,10 @@ class LoopWorkMeter {
   }
 
   /// The longest run since the previous call (the loop watch's check), and a new span.
-  LoopWork takeSinceCheck() { return std::exchange(since_check_, LoopWork{}); }
+  LoopWork takeSinceCheck() {
+    closeTurn();
+    return std::exchange(since_check_, LoopWork{});
+  }
 
   /// Longest run of `kind` over the current and the previous bucket (10–20 s), and since start.
   Nanos recent(LoopWorkKind kind) const {
@@ -126,6 +169,10 @@ class LoopWorkMeter {
   std::function<Nanos()> mono_, cpu_;
   std::array<Nanos, kKinds> bucket_{}, previous_{}, max_{};
   LoopWork longest_, since_check_;
+  bool turn_open_ = false;
+  LoopWorkKind turn_kind_ = LoopWorkKind::kIngest;
+  Nanos turn_start_ = 0, turn_last_ = 0, turn_cpu_start_ = 0;
+  std::function<std::string()> turn_detail_;
 };
 
 }  // namespace gw

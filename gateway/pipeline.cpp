@@ -54,7 +54,8 @@ Pipeline::Impl::Impl(boost::asio::io_context& io_, const config::Config& cfg_, C
   BuildContext context{io, cfg.gateway.id, cfg.clock.broker_reference, cfg.clock.broker_property};
   context.commit_interval = cfg.buffer.commit_interval;  // issue 16: the MQTT read batching
   // The forwarders read the same clock (records' ages, on their worker threads).
-  const ForwarderEnv env{time, {}};
+  ForwarderEnv env{time, {}};
+  env.loop_work = &loop_work;  // their delivery reports are named in the loop's attribution
   for (const auto& s : cfg.sinks) {
     forwarders.push_back(
         std::make_unique<Forwarder>(io, *journal, s.config->build(context), s.forward, env));
@@ -171,6 +172,7 @@ void Pipeline::Impl::stop() {
 }
 
 void Pipeline::Impl::bad(const BadInput& in) {
+  beginIngest();
   auto it = bad_counts.find(in.reason);
   if (it == bad_counts.end()) it = bad_counts.emplace(std::string(in.reason), 0).first;
   ++it->second;
@@ -184,6 +186,7 @@ void Pipeline::Impl::bad(const BadInput& in) {
         "bad input ({}) on topic '{}' ({} bytes); {} more bad messages not logged; "
         "gatewayctl bad shows them",
         in.reason, buffer::escapeExcerpt(in.where, 200), in.size, suppressed);
+  loop_work.markTurn();
 }
 
 std::uint64_t Pipeline::Impl::appendedSeq() const {
@@ -215,8 +218,32 @@ void Pipeline::Impl::deviceOnline(std::string_view device, bool online) {
     device_online.emplace(std::string(device), online);
 }
 
+/// A source's messages are timed as one turn of the loop (gateway/loop_work.h), not one by one:
+/// the first message of a turn opens it and posts its close, which runs once the handler that
+/// delivers them (an MQTT read's slice, a CoAP request) has returned.
+void Pipeline::Impl::beginIngest() {
+  if (!loop_work.openTurn(LoopWorkKind::kIngest, [this] {
+        return fmt::format("{} messages, {} new series", turn_messages, turn_new_series);
+      }))
+    return;
+  turn_messages = turn_new_series = 0;
+  boost::asio::post(io, [this, a = std::weak_ptr<bool>(alive)] {
+    if (!a.expired()) loop_work.closeTurn();
+  });
+}
+
+/// A series id past every id ingest has seen is a series new to the journal (ids are dense):
+/// its first-seen work (series row, clock estimator, alert state, index inserts) is in this turn.
+void Pipeline::Impl::countSeries(SeriesId id) {
+  if (id < ingest_ids_seen) return;
+  ++turn_new_series;
+  ingest_ids_seen = id + 1;
+}
+
 std::uint64_t Pipeline::Impl::reading(Series& series, const Decoded& decoded, Nanos reference_time,
                                       TimeReference reference) {
+  beginIngest();
+  ++turn_messages;
   // Clock stage: the device's time corrected by its estimated offset; without a device time,
   // the reference itself.
   Nanos event_time = reference_time;
@@ -228,6 +255,7 @@ std::uint64_t Pipeline::Impl::reading(Series& series, const Decoded& decoded, Na
   if (!decoded.values.empty()) {
     if (!decoded.values.front().metric.empty()) series.metric.assign(decoded.values.front().metric);
     first_id = journal->internSeries(series);
+    countSeries(first_id);
     stable_device = &journal->series(first_id).device;
   }
   if (decoded.device_time && decoded.historical) {
@@ -243,6 +271,7 @@ std::uint64_t Pipeline::Impl::reading(Series& series, const Decoded& decoded, Na
     const DecodedValue& v = decoded.values[i];
     if (i > 0 && !v.metric.empty()) series.metric.assign(v.metric);
     const SeriesId id = i == 0 ? first_id : journal->internSeries(series);
+    if (i > 0) countSeries(id);
     const std::uint64_t seq =
         journal->append(id, v.value, event_time, decoded.device_time, reference);
     ++readings;
@@ -259,6 +288,7 @@ std::uint64_t Pipeline::Impl::reading(Series& series, const Decoded& decoded, Na
   pokeSoon();
   const std::uint64_t last = appendedSeq();
   commitSoon();
+  loop_work.markTurn();
   return last;
 }
 
@@ -426,7 +456,9 @@ void Pipeline::Impl::pokeSoon() {
     if (a.expired()) return;
     poke_posted = false;
     if (stopped) return;
-    for (auto& f : forwarders) f->poke();
+    loop_work.run(LoopWorkKind::kSinks, [this] {
+      for (auto& f : forwarders) f->poke();
+    });
   });
 }
 

@@ -128,6 +128,11 @@ struct Pipeline::Impl final : Ingest {
   Nanos loop_bucket_start = 0;
   // Which named handler ran longest (gateway/loop_work.h); a long stall is logged with it.
   LoopWorkMeter loop_work{time.mono};
+  // Ingest timed per turn (kIngest): the turn's messages, and series new to the journal.
+  void beginIngest();
+  void countSeries(SeriesId id);
+  std::size_t turn_messages = 0, turn_new_series = 0;
+  SeriesId ingest_ids_seen = 0;
   // The longest stall counting only the loop thread's CPU time in it (waits for a CPU or for
   // I/O left out): work that holds the loop, apart from a loaded machine.
   Nanos loop_cpu_last = -1, loop_cpu_max = 0, loop_cpu_bucket = 0, loop_cpu_previous = 0;

@@ -28,6 +28,7 @@ void Pipeline::Impl::sliceWindows() {
     if (a.expired() || stopped) return;
     window_slice_posted = false;
     ++window_slices;
+    loop_work.closeTurn();  // ingest before this slice is not part of it
     const Nanos start = time.mono(), cpu_start = loop_work.cpuNow();
     std::size_t closed = 0;
     while (closed < kWindowSlice && windows->closing() > 0) {

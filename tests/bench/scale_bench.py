@@ -20,11 +20,17 @@ Each figure is the median of --runs floods of --count readings (at least one per
 the same gatewayd. `--gatewayd PATH` runs another build (e.g. the code before a change) with
 the same load; the control requests are raw socket requests, so an older daemon answers too.
 `--preload LIB` runs gatewayd with LD_PRELOAD=LIB (to compare allocators: jemalloc, mimalloc).
+`--perf DIR` records the event loop's thread during each size's first flood (the one that first
+sees its series) with `perf record` (CPU samples with DWARF call graphs, context switches and the
+loop's `epoll_wait` calls) into DIR/perf-<series>.data, to find what holds the loop between two
+calls of `epoll_wait` (issue 13, README "Loop turns"); a measurement aid, it slows gatewayd.
 
 Usage: tests/bench/scale_bench.py [--sizes 50,1000,...] [--runs 3] [--count 300000] [--json F]
 """
 import argparse
 import json
+import signal
+import subprocess
 import statistics
 import sys
 import threading
@@ -80,9 +86,20 @@ def loop_stall(gw, seen):
     return (best[0], best[1], cpu if cpu >= 0 else None)
 
 
-def flood(gw, mq, devices, count, seed):
-    """Publishes `count` readings over `devices` devices; returns the figures of this flood."""
+def perf_record(pid, out):
+    """perf on gatewayd's loop thread (the main thread: its tid is the pid) until stopped."""
+    return subprocess.Popen(
+        ["perf", "record", "-q", "-F", "1999", "-e", "cpu-clock", "-e", "syscalls:sys_enter_epoll_wait",
+         "-e", "syscalls:sys_exit_epoll_wait",
+         "--switch-events", "--call-graph", "dwarf,16384", "-t", str(pid), "-o", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def flood(gw, mq, devices, count, seed, perf=None):
+    """Publishes `count` readings over `devices` devices; returns the figures of this flood.
+    perf: a perf.data path to record the loop thread into during the flood."""
     base = kafka_sent(gw)
+    rec = perf_record(gw.proc.p.pid, perf) if perf else None
     cpu0, _, _ = proc_figures(gw.proc.p.pid)
     result = {}
     t = threading.Thread(target=lambda: result.update(sim(mq.uri, devices, count, seed)))
@@ -104,6 +121,9 @@ def flood(gw, mq, devices, count, seed):
             break  # no progress for 5 s after the publisher finished
         time.sleep(0.05)
     t.join()
+    if rec:
+        rec.send_signal(signal.SIGINT)
+        rec.wait(timeout=120)
     loop = loop_stall(gw, loop)
     cpu1, _, _ = proc_figures(gw.proc.p.pid)
     published = int(result.get("sent", 0))
@@ -132,10 +152,15 @@ def views(gw, metrics_port):
     for _ in range(5):
         t0 = time.monotonic()
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=60) as r:
-            size = len(r.read())
+            body = r.read()
+            size = len(body)
         times.append(time.monotonic() - t0)
     out["metrics_ms"] = statistics.median(times) * 1000
     out["metrics_bytes"] = size
+    # The longest run of each named kind of loop work since start (ms; an older gatewayd: none).
+    out["loop_work_max_ms"] = {
+        line.split('work="')[1].split('"')[0]: round(float(line.rsplit(" ", 1)[1]) * 1000, 1)
+        for line in body.decode().splitlines() if line.startswith("iot_gateway_loop_work_max_seconds{")}
     return out
 
 
@@ -156,7 +181,7 @@ def wait_alerts(gw, devices, res):
           f"{hwm0 / 1024:.1f} -> {hwm / 1024:.1f} MiB, VmRSS {rss / 1024:.1f} MiB", flush=True)
 
 
-def one_size(wd, mq, kafka, devices, runs, count, env=None, alerts=False):
+def one_size(wd, mq, kafka, devices, runs, count, env=None, alerts=False, perf_dir=None):
     metrics_port = free_port()
     gw = Gatewayd(wd, mq.uri, kafka=kafka, client_id=f"scale-gw-{devices}", env=env,
                   subscribe=gwtest.DEFAULT_SUBSCRIBE.replace("qos = 1", "qos = 0"),
@@ -165,7 +190,8 @@ def one_size(wd, mq, kafka, devices, runs, count, env=None, alerts=False):
         n = max(count, devices)
         floods = []
         for i in range(runs):
-            f = flood(gw, mq, devices, n, seed=devices + i)
+            perf = Path(perf_dir) / f"perf-{devices}.data" if perf_dir and i == 0 else None
+            f = flood(gw, mq, devices, n, seed=devices + i, perf=perf)
             floods.append(f)
             print(f"  {devices:>9,} series, run {i + 1}: {f['rate']:,.0f} readings/s "
                   f"({f['published']:,} published, {f['kafka']:,} Kafka confirmations); loop stall "
@@ -220,6 +246,7 @@ def main():
     ap.add_argument("--preload", help="LD_PRELOAD for gatewayd (e.g. an allocator: libjemalloc.so.2)")
     ap.add_argument("--wait-alerts", action="store_true",
                     help="wait until every series' no_data_for alert fired (60 s after its flood); VmHWM then")
+    ap.add_argument("--perf", metavar="DIR", help="perf record of the loop thread in each size's first flood")
     ap.add_argument("--json")
     a = ap.parse_args()
     env = {"LD_PRELOAD": a.preload} if a.preload else None
@@ -238,7 +265,7 @@ def main():
             try:
                 kafka = KafkaBroker(wn)
                 runs = a.big_runs if n >= 1_000_000 else a.runs
-                results.append(one_size(wn, mq, kafka, n, runs, a.count, env, a.wait_alerts))
+                results.append(one_size(wn, mq, kafka, n, runs, a.count, env, a.wait_alerts, a.perf))
             finally:
                 wn.close(failed=False)
             print(json.dumps(results[-1]), flush=True)
