@@ -219,6 +219,12 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
     cv.notify_one();
   }
 
+  bool wantsPoke() const {
+    if (stopped || busy) return false;
+    if (!pace_armed || options.alerts_only) return true;
+    return journal.sendableSeq() - sent_upto >= options.batch;  // a full batch goes at once
+  }
+
   void onResult(const SendResult& r, std::uint64_t first, std::uint64_t last, size_t n) {
     if (stopped) return;
     switch (r.status) {
@@ -307,6 +313,7 @@ Forwarder::~Forwarder() { stop(); }
 
 void Forwarder::poke() { impl_->poke(); }
 void Forwarder::stop() { impl_->stop(); }
+bool Forwarder::wantsPoke() const { return impl_->wantsPoke(); }
 ForwarderStatus Forwarder::status() const { return impl_->snapshot(); }
 std::uint64_t Forwarder::cursor() const { return impl_->status.cursor; }
 const std::string& Forwarder::name() const { return impl_->status.name; }
