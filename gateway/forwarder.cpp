@@ -1,5 +1,7 @@
 #include "gateway/forwarder.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -83,7 +85,11 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
   size_t age_next = 0, age_count = 0;                         // guarded by mu
 
   void startWorker() {
-    worker = std::thread([self = shared_from_this()] { self->workerLoop(); });
+    worker = std::thread([self = shared_from_this()] {
+      // "gw-fwd-<sink>" (15 characters at most) for top -H, perf and strace.
+      pthread_setname_np(pthread_self(), ("gw-fwd-" + self->status.name).substr(0, 15).c_str());
+      self->workerLoop();
+    });
   }
 
   void workerLoop() {
