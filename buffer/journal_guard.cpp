@@ -21,6 +21,7 @@
 #include <system_error>
 
 #include "buffer/sqlite_journal.h"
+#include "buffer/wal_write_vfs.h"
 
 namespace gw::buffer::detail {
 namespace {
@@ -195,9 +196,9 @@ bool SqliteJournal::restore(const std::string& why) {
   // 3. The connection moves to the copy. The old one closes without a checkpoint: its files are
   //    gone from the path and must not be touched by name.
   sqlite3* raw = nullptr;
-  int rc =
-      sqlite3_open_v2(path_.c_str(), &raw,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  int rc = sqlite3_open_v2(path_.c_str(), &raw,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                           walWriteVfs());  // as open(): a commit's WAL frames in one write
   sqlite::Db next(raw);
   if (rc == SQLITE_OK) rc = configure(next.get());
   if (rc != SQLITE_OK) return fail("opening the copy: " + sqlite::describe(next.get(), rc));

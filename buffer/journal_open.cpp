@@ -14,6 +14,7 @@
 #include <system_error>
 
 #include "buffer/sqlite_journal.h"
+#include "buffer/wal_write_vfs.h"
 
 namespace gw::buffer {
 namespace detail {
@@ -176,9 +177,10 @@ int SqliteJournal::quickCheck(std::string& result) {
 
 OpenResult SqliteJournal::open() {
   sqlite3* raw = nullptr;
-  int rc =
-      sqlite3_open_v2(path_.c_str(), &raw,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  // Through walWriteVfs(): a commit's WAL frames in one write (wal_write_vfs.h, issue 16).
+  int rc = sqlite3_open_v2(path_.c_str(), &raw,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                           walWriteVfs());
   db_.reset(raw);  // also on failure: the handle holds the error message
   if (rc != SQLITE_OK) return failed(rc, "open");
   if ((rc = sqlite3_extended_result_codes(db_.get(), 1)) != SQLITE_OK)

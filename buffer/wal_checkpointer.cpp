@@ -2,10 +2,15 @@
 #include "buffer/wal_checkpointer.h"
 
 #include <fmt/core.h>
+#include <pthread.h>
 
 namespace gw::buffer::detail {
 
-WalCheckpointer::WalCheckpointer() : thread_([this] { run(); }) {}
+WalCheckpointer::WalCheckpointer()
+    : thread_([this] {
+        pthread_setname_np(pthread_self(), "gw-checkpoint");  // for top -H, perf, strace
+        run();
+      }) {}
 
 WalCheckpointer::~WalCheckpointer() {
   {

@@ -2,6 +2,7 @@
 #include "buffer/wal_syncer.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,7 +15,11 @@
 
 namespace gw::buffer::detail {
 
-WalSyncer::WalSyncer() : thread_([this] { run(); }) {}
+WalSyncer::WalSyncer()
+    : thread_([this] {
+        pthread_setname_np(pthread_self(), "gw-wal-sync");  // for top -H, perf, strace
+        run();
+      }) {}
 
 WalSyncer::~WalSyncer() {
   {

@@ -1,6 +1,7 @@
 #include "gateway/forwarder.h"
 
 #include <fmt/format.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <boost/asio/io_context.hpp>
@@ -88,7 +89,11 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
   size_t age_next = 0, age_count = 0;                         // guarded by mu
 
   void startWorker() {
-    worker = std::thread([self = shared_from_this()] { self->workerLoop(); });
+    worker = std::thread([self = shared_from_this()] {
+      // "gw-fwd-<sink>" (15 characters at most) for top -H, perf and strace.
+      pthread_setname_np(pthread_self(), ("gw-fwd-" + self->status.name).substr(0, 15).c_str());
+      self->workerLoop();
+    });
   }
 
   void workerLoop() {
@@ -224,6 +229,12 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
     cv.notify_one();
   }
 
+  bool wantsPoke() const {
+    if (stopped || busy) return false;
+    if (!pace_armed || options.alerts_only) return true;
+    return journal.sendableSeq() - sent_upto >= options.batch;  // a full batch goes at once
+  }
+
   /// A batch's report from the worker, on the loop: timed as the loop's "sinks" work with the
   /// next batch's read from the journal it starts (issue 13: what holds the loop is named).
   void onResult(const SendResult& r, std::uint64_t first, std::uint64_t last, size_t n) {
@@ -324,6 +335,7 @@ Forwarder::~Forwarder() { stop(); }
 
 void Forwarder::poke() { impl_->poke(); }
 void Forwarder::stop() { impl_->stop(); }
+bool Forwarder::wantsPoke() const { return impl_->wantsPoke(); }
 ForwarderStatus Forwarder::status() const { return impl_->snapshot(); }
 std::uint64_t Forwarder::cursor() const { return impl_->status.cursor; }
 const std::string& Forwarder::name() const { return impl_->status.name; }

@@ -87,6 +87,11 @@ class Forwarder {
 
   /// New records were appended, committed or made durable: send if idle (cheap when busy).
   void poke();
+  /// Whether a poke() for new records could start a send now: false while a batch is out, a
+  /// retry waits, or a paced send is armed with less than a batch waiting (each of those pokes
+  /// itself when it ends), so a caller can save posting one (issue 16: every handler posted to
+  /// the loop costs it an extra epoll_wait). Cursors still follow durable pokes.
+  bool wantsPoke() const;
   /// Interrupts a send in progress and joins the worker thread. Unconfirmed records stay
   /// above the cursor and are sent again after a restart.
   void stop();

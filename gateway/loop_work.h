@@ -76,12 +76,16 @@ class LoopWorkMeter {
 
   /// Runs `fn` and records how long it took under `kind`. `detail` is called only when this run
   /// is the longest since the last stall check or since start (it may format).
+  /// The CPU clock is read after the run only when it took kCpuAfter or longer (a system call
+  /// per read, issue 16): a shorter run's CPU time is not measured (-1).
+  static constexpr Nanos kCpuAfter = kNanosPerMilli;
   template <class Fn, class Detail>
   void run(LoopWorkKind kind, Fn&& fn, Detail&& detail) {
     closeTurn();  // whatever ran before this handler is not part of it
     const Nanos start = mono_(), cpu_start = cpu_();
     std::forward<Fn>(fn)();
-    record(kind, mono_() - start, std::forward<Detail>(detail), cpu_() - cpu_start);
+    const Nanos took = mono_() - start;
+    record(kind, took, std::forward<Detail>(detail), took >= kCpuAfter ? cpu_() - cpu_start : -1);
   }
   template <class Fn>
   void run(LoopWorkKind kind, Fn&& fn) {

@@ -451,6 +451,10 @@ void Pipeline::Impl::commitNow() {
 /// once).
 void Pipeline::Impl::pokeSoon() {
   if (poke_posted || forwarders.empty()) return;
+  // Busy or paced forwarders poke themselves: no post, no extra epoll_wait (issue 16).
+  if (std::none_of(forwarders.begin(), forwarders.end(),
+                   [](const auto& f) { return f->wantsPoke(); }))
+    return;
   poke_posted = true;
   boost::asio::post(io, [this, a = std::weak_ptr<bool>(alive)] {
     if (a.expired()) return;

@@ -24,6 +24,11 @@ gatewayd takes them), then Kafka back up while --rate readings/s keep arriving: 
 (Kafka confirmations per second until the backlog is under one second of live traffic) and CPU
 µs per confirmed reading over that time.
 
+`--by-thread S`: after the runs, S more seconds of the steady load with `perf record` on the
+raw_syscalls tracepoint, printed as system calls per reading by thread (our threads are named
+gw-wal-sync, gw-checkpoint, gw-fwd-<sink>; the event loop is gatewayd's main thread; librdkafka's
+are rdk:*) and by call: where the calls of the totals above go (issue 16).
+
 Each figure is the median of --runs runs. `--gatewayd PATH` runs another build with the same
 load (e.g. the code before a change). `--qos 0|1` (default 1: the subscription of the shipped
 example config). `--count-allocs` preloads tests/tools/alloc_count's shim and adds heap
@@ -35,11 +40,14 @@ Usage: tests/bench/pi_bench.py [--devices 10000] [--seconds 60] [--runs 3] [--dr
                                [--backlog 3000000] [--big-runs 1] [--qos 1] [--count-allocs] [--json F]
 """
 import argparse
+import collections
 import json
+import re
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -171,6 +179,55 @@ def big_backlog(gw, mq, kafka, devices, rate, backlog, qos, seed):
             "bytes_written_per_confirmed_reading": d["written"] / sent}
 
 
+def syscall_names():
+    """{number: name} from the kernel headers (x86-64); numbers stay numbers elsewhere."""
+    names = {}
+    try:
+        for line in Path("/usr/include/x86_64-linux-gnu/asm/unistd_64.h").read_text().splitlines():
+            m = re.match(r"#define __NR_(\w+) (\d+)", line)
+            if m:
+                names[int(m.group(2))] = m.group(1)
+    except OSError:
+        pass
+    return names
+
+
+def by_thread(gw, mq, devices, rate, seconds, qos, seed):
+    """System calls per reading by thread and call over `seconds` of the steady load."""
+    pid = gw.proc.p.pid
+    t = threading.Thread(target=sim, args=(mq.uri, "--devices", devices, "--metrics", "temp", "--count",
+                                           rate * (seconds + 10), "--rate", rate, "--qos", qos, "--seed", seed,
+                                           "--client-id", f"pi-threads-{seed}"))
+    t.start()
+    time.sleep(6)  # the publisher ramps up (sampling cadence)
+    s0 = status(gw)
+    with tempfile.TemporaryDirectory(prefix="pi-perf-") as tmp:
+        data = str(Path(tmp) / "perf.data")
+        subprocess.run(["perf", "record", "-q", "-o", data, "-e", "raw_syscalls:sys_enter", "-p", str(pid), "--",
+                        "sleep", str(seconds)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        n = status(gw)["readings"] - s0["readings"]
+        out = subprocess.run(["perf", "script", "-i", data, "-F", "comm,tid,trace"], check=True,
+                             capture_output=True, text=True).stdout
+    t.join()
+    names, calls, threads = syscall_names(), collections.Counter(), collections.Counter()
+    main_tid = str(pid)
+    for line in out.splitlines():
+        m = re.match(r"\s*(.+?)\s+(\d+)\s+NR (\d+)", line)
+        if not m:
+            continue
+        who = "event loop" if m.group(2) == main_tid else m.group(1)
+        calls[(who, names.get(int(m.group(3)), m.group(3)))] += 1
+        threads[who] += 1
+    print(f"\nsystem calls per reading by thread and call ({n:,} readings in {seconds} s): "
+          f"{sum(threads.values()) / n:.3f} in all")
+    for who, k in threads.most_common():
+        print(f"  {who:16s} {k / n:.4f}")
+        for (w, call), v in calls.most_common():
+            if w == who and v / n >= 0.0005:
+                print(f"      {call:20s} {v / n:.4f}  ({v / seconds:.0f}/s)")
+    return {f"{who}/{call}": v / n for (who, call), v in calls.items()}
+
+
 def median_of(runs):
     return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
 
@@ -189,6 +246,8 @@ def main():
     ap.add_argument("--gatewayd", help="another gatewayd binary (same load, e.g. before a change)")
     ap.add_argument("--count-allocs", action="store_true",
                     help="preload tests/tools/alloc_count and report heap allocations per reading")
+    ap.add_argument("--by-thread", type=int, default=0, metavar="S",
+                    help="then S s of steady load with system calls per reading by thread and call")
     ap.add_argument("--json")
     a = ap.parse_args()
     rate = a.rate or a.devices
@@ -216,8 +275,9 @@ def main():
         for i in range(a.big_runs if a.backlog else 0):
             bigs.append(big_backlog(gw, mq, kafka, a.devices, rate, a.backlog, a.qos, 300 + 10 * i))
             print(f"run {i + 1}: backlog {json.dumps(bigs[-1])}", flush=True)
+        threads = by_thread(gw, mq, a.devices, rate, a.by_thread, a.qos, 400) if a.by_thread else None
         gw.proc.stop()
-        res = {"devices": a.devices, "rate": rate, "seconds": a.seconds, "qos": a.qos, "runs": a.runs,
+        res = {"syscalls_by_thread": threads,"devices": a.devices, "rate": rate, "seconds": a.seconds, "qos": a.qos, "runs": a.runs,
                "gatewayd": str(gwtest.GATEWAYD), "drain": median_of(drains), "steady": median_of(steadies),
                "backlog": median_of(bigs) if bigs else None,
                "all": {"drain": drains, "steady": steadies, "backlog": bigs}}

@@ -11,6 +11,7 @@
 
 #include "buffer/journal.h"
 #include "buffer/wal_syncer.h"
+#include "buffer/wal_write_vfs.h"
 #include "tests/support/temp_dir.h"
 
 using namespace gw;
@@ -96,6 +97,26 @@ TEST_CASE("a group commit writes its rows' pages and a few more, not a page per 
   CHECK(row_pages > 0);
   // A WAL of this size (a few MiB) is not checkpointed: it only grew (see walFrames).
   CHECK(fs::file_size(dir.wal()) == 32 + walFrames(dir) * kFrame);
+}
+
+TEST_CASE("a group commit writes its WAL frames with one pwrite, not two per frame") {
+  TempDir dir;
+  FakeClock clock;
+  auto j = Journal::open(options(dir, clock));
+  for (int s = 0; s < 1000; ++s) j->internSeries(Series{"dev-" + std::to_string(s), "temp", {}});
+  std::uint64_t i = 0;
+  for (int c = 0; c < 20; ++c) commitLikeThePipeline(*j, clock, 500, i);
+  const std::uint64_t frames0 = walFrames(dir);
+  const WalWriteCounts w0 = walWriteCounts();
+  const int commits = 100;
+  for (int c = 0; c < commits; ++c) commitLikeThePipeline(*j, clock, 500, i);
+  const WalWriteCounts w1 = walWriteCounts();
+  const std::uint64_t frames = walFrames(dir) - frames0;
+  INFO("frames " << frames << ", writes asked " << w1.requested - w0.requested << ", made "
+                 << w1.written - w0.written);
+  CHECK(frames >= 5 * commits);
+  CHECK(w1.requested - w0.requested == 2 * frames);  // SQLite's header + page per frame
+  CHECK(w1.written - w0.written == commits);         // ~10 frames, one write
 }
 
 TEST_CASE("the WAL is checkpointed at wal_checkpoint_bytes, not before") {
