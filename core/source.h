@@ -41,6 +41,10 @@ class Ingest {
   virtual void bad(const BadInput& input) = 0;
   /// The last seq appended: what a message taken now (even a bad one) waits for.
   virtual std::uint64_t appendedSeq() const = 0;
+  /// The source's handler that handed over messages is returning: they were one turn of the
+  /// loop (timed as the loop's "ingest" work, gateway/loop_work.h). A source that never calls
+  /// it has its turns closed by the next named work or loop check.
+  virtual void turnDone() {}
   /// True while the journal cannot take more: a source stops taking input (MQTT leaves the
   /// message unacknowledged, CoAP answers 5.03) rather than read what it cannot keep.
   virtual bool backpressure() const = 0;

@@ -93,12 +93,11 @@ class LoopWorkMeter {
   }
 
   // --- a turn: work that comes as many calls inside one handler (a source's messages) ---------
-  // The first call of a turn opens it (both clocks read), each call ends with markTurn() (the
-  // monotonic clock only: a vDSO read, no system call), and closeTurn() records it: from a
-  // handler posted when the turn opened, and before any other kind runs or is recorded, so a
-  // turn never spans other named work. Its CPU time is the thread's CPU from the opening to the
-  // close, at most its wall time (unnamed handlers in between, e.g. a control request, would
-  // count; named ones cannot).
+  // The first call of a turn opens it, each call ends with markTurn() (the monotonic clock
+  // only: a vDSO read, no system call), and closeTurn() records it: when the source's handler
+  // ends (Ingest::turnDone()), and before any other kind runs or is recorded, so a turn never
+  // spans other named work. Its CPU time (the thread's CPU from the opening to the close, at
+  // most its wall time) is measured when the turn before it took kCpuAfter or longer; else -1.
 
   /// Opens a turn of `kind` unless one is open; true when this call opened it. `detail` is
   /// called when the turn is recorded as the longest (it may read the caller's counters).
@@ -107,7 +106,9 @@ class LoopWorkMeter {
     turn_open_ = true;
     turn_kind_ = kind;
     turn_start_ = turn_last_ = mono_();
-    turn_cpu_start_ = cpu_();
+    // The CPU clock is a system call: read for a turn only when the turn before it took
+    // kCpuAfter or longer (a flood's turns come in runs; a steady stream's are short, issue 16).
+    turn_cpu_start_ = turn_cpu_next_ ? cpu_() : -1;
     turn_detail_ = std::move(detail);
     return true;
   }
@@ -119,7 +120,8 @@ class LoopWorkMeter {
     if (!turn_open_) return;
     turn_open_ = false;
     const Nanos took = turn_last_ - turn_start_;
-    const Nanos cpu = std::min(took, cpu_() - turn_cpu_start_);
+    const Nanos cpu = turn_cpu_start_ >= 0 ? std::min(took, cpu_() - turn_cpu_start_) : -1;
+    turn_cpu_next_ = took >= kCpuAfter;
     auto detail = std::exchange(turn_detail_, {});
     record(
         turn_kind_, took, [&] { return detail ? detail() : std::string(); }, cpu);
@@ -175,7 +177,8 @@ class LoopWorkMeter {
   LoopWork longest_, since_check_;
   bool turn_open_ = false;
   LoopWorkKind turn_kind_ = LoopWorkKind::kIngest;
-  Nanos turn_start_ = 0, turn_last_ = 0, turn_cpu_start_ = 0;
+  Nanos turn_start_ = 0, turn_last_ = 0, turn_cpu_start_ = -1;
+  bool turn_cpu_next_ = false;  ///< the last turn was long: read the CPU clock for the next
   std::function<std::string()> turn_detail_;
 };
 

@@ -219,17 +219,15 @@ void Pipeline::Impl::deviceOnline(std::string_view device, bool online) {
 }
 
 /// A source's messages are timed as one turn of the loop (gateway/loop_work.h), not one by one:
-/// the first message of a turn opens it and posts its close, which runs once the handler that
-/// delivers them (an MQTT read's slice, a CoAP request) has returned.
+/// the first message of a turn opens it; the source closes it when the handler that delivers
+/// them (an MQTT read's slice, a CoAP request) returns (turnDone(); no post: a posted handler
+/// is one more epoll_wait, issue 16).
 void Pipeline::Impl::beginIngest() {
   if (!loop_work.openTurn(LoopWorkKind::kIngest, [this] {
         return fmt::format("{} messages, {} new series", turn_messages, turn_new_series);
       }))
     return;
   turn_messages = turn_new_series = 0;
-  boost::asio::post(io, [this, a = std::weak_ptr<bool>(alive)] {
-    if (!a.expired()) loop_work.closeTurn();
-  });
 }
 
 /// A series id past every id ingest has seen is a series new to the journal (ids are dense):

@@ -37,6 +37,7 @@ struct Pipeline::Impl final : Ingest {
                         TimeReference reference) override;
   void bad(const BadInput& input) override;
   std::uint64_t appendedSeq() const override;
+  void turnDone() override { loop_work.closeTurn(); }
   bool backpressure() const override;
   void brokerStamp(Nanos stamp, Nanos receive_time) override;
   void putState(std::string_view key, std::string value) override;

@@ -16,16 +16,18 @@ class CoapSource final : public gw::Source {
     Handlers h;
     h.reading = [&ingest](Series& s, const payload::Decoded& d, Nanos receive_time) {
       ingest.reading(s, d, receive_time, TimeReference::kReceive);
+      ingest.turnDone();  // a CoAP request's readings: each its own short turn
     };
     h.bad = [&ingest](const BadInput& input) { ingest.bad(input); };
     h.busy = [&ingest] { return ingest.backpressure(); };
+    h.appended = [&ingest] { return ingest.appendedSeq(); };
     impl_ = coap::Source::create(context.io, options_, std::move(h));
   }
 
   const std::string& name() const override { return name_; }
   void start() override { impl_->start(); }
-  /// Every request handed over so far was appended before this commit: release them all.
-  void committed(std::uint64_t) override { impl_->committed(); }
+  /// Requests whose readings are at or below `seq` are answered.
+  void committed(std::uint64_t seq) override { impl_->committed(seq); }
   void stop() override { impl_->stop(); }
 
   ComponentStatus status() const override {

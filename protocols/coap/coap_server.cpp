@@ -196,6 +196,13 @@ void SourceImpl::onRequest(coap_session_t* session, const coap_pdu_t* request,
                                  std::vector<uint8_t>(token.s, token.s + token.length)});
   }
   ingest(route->reader, series_, receive_time);
+  if (confirmable) {
+    // Its readings are in: it waits for the commit of the last of them (which may already
+    // have happened inside ingest(), by a full batch).
+    for (auto& d : deferred_)
+      if (d.seq == kPendingSeq) d.seq = handlers_.appended ? handlers_.appended() : 0;
+    if (handlers_.appended) releaseCommitted();
+  }
   if (!confirmable) coap_pdu_set_code(response, COAP_RESPONSE_CODE_CHANGED);
   // Confirmable: no code set, so libcoap sends an empty ACK; the 2.04 follows the commit.
 }

@@ -15,6 +15,7 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <cstring>
 #include <mutex>
@@ -167,17 +168,27 @@ void SourceImpl::start() {
   runIo();
 }
 
-void SourceImpl::committed() {
-  if (deferred_.empty()) return;
-  for (auto& d : deferred_) {
-    coap_bin_const_t token{d.token.size(), d.token.data()};
-    if (coap_async_t* a = coap_find_async(d.session, token)) {
+void SourceImpl::committed(std::uint64_t seq) {
+  committed_seq_ = std::max(committed_seq_, seq);
+  releaseCommitted();
+}
+
+void SourceImpl::releaseCommitted() {
+  // A commit notice can come while later requests' readings are appended but not yet committed
+  // (e.g. the WAL sync of the commit before them): those keep waiting for theirs.
+  const auto waiting = std::stable_partition(
+      deferred_.begin(), deferred_.end(),
+      [&](const Deferred& d) { return d.seq == kPendingSeq || d.seq > committed_seq_; });
+  if (waiting == deferred_.end()) return;
+  for (auto it = waiting; it != deferred_.end(); ++it) {
+    coap_bin_const_t token{it->token.size(), it->token.data()};
+    if (coap_async_t* a = coap_find_async(it->session, token)) {
       coap_async_set_app_data(a, &kReleased);
       coap_async_trigger(a);
     }
-    coap_session_release(d.session);
+    coap_session_release(it->session);
   }
-  deferred_.clear();
+  deferred_.erase(waiting, deferred_.end());
   // Not from inside a libcoap handler (committed() may run in one, via a full batch).
   if (!run_posted_) {
     run_posted_ = true;

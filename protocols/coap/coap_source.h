@@ -76,6 +76,9 @@ struct Handlers {
   std::function<void(const BadInput& input)> bad;
   /// True while the journal cannot take more (requests are answered 5.03, retry later).
   std::function<bool()> busy;
+  /// The last seq appended so far (Source::committed() compares it); empty: every request
+  /// is released by the next committed() call.
+  std::function<std::uint64_t()> appended;
 };
 
 struct SourceStatus {
@@ -98,9 +101,9 @@ class Source {
 
   /// Starts serving and observing.
   virtual void start() = 0;
-  /// Everything handed to `reading` so far is committed to the journal: confirmable requests
-  /// held back for it are answered (2.04) now.
-  virtual void committed() = 0;
+  /// The journal is committed through `seq`: the confirmable requests held back for a reading
+  /// at or below it are answered (2.04) now; later ones keep waiting.
+  virtual void committed(std::uint64_t seq) = 0;
   /// Cancels observations and timers and flushes what is left to send. Safe to call twice.
   virtual void stop() = 0;
   virtual SourceStatus status() const = 0;

@@ -99,7 +99,9 @@ class SourceImpl final : public Source {
   ~SourceImpl() override;
 
   void start() override;
-  void committed() override;
+  void committed(std::uint64_t seq) override;
+  /// Answers the deferred requests whose readings are committed (seq <= committed_seq_).
+  void releaseCommitted();
   void stop() override;
   SourceStatus status() const override;
 
@@ -107,7 +109,11 @@ class SourceImpl final : public Source {
   struct Deferred {
     coap_session_t* session;  // referenced
     std::vector<uint8_t> token;
+    /// The last seq appended with its readings: answered once committed() reaches it
+    /// (kPendingSeq while its readings are still going in).
+    std::uint64_t seq = kPendingSeq;
   };
+  static constexpr std::uint64_t kPendingSeq = ~std::uint64_t{0};
   struct TokenUse {
     Observation* observation = nullptr;
     Discovery* discovery = nullptr;
@@ -176,6 +182,7 @@ class SourceImpl final : public Source {
   std::vector<std::unique_ptr<Discovery>> discoveries_;
   std::unordered_map<std::uint64_t, TokenUse> tokens_;
   std::vector<Deferred> deferred_;
+  std::uint64_t committed_seq_ = 0;  ///< the highest seq committed() was given
   std::string well_known_;
   std::uint64_t token_base_, token_counter_ = 0;
   bool running_ = false, stopped_ = false, run_posted_ = false;

@@ -400,7 +400,9 @@ class Impl : public std::enable_shared_from_this<Impl> {
 
   /// Hands over the packets read, a bounded slice per turn of the loop, then reads on.
   void drain(const std::shared_ptr<Conn>& conn) {
-    switch (processPackets(conn)) {
+    const Progress progress = processPackets(conn);
+    if (opts_.on_turn_end) opts_.on_turn_end();
+    switch (progress) {
       case Progress::kGone:
         return;
       case Progress::kYield: {

@@ -76,6 +76,9 @@ struct ClientOptions {
   /// STATE death carries the same timestamp as the birth it publishes after connecting) and
   /// returns true, or returns false for no Will. Empty: no Will.
   std::function<bool(Will&)> make_will;
+  /// Called when a turn that handed over packets ends (the loop's handler returns): the
+  /// messages of one socket read's slice are one turn of the loop.
+  std::function<void()> on_turn_end;
 };
 
 /// Identifies a received QoS 1 message for ack(). A token from an older connection is

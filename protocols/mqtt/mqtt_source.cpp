@@ -69,6 +69,7 @@ class MqttSource final : public gw::Source,
         return true;
       };
     }
+    options.on_turn_end = [this] { ingest_.turnDone(); };
     client_ = Client::create(
         io_, options, [this](const Message& m, AckToken t) { onMessage(m, t); },
         [this](bool up, const std::string& reason) {

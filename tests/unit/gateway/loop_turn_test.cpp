@@ -74,11 +74,33 @@ TEST_CASE("loop work: a turn's messages are timed once, from its first message t
   const LoopWork w = m.meter.takeSinceCheck();
   CHECK(w.name == "ingest");
   CHECK(w.took == 2 * kMs + 99 * (kMs / 10));
-  CHECK(w.cpu == w.took);  // at most its wall time
+  CHECK(w.cpu == -1);  // the first turn: no CPU clock read (the one before it was not long)
   CHECK(w.detail == "100 messages");
   CHECK(m.meter.max(LoopWorkKind::kIngest) == w.took);
   m.meter.closeTurn();  // none open: nothing recorded
   CHECK(m.meter.takeSinceCheck().took == 0);
+}
+
+TEST_CASE("loop work: a turn's CPU time is read only after a long turn (a system call)") {
+  Meter m;
+  const auto turn = [&](Nanos took) {
+    m.message(took);
+    m.meter.closeTurn();
+    return m.meter.takeSinceCheck();
+  };
+  int reads = m.cpu_reads;
+  CHECK(turn(kMs / 2).cpu == -1);  // short, and the first
+  CHECK(turn(kMs / 2).cpu == -1);  // short after short: a steady stream reads no CPU clock
+  CHECK(m.cpu_reads == reads);
+  CHECK(turn(3 * kMs).cpu == -1);  // long, but the one before it was short
+  reads = m.cpu_reads;
+  const LoopWork w = turn(4 * kMs);  // after a long one: measured, at most its wall time
+  CHECK(w.cpu == 4 * kMs);
+  CHECK(m.cpu_reads == reads + 2);
+  CHECK(turn(kMs / 2).cpu == kMs / 2);  // after a long one, even a short one
+  reads = m.cpu_reads;
+  CHECK(turn(kMs / 2).cpu == -1);
+  CHECK(m.cpu_reads == reads);
 }
 
 TEST_CASE("loop work: another handler closes the turn before it runs; so does the loop watch") {

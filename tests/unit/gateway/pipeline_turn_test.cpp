@@ -84,6 +84,7 @@ TEST_CASE("pipeline: a source's messages in one handler are one ingest turn, cou
       ingest->reading(series, decoded, kT0, TimeReference::kReceive);
       mono += 2 * kMs;
     }
+    ingest->turnDone();  // as the source does when its handler returns
   });
   boost::asio::post(io, [&] { mono += 50 * kMs; });
   io.poll();
@@ -105,6 +106,7 @@ TEST_CASE("pipeline: a source's messages in one handler are one ingest turn, cou
       ingest->reading(series, decoded, kT0, TimeReference::kReceive);
       mono += 200 * kMs;
     }
+    ingest->turnDone();
   });
   io.poll();
   const LoopWork& w2 = pipeline.snapshot(status_part::kAll).limits.loop_work_longest;
