@@ -9,6 +9,7 @@
 
 #include "buffer/journal.h"
 #include "gateway/forwarder.h"
+#include "tests/support/journal_with_sinks.h"
 #include "tests/support/temp_dir.h"
 
 using namespace gw;
@@ -32,10 +33,7 @@ class DeliveringSink final : public Sink {
 
 TEST_CASE("forwarder: wants a poke only when idle, or paced with a full batch waiting") {
   test::TempDir dir{"gw-forwarder-poke"};
-  buffer::JournalOptions jo;
-  jo.path = dir.path / "journal.db";
-  jo.sinks = {"fake"};
-  auto journal = buffer::Journal::open(jo);
+  auto journal = test::openJournal(dir.path);
   const SeriesId id = journal->internSeries(Series{"press-7", "temperature", {}});
   const auto add = [&](int n) {
     for (int i = 0; i < n; ++i)

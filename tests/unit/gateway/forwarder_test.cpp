@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "buffer/journal.h"
+#include "tests/support/journal_with_sinks.h"
 #include "tests/support/temp_dir.h"
 
 using namespace gw;
@@ -87,12 +88,7 @@ struct Fixture {
   std::atomic<Nanos> wall{kT0};
   double uniform = 1.0;  // top of the jitter range unless a test says otherwise
 
-  Fixture() {
-    buffer::JournalOptions o;
-    o.path = dir.path / "journal.db";
-    o.sinks = {"fake"};
-    journal = buffer::Journal::open(o);
-  }
+  Fixture() { journal = test::openJournal(dir.path); }
 
   /// Appends and commits `n` readings, event times kT0 + i s; returns the last seq.
   std::uint64_t addReadings(int n) {

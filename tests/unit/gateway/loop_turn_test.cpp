@@ -11,6 +11,7 @@
 #include "buffer/journal.h"
 #include "gateway/forwarder.h"
 #include "gateway/loop_work.h"
+#include "tests/support/journal_with_sinks.h"
 #include "tests/support/temp_dir.h"
 
 using namespace gw;
@@ -126,10 +127,7 @@ TEST_CASE("loop work: another handler closes the turn before it runs; so does th
 
 TEST_CASE("loop work: a sink's delivery report is timed as the loop's sinks work") {
   test::TempDir dir{"gw-loop-turn"};
-  buffer::JournalOptions o;
-  o.path = dir.path / "journal.db";
-  o.sinks = {"fake"};
-  auto journal = buffer::Journal::open(o);
+  auto journal = test::openJournal(dir.path);
   const SeriesId id = journal->internSeries(Series{"press-7", "temperature", {}});
   for (int i = 0; i < 5; ++i) journal->append(id, i, i, std::nullopt, TimeReference::kReceive);
   REQUIRE(journal->commit());

@@ -30,6 +30,7 @@
 #include "core/component.h"
 #include "core/sink.h"
 #include "core/source.h"
+#include "tests/support/journal_with_sinks.h"
 #include "tests/support/sqlite_connection.h"
 #include "tests/support/temp_dir.h"
 
@@ -558,10 +559,7 @@ TEST_CASE("pipeline: stop() commits and acknowledges what was received, then per
   CHECK(h.source->aheadOfJournal().empty());
   h.close();
 
-  buffer::JournalOptions o;
-  o.path = h.dir.path / "journal.db";
-  o.sinks = {"fake"};
-  const auto journal = buffer::Journal::open(o);
+  const auto journal = test::openJournal(h.dir.path);
   CHECK(journal->lastSeq() == 5);
   CHECK(journal->cursor("fake") == 3);
   CHECK(journal->pending() == 0);
