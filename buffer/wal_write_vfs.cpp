@@ -95,45 +95,18 @@ int walWrite(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 off) {
   return w->commit ? writeRun(w) : SQLITE_OK;
 }
 
-int walTruncate(sqlite3_file* f, sqlite3_int64 size) {
+/// A method that must see the file as it is: the held run is written first, then the default
+/// VFS's method runs (truncate, sync, size, lock, unlock, file control).
+template <auto Method, class... Args>
+int flushThen(sqlite3_file* f, Args... args) {
   WalFile* w = walOf(f);
   if (const int rc = writeRun(w); rc != SQLITE_OK) return rc;
-  return w->real->pMethods->xTruncate(w->real, size);
-}
-
-int walSync(sqlite3_file* f, int flags) {
-  WalFile* w = walOf(f);
-  if (const int rc = writeRun(w); rc != SQLITE_OK) return rc;
-  return w->real->pMethods->xSync(w->real, flags);
-}
-
-int walFileSize(sqlite3_file* f, sqlite3_int64* size) {
-  WalFile* w = walOf(f);
-  if (const int rc = writeRun(w); rc != SQLITE_OK) return rc;
-  return w->real->pMethods->xFileSize(w->real, size);
-}
-
-int walLock(sqlite3_file* f, int level) {
-  WalFile* w = walOf(f);
-  if (const int rc = writeRun(w); rc != SQLITE_OK) return rc;
-  return w->real->pMethods->xLock(w->real, level);
-}
-
-int walUnlock(sqlite3_file* f, int level) {
-  WalFile* w = walOf(f);
-  if (const int rc = writeRun(w); rc != SQLITE_OK) return rc;
-  return w->real->pMethods->xUnlock(w->real, level);
+  return (w->real->pMethods->*Method)(w->real, args...);
 }
 
 int walCheckReservedLock(sqlite3_file* f, int* out) {
   WalFile* w = walOf(f);
   return w->real->pMethods->xCheckReservedLock(w->real, out);
-}
-
-int walFileControl(sqlite3_file* f, int op, void* arg) {
-  WalFile* w = walOf(f);
-  if (const int rc = writeRun(w); rc != SQLITE_OK) return rc;
-  return w->real->pMethods->xFileControl(w->real, op, arg);
 }
 
 int walSectorSize(sqlite3_file* f) {
@@ -188,13 +161,13 @@ const sqlite3_io_methods kWalMethods = {3,
                                         walClose,
                                         walRead,
                                         walWrite,
-                                        walTruncate,
-                                        walSync,
-                                        walFileSize,
-                                        walLock,
-                                        walUnlock,
+                                        flushThen<&sqlite3_io_methods::xTruncate, sqlite3_int64>,
+                                        flushThen<&sqlite3_io_methods::xSync, int>,
+                                        flushThen<&sqlite3_io_methods::xFileSize, sqlite3_int64*>,
+                                        flushThen<&sqlite3_io_methods::xLock, int>,
+                                        flushThen<&sqlite3_io_methods::xUnlock, int>,
                                         walCheckReservedLock,
-                                        walFileControl,
+                                        flushThen<&sqlite3_io_methods::xFileControl, int, void*>,
                                         walSectorSize,
                                         walDeviceCharacteristics,
                                         walShmMap,

@@ -223,6 +223,7 @@ void Pipeline::Impl::deviceOnline(std::string_view device, bool online) {
 /// them (an MQTT read's slice, a CoAP request) returns (turnDone(); no post: a posted handler
 /// is one more epoll_wait, issue 16).
 void Pipeline::Impl::beginIngest() {
+  if (loop_work.turnOpen()) return;  // per message: no detail function built while one is open
   if (!loop_work.openTurn(LoopWorkKind::kIngest, [this] {
         return fmt::format("{} messages, {} new series", turn_messages, turn_new_series);
       }))
