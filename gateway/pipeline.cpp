@@ -140,7 +140,7 @@ void Pipeline::Impl::start() {
         },
         [&] { return fmt::format("{} rows removed", removed); });
   });
-  watchLoop();
+  loop_ticker.start();
   if (alert_engine) every(alert_timer, kNanosPerSecond, [this] { tickAlerts(); });
   every(stats_timer, cfg.gateway.stats_interval, [this] {
     loop_work.run(LoopWorkKind::kStats,
@@ -161,9 +161,9 @@ void Pipeline::Impl::stop() {
   if (sources_started)
     for (auto& s : sources) s->committed(journal->durableSeq());
   stopped = true;
-  for (auto* t :
-       {&commit_timer, &retention_timer, &stats_timer, &window_timer, &alert_timer, &loop_timer})
+  for (auto* t : {&commit_timer, &retention_timer, &stats_timer, &window_timer, &alert_timer})
     t->cancel();
+  loop_ticker.stop();
   for (auto& s : sources) s->stop();
   for (auto& f : forwarders) f->stop();
   for (auto& f : outboxes) f->stop();
@@ -479,57 +479,62 @@ void Pipeline::Impl::onDurable() {
 }
 
 void Pipeline::Impl::every(boost::asio::steady_timer& timer, Nanos interval,
-                           std::function<void()> fn) {
-  timer.expires_after(std::chrono::nanoseconds(interval));
-  timer.async_wait([this, &timer, interval, fn,
+                           std::function<void()> fn, Nanos due) {
+  const Nanos now = steadyNow();
+  if (interval > 0 && interval % kLoopGrid == 0) {
+    // On the grid, from the last due time (a late run does not push the next one back), but
+    // never in the past (a stall that passed several is not caught up).
+    due = due > 0 ? due + interval : gridAfter(now + interval - kLoopGrid, kLoopGrid);
+    if (due <= now) due = gridAfter(now, kLoopGrid);
+  } else {
+    due = now + interval;
+  }
+  timer.expires_at(steadyAt(due));
+  timer.async_wait([this, &timer, interval, fn, due,
                     a = std::weak_ptr<bool>(alive)](const boost::system::error_code& ec) {
     if (ec || a.expired() || stopped) return;
     fn();
-    every(timer, interval, fn);
+    every(timer, interval, fn, due);
   });
 }
 
-/// Measures how long the loop goes without turning: a 10 ms timer's lateness is a lower
+/// Measures how long the loop goes without turning: a 10 ms tick's lateness is a lower
 /// bound of the longest stall (a handler that ran that long), kept since start and per 10 s.
 /// A long one is logged with the named handler that ran longest since the previous check
 /// (gateway/loop_work.h); none, or a much shorter one, means something unnamed held the loop
 /// (a socket's read, a sink's delivery reports, a control request) or the CPU was elsewhere.
-void Pipeline::Impl::watchLoop() {
-  constexpr Nanos kPeriod = 10 * kNanosPerMilli, kBucket = 10 * kNanosPerSecond;
+void Pipeline::Impl::watchLoop(Nanos late) {
+  constexpr Nanos kBucket = 10 * kNanosPerSecond;
   constexpr Nanos kLogStall = 100 * kNanosPerMilli;
   const Nanos now = time.mono();
   const LoopWork work = loop_work.takeSinceCheck();
   const Nanos cpu_now = loop_work.cpuNow();
   const Nanos cpu = loop_cpu_last >= 0 ? cpu_now - loop_cpu_last : 0;
   loop_cpu_last = cpu_now;
-  if (loop_expected != 0) {
-    const Nanos late = std::max<Nanos>(0, now - loop_expected);
-    loop_stall_max = std::max(loop_stall_max, late);
-    loop_stall_bucket = std::max(loop_stall_bucket, late);
-    const Nanos late_cpu = std::min(late, cpu);  // of the lateness, at most what ran
-    loop_cpu_max = std::max(loop_cpu_max, late_cpu);
-    loop_cpu_bucket = std::max(loop_cpu_bucket, late_cpu);
-    std::uint64_t suppressed = 0;
-    if (late >= kLogStall && stall_log.allow(now, suppressed)) {
-      const auto ms = [](Nanos t) { return static_cast<double>(t) / kNanosPerMilli; };
-      const std::string more = suppressed
-                                   ? fmt::format(" ({} more stalls over {:.0f} ms not logged)",
-                                                 suppressed, ms(kLogStall))
-                                   : "";
-      const std::string cpu_of =
-          work.cpu >= 0 ? fmt::format(", {:.1f} ms of it on the CPU", ms(work.cpu)) : "";
-      if (work.took >= late / 2)
-        log::warn("event loop held {:.0f} ms ({:.1f} ms on the CPU) by {} ({:.1f} ms{}{}{}){}",
-                  ms(late), ms(late_cpu), work.name, ms(work.took), cpu_of,
-                  work.detail.empty() ? "" : ", ", work.detail, more);
-      else
-        log::warn(
-            "event loop held {:.0f} ms ({:.1f} ms on the CPU); the longest named work in that "
-            "time: {} ({:.1f} ms): the rest was sockets, sinks or control requests, or waiting "
-            "for a CPU or the disk{}",
-            ms(late), ms(late_cpu), work.took > 0 ? work.name : std::string_view("none"),
-            ms(work.took), more);
-    }
+  loop_stall_max = std::max(loop_stall_max, late);
+  loop_stall_bucket = std::max(loop_stall_bucket, late);
+  const Nanos late_cpu = std::min(late, cpu);  // of the lateness, at most what ran
+  loop_cpu_max = std::max(loop_cpu_max, late_cpu);
+  loop_cpu_bucket = std::max(loop_cpu_bucket, late_cpu);
+  std::uint64_t suppressed = 0;
+  if (late >= kLogStall && stall_log.allow(now, suppressed)) {
+    const auto ms = [](Nanos t) { return static_cast<double>(t) / kNanosPerMilli; };
+    const std::string more = suppressed ? fmt::format(" ({} more stalls over {:.0f} ms not logged)",
+                                                      suppressed, ms(kLogStall))
+                                        : "";
+    const std::string cpu_of =
+        work.cpu >= 0 ? fmt::format(", {:.1f} ms of it on the CPU", ms(work.cpu)) : "";
+    if (work.took >= late / 2)
+      log::warn("event loop held {:.0f} ms ({:.1f} ms on the CPU) by {} ({:.1f} ms{}{}{}){}",
+                ms(late), ms(late_cpu), work.name, ms(work.took), cpu_of,
+                work.detail.empty() ? "" : ", ", work.detail, more);
+    else
+      log::warn(
+          "event loop held {:.0f} ms ({:.1f} ms on the CPU); the longest named work in that "
+          "time: {} ({:.1f} ms): the rest was sockets, sinks or control requests, or waiting "
+          "for a CPU or the disk{}",
+          ms(late), ms(late_cpu), work.took > 0 ? work.name : std::string_view("none"),
+          ms(work.took), more);
   }
   if (now - loop_bucket_start >= kBucket) {
     loop_stall_previous = loop_stall_bucket;
@@ -539,12 +544,6 @@ void Pipeline::Impl::watchLoop() {
     loop_bucket_start = now;
     loop_work.rotate();
   }
-  loop_expected = now + kPeriod;
-  loop_timer.expires_after(std::chrono::nanoseconds(kPeriod));
-  loop_timer.async_wait(
-      [this, a = std::weak_ptr<bool>(alive)](const boost::system::error_code& ec) {
-        if (!ec && !a.expired() && !stopped) watchLoop();
-      });
 }
 
 Pipeline::Pipeline(boost::asio::io_context& io, const config::Config& config, Clock clock)

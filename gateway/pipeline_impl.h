@@ -24,6 +24,7 @@
 #include "gateway/forwarder.h"
 #include "gateway/loop_work.h"
 #include "gateway/pipeline.h"
+#include "gateway/pipeline_watch.h"
 #include "gateway/status.h"
 
 namespace gw {
@@ -67,9 +68,11 @@ struct Pipeline::Impl final : Ingest {
   void restoreAlerts(Nanos now);
   void restoreWindows(Nanos now);
   void armWindowTimer();
-  void every(boost::asio::steady_timer& timer, Nanos interval, std::function<void()> fn);
+  // Runs fn every interval; an interval that is a multiple of kLoopGrid keeps its timer on the
+  // loop's grid (gateway/pipeline_watch.h), so that it expires with a watch tick.
+  void every(boost::asio::steady_timer& timer, Nanos interval, std::function<void()> fn,
+             Nanos due = 0);
   size_t maxPending() const;
-  void watchLoop();
   clock::ClockOptions clockOptions() const;
 
   boost::asio::io_context& io;
@@ -123,9 +126,10 @@ struct Pipeline::Impl final : Ingest {
   bool overLimit(std::string_view what, const Series& series);
   void releaseIdle();
   std::size_t evicted_since_trim = 0;
-  // The event loop's longest stall: a 10 ms timer's lateness.
-  boost::asio::steady_timer loop_timer{io};
-  Nanos loop_expected = 0, loop_stall_max = 0, loop_stall_bucket = 0, loop_stall_previous = 0;
+  // The event loop's longest stall: a 10 ms tick's lateness (gateway/pipeline_watch.h).
+  void watchLoop(Nanos late);
+  LoopTicker loop_ticker{io, kLoopGrid, [this](Nanos late) { watchLoop(late); }};
+  Nanos loop_stall_max = 0, loop_stall_bucket = 0, loop_stall_previous = 0;
   Nanos loop_bucket_start = 0;
   // Which named handler ran longest (gateway/loop_work.h); a long stall is logged with it.
   LoopWorkMeter loop_work{time.mono};

@@ -63,6 +63,12 @@ struct ClientOptions {
   /// before reading again so that the next read takes many messages at once: one wakeup per
   /// batch instead of per message. 0: read again at once. Adds at most this much latency.
   Nanos read_batch_wait = 0;
+  /// The batch wait ends on a multiple of this of the steady clock when one falls in its
+  /// second half (so it is never longer than read_batch_wait), so that it expires together
+  /// with the loop's other timers on that grid (the gateway's loop watch ticks at multiples of
+  /// 10 ms, gateway/pipeline_watch.h): Asio then re-arms its timerfd once for all of them
+  /// instead of once for the wait's start and once for its end (issue 16). 0: no rounding.
+  Nanos timer_grid = 10 * kNanosPerMilli;
   /// Bounds on the PUBLISH messages handed over in one turn of the event loop: after this
   /// many, or once this much time went by (checked every few messages), the rest of what was
   /// read waits for a handler posted behind everything else that is ready (timers, the control
@@ -80,6 +86,15 @@ struct ClientOptions {
   /// messages of one socket read's slice are one turn of the loop.
   std::function<void()> on_turn_end;
 };
+
+/// When a batch wait of `wait` started at `now` ends (steady clock): the last multiple of
+/// `grid` at or before now + wait if it is at least wait / 2 away, else now + wait.
+constexpr Nanos batchWaitDue(Nanos now, Nanos wait, Nanos grid) {
+  const Nanos end = now + wait;
+  if (grid <= 0) return end;
+  const Nanos on_grid = end / grid * grid;
+  return on_grid - now >= wait / 2 && on_grid > now ? on_grid : end;
+}
 
 /// Identifies a received QoS 1 message for ack(). A token from an older connection is
 /// ignored by ack(): the broker redelivers that message on the new connection.

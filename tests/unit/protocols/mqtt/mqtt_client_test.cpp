@@ -45,6 +45,7 @@ namespace asio = boost::asio;
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using gw::mqtt::AckToken;
+using gw::mqtt::batchWaitDue;
 using gw::mqtt::Client;
 using gw::mqtt::ClientOptions;
 using gw::mqtt::Message;
@@ -1175,6 +1176,23 @@ TEST_CASE("fake broker: stop() from inside the message handler delivers nothing 
   CHECK_FALSE(fake.read(io, 2s));
   CHECK(drain(io));
   CHECK(got == std::vector<std::string>{"one"});
+}
+
+TEST_CASE("batchWaitDue: ends on the loop's grid when a multiple falls in the wait's second half") {
+  // Issue 16: a wait that ends with the loop watch's tick costs Asio no timerfd re-arm of its own.
+  constexpr gw::Nanos ms = gw::kNanosPerMilli, grid = 10 * ms;
+  CHECK(batchWaitDue(1000 * ms, 5 * ms, grid) == 1005 * ms);                    // 1000 is the start
+  CHECK(batchWaitDue(1006 * ms, 5 * ms, grid) == 1010 * ms);                    // 4 ms instead of 5
+  CHECK(batchWaitDue(1007 * ms + 500000, 5 * ms, grid) == 1010 * ms);           // 2.5 ms: half
+  CHECK(batchWaitDue(1007 * ms + 500001, 5 * ms, grid) == 1012 * ms + 500001);  // under half
+  CHECK(batchWaitDue(1002 * ms, 5 * ms, grid) == 1007 * ms);                    // none in it
+  CHECK(batchWaitDue(1002 * ms, 5 * ms, 0) == 1007 * ms);                       // no grid
+  CHECK(batchWaitDue(1003 * ms, 20 * ms, grid) == 1020 * ms);                   // never longer
+  for (gw::Nanos now = 1000 * ms; now < 1020 * ms; now += 100000) {
+    const gw::Nanos due = batchWaitDue(now, 5 * ms, grid);
+    CHECK(due - now <= 5 * ms);
+    CHECK(due - now >= 2500000);
+  }
 }
 
 TEST_CASE("fake broker: read_batch_wait takes a trickle in batches; 0 reads each message at once") {
