@@ -5,8 +5,14 @@
 // as one turn (openTurn/markTurn/closeTurn: the CPU clock read once per turn, never per
 // message). The
 // longest run of each kind is kept for the current and the previous 10 s bucket and since start.
-// The loop thread's CPU time is read beside it (a system call per handler run), so that a run
-// that was long because the thread waited for a CPU can be told from one that worked that long.
+// The loop thread's CPU time is read beside it, so that a run that was long because the thread
+// waited for a CPU can be told from one that worked that long. That clock is a system call
+// (issue 16), so it is not read before every run: the last reading (the loop watch's, every
+// 10 ms) is the run's start, and the clock is read after the run only when it took a
+// millisecond or more. A run's CPU time is then the CPU since that reading, capped at the run's
+// wall time: it may include the CPU the loop used between the reading and the run's start
+// (kCpuAnchorAge bounds that span: an older reading is renewed before the run), so a figure
+// well under the wall time still says the thread waited for a CPU or the disk.
 // Loop thread only.
 #pragma once
 
@@ -72,20 +78,27 @@ class LoopWorkMeter {
   }
 
   Nanos now() const { return mono_(); }
-  Nanos cpuNow() const { return cpu_(); }
+  /// The loop thread's CPU time now (a system call); later runs measure their CPU from it.
+  Nanos cpuNow() { return readCpu(mono_()); }
 
   /// Runs `fn` and records how long it took under `kind`. `detail` is called only when this run
   /// is the longest since the last stall check or since start (it may format).
   /// The CPU clock is read after the run only when it took kCpuAfter or longer (a system call
-  /// per read, issue 16): a shorter run's CPU time is not measured (-1).
+  /// per read, issue 16): a shorter run's CPU time is not measured (-1). Before the run it is
+  /// read only when the last reading is older than kCpuAnchorAge (the loop watch reads it every
+  /// 10 ms): a long run's CPU time is the CPU since that reading, at most its wall time.
   static constexpr Nanos kCpuAfter = kNanosPerMilli;
+  static constexpr Nanos kCpuAnchorAge = 20 * kNanosPerMilli;
   template <class Fn, class Detail>
   void run(LoopWorkKind kind, Fn&& fn, Detail&& detail) {
     closeTurn();  // whatever ran before this handler is not part of it
-    const Nanos start = mono_(), cpu_start = cpu_();
+    const Nanos start = mono_();
+    if (cpu_at_ < 0 || start - cpu_at_ > kCpuAnchorAge) readCpu(start);
+    const Nanos cpu_start = cpu_last_;
     std::forward<Fn>(fn)();
-    const Nanos took = mono_() - start;
-    record(kind, took, std::forward<Detail>(detail), took >= kCpuAfter ? cpu_() - cpu_start : -1);
+    const Nanos end = mono_(), took = end - start;
+    record(kind, took, std::forward<Detail>(detail),
+           took >= kCpuAfter ? std::min(took, readCpu(end) - cpu_start) : -1);
   }
   template <class Fn>
   void run(LoopWorkKind kind, Fn&& fn) {
@@ -108,7 +121,7 @@ class LoopWorkMeter {
     turn_start_ = turn_last_ = mono_();
     // The CPU clock is a system call: read for a turn only when the turn before it took
     // kCpuAfter or longer (a flood's turns come in runs; a steady stream's are short, issue 16).
-    turn_cpu_start_ = turn_cpu_next_ ? cpu_() : -1;
+    turn_cpu_start_ = turn_cpu_next_ ? readCpu(turn_start_) : -1;
     turn_detail_ = std::move(detail);
     return true;
   }
@@ -120,7 +133,8 @@ class LoopWorkMeter {
     if (!turn_open_) return;
     turn_open_ = false;
     const Nanos took = turn_last_ - turn_start_;
-    const Nanos cpu = turn_cpu_start_ >= 0 ? std::min(took, cpu_() - turn_cpu_start_) : -1;
+    const Nanos cpu =
+        turn_cpu_start_ >= 0 ? std::min(took, readCpu(turn_last_) - turn_cpu_start_) : -1;
     turn_cpu_next_ = took >= kCpuAfter;
     auto detail = std::exchange(turn_detail_, {});
     record(
@@ -172,7 +186,15 @@ class LoopWorkMeter {
   const LoopWork& longest() const { return longest_; }
 
  private:
+  /// Reads the CPU clock (at `mono` on the monotonic clock) and keeps it as the last reading.
+  Nanos readCpu(Nanos mono) {
+    cpu_last_ = cpu_();
+    cpu_at_ = mono;
+    return cpu_last_;
+  }
+
   std::function<Nanos()> mono_, cpu_;
+  Nanos cpu_last_ = 0, cpu_at_ = -1;  ///< the last CPU clock reading, and when (-1: none)
   std::array<Nanos, kKinds> bucket_{}, previous_{}, max_{};
   LoopWork longest_, since_check_;
   bool turn_open_ = false;
