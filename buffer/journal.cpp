@@ -258,8 +258,7 @@ bool SqliteJournal::commit() {
   }
   last_seq_ += pending_.size();
   if (!pending_.empty()) segments_.back()->last = last_seq_;
-  pending_.clear();
-  pending_blobs_.clear();
+  keepCommittedTail();  // pending_ empty after (the sinks' copy: journal_tail.cpp)
   for (auto& [k, v] : pending_state_) state_[k] = std::move(v);
   pending_state_.clear();
   persisted_series_ = series_.size();

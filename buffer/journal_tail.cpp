@@ -149,7 +149,19 @@ std::uint64_t SqliteJournal::readTail(std::uint64_t after, size_t limit,
   const std::uint64_t upto = sendableSeq();
   const std::uint64_t committed_upto = std::min(upto, last_seq_);
   size_t n = 0;
-  if (after < committed_upto && limit > 0) {
+  // Rows of the last commit a sink had not read before it: from memory (issue 16: at a steady
+  // rate a sink reads no SQLite page and takes no WAL read lock). Rows retention dropped
+  // meanwhile (floor_) are skipped as readRows() skips them.
+  const std::uint64_t from = std::max(after, floor_);
+  const bool in_tail =
+      !tail_.empty() && tail_after_ + tail_.size() == last_seq_ && from >= tail_after_;
+  if (after < committed_upto && limit > 0 && in_tail) {
+    readSlice(tail_, tail_blobs_, tail_after_ + 1, from, committed_upto, limit, out, n);
+    if (n >= limit) {
+      out.resize(n);
+      return out[n - 1].seq;
+    }
+  } else if (after < committed_upto && limit > 0) {
     readRows(false, after, limit, out);
     n = out.size();
     // Past committed_upto only when durableSeq() < sendableSeq() <= last_seq_: drop those.
@@ -169,13 +181,30 @@ std::uint64_t SqliteJournal::readTail(std::uint64_t after, size_t limit,
   return std::max(after, upto);
 }
 
+void SqliteJournal::keepCommittedTail() {
+  if (pending_.empty()) return;  // the last commit's rows stay the tail
+  tail_after_ = last_seq_ - pending_.size();
+  // Swapped, not copied: pending_ takes the old tail's storage (no allocation per commit).
+  tail_.swap(pending_);
+  tail_blobs_.swap(pending_blobs_);
+  pending_.clear();
+  pending_blobs_.clear();
+}
+
 void SqliteJournal::readPending(std::uint64_t after, std::uint64_t upto, size_t limit,
                                 std::vector<ReadingRecord>& out, size_t& n) const {
+  readSlice(pending_, pending_blobs_, last_seq_ + 1, after, upto, limit, out, n);
+}
+
+void SqliteJournal::readSlice(const std::vector<PendingRow>& rows,
+                              const std::vector<std::string>& blobs, std::uint64_t first_seq,
+                              std::uint64_t after, std::uint64_t upto, size_t limit,
+                              std::vector<ReadingRecord>& out, size_t& n) const {
   size_t blob = 0;
-  for (size_t i = 0; i < pending_.size() && n < limit; ++i) {
-    const PendingRow& p = pending_[i];
-    const std::uint64_t seq = last_seq_ + 1 + i;
-    const std::string* x = p.kind != kRowReading ? &pending_blobs_[blob++] : nullptr;
+  for (size_t i = 0; i < rows.size() && n < limit; ++i) {
+    const PendingRow& p = rows[i];
+    const std::uint64_t seq = first_seq + i;
+    const std::string* x = p.kind != kRowReading ? &blobs[blob++] : nullptr;
     if (seq > upto) break;
     if (seq <= after) continue;
     if (n == out.size()) out.emplace_back();

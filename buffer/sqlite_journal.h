@@ -207,6 +207,13 @@ class SqliteJournal final : public Journal {
   void reserved(std::uint64_t reserved);
   void readPending(std::uint64_t after, std::uint64_t upto, size_t limit,
                    std::vector<ReadingRecord>& out, size_t& n) const;
+  /// At a commit (pending rows through last_seq_ committed): they become the committed tail,
+  /// pending_ is left empty (journal_tail.cpp).
+  void keepCommittedTail();
+  /// Records of `rows` (seqs first_seq, first_seq + 1, …) after `after` through `upto`.
+  void readSlice(const std::vector<PendingRow>& rows, const std::vector<std::string>& blobs,
+                 std::uint64_t first_seq, std::uint64_t after, std::uint64_t upto, size_t limit,
+                 std::vector<ReadingRecord>& out, size_t& n) const;
 
   // Segments (journal_segments.cpp).
   OpenResult loadSegments(std::uint64_t stored_floor);
@@ -284,6 +291,11 @@ class SqliteJournal final : public Journal {
 
   std::vector<PendingRow> pending_;
   std::vector<std::string> pending_blobs_;  // x of the pending non-readings, in order
+  // The last commit's rows, (tail_after_, last_seq_], kept in memory so that a sink that had
+  // not read them all before the commit reads the rest without SQLite (journal_tail.cpp).
+  std::vector<PendingRow> tail_;
+  std::vector<std::string> tail_blobs_;
+  std::uint64_t tail_after_ = 0;
   std::map<std::string, std::string, std::less<>> state_;
   std::map<std::string, std::string, std::less<>> pending_state_;
   std::uint64_t last_seq_ = 0;     // highest committed seq

@@ -3,11 +3,13 @@
 // reservation is sendable; a journal left without closing (a crash: its files copied while open)
 // goes on after the reservation, a clean close leaves no gap.
 #include <doctest/doctest.h>
+#include <sqlite3.h>
 
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <filesystem>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -226,4 +228,56 @@ TEST_CASE("journal tail: a sink behind a gap passes it with the next batch") {
   CHECK(j->readTail(3, 100, out) == 16385);
   REQUIRE(out.size() == 1);
   CHECK(out[0].seq == 16385);
+}
+
+TEST_CASE("journal tail: the last commit's rows a sink had not read come from memory") {
+  // Issue 16: at a steady rate the commit moved rows a paced sink had not read yet into SQLite,
+  // and the sink's next read took WAL read locks and page reads on the loop. The last commit's
+  // rows stay in memory: here SQLite's copy is deleted behind the journal's back, and the read
+  // still returns them; rows of an older commit are read from SQLite (so they are gone here).
+  Dir dir;
+  auto j = openAt(dir.db());
+  const SeriesId id = j->internSeries(Series{"press-7", "temperature", {{"line", "3"}}});
+  appendMixed(*j, id, 1);
+  appendMixed(*j, id, 2);
+  appendMixed(*j, id, 3);
+  std::vector<ReadingRecord> pending;
+  CHECK(j->readTail(0, 100, pending) == 12);  // read while pending
+  REQUIRE(j->commit());
+  j->syncNow();
+  CHECK(j->lastSeq() == 12);
+  std::vector<ReadingRecord> committed;
+  j->read(0, 100, committed);
+  checkSame(pending, committed);
+
+  sqlite3* raw = nullptr;
+  REQUIRE(sqlite3_open(dir.db().c_str(), &raw) == SQLITE_OK);
+  std::unique_ptr<sqlite3, int (*)(sqlite3*)> db(raw, sqlite3_close);
+  sqlite3_busy_timeout(db.get(), 5000);
+  REQUIRE(sqlite3_exec(db.get(), "DELETE FROM r_0", nullptr, nullptr, nullptr) == SQLITE_OK);
+
+  std::vector<ReadingRecord> tail;
+  CHECK(j->readTail(4, 100, tail) == 12);
+  REQUIRE(tail.size() == 8);
+  checkSame(tail, std::vector<ReadingRecord>(pending.begin() + 4, pending.end()));
+  CHECK(j->readTail(4, 3, tail) == 7);  // a limit inside the tail
+  REQUIRE(tail.size() == 3);
+  CHECK(tail.front().seq == 5);
+
+  // Across the tail into what is pending.
+  appendMixed(*j, id, 4);
+  CHECK(j->readTail(10, 100, tail) == 16);
+  REQUIRE(tail.size() == 6);
+  CHECK(tail.front().seq == 11);
+  CHECK(tail.back().seq == 16);
+
+  // The next commit's rows are the tail now: rows 1–12 come from SQLite, where they are gone.
+  REQUIRE(j->commit());
+  CHECK(j->readTail(4, 100, tail) == 16);
+  REQUIRE(tail.size() == 4);
+  CHECK(tail.front().seq == 13);
+  // A commit of no rows keeps the tail.
+  REQUIRE(j->commit());
+  CHECK(j->readTail(12, 100, tail) == 16);
+  CHECK(tail.size() == 4);
 }
