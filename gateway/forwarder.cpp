@@ -76,14 +76,28 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
   std::uint64_t retry_gen = 0;
   log::RateLimiter retry_log;
   static constexpr std::chrono::seconds kIdleTick{1};
+  // A paced answer waits for the pace timer only when that is soon: the cursor follows it.
+  static constexpr Nanos kMaxAnswerWait = 50 * kNanosPerMilli;
   LinkState last_link = LinkState::kConnecting;  // worker thread only
 
   // Worker mailbox: one batch at a time.
   std::thread worker;
   std::mutex mu;
   std::condition_variable cv;
-  std::optional<std::vector<ReadingRecord>> job;              // guarded by mu
-  bool quit = false;                                          // guarded by mu
+  std::optional<std::vector<ReadingRecord>> job;  // guarded by mu
+  bool quit = false;                              // guarded by mu
+  // A paced batch's answer waits here for the pace timer, which the loop has armed anyway,
+  // instead of being posted: a post from the worker costs it an epoll_ctl and the loop a
+  // wakeup of its own, per batch (issue 16). A full batch (a backlog) is posted at once.
+  struct Answer {
+    SendResult result;
+    std::uint64_t first = 0, last = 0;
+    size_t n = 0;
+  };
+  bool job_deferrable = false;   // guarded by mu: the job's answer may wait in `answer`
+  bool loop_waiting = false;     // guarded by mu: the pace timer came first; post the answer
+  std::optional<Answer> answer;  // guarded by mu
+  bool deferred_out = false;     // loop thread: a deferrable batch is with the worker
   static constexpr size_t kAgeSamples = 8192;                 // 64 KiB per sink
   std::vector<Nanos> ages = std::vector<Nanos>(kAgeSamples);  // ring, guarded by mu
   size_t age_next = 0, age_count = 0;                         // guarded by mu
@@ -99,6 +113,7 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
   void workerLoop() {
     for (;;) {
       std::vector<ReadingRecord> batch;
+      bool deferrable = false;
       {
         std::unique_lock lock(mu);
         if (!cv.wait_for(lock, kIdleTick, [&] { return quit || job.has_value(); })) {
@@ -109,13 +124,24 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
         if (quit) return;
         batch = std::move(*job);
         job.reset();
+        deferrable = job_deferrable;
       }
-      SendResult result = sink->send(batch);
-      if (result.status == SendStatus::kDelivered) recordAges(batch, wall_clock());
-      const std::uint64_t first = batch.front().seq, last = batch.back().seq;
-      const size_t n = batch.size();
-      boost::asio::post(io, [self = shared_from_this(), result = std::move(result), first, last,
-                             n] { self->onResult(result, first, last, n); });
+      Answer a{.result = sink->send(batch),
+               .first = batch.front().seq,
+               .last = batch.back().seq,
+               .n = batch.size()};
+      if (a.result.status == SendStatus::kDelivered) recordAges(batch, wall_clock());
+      {
+        std::lock_guard lock(mu);
+        if (deferrable && !loop_waiting) {
+          answer = std::move(a);
+          continue;  // takeAnswer() on the pace timer picks it up
+        }
+        loop_waiting = false;
+      }
+      boost::asio::post(io, [self = shared_from_this(), a = std::move(a)] {
+        self->onResult(a.result, a.first, a.last, a.n);
+      });
     }
   }
 
@@ -204,13 +230,7 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
         if (pace_armed) return;
         const auto next = last_send + std::chrono::nanoseconds(options.min_interval);
         if (std::chrono::steady_clock::now() < next) {
-          pace_armed = true;
-          pace_timer.expires_at(next);
-          pace_timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
-            if (ec || self->stopped) return;
-            self->pace_armed = false;
-            self->poke();
-          });
+          armPace(next);
           return;
         }
       }
@@ -222,11 +242,50 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
       }
     }
     busy = true;
+    // Less than a full batch: the next send waits for the pace anyway, so the answer can wait
+    // for the pace timer too (Answer).
+    const bool deferrable = !options.alerts_only && options.min_interval > 0 &&
+                            options.min_interval <= kMaxAnswerWait && batch.size() < options.batch;
     {
       std::lock_guard lock(mu);
       job = std::move(batch);
+      job_deferrable = deferrable;
+      loop_waiting = false;
     }
     cv.notify_one();
+    if (deferrable) {
+      deferred_out = true;
+      if (!pace_armed) armPace(last_send + std::chrono::nanoseconds(options.min_interval));
+    }
+  }
+
+  void armPace(std::chrono::steady_clock::time_point next) {
+    pace_armed = true;
+    pace_timer.expires_at(next);
+    pace_timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+      if (ec || self->stopped) return;
+      self->pace_armed = false;
+      if (self->takeAnswer()) return;
+      self->poke();
+    });
+  }
+
+  /// On the pace timer while a deferrable batch is out: handles its answer if the worker has
+  /// left it, or asks the worker to post it. True when the batch was still out.
+  bool takeAnswer() {
+    if (!deferred_out) return false;
+    std::optional<Answer> a;
+    {
+      std::lock_guard lock(mu);
+      if (answer) {
+        a = std::move(answer);
+        answer.reset();
+      } else {
+        loop_waiting = true;
+      }
+    }
+    if (a) onResult(a->result, a->first, a->last, a->n);
+    return true;
   }
 
   bool wantsPoke() const {
@@ -239,6 +298,7 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
   /// next batch's read from the journal it starts (issue 13: what holds the loop is named).
   void onResult(const SendResult& r, std::uint64_t first, std::uint64_t last, size_t n) {
     if (stopped) return;
+    deferred_out = false;
     if (!loop_work) {
       handleResult(r, first, last, n);
       return;

@@ -523,3 +523,36 @@ TEST_CASE("forwarder: by default a steady trickle goes out in batches at most ev
   CHECK(f.batches().size() <= allowed);
   fw->stop();
 }
+
+TEST_CASE("forwarder: a paced batch's answer rides on the pace timer, not on a post of its own") {
+  // Issue 16: a handler posted from the worker costs it an epoll_ctl and the loop a wakeup of
+  // its own; the answer of a batch of less than `batch` records waits for the pace timer the
+  // loop has armed anyway (the next send waits for it too). One handler per batch, not two.
+  Fixture f;
+  ForwarderOptions o;  // the default pacing
+  o.batch = 1000;
+  auto fw = f.make(o);
+  const SeriesId id = f.journal->internSeries(Series{"press-7", "temperature", {}});
+  std::uint64_t appended = 0;
+  size_t handlers = 0;
+  const auto start = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - start < std::chrono::milliseconds(300)) {
+    f.journal->append(id, 1.0, kT0 + static_cast<Nanos>(appended++), std::nullopt,
+                      TimeReference::kReceive);
+    if (appended % 20 == 1) {
+      REQUIRE(f.journal->commit());
+      f.journal->syncNow();
+    }
+    fw->poke();
+    handlers += f.io.run_for(std::chrono::milliseconds(2));
+  }
+  REQUIRE(f.journal->commit());
+  f.journal->syncNow();
+  fw->poke();
+  REQUIRE(f.runUntil([&] { return fw->status().sent == appended; }));  // none held back
+  const size_t batches = f.batches().size();
+  INFO("batches: " << batches << ", handlers: " << handlers);
+  CHECK(batches >= 5);
+  CHECK(handlers <= batches + 2);
+  fw->stop();
+}
