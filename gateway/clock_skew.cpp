@@ -99,10 +99,8 @@ const ClockOptions* internedOptions(std::uint16_t index) {
 SkewEstimator::SkewEstimator(const ClockOptions& options) : options_(internOptions(options)) {}
 
 void SkewEstimator::reset(const ClockOptions* interned) {
-  Ring ring = std::move(ring_);
   CandidateBox candidate = std::move(candidate_);
   *this = withInterned(interned);
-  ring_ = std::move(ring);
   candidate_ = std::move(candidate);
 }
 
@@ -116,7 +114,7 @@ DeviceClock SkewEstimator::state() const {
   c.out_of_bounds = offset_ > options_->max_skew || offset_ < -options_->max_skew;
   c.converged = converged_;
   c.reference = reference_;
-  c.drift_applied = drift_used_ != 0.0;
+  c.drift_applied = driftUsed() != 0.0;
   c.last_seen = last_seen_;
   c.shifts = shifts_;
   c.jitter = roundToNanos(jitter_);
@@ -124,28 +122,14 @@ DeviceClock SkewEstimator::state() const {
   return c;
 }
 
-SkewEstimator::Ring::Ring(const Ring& other) { *this = other; }
-
-SkewEstimator::Ring& SkewEstimator::Ring::operator=(const Ring& other) {
-  if (this == &other) return *this;
-  data_.reset();
-  capacity_ = 0;
-  reserve(other.capacity_, 0);
-  std::copy_n(other.data_.get(), other.capacity_, data_.get());
-  return *this;
-}
-
-void SkewEstimator::Ring::reserve(int n, int used) {
-  if (n <= capacity_) return;
-  const int capacity = n <= 4 ? 4 : n <= 8 ? 8 : n <= 16 ? 16 : kSegments;
-  auto grown = std::make_unique<Point[]>(static_cast<std::size_t>(capacity));
-  std::copy_n(data_.get(), used, grown.get());
-  data_ = std::move(grown);
-  capacity_ = static_cast<std::uint8_t>(capacity);
-}
-
 double SkewEstimator::key(const Sample& s) const {
-  return rel(s.offset, origin_offset_) - drift_used_ * rel(s.device_time, origin_);
+  return rel(s.offset, origin_offset_) - driftUsed() * rel(s.device_time, origin_);
+}
+
+double SkewEstimator::baseKey() const {
+  // What a kept base key was: the history's lowest key after a segment closes, and the lower
+  // of it and the open segment's while one is open (startEpoch: 0, the seed's own key).
+  return segment_count_ == 0 ? history_key_ : std::min(history_key_, key(segment_min_));
 }
 
 SkewEstimator::Point SkewEstimator::toPoint(const Sample& s) const {
@@ -153,11 +137,11 @@ SkewEstimator::Point SkewEstimator::toPoint(const Sample& s) const {
           static_cast<float>(rel(s.offset, origin_offset_))};
 }
 
-double SkewEstimator::predict(Nanos d) const { return base_key_ + drift_used_ * rel(d, origin_); }
+double SkewEstimator::predict(Nanos d) const { return baseKey() + driftUsed() * rel(d, origin_); }
 
 bool SkewEstimator::consistent(const Sample& a, const Sample& b, double tolerance) const {
   const double dd = rel(a.device_time, b.device_time);
-  const double diff = rel(a.offset, b.offset) - drift_used_ * dd;
+  const double diff = rel(a.offset, b.offset) - driftUsed() * dd;
   return std::abs(diff) <= tolerance + kRateTolerance * std::abs(dd);
 }
 
@@ -169,28 +153,21 @@ void SkewEstimator::startEpoch(const Sample& seed, int samples) {
   segment_size_ = 1;
   fits_skipped_ = 0;
   segment_min_ = seed;
-  segment_min_key_ = 0;
   segment_count_ = static_cast<std::uint8_t>(samples);
   history_key_ = std::numeric_limits<double>::infinity();
-  base_key_ = 0;
   epoch_samples_ = static_cast<std::uint32_t>(samples);
   candidate_kind_ = Kind::kNone;
   candidate_count_ = 0;
   last_device_time_ = seed.device_time;
-  // The drift (drift_, drift_used_) is kept: a step moves the clock, not its rate. The next fit
+  // The drift (drift_, drift_applied_) is kept: a step moves the clock, not its rate. The next fit
   // over the new epoch replaces it.
 }
 
 void SkewEstimator::addToHistory(const Sample& s) {
-  const double k = key(s);
-  if (segment_count_ == 0 || k < segment_min_key_) {
-    segment_min_ = s;
-    segment_min_key_ = k;
-  }
+  if (segment_count_ == 0 || key(s) < key(segment_min_)) segment_min_ = s;
   ++segment_count_;
   ++epoch_samples_;
   last_device_time_ = s.device_time;
-  base_key_ = std::min(history_key_, segment_min_key_);
   if (segment_count_ >= segment_size_) closeSegment();
 }
 
@@ -220,19 +197,19 @@ void SkewEstimator::closeSegment() {
   if (ring_size_ < kSegments) {
     slot = (ring_head_ + ring_size_) % kSegments;
     ++ring_size_;
-    ring_.reserve(slot + 1, slot);  // not full: ring_head_ is 0
   } else {
     slot = ring_head_;
     ring_head_ = static_cast<std::uint8_t>((ring_head_ + 1) % kSegments);
     rescan = slot == history_argmin_;  // the lowest segment leaves the history
   }
   ring_[slot] = toPoint(segment_min_);
+  const double segment_min_key = key(segment_min_);
   segment_count_ = 0;
   if (ring_size_ < kSegments || segment_size_ < kSegmentSamples || ++fits_skipped_ >= kRefitEvery) {
     fits_skipped_ = 0;
-    const double before = drift_used_;
+    const double before = driftUsed();
     refit();
-    rescan = rescan || drift_used_ != before;
+    rescan = rescan || driftUsed() != before;
   }
   if (rescan || ring_size_ == 1) {
     history_key_ = std::numeric_limits<double>::infinity();
@@ -243,11 +220,10 @@ void SkewEstimator::closeSegment() {
         history_argmin_ = static_cast<std::uint8_t>(i);
       }
     }
-  } else if (segment_min_key_ < history_key_) {
-    history_key_ = segment_min_key_;
+  } else if (segment_min_key < history_key_) {
+    history_key_ = segment_min_key;
     history_argmin_ = static_cast<std::uint8_t>(slot);
   }
-  base_key_ = history_key_;
 }
 
 // Lower convex hull of the segment minima (monotone chain); the drift is the slope of the hull
@@ -305,7 +281,7 @@ void SkewEstimator::refit() {
   const double span = xs[n - 1] - xs[0];
   drift_ = slope;
   const double significance = std::max(kMinSignificance, kSignificanceTimesPoints / n);
-  drift_used_ = std::abs(slope) * span > significance * residual ? slope : 0.0;
+  drift_applied_ = std::abs(slope) * span > significance * residual;
 }
 
 Correction SkewEstimator::apply(Nanos device_time, const Correction& fallback) {
@@ -396,7 +372,7 @@ Correction SkewEstimator::estimate(Nanos device_time, Nanos reference_time) {
   if (candidate_kind_ == kind && consistent(s, candidate.last, tolerance)) {
     ++candidate_count_;
     const double dd = rel(device_time, candidate.best.device_time);
-    if (rel(theta, candidate.best.offset) - drift_used_ * dd < 0) candidate.best = s;
+    if (rel(theta, candidate.best.offset) - driftUsed() * dd < 0) candidate.best = s;
   } else {
     candidate_kind_ = kind;
     candidate_count_ = 1;

@@ -57,10 +57,9 @@ struct Correction {
 
 /// The estimator for one clock. Not thread-safe; owned by the pipeline's event loop. One is
 /// kept per device (issue 13: per-series memory), so its state is compact: state() is built
-/// from it on request, the history is one array grown to the samples seen (8 bytes each: a
-/// segment minimum relative to its epoch's origin, up to kSegments), a suspected step's state
-/// is allocated at the first suspect and kept, and no allocation happens once both exist;
-/// observe() costs tens of ns.
+/// from it on request, the history is inline (kSegments points of 8 bytes: a segment minimum
+/// relative to its epoch's origin), a suspected step's state is allocated at the first suspect
+/// and kept, and no allocation happens once it exists; observe() costs tens of ns.
 ///
 /// The gateway's own clock against the broker's is one more estimator fed with
 /// observe(broker_stamp, receive_time): its offset is gateway clock − broker clock (plus the
@@ -74,7 +73,7 @@ struct Correction {
 /// hull of that history (the edge over its middle: the line under every point that is highest on
 /// average); it is applied only when it is significant against the hull's residual noise. The
 /// offset is the low envelope of the history extrapolated with the applied drift. Bounded size
-/// (sizeof plus at most kSegments points and one Candidate).
+/// (sizeof plus at most one Candidate).
 /// The one shared copy of `options` (equal options, one copy for the process's life).
 const ClockOptions* internOptions(const ClockOptions& options);
 /// The position of an interned set of options (internOptions' result) in the interned list, and
@@ -111,10 +110,8 @@ class SkewEstimator {
   std::uint64_t samples() const { return samples_; }
   std::uint32_t steps() const { return steps_; }
   bool outOfBounds() const { return offset_ > options_->max_skew || offset_ < -options_->max_skew; }
-  /// Heap bytes held (the history's capacity), for memory figures.
-  std::size_t heapBytes() const {
-    return ring_.capacity() * sizeof(Point) + candidate_.heapBytes();
-  }
+  /// Heap bytes held (a suspected step's state, once there was one), for memory figures.
+  std::size_t heapBytes() const { return candidate_.heapBytes(); }
 
   // 16 minima of up to 16 samples: the same 256 samples as 32 of 8 with half the history per
   // device (issue 13/16: memory per device); the unit tests' accuracy bounds and clock_bench's
@@ -141,7 +138,11 @@ class SkewEstimator {
     float dy;  ///< offset − origin_offset_ (ns)
   };
   Point toPoint(const Sample& s) const;
-  double key(const Point& p) const { return p.dy - drift_used_ * p.dx; }
+  double key(const Point& p) const { return p.dy - driftUsed() * p.dx; }
+  /// The drift applied (drift_ when significant, else 0).
+  double driftUsed() const { return drift_applied_ ? drift_ : 0.0; }
+  /// The lowest key of the history and the open segment.
+  double baseKey() const;
   enum class Kind : std::uint8_t { kNone, kJump, kHigh };
 
   void startEpoch(const Sample& seed, int samples);
@@ -159,26 +160,6 @@ class SkewEstimator {
   /// (`fallback` if the corrected time cannot be represented).
   Correction apply(Nanos device_time, const Correction& fallback);
 
-  /// The history's storage: an array grown in steps of 4, 8, 16, kSegments points (a plain
-  /// pointer and a byte, not a vector's three pointers), copied with the estimator.
-  class Ring {
-   public:
-    Ring() = default;
-    Ring(const Ring& other);
-    Ring& operator=(const Ring& other);
-    Ring(Ring&&) noexcept = default;
-    Ring& operator=(Ring&&) noexcept = default;
-    /// Room for `n` samples, keeping the first `used`.
-    void reserve(int n, int used);
-    std::size_t capacity() const { return capacity_; }
-    Point& operator[](int i) { return data_[static_cast<std::size_t>(i)]; }
-    const Point& operator[](int i) const { return data_[static_cast<std::size_t>(i)]; }
-
-   private:
-    std::unique_ptr<Point[]> data_;
-    std::uint8_t capacity_ = 0;
-  };
-
   static constexpr Nanos kNoStep = INT64_MIN;
 
   /// Shared by every estimator built with equal options (internOptions): 8 bytes per device
@@ -194,11 +175,6 @@ class SkewEstimator {
   std::uint32_t shifts_ = 0;
   std::uint32_t suspect_ = 0;
   std::uint32_t epoch_samples_ = 0;  ///< samples since the filter (re)started
-  /// Segment minima, oldest at ring_head_. Grown as segments close (up to kSegments): a device
-  /// seen a few times costs a few samples, not 512 bytes (issue 13: per-series memory). While
-  /// it is not full ring_head_ is 0, so a new segment goes at the end.
-  /// (no_unique_address: the bytes below go in its tail padding, 8 bytes less per device.)
-  [[no_unique_address]] Ring ring_;
   std::uint8_t ring_size_ = 0;
   std::uint8_t ring_head_ = 0;
   std::uint8_t segment_count_ = 0;   ///< samples in the open segment
@@ -208,15 +184,16 @@ class SkewEstimator {
   Kind candidate_kind_ = Kind::kNone;
   std::uint8_t candidate_count_ = 0;
   bool converged_ = false;
+  bool drift_applied_ = false;  ///< drift_ is significant and applied (driftUsed())
   TimeReference reference_ = TimeReference::kReceive;
   Nanos origin_ = 0;         ///< device time the epoch's projections are relative to
   Nanos origin_offset_ = 0;  ///< offset the epoch's keys are relative to
-  Sample segment_min_{};     ///< lowest sample (by key) of the open segment
-  double segment_min_key_ = 0;
-  double base_key_ = 0;     ///< lowest key of the history and the open segment
+  /// Lowest sample (by key) of the open segment. Its key, and the lowest key of the history
+  /// and the open segment (baseKey()), are recomputed from it when needed instead of being
+  /// kept: the same arithmetic on the same values, 16 bytes less per device (issue 13).
+  Sample segment_min_{};
   double history_key_ = 0;  ///< lowest key of the closed segments
   double drift_ = 0;        ///< fitted slope dθ/d(device time)
-  double drift_used_ = 0;   ///< drift_ when significant, else 0
   double jitter_ = 0;       ///< EMA of the residual above the envelope (ns)
   Nanos last_device_time_ = 0;
   /// A suspected step (kept apart: most devices never have one, so it costs them 8 bytes
@@ -251,6 +228,10 @@ class SkewEstimator {
     std::unique_ptr<Candidate> p_;
   };
   CandidateBox candidate_;  ///< valid while candidate_kind_ != kNone
+  /// Segment minima, oldest at ring_head_ (ring_size_ of them). Inline (issue 13: a device's
+  /// estimator and its history are one allocation of the clock table, not two, and no pointer
+  /// to the history): 128 bytes.
+  Point ring_[kSegments] = {};
 };
 
 using gw::parseBrokerStamp;  // core/time.h

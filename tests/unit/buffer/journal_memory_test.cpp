@@ -45,9 +45,10 @@ TEST_CASE(
     sqlite3_int64 high = sqlite3_memory_highwater(0) - before;
     MESSAGE("SQLite heap with a 14 MB journal: ", used / 1024, " KiB (high-water ", high / 1024,
             " KiB)");
-    // The page cache (PRAGMA cache_size = -1024 on each connection: 1 MiB of pages plus their
-    // headers) and the schema and statements; with SQLite's default cache (2 MiB) this is ~2.6 MiB.
-    CHECK(used <= 1800 * 1024);
+    // The page cache (PRAGMA cache_size = -256 on each connection: 256 KiB of pages plus their
+    // headers) and the schema and statements; with SQLite's default cache (2 MiB) this is ~2.6
+    // MiB, with 1 MiB (before issue 13's 10,000-series aim) up to 1.8 MiB.
+    CHECK(used <= 1000 * 1024);
   }
 }
 

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <random>
 #include <string>
@@ -407,8 +408,10 @@ TEST_CASE("absurd device times do not break the estimator") {
 TEST_CASE("per-device memory is small and bounded") {
   MESSAGE("sizeof(SkewEstimator) = ", sizeof(SkewEstimator), " bytes");
   // 296 before issue 13's compact state, 240 with a suspected step's state inline, 200 with a
-  // copy of the options in each and padding after the ring.
-  CHECK(sizeof(SkewEstimator) <= 176);
+  // copy of the options in each and padding after the ring; 176 plus a separate history of up
+  // to 128 (two allocations, 336 bytes of malloc chunks with a full history) before the history
+  // went inline: one allocation of 272 (288 with malloc's header).
+  CHECK(sizeof(SkewEstimator) <= 272);
   // Equal options are one shared copy; other options another (the estimators keep a pointer).
   ClockOptions other;
   other.step = 7 * kS;
@@ -416,23 +419,25 @@ TEST_CASE("per-device memory is small and bounded") {
   CHECK(gw::clock::internOptions(other) != gw::clock::internOptions(ClockOptions{}));
   CHECK(gw::clock::internOptions(other)->step == 7 * kS);
   SkewEstimator est(ClockOptions{});
-  CHECK(est.heapBytes() == 0);  // nothing until a segment closes
+  CHECK(est.heapBytes() == 0);
   for (int i = 0; i < 1000; ++i) est.observe(kT0 + i * kS, kT0 + i * kS + 3 * kMs);
   MESSAGE("with a full history: ", sizeof(SkewEstimator) + est.heapBytes(), " bytes");
-  CHECK(est.heapBytes() == SkewEstimator::kSegments * 8);  // 16 before the history was relative
-  CHECK(sizeof(SkewEstimator) + est.heapBytes() <= 304);   // 752 before (32 points of 16 B)
+  CHECK(est.heapBytes() == 0);  // the history is inline
+  // 752 before (32 points of 16 B), 304 with the history apart.
+  CHECK(sizeof(SkewEstimator) + est.heapBytes() <= 272);
   // A copy has its own history with the same state.
   SkewEstimator copy = est;
   CHECK(copy.heapBytes() == est.heapBytes());
+  CHECK(copy.state().samples == est.state().samples);
   const Correction a = est.observe(kT0 + 1000 * kS, kT0 + 1000 * kS + 4 * kMs);
   const Correction b = copy.observe(kT0 + 1000 * kS, kT0 + 1000 * kS + 4 * kMs);
   CHECK(a.event_time == b.event_time);
   CHECK(copy.state().samples == est.state().samples);
-  CHECK(est.heapBytes() == SkewEstimator::kSegments * 8);  // no suspect yet: no candidate
+  CHECK(est.heapBytes() == 0);  // no suspect yet: no candidate
   // A suspected step (one sample 60 s off) is carried by a copy, which then confirms it alike.
   const Nanos d = kT0 + 1001 * kS;
   est.observe(d, d + 60 * kS + 3 * kMs);
-  CHECK(est.heapBytes() > SkewEstimator::kSegments * 8);  // the candidate, on first suspect
+  CHECK(est.heapBytes() > 0);  // the candidate, on first suspect
   SkewEstimator mid = est;
   const Correction c1 = est.observe(d + kS, d + kS + 60 * kS + 3 * kMs);
   const Correction c2 = mid.observe(d + kS, d + kS + 60 * kS + 3 * kMs);
@@ -498,4 +503,66 @@ TEST_CASE("tolerance: a right clock keeps its own times, also for a redelivered 
         fast.observe(truth + 37 * kNanosPerSecond, truth + kNanosPerMilli).event_time;
     CHECK(std::llabs(event - truth) < 5 * kNanosPerMilli);
   }
+}
+
+// Issue 13 (per-device memory): the estimator's state was made smaller (the history inline,
+// the keys that follow from it recomputed, the drift's "applied" a flag) without changing a
+// single result. A digest of every correction and state of a varied run (drift, delays, late
+// messages, steps, shifts, 1970 clocks, both tolerances) was recorded with the estimator as it
+// was before (main at 4b5c305); any change to the arithmetic changes it.
+TEST_CASE("compact state: corrections and states bit-identical to the estimator before") {
+  std::uint64_t digest = 1469598103934665603ull;
+  auto mix = [&](std::uint64_t v) {
+    for (int i = 0; i < 8; ++i) {
+      digest ^= (v >> (8 * i)) & 0xff;
+      digest *= 1099511628211ull;
+    }
+  };
+  std::mt19937_64 rng(13);
+  std::uint64_t steps = 0, shifts = 0, suspect = 0, drift_applied = 0;
+  for (const ClockOptions options : {ClockOptions{}, ClockOptions{3600 * kS, 2 * kS, 50 * kMs}}) {
+    for (int device = 0; device < 40; ++device) {
+      SkewEstimator est(options);
+      const double drift = static_cast<double>(static_cast<int>(rng() % 2001) - 1000) * 1e-7;
+      Nanos offset = device % 9 == 0 ? -(kT0 - static_cast<Nanos>(device) * kS)
+                                     : static_cast<Nanos>(rng() % 20000) * kMs - 10 * kS;
+      Nanos t = kT0;
+      for (int i = 0; i < 700; ++i) {
+        t += static_cast<Nanos>(200 + rng() % 1800) * kMs;
+        if (rng() % 150 == 0) offset += (rng() % 2 ? 1 : -1) * static_cast<Nanos>(rng() % 30) * kS;
+        if (rng() % 90 == 0) offset -= static_cast<Nanos>(rng() % 3000) * kMs;  // a shift
+        Nanos delay = static_cast<Nanos>(rng() % 80) * kMs;
+        if (rng() % 25 == 0) delay += static_cast<Nanos>(rng() % 5000) * kMs;
+        const Nanos device_time =
+            t - offset - static_cast<Nanos>(drift * static_cast<double>(t - kT0));
+        const auto ref = rng() % 3 == 0 ? gw::TimeReference::kBroker : gw::TimeReference::kReceive;
+        const Correction c = est.observe(device_time, t + delay, ref);
+        mix(static_cast<std::uint64_t>(c.event_time));
+        mix(static_cast<std::uint64_t>(c.offset));
+        if (i % 7 == 0) {
+          const DeviceClock s = est.state();
+          mix(static_cast<std::uint64_t>(s.offset));
+          std::uint64_t drift_bits;
+          std::memcpy(&drift_bits, &s.drift_ppm, sizeof drift_bits);
+          mix(drift_bits);
+          mix(s.samples ^ (s.steps << 20) ^ (s.shifts << 40) ^ (s.suspect << 50));
+          mix(static_cast<std::uint64_t>(s.jitter));
+          mix(static_cast<std::uint64_t>(s.last_step.value_or(-1)));
+          mix((s.converged ? 1u : 0u) | (s.drift_applied ? 2u : 0u) | (s.out_of_bounds ? 4u : 0u) |
+              (static_cast<unsigned>(s.reference) << 3));
+          drift_applied += s.drift_applied;
+        }
+      }
+      steps += est.state().steps;
+      shifts += est.state().shifts;
+      suspect += est.state().suspect;
+    }
+  }
+  MESSAGE("digest ", digest, "; steps ", steps, ", shifts ", shifts, ", suspect ", suspect,
+          ", states with the drift applied ", drift_applied);
+  CHECK(steps > 0);  // the run goes through every path
+  CHECK(shifts > 0);
+  CHECK(suspect > 0);
+  CHECK(drift_applied > 0);
+  CHECK(digest == 14793985876161914954ull);
 }

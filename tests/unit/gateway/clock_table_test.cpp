@@ -357,9 +357,11 @@ TEST_CASE("clock table: bytes per device at 1, 3 and a full history") {
   const std::size_t one = perDevice(1), three = perDevice(3), many = perDevice(300);
   MESSAGE("bytes per device: ", one, " with 1 sample, ", three, " with 3, ", many,
           " with a full history; entry ", sizeof(ClockTable::Entry));
-  // 224-byte entries (a SkewEstimator in each) and the history: 266 / 298 / 362 before.
+  // 224-byte entries (a SkewEstimator in each) and the history: 266 / 298 / 362 before; 345
+  // with a full history since the history is inline (one allocation, 48 bytes less of malloc
+  // chunks than two).
   CHECK(sizeof(ClockTable::Entry) <= 56);
   CHECK(one <= 90);
   CHECK(three <= 140);
-  CHECK(many <= 380);
+  CHECK(many <= 345);
 }
