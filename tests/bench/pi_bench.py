@@ -17,6 +17,12 @@ broker. Per run, alternating so that both see the same machine:
           and recvfrom/read per reading to show where they go;
         voluntary context switches (wakeups) per reading;
         bytes written per reading (/proc/PID/io write_bytes) and journal commits per second;
+        bytes per reading with checkpoints accrued: the bytes written plus the change over the
+          window in what the next checkpoint will write into journal.db (the distinct 4 KiB blocks
+          of the frames the WAL holds past the last checkpoint, from the -shm and the -wal), so that
+          a window with a checkpoint and one without count the same rows once each: the figure to
+          compare (a 64 MiB WAL is checkpointed every ~80 s at 10,000 readings/s, so a 60 s window
+          has none or one);
         publish → Kafka acknowledgement p50/p99 (gatewayd's own delivery ages, sampled each second);
         VmRSS at the end of the window.
 Then, once (--big-runs): a --backlog readings journaled with Kafka down (published as fast as
@@ -70,6 +76,35 @@ def status(gw):
             "p99": kafka["age_p99_ms"]}
 
 
+def checkpoint_debt(db):
+    """Bytes the next checkpoint will write into journal.db for what the WAL holds now: the
+    distinct 4 KiB blocks of the file (what /proc/PID/io write_bytes counts: page-cache pages
+    dirtied) that the frames after the last checkpointed one (-shm: nBackfill) up to the last
+    committed one (mxFrame) cover. Frames up to mxFrame stay as they are until the WAL starts
+    over (new salts in the -shm's header), so the read is retried only then."""
+    shm, wal = Path(str(db) + "-shm"), Path(str(db) + "-wal")
+    for _ in range(20):
+        try:
+            hdr = shm.read_bytes()[:100]
+            if len(hdr) < 100:
+                return 0
+            page = int.from_bytes(hdr[14:16], sys.byteorder) or 65536
+            mx = int.from_bytes(hdr[16:20], sys.byteorder)
+            backfill = int.from_bytes(hdr[96:100], sys.byteorder)
+            blocks = set()
+            with wal.open("rb") as f:
+                for i in range(backfill + 1, mx + 1):
+                    f.seek(32 + (i - 1) * (24 + page))
+                    pgno = int.from_bytes(f.read(4), "big")
+                    blocks.add((pgno - 1) * page // 4096)
+            if shm.read_bytes()[32:40] == hdr[32:40]:  # the same WAL generation (salts)
+                return len(blocks) * 4096
+        except FileNotFoundError:
+            return 0
+        time.sleep(0.01)
+    raise RuntimeError(f"{shm}: the WAL started over during each of 20 reads")
+
+
 def drain(gw, mq, devices, count, qos, seed):
     """Broker backlog taken in bursts: CPU µs per reading (the baseline of the steady figures)."""
     pid = gw.proc.p.pid
@@ -111,7 +146,8 @@ def steady(gw, mq, devices, rate, seconds, warmup, qos, seed, allocs=None):
                                            "--seed", seed, "--client-id", f"pi-steady-{seed}"))
     t.start()
     time.sleep(warmup)  # the publisher ramps up and gatewayd's windows open (sampling cadence)
-    s0, a = status(gw), Sample(pid)
+    db = gw.wd.path / "state" / "journal.db"
+    s0, a, debt0 = status(gw), Sample(pid), checkpoint_debt(db)
     al0 = allocs.read() if allocs else None
     sc = SyscallCounter(pid)
     p50s, p99s = [], []
@@ -122,7 +158,7 @@ def steady(gw, mq, devices, rate, seconds, warmup, qos, seed, allocs=None):
         p50s.append(s["p50"])
         p99s.append(s["p99"])
     calls = sc.stop()
-    s1, b = status(gw), Sample(pid)
+    s1, b, debt1 = status(gw), Sample(pid), checkpoint_debt(db)
     al1 = allocs.read() if allocs else None
     hwm, rss = benchlib.memory_kib(pid)
     t.join()
@@ -145,6 +181,8 @@ def steady(gw, mq, devices, rate, seconds, warmup, qos, seed, allocs=None):
         "fsyncs_per_s": (calls.get("fsync", 0) + calls.get("fdatasync", 0)) / calls["seconds"],
         "voluntary_switches_per_reading": d["voluntary_switches"] / n,
         "bytes_written_per_reading": d["written"] / n,
+        "bytes_per_reading_with_checkpoints": (d["written"] + debt1 - debt0) / n,
+        "checkpoint_debt_mib": (debt0 / 2**20, debt1 / 2**20),
         "commits_per_s": (s1["commits"] - s0["commits"]) / d["seconds"],
         "latency_p50_ms": statistics.median(p50s), "latency_p99_ms": statistics.median(p99s),
         "vmrss_mib": rss / 1024, "vmhwm_mib": hwm / 1024,
@@ -229,7 +267,7 @@ def by_thread(gw, mq, devices, rate, seconds, qos, seed):
 
 
 def median_of(runs):
-    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0] if not isinstance(runs[0][k], tuple)}
 
 
 def main():
@@ -289,7 +327,8 @@ def main():
               f"{st['epoll_wait_per_reading']:.3f}, recvfrom+read {st['recv_read_per_reading']:.3f}, "
               f"write+sendto+sendmsg {st['send_write_per_reading']:.3f}, futex {st['futex_per_reading']:.3f}; "
               f"wakeups (voluntary switches) {st['voluntary_switches_per_reading']:.3f}/reading")
-        print(f"  bytes written {st['bytes_written_per_reading']:.0f}/reading (aim <= 80); fsyncs "
+        print(f"  bytes written {st['bytes_written_per_reading']:.0f}/reading in the window, "
+              f"{st['bytes_per_reading_with_checkpoints']:.0f}/reading with checkpoints accrued (aim <= 80); fsyncs "
               f"{st['fsyncs_per_s']:.1f}/s (<= 20); pwrite64 {st['pwrite64_per_s']:.0f}/s; commits "
               f"{st['commits_per_s']:.1f}/s")
         print(f"  VmRSS {st['vmrss_mib']:.1f} MiB (<= 32); publish->Kafka ack p50 {st['latency_p50_ms']:.1f} "
