@@ -20,9 +20,15 @@ broker. Per run, alternating so that both see the same machine:
         bytes per reading with checkpoints accrued: the bytes written plus the change over the
           window in what the next checkpoint will write into journal.db (the distinct 4 KiB blocks
           of the frames the WAL holds past the last checkpoint, from the -shm and the -wal), so that
-          a window with a checkpoint and one without count the same rows once each: the figure to
-          compare (a 64 MiB WAL is checkpointed every ~80 s at 10,000 readings/s, so a 60 s window
-          has none or one);
+          a window with a checkpoint and one without count the same rows once each (a 64 MiB WAL
+          is checkpointed every ~80 s at 10,000 readings/s, so a 60 s window has none or one;
+          ~35 s with 100,000 devices). The debt grows fast after a checkpoint and stops growing once the
+          journal's working set is in the WAL, so a window is still not a whole cycle; two more:
+          per checkpoint cycle, the window's WAL writes (every thread but gw-checkpoint) times
+          1 + debt / 64 MiB (one copy of the working set per 64 MiB of WAL; an upper bound, the
+          larger debt read may be higher than the one copied), and over the whole run (every run's
+          steady load, ~4 minutes, the drains' readings and bytes left out) with checkpoints
+          accrued: the figure to compare;
         publish → Kafka acknowledgement p50/p99 (gatewayd's own delivery ages, sampled each second);
         VmRSS at the end of the window.
 Then, once (--big-runs): a --backlog readings journaled with Kafka down (published as fast as
@@ -105,6 +111,23 @@ def checkpoint_debt(db):
     raise RuntimeError(f"{shm}: the WAL started over during each of 20 reads")
 
 
+def checkpoint_thread_written(pid):
+    """write_bytes of gatewayd's checkpoint thread (gw-checkpoint: the copies into journal.db
+    and their fsyncs), 0 when there is none."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            if (task / "comm").read_text().strip() == "gw-checkpoint":
+                for line in (task / "io").read_text().splitlines():
+                    if line.startswith("write_bytes:"):
+                        return int(line.split()[1])
+        except OSError:
+            continue
+    return 0
+
+
+WAL_CHECKPOINT_BYTES = 64 << 20  # gatewayd's default (JournalOptions::wal_checkpoint_bytes)
+
+
 def drain(gw, mq, devices, count, qos, seed):
     """Broker backlog taken in bursts: CPU µs per reading (the baseline of the steady figures)."""
     pid = gw.proc.p.pid
@@ -147,7 +170,7 @@ def steady(gw, mq, devices, rate, seconds, warmup, qos, seed, allocs=None):
     t.start()
     time.sleep(warmup)  # the publisher ramps up and gatewayd's windows open (sampling cadence)
     db = gw.wd.path / "state" / "journal.db"
-    s0, a, debt0 = status(gw), Sample(pid), checkpoint_debt(db)
+    s0, a, debt0, ck0 = status(gw), Sample(pid), checkpoint_debt(db), checkpoint_thread_written(pid)
     al0 = allocs.read() if allocs else None
     sc = SyscallCounter(pid)
     p50s, p99s = [], []
@@ -158,7 +181,7 @@ def steady(gw, mq, devices, rate, seconds, warmup, qos, seed, allocs=None):
         p50s.append(s["p50"])
         p99s.append(s["p99"])
     calls = sc.stop()
-    s1, b, debt1 = status(gw), Sample(pid), checkpoint_debt(db)
+    s1, b, debt1, ck1 = status(gw), Sample(pid), checkpoint_debt(db), checkpoint_thread_written(pid)
     al1 = allocs.read() if allocs else None
     hwm, rss = benchlib.memory_kib(pid)
     t.join()
@@ -183,6 +206,12 @@ def steady(gw, mq, devices, rate, seconds, warmup, qos, seed, allocs=None):
         "bytes_written_per_reading": d["written"] / n,
         "bytes_per_reading_with_checkpoints": (d["written"] + debt1 - debt0) / n,
         "checkpoint_debt_mib": (debt0 / 2**20, debt1 / 2**20),
+        "checkpoint_thread_bytes_per_reading": (ck1 - ck0) / n,
+        # A checkpoint cycle: the WAL writes (everything but the checkpoint thread's) until
+        # WAL_CHECKPOINT_BYTES, then one copy of the pages the WAL holds (the debt, which stops
+        # growing once the journal's working set is in the WAL: the larger of the two reads).
+        "bytes_per_reading_per_cycle": (d["written"] - (ck1 - ck0)) / n
+        * (1 + max(debt0, debt1) / WAL_CHECKPOINT_BYTES),
         "commits_per_s": (s1["commits"] - s0["commits"]) / d["seconds"],
         "latency_p50_ms": statistics.median(p50s), "latency_p99_ms": statistics.median(p99s),
         "vmrss_mib": rss / 1024, "vmhwm_mib": hwm / 1024,
@@ -303,6 +332,8 @@ def main():
                       env=AllocCounter.env(counts) if a.count_allocs else None)
         allocs = AllocCounter(counts, gw.proc.p.pid) if a.count_allocs else None
         drains, steadies, bigs = [], [], []
+        db = gw.wd.path / "state" / "journal.db"
+        span0 = (status(gw), Sample(gw.proc.p.pid), checkpoint_debt(db))
         for i in range(a.runs):
             drains.append(drain(gw, mq, a.devices, a.drain, a.qos, 100 + i))
             print(f"run {i + 1}: drain {json.dumps(drains[-1])}", flush=True)
@@ -310,12 +341,23 @@ def main():
             steadies[-1]["ratio_to_drain"] = (steadies[-1]["cpu_us_per_reading"]
                                               / drains[-1]["cpu_us_per_reading"])
             print(f"run {i + 1}: steady {json.dumps(steadies[-1])}", flush=True)
+        span1 = (status(gw), Sample(gw.proc.p.pid), checkpoint_debt(db))
+        # The steady load only: the drains' readings (taken in large commits, cheaper) and bytes
+        # left out; every change of the checkpoint debt counted.
+        drained_n = sum(d["readings"] for d in drains)
+        drained_b = sum(d["bytes_written_per_reading"] * d["readings"] for d in drains)
+        span_n = span1[0]["readings"] - span0[0]["readings"] - drained_n
+        span_b = span1[1].written - span0[1].written - drained_b
+        span = {"readings": span_n, "seconds": span1[1].t - span0[1].t,
+                "bytes_written_per_reading": span_b / span_n,
+                "bytes_per_reading_with_checkpoints": (span_b + span1[2] - span0[2]) / span_n}
+        print(f"whole run, steady load (the drains left out): {json.dumps(span)}", flush=True)
         for i in range(a.big_runs if a.backlog else 0):
             bigs.append(big_backlog(gw, mq, kafka, a.devices, rate, a.backlog, a.qos, 300 + 10 * i))
             print(f"run {i + 1}: backlog {json.dumps(bigs[-1])}", flush=True)
         threads = by_thread(gw, mq, a.devices, rate, a.by_thread, a.qos, 400) if a.by_thread else None
         gw.proc.stop()
-        res = {"syscalls_by_thread": threads,"devices": a.devices, "rate": rate, "seconds": a.seconds, "qos": a.qos, "runs": a.runs,
+        res = {"whole_run": span, "syscalls_by_thread": threads,"devices": a.devices, "rate": rate, "seconds": a.seconds, "qos": a.qos, "runs": a.runs,
                "gatewayd": str(gwtest.GATEWAYD), "drain": median_of(drains), "steady": median_of(steadies),
                "backlog": median_of(bigs) if bigs else None,
                "all": {"drain": drains, "steady": steadies, "backlog": bigs}}
@@ -328,7 +370,10 @@ def main():
               f"write+sendto+sendmsg {st['send_write_per_reading']:.3f}, futex {st['futex_per_reading']:.3f}; "
               f"wakeups (voluntary switches) {st['voluntary_switches_per_reading']:.3f}/reading")
         print(f"  bytes written {st['bytes_written_per_reading']:.0f}/reading in the window, "
-              f"{st['bytes_per_reading_with_checkpoints']:.0f}/reading with checkpoints accrued (aim <= 80); fsyncs "
+              f"{st['bytes_per_reading_with_checkpoints']:.0f}/reading with checkpoints accrued, "
+              f"{st['bytes_per_reading_per_cycle']:.0f}/reading per checkpoint cycle, "
+              f"{span['bytes_per_reading_with_checkpoints']:.0f}/reading over the whole run with checkpoints "
+              f"accrued (aim <= 80); fsyncs "
               f"{st['fsyncs_per_s']:.1f}/s (<= 20); pwrite64 {st['pwrite64_per_s']:.0f}/s; commits "
               f"{st['commits_per_s']:.1f}/s")
         print(f"  VmRSS {st['vmrss_mib']:.1f} MiB (<= 32); publish->Kafka ack p50 {st['latency_p50_ms']:.1f} "
