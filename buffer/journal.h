@@ -73,6 +73,11 @@ struct JournalOptions {
   /// instead of ~0.5 at 4 MiB). The -wal keeps this size on disk (journal_size_limit); it is
   /// given back when the disk runs low (buffer.min_free).
   std::uint64_t wal_checkpoint_bytes = 64ull << 20;
+  /// Page size of a journal this creates (a power of two, 512–65536); a journal that exists
+  /// keeps the page size it was created with. Issue 16: each group commit rewrites a few pages
+  /// whatever its size (the newest leaf and its interior page, page 1, the free-list trunk, the
+  /// windows' state row), so smaller pages write fewer bytes per commit.
+  int new_page_size = 2048;
   /// Rows per segment (retention empties whole segments); 0 = by max_size, at most 65,536.
   std::uint64_t segment_rows = 0;
   /// The in-memory series table is sized for this many series up front, so that it does not

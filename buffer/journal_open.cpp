@@ -211,6 +211,10 @@ OpenResult SqliteJournal::open() {
                         "user_version {})",
                         kSchemaVersion, app_id, version)};
 
+  if (fresh) {  // before WAL mode and the first write: the page size is fixed from then on
+    const std::string sql = fmt::format("PRAGMA page_size={}", options_.new_page_size);
+    if ((rc = exec(sql.c_str())) != SQLITE_OK) return failed(rc, "page_size");
+  }
   {
     Stmt s;
     if ((rc = s.prepare(db_.get(), "PRAGMA journal_mode=WAL", false)) != SQLITE_OK ||

@@ -134,7 +134,7 @@ class Pages {
       reserved_ = h[20];
     }
     readWal(withWal(file));
-    if (page_size_ == 0) page_size_ = 4096;  // SQLite's default, what the journal uses
+    if (page_size_ == 0) page_size_ = guessPageSize();  // page 1 overwritten, no -wal
   }
 
   size_t pageSize() const { return page_size_; }
@@ -160,6 +160,47 @@ class Pages {
 
  private:
   static fs::path withWal(fs::path p) { return p += "-wal"; }
+
+  // Whether the bytes at `p` look like the start of a b-tree page of `ps` bytes: a page type,
+  // its cell pointer array and cell content area inside the page, every cell pointer in that
+  // area.
+  static bool looksLikePage(const unsigned char* p, size_t ps) {
+    const unsigned char type = p[0];
+    if (type != 0x02 && type != 0x05 && type != 0x0a && type != 0x0d) return false;
+    const size_t hdr = type == 0x02 || type == 0x05 ? 12 : 8;
+    const size_t ncells = be16(p + 3);
+    const size_t content = be16(p + 5) == 0 ? 65536 : be16(p + 5);
+    if (hdr + 2 * ncells > ps || content > ps || (ncells > 0 && content < hdr + 2 * ncells))
+      return false;
+    for (size_t i = 0; i < ncells; ++i) {
+      const size_t at = be16(p + hdr + 2 * i);
+      if (at < content || at >= ps) return false;
+    }
+    return true;
+  }
+
+  // The page size when neither page 1 nor the -wal gives it (issue 16: new journals have 2 KiB
+  // pages, older ones 4 KiB): for each candidate, the page starts that look like b-tree pages.
+  // Any multiple of the real size also finds pages at each of its starts, and a divisor finds
+  // the real pages (plus the odd stretch of row bytes that looks like one), but a size larger
+  // than the real one misses the pages in between: the largest candidate that finds nearly as
+  // many as the best one is the real size.
+  size_t guessPageSize() const {
+    const auto* d = reinterpret_cast<const unsigned char*>(db_.data());
+    std::vector<std::pair<size_t, size_t>> found;  // (page size, pages found)
+    size_t best = 0;
+    for (size_t ps = 512; ps <= 65536; ps *= 2) {
+      size_t n = 0;
+      for (size_t at = ps; at + ps <= db_.size(); at += ps) n += looksLikePage(d + at, ps) ? 1 : 0;
+      found.emplace_back(ps, n);
+      best = std::max(best, n);
+    }
+    size_t guess = 4096;  // SQLite's default, the journal's before 2 KiB pages
+    if (best == 0) return guess;
+    for (const auto& [ps, n] : found)
+      if (n * 10 >= best * 9) guess = ps;
+    return guess;
+  }
 
   // Frames of the WAL's current generation (the header's salts) up to its last commit frame.
   void readWal(const fs::path& path) {

@@ -17,6 +17,18 @@ broker. Per run, alternating so that both see the same machine:
           and recvfrom/read per reading to show where they go;
         voluntary context switches (wakeups) per reading;
         bytes written per reading (/proc/PID/io write_bytes) and journal commits per second;
+        bytes per reading with checkpoints accrued: the bytes written plus the change over the
+          window in what the next checkpoint will write into journal.db (the distinct 4 KiB blocks
+          of the frames the WAL holds past the last checkpoint, from the -shm and the -wal), so that
+          a window with a checkpoint and one without count the same rows once each (a 64 MiB WAL
+          is checkpointed every ~80 s at 10,000 readings/s, so a 60 s window has none or one;
+          ~35 s with 100,000 devices). The debt grows fast after a checkpoint and stops growing once the
+          journal's working set is in the WAL, so a window is still not a whole cycle; two more:
+          per checkpoint cycle, the window's WAL writes (every thread but gw-checkpoint) times
+          1 + debt / 64 MiB (one copy of the working set per 64 MiB of WAL; an upper bound, the
+          larger debt read may be higher than the one copied), and over the whole run (every run's
+          steady load, ~4 minutes, the drains' readings and bytes left out) with checkpoints
+          accrued: the figure to compare;
         publish → Kafka acknowledgement p50/p99 (gatewayd's own delivery ages, sampled each second);
         VmRSS at the end of the window.
 Then, once (--big-runs): a --backlog readings journaled with Kafka down (published as fast as
@@ -70,6 +82,52 @@ def status(gw):
             "p99": kafka["age_p99_ms"]}
 
 
+def checkpoint_debt(db):
+    """Bytes the next checkpoint will write into journal.db for what the WAL holds now: the
+    distinct 4 KiB blocks of the file (what /proc/PID/io write_bytes counts: page-cache pages
+    dirtied) that the frames after the last checkpointed one (-shm: nBackfill) up to the last
+    committed one (mxFrame) cover. Frames up to mxFrame stay as they are until the WAL starts
+    over (new salts in the -shm's header), so the read is retried only then."""
+    shm, wal = Path(str(db) + "-shm"), Path(str(db) + "-wal")
+    for _ in range(20):
+        try:
+            hdr = shm.read_bytes()[:100]
+            if len(hdr) < 100:
+                return 0
+            page = int.from_bytes(hdr[14:16], sys.byteorder) or 65536
+            mx = int.from_bytes(hdr[16:20], sys.byteorder)
+            backfill = int.from_bytes(hdr[96:100], sys.byteorder)
+            blocks = set()
+            with wal.open("rb") as f:
+                for i in range(backfill + 1, mx + 1):
+                    f.seek(32 + (i - 1) * (24 + page))
+                    pgno = int.from_bytes(f.read(4), "big")
+                    blocks.add((pgno - 1) * page // 4096)
+            if shm.read_bytes()[32:40] == hdr[32:40]:  # the same WAL generation (salts)
+                return len(blocks) * 4096
+        except FileNotFoundError:
+            return 0
+        time.sleep(0.01)
+    raise RuntimeError(f"{shm}: the WAL started over during each of 20 reads")
+
+
+def checkpoint_thread_written(pid):
+    """write_bytes of gatewayd's checkpoint thread (gw-checkpoint: the copies into journal.db
+    and their fsyncs), 0 when there is none."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            if (task / "comm").read_text().strip() == "gw-checkpoint":
+                for line in (task / "io").read_text().splitlines():
+                    if line.startswith("write_bytes:"):
+                        return int(line.split()[1])
+        except OSError:
+            continue
+    return 0
+
+
+WAL_CHECKPOINT_BYTES = 64 << 20  # gatewayd's default (JournalOptions::wal_checkpoint_bytes)
+
+
 def drain(gw, mq, devices, count, qos, seed):
     """Broker backlog taken in bursts: CPU µs per reading (the baseline of the steady figures)."""
     pid = gw.proc.p.pid
@@ -111,7 +169,8 @@ def steady(gw, mq, devices, rate, seconds, warmup, qos, seed, allocs=None):
                                            "--seed", seed, "--client-id", f"pi-steady-{seed}"))
     t.start()
     time.sleep(warmup)  # the publisher ramps up and gatewayd's windows open (sampling cadence)
-    s0, a = status(gw), Sample(pid)
+    db = gw.wd.path / "state" / "journal.db"
+    s0, a, debt0, ck0 = status(gw), Sample(pid), checkpoint_debt(db), checkpoint_thread_written(pid)
     al0 = allocs.read() if allocs else None
     sc = SyscallCounter(pid)
     p50s, p99s = [], []
@@ -122,7 +181,7 @@ def steady(gw, mq, devices, rate, seconds, warmup, qos, seed, allocs=None):
         p50s.append(s["p50"])
         p99s.append(s["p99"])
     calls = sc.stop()
-    s1, b = status(gw), Sample(pid)
+    s1, b, debt1, ck1 = status(gw), Sample(pid), checkpoint_debt(db), checkpoint_thread_written(pid)
     al1 = allocs.read() if allocs else None
     hwm, rss = benchlib.memory_kib(pid)
     t.join()
@@ -145,6 +204,14 @@ def steady(gw, mq, devices, rate, seconds, warmup, qos, seed, allocs=None):
         "fsyncs_per_s": (calls.get("fsync", 0) + calls.get("fdatasync", 0)) / calls["seconds"],
         "voluntary_switches_per_reading": d["voluntary_switches"] / n,
         "bytes_written_per_reading": d["written"] / n,
+        "bytes_per_reading_with_checkpoints": (d["written"] + debt1 - debt0) / n,
+        "checkpoint_debt_mib": (debt0 / 2**20, debt1 / 2**20),
+        "checkpoint_thread_bytes_per_reading": (ck1 - ck0) / n,
+        # A checkpoint cycle: the WAL writes (everything but the checkpoint thread's) until
+        # WAL_CHECKPOINT_BYTES, then one copy of the pages the WAL holds (the debt, which stops
+        # growing once the journal's working set is in the WAL: the larger of the two reads).
+        "bytes_per_reading_per_cycle": (d["written"] - (ck1 - ck0)) / n
+        * (1 + max(debt0, debt1) / WAL_CHECKPOINT_BYTES),
         "commits_per_s": (s1["commits"] - s0["commits"]) / d["seconds"],
         "latency_p50_ms": statistics.median(p50s), "latency_p99_ms": statistics.median(p99s),
         "vmrss_mib": rss / 1024, "vmhwm_mib": hwm / 1024,
@@ -229,7 +296,7 @@ def by_thread(gw, mq, devices, rate, seconds, qos, seed):
 
 
 def median_of(runs):
-    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0] if not isinstance(runs[0][k], tuple)}
 
 
 def main():
@@ -265,6 +332,8 @@ def main():
                       env=AllocCounter.env(counts) if a.count_allocs else None)
         allocs = AllocCounter(counts, gw.proc.p.pid) if a.count_allocs else None
         drains, steadies, bigs = [], [], []
+        db = gw.wd.path / "state" / "journal.db"
+        span0 = (status(gw), Sample(gw.proc.p.pid), checkpoint_debt(db))
         for i in range(a.runs):
             drains.append(drain(gw, mq, a.devices, a.drain, a.qos, 100 + i))
             print(f"run {i + 1}: drain {json.dumps(drains[-1])}", flush=True)
@@ -272,12 +341,23 @@ def main():
             steadies[-1]["ratio_to_drain"] = (steadies[-1]["cpu_us_per_reading"]
                                               / drains[-1]["cpu_us_per_reading"])
             print(f"run {i + 1}: steady {json.dumps(steadies[-1])}", flush=True)
+        span1 = (status(gw), Sample(gw.proc.p.pid), checkpoint_debt(db))
+        # The steady load only: the drains' readings (taken in large commits, cheaper) and bytes
+        # left out; every change of the checkpoint debt counted.
+        drained_n = sum(d["readings"] for d in drains)
+        drained_b = sum(d["bytes_written_per_reading"] * d["readings"] for d in drains)
+        span_n = span1[0]["readings"] - span0[0]["readings"] - drained_n
+        span_b = span1[1].written - span0[1].written - drained_b
+        span = {"readings": span_n, "seconds": span1[1].t - span0[1].t,
+                "bytes_written_per_reading": span_b / span_n,
+                "bytes_per_reading_with_checkpoints": (span_b + span1[2] - span0[2]) / span_n}
+        print(f"whole run, steady load (the drains left out): {json.dumps(span)}", flush=True)
         for i in range(a.big_runs if a.backlog else 0):
             bigs.append(big_backlog(gw, mq, kafka, a.devices, rate, a.backlog, a.qos, 300 + 10 * i))
             print(f"run {i + 1}: backlog {json.dumps(bigs[-1])}", flush=True)
         threads = by_thread(gw, mq, a.devices, rate, a.by_thread, a.qos, 400) if a.by_thread else None
         gw.proc.stop()
-        res = {"syscalls_by_thread": threads,"devices": a.devices, "rate": rate, "seconds": a.seconds, "qos": a.qos, "runs": a.runs,
+        res = {"whole_run": span, "syscalls_by_thread": threads,"devices": a.devices, "rate": rate, "seconds": a.seconds, "qos": a.qos, "runs": a.runs,
                "gatewayd": str(gwtest.GATEWAYD), "drain": median_of(drains), "steady": median_of(steadies),
                "backlog": median_of(bigs) if bigs else None,
                "all": {"drain": drains, "steady": steadies, "backlog": bigs}}
@@ -289,7 +369,11 @@ def main():
               f"{st['epoll_wait_per_reading']:.3f}, recvfrom+read {st['recv_read_per_reading']:.3f}, "
               f"write+sendto+sendmsg {st['send_write_per_reading']:.3f}, futex {st['futex_per_reading']:.3f}; "
               f"wakeups (voluntary switches) {st['voluntary_switches_per_reading']:.3f}/reading")
-        print(f"  bytes written {st['bytes_written_per_reading']:.0f}/reading (aim <= 80); fsyncs "
+        print(f"  bytes written {st['bytes_written_per_reading']:.0f}/reading in the window, "
+              f"{st['bytes_per_reading_with_checkpoints']:.0f}/reading with checkpoints accrued, "
+              f"{st['bytes_per_reading_per_cycle']:.0f}/reading per checkpoint cycle, "
+              f"{span['bytes_per_reading_with_checkpoints']:.0f}/reading over the whole run with checkpoints "
+              f"accrued (aim <= 80); fsyncs "
               f"{st['fsyncs_per_s']:.1f}/s (<= 20); pwrite64 {st['pwrite64_per_s']:.0f}/s; commits "
               f"{st['commits_per_s']:.1f}/s")
         print(f"  VmRSS {st['vmrss_mib']:.1f} MiB (<= 32); publish->Kafka ack p50 {st['latency_p50_ms']:.1f} "

@@ -8,7 +8,8 @@ checkpoints write into journal.db.
                    (SQLite's dbstat virtual table on a copy of DB + WAL), page 1, a free-list trunk
                    page (followed from page 1), or a free page. Prints frames per commit by
                    table and what a checkpoint of these frames would write (distinct pages).
-  live             runs a pi_bench-like load (gw-sim, --devices devices at 1 reading/s each,
+  live             runs a pi_bench-like load (gw-sim, --devices devices, --rate readings/s in all
+                   (default: 1 reading/s each),
                    QoS 1, through Mosquitto to gatewayd with its default buffer settings and
                    the Kafka test broker), snapshots the -wal and journal.db --snapshots times
                    during it and analyzes each, then traces gatewayd's pwrite64 / fdatasync /
@@ -215,8 +216,9 @@ def live(a):
         db = wd.path / "state" / "journal.db"
         wal = Path(str(db) + "-wal")
         seconds = a.warmup + a.snapshots * a.every + a.trace + 5
+        rate = a.rate or a.devices
         load = threading.Thread(target=sim, args=(mq.uri, "--devices", a.devices, "--metrics", "temp",
-                                                  "--count", a.devices * seconds, "--rate", a.devices,
+                                                  "--count", rate * seconds, "--rate", rate,
                                                   "--qos", 1, "--seed", 7, "--client-id", "wal-frames-sim"))
         load.start()
         time.sleep(a.warmup)
@@ -266,6 +268,7 @@ def main():
     an.add_argument("wal")
     lv = sub.add_parser("live")
     lv.add_argument("--devices", type=int, default=10000)
+    lv.add_argument("--rate", type=int, help="readings/s in all (default: --devices, 1/s each)")
     lv.add_argument("--warmup", type=int, default=15)
     lv.add_argument("--snapshots", type=int, default=4)
     lv.add_argument("--every", type=int, default=3)

@@ -132,12 +132,13 @@ def test_recover_salvages_a_corrupt_journal_into_kafka(wd):
     gw.proc.stop()  # checkpointed into journal.db
     state = wd.path / "state"
     db = state / "journal.db"
-    pages = db.stat().st_size // 4096
+    page_size = int.from_bytes(db.read_bytes()[16:18], "big")  # 2 KiB for new journals
+    pages = db.stat().st_size // page_size
     assert pages > 20
-    garbage = bytes((i * 131) % 251 for i in range(4096))
+    garbage = bytes((i * 131) % 251 for i in range(page_size))
     with open(db, "r+b") as f:  # the fixture: page 1 and three pages of rows overwritten
         for page in (1, pages // 3, pages // 2, pages * 2 // 3):
-            f.seek((page - 1) * 4096)
+            f.seek((page - 1) * page_size)
             f.write(garbage)
 
     gw.start()  # moves the damaged file aside, starts an empty journal

@@ -1437,10 +1437,18 @@ void checkSalvagedReadings(Journal& j, size_t originals, size_t expect_at_least)
 }  // namespace
 
 TEST_CASE("salvage: the readable rows of a journal with overwritten pages, page 1 among them") {
+  // Page 1 holds the page size: without it salvage finds it from the pages (2 KiB for new
+  // journals, 4 KiB for journals created before).
+  size_t page_size = 0;
+  SUBCASE("2 KiB pages") { page_size = 2048; }
+  SUBCASE("4 KiB pages") { page_size = 4096; }
+  CAPTURE(page_size);
   TempDir dir, live;
   const fs::path db = dir.db();
   {
-    auto j = Journal::open(optionsFor(dir));
+    JournalOptions o = optionsFor(dir);
+    o.new_page_size = static_cast<int>(page_size);
+    auto j = Journal::open(o);
     const SeriesId id = j->internSeries(kTemp);
     addRows(*j, id, 6000);
     WindowStats w;
@@ -1456,14 +1464,14 @@ TEST_CASE("salvage: the readable rows of a journal with overwritten pages, page 
     REQUIRE(j->commit());
   }
   const auto size = fs::file_size(db);
-  const size_t pages = size / 4096;
+  const size_t pages = size / page_size;
   REQUIRE(pages > 20);
   {
     std::fstream f(db, std::ios::in | std::ios::out | std::ios::binary);
-    std::string garbage(4096, '\0');
+    std::string garbage(page_size, '\0');
     for (size_t i = 0; i < garbage.size(); ++i) garbage[i] = static_cast<char>((i * 131) % 251);
     for (size_t page : {size_t{1}, pages / 3, pages / 3 + 1, pages * 2 / 3}) {
-      f.seekp(static_cast<std::streamoff>((page - 1) * 4096));
+      f.seekp(static_cast<std::streamoff>((page - 1) * page_size));
       f.write(garbage.data(), static_cast<std::streamsize>(garbage.size()));
     }
   }
@@ -1551,7 +1559,8 @@ TEST_CASE("retention while readings arrive: confirmed segments go with the next 
 TEST_CASE("the WAL is checkpointed on the checkpointer's thread once it holds 1,000 frames") {
   TempDir dir;
   JournalOptions o = optionsFor(dir, {"a"});
-  o.wal_checkpoint_bytes = 1000 * (4096 + 24);  // the default is 64 MiB (journal_io_test.cpp)
+  const auto page = static_cast<std::uintmax_t>(o.new_page_size);
+  o.wal_checkpoint_bytes = 1000 * (page + 24);  // the default is 64 MiB (journal_io_test.cpp)
   auto j = Journal::open(o);
   const SeriesId id = j->internSeries(kTemp);
   const auto db_size = fs::file_size(dir.db());
@@ -1559,11 +1568,39 @@ TEST_CASE("the WAL is checkpointed on the checkpointer's thread once it holds 1,
   // The commit that crossed 1,000 frames only asked; the pages reach the file from the other
   // thread (the event loop would checkpoint itself only at 2,000 frames).
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (fs::file_size(dir.db()) < db_size + 100 * 4096 &&
+  while (fs::file_size(dir.db()) < db_size + 100 * page &&
          std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  CHECK(fs::file_size(dir.db()) >= db_size + 100 * 4096);
+  CHECK(fs::file_size(dir.db()) >= db_size + 100 * page);
   CHECK(seqs(*j).size() == j->stats().rows);
+}
+
+TEST_CASE("a new journal has new_page_size pages; an existing one keeps its own") {
+  // The page size in the file header: bytes 16-17, big-endian (issue 16: 2 KiB for new files).
+  const auto pageSizeOf = [](const fs::path& db) {
+    const std::string h = fileBytes(db);
+    REQUIRE(h.size() >= 100);
+    return (static_cast<unsigned char>(h[16]) << 8) | static_cast<unsigned char>(h[17]);
+  };
+  TempDir fresh, old;
+  {
+    auto j = Journal::open(optionsFor(fresh));
+    addRows(*j, j->internSeries(kTemp), 10);
+  }
+  CHECK(JournalOptions{}.new_page_size == 2048);
+  CHECK(pageSizeOf(fresh.db()) == 2048);
+  {
+    JournalOptions o = optionsFor(old);
+    o.new_page_size = 4096;  // a journal created before 2 KiB pages
+    auto j = Journal::open(o);
+    addRows(*j, j->internSeries(kTemp), 10);
+  }
+  {
+    auto j = Journal::open(optionsFor(old));  // reopened with the default
+    addRows(*j, j->internSeries(kTemp), 10);
+    CHECK(j->stats().rows == 20);
+  }
+  CHECK(pageSizeOf(old.db()) == 4096);
 }
 
 TEST_CASE("salvage reads the -wal's committed pages over the file's") {
