@@ -29,6 +29,7 @@ constexpr Nanos kReportMargin = 1 * kNanosPerSecond;
 // After a purge, reports for the purged messages arrive almost at once.
 constexpr Nanos kPurgeWait = 1 * kNanosPerSecond;
 constexpr int kPollSliceMs = 100;
+constexpr int kFlushWaitMs = 200;
 // One line per (facility, broker) per interval: librdkafka repeats "Connection refused".
 constexpr Nanos kLogInterval = 30 * kNanosPerSecond;
 constexpr size_t kMaxLogKeys = 256;
@@ -262,9 +263,8 @@ class KafkaSink final : public Sink {
     if (state.pending > 0 && !interrupted()) {
       // rd_kafka_flush() sends what is queued at once, without waiting out linger.ms, and
       // waits for the reports (issue 16: the batch is complete, waiting for more only adds
-      // latency). One slice only: its own poll slices are 10 ms, and interrupt() is checked
-      // between ours; a long wait (an outage) is the loop below.
-      static_cast<void>(rd_kafka_flush(rk_.get(), kPollSliceMs));  // state.pending tells
+      // latency). Capped: its own poll slices are 10 ms; a long wait (an outage) is ours.
+      static_cast<void>(rd_kafka_flush(rk_.get(), kFlushWaitMs));  // state.pending tells
     }
     while (state.pending > 0 && monoNow() < deadline && !interrupted()) {
       rd_kafka_poll(rk_.get(), kPollSliceMs);
