@@ -29,7 +29,6 @@ constexpr Nanos kReportMargin = 1 * kNanosPerSecond;
 // After a purge, reports for the purged messages arrive almost at once.
 constexpr Nanos kPurgeWait = 1 * kNanosPerSecond;
 constexpr int kPollSliceMs = 100;
-constexpr int kFlushWaitMs = 200;
 // One line per (facility, broker) per interval: librdkafka repeats "Connection refused".
 constexpr Nanos kLogInterval = 30 * kNanosPerSecond;
 constexpr size_t kMaxLogKeys = 256;
@@ -129,10 +128,9 @@ std::vector<std::pair<std::string, std::string>> settingsOf(const KafkaOptions& 
       {"enable.idempotence", "true"},
       {"acks", "all"},
       {"compression.type", "lz4"},
-      // send() produces a whole batch at once (the forwarder paces them) and then flushes,
-      // which sends at once; linger.ms only keeps the broker thread from sending the first
-      // records of a batch alone while the rest is being produced (~0.1 ms). 5 ms added 5 ms
-      // to every record's latency before send() flushed (issue 16).
+      // send() produces a whole batch at once (the forwarder paces them): librdkafka need
+      // not wait long for more, only for the rest of the batch being produced (~0.1 ms). 5 ms
+      // added 5 ms to every record's latency for no larger requests (issue 16).
       {"linger.ms", "1"},
       // Same key → same partition as the Java client, so Kafka Streams joins line up.
       {"partitioner", "murmur2_random"},
@@ -260,12 +258,6 @@ class KafkaSink final : public Sink {
     // Wait for every report of this batch, so nothing of a failed batch is still queued
     // when the forwarder sends it again.
     const Nanos deadline = monoNow() + message_timeout_ + kReportMargin;
-    if (state.pending > 0 && !interrupted()) {
-      // rd_kafka_flush() sends what is queued at once, without waiting out linger.ms, and
-      // waits for the reports (issue 16: the batch is complete, waiting for more only adds
-      // latency). Capped: its own poll slices are 10 ms; a long wait (an outage) is ours.
-      static_cast<void>(rd_kafka_flush(rk_.get(), kFlushWaitMs));  // state.pending tells
-    }
     while (state.pending > 0 && monoNow() < deadline && !interrupted()) {
       rd_kafka_poll(rk_.get(), kPollSliceMs);
     }

@@ -305,29 +305,6 @@ TEST_CASE("a record larger than message.max.bytes is rejected, not retried") {
   CHECK(got[0].key == "ok");
 }
 
-TEST_CASE("a batch goes out when send() has produced it, not after linger.ms") {
-  MockCluster cluster(1);
-  cluster.createTopic("t", 2);
-  gw::kafka::KafkaOptions o;
-  o.brokers = cluster.bootstraps();
-  o.readings_topic = "t";
-  o.gateway_id = "gw";
-  // The batch is complete when send() has produced it: waiting for more (linger.ms) would only
-  // add latency to every record (issue 16). A linger far longer than the bound below shows it.
-  o.properties = {{"linger.ms", "5000"}};
-  auto sink = gw::kafka::makeKafkaSink(o);
-
-  Batch warm(1, 10, 2);  // the first send also connects and fetches metadata
-  REQUIRE(sink->send(warm.records).status == SendStatus::kDelivered);
-  Batch b(11, 100, 10);
-  const Nanos t0 = gw::monoNow();
-  const gw::SendResult r = sink->send(b.records);
-  const Nanos took = gw::monoNow() - t0;
-  REQUIRE_MESSAGE(r.status == SendStatus::kDelivered, r.error);
-  CHECK_MESSAGE(took < 2 * kNanosPerSecond, "send took ", took / kNanosPerMilli, " ms");
-  CHECK(consumeAll(o.brokers, "t", 2, 110).size() == 110);
-}
-
 TEST_CASE("interrupt() makes a send during an outage give up early") {
   MockCluster cluster(1);
   cluster.createTopic("t", 1);
