@@ -155,20 +155,18 @@ std::uint64_t SqliteJournal::readTail(std::uint64_t after, size_t limit,
   const std::uint64_t from = std::max(after, floor_);
   const bool in_tail =
       !tail_.empty() && tail_after_ + tail_.size() == last_seq_ && from >= tail_after_;
-  if (after < committed_upto && limit > 0 && in_tail) {
-    readSlice(tail_, tail_blobs_, tail_after_ + 1, from, committed_upto, limit, out, n);
-    if (n >= limit) {
-      out.resize(n);
-      return out[n - 1].seq;
-    }
-  } else if (after < committed_upto && limit > 0) {
-    readRows(false, after, limit, out);
-    n = out.size();
-    // Past committed_upto only when durableSeq() < sendableSeq() <= last_seq_: drop those.
-    while (n > 0 && out[n - 1].seq > committed_upto) --n;
-    if (read_failed_) {
-      out.resize(n);
-      return n > 0 ? out[n - 1].seq : after;
+  if (after < committed_upto && limit > 0) {
+    if (in_tail) {
+      readSlice(tail_, tail_blobs_, tail_after_ + 1, from, committed_upto, limit, out, n);
+    } else {
+      readRows(false, after, limit, out);
+      n = out.size();
+      // Past committed_upto only when durableSeq() < sendableSeq() <= last_seq_: drop those.
+      while (n > 0 && out[n - 1].seq > committed_upto) --n;
+      if (read_failed_) {
+        out.resize(n);
+        return n > 0 ? out[n - 1].seq : after;
+      }
     }
     if (n >= limit) {
       out.resize(n);

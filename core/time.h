@@ -15,6 +15,11 @@ constexpr Nanos kNanosPerMicro = 1'000;
 constexpr Nanos kNanosPerMilli = 1'000'000;
 constexpr Nanos kNanosPerSecond = 1'000'000'000;
 
+/// The event loop's timer grid: the loop watch ticks at multiples of it on the steady clock
+/// (gateway/pipeline_watch.h), and timers that end on it (the pipeline's periodic ones, the MQTT
+/// batch wait) expire with a tick instead of re-arming the loop's timerfd themselves (issue 16).
+constexpr Nanos kLoopGrid = 10 * kNanosPerMilli;
+
 /// Wall-clock time now (CLOCK_REALTIME).
 Nanos wallNow();
 /// Monotonic time now (CLOCK_MONOTONIC), for intervals and deadlines.

@@ -21,26 +21,13 @@
 #include <memory>
 #include <utility>
 
+#include "core/steady.h"
 #include "core/time.h"
 
 namespace gw {
 
-/// The loop watch's period: its timers' due times are multiples of it on the steady clock.
-constexpr Nanos kLoopGrid = 10 * kNanosPerMilli;
-
 /// The first multiple of `grid` strictly after `t`.
 constexpr Nanos gridAfter(Nanos t, Nanos grid) { return (t / grid + 1) * grid; }
-
-inline Nanos steadyNow() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-inline std::chrono::steady_clock::time_point steadyAt(Nanos t) {
-  return std::chrono::steady_clock::time_point(
-      std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::nanoseconds(t)));
-}
 
 /// Calls `tick(late)` on the loop every `period`, at the multiples of `period` of the steady
 /// clock; `late` is how long after its due time the tick ran: a lower bound of how long the loop

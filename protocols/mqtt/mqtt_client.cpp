@@ -35,6 +35,7 @@
 
 #include "core/log.h"
 #include "core/retry_policy.h"
+#include "core/steady.h"
 #include "protocols/mqtt/mqtt_codec.h"
 
 namespace gw::mqtt {
@@ -425,12 +426,8 @@ class Impl : public std::enable_shared_from_this<Impl> {
       setLowWatermark(*conn, static_cast<int>(kBatchReadBytes));
       auto self = shared_from_this();
       // Ends with the loop's timers on the grid when one is near (ClientOptions::timer_grid).
-      const Nanos now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                            std::chrono::steady_clock::now().time_since_epoch())
-                            .count();
-      conn->read_wait_timer.expires_at(std::chrono::steady_clock::time_point(
-          std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::nanoseconds(
-              batchWaitDue(now, opts_.read_batch_wait, opts_.timer_grid)))));
+      conn->read_wait_timer.expires_at(
+          steadyAt(batchWaitDue(steadyNow(), opts_.read_batch_wait, opts_.timer_grid)));
       conn->read_wait_timer.async_wait([self, conn](const error_code& ec) {
         if (ec || conn->closed || conn != self->conn_) return;
         self->readAfterWait(conn);

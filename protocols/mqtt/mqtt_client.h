@@ -68,7 +68,7 @@ struct ClientOptions {
   /// with the loop's other timers on that grid (the gateway's loop watch ticks at multiples of
   /// 10 ms, gateway/pipeline_watch.h): Asio then re-arms its timerfd once for all of them
   /// instead of once for the wait's start and once for its end (issue 16). 0: no rounding.
-  Nanos timer_grid = 10 * kNanosPerMilli;
+  Nanos timer_grid = kLoopGrid;
   /// Bounds on the PUBLISH messages handed over in one turn of the event loop: after this
   /// many, or once this much time went by (checked every few messages), the rest of what was
   /// read waits for a handler posted behind everything else that is ready (timers, the control
