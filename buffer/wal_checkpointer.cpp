@@ -2,13 +2,14 @@
 #include "buffer/wal_checkpointer.h"
 
 #include <fmt/core.h>
-#include <pthread.h>
+
+#include "core/worker_thread.h"
 
 namespace gw::buffer::detail {
 
 WalCheckpointer::WalCheckpointer()
     : thread_([this] {
-        pthread_setname_np(pthread_self(), "gw-checkpoint");  // for top -H, perf, strace
+        becomeWorkerThread("gw-checkpoint");  // never preempts the loop (core/worker_thread.h)
         run();
       }) {}
 

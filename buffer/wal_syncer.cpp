@@ -2,7 +2,6 @@
 #include "buffer/wal_syncer.h"
 
 #include <fcntl.h>
-#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,12 +11,13 @@
 #include <cstring>
 
 #include "core/log.h"
+#include "core/worker_thread.h"
 
 namespace gw::buffer::detail {
 
 WalSyncer::WalSyncer()
     : thread_([this] {
-        pthread_setname_np(pthread_self(), "gw-wal-sync");  // for top -H, perf, strace
+        becomeWorkerThread("gw-wal-sync");  // never preempts the loop (core/worker_thread.h)
         run();
       }) {}
 

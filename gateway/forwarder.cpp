@@ -1,7 +1,6 @@
 #include "gateway/forwarder.h"
 
 #include <fmt/format.h>
-#include <pthread.h>
 
 #include <algorithm>
 #include <boost/asio/io_context.hpp>
@@ -16,6 +15,7 @@
 
 #include "buffer/journal.h"
 #include "core/log.h"
+#include "core/worker_thread.h"
 #include "gateway/loop_work.h"
 
 namespace gw {
@@ -104,8 +104,8 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
 
   void startWorker() {
     worker = std::thread([self = shared_from_this()] {
-      // "gw-fwd-<sink>" (15 characters at most) for top -H, perf and strace.
-      pthread_setname_np(pthread_self(), ("gw-fwd-" + self->status.name).substr(0, 15).c_str());
+      // "gw-fwd-<sink>"; never preempts the loop (core/worker_thread.h).
+      becomeWorkerThread(("gw-fwd-" + self->status.name).c_str());
       self->workerLoop();
     });
   }

@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "core/record_json.h"
 #include "core/time.h"
+#include "core/worker_thread.h"
 
 namespace gw::kafka {
 namespace {
@@ -302,6 +303,17 @@ class KafkaSink final : public Sink {
  private:
   bool interrupted() const { return interrupted_.load(std::memory_order_relaxed); }
 
+  static rd_kafka_resp_err_t onThreadStart(rd_kafka_t* /*rk*/, rd_kafka_thread_type_t /*type*/,
+                                           const char* /*name*/, void* /*opaque*/) {
+    becomeWorkerThread(nullptr);  // keeps librdkafka's thread name (rdk:broker1, rdk:main)
+    return RD_KAFKA_RESP_ERR_NO_ERROR;
+  }
+  static rd_kafka_resp_err_t onNewHandle(rd_kafka_t* rk, const rd_kafka_conf_t* /*conf*/,
+                                         void* /*opaque*/, char* /*errstr*/, size_t /*size*/) {
+    return rd_kafka_interceptor_add_on_thread_start(rk, "gw-worker-threads", &onThreadStart,
+                                                    nullptr);
+  }
+
   bool createHandle(std::string& errstr) {
     char buf[512];
     ConfPtr conf(rd_kafka_conf_new());
@@ -320,6 +332,9 @@ class KafkaSink final : public Sink {
     if (message_timeout_ <= 0) message_timeout_ = options_.delivery_timeout;
 
     rd_kafka_conf_set_opaque(conf.get(), this);
+    // librdkafka's own threads (main, brokers) are woken by every batch the worker produces:
+    // as worker threads of ours they do not preempt the event loop (core/worker_thread.h).
+    rd_kafka_conf_interceptor_add_on_new(conf.get(), "gw-worker-threads", &onNewHandle, nullptr);
     rd_kafka_conf_set_dr_msg_cb(conf.get(), &KafkaSink::onDelivery);
     rd_kafka_conf_set_error_cb(conf.get(), &KafkaSink::onError);
     rd_kafka_conf_set_log_cb(conf.get(), &KafkaSink::onLog);

@@ -70,6 +70,32 @@ def test_10000_readings_from_50_devices_arrive_in_both_sinks(wd):
                        lambda s: all(x["backlog"] == 0 for x in s["sinks"].values()))
     assert st["readings"] >= 10000 and st["bad"] == {}
 
+    # Issue 13: the threads beside the event loop (the journal's, the sinks' workers, librdkafka's)
+    # are SCHED_BATCH, so that waking them never preempts the loop; the loop itself is not.
+    threads = thread_policies(gw.proc.p.pid)
+    print("threads:", sorted(threads.items()))
+    assert threads.pop(gw.proc.p.pid)[1] == SCHED_OTHER
+    workers = {n: p for n, p in threads.values() if n.startswith(("gw-", "rdk:"))}
+    assert {"gw-wal-sync", "gw-checkpoint", "gw-fwd-kafka", "rdk:main"} <= set(workers)
+    assert any(n.startswith("rdk:broker") for n in workers)
+    assert all(p == SCHED_BATCH for p in workers.values()), workers
+
+
+SCHED_OTHER, SCHED_BATCH = 0, 3
+
+
+def thread_policies(pid):
+    """tid -> (name, scheduling policy) of every thread of a process (/proc/PID/task/*/stat)."""
+    import os
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            stat = f.read()
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()  # from field 3 (state) on
+        out[int(tid)] = (name, int(fields[41 - 3]))
+    return out
+
 
 def test_bad_input_is_counted_and_odd_device_names_arrive_intact(wd):
     mq = Mosquitto(wd, plugin=PLUGIN)  # broker stamps, as the design deploys it
