@@ -3,6 +3,7 @@
 
 #include <fmt/core.h>
 
+#include "buffer/wal_write_vfs.h"
 #include "core/worker_thread.h"
 
 namespace gw::buffer::detail {
@@ -25,9 +26,11 @@ WalCheckpointer::~WalCheckpointer() {
 
 int WalCheckpointer::attach(const std::string& path, const std::string& pragmas) {
   sqlite3* raw = nullptr;
-  // No SQLITE_OPEN_CREATE: the journal's connection has just opened this file.
-  int rc =
-      sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
+  // No SQLITE_OPEN_CREATE: the journal's connection has just opened this file. Through
+  // walWriteVfs(): the WAL read in larger reads and consecutive pages written to the database
+  // file with one write (wal_write_vfs.h).
+  int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                           walWriteVfs());
   sqlite::Db db(raw);
   if (rc == SQLITE_OK) rc = sqlite3_extended_result_codes(raw, 1);
   // The journal's connection stays the one that checkpoints (or not) when it closes.

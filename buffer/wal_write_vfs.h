@@ -9,8 +9,28 @@
 // file control, close), before any write that does not extend it, and when it would pass
 // kWalWriteRun bytes. Files other than the WAL are the default VFS's files, untouched.
 //
-// Threading: a WAL file belongs to one connection, which SQLite uses from one thread at a time
-// (the journal's connections are SQLITE_OPEN_NOMUTEX and owned by one thread each).
+// Reads of the WAL (issue 16: the event loop's pread64): a read that follows the previous one
+// forward by less than kWalReadAhead reads kWalReadAhead bytes at once and serves the next frames
+// from them. SQLite reads frames forward when it walks a B-tree whose newest pages are in the WAL
+// (emptying a segment table frees every page of it, and must read them all to find them) and when
+// a checkpoint copies frames. What was read ahead is used only while nothing can have changed it:
+// every write or truncate through any WAL file of this VFS, and every WAL-index lock call of any
+// connection through it (each read transaction begins with one), starts an epoch that discards
+// it. Within a read transaction the frames SQLite may read (up to its snapshot's last frame) are
+// never rewritten, by this process or another one (a writer elsewhere only appends past them, or
+// restarts the WAL once no reader uses it); bytes read past the snapshot are never asked for
+// before the next lock call.
+//
+// Database file writes of a checkpoint: while a connection through this VFS holds the WAL's
+// checkpoint lock, its writes of consecutive pages to the database file are joined into one
+// write of up to kDbWriteRun bytes. What is held is written before any other call on the file
+// (sync, read, size, truncate, lock, file control, close) and before any WAL-index lock change,
+// so before the checkpoint syncs the file and before it publishes what it copied (readers that
+// read the database file instead of the WAL wait for the checkpoint's lock on read mark 0).
+//
+// Threading: a file belongs to one connection, which SQLite uses from one thread at a time
+// (the journal's connections are SQLITE_OPEN_NOMUTEX and owned by one thread each); the epoch is
+// an atomic shared by all.
 #pragma once
 
 #include <cstddef>
@@ -22,15 +42,23 @@ namespace gw::buffer {
 /// below 128 KiB, because the unix VFS writes at most 0x1ffff bytes per pwrite and fails a
 /// larger write's remainder of exactly 128 KiB as "disk full".
 inline constexpr std::size_t kWalWriteRun = 0x1ffff;
+/// Bytes read at once by a forward read of the WAL (31 frames of a 2 KiB page).
+inline constexpr std::size_t kWalReadAhead = 64 * 1024;
+/// The largest run of database pages a checkpoint writes at once.
+inline constexpr std::size_t kDbWriteRun = 64 * 1024;
 
 /// The VFS's name for sqlite3_open_v2, registered (not as the default) on the first call;
 /// nullptr when it could not be registered (then the default VFS is used, as before).
 const char* walWriteVfs();
 
-/// Process-wide counts of the WAL writes SQLite asked for and those made to the file.
+/// Process-wide counts of the writes and reads SQLite asked for and those made to the files.
 struct WalWriteCounts {
-  std::uint64_t requested = 0;
+  std::uint64_t requested = 0;  // WAL writes
   std::uint64_t written = 0;
+  std::uint64_t reads_requested = 0;  // WAL reads
+  std::uint64_t reads_made = 0;
+  std::uint64_t db_writes_requested = 0;  // database file writes while checkpointing
+  std::uint64_t db_writes_made = 0;
 };
 WalWriteCounts walWriteCounts();
 
