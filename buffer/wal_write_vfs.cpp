@@ -15,7 +15,7 @@ constexpr int kFrameHeader = 24;  // a WAL frame's header; bytes 4–7: database
 constexpr int kCkptLock = 1;      // the WAL index's checkpoint lock (SQLite's WAL_CKPT_LOCK)
 
 std::atomic<std::uint64_t> g_requested{0}, g_written{0}, g_reads_requested{0}, g_reads_made{0},
-    g_db_requested{0}, g_db_written{0};
+    g_db_requested{0}, g_db_written{0}, g_db_reads_requested{0}, g_db_reads_made{0};
 // Read-ahead is valid only within one epoch (wal_write_vfs.h); bumped after each write or
 // truncate of a WAL file and each WAL-index lock call, so that a read-ahead that began before
 // any of them is discarded.
@@ -26,6 +26,15 @@ const char* g_name = nullptr;
 
 void bumpEpoch() { g_epoch.fetch_add(1, std::memory_order_acq_rel); }
 
+/// What a file read ahead (wal_write_vfs.h).
+struct ReadAhead {
+  unsigned char* buf;  // malloc'd on first use
+  sqlite3_int64 offset;
+  std::size_t size;  // 0: nothing held
+  std::uint64_t epoch;
+  sqlite3_int64 last_read;  // offset of the previous read; -1: none
+};
+
 /// A WAL file: our header, then the default VFS's file (szOsFile covers both).
 struct WalFile {
   sqlite3_file base;  // pMethods = &kWalMethods
@@ -33,13 +42,9 @@ struct WalFile {
   unsigned char* run;  // frames not yet written (malloc'd on first use)
   sqlite3_int64 run_offset;
   std::size_t run_size;
-  bool after_header;     // the last write was a frame header: its page comes next
-  bool commit;           // that header is a commit frame's
-  unsigned char* ahead;  // read ahead (malloc'd on first use)
-  sqlite3_int64 ahead_offset;
-  std::size_t ahead_size;  // 0: nothing held
-  std::uint64_t ahead_epoch;
-  sqlite3_int64 last_read;  // offset of the previous read; -1: none
+  bool after_header;  // the last write was a frame header: its page comes next
+  bool commit;        // that header is a commit frame's
+  ReadAhead ahead;
 };
 static_assert(sizeof(WalFile) % 8 == 0);
 
@@ -51,30 +56,74 @@ struct DbFile {
   sqlite3_int64 run_offset;
   std::size_t run_size;
   bool checkpointing;  // holds the checkpoint lock: page writes are joined
+  ReadAhead ahead;
 };
 static_assert(sizeof(DbFile) % 8 == 0);
 
 WalFile* walOf(sqlite3_file* f) { return reinterpret_cast<WalFile*>(f); }
 
-/// Writes through the WAL file `w` at [off, off + n) with `write`, then starts a new epoch. What
-/// `w` itself read ahead stays valid when the write does not overlap it and nothing else began
-/// an epoch since it was read (SQLite spills pages to the WAL while it reads a large table).
+/// Writes [off, off + n) of a file with `write`, then starts a new epoch. What the file itself
+/// read ahead (`a`) stays valid when the write does not overlap it and nothing else began an
+/// epoch since it was read (SQLite spills pages to the WAL while it reads a large table).
 template <class Write>
-int writeAndBump(WalFile* w, sqlite3_int64 off, std::size_t n, Write write) {
+int writeAndBump(ReadAhead& a, sqlite3_int64 off, std::size_t n, Write write) {
   const std::uint64_t before = g_epoch.load(std::memory_order_acquire);
   const int rc = write();
   const std::uint64_t after = g_epoch.fetch_add(1, std::memory_order_acq_rel) + 1;
-  const bool overlaps = off < w->ahead_offset + static_cast<sqlite3_int64>(w->ahead_size) &&
-                        w->ahead_offset < off + static_cast<sqlite3_int64>(n);
-  if (rc == SQLITE_OK && w->ahead_size > 0 && w->ahead_epoch == before && after == before + 1 &&
-      !overlaps)
-    w->ahead_epoch = after;
+  const bool overlaps = off < a.offset + static_cast<sqlite3_int64>(a.size) &&
+                        a.offset < off + static_cast<sqlite3_int64>(n);
+  if (rc == SQLITE_OK && a.size > 0 && a.epoch == before && after == before + 1 && !overlaps)
+    a.epoch = after;
   return rc;
+}
+
+/// A read of `real` through what it read ahead: served from it when it holds [off, off + amt)
+/// and is of the current epoch; else, when the read follows the previous one forward by less
+/// than kWalReadAhead, kWalReadAhead bytes are read and kept; anything else (the first read, a
+/// read backwards or far away) reads only what was asked.
+int readThrough(ReadAhead& a, sqlite3_file* real, void* buf, int amt, sqlite3_int64 off,
+                std::atomic<std::uint64_t>& requested, std::atomic<std::uint64_t>& made) {
+  requested.fetch_add(1, std::memory_order_relaxed);
+  const auto n = static_cast<std::size_t>(amt);
+  if (a.size > 0 && a.epoch == g_epoch.load(std::memory_order_acquire) && off >= a.offset &&
+      static_cast<std::size_t>(off - a.offset) + n <= a.size) {
+    std::memcpy(buf, a.buf + (off - a.offset), n);
+    a.last_read = off;
+    return SQLITE_OK;
+  }
+  const bool forward = a.last_read >= 0 && off > a.last_read &&
+                       off - a.last_read < static_cast<sqlite3_int64>(kWalReadAhead);
+  a.last_read = off;
+  a.size = 0;
+  made.fetch_add(1, std::memory_order_relaxed);
+  if (!forward || n >= kWalReadAhead) return real->pMethods->xRead(real, buf, amt, off);
+  if (a.buf == nullptr) {
+    a.buf = static_cast<unsigned char*>(std::malloc(kWalReadAhead));
+    if (a.buf == nullptr) return real->pMethods->xRead(real, buf, amt, off);
+  }
+  // The epoch before the read: a write that ends after this load discards what is read here.
+  const std::uint64_t epoch = g_epoch.load(std::memory_order_acquire);
+  std::size_t valid = kWalReadAhead;
+  int rc = real->pMethods->xRead(real, a.buf, static_cast<int>(kWalReadAhead), off);
+  if (rc == SQLITE_IOERR_SHORT_READ) {  // near the end of the file: what is there
+    sqlite3_int64 size = 0;
+    valid = real->pMethods->xFileSize(real, &size) == SQLITE_OK && size > off
+                ? std::min(kWalReadAhead, static_cast<std::size_t>(size - off))
+                : 0;
+    rc = SQLITE_OK;
+  }
+  if (rc != SQLITE_OK) return rc;
+  if (valid < n) return real->pMethods->xRead(real, buf, amt, off);  // as without it
+  std::memcpy(buf, a.buf, n);
+  a.offset = off;
+  a.size = valid;
+  a.epoch = epoch;
+  return SQLITE_OK;
 }
 
 int writeRun(WalFile* w) {
   if (w->run_size == 0) return SQLITE_OK;
-  const int rc = writeAndBump(w, w->run_offset, w->run_size, [w] {
+  const int rc = writeAndBump(w->ahead, w->run_offset, w->run_size, [w] {
     return w->real->pMethods->xWrite(w->real, w->run, static_cast<int>(w->run_size), w->run_offset);
   });
   g_written.fetch_add(1, std::memory_order_relaxed);
@@ -88,8 +137,8 @@ int walClose(sqlite3_file* f) {
   const int rc = writeRun(w);
   std::free(w->run);
   w->run = nullptr;
-  std::free(w->ahead);
-  w->ahead = nullptr;
+  std::free(w->ahead.buf);
+  w->ahead.buf = nullptr;
   const int rc2 = w->real->pMethods->xClose(w->real);
   return rc != SQLITE_OK ? rc : rc2;
 }
@@ -97,45 +146,7 @@ int walClose(sqlite3_file* f) {
 int walRead(sqlite3_file* f, void* buf, int amt, sqlite3_int64 off) {
   WalFile* w = walOf(f);
   if (const int rc = writeRun(w); rc != SQLITE_OK) return rc;
-  g_reads_requested.fetch_add(1, std::memory_order_relaxed);
-  const auto n = static_cast<std::size_t>(amt);
-  if (w->ahead_size > 0 && w->ahead_epoch == g_epoch.load(std::memory_order_acquire) &&
-      off >= w->ahead_offset &&
-      static_cast<std::size_t>(off - w->ahead_offset) + n <= w->ahead_size) {
-    std::memcpy(buf, w->ahead + (off - w->ahead_offset), n);
-    w->last_read = off;
-    return SQLITE_OK;
-  }
-  // Forward of the previous read by less than the read-ahead: read ahead. Anything else (the
-  // first read, a read backwards or far away) reads only what was asked.
-  const bool forward = w->last_read >= 0 && off > w->last_read &&
-                       off - w->last_read < static_cast<sqlite3_int64>(kWalReadAhead);
-  w->last_read = off;
-  w->ahead_size = 0;
-  g_reads_made.fetch_add(1, std::memory_order_relaxed);
-  if (!forward || n >= kWalReadAhead) return w->real->pMethods->xRead(w->real, buf, amt, off);
-  if (w->ahead == nullptr) {
-    w->ahead = static_cast<unsigned char*>(std::malloc(kWalReadAhead));
-    if (w->ahead == nullptr) return w->real->pMethods->xRead(w->real, buf, amt, off);
-  }
-  // The epoch before the read: a write that ends after this load discards what is read here.
-  const std::uint64_t epoch = g_epoch.load(std::memory_order_acquire);
-  std::size_t valid = kWalReadAhead;
-  int rc = w->real->pMethods->xRead(w->real, w->ahead, static_cast<int>(kWalReadAhead), off);
-  if (rc == SQLITE_IOERR_SHORT_READ) {  // near the end of the file: what is there
-    sqlite3_int64 size = 0;
-    valid = w->real->pMethods->xFileSize(w->real, &size) == SQLITE_OK && size > off
-                ? std::min(kWalReadAhead, static_cast<std::size_t>(size - off))
-                : 0;
-    rc = SQLITE_OK;
-  }
-  if (rc != SQLITE_OK) return rc;
-  if (valid < n) return w->real->pMethods->xRead(w->real, buf, amt, off);  // as without it
-  std::memcpy(buf, w->ahead, n);
-  w->ahead_offset = off;
-  w->ahead_size = valid;
-  w->ahead_epoch = epoch;
-  return SQLITE_OK;
+  return readThrough(w->ahead, w->real, buf, amt, off, g_reads_requested, g_reads_made);
 }
 
 int walWrite(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 off) {
@@ -152,7 +163,7 @@ int walWrite(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 off) {
   }
   if (!header && !page) {  // the WAL header, a rewritten page or checksum, a padding part
     g_written.fetch_add(1, std::memory_order_relaxed);
-    return writeAndBump(w, off, n,
+    return writeAndBump(w->ahead, off, n,
                         [&] { return w->real->pMethods->xWrite(w->real, buf, amt, off); });
   }
   if (w->run == nullptr) {
@@ -161,7 +172,7 @@ int walWrite(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 off) {
   }
   if (n > kWalWriteRun) {  // a page larger than the run: never with the journal's pages
     g_written.fetch_add(1, std::memory_order_relaxed);
-    return writeAndBump(w, off, n,
+    return writeAndBump(w->ahead, off, n,
                         [&] { return w->real->pMethods->xWrite(w->real, buf, amt, off); });
   }
   if (w->run_size == 0) w->run_offset = off;
@@ -271,8 +282,9 @@ DbFile* dbOf(sqlite3_file* f) { return reinterpret_cast<DbFile*>(f); }
 
 int dbWriteRun(DbFile* d) {
   if (d->run_size == 0) return SQLITE_OK;
-  const int rc =
-      d->real->pMethods->xWrite(d->real, d->run, static_cast<int>(d->run_size), d->run_offset);
+  const int rc = writeAndBump(d->ahead, d->run_offset, d->run_size, [d] {
+    return d->real->pMethods->xWrite(d->real, d->run, static_cast<int>(d->run_size), d->run_offset);
+  });
   g_db_written.fetch_add(1, std::memory_order_relaxed);
   d->run_size = 0;
   return rc;
@@ -283,6 +295,8 @@ int dbClose(sqlite3_file* f) {
   const int rc = dbWriteRun(d);
   std::free(d->run);
   d->run = nullptr;
+  std::free(d->ahead.buf);
+  d->ahead.buf = nullptr;
   const int rc2 = d->real->pMethods->xClose(d->real);
   return rc != SQLITE_OK ? rc : rc2;
 }
@@ -292,7 +306,8 @@ int dbWrite(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 off) {
   const auto n = static_cast<std::size_t>(amt);
   if (!d->checkpointing || n > kDbWriteRun) {
     if (const int rc = dbWriteRun(d); rc != SQLITE_OK) return rc;
-    return d->real->pMethods->xWrite(d->real, buf, amt, off);
+    return writeAndBump(d->ahead, off, n,
+                        [&] { return d->real->pMethods->xWrite(d->real, buf, amt, off); });
   }
   g_db_requested.fetch_add(1, std::memory_order_relaxed);
   const bool extends =
@@ -304,13 +319,28 @@ int dbWrite(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 off) {
     d->run = static_cast<unsigned char*>(std::malloc(kDbWriteRun));
     if (d->run == nullptr) {
       g_db_written.fetch_add(1, std::memory_order_relaxed);
-      return d->real->pMethods->xWrite(d->real, buf, amt, off);
+      return writeAndBump(d->ahead, off, n,
+                          [&] { return d->real->pMethods->xWrite(d->real, buf, amt, off); });
     }
   }
   if (d->run_size == 0) d->run_offset = off;
   std::memcpy(d->run + d->run_size, buf, n);
   d->run_size += n;
   return SQLITE_OK;
+}
+
+int dbRead(sqlite3_file* f, void* buf, int amt, sqlite3_int64 off) {
+  DbFile* d = dbOf(f);
+  if (const int rc = dbWriteRun(d); rc != SQLITE_OK) return rc;
+  return readThrough(d->ahead, d->real, buf, amt, off, g_db_reads_requested, g_db_reads_made);
+}
+
+int dbTruncate(sqlite3_file* f, sqlite3_int64 size) {
+  DbFile* d = dbOf(f);
+  if (const int rc = dbWriteRun(d); rc != SQLITE_OK) return rc;
+  const int rc = d->real->pMethods->xTruncate(d->real, size);
+  bumpEpoch();
+  return rc;
 }
 
 /// A method that must see the file as it is: the held pages are written first.
@@ -376,32 +406,32 @@ int dbUnfetch(sqlite3_file* f, sqlite3_int64 off, void* p) {
   return d->real->pMethods->xUnfetch(d->real, off, p);
 }
 
-const sqlite3_io_methods kDbMethods = {
-    3,
-    dbClose,
-    dbFlushThen<&sqlite3_io_methods::xRead, void*, int, sqlite3_int64>,
-    dbWrite,
-    dbFlushThen<&sqlite3_io_methods::xTruncate, sqlite3_int64>,
-    dbFlushThen<&sqlite3_io_methods::xSync, int>,
-    dbFlushThen<&sqlite3_io_methods::xFileSize, sqlite3_int64*>,
-    dbFlushThen<&sqlite3_io_methods::xLock, int>,
-    dbFlushThen<&sqlite3_io_methods::xUnlock, int>,
-    dbForward<&sqlite3_io_methods::xCheckReservedLock, int*>,
-    dbFlushThen<&sqlite3_io_methods::xFileControl, int, void*>,
-    dbForward<&sqlite3_io_methods::xSectorSize>,
-    dbForward<&sqlite3_io_methods::xDeviceCharacteristics>,
-    dbShmMap,
-    dbShmLock,
-    dbShmBarrier,
-    dbShmUnmap,
-    dbFetch,
-    dbUnfetch};
+const sqlite3_io_methods kDbMethods = {3,
+                                       dbClose,
+                                       dbRead,
+                                       dbWrite,
+                                       dbTruncate,
+                                       dbFlushThen<&sqlite3_io_methods::xSync, int>,
+                                       dbFlushThen<&sqlite3_io_methods::xFileSize, sqlite3_int64*>,
+                                       dbFlushThen<&sqlite3_io_methods::xLock, int>,
+                                       dbFlushThen<&sqlite3_io_methods::xUnlock, int>,
+                                       dbForward<&sqlite3_io_methods::xCheckReservedLock, int*>,
+                                       dbFlushThen<&sqlite3_io_methods::xFileControl, int, void*>,
+                                       dbForward<&sqlite3_io_methods::xSectorSize>,
+                                       dbForward<&sqlite3_io_methods::xDeviceCharacteristics>,
+                                       dbShmMap,
+                                       dbShmLock,
+                                       dbShmBarrier,
+                                       dbShmUnmap,
+                                       dbFetch,
+                                       dbUnfetch};
 
 int vfsOpen(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, int* out_flags) {
   if ((flags & SQLITE_OPEN_MAIN_DB) != 0) {
     DbFile* d = dbOf(file);
     std::memset(d, 0, sizeof(DbFile));
     d->real = reinterpret_cast<sqlite3_file*>(d + 1);
+    d->ahead.last_read = -1;
     const int rc = g_base->xOpen(g_base, name, d->real, flags, out_flags);
     if (rc != SQLITE_OK) {
       if (d->real->pMethods != nullptr) d->real->pMethods->xClose(d->real);
@@ -416,7 +446,7 @@ int vfsOpen(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, 
   WalFile* w = walOf(file);
   std::memset(w, 0, sizeof(WalFile));
   w->real = reinterpret_cast<sqlite3_file*>(w + 1);
-  w->last_read = -1;
+  w->ahead.last_read = -1;
   const int rc = g_base->xOpen(g_base, name, w->real, flags, out_flags);
   if (rc != SQLITE_OK) {
     if (w->real->pMethods != nullptr) w->real->pMethods->xClose(w->real);
@@ -450,7 +480,9 @@ WalWriteCounts walWriteCounts() {
           g_reads_requested.load(std::memory_order_relaxed),
           g_reads_made.load(std::memory_order_relaxed),
           g_db_requested.load(std::memory_order_relaxed),
-          g_db_written.load(std::memory_order_relaxed)};
+          g_db_written.load(std::memory_order_relaxed),
+          g_db_reads_requested.load(std::memory_order_relaxed),
+          g_db_reads_made.load(std::memory_order_relaxed)};
 }
 
 }  // namespace gw::buffer

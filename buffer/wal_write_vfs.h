@@ -9,16 +9,18 @@
 // file control, close), before any write that does not extend it, and when it would pass
 // kWalWriteRun bytes. Files other than the WAL are the default VFS's files, untouched.
 //
-// Reads of the WAL (issue 16: the event loop's pread64): a read that follows the previous one
-// forward by less than kWalReadAhead reads kWalReadAhead bytes at once and serves the next frames
-// from them. SQLite reads frames forward when it walks a B-tree whose newest pages are in the WAL
-// (emptying a segment table frees every page of it, and must read them all to find them) and when
-// a checkpoint copies frames. What was read ahead is used only while nothing can have changed it:
-// every write or truncate through any WAL file of this VFS, and every WAL-index lock call of any
-// connection through it (each read transaction begins with one), starts an epoch that discards
-// it. Within a read transaction the frames SQLite may read (up to its snapshot's last frame) are
-// never rewritten, by this process or another one (a writer elsewhere only appends past them, or
-// restarts the WAL once no reader uses it); bytes read past the snapshot are never asked for
+// Reads of the WAL and of the database file (issue 16: the event loop's pread64): a read that
+// follows the previous one forward by less than kWalReadAhead reads kWalReadAhead bytes at once and
+// serves the next frames from them. SQLite reads frames forward when it walks a B-tree whose newest
+// pages are in the WAL or the database file (emptying a segment table frees every page of it, and
+// must read them all to find them; a sink reads a segment's rows in order) and when a checkpoint
+// copies frames. What was read ahead is used only while nothing can have changed it: every write or
+// truncate through any file of this VFS, and every WAL-index lock call of any connection through it
+// (each read transaction begins with one), starts an epoch that discards it. Within a read
+// transaction the frames SQLite may read (up to its snapshot's last frame) are never rewritten, by
+// this process or another one (a writer elsewhere only appends past them, or restarts the WAL once
+// no reader uses it), and neither are the database pages it reads from the file (a checkpoint
+// copies no frame past the oldest reader's snapshot); bytes read past those are never asked for
 // before the next lock call.
 //
 // Database file writes of a checkpoint: while a connection through this VFS holds the WAL's
@@ -59,6 +61,8 @@ struct WalWriteCounts {
   std::uint64_t reads_made = 0;
   std::uint64_t db_writes_requested = 0;  // database file writes while checkpointing
   std::uint64_t db_writes_made = 0;
+  std::uint64_t db_reads_requested = 0;  // database file reads
+  std::uint64_t db_reads_made = 0;
 };
 WalWriteCounts walWriteCounts();
 

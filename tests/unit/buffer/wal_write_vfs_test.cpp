@@ -268,3 +268,28 @@ TEST_CASE("what was read ahead is never served after the WAL changed") {
   CHECK(integrity(c) == "ok");
   sqlite3_close(c);
 }
+
+TEST_CASE("reading a table in order from the database file reads it with few reads") {
+  // A sink reading a segment whose pages were checkpointed into the file.
+  gw::test::TempDir dir("gw-wal-vfs");
+  const fs::path db = dir.path / "t.db";
+  fill(db, 300);
+  {
+    gw::test::SqliteConnection ckpt(db);
+    REQUIRE(ckpt.exec("PRAGMA wal_checkpoint(TRUNCATE)") == SQLITE_OK);
+  }
+  REQUIRE(walSize(db) == 0);
+  sqlite3* c = openVfs(db);
+  const std::int64_t pages = queryInt(c, "PRAGMA page_count");
+  const WalWriteCounts c0 = walWriteCounts();
+  const std::uint64_t r0 = ioCalls("syscr");
+  CHECK(queryInt(c, "SELECT count(*) FROM t WHERE length(v) = 30") == 30000);
+  const std::uint64_t reads = ioCalls("syscr") - r0;
+  const WalWriteCounts c1 = walWriteCounts();
+  INFO("pages " << pages << ", read calls " << reads << ", db reads asked "
+                << c1.db_reads_requested - c0.db_reads_requested << ", made "
+                << c1.db_reads_made - c0.db_reads_made);
+  CHECK(c1.db_reads_requested - c0.db_reads_requested >= static_cast<std::uint64_t>(pages) / 2);
+  CHECK(reads < static_cast<std::uint64_t>(pages) / 8);  // was one pread64 per page
+  sqlite3_close(c);
+}
