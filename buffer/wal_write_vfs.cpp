@@ -78,9 +78,9 @@ int writeAndBump(ReadAhead& a, sqlite3_int64 off, std::size_t n, Write write) {
 }
 
 /// A read of `real` through what it read ahead: served from it when it holds [off, off + amt)
-/// and is of the current epoch; else, when the read follows the previous one forward by less
-/// than kWalReadAhead, kWalReadAhead bytes are read and kept; anything else (the first read, a
-/// read backwards or far away) reads only what was asked.
+/// and is of the current epoch; else, when the read is less than kWalReadAhead from the previous
+/// one, kWalReadAhead bytes in its direction are read and kept; anything else (the first read, a
+/// read far away) reads only what was asked.
 int readThrough(ReadAhead& a, sqlite3_file* real, void* buf, int amt, sqlite3_int64 off,
                 std::atomic<std::uint64_t>& requested, std::atomic<std::uint64_t>& made) {
   requested.fetch_add(1, std::memory_order_relaxed);
@@ -91,31 +91,39 @@ int readThrough(ReadAhead& a, sqlite3_file* real, void* buf, int amt, sqlite3_in
     a.last_read = off;
     return SQLITE_OK;
   }
-  const bool forward = a.last_read >= 0 && off > a.last_read &&
-                       off - a.last_read < static_cast<sqlite3_int64>(kWalReadAhead);
+  const auto window = static_cast<sqlite3_int64>(kWalReadAhead);
+  const bool forward = a.last_read >= 0 && off > a.last_read && off - a.last_read < window;
+  const bool backward = a.last_read >= 0 && off < a.last_read && a.last_read - off < window;
   a.last_read = off;
   a.size = 0;
   made.fetch_add(1, std::memory_order_relaxed);
-  if (!forward || n >= kWalReadAhead) return real->pMethods->xRead(real, buf, amt, off);
+  if ((!forward && !backward) || n >= kWalReadAhead)
+    return real->pMethods->xRead(real, buf, amt, off);
   if (a.buf == nullptr) {
     a.buf = static_cast<unsigned char*>(std::malloc(kWalReadAhead));
     if (a.buf == nullptr) return real->pMethods->xRead(real, buf, amt, off);
   }
+  // Backwards (SQLite writes a commit's pages in page order, and pages taken from the free list
+  // come in descending order, so rows in order can be frames in descending order): the window
+  // ends with this read.
+  const sqlite3_int64 start =
+      forward ? off : std::max<sqlite3_int64>(0, off + static_cast<sqlite3_int64>(n) - window);
   // The epoch before the read: a write that ends after this load discards what is read here.
   const std::uint64_t epoch = g_epoch.load(std::memory_order_acquire);
   std::size_t valid = kWalReadAhead;
-  int rc = real->pMethods->xRead(real, a.buf, static_cast<int>(kWalReadAhead), off);
+  int rc = real->pMethods->xRead(real, a.buf, static_cast<int>(kWalReadAhead), start);
   if (rc == SQLITE_IOERR_SHORT_READ) {  // near the end of the file: what is there
     sqlite3_int64 size = 0;
-    valid = real->pMethods->xFileSize(real, &size) == SQLITE_OK && size > off
-                ? std::min(kWalReadAhead, static_cast<std::size_t>(size - off))
+    valid = real->pMethods->xFileSize(real, &size) == SQLITE_OK && size > start
+                ? std::min(kWalReadAhead, static_cast<std::size_t>(size - start))
                 : 0;
     rc = SQLITE_OK;
   }
   if (rc != SQLITE_OK) return rc;
-  if (valid < n) return real->pMethods->xRead(real, buf, amt, off);  // as without it
-  std::memcpy(buf, a.buf, n);
-  a.offset = off;
+  if (static_cast<std::size_t>(off - start) + n > valid)
+    return real->pMethods->xRead(real, buf, amt, off);  // as without it
+  std::memcpy(buf, a.buf + (off - start), n);
+  a.offset = start;
   a.size = valid;
   a.epoch = epoch;
   return SQLITE_OK;

@@ -7,21 +7,22 @@
 // returned, and what the WAL sync (wal_syncer.h) then covers, is the same as without it. The
 // run is also written before any other call on the file (read, sync, size, truncate, lock,
 // file control, close), before any write that does not extend it, and when it would pass
-// kWalWriteRun bytes. Files other than the WAL are the default VFS's files, untouched.
+// kWalWriteRun bytes. Files other than the WAL and the main database are the default VFS's
+// files, untouched.
 //
-// Reads of the WAL and of the database file (issue 16: the event loop's pread64): a read that
-// follows the previous one forward by less than kWalReadAhead reads kWalReadAhead bytes at once and
-// serves the next frames from them. SQLite reads frames forward when it walks a B-tree whose newest
-// pages are in the WAL or the database file (emptying a segment table frees every page of it, and
-// must read them all to find them; a sink reads a segment's rows in order) and when a checkpoint
-// copies frames. What was read ahead is used only while nothing can have changed it: every write or
-// truncate through any file of this VFS, and every WAL-index lock call of any connection through it
-// (each read transaction begins with one), starts an epoch that discards it. Within a read
-// transaction the frames SQLite may read (up to its snapshot's last frame) are never rewritten, by
-// this process or another one (a writer elsewhere only appends past them, or restarts the WAL once
-// no reader uses it), and neither are the database pages it reads from the file (a checkpoint
-// copies no frame past the oldest reader's snapshot); bytes read past those are never asked for
-// before the next lock call.
+// Reads of the WAL and of the database file (issue 16: the event loop's pread64): a read less
+// than kWalReadAhead from the previous one reads kWalReadAhead bytes at once, in the direction
+// it went, and serves the next reads from them. SQLite reads pages in order when it walks a
+// B-tree whose pages are in the WAL or the database file (emptying a segment table frees every page
+// of it, and must read them all to find them; a sink reads a segment's rows in order) and when a
+// checkpoint copies frames. What was read ahead is used only while nothing can have changed it:
+// every write or truncate through any file of this VFS, and every WAL-index lock call of any
+// connection through it (each read transaction begins with one), starts an epoch that discards it.
+// Within a read transaction the frames SQLite may read (up to its snapshot's last frame) are never
+// rewritten, by this process or another one (a writer elsewhere only appends past them, or restarts
+// the WAL once no reader uses it), and neither are the database pages it reads from the file (a
+// checkpoint copies no frame past the oldest reader's snapshot); bytes read past those are never
+// asked for before the next lock call.
 //
 // Database file writes of a checkpoint: while a connection through this VFS holds the WAL's
 // checkpoint lock, its writes of consecutive pages to the database file are joined into one
