@@ -85,9 +85,10 @@ struct JournalOptions {
   std::size_t expected_series = 0;
   /// Rows one commit() writes at most (0 = all pending). Issue 13: a transaction's CPU grows
   /// with its rows (~4 µs each on the development VM) and runs on the event loop. Only a prefix
-  /// of readings is split off: aggregates and alerts go with the state (putState, firing rows)
-  /// of the commit that takes the last pending row, so that a crash neither loses nor
-  /// duplicates a closed window or an alert. The caller commits again while pending() > 0.
+  /// of readings is split off, none while an alert row is pending: aggregates and alerts go with
+  /// the state (putState, firing rows) of the commit that takes the last pending row, so that a
+  /// crash neither loses nor duplicates a closed window or an alert. The caller commits again while
+  /// pending() > 0.
   std::size_t max_commit_rows = 0;
   /// The same by time: a commit stops inserting readings (that may be split off, as above) once
   /// it took this long, checked every 32 rows. 0 = no limit.

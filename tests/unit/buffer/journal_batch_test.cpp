@@ -234,3 +234,23 @@ TEST_CASE("commit_budget: a spent budget splits readings at statement ends, none
     REQUIRE(out[i].value == static_cast<double>(i + 1));
   }
 }
+
+// An alert row pending: no split at all (its triggering reading comes before it, and alerts are
+// not rebuilt from the journal after a restart).
+TEST_CASE("max_commit_rows: no split while an alert row is pending") {
+  TempDir dir;
+  JournalOptions o;
+  o.path = dir.path / "journal.db";
+  o.sinks = {"a"};
+  o.synchronous = Synchronous::kOff;
+  o.max_commit_rows = 100;
+  auto j = Journal::open(o);
+  const SeriesId a = j->internSeries(Series{"press-7", "temperature", {}});
+  for (size_t i = 1; i <= 500; ++i)
+    j->append(a, static_cast<double>(i), kT0 + static_cast<Nanos>(i), std::nullopt,
+              TimeReference::kReceive);
+  j->appendAlert(a, kT0 + 500, 500, R"({"rule":"hot"})");
+  REQUIRE(j->commit());
+  CHECK(j->lastSeq() == 501);
+  CHECK(j->pending() == 0);
+}
