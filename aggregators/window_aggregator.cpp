@@ -28,7 +28,7 @@ namespace {
 constexpr Nanos kNone = std::numeric_limits<Nanos>::min();
 constexpr Nanos kMaxNanos = std::numeric_limits<Nanos>::max();
 // Series ids index arrays; a larger one is not from Journal::internSeries (a bug).
-constexpr SeriesId kMaxSeries = 1u << 26;
+constexpr SeriesId kMaxSeries = 1u << 26;  // radixSort() relies on < 2^27
 /// Samples room taken at once when a window keeps its first samples (see addTo).
 constexpr std::size_t kFirstSamples = 8;
 
@@ -132,7 +132,38 @@ struct Due {
   Nanos end = kNone;  ///< kNone: no open window of this size ends here
   std::uint64_t first_seq = 0;
   std::vector<SeriesId> series;
+  bool sorted = true;  ///< `series` ascending (kept per push: no scan at the hand-over)
 };
+
+/// A due list handed over for closing (closeDue): issue 13, the windows of 100,000 silent
+/// series ending together are handed over by moving the list (O(1)), not copied entry by entry
+/// into a queue (a 2.4 MB burst of 24-byte entries that held the loop ~9 ms in one step).
+struct PendingGroup {
+  Nanos end = 0;
+  std::uint32_t k = 0;
+  std::uint64_t first_seq = 0;   ///< for replayFrom() while some of its windows wait
+  std::vector<SeriesId> series;  ///< ascending
+  std::size_t next = 0;          ///< series[next] is the next window of this group to close
+  bool done() const { return next == series.size(); }
+};
+
+/// Sorts series ids (< 2^27) in O(n): 3 passes of 9 bits. A due list comes unsorted when
+/// series open their windows out of id order (devices not in step); a comparison sort of
+/// 100,000 ids costs several ms in one loop turn.
+void radixSort(std::vector<SeriesId>& ids) {
+  if (ids.size() <= 256) {
+    std::sort(ids.begin(), ids.end());
+    return;
+  }
+  std::vector<SeriesId> tmp(ids.size());
+  for (unsigned shift = 0; shift < 27; shift += 9) {
+    std::size_t count[513] = {};
+    for (SeriesId id : ids) ++count[((id >> shift) & 511u) + 1];
+    for (std::size_t b = 1; b < 513; ++b) count[b] += count[b - 1];
+    for (SeriesId id : ids) tmp[count[(id >> shift) & 511u]++] = id;
+    ids.swap(tmp);
+  }
+}
 
 struct SizeState {
   Nanos size = 0;
@@ -266,7 +297,7 @@ class WindowAggregator final : public Aggregator {
     for (const auto& s : sizes_)
       for (const auto& d : s.due)
         if (d.end != kNone) from = std::min(from, d.first_seq);
-    for (const auto& g : pending_groups_) from = std::min(from, g.second);
+    for (const auto& g : pending_) from = std::min(from, g.first_seq);
     return from;
   }
 
@@ -274,19 +305,15 @@ class WindowAggregator final : public Aggregator {
 
   std::size_t closeSome(std::size_t max) override {
     for (std::size_t n = 0; n < max && !pending_.empty(); ++n) {
-      const Closing c = pending_.front();
-      pending_.pop_front();
+      const Closing c = popPending();
       close(c);
       last_closed_ = c;
     }
-    if (pending_.empty()) {
-      pending_groups_.clear();
-      std::deque<Closing>().swap(pending_);  // a burst's memory goes back
-    }
-    return pending_.size();
+    if (pending_.empty()) std::deque<PendingGroup>().swap(pending_);
+    return pending_count_;
   }
 
-  std::size_t closing() const override { return pending_.size(); }
+  std::size_t closing() const override { return pending_count_; }
 
   std::optional<WindowKey> closedThrough() const override {
     if (pending_.empty() || !last_closed_ || last_closed_->end != pending_.front().end)
@@ -309,16 +336,17 @@ class WindowAggregator final : public Aggregator {
   }
 
   std::size_t memoryBytes() const override {
-    std::size_t bytes = sizeof(*this) + slots_.capacity() * sizeof(Slot) +
-                        restored_ends_.capacity() * sizeof(Nanos) +
-                        window_refs_.capacity() * sizeof(std::uint32_t) +
-                        pool_.capacity() * sizeof(Window) + extras_.capacity() * sizeof(Extras) +
-                        pending_.size() * sizeof(Closing) + sizes_.capacity() * sizeof(SizeState) +
-                        percents_.capacity() * sizeof(std::uint32_t);
+    std::size_t bytes =
+        sizeof(*this) + slots_.capacity() * sizeof(Slot) +
+        restored_ends_.capacity() * sizeof(Nanos) +
+        window_refs_.capacity() * sizeof(std::uint32_t) + pool_.capacity() * sizeof(Window) +
+        extras_.capacity() * sizeof(Extras) + pending_.size() * sizeof(PendingGroup) +
+        sizes_.capacity() * sizeof(SizeState) + percents_.capacity() * sizeof(std::uint32_t);
     for (const auto& s : sizes_) {
       bytes += s.due.capacity() * sizeof(Due);
       for (const auto& d : s.due) bytes += d.series.capacity() * sizeof(SeriesId);
     }
+    for (const auto& g : pending_) bytes += g.series.capacity() * sizeof(SeriesId);
     pool_.forEachAllocated([&](const Window& w) {
       bytes += w.samples.capacity() * sizeof(double);
       if (w.sketch) bytes += sizeof(QuantileSketch) + w.sketch->heapBytes();
@@ -446,6 +474,7 @@ class WindowAggregator final : public Aggregator {
           next_due_ = std::min(next_due_, end);
         }
         assert(due.end == end);
+        if (!due.series.empty() && due.series.back() >= series) due.sorted = false;
         due.series.push_back(series);
         return true;
       }
@@ -531,14 +560,8 @@ class WindowAggregator final : public Aggregator {
   }
 
   void closeDue() {
-    const std::size_t before = pending_.size();
     next_due_ = kMaxNanos;
-    struct Group {
-      Nanos end;
-      std::uint32_t k;
-      Due* due;
-    };
-    std::vector<Group> groups;  // now due
+    const std::size_t before = pending_.size();
     for (std::uint32_t k = 0; k < sizes_.size(); ++k) {
       for (Due& due : sizes_[k].due) {
         if (due.end == kNone) continue;
@@ -546,32 +569,45 @@ class WindowAggregator final : public Aggregator {
           next_due_ = std::min(next_due_, due.end);
           continue;
         }
-        groups.push_back({due.end, k, &due});
+        assert(!due.series.empty());  // an end is set by the first window opened for it
+        if (!due.sorted) radixSort(due.series);
+        pending_count_ += due.series.size();
+        PendingGroup& g = pending_.emplace_back();
+        g.end = due.end;
+        g.k = k;
+        g.first_seq = due.first_seq;
+        g.series = std::move(due.series);
+        due.series = std::vector<SeriesId>();
+        due.sorted = true;
+        due.end = kNone;
       }
     }
     // Every end waiting from an earlier step is at or below the previous watermark, below
-    // these; the new part goes in (end, series, size) order. Issue 13: at 100,000 series one
-    // sort of the whole burst held the event loop ~10 ms; groups in end order, each group's
-    // ids sorted (4-byte ids, usually in order already) give the same order, and only an end
-    // shared by two window sizes needs the sort of the whole part.
-    std::sort(groups.begin(), groups.end(), [](const Group& a, const Group& b) {
-      return std::tie(a.end, a.k) < std::tie(b.end, b.k);
-    });
-    bool shared_end = false;
-    for (std::size_t i = 0; i < groups.size(); ++i) {
-      Due& due = *groups[i].due;
-      shared_end |= i > 0 && groups[i - 1].end == groups[i].end;
-      if (!std::is_sorted(due.series.begin(), due.series.end()))
-        std::sort(due.series.begin(), due.series.end());
-      for (SeriesId s : due.series) pending_.push_back({due.end, s, groups[i].k});
-      pending_groups_.emplace_back(due.end, due.first_seq);
-      due.series.clear();
-      due.end = kNone;
-    }
-    if (shared_end)
-      std::sort(pending_.begin() + static_cast<std::ptrdiff_t>(before), pending_.end());
+    // these: the groups stay in (end, size) order; popPending() merges groups of one end (two
+    // sizes sharing it) by series, so the output is in (end, series, size) order.
+    std::sort(pending_.begin() + static_cast<std::ptrdiff_t>(before), pending_.end(),
+              [](const PendingGroup& a, const PendingGroup& b) {
+                return std::tie(a.end, a.k) < std::tie(b.end, b.k);
+              });
     if (partial_ && watermark_ >= partial_->end) partial_.reset();
     closeSome(budget_ == 0 ? std::numeric_limits<std::size_t>::max() : budget_);
+  }
+
+  /// The next window to close, in (end, series, size) order, taken off its group.
+  Closing popPending() {
+    std::size_t best = 0;
+    const Nanos end = pending_.front().end;
+    for (std::size_t i = 1; i < pending_.size() && pending_[i].end == end; ++i) {
+      const PendingGroup& g = pending_[i];
+      const PendingGroup& b = pending_[best];
+      if (g.series[g.next] < b.series[b.next]) best = i;  // equal: the smaller size (earlier)
+    }
+    PendingGroup& g = pending_[best];
+    const Closing c{g.end, g.series[g.next], g.k};
+    ++g.next;
+    --pending_count_;
+    if (g.done()) pending_.erase(pending_.begin() + static_cast<std::ptrdiff_t>(best));
+    return c;
   }
 
   void close(const Closing& c) {
@@ -687,12 +723,11 @@ class WindowAggregator final : public Aggregator {
   std::uint64_t open_windows_ = 0;
   AggregatorStats counters_;
   Aggregate aggregate_;
-  // Slicing (setCloseBudget): windows due, in emission order, and the (end, first seq) of the
-  // due lists they came from (for replayFrom()); the last window emitted; the half-emitted end
-  // restored after a restart.
+  // Slicing (setCloseBudget): the due lists handed over, whose windows wait to be closed; the
+  // last window emitted; the half-emitted end restored after a restart.
   std::size_t budget_ = 0;
-  std::deque<Closing> pending_;
-  std::vector<std::pair<Nanos, std::uint64_t>> pending_groups_;
+  std::deque<PendingGroup> pending_;  ///< in (end, size) order, none done()
+  std::size_t pending_count_ = 0;     ///< windows waiting in pending_
   std::optional<Closing> last_closed_;
   std::optional<Closing> partial_;
 };

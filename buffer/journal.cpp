@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <limits>
 #include <string>
@@ -94,8 +95,11 @@ int SqliteJournal::insertRow(std::uint64_t seq, const PendingRow& p, const std::
 // Many rows per INSERT: each run of a statement has a fixed cost, and Debian builds SQLite
 // without lookaside memory (SQLITE_OMIT_LOOKASIDE), so a one-row INSERT costs 3 heap
 // allocations and ~7,000 instructions (tests/bench/callgrind_bench.py, pi_bench --count-allocs).
-int SqliteJournal::insertPending() {
-  if (segments_.empty()) return pending_.empty() ? SQLITE_OK : SQLITE_ERROR;
+// `rows` comes back lower when commit_budget ran out (only within the first `splittable`).
+int SqliteJournal::insertPending(size_t& rows, size_t splittable) {
+  if (segments_.empty()) return rows == 0 ? SQLITE_OK : SQLITE_ERROR;
+  const Nanos budget = options_.commit_budget;
+  const auto start = std::chrono::steady_clock::now();
   Stmt& many = segments_.back()->insert_many;
   std::uint64_t seq = last_seq_;
   size_t i = 0, blob = 0;
@@ -103,16 +107,47 @@ int SqliteJournal::insertPending() {
     return p.kind != kRowReading ? &pending_blobs_[blob++] : nullptr;
   };
   int rc = SQLITE_OK;
-  for (; i + kRowsPerInsert <= pending_.size() && rc == SQLITE_OK; i += kRowsPerInsert) {
+  for (; i + kRowsPerInsert <= rows && rc == SQLITE_OK; i += kRowsPerInsert) {
     ResetGuard guard(many);
     for (size_t j = 0; j < kRowsPerInsert && rc == SQLITE_OK; ++j)
       rc = bindRow(many, static_cast<int>(8 * j), ++seq, pending_[i + j], blobOf(pending_[i + j]));
     if (rc == SQLITE_OK) rc = many.step();
     if (rc == SQLITE_DONE) rc = SQLITE_OK;
+    // Past commit_budget, within the readings that may be split off: the rest waits for the
+    // next commit (issue 13: one clock read per 32 rows).
+    if (budget > 0 && i + kRowsPerInsert < rows && i + kRowsPerInsert <= splittable &&
+        std::chrono::steady_clock::now() - start >= std::chrono::nanoseconds(budget)) {
+      i += kRowsPerInsert;
+      rows = i;
+      break;
+    }
   }
-  for (; i < pending_.size() && rc == SQLITE_OK; ++i)
-    rc = insertRow(++seq, pending_[i], blobOf(pending_[i]));
+  for (; i < rows && rc == SQLITE_OK; ++i) rc = insertRow(++seq, pending_[i], blobOf(pending_[i]));
   return rc;
+}
+
+size_t SqliteJournal::commitRows(size_t& splittable) const {
+  splittable = 0;
+  if (options_.max_commit_rows == 0 && options_.commit_budget == 0) return pending_.size();
+  // An alert row follows the reading that triggered it, and alerts are not re-evaluated from
+  // the journal after a restart: no split while one is pending (it would make its reading
+  // durable, and acknowledged, without it).
+  if (std::any_of(pending_.begin(), pending_.end(),
+                  [](const PendingRow& p) { return p.kind == kRowAlert; }))
+    return pending_.size();
+  const size_t cap = options_.max_commit_rows > 0 ? options_.max_commit_rows : pending_.size();
+  // Only readings are split off: an aggregate or alert row goes with the windows' and alerts'
+  // state of the same moment, which the caller put for the whole of pending_ (Journal::commit).
+  while (splittable < std::min(cap, pending_.size()) && pending_[splittable].kind == kRowReading)
+    ++splittable;
+  return pending_.size() > cap && splittable > 0 ? splittable : pending_.size();
+}
+
+void SqliteJournal::keepCommittedPrefix(size_t rows) {
+  tail_after_ = last_seq_ - rows;
+  tail_.assign(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(rows));
+  tail_blobs_.clear();  // readings have none
+  pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(rows));
 }
 
 int SqliteJournal::insertSeries(size_t id) {
@@ -222,13 +257,20 @@ bool SqliteJournal::commit() {
   if (!pending_.empty()) maybeRotate(now);
   const bool write_sinks = dirty_sinks && (pending_.empty() || retire_to > floor_ ||
                                            now - last_cursor_write_ >= kCursorWriteInterval);
-  const std::uint64_t reserve = reservationFor(pending_.size());  // journal_tail.cpp
+  // A prefix of readings when pending_ holds more than max_commit_rows (issue 13: bounded
+  // loop time per commit); the state and firing rows wait for the commit of the rest.
+  size_t splittable = 0;
+  size_t rows = commitRows(splittable);
+  const std::uint64_t reserve = reservationFor(rows);  // journal_tail.cpp (enough for fewer)
+  bool whole = true;
   const int rc = transaction([&] {
     int rc = retire_to > floor_ ? deleteThrough(retire_to) : SQLITE_OK;
     for (size_t id = persisted_series_; id < series_.size() && rc == SQLITE_OK; ++id)
       rc = insertSeries(id);
-    if (rc == SQLITE_OK) rc = insertPending();
-    for (auto it = pending_state_.begin(); it != pending_state_.end() && rc == SQLITE_OK; ++it) {
+    if (rc == SQLITE_OK) rc = insertPending(rows, splittable);
+    whole = rows == pending_.size();
+    for (auto it = pending_state_.begin(); whole && it != pending_state_.end() && rc == SQLITE_OK;
+         ++it) {
       ResetGuard guard(write_state_);
       rc = write_state_.bindAll(std::string_view(it->first), Blob{it->second});
       if (rc == SQLITE_OK) rc = write_state_.step();
@@ -243,24 +285,28 @@ bool SqliteJournal::commit() {
     if (rc == SQLITE_OK && write_sinks) rc = writeDirtySinks();
     if (rc == SQLITE_OK && dead_letters_.dirty()) rc = dead_letters_.write();
     if (rc == SQLITE_OK && reserve > 0) rc = writeReservation(reserve);
-    if (rc == SQLITE_OK) rc = writeFiringRows();  // journal_alerts.cpp
+    if (rc == SQLITE_OK && whole) rc = writeFiringRows();  // journal_alerts.cpp
     return rc;
   });
   if (rc != SQLITE_OK) {
     ++failed_commits_;
     logLimited(commit_log_, "journal {}: commit of {} rows failed ({} in a row), kept pending: {}",
-               path_, pending_.size(), failed_commits_, error_);
+               path_, rows, failed_commits_, error_);
     return false;
   }
   if (failed_commits_ > 0) {
     log::notice("journal {}: commits work again after {} failures", path_, failed_commits_);
     failed_commits_ = 0;
   }
-  last_seq_ += pending_.size();
-  if (!pending_.empty()) segments_.back()->last = last_seq_;
-  keepCommittedTail();  // pending_ empty after (the sinks' copy: journal_tail.cpp)
-  for (auto& [k, v] : pending_state_) state_[k] = std::move(v);
-  pending_state_.clear();
+  last_seq_ += rows;
+  if (rows > 0) segments_.back()->last = last_seq_;
+  if (whole) {
+    keepCommittedTail();  // pending_ empty after (the sinks' copy: journal_tail.cpp)
+    for (auto& [k, v] : pending_state_) state_[k] = std::move(v);
+    pending_state_.clear();
+  } else {
+    keepCommittedPrefix(rows);
+  }
   persisted_series_ = series_.size();
   floor_ = retire_to;
   settleSegments();
@@ -273,7 +319,7 @@ bool SqliteJournal::commit() {
     last_cursor_write_ = now;
   }
   dead_letters_.committed();
-  firingCommitted();
+  if (whole) firingCommitted();
   if (reserve > 0) reserved(reserve);
   ++commits_;
   afterCommit();  // synchronous = full: the WAL's fdatasync, off this thread (journal_sync.cpp)

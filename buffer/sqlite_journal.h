@@ -189,9 +189,17 @@ class SqliteJournal final : public Journal {
   static int bindRow(Stmt& st, int base, std::uint64_t seq, const PendingRow& p,
                      const std::string* blob);
   int insertRow(std::uint64_t seq, const PendingRow& p, const std::string* blob);
-  /// Inserts every pending row, seqs from last_seq_ + 1 on, into the newest segment:
-  /// kRowsPerInsert rows per statement, the rest one at a time.
-  int insertPending();
+  /// Inserts the first `rows` pending rows, seqs from last_seq_ + 1 on, into the newest
+  /// segment: kRowsPerInsert rows per statement, the rest one at a time. Past
+  /// options_.commit_budget, stops at a statement's end within the first `splittable` rows
+  /// and lowers `rows` to what it inserted.
+  int insertPending(size_t& rows, size_t splittable);
+  /// How many pending rows the next commit writes at most (options_.max_commit_rows), and in
+  /// `splittable` how many of the first may be split off (readings only, within the cap).
+  size_t commitRows(size_t& splittable) const;
+  /// After a commit of the first `rows` pending rows, readings only, fewer than all: they
+  /// become the committed tail, the others stay pending.
+  void keepCommittedPrefix(size_t rows);
   void readRows(bool alerts, std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out);
   size_t readSegment(Stmt& stmt, std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out,
                      size_t n);

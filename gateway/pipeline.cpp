@@ -35,6 +35,10 @@ Pipeline::Impl::Impl(boost::asio::io_context& io_, const config::Config& cfg_, C
   jo.min_free_percent = cfg.buffer.min_free_percent;
   jo.clock = time.wall;
   jo.expected_series = std::min<std::size_t>(cfg.limits.max_series, std::size_t{1} << 18);
+  // Issue 13: a commit's loop time bounded, by rows (a full batch and what came in before its
+  // turn) and by time; commitNow() posts the rest.
+  jo.max_commit_rows = 2 * cfg.buffer.batch;
+  jo.commit_budget = 3 * kNanosPerMilli;
   // Cursor names come from the components themselves, never from literals here.
   for (const auto& s : cfg.sinks) jo.sinks.push_back(s.config->name());
   // The windows' replay point: readings of open windows stay until their window is out.
@@ -155,7 +159,9 @@ void Pipeline::Impl::start() {
 
 void Pipeline::Impl::stop() {
   if (stopped) return;
-  commitNow();
+  do {  // a commit takes a bounded part (JournalOptions::max_commit_rows, commit_budget)
+    commitNow();
+  } while (journal->pending() > 0 && !commit_failing);
   // The last commit made durable before the sources go, so that they acknowledge it.
   journal->syncNow();
   if (sources_started)
@@ -167,7 +173,8 @@ void Pipeline::Impl::stop() {
   for (auto& s : sources) s->stop();
   for (auto& f : forwarders) f->stop();
   for (auto& f : outboxes) f->stop();
-  journal->commit();  // the last cursor moves
+  while (journal->commit() && journal->pending() > 0) {  // the last cursor moves
+  }
   logStats(snapshot(kStatsParts), cfg.gateway.stats_json);
 }
 
@@ -442,6 +449,11 @@ void Pipeline::Impl::commitNow() {
   // sync posts); otherwise this commit.
   onDurable();
   armWindowTimer();
+  // A commit takes a bounded part (issue 13): the rest goes in a turn of its own, next.
+  if (journal->pending() > 0)
+    boost::asio::post(io, [this, a = std::weak_ptr<bool>(alive)] {
+      if (!a.expired() && !stopped && !commit_failing) commitNow();
+    });
 }
 
 /// The sinks may send a record before it is durable (Journal::sendableSeq()): one poke of the
