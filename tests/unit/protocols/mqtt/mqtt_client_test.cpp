@@ -1216,7 +1216,7 @@ TEST_CASE("batchWaitDue: a steady stream read at the loop's ticks is read once p
 TEST_CASE("fake broker: read_batch_wait takes a trickle in batches; 0 reads each message at once") {
   // Issue 16: after a short read the client lets the socket fill for read_batch_wait, so a
   // steady trickle is handled in batches (one wakeup, one receive time per read).
-  for (const auto wait : {std::chrono::milliseconds(0), std::chrono::milliseconds(150)}) {
+  for (const auto wait : {std::chrono::milliseconds(0), std::chrono::milliseconds(300)}) {
     CAPTURE(wait.count());
     FakeBroker fake;
     auto o = options(fake.port(), "gw-batch");
