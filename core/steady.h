@@ -22,7 +22,4 @@ inline std::chrono::steady_clock::time_point steadyAt(Nanos t) {
       std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::nanoseconds(t)));
 }
 
-/// The multiple of `grid` nearest to `t` (a tie goes to the later one).
-constexpr Nanos gridNearest(Nanos t, Nanos grid) { return (t + grid / 2) / grid * grid; }
-
 }  // namespace gw

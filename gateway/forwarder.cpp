@@ -15,7 +15,6 @@
 
 #include "buffer/journal.h"
 #include "core/log.h"
-#include "core/steady.h"
 #include "core/worker_thread.h"
 #include "gateway/loop_work.h"
 
@@ -64,18 +63,6 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
   boost::asio::steady_timer pace_timer;
   std::chrono::steady_clock::time_point last_send{};
   bool pace_armed = false;
-  // The next send's pace time on the event loop's 10 ms grid, where the loop watch ticks anyway
-  // (issue 16: off the grid the pace timer was a wakeup and a timerfd re-arm of its own per
-  // batch): the multiple nearest to last_send + min_interval, the difference carried into the
-  // next one, so that the pace is min_interval on average (15 ms: 10 and 20 ms in turn).
-  Nanos pace_next = 0, pace_carry = 0;
-  void paceFrom(std::chrono::steady_clock::time_point sent) {
-    const Nanos exact =
-        std::chrono::duration_cast<std::chrono::nanoseconds>(sent.time_since_epoch()).count() +
-        options.min_interval - pace_carry;
-    pace_next = gridNearest(exact, kLoopGrid);
-    pace_carry = std::clamp<Nanos>(pace_next - exact, -kLoopGrid / 2, kLoopGrid / 2);
-  }
   ForwarderStatus status;
   // Highest seq confirmed by the sink (or passed over). It may be beyond durableSeq(): records
   // are read up to Journal::sendableSeq(); status.cursor, what the journal persists, follows it
@@ -241,13 +228,13 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
       if (sendable <= sent_upto) return;
       if (options.min_interval > 0 && sendable - sent_upto < options.batch) {
         if (pace_armed) return;
-        if (steadyNow() < pace_next) {
-          armPace(steadyAt(pace_next));
+        const auto next = last_send + std::chrono::nanoseconds(options.min_interval);
+        if (std::chrono::steady_clock::now() < next) {
+          armPace(next);
           return;
         }
       }
       last_send = std::chrono::steady_clock::now();
-      paceFrom(last_send);
       batch_through = journal.readTail(sent_upto, options.batch, batch);
       if (batch.empty()) {
         if (batch_through > sent_upto) advance(batch_through);  // a gap left by a crash
@@ -268,7 +255,7 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
     cv.notify_one();
     if (deferrable) {
       deferred_out = true;
-      if (!pace_armed) armPace(steadyAt(pace_next));
+      if (!pace_armed) armPace(last_send + std::chrono::nanoseconds(options.min_interval));
     }
   }
 

@@ -55,27 +55,6 @@ TEST_CASE("the loop watch reads the thread's CPU clock at every other tick, and 
   CHECK(watchReadsCpu(0, -1, 0, kLoopGrid));  // no reading yet
 }
 
-TEST_CASE("gridNearest: a paced timer on the grid keeps its pace on average") {
-  CHECK(gridNearest(14 * kMs, kLoopGrid) == 10 * kMs);
-  CHECK(gridNearest(15 * kMs, kLoopGrid) == 20 * kMs);  // a tie: the later one
-  CHECK(gridNearest(26 * kMs, kLoopGrid) == 30 * kMs);
-  // The Kafka forwarder's 15 ms pace (gateway/forwarder.cpp): each due time on the grid, the
-  // rounding carried into the next, sends 10 and 20 ms apart in turn, 15 ms on average.
-  Nanos sent = 1000 * kMs + 300'000, carry = 0;
-  std::vector<Nanos> dues;
-  for (int i = 0; i < 100; ++i) {
-    const Nanos exact = sent + 15 * kMs - carry;
-    const Nanos due = gridNearest(exact, kLoopGrid);
-    carry = due - exact;
-    dues.push_back(due);
-    sent = due + 300'000;  // sent a little after the tick
-  }
-  CHECK(std::all_of(dues.begin(), dues.end(), [](Nanos d) { return d % kLoopGrid == 0; }));
-  const Nanos mean = (dues.back() - dues.front()) / 99;
-  CHECK(mean >= 15 * kMs);
-  CHECK(mean <= 15 * kMs + 300'000);
-}
-
 TEST_CASE("the loop ticker: two timers a period apart on the grid; a stall is a tick's lateness") {
   boost::asio::io_context io;
   std::vector<Nanos> lates;
