@@ -19,10 +19,26 @@ std::uint64_t roomFor(std::uint64_t file_bytes, std::uint64_t last_growth) {
   return std::max({file_bytes / 10, 2 * last_growth, std::uint64_t{256} << 10});
 }
 
+constexpr Nanos kDiskCheckInterval = kNanosPerSecond;
+
 }  // namespace
 
 std::uint64_t SqliteJournal::keepFree(std::uint64_t step_rows) {
   if (options_.min_free_bytes == 0 && options_.min_free_percent == 0) return 0;
+  // Above min_free, the filesystem is asked again (a statvfs(), a system call before every
+  // commit otherwise, issue 16) once a second, or sooner when what this journal wrote since
+  // could have used up the headroom it had: its WAL frames, counted twice (a checkpoint copies
+  // them into the file). A WAL started over since is a checkpoint: checked at once.
+  const Nanos now = clock_();
+  if (!low_disk_ && disk_checked_at_ != 0 && now >= disk_checked_at_ &&
+      now - disk_checked_at_ < kDiskCheckInterval && wal_frames_ >= disk_checked_frames_) {
+    const std::uint64_t written = 2 *
+                                  static_cast<std::uint64_t>(wal_frames_ - disk_checked_frames_) *
+                                  static_cast<std::uint64_t>(page_size_ + kWalFrameHeader);
+    if (disk_free_ >= min_free_ && disk_free_ - min_free_ > written) return 0;
+  }
+  disk_checked_at_ = now;
+  disk_checked_frames_ = wal_frames_;
   std::uint64_t avail = 0, total = 0;
   if (options_.disk_space) {
     if (!options_.disk_space(avail, total)) return 0;

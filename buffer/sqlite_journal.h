@@ -342,6 +342,8 @@ class SqliteJournal final : public Journal {
   bool low_disk_ = false;
   std::uint64_t low_disk_used_ = 0;             // pages in use at the last check while low
   std::uint64_t disk_free_ = 0, min_free_ = 0;  // as last checked, for stats()
+  Nanos disk_checked_at_ = 0;                   // clock_() of the last statvfs (0: none yet)
+  int disk_checked_frames_ = 0;                 // wal_frames_ then
   int configure(sqlite3* db);
 
   // The WAL's fdatasync after each commit (journal_sync.cpp); destroyed after the checkpointer

@@ -8,7 +8,7 @@
 // The loop thread's CPU time is read beside it, so that a run that was long because the thread
 // waited for a CPU can be told from one that worked that long. That clock is a system call
 // (issue 16), so it is not read before every run: the last reading (the loop watch's, every
-// 10 ms) is the run's start, and the clock is read after the run only when it took a
+// other 10 ms tick) is the run's start, and the clock is read after the run only when it took a
 // millisecond or more. A run's CPU time is then the CPU since that reading, capped at the run's
 // wall time: it may include the CPU the loop used between the reading and the run's start
 // (kCpuAnchorAge bounds that span: an older reading is renewed before the run), so a figure
@@ -86,9 +86,9 @@ class LoopWorkMeter {
   /// The CPU clock is read after the run only when it took kCpuAfter or longer (a system call
   /// per read, issue 16): a shorter run's CPU time is not measured (-1). Before the run it is
   /// read only when the last reading is older than kCpuAnchorAge (the loop watch reads it every
-  /// 10 ms): a long run's CPU time is the CPU since that reading, at most its wall time.
+  /// 20 ms): a long run's CPU time is the CPU since that reading, at most its wall time.
   static constexpr Nanos kCpuAfter = kNanosPerMilli;
-  static constexpr Nanos kCpuAnchorAge = 20 * kNanosPerMilli;
+  static constexpr Nanos kCpuAnchorAge = 30 * kNanosPerMilli;
   template <class Fn, class Detail>
   void run(LoopWorkKind kind, Fn&& fn, Detail&& detail) {
     closeTurn();  // whatever ran before this handler is not part of it

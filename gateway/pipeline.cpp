@@ -46,14 +46,11 @@ Pipeline::Impl::Impl(boost::asio::io_context& io_, const config::Config& cfg_, C
   for (const auto& n : cfg.notify.notifiers) jo.sinks.push_back(n->name());
   journal = buffer::Journal::open(jo);
   // synchronous = full: a commit is acknowledged once the journal's sync thread has fdatasynced
-  // it; one wakeup of the loop per sync.
+  // it, at the loop's next grid tick (takeDurable(): no wakeup of the loop per sync).
   // The sync thread may call it while this is being destroyed (the journal goes last): it
-  // touches only the loop and the weak reference.
-  journal->onDurable([this, &loop = io, a = std::weak_ptr<bool>(alive)](std::uint64_t) {
-    boost::asio::post(loop, [this, a] {
-      if (!a.expired()) onDurable();
-    });
-  });
+  // touches only the shared flag.
+  journal->onDurable(
+      [ready = durable_ready](std::uint64_t) { ready->store(true, std::memory_order_release); });
 
   BuildContext context{io, cfg.gateway.id, cfg.clock.broker_reference, cfg.clock.broker_property};
   context.commit_interval = cfg.buffer.commit_interval;  // issue 16: the MQTT read batching
@@ -490,6 +487,11 @@ void Pipeline::Impl::onDurable() {
   });
 }
 
+/// At each watch tick: what the journal's sync thread made durable since the last one.
+void Pipeline::Impl::takeDurable() {
+  if (durable_ready->exchange(false, std::memory_order_acq_rel)) onDurable();
+}
+
 void Pipeline::Impl::every(boost::asio::steady_timer& timer, Nanos interval,
                            std::function<void()> fn, Nanos due) {
   const Nanos now = steadyNow();
@@ -520,9 +522,16 @@ void Pipeline::Impl::watchLoop(Nanos late) {
   constexpr Nanos kLogStall = 100 * kNanosPerMilli;
   const Nanos now = time.mono();
   const LoopWork work = loop_work.takeSinceCheck();
-  const Nanos cpu_now = loop_work.cpuNow();
-  const Nanos cpu = loop_cpu_last >= 0 ? cpu_now - loop_cpu_last : 0;
-  loop_cpu_last = cpu_now;
+  // The thread's CPU clock is a system call (issue 16): read at every other tick and at a late
+  // one, so a stall's CPU is counted from a reading at most two ticks before it (capped at the
+  // stall's length below).
+  Nanos cpu = 0;
+  if (watchReadsCpu(now, loop_cpu_last >= 0 ? loop_cpu_last_at : -1, late, kLoopGrid)) {
+    const Nanos cpu_now = loop_work.cpuNow();
+    cpu = loop_cpu_last >= 0 ? cpu_now - loop_cpu_last : 0;
+    loop_cpu_last = cpu_now;
+    loop_cpu_last_at = now;
+  }
   loop_stall_max = std::max(loop_stall_max, late);
   loop_stall_bucket = std::max(loop_stall_bucket, late);
   const Nanos late_cpu = std::min(late, cpu);  // of the lateness, at most what ran

@@ -3,6 +3,7 @@
 // snapshot is filled in pipeline_status.cpp.
 #pragma once
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <map>
@@ -50,7 +51,13 @@ struct Pipeline::Impl final : Ingest {
   void commitNow();
   void pokeSoon();  // records appended: the forwarders once this turn of the loop is done
   bool poke_posted = false;
-  void onDurable();  // the journal's sync thread made more durable (posted to the loop)
+  void onDurable();  // the journal's sync thread made more durable (taken at a watch tick)
+  // synchronous = full: the journal's sync thread sets this after each sync instead of posting
+  // to the loop; the loop takes it at its next grid tick (takeDurable()), so a sync costs the
+  // sync thread no epoll_ctl and the loop no wakeup of its own (issue 16). Shared: the sync
+  // thread may still set it while this is destroyed (the journal goes last).
+  std::shared_ptr<std::atomic<bool>> durable_ready = std::make_shared<std::atomic<bool>>(false);
+  void takeDurable();
 
   // Status (pipeline_status.cpp).
   StatusSnapshot snapshot(StatusParts what, const DeviceQuery* devices = nullptr) const;
@@ -128,7 +135,10 @@ struct Pipeline::Impl final : Ingest {
   std::size_t evicted_since_trim = 0;
   // The event loop's longest stall: a 10 ms tick's lateness (gateway/pipeline_watch.h).
   void watchLoop(Nanos late);
-  LoopTicker loop_ticker{io, kLoopGrid, [this](Nanos late) { watchLoop(late); }};
+  LoopTicker loop_ticker{io, kLoopGrid, [this](Nanos late) {
+                           watchLoop(late);
+                           takeDurable();
+                         }};
   Nanos loop_stall_max = 0, loop_stall_bucket = 0, loop_stall_previous = 0;
   Nanos loop_bucket_start = 0;
   // Which named handler ran longest (gateway/loop_work.h); a long stall is logged with it.
@@ -141,6 +151,7 @@ struct Pipeline::Impl final : Ingest {
   // The longest stall counting only the loop thread's CPU time in it (waits for a CPU or for
   // I/O left out): work that holds the loop, apart from a loaded machine.
   Nanos loop_cpu_last = -1, loop_cpu_max = 0, loop_cpu_bucket = 0, loop_cpu_previous = 0;
+  Nanos loop_cpu_last_at = 0;  // time.mono() of loop_cpu_last (watchReadsCpu())
   log::RateLimiter stall_log{30 * kNanosPerSecond};
 
   // Bursts in slices (pipeline_slices.cpp).

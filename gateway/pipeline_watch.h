@@ -29,6 +29,14 @@ namespace gw {
 /// The first multiple of `grid` strictly after `t`.
 constexpr Nanos gridAfter(Nanos t, Nanos grid) { return (t / grid + 1) * grid; }
 
+/// Whether the loop watch reads the loop thread's CPU clock at a tick `late` after its due time
+/// (`last_read`: when it last did, -1 for never; ticks `period` apart): at a late tick (a
+/// millisecond or more: a stall whose CPU share is wanted), else every other tick. That clock
+/// is a system call (CLOCK_THREAD_CPUTIME_ID, issue 16).
+constexpr bool watchReadsCpu(Nanos now, Nanos last_read, Nanos late, Nanos period) {
+  return last_read < 0 || late >= kNanosPerMilli || now - last_read >= period + period / 2;
+}
+
 /// Calls `tick(late)` on the loop every `period`, at the multiples of `period` of the steady
 /// clock; `late` is how long after its due time the tick ran: a lower bound of how long the loop
 /// went without turning. After a stall that passed several due times the ticks go on at the next

@@ -1622,9 +1622,10 @@ TEST_CASE(
     "buffer.min_free: below it the oldest rows are dropped and counted, so the file need not "
     "grow") {
   TempDir dir;
+  FakeClock clock;  // the retention passes a second apart: each asks the filesystem
   std::uint64_t free_bytes = 1ull << 30;
   const std::uint64_t total = 4ull << 30;
-  JournalOptions o = optionsFor(dir, {"a", "b"});
+  JournalOptions o = optionsFor(dir, {"a", "b"}, &clock);
   o.max_size_bytes = 0;
   o.min_free_bytes = 256ull << 20;
   o.min_free_percent = 5;  // 5% of 4 GiB is 204.8 MiB: the smaller one counts
@@ -1640,11 +1641,13 @@ TEST_CASE(
 
   // Above the threshold: only what both sinks confirmed could go (nothing: b is at 0).
   free_bytes = 205ull << 20;
+  clock.now += kNanosPerSecond;
   CHECK(j->enforceRetention(kT0) == 0);
   CHECK(j->stats().rows == 200000);
 
   // Below: the oldest rows go until the file has room (a tenth of it, at least 2 MiB).
   free_bytes = 200ull << 20;
+  clock.now += kNanosPerSecond;
   const std::uint64_t removed = j->enforceRetention(kT0);
   CHECK(removed > 0);
   const auto file = fs::file_size(dir.db());  // checkpointed by enforceRetention
@@ -1674,8 +1677,9 @@ TEST_CASE("buffer.min_free is kept at every commit, not only by the retention pa
   // At tens of thousands of readings a second the file can outgrow a small headroom within the
   // retention pass's second, and a full disk then stops the checkpoint that would give room.
   TempDir dir;
+  FakeClock clock;
   std::uint64_t free_bytes = 1ull << 30;
-  JournalOptions o = optionsFor(dir, {"a"});
+  JournalOptions o = optionsFor(dir, {"a"}, &clock);
   o.max_size_bytes = 0;
   o.min_free_bytes = 64ull << 20;
   o.disk_space = [&](std::uint64_t& f, std::uint64_t& t) {
@@ -1692,7 +1696,10 @@ TEST_CASE("buffer.min_free is kept at every commit, not only by the retention pa
   CHECK(s.min_free == (64ull << 20));
   CHECK(s.disk_free == (1ull << 30));
 
-  free_bytes = 10ull << 20;  // below: the next commit drops the oldest first
+  // Below (another process filled the disk): the next commit a second later drops the oldest
+  // first (sooner only when this journal's own writes could have used up the headroom).
+  free_bytes = 10ull << 20;
+  clock.now += kNanosPerSecond;
   j->append(0, 1.0, kT0, std::nullopt, TimeReference::kReceive);
   REQUIRE(j->commit());
   s = j->stats();
@@ -1705,6 +1712,67 @@ TEST_CASE("buffer.min_free is kept at every commit, not only by the retention pa
   j->append(0, 2.0, kT0, std::nullopt, TimeReference::kReceive);
   REQUIRE(j->commit());
   CHECK_FALSE(j->stats().low_disk);
+}
+
+TEST_CASE(
+    "buffer.min_free: the filesystem is asked once a second, or when the writes could "
+    "have used up the headroom") {
+  // Issue 16: a statvfs() before every commit was ~20 system calls a second on the event loop.
+  TempDir dir;
+  FakeClock clock;
+  std::uint64_t free_bytes = 1ull << 30;
+  int asked = 0;
+  JournalOptions o = optionsFor(dir, {"a"}, &clock);
+  o.max_size_bytes = 0;
+  o.min_free_bytes = 64ull << 20;
+  o.disk_space = [&](std::uint64_t& f, std::uint64_t& t) {
+    ++asked;
+    f = free_bytes;
+    t = 4ull << 30;
+    return true;
+  };
+  auto j = Journal::open(o);
+  const SeriesId id = j->internSeries(kTemp);
+  REQUIRE(j->commit());
+  asked = 0;
+  // 20 small commits within a second, far above min_free: asked at most once.
+  for (int i = 0; i < 20; ++i) {
+    clock.now += 50 * kNanosPerMilli;
+    addRows(*j, id, 100, 5000);
+    REQUIRE(j->commit());
+  }
+  CHECK(asked <= 1);
+  const int in_first_second = asked;
+  clock.now += kNanosPerSecond;  // a second later: asked again
+  addRows(*j, id, 100, 5000);
+  REQUIRE(j->commit());
+  CHECK(asked == in_first_second + 1);
+
+  // Just above min_free: commits that write more than the headroom are checked each time.
+  free_bytes = (64ull << 20) + (64ull << 10);
+  clock.now += kNanosPerSecond;
+  addRows(*j, id, 100, 5000);
+  REQUIRE(j->commit());
+  asked = 0;
+  for (int i = 0; i < 5; ++i) {
+    clock.now += 50 * kNanosPerMilli;
+    addRows(*j, id, 5000, 5000);
+    REQUIRE(j->commit());
+  }
+  CHECK(asked >= 4);
+
+  // Below it: every commit checks (the guard drops rows until the disk is back above).
+  free_bytes = 10ull << 20;
+  clock.now += kNanosPerSecond;
+  addRows(*j, id, 100, 5000);
+  REQUIRE(j->commit());
+  CHECK(j->stats().low_disk);
+  asked = 0;
+  for (int i = 0; i < 3; ++i) {
+    addRows(*j, id, 10, 5000);
+    REQUIRE(j->commit());
+  }
+  CHECK(asked == 3);
 }
 
 TEST_CASE("salvage of garbage finds nothing and does not crash") {

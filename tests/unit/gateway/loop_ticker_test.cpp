@@ -37,6 +37,24 @@ TEST_CASE("gridAfter: the first multiple strictly after") {
   CHECK(gridAfter(25, 10) == 30);
 }
 
+TEST_CASE("the loop watch reads the thread's CPU clock at every other tick, and at a late one") {
+  // Issue 16: CLOCK_THREAD_CPUTIME_ID is a system call; it was read at every tick (100/s).
+  int reads = 0;
+  Nanos last = -1;
+  for (Nanos now = 0; now < 1000 * kMs; now += kLoopGrid) {  // a second of ticks on time
+    if (watchReadsCpu(now, last, 0, kLoopGrid)) {
+      ++reads;
+      last = now;
+    }
+  }
+  CHECK(reads == 50);
+  // Slightly late ticks (under a millisecond) change nothing; a late one reads.
+  CHECK_FALSE(watchReadsCpu(1010 * kMs + 900'000, 1000 * kMs, 900'000, kLoopGrid));
+  CHECK(watchReadsCpu(1010 * kMs + 1'000'000, 1000 * kMs, 1'000'000, kLoopGrid));
+  CHECK(watchReadsCpu(1020 * kMs, 1000 * kMs, 0, kLoopGrid));
+  CHECK(watchReadsCpu(0, -1, 0, kLoopGrid));  // no reading yet
+}
+
 TEST_CASE("the loop ticker: two timers a period apart on the grid; a stall is a tick's lateness") {
   boost::asio::io_context io;
   std::vector<Nanos> lates;
