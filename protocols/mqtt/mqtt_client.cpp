@@ -438,8 +438,7 @@ class Impl : public std::enable_shared_from_this<Impl> {
   }
 
   /// After read_batch_wait: what accumulated is taken at once with a non-blocking read (one
-  /// system call, no trip through epoll); only an empty socket waits for its next byte (and is
-  /// then read from here again).
+  /// system call, no trip through epoll); only an empty socket waits for its next byte.
   void readAfterWait(const std::shared_ptr<Conn>& conn) {
     if (reading_paused_ || conn->tls) {
       continueReading(conn);
@@ -450,18 +449,7 @@ class Impl : public std::enable_shared_from_this<Impl> {
     const std::size_t n = conn->plain.read_some(
         asio::buffer(conn->rbuf.data() + conn->rend, conn->rbuf.size() - conn->rend), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
-      // Empty: wait for its first byte without a second read first (async_read_some would try
-      // one at once, issue 16), then read again from here.
-      setLowWatermark(*conn, 1);
-      auto self = shared_from_this();
-      conn->plain.async_wait(tcp::socket::wait_read, [self, conn](const error_code& ec2) {
-        if (conn->closed || conn != self->conn_) return;
-        if (ec2) {
-          self->failConnection(conn, fmt::format("reading: {}", ec2.message()));
-          return;
-        }
-        self->readAfterWait(conn);
-      });
+      startRead(conn);
       return;
     }
     onRead(conn, ec, n);
