@@ -14,8 +14,11 @@ namespace gw::test {
 struct SqliteConnection {
   sqlite3* db = nullptr;
   /// busy_timeout_ms 0: a locked file fails at once (SQLITE_BUSY) instead of being waited for.
-  explicit SqliteConnection(const std::filesystem::path& p, int busy_timeout_ms = 0) {
-    REQUIRE(sqlite3_open(p.string().c_str(), &db) == SQLITE_OK);
+  /// vfs: a registered VFS's name (e.g. buffer::walWriteVfs()); nullptr = SQLite's default.
+  explicit SqliteConnection(const std::filesystem::path& p, int busy_timeout_ms = 0,
+                            const char* vfs = nullptr) {
+    REQUIRE(sqlite3_open_v2(p.string().c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                            vfs) == SQLITE_OK);
     if (busy_timeout_ms > 0) REQUIRE(sqlite3_busy_timeout(db, busy_timeout_ms) == SQLITE_OK);
   }
   ~SqliteConnection() { sqlite3_close(db); }

@@ -145,43 +145,26 @@ std::uint64_t ioCalls(const std::string& key) {
   return 0;
 }
 
-std::int64_t queryInt(sqlite3* db, const std::string& sql) {
-  sqlite3_stmt* s = nullptr;
-  REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) == SQLITE_OK);
-  std::int64_t v = -1;
-  if (sqlite3_step(s) == SQLITE_ROW) v = sqlite3_column_int64(s, 0);
-  sqlite3_finalize(s);
-  return v;
-}
-
 /// `commits` commits of 100 rows of 30 bytes (~2 pages each) into table t of a new 2 KiB-page
 /// database in WAL mode, without a checkpoint.
 void fill(const fs::path& db, int commits) {
-  sqlite3* c = nullptr;
-  REQUIRE(sqlite3_open_v2(db.string().c_str(), &c, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-                          walWriteVfs()) == SQLITE_OK);
-  REQUIRE(sqlite3_exec(c,
-                       "PRAGMA page_size=2048; PRAGMA journal_mode=WAL; PRAGMA "
-                       "wal_autocheckpoint=0; CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)",
-                       nullptr, nullptr, nullptr) == SQLITE_OK);
+  gw::test::SqliteConnection c(db, 0, walWriteVfs());
+  REQUIRE(c.exec("PRAGMA page_size=2048; PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; "
+                 "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)") == SQLITE_OK);
   for (int i = 0; i < commits; ++i)
-    REQUIRE(sqlite3_exec(c,
-                         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i "
-                         "< 100) INSERT INTO t(v) SELECT randomblob(30) FROM n",
-                         nullptr, nullptr, nullptr) == SQLITE_OK);
-  sqlite3_db_config(c, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
-  sqlite3_close(c);
+    REQUIRE(c.exec("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100) "
+                   "INSERT INTO t(v) SELECT randomblob(30) FROM n") == SQLITE_OK);
+  sqlite3_db_config(c.db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
 }
 
-sqlite3* openVfs(const fs::path& db) {
-  sqlite3* c = nullptr;
-  REQUIRE(sqlite3_open_v2(db.string().c_str(), &c, SQLITE_OPEN_READWRITE, walWriteVfs()) ==
-          SQLITE_OK);
-  REQUIRE(sqlite3_exec(c, "PRAGMA cache_size=8; PRAGMA wal_autocheckpoint=0", nullptr, nullptr,
-                       nullptr) == SQLITE_OK);
-  sqlite3_db_config(c, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
-  return c;
-}
+/// A connection through the VFS with a small page cache (so that reads reach the files), no
+/// automatic checkpoint and none at close.
+struct VfsConnection : gw::test::SqliteConnection {
+  explicit VfsConnection(const fs::path& db) : SqliteConnection(db, 0, walWriteVfs()) {
+    REQUIRE(exec("PRAGMA cache_size=8; PRAGMA wal_autocheckpoint=0") == SQLITE_OK);
+    sqlite3_db_config(this->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+  }
+};
 
 }  // namespace
 
@@ -191,12 +174,12 @@ TEST_CASE("emptying a table whose pages are in the WAL reads them with few reads
   gw::test::TempDir dir("gw-wal-vfs");
   const fs::path db = dir.path / "t.db";
   fill(db, 300);  // ~600 leaf pages, all in the WAL
-  sqlite3* c = openVfs(db);
-  const std::int64_t pages = queryInt(c, "PRAGMA page_count");
+  VfsConnection c(db);
+  const std::int64_t pages = c.queryInt("PRAGMA page_count");
   REQUIRE(pages > 500);
   const WalWriteCounts c0 = walWriteCounts();
   const std::uint64_t r0 = ioCalls("syscr");
-  REQUIRE(sqlite3_exec(c, "DELETE FROM t", nullptr, nullptr, nullptr) == SQLITE_OK);
+  REQUIRE(c.exec("DELETE FROM t") == SQLITE_OK);
   const std::uint64_t reads = ioCalls("syscr") - r0;
   const WalWriteCounts c1 = walWriteCounts();
   INFO("pages " << pages << ", read calls " << reads << ", WAL reads asked "
@@ -204,9 +187,8 @@ TEST_CASE("emptying a table whose pages are in the WAL reads them with few reads
                 << c1.reads_made - c0.reads_made);
   CHECK(c1.reads_requested - c0.reads_requested >= static_cast<std::uint64_t>(pages) * 9 / 10);
   CHECK(reads < static_cast<std::uint64_t>(pages) / 8);  // was one pread64 per page
-  CHECK(queryInt(c, "SELECT count(*) FROM t") == 0);
-  CHECK(integrity(c) == "ok");
-  sqlite3_close(c);
+  CHECK(c.queryInt("SELECT count(*) FROM t") == 0);
+  CHECK(integrity(c.db) == "ok");
 }
 
 TEST_CASE("a checkpoint through the VFS reads the WAL and writes the database in large runs") {
@@ -215,12 +197,12 @@ TEST_CASE("a checkpoint through the VFS reads the WAL and writes the database in
   fill(db, 300);
   gw::test::SqliteConnection check(db);
   const std::int64_t sum = check.queryInt("SELECT sum(length(v)) + sum(id) FROM t");
-  sqlite3* c = openVfs(db);
-  const std::int64_t pages = queryInt(c, "PRAGMA page_count");
+  VfsConnection c(db);
+  const std::int64_t pages = c.queryInt("PRAGMA page_count");
   const WalWriteCounts c0 = walWriteCounts();
   const std::uint64_t r0 = ioCalls("syscr"), w0 = ioCalls("syscw");
   int log = 0, done = 0;
-  REQUIRE(sqlite3_wal_checkpoint_v2(c, nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &done) ==
+  REQUIRE(sqlite3_wal_checkpoint_v2(c.db, nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &done) ==
           SQLITE_OK);
   const std::uint64_t reads = ioCalls("syscr") - r0, writes = ioCalls("syscw") - w0;
   const WalWriteCounts c1 = walWriteCounts();
@@ -231,7 +213,8 @@ TEST_CASE("a checkpoint through the VFS reads the WAL and writes the database in
   CHECK(c1.db_writes_requested - c0.db_writes_requested >= static_cast<std::uint64_t>(pages) - 2);
   CHECK(writes < static_cast<std::uint64_t>(pages) / 8);  // was one pwrite64 per page
   CHECK(reads < static_cast<std::uint64_t>(pages) / 8);   // was one pread64 per page
-  sqlite3_close(c);
+  sqlite3_close(c.db);                                    // before its WAL is moved away
+  c.db = nullptr;
   // What the database file holds alone (the WAL moved away) is what was committed.
   fs::rename(fs::path(db.string() + "-wal"), dir.path / "moved-wal");
   fs::remove(fs::path(db.string() + "-shm"));
@@ -244,29 +227,26 @@ TEST_CASE("what was read ahead is never served after the WAL changed") {
   gw::test::TempDir dir("gw-wal-vfs");
   const fs::path db = dir.path / "t.db";
   fill(db, 100);
-  sqlite3* c = openVfs(db);
+  VfsConnection c(db);
   gw::test::SqliteConnection other(db);  // the default VFS: as another process (sqlite3 CLI)
   for (int round = 0; round < 4; ++round) {
     // A full scan reads the pages ahead; then the other connection empties the WAL into the
     // file, starts it over and writes other rows at the same offsets.
     const std::int64_t expect = other.queryInt("SELECT sum(id) + count(*) FROM t");
-    CHECK(queryInt(c, "SELECT sum(id) + count(*) FROM t") == expect);
+    CHECK(c.queryInt("SELECT sum(id) + count(*) FROM t") == expect);
     REQUIRE(other.exec("PRAGMA wal_checkpoint(RESTART)") == SQLITE_OK);
     REQUIRE(other.exec("BEGIN; DELETE FROM t WHERE id % 3 = " + std::to_string(round % 3) +
                        "; INSERT INTO t(v) SELECT randomblob(30) FROM t LIMIT 500; COMMIT") ==
             SQLITE_OK);
-    CHECK(queryInt(c, "SELECT sum(id) + count(*) FROM t") ==
+    CHECK(c.queryInt("SELECT sum(id) + count(*) FROM t") ==
           other.queryInt("SELECT sum(id) + count(*) FROM t"));
     // And this connection's own writes over what it read ahead.
-    REQUIRE(sqlite3_exec(c, "PRAGMA wal_checkpoint(RESTART)", nullptr, nullptr, nullptr) ==
-            SQLITE_OK);
-    REQUIRE(sqlite3_exec(c, "UPDATE t SET v = randomblob(31) WHERE id % 2 = 0", nullptr, nullptr,
-                         nullptr) == SQLITE_OK);
-    CHECK(queryInt(c, "SELECT sum(length(v)) FROM t") ==
+    REQUIRE(c.exec("PRAGMA wal_checkpoint(RESTART)") == SQLITE_OK);
+    REQUIRE(c.exec("UPDATE t SET v = randomblob(31) WHERE id % 2 = 0") == SQLITE_OK);
+    CHECK(c.queryInt("SELECT sum(length(v)) FROM t") ==
           other.queryInt("SELECT sum(length(v)) FROM t"));
   }
-  CHECK(integrity(c) == "ok");
-  sqlite3_close(c);
+  CHECK(integrity(c.db) == "ok");
 }
 
 TEST_CASE("reading a table in order from the database file reads it with few reads") {
@@ -279,11 +259,11 @@ TEST_CASE("reading a table in order from the database file reads it with few rea
     REQUIRE(ckpt.exec("PRAGMA wal_checkpoint(TRUNCATE)") == SQLITE_OK);
   }
   REQUIRE(walSize(db) == 0);
-  sqlite3* c = openVfs(db);
-  const std::int64_t pages = queryInt(c, "PRAGMA page_count");
+  VfsConnection c(db);
+  const std::int64_t pages = c.queryInt("PRAGMA page_count");
   const WalWriteCounts c0 = walWriteCounts();
   const std::uint64_t r0 = ioCalls("syscr");
-  CHECK(queryInt(c, "SELECT count(*) FROM t WHERE length(v) = 30") == 30000);
+  CHECK(c.queryInt("SELECT count(*) FROM t WHERE length(v) = 30") == 30000);
   const std::uint64_t reads = ioCalls("syscr") - r0;
   const WalWriteCounts c1 = walWriteCounts();
   INFO("pages " << pages << ", read calls " << reads << ", db reads asked "
@@ -291,7 +271,6 @@ TEST_CASE("reading a table in order from the database file reads it with few rea
                 << c1.db_reads_made - c0.db_reads_made);
   CHECK(c1.db_reads_requested - c0.db_reads_requested >= static_cast<std::uint64_t>(pages) / 2);
   CHECK(reads < static_cast<std::uint64_t>(pages) / 8);  // was one pread64 per page
-  sqlite3_close(c);
 }
 
 TEST_CASE("reading the WAL backwards reads it with few reads too") {
@@ -301,13 +280,12 @@ TEST_CASE("reading the WAL backwards reads it with few reads too") {
   gw::test::TempDir dir("gw-wal-vfs");
   const fs::path db = dir.path / "t.db";
   fill(db, 300);
-  sqlite3* c = openVfs(db);
-  const std::int64_t pages = queryInt(c, "PRAGMA page_count");
+  VfsConnection c(db);
+  const std::int64_t pages = c.queryInt("PRAGMA page_count");
   const std::uint64_t r0 = ioCalls("syscr");
-  CHECK(queryInt(c, "SELECT sum(n) FROM (SELECT length(v) AS n FROM t ORDER BY id DESC)") ==
+  CHECK(c.queryInt("SELECT sum(n) FROM (SELECT length(v) AS n FROM t ORDER BY id DESC)") ==
         30000 * 30);
   const std::uint64_t reads = ioCalls("syscr") - r0;
   INFO("pages " << pages << ", read calls " << reads);
   CHECK(reads < static_cast<std::uint64_t>(pages) / 8);  // one pread64 per page forward-only
-  sqlite3_close(c);
 }
