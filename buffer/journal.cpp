@@ -5,7 +5,6 @@
 #include <sqlite3.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdlib>
 #include <limits>
 #include <string>
@@ -14,6 +13,7 @@
 
 #include "buffer/sqlite_journal.h"
 #include "core/log.h"
+#include "core/steady.h"
 
 namespace gw::buffer::detail {
 namespace {
@@ -99,7 +99,7 @@ int SqliteJournal::insertRow(std::uint64_t seq, const PendingRow& p, const std::
 int SqliteJournal::insertPending(size_t& rows, size_t splittable) {
   if (segments_.empty()) return rows == 0 ? SQLITE_OK : SQLITE_ERROR;
   const Nanos budget = options_.commit_budget;
-  const auto start = std::chrono::steady_clock::now();
+  const Nanos start = steadyNow();
   Stmt& many = segments_.back()->insert_many;
   std::uint64_t seq = last_seq_;
   size_t i = 0, blob = 0;
@@ -116,7 +116,7 @@ int SqliteJournal::insertPending(size_t& rows, size_t splittable) {
     // Past commit_budget, within the readings that may be split off: the rest waits for the
     // next commit (issue 13: one clock read per 32 rows).
     if (budget > 0 && i + kRowsPerInsert < rows && i + kRowsPerInsert <= splittable &&
-        std::chrono::steady_clock::now() - start >= std::chrono::nanoseconds(budget)) {
+        steadyNow() - start >= budget) {
       i += kRowsPerInsert;
       rows = i;
       break;
