@@ -66,11 +66,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
-from benchlib import AllocCounter, Sample, SyscallCounter, request, sim  # noqa: E402
+from benchlib import AllocCounter, LoopDisk, Sample, SyscallCounter, request, sim  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 import gwtest  # noqa: E402
 from gwtest import Gatewayd, KafkaBroker, Mosquitto, Workdir, wait_until  # noqa: E402
+
+
+DISK = None  # --loop-disk: gatewayd's state directory on an ext4 loop device of its own
+
+
+def device_written():
+    """Bytes sent to the state directory's device (--loop-disk), else 0."""
+    return DISK.written() if DISK else 0
 
 
 def status(gw):
@@ -137,7 +145,7 @@ def drain(gw, mq, devices, count, qos, seed):
         sim(mq.uri, "--devices", devices, "--metrics", "temp", "--count", count, "--rate", 0,
             "--qos", qos, "--seed", seed, "--client-id", f"pi-drain-{seed}")
     finally:
-        a = Sample(pid)
+        a, dev0 = Sample(pid), device_written()
         sc = SyscallCounter(pid)
         gw.proc.p.send_signal(signal.SIGCONT)
     t0 = time.monotonic()
@@ -153,13 +161,13 @@ def drain(gw, mq, devices, count, qos, seed):
         time.sleep(0.1)
     end = s
     t = time.monotonic() - t0
-    b = Sample(pid)
+    b, dev1 = Sample(pid), device_written()
     calls = sc.stop()
     d = b - a
     n = end["readings"] - s0["readings"]
     return {"readings": n, "lost": count - n, "seconds": t, "rate": n / t,
             "cpu_us_per_reading": d["cpu_s"] * 1e6 / n, "syscalls_per_reading": calls["all"] / n,
-            "bytes_written_per_reading": d["written"] / n}
+            "bytes_written_per_reading": d["written"] / n, "device_bytes": dev1 - dev0}
 
 
 def steady(gw, mq, devices, rate, seconds, warmup, qos, seed, allocs=None):
@@ -171,6 +179,7 @@ def steady(gw, mq, devices, rate, seconds, warmup, qos, seed, allocs=None):
     time.sleep(warmup)  # the publisher ramps up and gatewayd's windows open (sampling cadence)
     db = gw.wd.path / "state" / "journal.db"
     s0, a, debt0, ck0 = status(gw), Sample(pid), checkpoint_debt(db), checkpoint_thread_written(pid)
+    dev0 = device_written()
     al0 = allocs.read() if allocs else None
     sc = SyscallCounter(pid)
     p50s, p99s = [], []
@@ -182,14 +191,18 @@ def steady(gw, mq, devices, rate, seconds, warmup, qos, seed, allocs=None):
         p99s.append(s["p99"])
     calls = sc.stop()
     s1, b, debt1, ck1 = status(gw), Sample(pid), checkpoint_debt(db), checkpoint_thread_written(pid)
+    dev1 = device_written()
     al1 = allocs.read() if allocs else None
     hwm, rss = benchlib.memory_kib(pid)
     t.join()
     d = b - a
     n = s1["readings"] - s0["readings"]
     extra = {}
+    if DISK:  # --loop-disk: what reached the device, and with the checkpoint debt accrued
+        extra = {"device_bytes_per_reading": (dev1 - dev0) / n,
+                 "device_bytes_per_reading_with_checkpoints": (dev1 - dev0 + debt1 - debt0) / n}
     if allocs:  # --count-allocs: heap allocations per reading (issue 16: none on the hot path)
-        extra = {"allocs_per_reading": (al1["all"] - al0["all"]) / n,
+        extra |= {"allocs_per_reading": (al1["all"] - al0["all"]) / n,
                  "loop_allocs_per_reading": (al1["main"] - al0["main"]) / n}
     return {
         **extra,
@@ -315,6 +328,9 @@ def main():
                     help="preload tests/tools/alloc_count and report heap allocations per reading")
     ap.add_argument("--by-thread", type=int, default=0, metavar="S",
                     help="then S s of steady load with system calls per reading by thread and call")
+    ap.add_argument("--loop-disk", type=int, default=0, metavar="MIB",
+                    help="gatewayd's state directory on an ext4 file system of MIB MiB on a loop device "
+                         "of its own (root): adds the bytes that reached the device per reading")
     ap.add_argument("--json")
     a = ap.parse_args()
     rate = a.rate or a.devices
@@ -324,6 +340,9 @@ def main():
     wd = Workdir("pi-bench")
     ok = False
     try:
+        global DISK
+        if a.loop_disk:
+            DISK = LoopDisk(wd.path / "state", a.loop_disk)
         mq = Mosquitto(wd, persistence=False)
         kafka = KafkaBroker(wd)
         sub = gwtest.DEFAULT_SUBSCRIBE.replace("qos = 1", f"qos = {a.qos}")
@@ -333,7 +352,7 @@ def main():
         allocs = AllocCounter(counts, gw.proc.p.pid) if a.count_allocs else None
         drains, steadies, bigs = [], [], []
         db = gw.wd.path / "state" / "journal.db"
-        span0 = (status(gw), Sample(gw.proc.p.pid), checkpoint_debt(db))
+        span0 = (status(gw), Sample(gw.proc.p.pid), checkpoint_debt(db), device_written())
         for i in range(a.runs):
             drains.append(drain(gw, mq, a.devices, a.drain, a.qos, 100 + i))
             print(f"run {i + 1}: drain {json.dumps(drains[-1])}", flush=True)
@@ -341,7 +360,7 @@ def main():
             steadies[-1]["ratio_to_drain"] = (steadies[-1]["cpu_us_per_reading"]
                                               / drains[-1]["cpu_us_per_reading"])
             print(f"run {i + 1}: steady {json.dumps(steadies[-1])}", flush=True)
-        span1 = (status(gw), Sample(gw.proc.p.pid), checkpoint_debt(db))
+        span1 = (status(gw), Sample(gw.proc.p.pid), checkpoint_debt(db), device_written())
         # The steady load only: the drains' readings (taken in large commits, cheaper) and bytes
         # left out; every change of the checkpoint debt counted.
         drained_n = sum(d["readings"] for d in drains)
@@ -351,6 +370,10 @@ def main():
         span = {"readings": span_n, "seconds": span1[1].t - span0[1].t,
                 "bytes_written_per_reading": span_b / span_n,
                 "bytes_per_reading_with_checkpoints": (span_b + span1[2] - span0[2]) / span_n}
+        if DISK:
+            span_dev = span1[3] - span0[3] - sum(d["device_bytes"] for d in drains)
+            span |= {"device_bytes_per_reading": span_dev / span_n,
+                     "device_bytes_per_reading_with_checkpoints": (span_dev + span1[2] - span0[2]) / span_n}
         print(f"whole run, steady load (the drains left out): {json.dumps(span)}", flush=True)
         for i in range(a.big_runs if a.backlog else 0):
             bigs.append(big_backlog(gw, mq, kafka, a.devices, rate, a.backlog, a.qos, 300 + 10 * i))
@@ -376,6 +399,11 @@ def main():
               f"accrued (aim <= 80); fsyncs "
               f"{st['fsyncs_per_s']:.1f}/s (<= 20); pwrite64 {st['pwrite64_per_s']:.0f}/s; commits "
               f"{st['commits_per_s']:.1f}/s")
+        if DISK:
+            print(f"  bytes sent to the state directory's device {st['device_bytes_per_reading']:.0f}/reading in "
+                  f"the window, {st['device_bytes_per_reading_with_checkpoints']:.0f}/reading with checkpoints "
+                  f"accrued, {span['device_bytes_per_reading_with_checkpoints']:.0f}/reading over the whole run "
+                  f"with checkpoints accrued (ext4 on a loop device: data, metadata and ext4's journal)")
         print(f"  VmRSS {st['vmrss_mib']:.1f} MiB (<= 32); publish->Kafka ack p50 {st['latency_p50_ms']:.1f} "
               f"ms, p99 {st['latency_p99_ms']:.1f} ms (<= 30)")
         if allocs:
@@ -390,6 +418,13 @@ def main():
             Path(a.json).write_text(json.dumps(res, indent=2))
         ok = True
     finally:
+        if DISK:  # gatewayd (and the rest) off the file system before it is unmounted
+            for proc in reversed(wd.procs):
+                try:
+                    proc.stop()
+                except Exception:
+                    pass
+            DISK.close()
         wd.close(failed=not ok)
 
 
