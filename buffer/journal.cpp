@@ -136,17 +136,17 @@ int SqliteJournal::insertPending(size_t& rows, size_t splittable, Nanos start, s
 size_t SqliteJournal::commitRows(size_t& splittable) const {
   splittable = 0;
   if (options_.max_commit_rows == 0 && options_.commit_budget == 0) return pending_.size();
-  // An alert row follows the reading that triggered it, and alerts are not re-evaluated from
-  // the journal after a restart: no split while one is pending (it would make its reading
-  // durable, and acknowledged, without it).
-  if (std::any_of(pending_.begin(), pending_.end(),
-                  [](const PendingRow& p) { return p.kind == kRowAlert; }))
-    return pending_.size();
   const size_t cap = options_.max_commit_rows > 0 ? options_.max_commit_rows : pending_.size();
   // Only readings are split off: an aggregate or alert row goes with the windows' and alerts'
   // state of the same moment, which the caller put for the whole of pending_ (Journal::commit).
   while (splittable < std::min(cap, pending_.size()) && pending_[splittable].kind == kRowReading)
     ++splittable;
+  // An alert row follows the reading that triggered it, and alerts are not re-evaluated from
+  // the journal after a restart: that reading goes with it (committed without it, it would be
+  // acknowledged and its alert lost in a crash). The readings before it may go on their own
+  // (issue 13: a burst of alerts at 100,000 series made a commit of every pending row).
+  if (splittable < pending_.size() && pending_[splittable].kind == kRowAlert && splittable > 0)
+    --splittable;
   return pending_.size() > cap && splittable > 0 ? splittable : pending_.size();
 }
 
