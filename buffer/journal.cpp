@@ -96,10 +96,12 @@ int SqliteJournal::insertRow(std::uint64_t seq, const PendingRow& p, const std::
 // without lookaside memory (SQLITE_OMIT_LOOKASIDE), so a one-row INSERT costs 3 heap
 // allocations and ~7,000 instructions (tests/bench/callgrind_bench.py, pi_bench --count-allocs).
 // `rows` comes back lower when commit_budget ran out (only within the first `splittable`).
-int SqliteJournal::insertPending(size_t& rows, size_t splittable) {
-  if (segments_.empty()) return rows == 0 ? SQLITE_OK : SQLITE_ERROR;
+// The series rows a statement's rows refer to go just before it (issue 13: the first flood at
+// 100,000 series brings ~1,000 new series per commit, and they were not within the budget).
+int SqliteJournal::insertPending(size_t& rows, size_t splittable, Nanos start, size_t& series_to) {
+  if (rows == 0) return SQLITE_OK;
+  if (segments_.empty()) return SQLITE_ERROR;
   const Nanos budget = options_.commit_budget;
-  const Nanos start = steadyNow();
   Stmt& many = segments_.back()->insert_many;
   std::uint64_t seq = last_seq_;
   size_t i = 0, blob = 0;
@@ -107,47 +109,79 @@ int SqliteJournal::insertPending(size_t& rows, size_t splittable) {
     return p.kind != kRowReading ? &pending_blobs_[blob++] : nullptr;
   };
   int rc = SQLITE_OK;
-  for (; i + kRowsPerInsert <= rows && rc == SQLITE_OK; i += kRowsPerInsert) {
-    ResetGuard guard(many);
-    for (size_t j = 0; j < kRowsPerInsert && rc == SQLITE_OK; ++j)
-      rc = bindRow(many, static_cast<int>(8 * j), ++seq, pending_[i + j], blobOf(pending_[i + j]));
-    if (rc == SQLITE_OK) rc = many.step();
-    if (rc == SQLITE_DONE) rc = SQLITE_OK;
+  while (i < rows && rc == SQLITE_OK) {
+    const size_t n = std::min(kRowsPerInsert, rows - i);
+    SeriesId top = 0;
+    for (size_t j = i; j < i + n; ++j) top = std::max(top, pending_[j].s);
+    if (top >= series_to) rc = insertSeriesUpTo(series_to, top + 1);
+    if (n == kRowsPerInsert) {
+      ResetGuard guard(many);
+      for (size_t j = 0; j < n && rc == SQLITE_OK; ++j)
+        rc =
+            bindRow(many, static_cast<int>(8 * j), ++seq, pending_[i + j], blobOf(pending_[i + j]));
+      if (rc == SQLITE_OK) rc = many.step();
+      if (rc == SQLITE_DONE) rc = SQLITE_OK;
+    } else {
+      for (size_t j = i; j < i + n && rc == SQLITE_OK; ++j)
+        rc = insertRow(++seq, pending_[j], blobOf(pending_[j]));
+    }
+    i += n;
     // Past commit_budget, within the readings that may be split off: the rest waits for the
     // next commit (issue 13: one clock read per 32 rows).
-    if (budget > 0 && i + kRowsPerInsert < rows && i + kRowsPerInsert <= splittable &&
-        steadyNow() - start >= budget) {
-      i += kRowsPerInsert;
-      rows = i;
-      break;
-    }
+    if (budget > 0 && i < rows && i <= splittable && steadyNow() - start >= budget) rows = i;
   }
-  for (; i < rows && rc == SQLITE_OK; ++i) rc = insertRow(++seq, pending_[i], blobOf(pending_[i]));
   return rc;
 }
 
 size_t SqliteJournal::commitRows(size_t& splittable) const {
   splittable = 0;
   if (options_.max_commit_rows == 0 && options_.commit_budget == 0) return pending_.size();
-  // An alert row follows the reading that triggered it, and alerts are not re-evaluated from
-  // the journal after a restart: no split while one is pending (it would make its reading
-  // durable, and acknowledged, without it).
-  if (std::any_of(pending_.begin(), pending_.end(),
-                  [](const PendingRow& p) { return p.kind == kRowAlert; }))
-    return pending_.size();
   const size_t cap = options_.max_commit_rows > 0 ? options_.max_commit_rows : pending_.size();
   // Only readings are split off: an aggregate or alert row goes with the windows' and alerts'
   // state of the same moment, which the caller put for the whole of pending_ (Journal::commit).
   while (splittable < std::min(cap, pending_.size()) && pending_[splittable].kind == kRowReading)
     ++splittable;
+  // An alert row follows the reading that triggered it, and alerts are not re-evaluated from
+  // the journal after a restart: that reading goes with it (committed without it, it would be
+  // acknowledged and its alert lost in a crash). The readings before it may go on their own
+  // (issue 13: a burst of alerts at 100,000 series made a commit of every pending row).
+  if (splittable < pending_.size() && pending_[splittable].kind == kRowAlert && splittable > 0)
+    --splittable;
   return pending_.size() > cap && splittable > 0 ? splittable : pending_.size();
 }
 
 void SqliteJournal::keepCommittedPrefix(size_t rows) {
+  if (rows == 0) return;  // only series were written: the committed tail stays as it is
   tail_after_ = last_seq_ - rows;
   tail_.assign(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(rows));
   tail_blobs_.clear();  // readings have none
   pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(rows));
+}
+
+int SqliteJournal::insertSeriesUpTo(size_t& series_to, size_t upto) {
+  int rc = SQLITE_OK;
+  for (; series_to < upto && rc == SQLITE_OK; ++series_to) rc = insertSeries(series_to);
+  return rc;
+}
+
+// Series not yet written in kRowsPerInsert at a time, in id order, until commit_budget (from
+// `start`) is spent; at least one such step when `progress` (0 = all of them).
+int SqliteJournal::insertNewSeries(size_t& series_to, Nanos start, bool progress) {
+  const Nanos budget = options_.commit_budget;
+  int rc = SQLITE_OK;
+  bool first = true;
+  while (series_to < series_.size() && rc == SQLITE_OK) {
+    if (budget > 0 && !(first && progress) && steadyNow() - start >= budget) break;
+    first = false;
+    rc = insertSeriesUpTo(series_to, std::min(series_.size(), series_to + kRowsPerInsert));
+  }
+  return rc;
+}
+
+size_t SqliteJournal::rowsWithSeriesBelow(size_t rows, size_t upto) const {
+  size_t n = 0;
+  while (n < rows && pending_[n].s < upto) ++n;
+  return n;
 }
 
 int SqliteJournal::insertSeries(size_t id) {
@@ -263,11 +297,23 @@ bool SqliteJournal::commit() {
   size_t rows = commitRows(splittable);
   const std::uint64_t reserve = reservationFor(rows);  // journal_tail.cpp (enough for fewer)
   bool whole = true;
+  // New series rows are within the budget too (issue 13), never after a row that refers to them.
+  size_t series_to = persisted_series_;
+  const Nanos start = steadyNow();
   const int rc = transaction([&] {
     int rc = retire_to > floor_ ? deleteThrough(retire_to) : SQLITE_OK;
-    for (size_t id = persisted_series_; id < series_.size() && rc == SQLITE_OK; ++id)
-      rc = insertSeries(id);
-    if (rc == SQLITE_OK) rc = insertPending(rows, splittable);
+    // Rows that cannot be split off (an alert or aggregate; past max_commit_rows): every new
+    // series first, as far as the budget goes. Cut short, only the readings before the first
+    // row that refers to a series left out go with them (none when no split is allowed).
+    if (rc == SQLITE_OK && rows > splittable) {
+      rc = insertNewSeries(series_to, start, true);
+      if (series_to < series_.size()) rows = rowsWithSeriesBelow(splittable, series_to);
+    }
+    // Else each statement's new series just before it.
+    if (rc == SQLITE_OK) rc = insertPending(rows, splittable, start, series_to);
+    // Series that no row written refers to (yet), as far as the budget goes: at least some
+    // when this commit writes nothing else.
+    if (rc == SQLITE_OK) rc = insertNewSeries(series_to, start, rows == 0);
     whole = rows == pending_.size();
     for (auto it = pending_state_.begin(); whole && it != pending_state_.end() && rc == SQLITE_OK;
          ++it) {
@@ -276,7 +322,7 @@ bool SqliteJournal::commit() {
       if (rc == SQLITE_OK) rc = write_state_.step();
       if (rc == SQLITE_DONE) rc = SQLITE_OK;
     }
-    if (rc == SQLITE_OK && new_marker) {
+    if (rc == SQLITE_OK && new_marker && rows > 0) {
       ResetGuard guard(insert_marker_);
       rc = insert_marker_.bindAll(i64(last_seq_ + 1), commit_time);
       if (rc == SQLITE_OK) rc = insert_marker_.step();
@@ -307,10 +353,10 @@ bool SqliteJournal::commit() {
   } else {
     keepCommittedPrefix(rows);
   }
-  persisted_series_ = series_.size();
+  persisted_series_ = series_to;
   floor_ = retire_to;
   settleSegments();
-  if (new_marker) {
+  if (new_marker && rows > 0) {
     has_marker_ = true;
     last_marker_time_ = commit_time;
   }

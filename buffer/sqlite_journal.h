@@ -190,10 +190,19 @@ class SqliteJournal final : public Journal {
                      const std::string* blob);
   int insertRow(std::uint64_t seq, const PendingRow& p, const std::string* blob);
   /// Inserts the first `rows` pending rows, seqs from last_seq_ + 1 on, into the newest
-  /// segment: kRowsPerInsert rows per statement, the rest one at a time. Past
-  /// options_.commit_budget, stops at a statement's end within the first `splittable` rows
-  /// and lowers `rows` to what it inserted.
-  int insertPending(size_t& rows, size_t splittable);
+  /// segment: kRowsPerInsert rows per statement, the rest one at a time; before each
+  /// statement the series its rows refer to, from `series_to` on (advanced). Past
+  /// options_.commit_budget (counted from `start`, the commit's own start), stops at a
+  /// statement's end within the first `splittable` rows and lowers `rows` to what it inserted.
+  int insertPending(size_t& rows, size_t splittable, Nanos start, size_t& series_to);
+  /// Inserts series rows from `series_to` up to `upto` (exclusive); `series_to` follows.
+  int insertSeriesUpTo(size_t& series_to, size_t upto);
+  /// Inserts the series rows not yet written from `series_to` on, kRowsPerInsert at a time,
+  /// until options_.commit_budget (from `start`) is spent; at least one step when `progress`.
+  int insertNewSeries(size_t& series_to, Nanos start, bool progress);
+  /// How many of the first `rows` pending rows come before the first one whose series id is
+  /// `upto` or higher.
+  size_t rowsWithSeriesBelow(size_t rows, size_t upto) const;
   /// How many pending rows the next commit writes at most (options_.max_commit_rows), and in
   /// `splittable` how many of the first may be split off (readings only, within the cap).
   size_t commitRows(size_t& splittable) const;

@@ -38,7 +38,7 @@ Pipeline::Impl::Impl(boost::asio::io_context& io_, const config::Config& cfg_, C
   // Issue 13: a commit's loop time bounded, by rows (a full batch and what came in before its
   // turn) and by time; commitNow() posts the rest.
   jo.max_commit_rows = 2 * cfg.buffer.batch;
-  jo.commit_budget = 3 * kNanosPerMilli;
+  jo.commit_budget = 2 * kNanosPerMilli;
   // Cursor names come from the components themselves, never from literals here.
   for (const auto& s : cfg.sinks) jo.sinks.push_back(s.config->name());
   // The windows' replay point: readings of open windows stay until their window is out.
