@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from gwtest import BUILD, DEFAULT_SUBSCRIBE, Gatewayd, KafkaBroker, Mosquitto, run_sim, start_sim, wait_until
+from gwtest import BUILD, DEFAULT_SUBSCRIBE, Gatewayd, KafkaBroker, Mosquitto, Workdir, run_sim, start_sim, wait_until
 
 from gwtest import GATEWAYCTL  # noqa: E402 (one definition, in gwtest)
 SILENT_RULE = """
@@ -174,3 +174,40 @@ def test_max_series_and_idle(wd):
     run_sim(wd, mq.uri, "--devices", 50, "--device-prefix", "late-", "--metrics", "temp", "--count", 50,
             "--rate", 0, "--qos", 1, "--seed", 16)
     wait_until("new devices tracked", lambda: status(sock)["clock"]["devices"] == 50)
+
+
+def _sasl_mappings(pid):
+    """The Cyrus SASL library and its plugins mapped into the process."""
+    maps = Path(f"/proc/{pid}/maps").read_text().split("\n")
+    paths = {line.split()[-1] for line in maps if line.count(" ") >= 5 and "/" in line}
+    lib = sorted(p for p in paths if "/libsasl2.so" in p)
+    return lib, sorted(p for p in paths if "/sasl2/" in p)
+
+
+def test_sasl_plugins_only_for_gssapi(wd):
+    """Issue 13 (VmHWM at 10,000 series): librdkafka's first producer initialises Cyrus SASL, which
+    loads every plugin of its folder (libsasldb with Berkeley DB, digest-md5, scram, ...), ~0.6 MiB
+    that only GSSAPI needs. gatewayd leaves them out unless the config names GSSAPI or SASL_PATH
+    is set (the old code mapped them always)."""
+    mq = Mosquitto(wd, persistence=False)
+    seen = {}
+    for case, extra, env in (("plain", "", None),
+                             ("gssapi", '\n# sasl.mechanisms = "GSSAPI" later\n', None),
+                             ("env", "", "plugins")):
+        w = Workdir(f"sasl-{case}")
+        try:
+            kafka = KafkaBroker(w)
+            if env == "plugins":  # the folder Cyrus reads by default, beside libsasl2
+                env = {"SASL_PATH": str(Path(seen["plain"][0][0]).parent / "sasl2")}
+            gw = Gatewayd(w, mq.uri, kafka=kafka, extra=extra, env=env)
+            seen[case] = _sasl_mappings(gw.proc.p.pid)
+            gw.proc.stop()
+        finally:
+            w.close(failed=False)
+    lib, plugins = seen["plain"]
+    assert lib, "librdkafka (with Cyrus SASL) is not mapped: the test no longer shows anything"
+    assert plugins == [], plugins
+    plugin_dir = Path(lib[0]).parent / "sasl2"
+    if any(plugin_dir.glob("*.so*")):  # Debian's libsasl2-modules: plugins to load
+        assert seen["gssapi"][1], "a config naming GSSAPI keeps Cyrus' plugins"
+        assert seen["env"][1], "SASL_PATH from the environment is kept"
