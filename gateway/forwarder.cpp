@@ -14,6 +14,7 @@
 
 #include "buffer/journal.h"
 #include "core/log.h"
+#include "core/steady.h"
 #include "core/wake_flag.h"
 #include "core/worker_thread.h"
 #include "gateway/loop_work.h"
@@ -61,7 +62,7 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
   // ForwarderOptions::min_interval: the real monotonic clock (a wait on the loop, not a figure
   // the tests check), armed at most once at a time.
   boost::asio::steady_timer pace_timer;
-  std::chrono::steady_clock::time_point last_send{};
+  Nanos last_send = 0;  // steady clock (core/steady.h)
   bool pace_armed = false;
   ForwarderStatus status;
   // Highest seq confirmed by the sink (or passed over). It may be beyond durableSeq(): records
@@ -229,13 +230,13 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
       if (sendable <= sent_upto) return;
       if (options.min_interval > 0 && sendable - sent_upto < options.batch) {
         if (pace_armed) return;
-        const auto next = last_send + std::chrono::nanoseconds(options.min_interval);
-        if (std::chrono::steady_clock::now() < next) {
+        const Nanos next = nextSend();
+        if (steadyNow() < next) {
           armPace(next);
           return;
         }
       }
-      last_send = std::chrono::steady_clock::now();
+      last_send = steadyNow();
       batch_through = journal.readTail(sent_upto, options.batch, batch);
       if (batch.empty()) {
         if (batch_through > sent_upto) advance(batch_through);  // a gap left by a crash
@@ -256,13 +257,17 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
     wake.notify();
     if (deferrable) {
       deferred_out = true;
-      if (!pace_armed) armPace(last_send + std::chrono::nanoseconds(options.min_interval));
+      if (!pace_armed) armPace(nextSend());
     }
   }
 
-  void armPace(std::chrono::steady_clock::time_point next) {
+  Nanos nextSend() const {
+    return pacedSendDue(last_send, options.min_interval, options.pace_grid);
+  }
+
+  void armPace(Nanos next) {
     pace_armed = true;
-    pace_timer.expires_at(next);
+    pace_timer.expires_at(steadyAt(next));
     pace_timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
       if (ec || self->stopped) return;
       self->pace_armed = false;

@@ -36,14 +36,30 @@ struct ForwarderOptions {
   /// Sends start at most this often while less than `batch` records are waiting, so that a
   /// steady stream read from the journal's pending tail goes out in batches of some size (each
   /// batch costs the sink, librdkafka and the event loop a dozen system calls and wakeups)
-  /// rather than one per turn of the event loop. 0 = as soon as anything is waiting. 15 ms: a
-  /// third fewer batches than 10 ms (system calls and futex wakeups per reading), the latency
-  /// paid for by the Kafka sink's shorter linger.ms (issue 16).
-  Nanos min_interval = 15 * kNanosPerMilli;
+  /// rather than one per turn of the event loop. 0 = as soon as anything is waiting. 20 ms:
+  /// half the batches of 10 ms (system calls and futex wakeups per reading, issue 16).
+  Nanos min_interval = 20 * kNanosPerMilli;
+  /// A paced send waits for the last multiple of this of the steady clock at or before
+  /// last send + min_interval (just after it: pacedSendDue()), so that it goes with the event
+  /// loop's tick (the MQTT batch wait ends on the same grid, core/time.h kLoopGrid): what the
+  /// tick's read appended goes out at once, and the pace costs no wakeup and no timerfd re-arm
+  /// of its own. 0: last send + min_interval exactly.
+  Nanos pace_grid = kLoopGrid;
   /// Only alert records (the notifiers' outbox); while none is waiting the cursor follows the
   /// journal's last seq, so the outbox never holds readings back from retention.
   bool alerts_only = false;
 };
+
+/// When a paced send may go (steady clock): `interval` after `last_send`, rounded down to the
+/// grid when that is still after `last_send`, then kPacedAfterTick later, so that it runs after
+/// the timers due at the tick itself (the MQTT read whose readings it sends).
+inline constexpr Nanos kPacedAfterTick = 1000;  // 1 µs
+constexpr Nanos pacedSendDue(Nanos last_send, Nanos interval, Nanos grid) {
+  const Nanos end = last_send + interval;
+  if (grid <= 0) return end;
+  const Nanos on_grid = end / grid * grid + kPacedAfterTick;
+  return on_grid > last_send ? on_grid : end;
+}
 
 /// What the forwarder reads from the outside world; empty members mean the real thing. Tests
 /// inject fakes so they can check ages and backoff exactly.

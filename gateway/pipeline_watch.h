@@ -8,7 +8,8 @@
 // expires the other is already the next due, so a tick costs the one re-arm after the expiry.
 // The ticks fall on multiples of the period of the steady clock (the loop's grid, kLoopGrid):
 // other timers that put their due time on the grid (the pipeline's periodic timers, the MQTT
-// client's batch wait when the grid is near) expire with a tick and re-arm nothing themselves.
+// client's batch wait, the forwarders' pace just after the tick) expire with a tick and re-arm
+// nothing themselves.
 // Loop thread only.
 #pragma once
 

@@ -18,9 +18,12 @@
 #include <utility>  // before Boost: 1.74's asio/awaitable.hpp uses std::exchange without it
 // clang-format on
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <bitset>
@@ -263,11 +266,39 @@ class Impl : public std::enable_shared_from_this<Impl> {
                                  fmt::format("resolving {}: {}", self->opts_.host, ec.message()));
             return;
           }
-          asio::async_connect(conn->socket(), results,
-                              [self, conn](const error_code& ec2, const tcp::endpoint&) {
-                                self->onTcpConnected(conn, ec2);
-                              });
+          self->connectTo(conn, results, results.begin());
         });
+  }
+
+  /// Tries the resolved endpoints in turn. The socket is opened here rather than by
+  /// asio::async_connect so that the MSS is set before the SYN announces it
+  /// (ClientOptions::max_segment).
+  void connectTo(const std::shared_ptr<Conn>& conn, const tcp::resolver::results_type& results,
+                 tcp::resolver::results_type::const_iterator it) {
+    error_code ec;
+    tcp::socket& s = conn->socket();
+    s.close(ec);
+    s.open(it->endpoint().protocol(), ec);
+    if (!ec && opts_.max_segment > 0) {
+      const int mss = opts_.max_segment;
+      // Not supported or refused: the kernel's MSS, only the latency described there.
+      static_cast<void>(::setsockopt(s.native_handle(), IPPROTO_TCP, TCP_MAXSEG, &mss, sizeof mss));
+    }
+    auto self = shared_from_this();
+    auto next = std::next(it);
+    auto on_connect = [self, conn, results, next](const error_code& ec2) {
+      if (conn->closed || conn != self->conn_) return;
+      if (ec2 && next != results.end()) {
+        self->connectTo(conn, results, next);
+        return;
+      }
+      self->onTcpConnected(conn, ec2);
+    };
+    if (ec) {
+      asio::post(io_, [on_connect, ec] { on_connect(ec); });
+      return;
+    }
+    s.async_connect(it->endpoint(), on_connect);
   }
 
   bool setupTls(Conn& conn, std::string& error) {
@@ -438,7 +469,8 @@ class Impl : public std::enable_shared_from_this<Impl> {
   }
 
   /// After read_batch_wait: what accumulated is taken at once with a non-blocking read (one
-  /// system call, no trip through epoll); only an empty socket waits for its next byte.
+  /// system call, no trip through epoll); only an empty socket waits for its next byte (and is
+  /// then read from here again).
   void readAfterWait(const std::shared_ptr<Conn>& conn) {
     if (reading_paused_ || conn->tls) {
       continueReading(conn);
@@ -449,7 +481,18 @@ class Impl : public std::enable_shared_from_this<Impl> {
     const std::size_t n = conn->plain.read_some(
         asio::buffer(conn->rbuf.data() + conn->rend, conn->rbuf.size() - conn->rend), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
-      startRead(conn);
+      // Empty: wait for its first byte without a second read first (async_read_some would try
+      // one at once, issue 16), then read again from here.
+      setLowWatermark(*conn, 1);
+      auto self = shared_from_this();
+      conn->plain.async_wait(tcp::socket::wait_read, [self, conn](const error_code& ec2) {
+        if (conn->closed || conn != self->conn_) return;
+        if (ec2) {
+          self->failConnection(conn, fmt::format("reading: {}", ec2.message()));
+          return;
+        }
+        self->readAfterWait(conn);
+      });
       return;
     }
     onRead(conn, ec, n);

@@ -6,6 +6,7 @@
 // AckToken and sends the PUBACK only when the pipeline calls ack() — after the journal commit.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -61,14 +62,25 @@ struct ClientOptions {
   Nanos reconnect_max = 30 * kNanosPerSecond;
   /// After a read that returned little (a steady trickle rather than a backlog), wait this long
   /// before reading again so that the next read takes many messages at once: one wakeup per
-  /// batch instead of per message. 0: read again at once. Adds at most this much latency.
+  /// batch instead of per message. 0: read again at once. Adds at most this much latency, or
+  /// half of it plus one timer_grid period when that is set.
   Nanos read_batch_wait = 0;
-  /// The batch wait ends on a multiple of this of the steady clock when one falls in its
-  /// second half (so it is never longer than read_batch_wait), so that it expires together
-  /// with the loop's other timers on that grid (the gateway's loop watch ticks at multiples of
-  /// 10 ms, gateway/pipeline_watch.h): Asio then re-arms its timerfd once for all of them
-  /// instead of once for the wait's start and once for its end (issue 16). 0: no rounding.
+  /// The batch wait ends on a multiple of this of the steady clock, the first at least half the
+  /// wait away (batchWaitDue()), so that it expires together with the loop's other timers on
+  /// that grid (the gateway's loop watch ticks at multiples of 10 ms, gateway/pipeline_watch.h):
+  /// Asio then re-arms its timerfd once for all of them, and a steady stream is read once per
+  /// tick instead of at the tick and again between ticks (issue 16). A wait then lasts between
+  /// half of read_batch_wait and half of it plus one grid period. 0: no rounding.
   Nanos timer_grid = kLoopGrid;
+  /// The TCP maximum segment size announced to the broker (TCP_MAXSEG before connecting), in
+  /// bytes; 0: the kernel's (65,483 on loopback). A broker that leaves Nagle's algorithm on
+  /// (Mosquitto's default, set_tcp_nodelay false) sends a segment shorter than this only when
+  /// its previous short one was acknowledged, and Linux delays that acknowledgement until the
+  /// next read: with the batch wait, what arrived during one wait was read only at the end of
+  /// the next (1.5 waits of latency on average instead of 0.5, issue 16). Full segments are
+  /// sent at once and every second one acknowledged at once, so with segments of Ethernet's
+  /// size a steady stream reaches the socket as it comes. No effect on what is delivered.
+  int max_segment = 1400;
   /// Bounds on the PUBLISH messages handed over in one turn of the event loop: after this
   /// many, or once this much time went by (checked every few messages), the rest of what was
   /// read waits for a handler posted behind everything else that is ready (timers, the control
@@ -87,13 +99,14 @@ struct ClientOptions {
   std::function<void()> on_turn_end;
 };
 
-/// When a batch wait of `wait` started at `now` ends (steady clock): the last multiple of
-/// `grid` at or before now + wait if it is at least wait / 2 away, else now + wait.
+/// When a batch wait of `wait` started at `now` ends (steady clock): the first multiple of
+/// `grid` at least wait / 2 after now (so between wait / 2 and wait / 2 + grid), or now + wait
+/// with no grid. Always on the grid: a read that follows a tick of the loop watch waits for
+/// the next tick instead of ending off the grid every other time (issue 16).
 constexpr Nanos batchWaitDue(Nanos now, Nanos wait, Nanos grid) {
-  const Nanos end = now + wait;
-  if (grid <= 0) return end;
-  const Nanos on_grid = end / grid * grid;
-  return on_grid - now >= wait / 2 && on_grid > now ? on_grid : end;
+  if (grid <= 0) return now + wait;
+  const Nanos earliest = now + std::max<Nanos>(wait / 2, 1);
+  return (earliest + grid - 1) / grid * grid;
 }
 
 /// Identifies a received QoS 1 message for ack(). A token from an older connection is
