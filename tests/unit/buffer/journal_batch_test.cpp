@@ -345,20 +345,23 @@ TEST_CASE("commit_budget: 100,000 new series take many commits, each within the 
               std::nullopt, TimeReference::kReceive);
   j->putState("windows", "w");
   size_t commits = 0;
-  Nanos max_cpu = 0;
+  Nanos max_cpu = 0, all_cpu = 0;
   while (j->pending() > 0) {
     const Nanos cpu = threadCpu();
     REQUIRE(j->commit());
     max_cpu = std::max(max_cpu, threadCpu() - cpu);
+    all_cpu += threadCpu() - cpu;
     REQUIRE(++commits <= kSeries);
   }
-  INFO("commits " << commits << ", longest " << max_cpu / 1000 << " us of CPU");
+  INFO("commits " << commits << ", longest " << max_cpu / 1000 << " us of CPU of "
+                  << all_cpu / 1000);
   // At least one commit per max_commit_rows; more when the budget cuts them shorter (a slower
   // machine). What the old code got wrong is the first commit's CPU, checked below.
   CHECK(commits >= kSeries / 2000);
-  // The budget, a last statement of 32 rows and the COMMIT's own work; loose for a loaded VM
-  // (preemption only makes a commit stop earlier: the budget is wall time).
-  CHECK(max_cpu < 10 * kNanosPerMilli);
+  // The budget, a last statement of 32 rows and the COMMIT's own work: no commit takes a large
+  // share of the whole (the old code's first commit wrote every series row: ~40 % of it). A
+  // share, not a time, so that a sanitizer build (several times slower) checks the same.
+  CHECK(max_cpu * 10 < all_cpu);
   j.reset();
   j = Journal::open(o);
   CHECK(*j->state("windows") == "w");
