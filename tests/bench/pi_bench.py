@@ -357,8 +357,11 @@ def main():
             drains.append(drain(gw, mq, a.devices, a.drain, a.qos, 100 + i))
             print(f"run {i + 1}: drain {json.dumps(drains[-1])}", flush=True)
             steadies.append(steady(gw, mq, a.devices, rate, a.seconds, a.warmup, a.qos, 200 + i, allocs))
+            # A drain that spent no CPU was not one (gatewayd took the readings while it should
+            # have been stopped): no ratio rather than a division by zero.
             steadies[-1]["ratio_to_drain"] = (steadies[-1]["cpu_us_per_reading"]
-                                              / drains[-1]["cpu_us_per_reading"])
+                                              / drains[-1]["cpu_us_per_reading"]
+                                              if drains[-1]["cpu_us_per_reading"] > 0 else float("nan"))
             print(f"run {i + 1}: steady {json.dumps(steadies[-1])}", flush=True)
         span1 = (status(gw), Sample(gw.proc.p.pid), checkpoint_debt(db), device_written())
         # The steady load only: the drains' readings (taken in large commits, cheaper) and bytes
