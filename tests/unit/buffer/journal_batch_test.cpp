@@ -39,6 +39,15 @@ struct Expected {
   std::string alert;
 };
 
+/// A journal in `dir` with one sink, "a", and no fsyncs (the batch tests count rows, not syncs).
+JournalOptions unsyncedOptions(const TempDir& dir) {
+  JournalOptions o;
+  o.path = dir.path / "journal.db";
+  o.sinks = {"a"};
+  o.synchronous = Synchronous::kOff;
+  return o;
+}
+
 }  // namespace
 
 TEST_CASE("every row of a large mixed group commit reads back as appended, in seq order") {
@@ -127,10 +136,7 @@ TEST_CASE("every row of a large mixed group commit reads back as appended, in se
 // 20,000 in one). Aggregates, alerts and the state stay together in the commit of the rest.
 TEST_CASE("max_commit_rows: readings split off in bounded commits, state with the last one") {
   TempDir dir;
-  JournalOptions o;
-  o.path = dir.path / "journal.db";
-  o.sinks = {"a"};
-  o.synchronous = Synchronous::kOff;
+  JournalOptions o = unsyncedOptions(dir);
   o.max_commit_rows = 1000;
   auto j = Journal::open(o);
   const SeriesId a = j->internSeries(Series{"press-7", "temperature", {}});
@@ -205,10 +211,7 @@ TEST_CASE("max_commit_rows: readings split off in bounded commits, state with th
 // first statement of 32 rows; every row is written once, in order, state with the last.
 TEST_CASE("commit_budget: a spent budget splits readings at statement ends, none twice") {
   TempDir dir;
-  JournalOptions o;
-  o.path = dir.path / "journal.db";
-  o.sinks = {"a"};
-  o.synchronous = Synchronous::kOff;
+  JournalOptions o = unsyncedOptions(dir);
   o.commit_budget = 1;  // 1 ns: spent by the first statement
   auto j = Journal::open(o);
   const SeriesId a = j->internSeries(Series{"press-7", "temperature", {}});
@@ -244,10 +247,7 @@ TEST_CASE("commit_budget: a spent budget splits readings at statement ends, none
 // burst of alerts made one commit of every pending row).
 TEST_CASE("max_commit_rows: an alert row goes with the reading before it, earlier ones split") {
   TempDir dir;
-  JournalOptions o;
-  o.path = dir.path / "journal.db";
-  o.sinks = {"a"};
-  o.synchronous = Synchronous::kOff;
+  JournalOptions o = unsyncedOptions(dir);
   o.max_commit_rows = 100;
   auto j = Journal::open(o);
   const SeriesId a = j->internSeries(Series{"press-7", "temperature", {}});
@@ -293,10 +293,7 @@ Series plantSeries(size_t i) {
 // commit wrote every new series, here 10,000 at once.)
 TEST_CASE("commit_budget: new series rows split over commits, readings only after their series") {
   TempDir dir;
-  JournalOptions o;
-  o.path = dir.path / "journal.db";
-  o.sinks = {"a"};
-  o.synchronous = Synchronous::kOff;
+  JournalOptions o = unsyncedOptions(dir);
   o.commit_budget = 1;  // spent by the first statement
   auto j = Journal::open(o);
   constexpr size_t kSeries = 10'000;
@@ -331,10 +328,7 @@ TEST_CASE("commit_budget: new series rows split over commits, readings only afte
 // commit wrote all 100,000 series rows, ~0.5 s of CPU), and every row reads back with its series.
 TEST_CASE("commit_budget: 100,000 new series take many commits, each within the budget") {
   TempDir dir;
-  JournalOptions o;
-  o.path = dir.path / "journal.db";
-  o.sinks = {"a"};
-  o.synchronous = Synchronous::kOff;
+  JournalOptions o = unsyncedOptions(dir);
   o.max_commit_rows = 2000;
   o.commit_budget = 2 * kNanosPerMilli;
   o.expected_series = 1 << 17;

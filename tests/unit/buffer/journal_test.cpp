@@ -1734,13 +1734,17 @@ TEST_CASE(
   auto j = Journal::open(o);
   const SeriesId id = j->internSeries(kTemp);
   REQUIRE(j->commit());
+  // `times` commits of `rows` rows, 50 ms apart.
+  const auto commitsEvery50ms = [&](int times, size_t rows) {
+    for (int i = 0; i < times; ++i) {
+      clock.now += 50 * kNanosPerMilli;
+      addRows(*j, id, rows, 5000);
+      REQUIRE(j->commit());
+    }
+  };
   asked = 0;
   // 20 small commits within a second, far above min_free: asked at most once.
-  for (int i = 0; i < 20; ++i) {
-    clock.now += 50 * kNanosPerMilli;
-    addRows(*j, id, 100, 5000);
-    REQUIRE(j->commit());
-  }
+  commitsEvery50ms(20, 100);
   CHECK(asked <= 1);
   const int in_first_second = asked;
   clock.now += kNanosPerSecond;  // a second later: asked again
@@ -1754,11 +1758,7 @@ TEST_CASE(
   addRows(*j, id, 100, 5000);
   REQUIRE(j->commit());
   asked = 0;
-  for (int i = 0; i < 5; ++i) {
-    clock.now += 50 * kNanosPerMilli;
-    addRows(*j, id, 5000, 5000);
-    REQUIRE(j->commit());
-  }
+  commitsEvery50ms(5, 5000);
   CHECK(asked >= 4);
 
   // Below it: every commit checks (the guard drops rows until the disk is back above).
