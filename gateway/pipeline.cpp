@@ -525,18 +525,34 @@ void Pipeline::Impl::watchLoop(Nanos late) {
   // The thread's CPU clock is a system call (issue 16): read at every other tick and at a late
   // one, so a stall's CPU is counted from a reading at most two ticks before it (capped at the
   // stall's length below).
-  Nanos cpu = 0;
+  Nanos cpu = 0, runq = 0;
+  bool read_runq = false;
   if (watchReadsCpu(now, loop_cpu_last >= 0 ? loop_cpu_last_at : -1, late, kLoopGrid)) {
     const Nanos cpu_now = loop_work.cpuNow();
     cpu = loop_cpu_last >= 0 ? cpu_now - loop_cpu_last : 0;
+    // The run-queue wait (a second system call) while the loop is busy — a quarter or more of
+    // the time since the last reading on the CPU — or late: a stall in a busy stretch is
+    // counted from a reading at most two ticks before it, as its CPU time; one out of an idle
+    // stretch from the last busy one (more than its own wait: capped below).
+    read_runq = late >= kNanosPerMilli || (loop_cpu_last >= 0 && 4 * cpu >= now - loop_cpu_last_at);
     loop_cpu_last = cpu_now;
     loop_cpu_last_at = now;
+  }
+  if (read_runq) {
+    const Nanos runq_now = loop_runq_clock.read();
+    runq = loop_runq_last >= 0 && runq_now >= 0 ? runq_now - loop_runq_last : 0;
+    loop_runq_last = runq_now;
   }
   loop_stall_max = std::max(loop_stall_max, late);
   loop_stall_bucket = std::max(loop_stall_bucket, late);
   const Nanos late_cpu = std::min(late, cpu);  // of the lateness, at most what ran
   loop_cpu_max = std::max(loop_cpu_max, late_cpu);
   loop_cpu_bucket = std::max(loop_cpu_bucket, late_cpu);
+  // Of the lateness off the CPU, at most what was spent waiting for one; the rest of it was
+  // blocked (a lock, the disk, a page fault).
+  const Nanos late_runq = std::min(late - late_cpu, runq);
+  loop_runq_max = std::max(loop_runq_max, late_runq);
+  loop_runq_bucket = std::max(loop_runq_bucket, late_runq);
   std::uint64_t suppressed = 0;
   if (late >= kLogStall && stall_log.allow(now, suppressed)) {
     const auto ms = [](Nanos t) { return static_cast<double>(t) / kNanosPerMilli; };
@@ -545,23 +561,27 @@ void Pipeline::Impl::watchLoop(Nanos late) {
                                         : "";
     const std::string cpu_of =
         work.cpu >= 0 ? fmt::format(", {:.1f} ms of it on the CPU", ms(work.cpu)) : "";
+    const std::string split =
+        fmt::format("{:.1f} ms on the CPU, {:.1f} ms waiting for one", ms(late_cpu), ms(late_runq));
     if (work.took >= late / 2)
-      log::warn("event loop held {:.0f} ms ({:.1f} ms on the CPU) by {} ({:.1f} ms{}{}{}){}",
-                ms(late), ms(late_cpu), work.name, ms(work.took), cpu_of,
-                work.detail.empty() ? "" : ", ", work.detail, more);
+      log::warn("event loop held {:.0f} ms ({}) by {} ({:.1f} ms{}{}{}){}", ms(late), split,
+                work.name, ms(work.took), cpu_of, work.detail.empty() ? "" : ", ", work.detail,
+                more);
     else
       log::warn(
-          "event loop held {:.0f} ms ({:.1f} ms on the CPU); the longest named work in that "
-          "time: {} ({:.1f} ms): the rest was sockets, sinks or control requests, or waiting "
-          "for a CPU or the disk{}",
-          ms(late), ms(late_cpu), work.took > 0 ? work.name : std::string_view("none"),
-          ms(work.took), more);
+          "event loop held {:.0f} ms ({}); the longest named work in that time: {} ({:.1f} "
+          "ms): the rest was sockets, sinks or control requests, or waiting for a CPU or the "
+          "disk{}",
+          ms(late), split, work.took > 0 ? work.name : std::string_view("none"), ms(work.took),
+          more);
   }
   if (now - loop_bucket_start >= kBucket) {
     loop_stall_previous = loop_stall_bucket;
     loop_stall_bucket = 0;
     loop_cpu_previous = loop_cpu_bucket;
     loop_cpu_bucket = 0;
+    loop_runq_previous = loop_runq_bucket;
+    loop_runq_bucket = 0;
     loop_bucket_start = now;
     loop_work.rotate();
   }

@@ -26,6 +26,7 @@
 #include "gateway/loop_work.h"
 #include "gateway/pipeline.h"
 #include "gateway/pipeline_watch.h"
+#include "gateway/run_delay.h"
 #include "gateway/status.h"
 
 namespace gw {
@@ -152,6 +153,10 @@ struct Pipeline::Impl final : Ingest {
   // I/O left out): work that holds the loop, apart from a loaded machine.
   Nanos loop_cpu_last = -1, loop_cpu_max = 0, loop_cpu_bucket = 0, loop_cpu_previous = 0;
   Nanos loop_cpu_last_at = 0;  // time.mono() of loop_cpu_last (watchReadsCpu())
+  // Of a stall, the time the loop thread waited for a CPU (run queue, gateway/run_delay.h):
+  // read beside the CPU clock while the loop is busy or late (not while it idles: issue 16).
+  RunDelayClock loop_runq_clock;
+  Nanos loop_runq_last = -1, loop_runq_max = 0, loop_runq_bucket = 0, loop_runq_previous = 0;
   log::RateLimiter stall_log{30 * kNanosPerSecond};
 
   // Bursts in slices (pipeline_slices.cpp).

@@ -69,6 +69,8 @@ StatusSnapshot Pipeline::Impl::snapshot(StatusParts what, const DeviceQuery* dev
     l.loop_stall_recent = std::max(loop_stall_bucket, loop_stall_previous);
     l.loop_stall_cpu_max = loop_cpu_max;
     l.loop_stall_cpu_recent = std::max(loop_cpu_bucket, loop_cpu_previous);
+    l.loop_stall_runq_max = loop_runq_max;
+    l.loop_stall_runq_recent = std::max(loop_runq_bucket, loop_runq_previous);
     l.loop_work_recent = loop_work.longestRecent();
     l.loop_work_longest = loop_work.longest();
     for (std::size_t i = 0; i < LoopWorkMeter::kKinds; ++i) {

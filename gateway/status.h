@@ -127,6 +127,9 @@ struct LimitsStatus {
   /// The longest stall counting only the loop thread's CPU time in it (waits for a CPU or for
   /// I/O left out): what the loop's own work costs, apart from a loaded machine.
   Nanos loop_stall_cpu_max = 0, loop_stall_cpu_recent = 0;
+  /// The longest time the loop thread waited for a CPU (runnable, not running) in a stall:
+  /// on a loaded machine most of the stall (issue 13); the rest off the CPU was blocked.
+  Nanos loop_stall_runq_max = 0, loop_stall_runq_recent = 0;
   std::array<Nanos, LoopWorkMeter::kKinds> loop_work_recent_by_kind{}, loop_work_max_by_kind{};
 };
 

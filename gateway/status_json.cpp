@@ -214,6 +214,8 @@ void writeLimits(Writer& w, const LimitsStatus& l) {
   w.key("loop_stall_recent_ms").millis(l.loop_stall_recent, 1);
   w.key("loop_stall_cpu_max_ms").millis(l.loop_stall_cpu_max, 1);
   w.key("loop_stall_cpu_recent_ms").millis(l.loop_stall_cpu_recent, 1);
+  w.key("loop_stall_runq_max_ms").millis(l.loop_stall_runq_max, 1);
+  w.key("loop_stall_runq_recent_ms").millis(l.loop_stall_runq_recent, 1);
   // Which named handler held the loop longest (recent: last 10-20 s).
   w.key("loop_work_recent").beginObject();
   w.key("name").str(l.loop_work_recent.name);

@@ -71,19 +71,22 @@ def kafka_sent(gw):
 
 def loop_stall(gw, seen):
     """The loop's stall over the last 10-20 s from gatewayd's last stats line (an older gatewayd
-    without the figure: None), with the named handler that ran longest (issue 13)."""
+    without the figure: None), with the named handler that ran longest, the loop's longest CPU
+    time in a stall and its longest wait for a CPU in one (run queue; None from a gatewayd
+    without it) (issue 13)."""
     s = gw.stats() or {}
     lim = s.get("limits") or {}
     if "loop_stall_recent_ms" not in lim:
         return seen
     work = lim.get("loop_work_recent") or {}
     now = (lim["loop_stall_recent_ms"], f"{work.get('name', '?')} {work.get('ms', 0)} ms" if work else None,
-           lim.get("loop_stall_cpu_recent_ms"))
+           lim.get("loop_stall_cpu_recent_ms"), lim.get("loop_stall_runq_recent_ms"))
     if seen is None:
         return now
     cpu = max(x for x in (now[2], seen[2], -1) if x is not None)
+    runq = max(x for x in (now[3], seen[3], -1) if x is not None)
     best = now if now[0] > seen[0] else seen
-    return (best[0], best[1], cpu if cpu >= 0 else None)
+    return (best[0], best[1], cpu if cpu >= 0 else None, runq if runq >= 0 else None)
 
 
 def perf_record(pid, out):
@@ -135,7 +138,7 @@ def flood(gw, mq, devices, count, seed, perf=None):
             "cpu_us_per_reading": (cpu1 - cpu0) * 1e6 / max(1, published),
             "status_max_ms": stall * 1000,
             "loop_stall_ms": loop[0] if loop else None, "loop_work": loop[1] if loop else None,
-            "loop_stall_cpu_ms": loop[2] if loop else None}
+            "loop_stall_cpu_ms": loop[2] if loop else None, "loop_stall_runq_ms": loop[3] if loop else None}
 
 
 def views(gw, metrics_port):
@@ -195,7 +198,8 @@ def one_size(wd, mq, kafka, devices, runs, count, env=None, alerts=False, perf_d
             floods.append(f)
             print(f"  {devices:>9,} series, run {i + 1}: {f['rate']:,.0f} readings/s "
                   f"({f['published']:,} published, {f['kafka']:,} Kafka confirmations); loop stall "
-                  f"{f['loop_stall_ms']} ms, {f['loop_stall_cpu_ms']} ms on the CPU (longest named work: "
+                  f"{f['loop_stall_ms']} ms, {f['loop_stall_cpu_ms']} ms on the CPU, "
+                  f"{f['loop_stall_runq_ms']} ms waiting for one (longest named work: "
                   f"{f['loop_work']})", flush=True)
         published = sum(f["published"] for f in floods)
         # Settled: every reading journaled and the Kafka backlog drained (or 30 s without change).
@@ -220,6 +224,7 @@ def one_size(wd, mq, kafka, devices, runs, count, env=None, alerts=False, perf_d
             "loop_stall_ms_per_flood": [f["loop_stall_ms"] for f in floods],
             "loop_work_per_flood": [f["loop_work"] for f in floods],
             "loop_stall_cpu_ms_per_flood": [f["loop_stall_cpu_ms"] for f in floods],
+            "loop_stall_runq_ms_per_flood": [f["loop_stall_runq_ms"] for f in floods],
             # The stalls gatewayd logged (over 100 ms, rate-limited), with what held the loop.
             "stall_log": [l for l in gw.text().splitlines() if "event loop held" in l][:20],
         }
