@@ -381,7 +381,7 @@ Correction SkewEstimator::estimate(Nanos device_time, Nanos reference_time) {
     candidate_kind_ = kind;
     candidate_count_ = 1;
     candidate.best = s;
-    candidate.jump = e;
+    candidate.big_jump = std::abs(e) > static_cast<double>(options_->step) ? 1 : 0;
     candidate.reference = reference_time;
   }
   candidate.last = s;
@@ -400,11 +400,11 @@ Correction SkewEstimator::estimate(Nanos device_time, Nanos reference_time) {
   }
 
   // Confirmed: restart the filter from the candidates.
-  if (std::abs(candidate.jump) > static_cast<double>(options_->step)) {
-    saturatingIncrement(candidate.steps);
+  if (candidate.big_jump != 0) {
+    if (candidate.steps != UINT16_MAX) ++candidate.steps;
     candidate.last_step = candidate.reference;
   } else {
-    saturatingIncrement(candidate.shifts);
+    if (candidate.shifts != 0x7fff) ++candidate.shifts;
   }
   const int count = candidate_count_;
   const Sample best = candidate.best;

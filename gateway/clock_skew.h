@@ -193,20 +193,23 @@ class SkewEstimator {
   double jitter_ = 0;       ///< EMA of the residual above the envelope (ns)
   Nanos last_device_time_ = 0;
   /// A suspected step (kept apart: most devices never have one, so it costs them 8 bytes
-  /// instead of 72; allocated at a device's first suspect and kept, so a noisy device does not
+  /// instead of 56; allocated at a device's first suspect and kept, so a noisy device does not
   /// allocate per message). The counters of steps, shifts and suspects and the last step's time
   /// are here too (issue 13: 24 bytes less per device, 248 with the history, a 256-byte malloc
-  /// chunk instead of 288): each of them only changes after a suspect, which allocated it.
+  /// chunk instead of 288): each of them only changes after a suspect, which allocated it. 56
+  /// bytes, a 64-byte malloc chunk as when it held the suspected step alone (most devices of a
+  /// flood have one: queueing delay is suspected first).
   struct Candidate {
     Sample last{};              ///< last sample of a suspected step
     Sample best{};              ///< lowest sample (by projected offset) of a suspected step
-    double jump = 0;            ///< residual of the first sample of a suspected step (ns)
     Nanos reference = 0;        ///< reference time of the first sample of a suspected step
     Nanos last_step = kNoStep;  ///< reference time of the last step
-    // Saturate at 2^32 - 1.
-    std::uint32_t steps = 0;
-    std::uint32_t shifts = 0;
-    std::uint32_t suspect = 0;
+    std::uint32_t suspect = 0;  ///< saturates at 2^32 - 1
+    std::uint16_t steps = 0;    ///< saturates at 65,535 (a clock that steps that often is broken)
+    std::uint16_t shifts : 15 = 0;  ///< saturates at 32,767
+    /// The first sample of the suspected step was off by more than options.step (a step when
+    /// confirmed, else a shift).
+    std::uint16_t big_jump : 1 = 0;
   };
   /// Owns a Candidate, copied with the estimator.
   class CandidateBox {
