@@ -102,6 +102,7 @@ void SkewEstimator::reset(const ClockOptions* interned) {
   CandidateBox candidate = std::move(candidate_);
   *this = withInterned(interned);
   candidate_ = std::move(candidate);
+  if (candidate_.find() != nullptr) candidate_.get() = Candidate{};  // its counters too
 }
 
 DeviceClock SkewEstimator::state() const {
@@ -109,16 +110,19 @@ DeviceClock SkewEstimator::state() const {
   c.offset = offset_;
   c.drift_ppm = drift_ * 1e6;
   c.samples = samples_;
-  c.steps = steps_;
-  if (last_step_ != kNoStep) c.last_step = last_step_;
+  const Candidate* candidate = candidate_.find();
+  if (candidate != nullptr) {
+    c.steps = candidate->steps;
+    if (candidate->last_step != kNoStep) c.last_step = candidate->last_step;
+    c.shifts = candidate->shifts;
+    c.suspect = candidate->suspect;
+  }
   c.out_of_bounds = offset_ > options_->max_skew || offset_ < -options_->max_skew;
   c.converged = converged_;
   c.reference = reference_;
   c.drift_applied = driftUsed() != 0.0;
   c.last_seen = last_seen_;
-  c.shifts = shifts_;
   c.jitter = roundToNanos(jitter_);
-  c.suspect = suspect_;
   return c;
 }
 
@@ -377,7 +381,7 @@ Correction SkewEstimator::estimate(Nanos device_time, Nanos reference_time) {
     candidate_kind_ = kind;
     candidate_count_ = 1;
     candidate.best = s;
-    candidate.jump = e;
+    candidate.big_jump = std::abs(e) > static_cast<double>(options_->step) ? 1 : 0;
     candidate.reference = reference_time;
   }
   candidate.last = s;
@@ -390,17 +394,17 @@ Correction SkewEstimator::estimate(Nanos device_time, Nanos reference_time) {
       return apply(device_time, as_reference);
     }
   } else if (candidate_count_ < kConfirm) {
-    saturatingIncrement(suspect_);
+    saturatingIncrement(candidate.suspect);
     converged_ = false;
     return as_reference;
   }
 
   // Confirmed: restart the filter from the candidates.
-  if (std::abs(candidate.jump) > static_cast<double>(options_->step)) {
-    saturatingIncrement(steps_);
-    last_step_ = candidate.reference;
+  if (candidate.big_jump != 0) {
+    if (candidate.steps != UINT16_MAX) ++candidate.steps;
+    candidate.last_step = candidate.reference;
   } else {
-    saturatingIncrement(shifts_);
+    if (candidate.shifts != 0x7fff) ++candidate.shifts;
   }
   const int count = candidate_count_;
   const Sample best = candidate.best;

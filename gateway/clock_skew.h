@@ -108,7 +108,7 @@ class SkewEstimator {
   DeviceClock state() const;
   /// Parts of state() that the clock table reads per observation, without building it.
   std::uint64_t samples() const { return samples_; }
-  std::uint32_t steps() const { return steps_; }
+  std::uint32_t steps() const { return candidate_.find() ? candidate_.find()->steps : 0; }
   bool outOfBounds() const { return offset_ > options_->max_skew || offset_ < -options_->max_skew; }
   /// Heap bytes held (a suspected step's state, once there was one), for memory figures.
   std::size_t heapBytes() const { return candidate_.heapBytes(); }
@@ -165,15 +165,11 @@ class SkewEstimator {
   /// Shared by every estimator built with equal options (internOptions): 8 bytes per device
   /// instead of a 24-byte copy (issue 13: per-series memory).
   const ClockOptions* options_;
-  // What state() reports that cannot be derived from the filter (steps, shifts and suspect
-  // saturate at 2^32 - 1).
+  // What state() reports that cannot be derived from the filter (steps, shifts, suspect and the
+  // last step are the candidate's: there are none without one).
   Nanos offset_ = 0;
   std::uint64_t samples_ = 0;
   Nanos last_seen_ = 0;
-  Nanos last_step_ = kNoStep;
-  std::uint32_t steps_ = 0;
-  std::uint32_t shifts_ = 0;
-  std::uint32_t suspect_ = 0;
   std::uint32_t epoch_samples_ = 0;  ///< samples since the filter (re)started
   std::uint8_t ring_size_ = 0;
   std::uint8_t ring_head_ = 0;
@@ -197,13 +193,23 @@ class SkewEstimator {
   double jitter_ = 0;       ///< EMA of the residual above the envelope (ns)
   Nanos last_device_time_ = 0;
   /// A suspected step (kept apart: most devices never have one, so it costs them 8 bytes
-  /// instead of 48; allocated at a device's first suspect and kept, so a noisy device does not
-  /// allocate per message).
+  /// instead of 56; allocated at a device's first suspect and kept, so a noisy device does not
+  /// allocate per message). The counters of steps, shifts and suspects and the last step's time
+  /// are here too (issue 13: 24 bytes less per device, 248 with the history, a 256-byte malloc
+  /// chunk instead of 288): each of them only changes after a suspect, which allocated it. 56
+  /// bytes, a 64-byte malloc chunk as when it held the suspected step alone (most devices of a
+  /// flood have one: queueing delay is suspected first).
   struct Candidate {
-    Sample last{};        ///< last sample of a suspected step
-    Sample best{};        ///< lowest sample (by projected offset) of a suspected step
-    double jump = 0;      ///< residual of the first sample of a suspected step (ns)
-    Nanos reference = 0;  ///< reference time of the first sample of a suspected step
+    Sample last{};              ///< last sample of a suspected step
+    Sample best{};              ///< lowest sample (by projected offset) of a suspected step
+    Nanos reference = 0;        ///< reference time of the first sample of a suspected step
+    Nanos last_step = kNoStep;  ///< reference time of the last step
+    std::uint32_t suspect = 0;  ///< saturates at 2^32 - 1
+    std::uint16_t steps = 0;    ///< saturates at 65,535 (a clock that steps that often is broken)
+    std::uint16_t shifts : 15 = 0;  ///< saturates at 32,767
+    /// The first sample of the suspected step was off by more than options.step (a step when
+    /// confirmed, else a shift).
+    std::uint16_t big_jump : 1 = 0;
   };
   /// Owns a Candidate, copied with the estimator.
   class CandidateBox {
@@ -217,6 +223,8 @@ class SkewEstimator {
     }
     CandidateBox(CandidateBox&&) noexcept = default;
     CandidateBox& operator=(CandidateBox&&) noexcept = default;
+    /// The candidate, or nullptr before the first suspect.
+    const Candidate* find() const { return p_.get(); }
     /// The candidate, created on first use.
     Candidate& get() {
       if (!p_) p_ = std::make_unique<Candidate>();

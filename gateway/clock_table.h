@@ -5,7 +5,7 @@
 // Memory (issue 13): one dense array of entries (56 bytes each on x86-64) and an
 // open-addressing index of 8 bytes per slot; no node per device, no list node, nothing reserved
 // up front. A device's first samples (up to 8) are kept as they came, 16 bytes each; past them
-// it has a SkewEstimator on the heap (272 bytes with its history of 16 segment minima inline:
+// it has a SkewEstimator on the heap (248 bytes with its history of 16 segment minima inline:
 // one allocation).
 //
 // Threading: the pipeline's event loop only.

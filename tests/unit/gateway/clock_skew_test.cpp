@@ -410,8 +410,9 @@ TEST_CASE("per-device memory is small and bounded") {
   // 296 before issue 13's compact state, 240 with a suspected step's state inline, 200 with a
   // copy of the options in each and padding after the ring; 176 plus a separate history of up
   // to 128 (two allocations, 336 bytes of malloc chunks with a full history) before the history
-  // went inline: one allocation of 272 (288 with malloc's header).
-  CHECK(sizeof(SkewEstimator) <= 272);
+  // went inline: one allocation of 272 (288 with malloc's header); 248 (a 256-byte chunk) since
+  // the step counters and the last step's time are kept with a suspected step's state.
+  CHECK(sizeof(SkewEstimator) <= 248);
   // Equal options are one shared copy; other options another (the estimators keep a pointer).
   ClockOptions other;
   other.step = 7 * kS;
@@ -423,8 +424,8 @@ TEST_CASE("per-device memory is small and bounded") {
   for (int i = 0; i < 1000; ++i) est.observe(kT0 + i * kS, kT0 + i * kS + 3 * kMs);
   MESSAGE("with a full history: ", sizeof(SkewEstimator) + est.heapBytes(), " bytes");
   CHECK(est.heapBytes() == 0);  // the history is inline
-  // 752 before (32 points of 16 B), 304 with the history apart.
-  CHECK(sizeof(SkewEstimator) + est.heapBytes() <= 272);
+  // 752 before (32 points of 16 B), 304 with the history apart, 272 before the counters moved.
+  CHECK(sizeof(SkewEstimator) + est.heapBytes() <= 248);
   // A copy has its own history with the same state.
   SkewEstimator copy = est;
   CHECK(copy.heapBytes() == est.heapBytes());
@@ -438,12 +439,27 @@ TEST_CASE("per-device memory is small and bounded") {
   const Nanos d = kT0 + 1001 * kS;
   est.observe(d, d + 60 * kS + 3 * kMs);
   CHECK(est.heapBytes() > 0);  // the candidate, on first suspect
+  // 48 bytes before the counters moved there, 72 with them and the first residual, 56 (a
+  // 64-byte malloc chunk, as before) with the residual as one bit and 16-bit step counters.
+  CHECK(est.heapBytes() <= 56);
   SkewEstimator mid = est;
   const Correction c1 = est.observe(d + kS, d + kS + 60 * kS + 3 * kMs);
   const Correction c2 = mid.observe(d + kS, d + kS + 60 * kS + 3 * kMs);
   CHECK(c1.event_time == c2.event_time);
   CHECK(est.state().steps == 1);
   CHECK(mid.state().steps == 1);
+  CHECK(est.state().suspect == 1);
+  CHECK(est.state().last_step);
+  // reset() keeps the candidate's storage but not its counters (they live there since the
+  // estimator shrank to 248 bytes): a reset estimator reports a fresh device's clock.
+  est.reset(gw::clock::internOptions(ClockOptions{}));
+  CHECK(est.heapBytes() > 0);
+  const gw::clock::DeviceClock fresh = est.state();
+  CHECK(fresh.steps == 0);
+  CHECK(fresh.shifts == 0);
+  CHECK(fresh.suspect == 0);
+  CHECK_FALSE(fresh.last_step);
+  CHECK(fresh.samples == 0);
 }
 
 TEST_CASE("parseBrokerStamp") {

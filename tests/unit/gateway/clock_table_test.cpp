@@ -359,9 +359,9 @@ TEST_CASE("clock table: bytes per device at 1, 3 and a full history") {
           " with a full history; entry ", sizeof(ClockTable::Entry));
   // 224-byte entries (a SkewEstimator in each) and the history: 266 / 298 / 362 before; 345
   // with a full history since the history is inline (one allocation, 48 bytes less of malloc
-  // chunks than two).
+  // chunks than two); 321 since the estimator is 248 bytes.
   CHECK(sizeof(ClockTable::Entry) <= 56);
   CHECK(one <= 90);
   CHECK(three <= 140);
-  CHECK(many <= 345);
+  CHECK(many <= 325);
 }
