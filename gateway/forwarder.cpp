@@ -87,7 +87,11 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
   std::mutex mu;
   WakeFlag wake;
   std::optional<std::vector<ReadingRecord>> job;  // guarded by mu
-  bool quit = false;                              // guarded by mu
+  // The last batch's vector, back from the worker: the next batch is read into it, so a
+  // steady stream of small batches grows and frees no vector per batch and the journal
+  // overwrites records in place (issue 16). At most `batch` records of capacity.
+  std::vector<ReadingRecord> spare;  // guarded by mu
+  bool quit = false;                 // guarded by mu
   // A paced batch's answer waits here for the pace timer, which the loop has armed anyway,
   // instead of being posted: a post from the worker costs it an epoll_ctl and the loop a
   // wakeup of its own, per batch (issue 16). A full batch (a backlog) is posted at once.
@@ -135,6 +139,7 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
       if (a.result.status == SendStatus::kDelivered) recordAges(batch, wall_clock());
       {
         std::lock_guard lock(mu);
+        spare = std::move(batch);
         if (deferrable && !loop_waiting) {
           answer = std::move(a);
           continue;  // takeAnswer() on the pace timer picks it up
@@ -216,9 +221,11 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
       const std::uint64_t durable = journal.durableSeq();
       if (durable <= sent_upto) return;
       const auto beyond = [durable](const ReadingRecord& r) { return r.seq > durable; };
+      takeSpare(batch);
       journal.readAlerts(sent_upto, options.batch, batch);
       batch.erase(std::find_if(batch.begin(), batch.end(), beyond), batch.end());
       if (batch.empty()) {
+        giveBack(batch);
         advance(durable);
         return;
       }
@@ -237,8 +244,10 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
         }
       }
       last_send = steadyNow();
+      takeSpare(batch);
       batch_through = journal.readTail(sent_upto, options.batch, batch);
       if (batch.empty()) {
+        giveBack(batch);
         if (batch_through > sent_upto) advance(batch_through);  // a gap left by a crash
         return;
       }
@@ -259,6 +268,16 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
       deferred_out = true;
       if (!pace_armed) armPace(nextSend());
     }
+  }
+
+  /// The worker is done with `spare` whenever poke() reads (not busy).
+  void takeSpare(std::vector<ReadingRecord>& batch) {
+    std::lock_guard lock(mu);
+    batch.swap(spare);
+  }
+  void giveBack(std::vector<ReadingRecord>& batch) {
+    std::lock_guard lock(mu);
+    spare.swap(batch);
   }
 
   Nanos nextSend() const {

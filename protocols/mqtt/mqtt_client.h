@@ -80,6 +80,11 @@ struct ClientOptions {
   /// the next (1.5 waits of latency on average instead of 0.5, issue 16). Full segments are
   /// sent at once and every second one acknowledged at once, so with segments of Ethernet's
   /// size a steady stream reaches the socket as it comes. No effect on what is delivered.
+  /// The price is the broker's: at the peak rate Mosquitto spent 18.3 us of CPU per QoS 0
+  /// message with 1,400-byte segments against 17.6 with 4 KiB and 17.1 with 8 KiB (medians of
+  /// 3 floods of 200,000 on a loaded VM; gatewayd's own CPU per reading the same): at most ~6 %
+  /// of a peak rate several times the plant's, while a Nagle broker holds a partial segment
+  /// longer the larger it is (8 KiB take ~6 ms to fill at 10,000 readings/s of ~140 bytes).
   int max_segment = 1400;
   /// Bounds on the PUBLISH messages handed over in one turn of the event loop: after this
   /// many, or once this much time went by (checked every few messages), the rest of what was

@@ -22,15 +22,21 @@ USER_HZ = os.sysconf("SC_CLK_TCK")
 def sim(uri, *args, timeout=1800):
     """Runs gw-sim to completion (records to /dev/null); its `sent=… rate=…` summary as a dict.
 
-    In its own process group: when it exits while gatewayd is stopped (SIGSTOP), the kernel
-    would otherwise send the bench's orphaned process group SIGHUP and SIGCONT (gatewayd
-    would reload and continue)."""
+    In a process group of its own. (What continued a stopped gatewayd during pi_bench's first
+    drain was the kernel's SIGHUP + SIGCONT to the bench's process group when it became orphaned
+    with gatewayd stopped in it: the shell that started the bench in the background exited.
+    gatewayd now has a group of its own there: gwtest.Gatewayd(own_group=True).)"""
     p = subprocess.run([str(gwtest.GW_SIM), "--uri", uri, "--out", "/dev/null", *map(str, args)],
                        capture_output=True, timeout=timeout, process_group=0)
     if p.returncode != 0:
         raise RuntimeError(p.stderr.decode())
     line = [l for l in p.stdout.decode().splitlines() if l.startswith("sent=")][-1]
     return dict(kv.split("=", 1) for kv in line.split())
+
+
+def proc_state(pid):
+    """The state letter of /proc/PID/stat ('T': stopped by a signal, 'S', 'R', ...)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
 def cpu_seconds(pid):

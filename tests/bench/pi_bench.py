@@ -8,7 +8,10 @@ broker. Per run, alternating so that both see the same machine:
   drain (the baseline): gatewayd is stopped (SIGSTOP) while gw-sim publishes --drain readings
       to Mosquitto, which queues them; gatewayd continues (SIGCONT) and takes the queue in large
       bursts. CPU µs per reading from its start until every reading is journaled and confirmed
-      by Kafka: what a reading costs when the event loop wakes up for many at once.
+      by Kafka: what a reading costs when the event loop wakes up for many at once. gatewayd
+      runs in a process group of its own, and a drain during which it did not stay stopped
+      (/proc/PID/stat state 'T' and no CPU from the stop until the publish ended) is flagged
+      "NOT A DRAIN" and left out of the drain medians and the ratio.
   steady: --devices devices, --rate readings/s in all (default: each device 1/s) for --seconds; over the
       middle of it (after --warmup s, until 2 s before the end):
         CPU µs per reading (/proc/PID/stat utime + stime, every thread) and its ratio to drain;
@@ -141,10 +144,15 @@ def drain(gw, mq, devices, count, qos, seed):
     pid = gw.proc.p.pid
     s0 = status(gw)
     gw.proc.p.send_signal(signal.SIGSTOP)
+    wait_until("gatewayd to stop", lambda: benchlib.proc_state(pid) == "T", timeout=10, interval=0.001)
+    cpu_stopped = benchlib.cpu_seconds(pid)
     try:
         sim(mq.uri, "--devices", devices, "--metrics", "temp", "--count", count, "--rate", 0,
             "--qos", qos, "--seed", seed, "--client-id", f"pi-drain-{seed}")
     finally:
+        # Still stopped, and no CPU spent meanwhile (a SIGCONT and another stop would leave 'T'):
+        # else gatewayd took part of the queue during the publish and this was not a drain.
+        state_after, cpu_during = benchlib.proc_state(pid), benchlib.cpu_seconds(pid) - cpu_stopped
         a, dev0 = Sample(pid), device_written()
         sc = SyscallCounter(pid)
         gw.proc.p.send_signal(signal.SIGCONT)
@@ -165,7 +173,8 @@ def drain(gw, mq, devices, count, qos, seed):
     calls = sc.stop()
     d = b - a
     n = end["readings"] - s0["readings"]
-    return {"readings": n, "lost": count - n, "seconds": t, "rate": n / t,
+    return {"stopped_during_publish": state_after == "T" and cpu_during < 0.02,
+            "state_after_publish": state_after, "cpu_s_during_publish": cpu_during, "readings": n, "lost": count - n, "seconds": t, "rate": n / t,
             "cpu_us_per_reading": d["cpu_s"] * 1e6 / n, "syscalls_per_reading": calls["all"] / n,
             "bytes_written_per_reading": d["written"] / n, "device_bytes": dev1 - dev0}
 
@@ -309,7 +318,12 @@ def by_thread(gw, mq, devices, rate, seconds, qos, seed):
 
 
 def median_of(runs):
-    return {k: statistics.median(r[k] for r in runs) for k in runs[0] if not isinstance(runs[0][k], tuple)}
+    """Median of each numeric figure over the runs; NaN (a ratio to a drain that was not one)
+    left out, NaN when every run's is."""
+    def med(k):
+        v = [r[k] for r in runs if r[k] == r[k]]
+        return statistics.median(v) if v else float("nan")
+    return {k: med(k) for k in runs[0] if isinstance(runs[0][k], (int, float)) and not isinstance(runs[0][k], bool)}
 
 
 def main():
@@ -348,6 +362,7 @@ def main():
         sub = gwtest.DEFAULT_SUBSCRIBE.replace("qos = 1", f"qos = {a.qos}")
         counts = wd.path / "alloc-counts"
         gw = Gatewayd(wd, mq.uri, kafka=kafka, client_id="pi-bench-gw", subscribe=sub, commit_interval=None,
+                      own_group=True,  # see Gatewayd: no kernel SIGCONT while a drain stops it
                       env=AllocCounter.env(counts) if a.count_allocs else None)
         allocs = AllocCounter(counts, gw.proc.p.pid) if a.count_allocs else None
         drains, steadies, bigs = [], [], []
@@ -356,12 +371,15 @@ def main():
         for i in range(a.runs):
             drains.append(drain(gw, mq, a.devices, a.drain, a.qos, 100 + i))
             print(f"run {i + 1}: drain {json.dumps(drains[-1])}", flush=True)
+            if not drains[-1]["stopped_during_publish"]:
+                print(f"run {i + 1}: NOT A DRAIN: gatewayd ran while the queue was published (state "
+                      f"{drains[-1]['state_after_publish']}, {drains[-1]['cpu_s_during_publish']:.2f} s CPU): "
+                      "left out of the drain medians and of the ratio", flush=True)
             steadies.append(steady(gw, mq, a.devices, rate, a.seconds, a.warmup, a.qos, 200 + i, allocs))
-            # A drain that spent no CPU was not one (gatewayd took the readings while it should
-            # have been stopped): no ratio rather than a division by zero.
+            # No ratio to a drain that was not one (or that spent no CPU).
+            ok_drain = drains[-1]["stopped_during_publish"] and drains[-1]["cpu_us_per_reading"] > 0
             steadies[-1]["ratio_to_drain"] = (steadies[-1]["cpu_us_per_reading"]
-                                              / drains[-1]["cpu_us_per_reading"]
-                                              if drains[-1]["cpu_us_per_reading"] > 0 else float("nan"))
+                                              / drains[-1]["cpu_us_per_reading"] if ok_drain else float("nan"))
             print(f"run {i + 1}: steady {json.dumps(steadies[-1])}", flush=True)
         span1 = (status(gw), Sample(gw.proc.p.pid), checkpoint_debt(db), device_written())
         # The steady load only: the drains' readings (taken in large commits, cheaper) and bytes
@@ -384,13 +402,17 @@ def main():
         threads = by_thread(gw, mq, a.devices, rate, a.by_thread, a.qos, 400) if a.by_thread else None
         gw.proc.stop()
         res = {"whole_run": span, "syscalls_by_thread": threads,"devices": a.devices, "rate": rate, "seconds": a.seconds, "qos": a.qos, "runs": a.runs,
-               "gatewayd": str(gwtest.GATEWAYD), "drain": median_of(drains), "steady": median_of(steadies),
+               "gatewayd": str(gwtest.GATEWAYD),
+               "drain": median_of([d for d in drains if d["stopped_during_publish"]] or drains),
+               "drains_not_stopped": sum(not d["stopped_during_publish"] for d in drains), "steady": median_of(steadies),
                "backlog": median_of(bigs) if bigs else None,
                "all": {"drain": drains, "steady": steadies, "backlog": bigs}}
         st, dr = res["steady"], res["drain"]
         print(f"\nmedians of {a.runs} runs, {a.devices:,} devices, {rate:,} readings/s, QoS {a.qos}:")
         print(f"  steady CPU {st['cpu_us_per_reading']:.2f} us/reading; drain {dr['cpu_us_per_reading']:.2f} "
-              f"us/reading; ratio {st['ratio_to_drain']:.2f} (aim <= 2.0)")
+              f"us/reading; ratio {st['ratio_to_drain']:.2f} (aim <= 2.0)"
+              + (f"; {res['drains_not_stopped']} drain(s) left out (gatewayd was not stopped)"
+                 if res["drains_not_stopped"] else ""))
         print(f"  syscalls {st['syscalls_per_reading']:.3f}/reading (aim <= 0.2): epoll_wait "
               f"{st['epoll_wait_per_reading']:.3f}, recvfrom+read {st['recv_read_per_reading']:.3f}, "
               f"write+sendto+sendmsg {st['send_write_per_reading']:.3f}, futex {st['futex_per_reading']:.3f}; "

@@ -55,12 +55,13 @@ def port_open(port):
 class Proc:
     """A child process whose output goes to a log file in the test folder."""
 
-    def __init__(self, name, argv, workdir, stdin=None, env=None):
+    def __init__(self, name, argv, workdir, stdin=None, env=None, own_group=False):
+        """own_group: the child in a process group of its own (see Gatewayd's own_group)."""
         self.name = name
         self.log_path = Path(workdir) / f"{name}.log"
         self.log = open(self.log_path, "ab")
         self.p = subprocess.Popen([str(a) for a in argv], stdout=self.log, stderr=subprocess.STDOUT,
-                                  stdin=stdin, cwd=workdir, env=env)
+                                  stdin=stdin, cwd=workdir, env=env, process_group=0 if own_group else None)
 
     def alive(self):
         return self.p.poll() is None
@@ -253,10 +254,14 @@ timestamp_unit = "ms"
 
 class Gatewayd:
     def __init__(self, wd, mqtt_uri, kafka=None, vm=None, extra="", subscribe=DEFAULT_SUBSCRIBE,
-                 client_id=None, env=None, buffer="", commit_interval="20ms"):
+                 client_id=None, env=None, buffer="", commit_interval="20ms", own_group=False):
         """env: extra environment variables (e.g. LD_PRELOAD); buffer: more [buffer] keys;
-        commit_interval: None leaves buffer.commit_interval at gatewayd's default."""
+        commit_interval: None leaves buffer.commit_interval at gatewayd's default; own_group:
+        gatewayd in a process group of its own, for a caller that stops it (SIGSTOP): in the
+        caller's group it would get the kernel's SIGHUP + SIGCONT when that group is orphaned
+        while it is stopped (e.g. the shell that started the caller in the background exits)."""
         self.wd = wd
+        self.own_group = own_group
         self.env = {**os.environ, **env} if env else None
         self.config = wd.path / "gateway.toml"
         text = f"""
@@ -302,7 +307,7 @@ timeout = "5s"
         log = self.wd.path / "gatewayd.log"
         self.offset = log.stat().st_size if log.exists() else 0  # this run's part of the log
         self.proc = self.wd.track(Proc("gatewayd", [GATEWAYD, "--config", self.config], self.wd.path,
-                                       env=self.env))
+                                       env=self.env, own_group=self.own_group))
         wait_until("gatewayd to connect to MQTT",
                    lambda: "mqtt: connected" in self.text() or not self.proc.alive())
         assert self.proc.alive(), "gatewayd exited:\n" + self.proc.text()
