@@ -72,12 +72,22 @@ void SqliteJournal::rollback() {
 
 int SqliteJournal::bindRow(Stmt& st, int base, std::uint64_t seq, const PendingRow& p,
                            const std::string* blob) {
+  // A reading's value as an exact decimal m / 10^k (schema 7): m in v, k in c.
+  double v = p.v;
+  std::int64_t c = p.c;
+  if (p.kind == kRowReading && p.c < kDecimalReferences) {
+    double m = 0;
+    if (const int k = decimalScale(p.v, m); k > 0) {
+      v = m;
+      c = packReference(p.c, k);
+    }
+  }
   int rc = st.bind(base + 1, i64(seq));
   if (rc == SQLITE_OK) rc = st.bind(base + 2, static_cast<std::int64_t>(p.s));
   if (rc == SQLITE_OK) rc = st.bind(base + 3, p.t);
-  if (rc == SQLITE_OK) rc = st.bind(base + 4, p.v);
+  if (rc == SQLITE_OK) rc = st.bind(base + 4, v);
   if (rc == SQLITE_OK) rc = p.has_d ? st.bind(base + 5, p.d) : st.bind(base + 5, nullptr);
-  if (rc == SQLITE_OK) rc = st.bind(base + 6, static_cast<std::int64_t>(p.c));
+  if (rc == SQLITE_OK) rc = st.bind(base + 6, c);
   if (rc == SQLITE_OK) rc = blob ? st.bind(base + 7, Blob{*blob}) : st.bind(base + 7, nullptr);
   if (rc == SQLITE_OK) rc = st.bind(base + 8, static_cast<std::int64_t>(p.kind));
   return rc;
@@ -406,19 +416,20 @@ void SqliteJournal::readDevice(std::string_view device, std::uint64_t after, siz
     if (rc != SQLITE_OK) break;
     while ((rc = stmt.step()) == SQLITE_ROW) {
       const std::int64_t sid = stmt.columnInt(1);
-      const std::int64_t c = stmt.columnInt(5);
-      if (sid < 0 || static_cast<std::uint64_t>(sid) >= series_.size() || c < 0 ||
-          c > std::numeric_limits<std::uint8_t>::max())
+      std::uint8_t ref = 0;
+      int scale = 0;
+      if (sid < 0 || static_cast<std::uint64_t>(sid) >= series_.size() ||
+          !unpackReference(stmt.columnInt(5), ref, scale))
         continue;  // read() logs such rows; a tail just leaves them out
       ReadingRecord& r = out.emplace_back();
       r.seq = static_cast<std::uint64_t>(stmt.columnInt(0));
       r.series = &series_[static_cast<size_t>(sid)];
       r.event_time = stmt.columnInt(2);
       r.value = stmt.columnType(3) == SQLITE_NULL ? std::numeric_limits<double>::quiet_NaN()
-                                                  : stmt.columnDouble(3);
+                                                  : fromDecimal(stmt.columnDouble(3), scale);
       if (stmt.columnType(4) != SQLITE_NULL)
         r.device_time = wrapSub(r.event_time, stmt.columnInt(4));
-      r.reference = static_cast<TimeReference>(c);
+      r.reference = static_cast<TimeReference>(ref);
       r.kind = RecordKind::kReading;
     }
     if (rc != SQLITE_DONE) break;
@@ -473,13 +484,16 @@ size_t SqliteJournal::readSegment(Stmt& stmt, std::uint64_t after, size_t limit,
         r.reference = TimeReference::kReceive;
         if (k == kRowReading) {
           const std::int64_t c = stmt.columnInt(5);
-          if (c < 0 || c > std::numeric_limits<std::uint8_t>::max()) {
+          std::uint8_t ref = 0;
+          int scale = 0;
+          if (!unpackReference(c, ref, scale)) {
             logLimited(read_log_, "journal {}: row {} has time reference {}; skipped", path_, r.seq,
                        c);
             continue;
           }
           r.kind = RecordKind::kReading;
-          r.reference = static_cast<TimeReference>(c);
+          r.reference = static_cast<TimeReference>(ref);
+          r.value = fromDecimal(r.value, scale);
           if (stmt.columnType(4) != SQLITE_NULL)
             r.device_time = wrapSub(r.event_time, stmt.columnInt(4));
         } else if (k == kRowAggregate) {

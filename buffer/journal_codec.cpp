@@ -1,5 +1,8 @@
-// How the journal stores tags and an aggregate's statistics in BLOB columns.
+// How the journal stores tags and an aggregate's statistics in BLOB columns, and a reading's value
+// as an exact decimal.
+#include <cmath>
 #include <cstring>
+#include <iterator>
 #include <string>
 
 #include "buffer/sqlite_journal.h"
@@ -35,7 +38,41 @@ bool readString(std::string_view& in, std::string& out) {
   return true;
 }
 
+// 10^k, exact as doubles (every power of ten up to 10^22 is). Scales up to 15 are read (c's
+// high bits of a byte); kMaxDecimalScale are written.
+constexpr double kPow10[] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                             1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+// |m| below this fits SQLite's 6-byte integer: with c's byte, still less than the 8-byte REAL.
+constexpr double kMaxDecimalMantissa = 140737488355328.0;  // 2^47
+
 }  // namespace
+
+int decimalScale(double v, double& m) {
+  // -0.0: SQLite would store it as the integer 0 and read back +0.0 (as versions before 7 did);
+  // m = 0 at a scale marks it, as no other value gives m = 0.
+  if (v == 0 && std::signbit(v)) {
+    m = 0;
+    return 1;
+  }
+  // Integral values stay as they are: SQLite already stores an integral REAL as a small
+  // integer. NaN and infinities too.
+  if (!std::isfinite(v) || v == std::trunc(v)) return 0;
+  for (int k = 1; k <= kMaxDecimalScale; ++k) {
+    const double x = std::rint(v * kPow10[k]);
+    if (!(std::fabs(x) < kMaxDecimalMantissa)) return 0;
+    // Exact only when dividing again gives the very same double: the reader divides the same way.
+    if (x / kPow10[k] == v) {
+      m = x;
+      return k;
+    }
+  }
+  return 0;
+}
+
+double fromDecimal(double stored, int k) {
+  if (k <= 0 || k >= static_cast<int>(std::size(kPow10))) return stored;
+  return stored == 0 ? -0.0 : stored / kPow10[k];
+}
 
 std::string encodeTags(const std::vector<std::pair<std::string, std::string>>& tags) {
   std::string out;

@@ -361,12 +361,15 @@ SalvageReport salvageInto(const fs::path& file, Journal& into) {
       continue;
     }
     const SeriesId id = into.internSeries(s->second);
-    if (r.k == detail::kRowReading && r.c >= 0 && r.c <= 255 && !r.has_x) {
+    std::uint8_t ref = 0;
+    int scale = 0;
+    if (r.k == detail::kRowReading && detail::unpackReference(r.c, ref, scale) && !r.has_x) {
       std::optional<Nanos> device;
       if (r.d)
         device =
             static_cast<Nanos>(static_cast<std::uint64_t>(r.t) - static_cast<std::uint64_t>(*r.d));
-      into.append(id, r.v, r.t, device, static_cast<TimeReference>(r.c));
+      into.append(id, detail::fromDecimal(r.v, scale), r.t, device,
+                  static_cast<TimeReference>(ref));
       ++rep.readings;
     } else if (r.k == detail::kRowAggregate && r.d && r.has_x) {
       WindowStats w;

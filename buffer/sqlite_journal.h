@@ -55,7 +55,7 @@ using sqlite::ResetGuard;
 using sqlite::Stmt;
 
 constexpr std::int64_t kApplicationId = 0x47574A31;   // "GWJ1", marks the file as ours
-constexpr std::int64_t kSchemaVersion = 6;            // PRAGMA user_version
+constexpr std::int64_t kSchemaVersion = 7;            // PRAGMA user_version
 constexpr Nanos kLogInterval = 10 * kNanosPerSecond;  // for repeated data-path errors
 
 /// The schema of version kSchemaVersion, for a new file (journal_schema.cpp).
@@ -82,6 +82,31 @@ inline constexpr size_t kRowsPerInsert = 32;
 /// Tags as a BLOB: (varint length, bytes) for each key and value, in template order.
 std::string encodeTags(const std::vector<std::pair<std::string, std::string>>& tags);
 bool decodeTags(std::string_view in, std::vector<std::pair<std::string, std::string>>& tags);
+/// A reading's value as an exact decimal (schema 7): when `v` is m / 10^k for an integer m with
+/// |m| < 2^47 and k in 1..kMaxDecimalScale (the double that division gives, bit for bit), returns
+/// k and sets `m`: the row stores m in v (SQLite keeps an integral REAL as an integer of 1-6
+/// bytes instead of 8) and k in c (packReference). 0 for anything else (integral values, NaN,
+/// infinities, denormals, most random doubles): v is stored as it is. -0.0 is m = 0 at scale 1
+/// (SQLite turns a stored -0.0 into 0; no decimal gives m = 0).
+inline constexpr int kMaxDecimalScale = 8;
+int decimalScale(double v, double& m);
+/// The value of a row's v column read back, for scale `k` (0: as stored).
+double fromDecimal(double stored, int k);
+/// Column c of a reading: its TimeReference as is (0..255) when v is stored as it is; for a
+/// decimal v of scale k, -1 - (reference + 16 (k - 1)), in -128..-1 (one byte, as 2..127 are),
+/// for references below 16 (others keep their v as it is). Rows before version 7 have c >= 0.
+inline constexpr int kDecimalReferences = 16;
+inline std::int64_t packReference(std::uint8_t reference, int scale) {
+  return scale == 0 ? reference : -1 - (reference + kDecimalReferences * (scale - 1));
+}
+/// False for a value of c that packReference() does not give.
+inline bool unpackReference(std::int64_t c, std::uint8_t& reference, int& scale) {
+  if (c < -128 || c > 255) return false;
+  const std::int64_t e = c >= 0 ? c : -1 - c;
+  reference = static_cast<std::uint8_t>(c >= 0 ? e : e % kDecimalReferences);
+  scale = c >= 0 ? 0 : static_cast<int>(e / kDecimalReferences) + 1;
+  return true;
+}
 /// An aggregate's statistics as a BLOB (column x).
 std::string encodeWindow(const WindowStats& w);
 bool decodeWindow(std::string_view in, WindowStats& w);
