@@ -74,6 +74,37 @@ double fromDecimal(double stored, int k) {
   return stored == 0 ? -0.0 : stored / kPow10[k];
 }
 
+void compactReading(std::int64_t& t, double& v, std::int64_t& c, const std::int64_t* d) {
+  if (c < 0 || c >= kCompactReferences) return;  // a later reference: the plain form
+  RowForm f{static_cast<std::uint8_t>(c), 0, false};
+  double m = 0;
+  f.scale = decimalScale(v, m);
+  if (f.scale > 0) v = m;
+  // A device time in whole ms (JSON "ts" in ms, as most devices send it) takes 6 bytes as ms
+  // where the event time in ns took 8; the event time is device time + d.
+  if (d != nullptr) {
+    const std::int64_t device = wrapSub(t, *d);
+    if (device % kNanosPerMilli == 0) {
+      f.ms = true;
+      t = device / kNanosPerMilli;
+    }
+  }
+  c = packReference(f);
+}
+
+bool expandReading(std::int64_t t, double v, std::int64_t c, const std::int64_t* d, Nanos& event,
+                   double& value, std::uint8_t& reference) {
+  RowForm f;
+  if (!unpackReference(c, f) || (f.ms && d == nullptr)) return false;
+  reference = f.reference;
+  value = fromDecimal(v, f.scale);
+  // t * 10^6 cannot overflow: it was a device time divided by 10^6.
+  event = f.ms ? static_cast<std::int64_t>(static_cast<std::uint64_t>(t * kNanosPerMilli) +
+                                           static_cast<std::uint64_t>(*d))
+               : t;
+  return true;
+}
+
 std::string encodeTags(const std::vector<std::pair<std::string, std::string>>& tags) {
   std::string out;
   for (const auto& [k, v] : tags) {

@@ -18,11 +18,13 @@ namespace gw::buffer::detail {
 //   s  series id, t event time (ns), v value (NULL for NaN),
 //   d  event time - device time (ns; NULL when the payload had no device time). Usually small.
 //   c  a reading's TimeReference, its uint8 value as is (so a new reference needs no schema
-//      change); 0 in other records. Since version 7 a reading's value that is an exact decimal
-//      m / 10^k (21.37, 0.5, 1e-7; k 1..8, |m| < 2^47) is stored as m in v, an integer of 1-6
-//      bytes where the REAL took 8, and c is then negative, -1 - (reference + 16 (k - 1)): one
-//      byte (packReference() in sqlite_journal.h). A typical reading (two decimals) went from ~36
-//      to ~31 bytes in its page.
+//      change); 0 in other records. Since version 7 a reading of reference 0..3 may take a
+//      compact form, marked by a negative c (-1..-72, one byte; RowForm in sqlite_journal.h):
+//      - a value that is an exact decimal m / 10^k (21.37, 0.5, 1e-7; k 1..8, |m| < 2^47) is
+//        stored as m in v, an integer of 1-6 bytes where the REAL took 8;
+//      - when the device time is in whole ms (JSON "ts" in ms), t holds it in ms (6 bytes where
+//        the event time in ns took 8); the event time is t * 10^6 + d.
+//      A typical reading went from ~36 to ~28 bytes in its page (journal_rows_test.cpp).
 //   x  NULL for a reading (one header byte); an aggregate's statistics (encodeWindow) or an
 //      alert's JSON. An aggregate's t is the window start and d the window size.
 //   k  the record kind (RowKind): 0 reading, 1 aggregate, 2 alert. Last, because a version 2
@@ -51,7 +53,8 @@ namespace gw::buffer::detail {
 //   4  one table r (with index r_alerts) for every row; it becomes segment r_0.
 //   5  the firing alerts in state 'alerts.firing' (newline-separated JSON of the whole set,
 //      rewritten while it changed); they become rows of alert_firing.
-//   6  every value as it is (c >= 0); such rows read the same in version 7, none is rewritten.
+//   6  every reading in the plain form (c >= 0), which version 7 reads the same: none is
+//      rewritten.
 const char* const kSchema = R"sql(
 BEGIN IMMEDIATE;
 CREATE TABLE r_0(seq INTEGER PRIMARY KEY, s INTEGER NOT NULL, t INTEGER NOT NULL, v REAL,

@@ -361,15 +361,16 @@ SalvageReport salvageInto(const fs::path& file, Journal& into) {
       continue;
     }
     const SeriesId id = into.internSeries(s->second);
+    Nanos event = 0;
+    double value = 0;
     std::uint8_t ref = 0;
-    int scale = 0;
-    if (r.k == detail::kRowReading && detail::unpackReference(r.c, ref, scale) && !r.has_x) {
+    if (r.k == detail::kRowReading && !r.has_x &&
+        detail::expandReading(r.t, r.v, r.c, r.d ? &*r.d : nullptr, event, value, ref)) {
       std::optional<Nanos> device;
       if (r.d)
-        device =
-            static_cast<Nanos>(static_cast<std::uint64_t>(r.t) - static_cast<std::uint64_t>(*r.d));
-      into.append(id, detail::fromDecimal(r.v, scale), r.t, device,
-                  static_cast<TimeReference>(ref));
+        device = static_cast<Nanos>(static_cast<std::uint64_t>(event) -
+                                    static_cast<std::uint64_t>(*r.d));
+      into.append(id, value, event, device, static_cast<TimeReference>(ref));
       ++rep.readings;
     } else if (r.k == detail::kRowAggregate && r.d && r.has_x) {
       WindowStats w;

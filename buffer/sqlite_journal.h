@@ -92,21 +92,43 @@ inline constexpr int kMaxDecimalScale = 8;
 int decimalScale(double v, double& m);
 /// The value of a row's v column read back, for scale `k` (0: as stored).
 double fromDecimal(double stored, int k);
-/// Column c of a reading: its TimeReference as is (0..255) when v is stored as it is; for a
-/// decimal v of scale k, -1 - (reference + 16 (k - 1)), in -128..-1 (one byte, as 2..127 are),
-/// for references below 16 (others keep their v as it is). Rows before version 7 have c >= 0.
-inline constexpr int kDecimalReferences = 16;
-inline std::int64_t packReference(std::uint8_t reference, int scale) {
-  return scale == 0 ? reference : -1 - (reference + kDecimalReferences * (scale - 1));
+/// Column c of a reading (schema 7). Its TimeReference as is (0..255) when the row is in the
+/// plain form of version 6. A compact row has c = -1 - (reference + 4 (scale + 9 ms)), in
+/// -72..-1 (one byte, as 2..127 are), for references below 4: `scale` the decimal scale of v
+/// (0: v as it is), `ms` when t holds the device time in milliseconds (t * 10^6 + d is the
+/// event time; d is event - device time, so the device time is t * 10^6 exactly). Rows before
+/// version 7 have c >= 0.
+inline constexpr int kCompactReferences = 4;
+struct RowForm {
+  std::uint8_t reference = 0;
+  int scale = 0;    // 0..kMaxDecimalScale
+  bool ms = false;  // t is the device time in ms
+};
+inline std::int64_t packReference(const RowForm& f) {
+  if (f.scale == 0 && !f.ms) return f.reference;
+  return -1 -
+         (f.reference + kCompactReferences * (f.scale + (kMaxDecimalScale + 1) * (f.ms ? 1 : 0)));
 }
 /// False for a value of c that packReference() does not give.
-inline bool unpackReference(std::int64_t c, std::uint8_t& reference, int& scale) {
-  if (c < -128 || c > 255) return false;
-  const std::int64_t e = c >= 0 ? c : -1 - c;
-  reference = static_cast<std::uint8_t>(c >= 0 ? e : e % kDecimalReferences);
-  scale = c >= 0 ? 0 : static_cast<int>(e / kDecimalReferences) + 1;
+inline bool unpackReference(std::int64_t c, RowForm& f) {
+  if (c >= 0) {
+    f = RowForm{static_cast<std::uint8_t>(c), 0, false};
+    return c <= 255;
+  }
+  const std::int64_t e = -1 - c;
+  if (e >= kCompactReferences * 2 * (kMaxDecimalScale + 1)) return false;
+  f.reference = static_cast<std::uint8_t>(e % kCompactReferences);
+  f.scale = static_cast<int>(e / kCompactReferences % (kMaxDecimalScale + 1));
+  f.ms = e / kCompactReferences / (kMaxDecimalScale + 1) == 1;
   return true;
 }
+/// A reading's columns (t, v, c, d) as bindRow() writes them: `t`, `v` and `c` are changed to
+/// the compact form where it applies.
+void compactReading(std::int64_t& t, double& v, std::int64_t& c, const std::int64_t* d);
+/// A reading's columns read back: the event time and value; false when c is not valid (or says
+/// ms without a d).
+bool expandReading(std::int64_t t, double v, std::int64_t c, const std::int64_t* d, Nanos& event,
+                   double& value, std::uint8_t& reference);
 /// An aggregate's statistics as a BLOB (column x).
 std::string encodeWindow(const WindowStats& w);
 bool decodeWindow(std::string_view in, WindowStats& w);
