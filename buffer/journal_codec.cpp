@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <iterator>
+#include <limits>
 #include <string>
 
 #include "buffer/sqlite_journal.h"
@@ -126,19 +127,74 @@ bool decodeTags(std::string_view in, std::vector<std::pair<std::string, std::str
 }
 
 // An aggregate's statistics: varints stats, count, late, quantiles, then each other statistic in
-// `stats` as an 8-byte little-endian double, in kStatOrder. ~40 bytes for the defaults.
+// `stats`, in kStatOrder. Before version 7 each was an 8-byte little-endian double (~40 bytes for
+// the defaults). Since then (bit kCompactStats of the stats varint) each is a varint h: 0 and the
+// 8-byte double, or 1 + zigzag(m) * 9 + k for the exact decimal m / 10^k (k 0..8; k 0 an
+// integer below 2^47): a min or max of sensor values takes 2-4 bytes instead of 8, an average
+// that is no such decimal 9.
+namespace {
+
+constexpr std::uint64_t kCompactStats = 1 << 16;  // above every StatSet bit
+
+void appendDouble(std::string& out, double v) {
+  std::uint64_t bits = 0;
+  std::memcpy(&bits, &v, sizeof bits);
+  for (int i = 0; i < 8; ++i) out += static_cast<char>(bits >> (8 * i));
+}
+
+bool readDouble(std::string_view& in, double& v) {
+  if (in.size() < 8) return false;
+  std::uint64_t bits = 0;
+  for (int i = 0; i < 8; ++i)
+    bits |= static_cast<std::uint64_t>(static_cast<unsigned char>(in[i])) << (8 * i);
+  in.remove_prefix(8);
+  std::memcpy(&v, &bits, sizeof v);
+  return true;
+}
+
+void appendStat(std::string& out, double v) {
+  double m = 0;
+  int k = decimalScale(v, m);
+  if (k == 0 && std::isfinite(v) && v == std::trunc(v) && std::fabs(v) < kMaxDecimalMantissa &&
+      !(v == 0 && std::signbit(v)))
+    m = v;  // an integer: scale 0
+  else if (k == 0 || m == 0)
+    m = std::numeric_limits<double>::quiet_NaN();  // the 8 bytes (and -0.0 as it is)
+  if (std::isnan(m)) {
+    appendVarint(out, 0);
+    appendDouble(out, v);
+    return;
+  }
+  const auto i = static_cast<std::int64_t>(m);
+  const std::uint64_t zigzag =
+      (static_cast<std::uint64_t>(i) << 1) ^ static_cast<std::uint64_t>(i >> 63);
+  appendVarint(out, 1 + zigzag * (kMaxDecimalScale + 1) + static_cast<std::uint64_t>(k));
+}
+
+bool readStat(std::string_view& in, double& v) {
+  std::uint64_t h = 0;
+  if (!readVarint(in, h)) return false;
+  if (h == 0) return readDouble(in, v);
+  --h;
+  const std::uint64_t zigzag = h / (kMaxDecimalScale + 1);
+  const int k = static_cast<int>(h % (kMaxDecimalScale + 1));
+  if (zigzag >= 2 * static_cast<std::uint64_t>(kMaxDecimalMantissa)) return false;
+  const auto m = static_cast<std::int64_t>(zigzag >> 1) ^ -static_cast<std::int64_t>(zigzag & 1);
+  v = k == 0 ? static_cast<double>(m) : static_cast<double>(m) / kPow10[k];
+  return true;
+}
+
+}  // namespace
+
 std::string encodeWindow(const WindowStats& w) {
   std::string out;
-  appendVarint(out, w.stats);
+  appendVarint(out, w.stats | kCompactStats);
   appendVarint(out, w.count);
   appendVarint(out, w.late);
   appendVarint(out, static_cast<std::uint8_t>(w.quantiles));
   for (Stat st : kStatOrder) {
     if (st == Stat::kCount || !has(w.stats, st)) continue;
-    std::uint64_t bits = 0;
-    const double v = w.get(st);
-    std::memcpy(&bits, &v, sizeof bits);
-    for (int i = 0; i < 8; ++i) out += static_cast<char>(bits >> (8 * i));
+    appendStat(out, w.get(st));
   }
   return out;
 }
@@ -146,20 +202,16 @@ std::string encodeWindow(const WindowStats& w) {
 bool decodeWindow(std::string_view in, WindowStats& w) {
   std::uint64_t stats = 0, quantiles = 0;
   if (!readVarint(in, stats) || !readVarint(in, w.count) || !readVarint(in, w.late) ||
-      !readVarint(in, quantiles) || stats > 0xffff ||
+      !readVarint(in, quantiles) || (stats & ~kCompactStats) > 0xffff ||
       quantiles > static_cast<std::uint8_t>(QuantileMode::kCollapsed))
     return false;
-  w.stats = static_cast<StatSet>(stats);
+  const bool compact = (stats & kCompactStats) != 0;
+  w.stats = static_cast<StatSet>(stats & ~kCompactStats);
   w.quantiles = static_cast<QuantileMode>(quantiles);
   for (Stat st : kStatOrder) {
     if (st == Stat::kCount || !has(w.stats, st)) continue;
-    if (in.size() < 8) return false;
-    std::uint64_t bits = 0;
-    for (int i = 0; i < 8; ++i)
-      bits |= static_cast<std::uint64_t>(static_cast<unsigned char>(in[i])) << (8 * i);
-    in.remove_prefix(8);
     double v = 0;
-    std::memcpy(&v, &bits, sizeof v);
+    if (!(compact ? readStat(in, v) : readDouble(in, v))) return false;
     w.set(st, v);
   }
   return in.empty();

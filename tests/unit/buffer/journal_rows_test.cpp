@@ -317,3 +317,68 @@ TEST_CASE(
   CHECK(other.queryInt("SELECT count(*) " + new_rows + " AND v = CAST(v AS INTEGER)") == 7);
   CHECK(other.queryInt("SELECT v FROM r_0 WHERE seq = " + std::to_string(first_new)) == 2137);
 }
+
+TEST_CASE("an aggregate's statistics: decimals in a few bytes, every value bit-identical") {
+  WindowStats w;
+  w.size = 10 * kNanosPerSecond;
+  w.start = kT0;
+  w.count = 10;
+  w.late = 1;
+  // pi_bench-like: min and max are readings (two decimals), the average is not a short decimal.
+  w.min = 20.13;
+  w.max = 24.87;
+  w.avg = 22.413333333333334;
+  w.p95 = 24.5;
+  const std::string blob = detail::encodeWindow(w);
+  MESSAGE("default statistics of a window: " << blob.size() << " bytes (version 6: 36)");
+  CHECK(blob.size() <= 24);
+  WindowStats back;
+  REQUIRE(detail::decodeWindow(blob, back));
+  CHECK(back.count == 10);
+  CHECK(back.late == 1);
+  CHECK(back.stats == w.stats);
+  for (Stat st : {Stat::kMin, Stat::kMax, Stat::kAvg, Stat::kP95})
+    CHECK(sameBits(back.get(st), w.get(st)));
+
+  // Every statistic, every interesting value (integers, -0.0, NaN, infinities, denormals, ...).
+  const std::vector<double> values = interestingValues();
+  WindowStats all;
+  all.stats = kAllStats;
+  all.quantiles = QuantileMode::kCollapsed;
+  all.count = 123456789;
+  std::vector<Stat> stats;
+  for (Stat st : kStatOrder)
+    if (st != Stat::kCount) stats.push_back(st);
+  for (size_t i = 0; i < values.size(); i += stats.size()) {
+    for (size_t j = 0; j < stats.size(); ++j) all.set(stats[j], values[(i + j) % values.size()]);
+    const std::string b = detail::encodeWindow(all);
+    WindowStats r;
+    REQUIRE(detail::decodeWindow(b, r));
+    CHECK(r.quantiles == QuantileMode::kCollapsed);
+    CHECK(r.count == all.count);
+    for (Stat st : stats) {
+      CAPTURE(all.get(st));
+      CHECK(sameBits(r.get(st), all.get(st)));
+    }
+    // Cut short anywhere: not decoded.
+    for (size_t cut = 0; cut < b.size(); ++cut)
+      CHECK_FALSE(detail::decodeWindow(std::string_view(b).substr(0, cut), r));
+  }
+
+  // The version 6 form (8-byte doubles, no flag) still decodes.
+  std::string old;
+  std::uint64_t v = w.stats;
+  for (; v >= 0x80; v >>= 7) old += static_cast<char>(v | 0x80);
+  old += static_cast<char>(v);
+  old += static_cast<char>(10);  // count
+  old += static_cast<char>(1);   // late
+  old += static_cast<char>(0);   // quantiles
+  for (double x : {w.min, w.max, w.avg, w.p95}) {
+    const auto bits = std::bit_cast<std::uint64_t>(x);
+    for (int i = 0; i < 8; ++i) old += static_cast<char>(bits >> (8 * i));
+  }
+  CHECK(old.size() == 36);
+  REQUIRE(detail::decodeWindow(old, back));
+  for (Stat st : {Stat::kMin, Stat::kMax, Stat::kAvg, Stat::kP95})
+    CHECK(sameBits(back.get(st), w.get(st)));
+}
