@@ -76,12 +76,14 @@ int SqliteJournal::bindRow(Stmt& st, int base, std::uint64_t seq, const PendingR
   std::int64_t t = p.t;
   double v = p.v;
   std::int64_t c = p.c;
+  std::int64_t d = p.d;
   if (p.kind == kRowReading) compactReading(t, v, c, p.has_d ? &p.d : nullptr);
+  if (p.kind == kRowAggregate && p.has_d) compactAggregate(t, d, c);
   int rc = st.bind(base + 1, i64(seq));
   if (rc == SQLITE_OK) rc = st.bind(base + 2, static_cast<std::int64_t>(p.s));
   if (rc == SQLITE_OK) rc = st.bind(base + 3, t);
   if (rc == SQLITE_OK) rc = st.bind(base + 4, v);
-  if (rc == SQLITE_OK) rc = p.has_d ? st.bind(base + 5, p.d) : st.bind(base + 5, nullptr);
+  if (rc == SQLITE_OK) rc = p.has_d ? st.bind(base + 5, d) : st.bind(base + 5, nullptr);
   if (rc == SQLITE_OK) rc = st.bind(base + 6, c);
   if (rc == SQLITE_OK) rc = blob ? st.bind(base + 7, Blob{*blob}) : st.bind(base + 7, nullptr);
   if (rc == SQLITE_OK) rc = st.bind(base + 8, static_cast<std::int64_t>(p.kind));
@@ -498,13 +500,14 @@ size_t SqliteJournal::readSegment(Stmt& stmt, std::uint64_t after, size_t limit,
         } else if (k == kRowAggregate) {
           r.kind = RecordKind::kAggregate;
           r.window = WindowStats{};
-          r.window.start = r.event_time;
-          r.window.size = stmt.columnInt(4);
-          if (!decodeWindow(stmt.columnBlob(6), r.window)) {
+          if (!expandAggregate(r.event_time, stmt.columnInt(4), stmt.columnInt(5), r.window.start,
+                               r.window.size) ||
+              !decodeWindow(stmt.columnBlob(6), r.window)) {
             logLimited(read_log_, "journal {}: aggregate row {} cannot be decoded; skipped", path_,
                        r.seq);
             continue;
           }
+          r.event_time = r.window.start;
         } else if (k == kRowAlert) {
           r.kind = RecordKind::kAlert;
           r.alert.assign(stmt.columnBlob(6));

@@ -106,6 +106,25 @@ bool expandReading(std::int64_t t, double v, std::int64_t c, const std::int64_t*
   return true;
 }
 
+void compactAggregate(std::int64_t& t, std::int64_t& d, std::int64_t& c) {
+  if (c != 0 || t % kNanosPerMilli != 0 || d % kNanosPerMilli != 0) return;
+  t /= kNanosPerMilli;
+  d /= kNanosPerMilli;
+  c = -1;
+}
+
+bool expandAggregate(std::int64_t t, std::int64_t d, std::int64_t c, Nanos& start, Nanos& size) {
+  if (c == 0) {
+    start = t;
+    size = d;
+    return true;
+  }
+  if (c != -1) return false;
+  start = t * kNanosPerMilli;  // were divided by 10^6: no overflow
+  size = d * kNanosPerMilli;
+  return true;
+}
+
 std::string encodeTags(const std::vector<std::pair<std::string, std::string>>& tags) {
   std::string out;
   for (const auto& [k, v] : tags) {

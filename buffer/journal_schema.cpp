@@ -25,8 +25,11 @@ namespace gw::buffer::detail {
 //      - when the device time is in whole ms (JSON "ts" in ms), t holds it in ms (6 bytes where
 //        the event time in ns took 8); the event time is t * 10^6 + d.
 //      A typical reading went from ~36 to ~28 bytes in its page (journal_rows_test.cpp).
-//   x  NULL for a reading (one header byte); an aggregate's statistics (encodeWindow) or an
-//      alert's JSON. An aggregate's t is the window start and d the window size.
+//   x  NULL for a reading (one header byte); an aggregate's statistics (encodeWindow; since
+//      version 7 decimals in a few bytes each) or an alert's JSON. An aggregate's t is the window
+//      start and d the window size; since version 7 both in ms when c = -1 (whole ms: 10 s
+//      windows), in ns when c = 0. A 10 s window of the default statistics went from ~68 to ~50
+//      bytes in its page
 //   k  the record kind (RowKind): 0 reading, 1 aggregate, 2 alert. Last, because a version 2
 //      file gains it by ALTER TABLE ADD COLUMN, which rewrites no reading: rows without it read
 //      the default 0.

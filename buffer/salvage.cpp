@@ -374,9 +374,8 @@ SalvageReport salvageInto(const fs::path& file, Journal& into) {
       ++rep.readings;
     } else if (r.k == detail::kRowAggregate && r.d && r.has_x) {
       WindowStats w;
-      w.start = r.t;
-      w.size = *r.d;
-      if (!detail::decodeWindow(r.x, w)) {
+      if (!detail::expandAggregate(r.t, *r.d, r.c, w.start, w.size) ||
+          !detail::decodeWindow(r.x, w)) {
         ++rep.undecodable;
         continue;
       }

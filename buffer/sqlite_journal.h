@@ -129,6 +129,12 @@ void compactReading(std::int64_t& t, double& v, std::int64_t& c, const std::int6
 /// ms without a d).
 bool expandReading(std::int64_t t, double v, std::int64_t c, const std::int64_t* d, Nanos& event,
                    double& value, std::uint8_t& reference);
+/// An aggregate's (t, d, c) as bindRow() writes them (schema 7): its window start and size in ms
+/// when both are whole ms (c = -1; 10 s windows: 6 + 2 bytes where 8 + 6 were), else as they are
+/// (c = 0, the only form before).
+void compactAggregate(std::int64_t& t, std::int64_t& d, std::int64_t& c);
+/// An aggregate's window start and size read back; false for a c that no version wrote.
+bool expandAggregate(std::int64_t t, std::int64_t d, std::int64_t c, Nanos& start, Nanos& size);
 /// An aggregate's statistics as a BLOB (column x).
 std::string encodeWindow(const WindowStats& w);
 bool decodeWindow(std::string_view in, WindowStats& w);

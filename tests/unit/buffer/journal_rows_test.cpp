@@ -382,3 +382,53 @@ TEST_CASE("an aggregate's statistics: decimals in a few bytes, every value bit-i
   for (Stat st : {Stat::kMin, Stat::kMax, Stat::kAvg, Stat::kP95})
     CHECK(sameBits(back.get(st), w.get(st)));
 }
+
+TEST_CASE("an aggregate row keeps a window in whole ms as ms; every window reads back exactly") {
+  TempDir dir, live;
+  std::vector<WindowStats> windows;
+  for (int i = 0; i < 4; ++i) {
+    WindowStats w;
+    w.size = i == 3 ? 1500 : 10 * kNanosPerSecond;  // 1.5 µs: not whole ms
+    w.start = kT0 + i * w.size + (i == 2 ? 1 : 0);  // the third starts 1 ns past a ms
+    w.count = 7 + static_cast<std::uint64_t>(i);
+    w.min = 20.13;
+    w.max = -0.0;
+    w.avg = 22.413333333333334;
+    w.p95 = std::numeric_limits<double>::quiet_NaN();
+    windows.push_back(w);
+  }
+  {
+    auto j = Journal::open(optionsFor(dir));
+    const SeriesId id = j->internSeries(kTemp);
+    for (const WindowStats& w : windows) j->appendAggregate(id, w);
+    REQUIRE(j->commit());
+  }
+  {
+    OtherConnection other(dir.db());
+    CHECK(other.queryInt("SELECT count(*) FROM r_0 WHERE k = 1 AND c = -1 AND d = 10000") == 2);
+    CHECK(other.queryInt("SELECT count(*) FROM r_0 WHERE k = 1 AND c = 0") == 2);
+  }
+  const auto check = [&](Journal& j) {
+    std::vector<ReadingRecord> out;
+    j.read(0, 10, out);
+    REQUIRE(out.size() == windows.size());
+    for (size_t i = 0; i < out.size(); ++i) {
+      CAPTURE(i);
+      REQUIRE(out[i].kind == RecordKind::kAggregate);
+      CHECK(out[i].event_time == windows[i].start);
+      CHECK(out[i].window.start == windows[i].start);
+      CHECK(out[i].window.size == windows[i].size);
+      CHECK(out[i].window.count == windows[i].count);
+      for (Stat st : {Stat::kMin, Stat::kMax, Stat::kAvg, Stat::kP95})
+        CHECK(sameBits(out[i].window.get(st), windows[i].get(st)));
+    }
+  };
+  check(*Journal::open(optionsFor(dir)));
+  {
+    auto j = Journal::open(optionsFor(live));
+    const SalvageReport rep = salvageInto(dir.db(), *j);
+    CHECK(rep.records == windows.size());
+    CHECK(rep.undecodable == 0);
+  }
+  check(*Journal::open(optionsFor(live)));
+}
