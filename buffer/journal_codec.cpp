@@ -39,31 +39,38 @@ bool readString(std::string_view& in, std::string& out) {
   return true;
 }
 
-// 10^k, exact as doubles (every power of ten up to 10^22 is). Scales up to 15 are read (c's
-// high bits of a byte); kMaxDecimalScale are written.
-constexpr double kPow10[] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                             1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+// 10^k for the scales 0..kMaxDecimalScale, exact as doubles (every power of ten up to 10^22 is).
+constexpr double kPow10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8};
+static_assert(std::size(kPow10) == kMaxDecimalScale + 1);
 // |m| below this fits SQLite's 6-byte integer: with c's byte, still less than the 8-byte REAL.
 constexpr double kMaxDecimalMantissa = 140737488355328.0;  // 2^47
+
+// Nearest integer of |x| < 2^62 without a libm call (no SSE4.1 round on the baseline target);
+// the caller checks the result exactly, so ties and the odd wrong neighbour only cost a miss.
+double nearest(double x) {
+  return static_cast<double>(static_cast<std::int64_t>(x + (x < 0 ? -0.5 : 0.5)));
+}
 
 }  // namespace
 
 int decimalScale(double v, double& m) {
+  // NaN, infinities and anything from 2^47 on stay as they are (integral or too many digits).
+  if (!(std::fabs(v) < kMaxDecimalMantissa)) return 0;
   // -0.0: SQLite would store it as the integer 0 and read back +0.0 (as versions before 7 did);
   // m = 0 at a scale marks it, as no other value gives m = 0.
-  if (v == 0 && std::signbit(v)) {
+  if (v == 0) {
     m = 0;
-    return 1;
+    return std::signbit(v) ? 1 : 0;
   }
-  // Integral values stay as they are: SQLite already stores an integral REAL as a small
-  // integer. NaN and infinities too.
-  if (!std::isfinite(v) || v == std::trunc(v)) return 0;
+  // Integral values stay as they are: SQLite already stores an integral REAL as a small integer.
+  if (static_cast<double>(static_cast<std::int64_t>(v)) == v) return 0;
   for (int k = 1; k <= kMaxDecimalScale; ++k) {
-    const double x = std::rint(v * kPow10[k]);
+    const double x = v * kPow10[k];
     if (!(std::fabs(x) < kMaxDecimalMantissa)) return 0;
+    const double r = nearest(x);
     // Exact only when dividing again gives the very same double: the reader divides the same way.
-    if (x / kPow10[k] == v) {
-      m = x;
+    if (r / kPow10[k] == v) {
+      m = r;
       return k;
     }
   }
