@@ -164,14 +164,29 @@ TEST_CASE("decimalScale: an exact decimal m / 10^k, and nothing else, reads back
 TEST_CASE("every value reads back bit-identical from the file, by read, readDevice and salvage") {
   TempDir dir, live;
   const std::vector<double> values = interestingValues();
+  // Times: no device time; one 7 ns off a ms; one in whole ms (t is kept in ms); whole-ms device
+  // times at the ends of the int64 range, the event time wrapped around from it.
+  constexpr Nanos kMax = std::numeric_limits<Nanos>::max(),
+                  kMin = std::numeric_limits<Nanos>::min();
+  const auto eventOf = [](size_t i) -> Nanos {
+    if (i % 7 == 6) return i % 2 ? kMin + 5 : kMax - 5;
+    return kT0 + static_cast<Nanos>(i) * kNanosPerMilli + static_cast<Nanos>(i % 1000);
+  };
+  const auto deviceOf = [&](size_t i) -> std::optional<Nanos> {
+    if (i % 7 == 6)
+      return i % 2 ? kMax / kNanosPerMilli * kNanosPerMilli
+                   : kMin / kNanosPerMilli * kNanosPerMilli;
+    if (i % 5 == 0) return std::nullopt;
+    if (i % 5 == 1) return eventOf(i) - 7;
+    return kT0 + static_cast<Nanos>(i) * kNanosPerMilli - 3 * kNanosPerMilli;
+  };
   {
     auto j = Journal::open(optionsFor(dir));
     const SeriesId id = j->internSeries(kTemp);
     for (size_t i = 0; i < values.size(); ++i) {
-      const Nanos t = kT0 + static_cast<Nanos>(i) * kNanosPerMilli;
       // References 0, 1 take the decimal form; 200 (a later reference) keeps v as it is.
       const auto ref = static_cast<TimeReference>(i % 3 == 2 ? 200 : i % 2);
-      j->append(id, values[i], t, i % 5 == 0 ? std::nullopt : std::optional<Nanos>(t - 7), ref);
+      j->append(id, values[i], eventOf(i), deviceOf(i), ref);
     }
     REQUIRE(j->commit());
   }
@@ -185,9 +200,8 @@ TEST_CASE("every value reads back bit-identical from the file, by read, readDevi
       const bool plain = i % 3 == 2;
       CHECK(sameBits(out[n].value, plain && values[i] == 0 ? 0.0 : values[i]));
       CHECK(static_cast<int>(out[n].reference) == (plain ? 200 : static_cast<int>(i % 2)));
-      CHECK(out[n].event_time == kT0 + static_cast<Nanos>(i) * kNanosPerMilli);
-      CHECK(out[n].device_time ==
-            (i % 5 == 0 ? std::nullopt : std::optional<Nanos>(out[n].event_time - 7)));
+      CHECK(out[n].event_time == eventOf(i));
+      CHECK(out[n].device_time == deviceOf(i));
     }
   };
   {
@@ -203,6 +217,8 @@ TEST_CASE("every value reads back bit-identical from the file, by read, readDevi
   {
     OtherConnection other(dir.db());
     CHECK(other.queryInt("SELECT count(*) FROM r_0 WHERE c < 0") > 1000);  // decimals
+    // t in ms (c -37..-72): the whole-ms device times of references 0, 1.
+    CHECK(other.queryInt("SELECT count(*) FROM r_0 WHERE c <= -37") > 3000);
   }
   auto j = Journal::open(optionsFor(live));
   const SalvageReport rep = salvageInto(dir.db(), *j);
