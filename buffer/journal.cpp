@@ -72,12 +72,19 @@ void SqliteJournal::rollback() {
 
 int SqliteJournal::bindRow(Stmt& st, int base, std::uint64_t seq, const PendingRow& p,
                            const std::string* blob) {
+  // A reading in the compact form of schema 7 (compactReading(), journal_codec.cpp).
+  std::int64_t t = p.t;
+  double v = p.v;
+  std::int64_t c = p.c;
+  std::int64_t d = p.d;
+  if (p.kind == kRowReading) compactReading(t, v, c, p.has_d ? &p.d : nullptr);
+  if (p.kind == kRowAggregate && p.has_d) compactAggregate(t, d, c);
   int rc = st.bind(base + 1, i64(seq));
   if (rc == SQLITE_OK) rc = st.bind(base + 2, static_cast<std::int64_t>(p.s));
-  if (rc == SQLITE_OK) rc = st.bind(base + 3, p.t);
-  if (rc == SQLITE_OK) rc = st.bind(base + 4, p.v);
-  if (rc == SQLITE_OK) rc = p.has_d ? st.bind(base + 5, p.d) : st.bind(base + 5, nullptr);
-  if (rc == SQLITE_OK) rc = st.bind(base + 6, static_cast<std::int64_t>(p.c));
+  if (rc == SQLITE_OK) rc = st.bind(base + 3, t);
+  if (rc == SQLITE_OK) rc = st.bind(base + 4, v);
+  if (rc == SQLITE_OK) rc = p.has_d ? st.bind(base + 5, d) : st.bind(base + 5, nullptr);
+  if (rc == SQLITE_OK) rc = st.bind(base + 6, c);
   if (rc == SQLITE_OK) rc = blob ? st.bind(base + 7, Blob{*blob}) : st.bind(base + 7, nullptr);
   if (rc == SQLITE_OK) rc = st.bind(base + 8, static_cast<std::int64_t>(p.kind));
   return rc;
@@ -406,19 +413,24 @@ void SqliteJournal::readDevice(std::string_view device, std::uint64_t after, siz
     if (rc != SQLITE_OK) break;
     while ((rc = stmt.step()) == SQLITE_ROW) {
       const std::int64_t sid = stmt.columnInt(1);
-      const std::int64_t c = stmt.columnInt(5);
-      if (sid < 0 || static_cast<std::uint64_t>(sid) >= series_.size() || c < 0 ||
-          c > std::numeric_limits<std::uint8_t>::max())
+      const bool has_d = stmt.columnType(4) != SQLITE_NULL;
+      const std::int64_t d = has_d ? stmt.columnInt(4) : 0;
+      const double v = stmt.columnType(3) == SQLITE_NULL ? std::numeric_limits<double>::quiet_NaN()
+                                                         : stmt.columnDouble(3);
+      Nanos event = 0;
+      double value = 0;
+      std::uint8_t ref = 0;
+      if (sid < 0 || static_cast<std::uint64_t>(sid) >= series_.size() ||
+          !expandReading(stmt.columnInt(2), v, stmt.columnInt(5), has_d ? &d : nullptr, event,
+                         value, ref))
         continue;  // read() logs such rows; a tail just leaves them out
       ReadingRecord& r = out.emplace_back();
       r.seq = static_cast<std::uint64_t>(stmt.columnInt(0));
       r.series = &series_[static_cast<size_t>(sid)];
-      r.event_time = stmt.columnInt(2);
-      r.value = stmt.columnType(3) == SQLITE_NULL ? std::numeric_limits<double>::quiet_NaN()
-                                                  : stmt.columnDouble(3);
-      if (stmt.columnType(4) != SQLITE_NULL)
-        r.device_time = wrapSub(r.event_time, stmt.columnInt(4));
-      r.reference = static_cast<TimeReference>(c);
+      r.event_time = event;
+      r.value = value;
+      if (has_d) r.device_time = wrapSub(event, d);
+      r.reference = static_cast<TimeReference>(ref);
       r.kind = RecordKind::kReading;
     }
     if (rc != SQLITE_DONE) break;
@@ -473,25 +485,29 @@ size_t SqliteJournal::readSegment(Stmt& stmt, std::uint64_t after, size_t limit,
         r.reference = TimeReference::kReceive;
         if (k == kRowReading) {
           const std::int64_t c = stmt.columnInt(5);
-          if (c < 0 || c > std::numeric_limits<std::uint8_t>::max()) {
+          const bool has_d = stmt.columnType(4) != SQLITE_NULL;
+          const std::int64_t d = has_d ? stmt.columnInt(4) : 0;
+          std::uint8_t ref = 0;
+          if (!expandReading(r.event_time, r.value, c, has_d ? &d : nullptr, r.event_time, r.value,
+                             ref)) {
             logLimited(read_log_, "journal {}: row {} has time reference {}; skipped", path_, r.seq,
                        c);
             continue;
           }
           r.kind = RecordKind::kReading;
-          r.reference = static_cast<TimeReference>(c);
-          if (stmt.columnType(4) != SQLITE_NULL)
-            r.device_time = wrapSub(r.event_time, stmt.columnInt(4));
+          r.reference = static_cast<TimeReference>(ref);
+          if (has_d) r.device_time = wrapSub(r.event_time, d);
         } else if (k == kRowAggregate) {
           r.kind = RecordKind::kAggregate;
           r.window = WindowStats{};
-          r.window.start = r.event_time;
-          r.window.size = stmt.columnInt(4);
-          if (!decodeWindow(stmt.columnBlob(6), r.window)) {
+          if (!expandAggregate(r.event_time, stmt.columnInt(4), stmt.columnInt(5), r.window.start,
+                               r.window.size) ||
+              !decodeWindow(stmt.columnBlob(6), r.window)) {
             logLimited(read_log_, "journal {}: aggregate row {} cannot be decoded; skipped", path_,
                        r.seq);
             continue;
           }
+          r.event_time = r.window.start;
         } else if (k == kRowAlert) {
           r.kind = RecordKind::kAlert;
           r.alert.assign(stmt.columnBlob(6));

@@ -361,18 +361,21 @@ SalvageReport salvageInto(const fs::path& file, Journal& into) {
       continue;
     }
     const SeriesId id = into.internSeries(s->second);
-    if (r.k == detail::kRowReading && r.c >= 0 && r.c <= 255 && !r.has_x) {
+    Nanos event = 0;
+    double value = 0;
+    std::uint8_t ref = 0;
+    if (r.k == detail::kRowReading && !r.has_x &&
+        detail::expandReading(r.t, r.v, r.c, r.d ? &*r.d : nullptr, event, value, ref)) {
       std::optional<Nanos> device;
       if (r.d)
-        device =
-            static_cast<Nanos>(static_cast<std::uint64_t>(r.t) - static_cast<std::uint64_t>(*r.d));
-      into.append(id, r.v, r.t, device, static_cast<TimeReference>(r.c));
+        device = static_cast<Nanos>(static_cast<std::uint64_t>(event) -
+                                    static_cast<std::uint64_t>(*r.d));
+      into.append(id, value, event, device, static_cast<TimeReference>(ref));
       ++rep.readings;
     } else if (r.k == detail::kRowAggregate && r.d && r.has_x) {
       WindowStats w;
-      w.start = r.t;
-      w.size = *r.d;
-      if (!detail::decodeWindow(r.x, w)) {
+      if (!detail::expandAggregate(r.t, *r.d, r.c, w.start, w.size) ||
+          !detail::decodeWindow(r.x, w)) {
         ++rep.undecodable;
         continue;
       }

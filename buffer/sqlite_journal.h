@@ -55,7 +55,7 @@ using sqlite::ResetGuard;
 using sqlite::Stmt;
 
 constexpr std::int64_t kApplicationId = 0x47574A31;   // "GWJ1", marks the file as ours
-constexpr std::int64_t kSchemaVersion = 6;            // PRAGMA user_version
+constexpr std::int64_t kSchemaVersion = 7;            // PRAGMA user_version
 constexpr Nanos kLogInterval = 10 * kNanosPerSecond;  // for repeated data-path errors
 
 /// The schema of version kSchemaVersion, for a new file (journal_schema.cpp).
@@ -82,6 +82,59 @@ inline constexpr size_t kRowsPerInsert = 32;
 /// Tags as a BLOB: (varint length, bytes) for each key and value, in template order.
 std::string encodeTags(const std::vector<std::pair<std::string, std::string>>& tags);
 bool decodeTags(std::string_view in, std::vector<std::pair<std::string, std::string>>& tags);
+/// A reading's value as an exact decimal (schema 7): when `v` is m / 10^k for an integer m with
+/// |m| < 2^47 and k in 1..kMaxDecimalScale (the double that division gives, bit for bit), returns
+/// k and sets `m`: the row stores m in v (SQLite keeps an integral REAL as an integer of 1-6
+/// bytes instead of 8) and k in c (packReference). 0 for anything else (integral values, NaN,
+/// infinities, denormals, most random doubles): v is stored as it is. -0.0 is m = 0 at scale 1
+/// (SQLite turns a stored -0.0 into 0; no decimal gives m = 0).
+inline constexpr int kMaxDecimalScale = 8;
+int decimalScale(double v, double& m);
+/// The value of a row's v column read back, for scale `k` (0: as stored).
+double fromDecimal(double stored, int k);
+/// Column c of a reading (schema 7). Its TimeReference as is (0..255) when the row is in the
+/// plain form of version 6. A compact row has c = -1 - (reference + 4 (scale + 9 ms)), in
+/// -72..-1 (one byte, as 2..127 are), for references below 4: `scale` the decimal scale of v
+/// (0: v as it is), `ms` when t holds the device time in milliseconds (t * 10^6 + d is the
+/// event time; d is event - device time, so the device time is t * 10^6 exactly). Rows before
+/// version 7 have c >= 0.
+inline constexpr int kCompactReferences = 4;
+struct RowForm {
+  std::uint8_t reference = 0;
+  int scale = 0;    // 0..kMaxDecimalScale
+  bool ms = false;  // t is the device time in ms
+};
+inline std::int64_t packReference(const RowForm& f) {
+  if (f.scale == 0 && !f.ms) return f.reference;
+  return -1 -
+         (f.reference + kCompactReferences * (f.scale + (kMaxDecimalScale + 1) * (f.ms ? 1 : 0)));
+}
+/// False for a value of c that packReference() does not give.
+inline bool unpackReference(std::int64_t c, RowForm& f) {
+  if (c >= 0) {
+    f = RowForm{static_cast<std::uint8_t>(c), 0, false};
+    return c <= 255;
+  }
+  const std::int64_t e = -1 - c;
+  if (e >= kCompactReferences * 2 * (kMaxDecimalScale + 1)) return false;
+  f.reference = static_cast<std::uint8_t>(e % kCompactReferences);
+  f.scale = static_cast<int>(e / kCompactReferences % (kMaxDecimalScale + 1));
+  f.ms = e / kCompactReferences / (kMaxDecimalScale + 1) == 1;
+  return true;
+}
+/// A reading's columns (t, v, c, d) as bindRow() writes them: `t`, `v` and `c` are changed to
+/// the compact form where it applies.
+void compactReading(std::int64_t& t, double& v, std::int64_t& c, const std::int64_t* d);
+/// A reading's columns read back: the event time and value; false when c is not valid (or says
+/// ms without a d).
+bool expandReading(std::int64_t t, double v, std::int64_t c, const std::int64_t* d, Nanos& event,
+                   double& value, std::uint8_t& reference);
+/// An aggregate's (t, d, c) as bindRow() writes them (schema 7): its window start and size in ms
+/// when both are whole ms (c = -1; 10 s windows: 6 + 2 bytes where 8 + 6 were), else as they are
+/// (c = 0, the only form before).
+void compactAggregate(std::int64_t& t, std::int64_t& d, std::int64_t& c);
+/// An aggregate's window start and size read back; false for a c that no version wrote.
+bool expandAggregate(std::int64_t t, std::int64_t d, std::int64_t c, Nanos& start, Nanos& size);
 /// An aggregate's statistics as a BLOB (column x).
 std::string encodeWindow(const WindowStats& w);
 bool decodeWindow(std::string_view in, WindowStats& w);

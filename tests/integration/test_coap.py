@@ -73,6 +73,14 @@ retry_max = "1s"
 """
 
 
+def decimal_value(v, c):
+    """A reading's value from columns v, c (schema 7: c < 0 may mark v as m of m / 10^k)."""
+    if v is None or c >= 0:
+        return v
+    k = (-1 - c) // 4 % 9
+    return v if k == 0 else (v / 10 ** k if v != 0 else -0.0)
+
+
 def journal_rows(wd):
     """(device, metric, value) of every committed reading, in sequence order (with HOLD_ROWS)."""
     db = sqlite3.connect(f"file:{wd.path / 'state' / 'journal.db'}?mode=ro", uri=True, timeout=5)
@@ -82,9 +90,10 @@ def journal_rows(wd):
                                            "AND name GLOB 'r_[0-9]*'")]
         if not tables:
             return []
-        rows = " UNION ALL ".join(f"SELECT seq, s, v FROM {t}" for t in tables)
-        return db.execute(f"SELECT series.device, series.metric, r.v FROM ({rows}) AS r JOIN series "
-                          "ON r.s = series.id ORDER BY r.seq").fetchall()
+        rows = " UNION ALL ".join(f"SELECT seq, s, v, c FROM {t}" for t in tables)
+        return [(device, metric, decimal_value(v, c)) for device, metric, v, c in db.execute(
+            f"SELECT series.device, series.metric, r.v, r.c FROM ({rows}) AS r JOIN series "
+            "ON r.s = series.id ORDER BY r.seq").fetchall()]
     except sqlite3.OperationalError:
         return []
     finally:
