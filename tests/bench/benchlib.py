@@ -34,6 +34,18 @@ def sim(uri, *args, timeout=1800):
     return dict(kv.split("=", 1) for kv in line.split())
 
 
+def unit_env(extra=None):
+    """The environment the shipped systemd unit gives gatewayd (its `Environment=` lines, e.g.
+    GNUTLS_NO_IMPLICIT_INIT=1), plus extra: the benches run gatewayd as it runs on a device."""
+    unit = Path(__file__).resolve().parents[2] / "systemd" / "iot-gateway.service"
+    env = {}
+    for line in unit.read_text().splitlines():
+        if line.startswith("Environment="):
+            k, _, v = line[len("Environment="):].partition("=")
+            env[k] = v
+    return {**env, **(extra or {})}
+
+
 def proc_state(pid):
     """The state letter of /proc/PID/stat ('T': stopped by a signal, 'S', 'R', ...)."""
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]

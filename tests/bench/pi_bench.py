@@ -69,7 +69,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
-from benchlib import AllocCounter, LoopDisk, Sample, SyscallCounter, request, sim  # noqa: E402
+from benchlib import AllocCounter, LoopDisk, Sample, SyscallCounter, request, sim, unit_env  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 import gwtest  # noqa: E402
@@ -363,7 +363,7 @@ def main():
         counts = wd.path / "alloc-counts"
         gw = Gatewayd(wd, mq.uri, kafka=kafka, client_id="pi-bench-gw", subscribe=sub, commit_interval=None,
                       own_group=True,  # see Gatewayd: no kernel SIGCONT while a drain stops it
-                      env=AllocCounter.env(counts) if a.count_allocs else None)
+                      env=unit_env(AllocCounter.env(counts) if a.count_allocs else None))
         allocs = AllocCounter(counts, gw.proc.p.pid) if a.count_allocs else None
         drains, steadies, bigs = [], [], []
         db = gw.wd.path / "state" / "journal.db"

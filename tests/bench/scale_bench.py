@@ -254,7 +254,7 @@ def main():
     ap.add_argument("--perf", metavar="DIR", help="perf record of the loop thread in each size's first flood")
     ap.add_argument("--json")
     a = ap.parse_args()
-    env = {"LD_PRELOAD": a.preload} if a.preload else None
+    env = benchlib.unit_env({"LD_PRELOAD": a.preload} if a.preload else None)
     if a.gatewayd:
         gwtest.GATEWAYD = Path(a.gatewayd).resolve()
     sizes = [int(x) for x in a.sizes.split(",")]
