@@ -23,7 +23,7 @@ the same load; the control requests are raw socket requests, so an older daemon 
 `--perf DIR` records the event loop's thread during each size's first flood (the one that first
 sees its series) with `perf record` (CPU samples with DWARF call graphs, context switches and the
 loop's `epoll_wait` calls) into DIR/perf-<series>.data, to find what holds the loop between two
-calls of `epoll_wait` (issue 13, README "Loop turns"); a measurement aid, it slows gatewayd.
+calls of `epoll_wait` (issue 13, docs/performance.md, "Loop turns"); a measurement aid, it slows gatewayd.
 
 Usage: tests/bench/scale_bench.py [--sizes 50,1000,...] [--runs 3] [--count 300000] [--json F]
 """
