@@ -391,6 +391,10 @@ Rendered renderStatus(std::string_view json, const Style& st) {
       loop += fmt::format(" (on the CPU: {} / {})",
                           formatMillis(lim["loop_stall_cpu_recent_ms"].num(0)),
                           formatMillis(lim["loop_stall_cpu_max_ms"].num(0)));
+    if (lim["loop_stall_runq_max_ms"].present())
+      loop += fmt::format(" (waiting for a CPU: {} / {})",
+                          formatMillis(lim["loop_stall_runq_recent_ms"].num(0)),
+                          formatMillis(lim["loop_stall_runq_max_ms"].num(0)));
     const J recent = lim["loop_work_recent"], longest = lim["loop_work_max"];
     if (!recent["name"].str().empty())
       loop += fmt::format("; longest work {} {}", recent["name"].str(),

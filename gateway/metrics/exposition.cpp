@@ -246,6 +246,13 @@ std::string renderExposition(const StatusSnapshot& s) {
   f.add("iot_gateway_loop_stall_cpu_max_seconds", "gauge",
         "Longest stall since start counting only the loop thread's CPU time in it.", "",
         static_cast<double>(lim.loop_stall_cpu_max) / kNanosPerSecond);
+  f.add("iot_gateway_loop_stall_runq_seconds", "gauge",
+        "Longest stall over the last 10-20 s counting only the time the loop thread waited for a "
+        "CPU in it (the run queue).",
+        "", static_cast<double>(lim.loop_stall_runq_recent) / kNanosPerSecond);
+  f.add("iot_gateway_loop_stall_runq_max_seconds", "gauge",
+        "Longest stall since start counting only the time the loop thread waited for a CPU in it.",
+        "", static_cast<double>(lim.loop_stall_runq_max) / kNanosPerSecond);
   for (std::size_t i = 0; i < LoopWorkMeter::kKinds; ++i)
     f.add("iot_gateway_loop_work_seconds", "gauge",
           "Longest run of a named handler on the event loop, over the last 10-20 s.",

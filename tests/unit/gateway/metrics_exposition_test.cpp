@@ -49,6 +49,8 @@ TEST_CASE("exposition: families, values and escaping") {
   pump.clock.steps = 1;
   pump.clock.last_seen = *gw::parseRfc3339("2026-11-21T10:15:30.123Z");
   s.clock.per_device.push_back(pump);
+  s.limits.loop_stall_runq_recent = 4'500'000;  // waited 4.5 ms for a CPU in a stall
+  s.limits.loop_stall_runq_max = 12'000'000;
   const std::string text = renderExposition(s);
   auto has = [&](const std::string& s) {
     INFO(s);
@@ -69,6 +71,8 @@ TEST_CASE("exposition: families, values and escaping") {
   has("iot_gateway_device_last_seen_timestamp_seconds{device=\"pump 7\\\\a\"} 1795256130.123");
   has("iot_gateway_alerts{state=\"firing\"} 0");
   has("iot_gateway_alerts{state=\"pending\"} 3");
+  has("iot_gateway_loop_stall_runq_seconds 0.0045");
+  has("iot_gateway_loop_stall_runq_max_seconds 0.012");
   // One HELP and TYPE per family, even with several samples.
   size_t n = 0;
   for (size_t p = 0;
