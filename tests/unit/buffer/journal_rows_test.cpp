@@ -2,7 +2,6 @@
 // the page, and the upgrade of a version 6 file whose rows keep their old form.
 #include <doctest/doctest.h>
 #include <sqlite3.h>
-#include <stdlib.h>
 
 #include <bit>
 #include <cmath>
@@ -17,6 +16,7 @@
 #include "buffer/salvage.h"
 #include "buffer/sqlite_journal.h"
 #include "tests/support/sqlite_connection.h"
+#include "tests/support/temp_dir.h"
 
 using namespace gw;
 using namespace gw::buffer;
@@ -26,17 +26,9 @@ namespace {
 
 constexpr Nanos kT0 = 1'795'256'130 * kNanosPerSecond;  // 2026-11-21T10:15:30Z
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "gw-rows-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
+// The shared test folder (tests/support/temp_dir.h), with the journal where gatewayd keeps it.
+struct TempDir : gw::test::TempDir {
+  TempDir() : gw::test::TempDir("gw-rows") {}
   fs::path db() const { return path / "state" / "journal.db"; }
 };
 
