@@ -44,6 +44,10 @@ raw_syscalls tracepoint, printed as system calls per reading by thread (our thre
 gw-wal-sync, gw-checkpoint, gw-fwd-<sink>; the event loop is gatewayd's main thread; librdkafka's
 are rdk:*) and by call: where the calls of the totals above go (issue 16).
 
+`--perf S`: after the runs, S more seconds of the steady load under `perf record` (999 Hz, every
+thread, kernel included), printed as the share of samples per thread and the top symbols (self
+time) with the thread that ran them: where the CPU of the totals above goes.
+
 Each figure is the median of --runs runs. `--gatewayd PATH` runs another build with the same
 load (e.g. the code before a change). `--qos 0|1` (default 1: the subscription of the shipped
 example config). `--count-allocs` preloads tests/tools/alloc_count's shim and adds heap
@@ -317,6 +321,35 @@ def by_thread(gw, mq, devices, rate, seconds, qos, seed):
     return {f"{who}/{call}": v / n for (who, call), v in calls.items()}
 
 
+def cpu_profile(gw, mq, devices, rate, seconds, qos, seed, top=40):
+    """Where the CPU goes over `seconds` of the steady load: `perf record` (cycles at 999 Hz, every
+    thread of gatewayd, kernel included), printed as the share of samples per thread and the top
+    symbols (self time) with the thread that ran them."""
+    pid = gw.proc.p.pid
+    t = threading.Thread(target=sim, args=(mq.uri, "--devices", devices, "--metrics", "temp", "--count",
+                                           rate * (seconds + 10), "--rate", rate, "--qos", qos, "--seed", seed,
+                                           "--client-id", f"pi-perf-{seed}"))
+    t.start()
+    time.sleep(6)  # the publisher ramps up (sampling cadence)
+    s0 = status(gw)
+    with tempfile.TemporaryDirectory(prefix="pi-perf-") as tmp:
+        data = str(Path(tmp) / "perf.data")
+        subprocess.run(["perf", "record", "-q", "-o", data, "-F", "999", "-p", str(pid), "--",
+                        "sleep", str(seconds)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        n = status(gw)["readings"] - s0["readings"]
+        out = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort",
+                              "comm,dso,sym", "--percent-limit", "0.3"], check=True,
+                             capture_output=True, text=True).stdout
+        by_comm = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort",
+                                  "comm"], check=True, capture_output=True, text=True).stdout
+    t.join()
+    print(f"\nCPU profile ({n:,} readings in {seconds} s), samples by thread:")
+    print("\n".join(line for line in by_comm.splitlines() if line.strip() and not line.startswith("#")))
+    print("top symbols (self):")
+    rows = [line for line in out.splitlines() if line.strip() and not line.startswith("#")]
+    print("\n".join(rows[:top]))
+
+
 def median_of(runs):
     """Median of each numeric figure over the runs; NaN (a ratio to a drain that was not one)
     left out, NaN when every run's is."""
@@ -342,6 +375,8 @@ def main():
                     help="preload tests/tools/alloc_count and report heap allocations per reading")
     ap.add_argument("--by-thread", type=int, default=0, metavar="S",
                     help="then S s of steady load with system calls per reading by thread and call")
+    ap.add_argument("--perf", type=int, default=0, metavar="S",
+                    help="then S s of steady load under perf record: CPU by thread and symbol")
     ap.add_argument("--loop-disk", type=int, default=0, metavar="MIB",
                     help="gatewayd's state directory on an ext4 file system of MIB MiB on a loop device "
                          "of its own (root): adds the bytes that reached the device per reading")
@@ -400,6 +435,8 @@ def main():
             bigs.append(big_backlog(gw, mq, kafka, a.devices, rate, a.backlog, a.qos, 300 + 10 * i))
             print(f"run {i + 1}: backlog {json.dumps(bigs[-1])}", flush=True)
         threads = by_thread(gw, mq, a.devices, rate, a.by_thread, a.qos, 400) if a.by_thread else None
+        if a.perf:
+            cpu_profile(gw, mq, a.devices, rate, a.perf, a.qos, 500)
         gw.proc.stop()
         res = {"whole_run": span, "syscalls_by_thread": threads,"devices": a.devices, "rate": rate, "seconds": a.seconds, "qos": a.qos, "runs": a.runs,
                "gatewayd": str(gwtest.GATEWAYD),
