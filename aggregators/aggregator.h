@@ -177,8 +177,11 @@ class Aggregator {
 
   virtual AggregatorStats stats() const = 0;
   /// Bytes held by the window state: the object, its slot arrays and every buffer's capacity
-  /// (not malloc overhead). Walks every slot: for metrics and tests, not per reading.
+  /// (not malloc overhead). O(1): the windows' buffers are counted as they grow and shrink, so
+  /// a status request does not walk every window (issue 13).
   virtual std::size_t memoryBytes() const = 0;
+  /// Tests: memoryBytes() with the windows' buffers walked one by one instead of counted.
+  virtual std::size_t walkedMemoryBytes() const = 0;
   /// Windows open now.
   virtual std::size_t openWindows() const = 0;
 };

@@ -110,6 +110,12 @@ struct Window {
   std::uint32_t ref_at = 0;                ///< where window_refs_ points to it (ensureSeries)
 };
 
+/// Heap bytes a window state holds beyond its own size: its sample room and its sketch.
+std::size_t bufferBytes(const Window& w) {
+  return w.samples.capacity() * sizeof(double) +
+         (w.sketch ? sizeof(QuantileSketch) + w.sketch->heapBytes() : 0);
+}
+
 /// What only stddev, first and last need: kept beside a window (same pool index) only when the
 /// config asks for one of them, so the default statistics cost 56 bytes less per open window.
 struct Extras {
@@ -205,10 +211,18 @@ class ChunkedArray {
     return (*this)[size_++];
   }
   /// One element less (the last); frees chunks that are two past the last in use, so memory
-  /// goes back after a burst without a free and an allocation at a chunk's edge.
-  void pop() {
+  /// goes back after a burst without a free and an allocation at a chunk's edge. `on_free` sees
+  /// each element of a chunk before the chunk is freed (the pool's byte count).
+  template <typename F>
+  void pop(F&& on_free) {
     --size_;
-    while (chunks_.size() > size_ / kChunk + 2) chunks_.pop_back();
+    while (chunks_.size() > size_ / kChunk + 2) {
+      for (std::size_t i = 0; i < kChunk; ++i) on_free(chunks_.back()[i]);
+      chunks_.pop_back();
+    }
+  }
+  void pop() {
+    pop([](const T&) {});
   }
 
  private:
@@ -349,10 +363,14 @@ class WindowAggregator final : public Aggregator {
       for (const auto& d : s.due) bytes += d.series.capacity() * sizeof(SeriesId);
     }
     for (const auto& g : pending_) bytes += g.series.capacity() * sizeof(SeriesId);
-    pool_.forEachAllocated([&](const Window& w) {
-      bytes += w.samples.capacity() * sizeof(double);
-      if (w.sketch) bytes += sizeof(QuantileSketch) + w.sketch->heapBytes();
-    });
+    // The windows' sample buffers and sketches, spares included: counted as they change
+    // (issue 13: a status request does not walk 100,000 windows).
+    return bytes + buffer_bytes_;
+  }
+
+  std::size_t walkedMemoryBytes() const override {
+    std::size_t bytes = memoryBytes() - buffer_bytes_;
+    pool_.forEachAllocated([&](const Window& w) { bytes += bufferBytes(w); });
     return bytes;
   }
 
@@ -399,7 +417,7 @@ class WindowAggregator final : public Aggregator {
       window_refs_[pool_[i].ref_at] = i;
       if (extras_on_) extras_[i] = extras_[last];
     }
-    pool_.pop();
+    pool_.pop([this](const Window& spare) { buffer_bytes_ -= bufferBytes(spare); });
     if (extras_on_) extras_.pop();
   }
   std::size_t refIndex(SeriesId series, std::uint32_t k, std::uint32_t p) const {
@@ -530,6 +548,7 @@ class WindowAggregator final : public Aggregator {
       }
     }
     if (w.count <= options_.sample_cap) {
+      const std::size_t had = w.samples.capacity();  // only grows here
       if (w.count == 3) {
         // Room for 8 at once: a window of 10 readings (a sensor at 1/s) keeps 8 samples with
         // one allocation instead of three (3, 6, 12); pooled windows keep it when reused.
@@ -539,8 +558,10 @@ class WindowAggregator final : public Aggregator {
         w.samples.push_back(old_max, options_.sample_cap);
       }
       if (w.count >= 3) w.samples.push_back(value, options_.sample_cap);
+      buffer_bytes_ += (w.samples.capacity() - had) * sizeof(double);
       return;
     }
+    const std::size_t had = bufferBytes(w);
     if (!w.sketch)
       w.sketch =
           std::make_unique<QuantileSketch>(options_.sketch_alpha, options_.sketch_max_buckets);
@@ -553,6 +574,7 @@ class WindowAggregator final : public Aggregator {
       w.samples.clear();
     }
     w.sketch->add(value);
+    buffer_bytes_ = buffer_bytes_ - had + bufferBytes(w);
   }
 
   void raiseWatermark(Nanos watermark) {
@@ -657,6 +679,7 @@ class WindowAggregator final : public Aggregator {
 
     // Reset, keeping buffers for the next window unless this one used under a quarter of them.
     const std::uint64_t used = std::min<std::uint64_t>(w.count, options_.sample_cap);
+    const std::size_t had = bufferBytes(w);
     if (w.samples.capacity() > 64 && w.samples.capacity() > 4 * used)
       w.samples.release();
     else
@@ -665,6 +688,7 @@ class WindowAggregator final : public Aggregator {
       w.sketch.reset();
     else if (w.sketch)
       w.sketch->clear();
+    buffer_bytes_ = buffer_bytes_ - had + bufferBytes(w);
     w.start = kNone;
     w.count = 0;
     releaseWindow(ref);
@@ -723,6 +747,7 @@ class WindowAggregator final : public Aggregator {
   Nanos next_due_ = kMaxNanos;  ///< smallest end of an open window
   std::uint64_t last_seq_ = 0;
   std::uint64_t open_windows_ = 0;
+  std::size_t buffer_bytes_ = 0;  ///< bufferBytes() of every pooled window, spares included
   AggregatorStats counters_;
   Aggregate aggregate_;
   // Slicing (setCloseBudget): the due lists handed over, whose windows wait to be closed; the

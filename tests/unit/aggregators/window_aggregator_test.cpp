@@ -609,6 +609,7 @@ TEST_CASE("memory: 10,000 series at 1 kHz in total stays bounded") {
     agg->add(static_cast<SeriesId>(i % kSeries), t, static_cast<double>(i % 97), i + 1);
     if (i % 100 == 0) agg->advanceWallTime(t);
     if (i % 1000 == 0) peak = std::max(peak, agg->memoryBytes());
+    if (i % 25000 == 0) REQUIRE(agg->memoryBytes() == agg->walkedMemoryBytes());
   }
   MESSAGE("10k series at 1 kHz total: peak ", peak, " bytes (", peak / kSeries,
           " per series), open windows at the end ", agg->openWindows());
@@ -622,11 +623,48 @@ TEST_CASE("memory: 10,000 series at 1 kHz in total stays bounded") {
     t = start + Nanos{i} * 50'000;
     hot->add(static_cast<SeriesId>(i % 20), t, std::sin(i * 0.001) * 100, i + 1);
     if (i % 20000 == 0) hot_peak = std::max(hot_peak, hot->memoryBytes());
+    if (i % 100000 == 0) REQUIRE(hot->memoryBytes() == hot->walkedMemoryBytes());
   }
   CHECK(hot->stats().sketch_windows > 0);
   MESSAGE("20 series at 1 kHz each: peak ", hot_peak, " bytes (", hot_peak / 20, " per series)");
   // 2 open windows per series: 8 KiB of samples + a sketch of at most 2·8·1024 bytes each.
   CHECK(hot_peak / 20 < 2 * (8 * 1024 + 16 * 1024 + 512));
+}
+
+// Issue 13: memoryBytes() counts the windows' buffers as they change instead of walking every
+// window per status request; the count must equal the walk through bursts that grow the pool,
+// sample room past 64 released at close, sketches past the cap, and the pool's chunks freed.
+TEST_CASE("memory: the counted buffer bytes equal a walk of every window") {
+  WindowOptions o;
+  o.sample_cap = 200;
+  auto agg = Aggregator::create(o, nullptr);
+  agg->setCloseBudget(250);
+  const Nanos start = kT2026;
+  std::uint64_t seq = 0;
+  std::size_t checks = 0;
+  const auto same = [&] {
+    ++checks;
+    return agg->memoryBytes() == agg->walkedMemoryBytes();
+  };
+  for (int round = 0; round < 6; ++round) {
+    const Nanos base = start + round * 20 * kNanosPerSecond;
+    // A burst: 3,000 series (12 pool chunks) with 1-5 readings, 40 with 150 (room past 64),
+    // 5 with 500 (a sketch), all in one 10 s window.
+    const int series = round % 2 == 0 ? 3000 : 600;  // the pool shrinks on odd rounds
+    for (int s = 0; s < series; ++s) {
+      // Every third round the 40 busy series send 2: their room (past 64, over 4x used) goes.
+      const int n = s < 5 ? 500 : s < 45 ? (round % 3 == 2 ? 2 : 150) : 1 + s % 5;
+      for (int k = 0; k < n; ++k)
+        agg->add(static_cast<SeriesId>(s), base + k * kNanosPerMilli, s * 0.5 + k, ++seq);
+    }
+    REQUIRE(same());
+    agg->advanceWallTime(base + 15 * kNanosPerSecond);  // past the end and the lateness
+    while (agg->closeSome(250) > 0) REQUIRE(same());
+    REQUIRE(agg->openWindows() == 0);
+    REQUIRE(same());
+  }
+  MESSAGE(checks, " comparisons; at the end ", agg->memoryBytes(), " bytes");
+  CHECK(checks > 30);
 }
 
 // Issue 16: a plant's sensors at 1/s (10 s windows, 2 s lateness) fill a window with 10-11
