@@ -384,18 +384,19 @@ TEST_CASE("send() waits for a batch's delivery reports with one futex call") {
   REQUIRE(sink->send(warm.records).status == SendStatus::kDelivered);
 
   // One-record batches: no lock meetings with the broker thread while producing, whose
-  // number varies; the least of 3 rounds, for other load on the machine.
+  // number varies; the least of 5 rounds, for other load on the machine (under load the least
+  // of 3 reached 2.46 against a bound of 2.5; 2.8 stays below the poll wait's 3.0).
   constexpr int kBatches = 100;
   std::vector<Batch> batches;
-  batches.reserve(3 * kBatches);
-  for (int i = 0; i < 3 * kBatches; ++i) batches.emplace_back(100 + i, 1, 1);
+  batches.reserve(5 * kBatches);
+  for (int i = 0; i < 5 * kBatches; ++i) batches.emplace_back(100 + i, 1, 1);
   gw::test::SyscallCounter calls(static_cast<pid_t>(syscall(SYS_gettid)));
   if (!calls.available()) {
     MESSAGE("no raw_syscalls tracepoint to count with (not root?): not checked");
     return;
   }
   double least = 1e9;
-  for (int round = 0; round < 3; ++round) {
+  for (int round = 0; round < 5; ++round) {
     calls.start();
     for (int i = 0; i < kBatches; ++i) {
       const gw::SendResult r = sink->send(batches[round * kBatches + i].records);
@@ -404,5 +405,5 @@ TEST_CASE("send() waits for a batch's delivery reports with one futex call") {
     least = std::min(least, static_cast<double>(calls.count()) / kBatches);
   }
   MESSAGE("system calls per batch on the send() thread: ", least);
-  CHECK(least <= 2.5);
+  CHECK(least <= 2.8);
 }
