@@ -292,8 +292,26 @@ OpenResult SqliteJournal::loadState() {
       series_.add(std::move(series));
     }
     if (rc != SQLITE_DONE) return failed(rc, "loading series");
-    if (static_cast<std::size_t>(count) > series_.size())
+    if (static_cast<std::size_t>(count) > series_.size()) {
       series_.skipTo(static_cast<std::size_t>(count));
+      // The names past the pinned ids into the table's filter (not the names themselves), so
+      // that a new name costs no SQLite lookup.
+      Stmt names;
+      if ((rc = names.prepare(db_.get(), "SELECT device, metric, tags FROM series WHERE id >= ?",
+                              false)) != SQLITE_OK ||
+          (rc = names.bind(1, pinned)) != SQLITE_OK)
+        return failed(rc, "loading series");
+      Series series;
+      while ((rc = names.step()) == SQLITE_ROW) {
+        series.device.assign(names.columnText(0));
+        series.metric.assign(names.columnText(1));
+        series.tags.clear();
+        if (!decodeTags(names.columnBlob(2), series.tags))
+          return {Outcome::kCorrupt, "series table: a row's tags cannot be decoded"};
+        series_.noteName(series);
+      }
+      if (rc != SQLITE_DONE) return failed(rc, "loading series");
+    }
     persisted_series_ = series_.size();
   }
 

@@ -23,6 +23,7 @@ namespace gw::buffer::detail {
 
 bool SqliteJournal::lookupSeriesRow(const Series& series, SeriesId& id) {
   id = SeriesTable::kNoId;
+  ++series_lookups_;
   const std::string tags = encodeTags(series.tags);
   ResetGuard guard(find_series_);
   int rc = find_series_.bindAll(std::string_view(series.device), std::string_view(series.metric),
@@ -31,6 +32,7 @@ bool SqliteJournal::lookupSeriesRow(const Series& series, SeriesId& id) {
   if (rc == SQLITE_ROW) {
     const std::int64_t v = find_series_.columnInt(0);
     if (v >= 0 && static_cast<std::uint64_t>(v) < series_.size()) id = static_cast<SeriesId>(v);
+    ++series_found_;
     return true;
   }
   if (rc == SQLITE_DONE) return true;
@@ -40,6 +42,7 @@ bool SqliteJournal::lookupSeriesRow(const Series& series, SeriesId& id) {
 }
 
 bool SqliteJournal::loadSeriesRow(SeriesId id, Series& out) {
+  ++series_loads_;
   ResetGuard guard(load_series_);
   int rc = load_series_.bind(1, static_cast<std::int64_t>(id));
   if (rc == SQLITE_OK) rc = load_series_.step();
@@ -69,9 +72,11 @@ SeriesId SqliteJournal::internSeries(const Series& series) {
   SeriesId id = series_.find(series);
   if (id != SeriesTable::kNoId) return id;
   // Not in memory: when something past the pinned ids is not in memory either, SQLite knows
-  // whether this name has an id already. A lookup that fails (logged) gives the name a new id: its
-  // readings keep their name, only its id differs from the earlier one's.
-  if (series_.incomplete() && lookupSeriesRow(series, id) && id != SeriesTable::kNoId) {
+  // whether this name has an id already (unless the table's filter knows it has none). A lookup
+  // that fails (logged) gives the name a new id: its readings keep their name, only its id differs
+  // from the earlier one's.
+  if (series_.incomplete() && series_.mayHaveId(series) && lookupSeriesRow(series, id) &&
+      id != SeriesTable::kNoId) {
     series_.load(id, series);
     return id;
   }

@@ -44,6 +44,13 @@ bool noReservation() {
 }  // namespace
 
 SqliteJournal::~SqliteJournal() {
+  if (series_.size() > series_.pinned())  // journal_series.cpp
+    log::info(
+        "journal {}: {} series, {} past the {} pinned: {} cached in {} slots, {} evictions, {} "
+        "lookups by name in SQLite ({} found), {} read back by id",
+        path_, series_.size(), series_.size() - series_.pinned(), series_.pinned(),
+        series_.cachedCount(), series_.cacheSlots(), series_.evictions(), series_lookups_,
+        series_found_, series_loads_);
   // Gives the unused reservation back, so that a clean restart leaves no gap. Only when nothing
   // is pending: pending rows may have been sent, and their seqs must stay used. Should this not
   // reach the disk, the reservation stays: a gap, never a reuse.

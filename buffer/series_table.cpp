@@ -144,7 +144,34 @@ std::uint32_t SeriesTable::slotOf(SeriesId id) const {
   return id_index_.find(hashOfId(id), [&](std::uint32_t i) { return slots_[i].id == id; });
 }
 
+namespace {
+
+// The filter's three bit positions of a name (double hashing; kFilterBits a power of two).
+template <class Fn>
+void filterBits(std::size_t hash, Fn&& fn) {
+  std::uint64_t h2 = (static_cast<std::uint64_t>(hash) ^ (hash >> 29)) * 0xBF58476D1CE4E5B9ull;
+  h2 = (h2 ^ (h2 >> 32)) | 1;
+  for (std::uint64_t i = 0; i < 3; ++i)
+    fn((static_cast<std::uint64_t>(hash) + i * h2) & (SeriesTable::kFilterBits - 1));
+}
+
+}  // namespace
+
+void SeriesTable::note(std::size_t hash) {
+  if (filter_.empty()) filter_.assign(kFilterBits / 64, 0);
+  filterBits(hash, [&](std::uint64_t b) { filter_[b / 64] |= std::uint64_t{1} << (b % 64); });
+}
+
+bool SeriesTable::mayHaveId(const Series& series) const {
+  if (filter_.empty()) return false;
+  bool all = true;
+  filterBits(SeriesHash{}(series),
+             [&](std::uint64_t b) { all = all && (filter_[b / 64] >> (b % 64) & 1) != 0; });
+  return all;
+}
+
 const InternedSeries& SeriesTable::cache(Series&& series, SeriesId id) {
+  note(SeriesHash{}(series));
   const std::uint32_t hash = hashOf(series);
   const std::uint32_t slot = takeSlot();
   Slot& s = slots_[slot];
@@ -228,7 +255,8 @@ std::size_t SeriesTable::memoryBytes() const {
   for (const std::string& m : metrics_) bytes += heapOf(m);
   for (const Tags& t : tag_sets_) bytes += heapOf(t);
   bytes += slots_.size() * sizeof(Slot) + free_slots_.capacity() * sizeof(std::uint32_t) +
-           cache_index_.memoryBytes() + id_index_.memoryBytes();
+           cache_index_.memoryBytes() + id_index_.memoryBytes() +
+           filter_.capacity() * sizeof(std::uint64_t);
   for (const Slot& s : slots_) bytes += heapOf(s.series.device) + heapOf(s.metric) + heapOf(s.tags);
   return bytes;
 }

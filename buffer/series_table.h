@@ -47,6 +47,11 @@ class SeriesTable {
   static constexpr std::size_t kDefaultCacheEntries = 16384;
   /// Slots the clock hand looks at per insert, at most, before the cache grows instead.
   static constexpr std::size_t kScanSlots = 32;
+  /// Bits of the filter of names with an id past the pinned ones (1 MiB, made with the first
+  /// such id): a new name that the filter has never seen needs no SQLite lookup, which costs
+  /// ~4 us, most of it SQLite's file locking for the read (fcntl). Three bits per name: at
+  /// 1,000,000 such names 1.5 % of new names are looked up for nothing, at 5,000,000 most.
+  static constexpr std::size_t kFilterBits = std::size_t{1} << 23;
 
   /// `expected_series`: no longer used (the index grows with what it holds). Ids below `pinned`
   /// are kept for the table's life; from `pinned` on, `cache` entries (at least 1) are kept.
@@ -58,6 +63,11 @@ class SeriesTable {
   /// The id of `series` when it is in memory (pinned or cached), else kNoId. A cached entry
   /// found is marked as used.
   SeriesId find(const Series& series);
+  /// False when `series` certainly has no id past the pinned ones (never added, loaded or
+  /// noted): then a miss in memory is a new series, with no SQLite lookup.
+  bool mayHaveId(const Series& series) const;
+  /// Notes a name that has an id past the pinned ones but is not in memory (at open).
+  void noteName(const Series& series) { note(SeriesHash{}(series)); }
   /// The id of `series`, added first when not in memory. Only for a table that has never
   /// evicted (ids are then all in memory): the journal looks evicted series up in SQLite first.
   SeriesId intern(const Series& series);
@@ -144,6 +154,7 @@ class SeriesTable {
   std::uint32_t evictOne();
   void evict(std::uint32_t slot);
   std::uint32_t slotOf(SeriesId id) const;
+  void note(std::size_t hash);
   const InternedSeries& cache(Series&& series, SeriesId id);
 
   const std::size_t pinned_;
@@ -168,6 +179,7 @@ class SeriesTable {
   std::uint64_t held_upto_ = 0;
   std::size_t persisted_ = 0;
   std::uint64_t evictions_ = 0;
+  std::vector<std::uint64_t> filter_;  ///< kFilterBits, or empty (no id past the pinned ones)
 };
 
 }  // namespace gw::buffer

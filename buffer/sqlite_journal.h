@@ -385,6 +385,7 @@ class SqliteJournal final : public Journal {
   size_t persisted_series_ = 0;
   std::vector<const SinkState*> holding_sinks_;     // of sinks_: all but options_.replay_sinks
   Stmt find_series_, load_series_, device_series_;  // journal_series.cpp
+  std::uint64_t series_lookups_ = 0, series_found_ = 0, series_loads_ = 0;
 
   std::vector<PendingRow> pending_;
   std::vector<std::string> pending_blobs_;  // x of the pending non-readings, in order
