@@ -94,9 +94,11 @@ struct JournalOptions {
   /// MiB with short names; see buffer/series_table.h). More only while sinks hold records of
   /// more of them.
   std::size_t series_cache = 16384;
-  /// Names in `sinks` whose reader holds no record past the call that read it (the windows'
-  /// replay point, read at start-up): their cursors keep no cached series in memory.
-  std::vector<std::string> replay_sinks;
+  /// Names in `sinks` whose readers hold no record's series past the call that read it: the
+  /// windows' replay point (read at start-up) and the notifiers (they send an alert record's
+  /// own JSON and never look at its series). Their cursors keep no cached series in memory, so
+  /// a notifier that cannot deliver for hours does not keep every name the other sinks read.
+  std::vector<std::string> sinks_without_series;
   /// Rows one commit() writes at most (0 = all pending). Issue 13: a transaction's CPU grows
   /// with its rows (~4 µs each on the development VM) and runs on the event loop. Only a prefix
   /// of readings is split off, none while an alert row is pending: aggregates and alerts go with
@@ -173,8 +175,8 @@ class JournalNewerError : public JournalError {
 /// JournalOptions::pinned_series, returned by series() and pointed to by ReadingRecord, stay
 /// valid and unchanged until the journal is destroyed, so another thread may read them while the
 /// loop goes on. A series of a higher id is cached (issue 13): the one a ReadingRecord points to
-/// stays valid and unchanged until every sink's cursor (but JournalOptions::replay_sinks') has
-/// reached that record's seq, and at least until the next call of internSeries(), series(),
+/// stays valid and unchanged until every sink's cursor (but JournalOptions::sinks_without_series')
+/// has reached that record's seq, and at least until the next call of internSeries(), series(),
 /// read(), readTail(), readAlerts() or readDevice() (the calls that may read an evicted series
 /// back from SQLite, and so evict another). A forwarder's batch in flight is always above its
 /// cursor, so its records stay valid on the sink's thread. The SQLite journal

@@ -160,8 +160,8 @@ class SqliteJournal final : public Journal {
     // The cursors of the sinks that hold records (forwarders): they bound which cached series
     // may be evicted (updateEvictable()).
     for (auto& [name, st] : sinks_)
-      if (std::find(options.replay_sinks.begin(), options.replay_sinks.end(), name) ==
-          options.replay_sinks.end())
+      if (std::find(options.sinks_without_series.begin(), options.sinks_without_series.end(),
+                    name) == options.sinks_without_series.end())
         holding_sinks_.push_back(&st);
   }
 
@@ -383,7 +383,7 @@ class SqliteJournal final : public Journal {
 
   SeriesTable series_;  // pinned: index = SeriesId, never moves; past it a bounded cache
   size_t persisted_series_ = 0;
-  std::vector<const SinkState*> holding_sinks_;     // of sinks_: all but options_.replay_sinks
+  std::vector<const SinkState*> holding_sinks_;  // of sinks_: all but options_.sinks_without_series
   Stmt find_series_, load_series_, device_series_;  // journal_series.cpp
   std::uint64_t series_lookups_ = 0, series_found_ = 0, series_loads_ = 0;
 

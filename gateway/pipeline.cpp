@@ -45,8 +45,10 @@ Pipeline::Impl::Impl(boost::asio::io_context& io_, const config::Config& cfg_, C
   for (const auto& s : cfg.sinks) jo.sinks.push_back(s.config->name());
   // The windows' replay point: readings of open windows stay until their window is out.
   if (cfg.aggregate.enabled) jo.sinks.push_back("windows");
-  if (cfg.aggregate.enabled) jo.replay_sinks.push_back("windows");  // holds no records
+  if (cfg.aggregate.enabled) jo.sinks_without_series.push_back("windows");
   for (const auto& n : cfg.notify.notifiers) jo.sinks.push_back(n->name());
+  // Notifiers send the alert record's JSON, never its series (journal.h).
+  for (const auto& n : cfg.notify.notifiers) jo.sinks_without_series.push_back(n->name());
   journal = buffer::Journal::open(jo);
   // synchronous = full: a commit is acknowledged once the journal's sync thread has fdatasynced
   // it, at the loop's next grid tick (takeDurable(): no wakeup of the loop per sync).

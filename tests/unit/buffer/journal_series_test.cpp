@@ -229,7 +229,7 @@ TEST_CASE("journal: a cached series a sink may still hold is not evicted (issue 
   gw::test::TempDir dir("gw-journal-series-held");
   // "windows" is a replay point: its cursor (left at 0) holds nothing.
   JournalOptions o = small(dir.path / "journal.db", 0, 8, {"a", "windows"});
-  o.replay_sinks = {"windows"};
+  o.sinks_without_series = {"windows"};
   auto j = Journal::open(o);
   const SeriesTable& t = tableOf(*j);
   for (int i = 0; i < 8; ++i)
