@@ -192,7 +192,10 @@ size_t SqliteJournal::rowsWithSeriesBelow(size_t rows, size_t upto) const {
 }
 
 int SqliteJournal::insertSeries(size_t id) {
-  const InternedSeries& s = series_[id];
+  // Not written yet: in memory (the series table evicts only what is written).
+  const InternedSeries* p = series_.get(static_cast<SeriesId>(id));
+  if (p == nullptr) die(fmt::format("series {} not written and not in memory", id));
+  const InternedSeries& s = *p;
   const std::string tags = encodeTags(s.tags);
   ResetGuard guard(insert_series_);
   int rc = insert_series_.bindAll(static_cast<std::int64_t>(id), std::string_view(s.device),
@@ -215,13 +218,6 @@ int SqliteJournal::writeDirtySinks() {
     if (rc != SQLITE_OK) return rc;
   }
   return SQLITE_OK;
-}
-
-SeriesId SqliteJournal::internSeries(const Series& series) { return series_.intern(series); }
-
-const InternedSeries& SqliteJournal::series(SeriesId id) const {
-  if (id >= series_.size()) die(fmt::format("unknown series id {}", id));
-  return series_[id];
 }
 
 std::uint64_t SqliteJournal::append(SeriesId series, double value, Nanos event_time,
@@ -361,6 +357,7 @@ bool SqliteJournal::commit() {
     keepCommittedPrefix(rows);
   }
   persisted_series_ = series_to;
+  updateEvictable();  // journal_series.cpp
   floor_ = retire_to;
   settleSegments();
   if (new_marker && rows > 0) {
@@ -390,10 +387,9 @@ void SqliteJournal::readAlerts(std::uint64_t after, size_t limit, std::vector<Re
 void SqliteJournal::readDevice(std::string_view device, std::uint64_t after, size_t limit,
                                std::uint64_t scan, std::vector<ReadingRecord>& out) {
   out.clear();
+  series_.beginCall();
   std::string ids;
-  for (size_t i = 0; i < series_.size(); ++i)
-    if (series_[i].device == device) ids += fmt::format("{}{}", ids.empty() ? "" : ",", i);
-  if (ids.empty() || limit == 0) return;
+  if (limit == 0 || !deviceSeriesIds(device, ids) || ids.empty()) return;
   const std::uint64_t floor = std::max(after, last_seq_ > scan ? last_seq_ - scan : 0);
   // Newest first (a backwards rowid scan of each segment, newest segment first, that stops at
   // `limit`), turned around below.
@@ -424,9 +420,12 @@ void SqliteJournal::readDevice(std::string_view device, std::uint64_t after, siz
           !expandReading(stmt.columnInt(2), v, stmt.columnInt(5), has_d ? &d : nullptr, event,
                          value, ref))
         continue;  // read() logs such rows; a tail just leaves them out
+      const auto seq = static_cast<std::uint64_t>(stmt.columnInt(0));
+      const InternedSeries* series = resolveSeries(static_cast<SeriesId>(sid), seq);
+      if (series == nullptr) continue;  // logged
       ReadingRecord& r = out.emplace_back();
-      r.seq = static_cast<std::uint64_t>(stmt.columnInt(0));
-      r.series = &series_[static_cast<size_t>(sid)];
+      r.seq = seq;
+      r.series = series;
       r.event_time = event;
       r.value = value;
       if (has_d) r.device_time = wrapSub(event, d);
@@ -447,6 +446,7 @@ void SqliteJournal::readRows(bool alerts, std::uint64_t after, size_t limit,
   // without allocating.
   size_t n = 0;
   read_failed_ = false;
+  series_.beginCall();
   if (limit > 0 && after < last_seq_) {
     const auto cap = static_cast<size_t>(std::min<std::uint64_t>(limit, last_seq_ - after));
     if (out.size() < cap && !alerts) out.reserve(cap);
@@ -473,10 +473,15 @@ size_t SqliteJournal::readSegment(Stmt& stmt, std::uint64_t after, size_t limit,
                      stmt.columnInt(0), sid);
           continue;
         }
+        // Past the pinned ids, read back from SQLite if evicted: when that fails (logged), the
+        // read stops here as after any read error, and the caller tries again later.
+        const auto seq = static_cast<std::uint64_t>(stmt.columnInt(0));
+        const InternedSeries* series = resolveSeries(static_cast<SeriesId>(sid), seq);
+        if (series == nullptr) break;
         if (n == out.size()) out.emplace_back();
         ReadingRecord& r = out[n];
-        r.seq = static_cast<std::uint64_t>(stmt.columnInt(0));
-        r.series = &series_[static_cast<size_t>(sid)];
+        r.seq = seq;
+        r.series = series;
         r.event_time = stmt.columnInt(2);
         r.value = stmt.columnType(3) == SQLITE_NULL ? std::numeric_limits<double>::quiet_NaN()
                                                     : stmt.columnDouble(3);
@@ -545,6 +550,7 @@ void SqliteJournal::setCursor(std::string_view sink, std::uint64_t seq) {
   if (seq > it->second.cursor) {
     it->second.cursor = seq;
     it->second.dirty = true;
+    updateEvictable();
   }
 }
 
@@ -608,6 +614,7 @@ bool SqliteJournal::removeThrough(std::uint64_t upto, DropTally* tally) {
   }
   floor_ = upto;
   settleSegments();
+  updateEvictable();
   return true;
 }
 

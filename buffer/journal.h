@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -83,6 +84,21 @@ struct JournalOptions {
   /// The in-memory series table is sized for this many series up front, so that it does not
   /// rehash them all at once (a stall of ~100 ms at 100,000 series) while it fills.
   std::size_t expected_series = 0;
+  /// Series ids below this are kept in memory for the journal's life (the gateway's
+  /// [limits] max_series: windows, clock table and alert engine keep pointers into them). Ids
+  /// from here on (a device inventing names) are kept in a cache of `series_cache` entries; the
+  /// SQLite series table is the authority for the rest (issue 13: memory bounded by max_series,
+  /// not by the names ever seen). Default: every series in memory.
+  std::size_t pinned_series = std::numeric_limits<std::size_t>::max();
+  /// Cached series past pinned_series, at least (SeriesTable::kDefaultCacheEntries, 16,384: ~3
+  /// MiB with short names; see buffer/series_table.h). More only while sinks hold records of
+  /// more of them.
+  std::size_t series_cache = 16384;
+  /// Names in `sinks` whose readers hold no record's series past the call that read it: the
+  /// windows' replay point (read at start-up) and the notifiers (they send an alert record's
+  /// own JSON and never look at its series). Their cursors keep no cached series in memory, so
+  /// a notifier that cannot deliver for hours does not keep every name the other sinks read.
+  std::vector<std::string> sinks_without_series;
   /// Rows one commit() writes at most (0 = all pending). Issue 13: a transaction's CPU grows
   /// with its rows (~4 µs each on the development VM) and runs on the event loop. Only a prefix
   /// of readings is split off, none while an alert row is pending: aggregates and alerts go with
@@ -155,9 +171,15 @@ class JournalNewerError : public JournalError {
 /// no rows back, and when configured again, rows deleted meanwhile count as dropped for it.
 /// With no sink configured, rows stay until a cap removes them.
 ///
-/// Threading: single-threaded; the pipeline's event loop owns it. Series returned by
-/// series() and pointed to by ReadingRecord stay valid and unchanged until the journal is
-/// destroyed, so another thread may read them while the loop goes on. The SQLite journal
+/// Threading: single-threaded; the pipeline's event loop owns it. Series of ids below
+/// JournalOptions::pinned_series, returned by series() and pointed to by ReadingRecord, stay
+/// valid and unchanged until the journal is destroyed, so another thread may read them while the
+/// loop goes on. A series of a higher id is cached (issue 13): the one a ReadingRecord points to
+/// stays valid and unchanged until every sink's cursor (but JournalOptions::sinks_without_series')
+/// has reached that record's seq, and at least until the next call of internSeries(), series(),
+/// read(), readTail(), readAlerts() or readDevice() (the calls that may read an evicted series
+/// back from SQLite, and so evict another). A forwarder's batch in flight is always above its
+/// cursor, so its records stay valid on the sink's thread. The SQLite journal
 /// checkpoints its WAL on a thread of its own (its own connection, joined on destruction);
 /// nothing of that thread is visible through this interface. With synchronous = kFull another
 /// thread of its own fdatasyncs the WAL; the onDurable() callback is called on it.
@@ -172,10 +194,13 @@ class Journal {
   virtual ~Journal() = default;
 
   /// Interns a series (persisted with the next commit); the same Series gives the same id,
-  /// also across restarts. Ids are dense, from 0.
+  /// also across restarts. Ids are dense, from 0. Past pinned_series, a series not in memory is
+  /// looked up in SQLite (an index on its name): one lookup per series new to the cache.
   virtual SeriesId internSeries(const Series& series) = 0;
-  /// `id` must come from internSeries() (anything else aborts: a bug).
-  virtual const InternedSeries& series(SeriesId id) const = 0;
+  /// `id` must come from internSeries() (anything else aborts: a bug). A cached id that was
+  /// evicted is read back from SQLite (an error doing so aborts: there is no error to return);
+  /// see "Threading" for how long the reference stays valid.
+  virtual const InternedSeries& series(SeriesId id) = 0;
 
   /// Buffers a reading for the next commit and returns the seq it will have (the seq stays the
   /// same if a commit fails and is retried). A NaN value reads back as NaN. Memory grows with

@@ -205,7 +205,7 @@ bool SqliteJournal::restore(const std::string& why) {
   closeWithoutCheckpoint();
   for (Stmt* s : {&begin_, &commit_, &rollback_, &insert_series_, &insert_marker_, &write_sink_,
                   &write_floor_, &delete_markers_, &marker_after_, &write_state_, &marker_at_,
-                  &page_count_, &freelist_count_})
+                  &page_count_, &freelist_count_, &find_series_, &load_series_, &device_series_})
     *s = Stmt();
   for (auto* segs : {&segments_, &spare_segments_})
     for (auto& seg : *segs)

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <string>
 #include <system_error>
@@ -261,9 +262,27 @@ OpenResult SqliteJournal::open() {
 OpenResult SqliteJournal::loadState() {
   int rc;
   {
+    // The pinned series (ids below options_.pinned_series) into memory; the others stay in the
+    // series table until a read or a name needs them (journal_series.cpp). Ids are dense.
+    std::int64_t count = 0;
+    {
+      Stmt s;
+      if ((rc = s.prepare(db_.get(), "SELECT count(*), coalesce(max(id), -1) FROM series",
+                          false)) != SQLITE_OK ||
+          (rc = s.step()) != SQLITE_ROW)
+        return failed(rc, "loading series");
+      count = s.columnInt(0);
+      if (s.columnInt(1) != count - 1)
+        return {Outcome::kCorrupt,
+                fmt::format("series table: {} rows, highest id {}", count, s.columnInt(1))};
+    }
+    const auto pinned = static_cast<std::int64_t>(
+        std::min<std::size_t>(options_.pinned_series, std::numeric_limits<std::int64_t>::max()));
     Stmt s;
-    if ((rc = s.prepare(db_.get(), "SELECT id, device, metric, tags FROM series ORDER BY id",
-                        false)) != SQLITE_OK)
+    if ((rc = s.prepare(db_.get(),
+                        "SELECT id, device, metric, tags FROM series WHERE id < ? ORDER BY id",
+                        false)) != SQLITE_OK ||
+        (rc = s.bind(1, pinned)) != SQLITE_OK)
       return failed(rc, "loading series");
     while ((rc = s.step()) == SQLITE_ROW) {
       Series series{std::string(s.columnText(1)), std::string(s.columnText(2)), {}};
@@ -273,6 +292,26 @@ OpenResult SqliteJournal::loadState() {
       series_.add(std::move(series));
     }
     if (rc != SQLITE_DONE) return failed(rc, "loading series");
+    if (static_cast<std::size_t>(count) > series_.size()) {
+      series_.skipTo(static_cast<std::size_t>(count));
+      // The names past the pinned ids into the table's filter (not the names themselves), so
+      // that a new name costs no SQLite lookup.
+      Stmt names;
+      if ((rc = names.prepare(db_.get(), "SELECT device, metric, tags FROM series WHERE id >= ?",
+                              false)) != SQLITE_OK ||
+          (rc = names.bind(1, pinned)) != SQLITE_OK)
+        return failed(rc, "loading series");
+      Series series;
+      while ((rc = names.step()) == SQLITE_ROW) {
+        series.device.assign(names.columnText(0));
+        series.metric.assign(names.columnText(1));
+        series.tags.clear();
+        if (!decodeTags(names.columnBlob(2), series.tags))
+          return {Outcome::kCorrupt, "series table: a row's tags cannot be decoded"};
+        series_.noteName(series);
+      }
+      if (rc != SQLITE_DONE) return failed(rc, "loading series");
+    }
     persisted_series_ = series_.size();
   }
 
@@ -320,6 +359,7 @@ OpenResult SqliteJournal::loadState() {
   }
   if (OpenResult r = loadReservation(stored); r.outcome != Outcome::kOk) return r;
   if ((rc = registerSinks(std::move(stored))) != SQLITE_OK) return failed(rc, "saving sinks");
+  updateEvictable();
 
   std::string sinks;
   for (const auto& [name, st] : sinks_)

@@ -1,4 +1,4 @@
-// The journal's schema (version 7), the steps that upgrade older files in place, and the
+// The journal's schema (version 8), the steps that upgrade older files in place, and the
 // statements prepared against it.
 #include <fmt/core.h>
 
@@ -9,7 +9,7 @@
 
 namespace gw::buffer::detail {
 
-// Schema version 7. One row per record, in segment tables r_<n> (r_0, r_1, ...): each holds a
+// Schema version 8. One row per record, in segment tables r_<n> (r_0, r_1, ...): each holds a
 // contiguous range of seqs, the newest one takes new rows until it holds segment_rows rows, and a
 // segment is emptied whole (DELETE without WHERE: SQLite frees its pages without writing them)
 // once every sink confirmed all of its rows (journal_segments.cpp). Emptied tables are reused,
@@ -41,6 +41,11 @@ namespace gw::buffer::detail {
 //   JSON); a row is inserted or deleted in the transaction of the event that changed it
 //   (journal_alerts.cpp), so 100,000 alerts firing cost a change of one row per event, not a
 //   rewrite of the set.
+// series: one row per series id (dense, from 0), tags encoded (encodeTags). series_name on
+//   (device, metric, tags) (version 8) finds a series by name: past JournalOptions::pinned_series
+//   the series table in memory is a cache and SQLite the authority (journal_series.cpp); it also
+//   finds a device's series for `gatewayctl tail`. Not UNIQUE: a lookup that failed on an I/O
+//   error gives the name a second id rather than failing every commit after.
 // commits: commit wall time per group of commits; rows first_seq.. were committed in
 //   [t, t + kCommitTimeGranularity). Pruned with the rows it covers.
 // meta 'floor': every row <= floor was deleted, so seq continues after an emptied table.
@@ -58,6 +63,7 @@ namespace gw::buffer::detail {
 //      rewritten while it changed); they become rows of alert_firing.
 //   6  every reading in the plain form (c >= 0), which version 7 reads the same: none is
 //      rewritten.
+//   7  no index series_name: it is created (no row is rewritten).
 const char* const kSchema = R"sql(
 BEGIN IMMEDIATE;
 CREATE TABLE r_0(seq INTEGER PRIMARY KEY, s INTEGER NOT NULL, t INTEGER NOT NULL, v REAL,
@@ -67,6 +73,7 @@ CREATE TABLE state(k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE alert_firing(k TEXT PRIMARY KEY, x BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE series(id INTEGER PRIMARY KEY, device TEXT NOT NULL, metric TEXT NOT NULL,
                     tags BLOB NOT NULL);
+CREATE INDEX series_name ON series(device, metric, tags);
 CREATE TABLE sinks(name TEXT PRIMARY KEY, cursor INTEGER NOT NULL, dropped INTEGER NOT NULL)
   WITHOUT ROWID;
 CREATE TABLE commits(first_seq INTEGER PRIMARY KEY, t INTEGER NOT NULL);
@@ -76,10 +83,10 @@ CREATE TABLE dead(id INTEGER PRIMARY KEY, t INTEGER NOT NULL, source TEXT NOT NU
                   w TEXT NOT NULL, reason TEXT NOT NULL, device TEXT NOT NULL,
                   size INTEGER NOT NULL, x TEXT NOT NULL);
 PRAGMA application_id = 1196902961;
-PRAGMA user_version = 7;
+PRAGMA user_version = 8;
 COMMIT;
 )sql";
-static_assert(kApplicationId == 1196902961 && kSchemaVersion == 7, "update kSchema");
+static_assert(kApplicationId == 1196902961 && kSchemaVersion == 8, "update kSchema");
 
 std::string segmentTableSql(int n) {
   return fmt::format(
@@ -128,6 +135,11 @@ CREATE TABLE alert_firing(k TEXT PRIMARY KEY, x BLOB NOT NULL) WITHOUT ROWID;
 )sql",
     // 6 to 7: decimal values (c < 0) in new rows only; the old rows (c >= 0) read as before.
     "",
+    // 7 to 8: series found by name in SQLite (past pinned_series); no row is rewritten. (IF NOT
+    // EXISTS: the tests' older fixtures are made from a journal of this version.)
+    R"sql(
+CREATE INDEX IF NOT EXISTS series_name ON series(device, metric, tags);
+)sql",
 };
 static_assert(std::size(kUpgrades) == kSchemaVersion - 1, "one upgrade step per version");
 
@@ -185,6 +197,10 @@ int SqliteJournal::prepareStatements() {
       {&freelist_count_, "PRAGMA freelist_count"},
       {&put_firing_, "INSERT OR REPLACE INTO alert_firing(k, x) VALUES(?, ?)"},
       {&delete_firing_, "DELETE FROM alert_firing WHERE k = ?"},
+      // journal_series.cpp: through index series_name.
+      {&find_series_, "SELECT id FROM series WHERE device = ? AND metric = ? AND tags = ?"},
+      {&load_series_, "SELECT device, metric, tags FROM series WHERE id = ?"},
+      {&device_series_, "SELECT id FROM series WHERE device = ? AND id >= ?"},
   };
   for (const auto& [stmt, sql] : all) {
     const int rc = stmt->prepare(db, sql);

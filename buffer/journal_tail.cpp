@@ -44,6 +44,13 @@ bool noReservation() {
 }  // namespace
 
 SqliteJournal::~SqliteJournal() {
+  if (series_.size() > series_.pinned())  // journal_series.cpp
+    log::info(
+        "journal {}: {} series, {} past the {} pinned: {} cached in {} slots, {} evictions, {} "
+        "lookups by name in SQLite ({} found), {} read back by id",
+        path_, series_.size(), series_.size() - series_.pinned(), series_.pinned(),
+        series_.cachedCount(), series_.cacheSlots(), series_.evictions(), series_lookups_,
+        series_found_, series_loads_);
   // Gives the unused reservation back, so that a clean restart leaves no gap. Only when nothing
   // is pending: pending rows may have been sent, and their seqs must stay used. Should this not
   // reach the disk, the reservation stays: a gap, never a reuse.
@@ -149,6 +156,13 @@ std::uint64_t SqliteJournal::readTail(std::uint64_t after, size_t limit,
   const std::uint64_t upto = sendableSeq();
   const std::uint64_t committed_upto = std::min(upto, last_seq_);
   size_t n = 0;
+  series_.beginCall();
+  // A record whose series cannot be read back (past the pinned ids; logged) ends the read
+  // before it, as a read error does: the sink asks again.
+  const auto stoppedAt = [&] {
+    out.resize(n);
+    return n > 0 ? out[n - 1].seq : after;
+  };
   // Rows of the last commit a sink had not read before it: from memory (issue 16: at a steady
   // rate a sink reads no SQLite page and takes no WAL read lock). Rows retention dropped
   // meanwhile (floor_) are skipped as readRows() skips them.
@@ -157,7 +171,8 @@ std::uint64_t SqliteJournal::readTail(std::uint64_t after, size_t limit,
       !tail_.empty() && tail_after_ + tail_.size() == last_seq_ && from >= tail_after_;
   if (after < committed_upto && limit > 0) {
     if (in_tail) {
-      readSlice(tail_, tail_blobs_, tail_after_ + 1, from, committed_upto, limit, out, n);
+      if (!readSlice(tail_, tail_blobs_, tail_after_ + 1, from, committed_upto, limit, out, n))
+        return stoppedAt();
     } else {
       readRows(false, after, limit, out);
       n = out.size();
@@ -173,7 +188,7 @@ std::uint64_t SqliteJournal::readTail(std::uint64_t after, size_t limit,
       return out[n - 1].seq;
     }
   }
-  if (upto > last_seq_ && limit > n) readPending(after, upto, limit, out, n);
+  if (upto > last_seq_ && limit > n && !readPending(after, upto, limit, out, n)) return stoppedAt();
   out.resize(n);
   if (n >= limit) return out[n - 1].seq;
   return std::max(after, upto);
@@ -189,15 +204,15 @@ void SqliteJournal::keepCommittedTail() {
   pending_blobs_.clear();
 }
 
-void SqliteJournal::readPending(std::uint64_t after, std::uint64_t upto, size_t limit,
-                                std::vector<ReadingRecord>& out, size_t& n) const {
-  readSlice(pending_, pending_blobs_, last_seq_ + 1, after, upto, limit, out, n);
+bool SqliteJournal::readPending(std::uint64_t after, std::uint64_t upto, size_t limit,
+                                std::vector<ReadingRecord>& out, size_t& n) {
+  return readSlice(pending_, pending_blobs_, last_seq_ + 1, after, upto, limit, out, n);
 }
 
-void SqliteJournal::readSlice(const std::vector<PendingRow>& rows,
+bool SqliteJournal::readSlice(const std::vector<PendingRow>& rows,
                               const std::vector<std::string>& blobs, std::uint64_t first_seq,
                               std::uint64_t after, std::uint64_t upto, size_t limit,
-                              std::vector<ReadingRecord>& out, size_t& n) const {
+                              std::vector<ReadingRecord>& out, size_t& n) {
   size_t blob = 0;
   for (size_t i = 0; i < rows.size() && n < limit; ++i) {
     const PendingRow& p = rows[i];
@@ -205,10 +220,14 @@ void SqliteJournal::readSlice(const std::vector<PendingRow>& rows,
     const std::string* x = p.kind != kRowReading ? &blobs[blob++] : nullptr;
     if (seq > upto) break;
     if (seq <= after) continue;
+    // Appended a moment ago; past the pinned ids it may have been evicted since (its row
+    // written, no sink holding a record of it) and is read back.
+    const InternedSeries* series = resolveSeries(p.s, seq);
+    if (series == nullptr) return false;
     if (n == out.size()) out.emplace_back();
     ReadingRecord& r = out[n];
     r.seq = seq;
-    r.series = &series_[p.s];
+    r.series = series;
     r.event_time = p.t;
     r.value = p.v;
     r.device_time.reset();
@@ -237,6 +256,7 @@ void SqliteJournal::readSlice(const std::vector<PendingRow>& rows,
     }
     ++n;
   }
+  return true;
 }
 
 }  // namespace gw::buffer::detail

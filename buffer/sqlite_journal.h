@@ -8,6 +8,7 @@
 #include <fmt/core.h>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <filesystem>
@@ -55,7 +56,7 @@ using sqlite::ResetGuard;
 using sqlite::Stmt;
 
 constexpr std::int64_t kApplicationId = 0x47574A31;   // "GWJ1", marks the file as ours
-constexpr std::int64_t kSchemaVersion = 7;            // PRAGMA user_version
+constexpr std::int64_t kSchemaVersion = 8;            // PRAGMA user_version
 constexpr Nanos kLogInterval = 10 * kNanosPerSecond;  // for repeated data-path errors
 
 /// The schema of version kSchemaVersion, for a new file (journal_schema.cpp).
@@ -154,8 +155,14 @@ class SqliteJournal final : public Journal {
   explicit SqliteJournal(const JournalOptions& options)
       : options_(options),
         clock_(options.clock ? options.clock : std::function<Nanos()>(wallNow)),
-        series_(options.expected_series) {
+        series_(options.expected_series, options.pinned_series, options.series_cache) {
     for (const auto& name : options.sinks) sinks_.try_emplace(name);
+    // The cursors of the sinks that hold records (forwarders): they bound which cached series
+    // may be evicted (updateEvictable()).
+    for (auto& [name, st] : sinks_)
+      if (std::find(options.sinks_without_series.begin(), options.sinks_without_series.end(),
+                    name) == options.sinks_without_series.end())
+        holding_sinks_.push_back(&st);
   }
 
   OpenResult open();
@@ -166,8 +173,10 @@ class SqliteJournal final : public Journal {
   }
   void setMovedAside(fs::path p) { moved_aside_ = std::move(p); }
 
-  SeriesId internSeries(const Series& series) override;
-  const InternedSeries& series(SeriesId id) const override;
+  SeriesId internSeries(const Series& series) override;  // journal_series.cpp
+  /// Tests: the series in memory.
+  const SeriesTable& seriesTable() const { return series_; }
+  const InternedSeries& series(SeriesId id) override;
   std::uint64_t append(SeriesId series, double value, Nanos event_time,
                        std::optional<Nanos> device_time, TimeReference reference) override;
   std::uint64_t appendAggregate(SeriesId series, const WindowStats& window) override;
@@ -275,15 +284,31 @@ class SqliteJournal final : public Journal {
   int writeReservation(std::uint64_t reserved);
   /// After a commit that wrote reservation `reserved` (through seq last_seq_).
   void reserved(std::uint64_t reserved);
-  void readPending(std::uint64_t after, std::uint64_t upto, size_t limit,
-                   std::vector<ReadingRecord>& out, size_t& n) const;
+  /// False when a record's series could not be read back (n then ends before it).
+  bool readPending(std::uint64_t after, std::uint64_t upto, size_t limit,
+                   std::vector<ReadingRecord>& out, size_t& n);
   /// At a commit (pending rows through last_seq_ committed): they become the committed tail,
   /// pending_ is left empty (journal_tail.cpp).
   void keepCommittedTail();
-  /// Records of `rows` (seqs first_seq, first_seq + 1, …) after `after` through `upto`.
-  void readSlice(const std::vector<PendingRow>& rows, const std::vector<std::string>& blobs,
+  /// Records of `rows` (seqs first_seq, first_seq + 1, …) after `after` through `upto`. False
+  /// when a record's series could not be read back (n then ends before it).
+  bool readSlice(const std::vector<PendingRow>& rows, const std::vector<std::string>& blobs,
                  std::uint64_t first_seq, std::uint64_t after, std::uint64_t upto, size_t limit,
-                 std::vector<ReadingRecord>& out, size_t& n) const;
+                 std::vector<ReadingRecord>& out, size_t& n);
+
+  // Series past pinned_series (journal_series.cpp).
+  /// The id of `series` in the series table (SQLite), or SeriesTable::kNoId; false on an error.
+  bool lookupSeriesRow(const Series& series, SeriesId& id);
+  /// Reads series row `id` back; false when it cannot be read (logged).
+  bool loadSeriesRow(SeriesId id, Series& out);
+  /// The series of `id` (< series_.size()) for a record of `seq` handed out: in memory, or read
+  /// back from SQLite into the cache; nullptr when it cannot be read (logged).
+  const InternedSeries* resolveSeries(SeriesId id, std::uint64_t seq);
+  /// Tells the series table what it may evict: series rows written, records confirmed by every
+  /// sink that holds records.
+  void updateEvictable();
+  /// The ids of `device`'s series (readDevice()), as a comma-separated list.
+  bool deviceSeriesIds(std::string_view device, std::string& ids);
 
   // Segments (journal_segments.cpp).
   OpenResult loadSegments(std::uint64_t stored_floor);
@@ -356,8 +381,11 @@ class SqliteJournal final : public Journal {
   std::vector<int> dropped_segments_;  // tables dropped by the last clearSegmentsThrough()
   std::uint64_t segment_rows_ = 0;
 
-  SeriesTable series_;  // index = SeriesId; its elements never move
+  SeriesTable series_;  // pinned: index = SeriesId, never moves; past it a bounded cache
   size_t persisted_series_ = 0;
+  std::vector<const SinkState*> holding_sinks_;  // of sinks_: all but options_.sinks_without_series
+  Stmt find_series_, load_series_, device_series_;  // journal_series.cpp
+  std::uint64_t series_lookups_ = 0, series_found_ = 0, series_loads_ = 0;
 
   std::vector<PendingRow> pending_;
   std::vector<std::string> pending_blobs_;  // x of the pending non-readings, in order

@@ -107,7 +107,9 @@ enum class RecordKind : std::uint8_t {
 };
 
 /// A committed record as read back from the journal for a sink. `series` points into the
-/// journal's series table, whose entries never move or change while the journal is open.
+/// journal's series table: an entry of an id below the journal's pinned_series never moves or
+/// changes while the journal is open; a cached one past it stays until every sink's cursor has
+/// passed the record (buffer/journal.h, "Threading").
 struct ReadingRecord {
   std::uint64_t seq = 0;
   const InternedSeries* series = nullptr;

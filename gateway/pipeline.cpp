@@ -35,6 +35,8 @@ Pipeline::Impl::Impl(boost::asio::io_context& io_, const config::Config& cfg_, C
   jo.min_free_percent = cfg.buffer.min_free_percent;
   jo.clock = time.wall;
   jo.expected_series = std::min<std::size_t>(cfg.limits.max_series, std::size_t{1} << 18);
+  // Issue 13: names past max_series are cached, not kept (a device inventing names).
+  jo.pinned_series = cfg.limits.max_series;
   // Issue 13: a commit's loop time bounded, by rows (a full batch and what came in before its
   // turn) and by time; commitNow() posts the rest.
   jo.max_commit_rows = 2 * cfg.buffer.batch;
@@ -43,7 +45,10 @@ Pipeline::Impl::Impl(boost::asio::io_context& io_, const config::Config& cfg_, C
   for (const auto& s : cfg.sinks) jo.sinks.push_back(s.config->name());
   // The windows' replay point: readings of open windows stay until their window is out.
   if (cfg.aggregate.enabled) jo.sinks.push_back("windows");
+  if (cfg.aggregate.enabled) jo.sinks_without_series.push_back("windows");
   for (const auto& n : cfg.notify.notifiers) jo.sinks.push_back(n->name());
+  // Notifiers send the alert record's JSON, never its series (journal.h).
+  for (const auto& n : cfg.notify.notifiers) jo.sinks_without_series.push_back(n->name());
   journal = buffer::Journal::open(jo);
   // synchronous = full: a commit is acknowledged once the journal's sync thread has fdatasynced
   // it, at the loop's next grid tick (takeDurable(): no wakeup of the loop per sync).
@@ -259,7 +264,8 @@ std::uint64_t Pipeline::Impl::reading(Series& series, const Decoded& decoded, Na
     if (!decoded.values.front().metric.empty()) series.metric.assign(decoded.values.front().metric);
     first_id = journal->internSeries(series);
     countSeries(first_id);
-    stable_device = &journal->series(first_id).device;
+    // Past max_series the journal's copy is evictable: the clock table keeps its own.
+    if (first_id < cfg.limits.max_series) stable_device = &journal->series(first_id).device;
   }
   if (decoded.device_time && decoded.historical) {
     event_time = *decoded.device_time;  // a stored value: its own time, not a clock sample
@@ -281,7 +287,8 @@ std::uint64_t Pipeline::Impl::reading(Series& series, const Decoded& decoded, Na
     const bool no_windows = windows && id >= cfg.limits.max_series;
     if (windows && !no_windows) windows->add(id, event_time, v.value, seq);
     if (no_clock || no_windows) overLimit(no_clock ? "the clock" : "the windows", series);
-    if (alert_engine) {
+    // Past max_series no alert evaluation: the journal's copy of such a series is evictable.
+    if (alert_engine && id < cfg.limits.max_series) {
       // The journal's copy: it never moves, so the engine keeps a pointer to it (issue 13).
       alert_engine->onReading(journal->series(id), v.value, event_time, time.wall(), alert_events);
       if (!alert_events.empty()) journalAlerts();
@@ -352,8 +359,11 @@ void Pipeline::Impl::restoreAlerts(Nanos now) {
       journal->removeFiring(key);
       return;
     }
-    // The engine points at the journal's copy of the series (as for readings), not a copy.
-    if (alert_engine->restore(*e, journal->series(journal->internSeries(e->series)), now)) {
+    // The engine points at the journal's copy of the series (as for readings), not a copy; past
+    // max_series (evictable there) it keeps its own.
+    const SeriesId id = journal->internSeries(e->series);
+    if (id < cfg.limits.max_series ? alert_engine->restore(*e, journal->series(id), now)
+                                   : alert_engine->restore(*e, now)) {
       ++restored;
       // The engine keys its events with the gateway id of now: a row stored under another key
       // (the id changed) moves, so that its resolve deletes it.

@@ -184,11 +184,12 @@ def wait_alerts(gw, devices, res):
           f"{hwm0 / 1024:.1f} -> {hwm / 1024:.1f} MiB, VmRSS {rss / 1024:.1f} MiB", flush=True)
 
 
-def one_size(wd, mq, kafka, devices, runs, count, env=None, alerts=False, perf_dir=None):
+def one_size(wd, mq, kafka, devices, runs, count, env=None, alerts=False, perf_dir=None, max_series=None):
     metrics_port = free_port()
+    limits = f"\n[limits]\nmax_series = {max_series}\n" if max_series else ""
     gw = Gatewayd(wd, mq.uri, kafka=kafka, client_id=f"scale-gw-{devices}", env=env,
                   subscribe=gwtest.DEFAULT_SUBSCRIBE.replace("qos = 1", "qos = 0"),
-                  extra=RULES + f'\n[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n')
+                  extra=RULES + f'\n[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n' + limits)
     try:
         n = max(count, devices)
         floods = []
@@ -252,6 +253,7 @@ def main():
     ap.add_argument("--wait-alerts", action="store_true",
                     help="wait until every series' no_data_for alert fired (60 s after its flood); VmHWM then")
     ap.add_argument("--perf", metavar="DIR", help="perf record of the loop thread in each size's first flood")
+    ap.add_argument("--max-series", type=int, help="[limits] max_series (default: gatewayd's, 200,000)")
     ap.add_argument("--json")
     a = ap.parse_args()
     env = benchlib.unit_env({"LD_PRELOAD": a.preload} if a.preload else None)
@@ -270,7 +272,8 @@ def main():
             try:
                 kafka = KafkaBroker(wn)
                 runs = a.big_runs if n >= 1_000_000 else a.runs
-                results.append(one_size(wn, mq, kafka, n, runs, a.count, env, a.wait_alerts, a.perf))
+                results.append(one_size(wn, mq, kafka, n, runs, a.count, env, a.wait_alerts, a.perf,
+                                        a.max_series))
             finally:
                 wn.close(failed=False)
             print(json.dumps(results[-1]), flush=True)

@@ -101,7 +101,7 @@ def test_newer_journal_is_refused_and_left_untouched(wd):
     gw.proc.stop()
     state = wd.path / "state"
     # What a newer gatewayd would leave: its own schema version (and a checkpointed file).
-    subprocess.run(["sqlite3", state / "journal.db", "PRAGMA user_version = 8"], check=True, timeout=30)
+    subprocess.run(["sqlite3", state / "journal.db", "PRAGMA user_version = 9"], check=True, timeout=30)
     before = digests(state)
     assert list(before) == ["journal.db", "journal.db.lock"]  # the lock: one writer per journal
 
@@ -110,7 +110,7 @@ def test_newer_journal_is_refused_and_left_untouched(wd):
     err = p.stderr.decode()
     print(err)
     assert p.returncode == 65, err
-    assert "its schema version is 8, this gatewayd reads versions 1 to 7" in err
+    assert "its schema version is 9, this gatewayd reads versions 1 to 8" in err
     assert "It is left as it is" in err
     assert digests(state) == before
     unit = Path(__file__).resolve().parents[2] / "systemd" / "iot-gateway.service"

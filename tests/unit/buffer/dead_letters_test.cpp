@@ -89,7 +89,7 @@ TEST_CASE("dead letters are written with the next commit and survive a restart")
     CHECK(got[0].device == "pump-2");
     REQUIRE(j->commit());
   }
-  CHECK(queryInt(dir.db(), "PRAGMA user_version") == 7);
+  CHECK(queryInt(dir.db(), "PRAGMA user_version") == 8);
   auto j = openAt(dir);
   auto got = j->deadLetters(10);
   REQUIRE(got.size() == 2);
@@ -164,6 +164,6 @@ TEST_CASE("a version 3 journal gains the dead-letter table in place, its rows ke
   j->addDeadLetter(letter(1));
   REQUIRE(j->commit());
   CHECK(j->deadLetters(5).size() == 1);
-  CHECK(queryInt(dir.db(), "PRAGMA user_version") == 7);
+  CHECK(queryInt(dir.db(), "PRAGMA user_version") == 8);
   CHECK(queryInt(dir.db(), "SELECT count(*) FROM r_0") == 1);
 }

@@ -188,7 +188,7 @@ TEST_CASE("a version 5 journal's 'alerts.firing' state becomes rows, and the sta
   CHECK_FALSE(j->state("alerts.firing").has_value());
   CHECK(j->state("windows") == "1 2");
   Db check(db);
-  CHECK(check.queryInt("PRAGMA user_version") == 7);
+  CHECK(check.queryInt("PRAGMA user_version") == 8);
   CHECK(check.queryInt("SELECT count(*) FROM state WHERE k = 'alerts.firing'") == 0);
   // The upgraded schema is the new one.
   CHECK(check.queryInt("SELECT count(*) FROM sqlite_master WHERE name = 'alert_firing' AND sql = "

@@ -294,7 +294,7 @@ TEST_CASE(
   auto j = Journal::open(optionsFor(dir));
   {
     OtherConnection other(dir.db());
-    CHECK(other.queryInt("PRAGMA user_version") == 7);
+    CHECK(other.queryInt("PRAGMA user_version") == 8);
     CHECK(other.queryInt("SELECT count(*) FROM r_0 WHERE c >= 0") ==
           static_cast<std::int64_t>(old_values.size()));  // not rewritten
   }

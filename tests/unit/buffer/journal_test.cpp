@@ -720,7 +720,7 @@ PRAGMA user_version = 1;
   CHECK(out[0].seq == 3);
   j.reset();
   OtherConnection other(dir.db());
-  CHECK(other.queryInt("PRAGMA user_version") == 7);  // through versions 2 to 5 in one go
+  CHECK(other.queryInt("PRAGMA user_version") == 8);  // through versions 2 to 5 in one go
 }
 
 TEST_CASE("any time reference value reads back as itself, never as another kind") {
@@ -1105,7 +1105,7 @@ TEST_CASE(
   auto j = Journal::open(optionsFor(dir, configured, &clock));
   const std::string log = capture.stop();
   CHECK(log.find("<5>journal " + dir.db().string() +
-                 ": schema upgraded in place from version 2 to 7 (4 rows rewritten)") !=
+                 ": schema upgraded in place from version 2 to 8 (4 rows rewritten)") !=
         std::string::npos);
   CHECK(log.find("<3>") == std::string::npos);  // no error
 
@@ -1121,7 +1121,7 @@ TEST_CASE(
   CHECK(j->internSeries(kPressure) == 1);
   {
     OtherConnection other(dir.db());
-    CHECK(other.queryInt("PRAGMA user_version") == 7);
+    CHECK(other.queryInt("PRAGMA user_version") == 8);
     // Table r became the first segment, r_0.
     CHECK(other.queryInt("SELECT count(*) FROM sqlite_master WHERE name = 'r'") == 0);
     CHECK(other.queryInt("SELECT count(*) FROM r_0") == 12);
@@ -1248,7 +1248,7 @@ TEST_CASE("an upgrade that fails half-way leaves the version 2 file as it was") 
   const std::string before = dumpJournal(dir.db());
   SUBCASE("an error in a step") {
     CHECK_THROWS_WITH_AS(Journal::open(optionsFor(dir)),
-                         doctest::Contains("upgrading the schema from version 2 to 7: duplicate "
+                         doctest::Contains("upgrading the schema from version 2 to 8: duplicate "
                                            "column name: k"),
                          JournalError);
     CHECK(dumpJournal(dir.db()) == before);
@@ -1365,7 +1365,7 @@ TEST_CASE("a journal of a newer schema is refused and left exactly as it is") {
     // The newer version's last words are still in its -wal (not checkpointed).
     OtherConnection newer(db);
     REQUIRE(sqlite3_db_config(newer.db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr) == SQLITE_OK);
-    REQUIRE(newer.exec("PRAGMA user_version = 8; CREATE TABLE r2(x); INSERT INTO r2 VALUES(1);") ==
+    REQUIRE(newer.exec("PRAGMA user_version = 9; CREATE TABLE r2(x); INSERT INTO r2 VALUES(1);") ==
             SQLITE_OK);
   }
   REQUIRE(fs::exists(wal));
@@ -1378,15 +1378,15 @@ TEST_CASE("a journal of a newer schema is refused and left exactly as it is") {
   } catch (const JournalNewerError& e) {
     message = e.what();
   }
-  CHECK(message.find("schema version is 8") != std::string::npos);
-  CHECK(message.find("reads versions 1 to 7") != std::string::npos);
+  CHECK(message.find("schema version is 9") != std::string::npos);
+  CHECK(message.find("reads versions 1 to 8") != std::string::npos);
   CHECK(message.find(db.string()) != std::string::npos);
   CHECK(fileBytes(db) == db_before);
   CHECK(fileBytes(wal) == wal_before);
   for (const auto& e : fs::directory_iterator(db.parent_path()))
     CHECK(e.path().filename().string().find("corrupt") == std::string::npos);
   OtherConnection check(db);
-  CHECK(check.queryInt("PRAGMA user_version") == 8);
+  CHECK(check.queryInt("PRAGMA user_version") == 9);
   CHECK(check.queryInt("SELECT count(*) FROM r_0") == 300);
 }
 
@@ -1399,13 +1399,13 @@ TEST_CASE("a checkpointed newer journal is refused from its header: no -wal or -
   }
   {
     OtherConnection newer(db);
-    REQUIRE(newer.exec("PRAGMA user_version = 9") == SQLITE_OK);
+    REQUIRE(newer.exec("PRAGMA user_version = 10") == SQLITE_OK);
   }  // checkpointed and its -wal removed on close
   REQUIRE_FALSE(fs::exists(fs::path(db) += "-wal"));
   const std::string before = fileBytes(db);
   CHECK_THROWS_WITH_AS(
       Journal::open(optionsFor(dir)),
-      doctest::Contains("its schema version is 9, this gatewayd reads versions 1 to 7"),
+      doctest::Contains("its schema version is 10, this gatewayd reads versions 1 to 8"),
       JournalNewerError);
   CHECK(fileBytes(db) == before);
   CHECK_FALSE(fs::exists(fs::path(db) += "-wal"));
@@ -1846,7 +1846,7 @@ TEST_CASE("a version 4 journal becomes segment r_0 in place; new rows go to new 
   StderrCapture capture(dir.path / "stderr");
   auto j = Journal::open(o);
   const std::string log = capture.stop();
-  CHECK(log.find("schema upgraded in place from version 4 to 7") != std::string::npos);
+  CHECK(log.find("schema upgraded in place from version 4 to 8") != std::string::npos);
   CHECK_FALSE(j->stats().moved_aside.has_value());
   CHECK(j->stats().rows == 3000);
   CHECK(j->lastSeq() == 3100);
@@ -1859,7 +1859,7 @@ TEST_CASE("a version 4 journal becomes segment r_0 in place; new rows go to new 
   CHECK(out[0].alert == R"({"rule":"hot"})");
   {
     OtherConnection other(dir.db());
-    CHECK(other.queryInt("PRAGMA user_version") == 7);
+    CHECK(other.queryInt("PRAGMA user_version") == 8);
     CHECK(other.queryInt("SELECT count(*) FROM sqlite_master WHERE name IN ('r', 'r_alerts')") ==
           0);
     CHECK(other.queryInt("SELECT count(*) FROM r_0") == 3000);

@@ -1,0 +1,135 @@
+// Series past JournalOptions::pinned_series (issue 13: a device inventing names must not grow
+// the gateway's memory with every name). The series table in memory (buffer/series_table.h)
+// keeps them in a bounded cache; the SQLite table `series` is the authority: a name not in
+// memory is looked up there (index series_name on (device, metric, tags), schema 8), an id not
+// in memory is read back by its rowid.
+//
+// What may be evicted (updateEvictable()): an entry whose series row is written (ids below
+// persisted_series_), and whose records handed out by a read all have seqs at or below the
+// cursor of every sink that holds records (the forwarders: a batch in flight is above its
+// cursor, gateway/forwarder.cpp), and that the current call has not used (SeriesTable::
+// beginCall(): the records one read returns stay valid together, and readers that hold nothing
+// across calls, the tail view and the windows' replay, need no more).
+#include <fmt/core.h>
+
+#include <limits>
+#include <string>
+#include <utility>
+
+#include "buffer/sqlite_journal.h"
+#include "core/log.h"
+
+namespace gw::buffer::detail {
+
+bool SqliteJournal::lookupSeriesRow(const Series& series, SeriesId& id) {
+  id = SeriesTable::kNoId;
+  ++series_lookups_;
+  const std::string tags = encodeTags(series.tags);
+  ResetGuard guard(find_series_);
+  int rc = find_series_.bindAll(std::string_view(series.device), std::string_view(series.metric),
+                                Blob{tags});
+  if (rc == SQLITE_OK) rc = find_series_.step();
+  if (rc == SQLITE_ROW) {
+    const std::int64_t v = find_series_.columnInt(0);
+    if (v >= 0 && static_cast<std::uint64_t>(v) < series_.size()) id = static_cast<SeriesId>(v);
+    ++series_found_;
+    return true;
+  }
+  if (rc == SQLITE_DONE) return true;
+  logLimited(read_log_, "journal {}: looking series {}/{} up failed: {}", path_, series.device,
+             series.metric, sqlite::describe(db_.get(), rc));
+  return false;
+}
+
+bool SqliteJournal::loadSeriesRow(SeriesId id, Series& out) {
+  ++series_loads_;
+  ResetGuard guard(load_series_);
+  int rc = load_series_.bind(1, static_cast<std::int64_t>(id));
+  if (rc == SQLITE_OK) rc = load_series_.step();
+  if (rc == SQLITE_ROW) {
+    out.device.assign(load_series_.columnText(0));
+    out.metric.assign(load_series_.columnText(1));
+    out.tags.clear();
+    if (decodeTags(load_series_.columnBlob(2), out.tags)) return true;
+    logLimited(read_log_, "journal {}: series row {} cannot be decoded", path_, id);
+    return false;
+  }
+  logLimited(read_log_, "journal {}: reading series row {} back failed: {}", path_, id,
+             rc == SQLITE_DONE ? std::string("no such row") : sqlite::describe(db_.get(), rc));
+  return false;
+}
+
+const InternedSeries* SqliteJournal::resolveSeries(SeriesId id, std::uint64_t seq) {
+  if (const InternedSeries* s = series_.get(id, seq)) return s;
+  Series s;
+  if (!loadSeriesRow(id, s)) return nullptr;
+  series_.load(id, std::move(s));
+  return series_.get(id, seq);
+}
+
+SeriesId SqliteJournal::internSeries(const Series& series) {
+  series_.beginCall();
+  SeriesId id = series_.find(series);
+  if (id != SeriesTable::kNoId) return id;
+  // Not in memory: when something past the pinned ids is not in memory either, SQLite knows
+  // whether this name has an id already (unless the table's filter knows it has none). A lookup
+  // that fails (logged) gives the name a new id: its readings keep their name, only its id differs
+  // from the earlier one's.
+  if (series_.incomplete() && series_.mayHaveId(series) && lookupSeriesRow(series, id) &&
+      id != SeriesTable::kNoId) {
+    series_.load(id, series);
+    return id;
+  }
+  return series_.add(series);
+}
+
+const InternedSeries& SqliteJournal::series(SeriesId id) {
+  if (id >= series_.size()) {
+    log::error("journal: bug: unknown series id {}", id);
+    std::abort();
+  }
+  series_.beginCall();
+  const InternedSeries* s = resolveSeries(id, 0);
+  if (s == nullptr) {
+    log::error("journal {}: series {} cannot be read back from the series table; stopping", path_,
+               id);
+    std::abort();
+  }
+  return *s;
+}
+
+void SqliteJournal::updateEvictable() {
+  std::uint64_t held = std::numeric_limits<std::uint64_t>::max();
+  for (const SinkState* st : holding_sinks_) held = std::min(held, st->cursor);
+  series_.setEvictable(held, persisted_series_);
+}
+
+bool SqliteJournal::deviceSeriesIds(std::string_view device, std::string& ids) {
+  const auto add = [&](std::uint64_t id) {
+    ids += fmt::format("{}{}", ids.empty() ? "" : ",", id);
+  };
+  const size_t pinned = std::min(series_.pinned(), series_.size());
+  for (size_t i = 0; i < pinned; ++i)
+    if (series_[i].device == device) add(i);
+  if (series_.size() <= pinned) return true;
+  // Past the pinned ids: the index on (device, metric, tags) finds the rows written, the cache
+  // the series not written yet.
+  {
+    ResetGuard guard(device_series_);
+    int rc = device_series_.bindAll(device, static_cast<std::int64_t>(pinned));
+    if (rc == SQLITE_OK)
+      while ((rc = device_series_.step()) == SQLITE_ROW)
+        add(static_cast<std::uint64_t>(device_series_.columnInt(0)));
+    if (rc != SQLITE_DONE) {
+      logLimited(read_log_, "journal {}: looking the series of {} up failed: {}", path_, device,
+                 sqlite::describe(db_.get(), rc));
+      return false;
+    }
+  }
+  series_.forEachCached([&](SeriesId id, const InternedSeries& s) {
+    if (id >= persisted_series_ && s.device == device) add(id);
+  });
+  return true;
+}
+
+}  // namespace gw::buffer::detail
