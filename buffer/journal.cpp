@@ -376,12 +376,14 @@ bool SqliteJournal::commit() {
   return true;
 }
 
-void SqliteJournal::read(std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out) {
-  readRows(false, after, limit, out);
+void SqliteJournal::read(std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out,
+                         Reader reader) {
+  readRows(false, after, limit, out, reader);
 }
 
-void SqliteJournal::readAlerts(std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out) {
-  readRows(true, after, limit, out);
+void SqliteJournal::readAlerts(std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out,
+                               Reader reader) {
+  readRows(true, after, limit, out, reader);
 }
 
 void SqliteJournal::readDevice(std::string_view device, std::uint64_t after, size_t limit,
@@ -441,12 +443,12 @@ void SqliteJournal::readDevice(std::string_view device, std::uint64_t after, siz
 }
 
 void SqliteJournal::readRows(bool alerts, std::uint64_t after, size_t limit,
-                             std::vector<ReadingRecord>& out) {
+                             std::vector<ReadingRecord>& out, Reader reader) {
   // Records are reused (their strings keep their capacity), so a sink's steady state reads
   // without allocating.
   size_t n = 0;
   read_failed_ = false;
-  series_.beginCall();
+  series_.beginCall(reader);  // what resolveSeries() hands out is held by `reader`
   if (limit > 0 && after < last_seq_) {
     const auto cap = static_cast<size_t>(std::min<std::uint64_t>(limit, last_seq_ - after));
     if (out.size() < cap && !alerts) out.reserve(cap);

@@ -175,14 +175,15 @@ class JournalNewerError : public JournalError {
 /// JournalOptions::pinned_series, returned by series() and pointed to by ReadingRecord, stay
 /// valid and unchanged until the journal is destroyed, so another thread may read them while the
 /// loop goes on. A series of a higher id is cached (issue 13): the one a ReadingRecord points to
-/// stays valid and unchanged until every sink's cursor (but JournalOptions::sinks_without_series')
-/// has reached that record's seq, and at least until the next call of internSeries(), series(),
-/// read(), readTail(), readAlerts() or readDevice() (the calls that may read an evicted series
-/// back from SQLite, and so evict another). A forwarder's batch in flight is always above its
-/// cursor, so its records stay valid on the sink's thread. The SQLite journal
-/// checkpoints its WAL on a thread of its own (its own connection, joined on destruction);
-/// nothing of that thread is visible through this interface. With synchronous = kFull another
-/// thread of its own fdatasyncs the WAL; the onDurable() callback is called on it.
+/// stays valid and unchanged until the next call of internSeries(), series(), read(),
+/// readTail(), readAlerts() or readDevice() (the calls that may read an evicted series back from
+/// SQLite, and so evict another), and, for a record read with a Reader (readerOf()), until that
+/// sink's cursor has reached the record's seq. A forwarder's batch in flight is always above its
+/// cursor, so its records stay valid on the sink's thread; a sink that is down keeps the series
+/// of the records it read (its batch), whatever the other sinks read and confirm meanwhile. The
+/// SQLite journal checkpoints its WAL on a thread of its own (its own connection, joined on
+/// destruction); nothing of that thread is visible through this interface. With synchronous = kFull
+/// another thread of its own fdatasyncs the WAL; the onDurable() callback is called on it.
 class Journal {
  public:
   /// Opens or creates the journal: WAL mode, `PRAGMA quick_check`; a corrupt or unreadable
@@ -223,18 +224,37 @@ class Journal {
   /// try. Returns true at once when there is nothing to write.
   virtual bool commit() = 0;
 
+  /// Identifies a sink that reads records and holds them past the call (a forwarder: its batch
+  /// is in flight on its worker): readerOf() once, then each read(), readTail() or readAlerts()
+  /// of that sink passes it. A cached series (past pinned_series) then stays in memory until
+  /// that sink's own cursor reaches the records it read (see "Threading"), so a sink that is
+  /// down keeps only what it read, not what the others read meanwhile.
+  using Reader = std::uint32_t;
+  /// A read that holds nothing past the call (the tail view, the windows' replay, status).
+  static constexpr Reader kNoReader = std::numeric_limits<Reader>::max();
+  /// The reader of sink `name`; kNoReader for a name not in JournalOptions::sinks or in
+  /// sinks_without_series. Stable for the journal's life.
+  virtual Reader readerOf(std::string_view sink) const = 0;
+
   /// Reads up to `limit` committed records (readings, aggregates, alerts) with seq > `after`, in
   /// seq order, into `out` (resized to what was read; its records are reused). On a read
-  /// error, logs and returns the rows read so far.
-  virtual void read(std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out) = 0;
+  /// error, logs and returns the rows read so far. `reader`: see readerOf().
+  virtual void read(std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out,
+                    Reader reader) = 0;
+  void read(std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out) {
+    read(after, limit, out, kNoReader);
+  }
 
   /// Like read(), and past the committed rows also the pending ones (appended, not yet
   /// committed), up to sendableSeq(): what a sink reads, so that a record need not wait for its
   /// group commit and sync. Returns the seq through which the read is complete (every record
   /// with `after` < seq <= it is in `out`; a gap of seqs left by a crash is passed over), which
   /// is `after` when nothing could be read.
-  virtual std::uint64_t readTail(std::uint64_t after, size_t limit,
-                                 std::vector<ReadingRecord>& out) = 0;
+  virtual std::uint64_t readTail(std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out,
+                                 Reader reader) = 0;
+  std::uint64_t readTail(std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out) {
+    return readTail(after, limit, out, kNoReader);
+  }
   /// The highest seq that may be sent to a sink: appended (committed or pending) and within the
   /// seq reservation of a durable commit, so that a power cut cannot make a later start give the
   /// seq to another record. >= durableSeq(). What a sink confirmed beyond durableSeq() must not
@@ -243,7 +263,11 @@ class Journal {
 
   /// Like read(), but only alert records (an index keeps this cheap whatever the backlog of
   /// readings): what a notifier delivers from.
-  virtual void readAlerts(std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out) = 0;
+  virtual void readAlerts(std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out,
+                          Reader reader) = 0;
+  void readAlerts(std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out) {
+    readAlerts(after, limit, out, kNoReader);
+  }
   /// The latest `limit` committed readings (not aggregates or alerts) of every series of
   /// `device` with seq > `after`, in seq order, into `out`. Looks at the newest `scan` rows
   /// only, so a device silent for long costs a bounded read. For `gatewayctl tail`.

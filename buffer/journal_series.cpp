@@ -5,13 +5,19 @@
 // in memory is read back by its rowid.
 //
 // What may be evicted (updateEvictable()): an entry whose series row is written (ids below
-// persisted_series_), and whose records handed out by a read all have seqs at or below the
-// cursor of every sink that holds records (the forwarders: a batch in flight is above its
-// cursor, gateway/forwarder.cpp), and that the current call has not used (SeriesTable::
-// beginCall(): the records one read returns stay valid together, and readers that hold nothing
-// across calls, the tail view and the windows' replay, need no more).
+// persisted_series_), that the current call has not used (SeriesTable::beginCall(): the records
+// one read returns stay valid together; readers that hold nothing across calls, the tail view,
+// the windows' replay, series(), need no more), and, for each sink that holds records (the
+// forwarders: a batch in flight is above its cursor, gateway/forwarder.cpp), whose records
+// handed out to that sink (its Reader) all have seqs at or below that sink's cursor. Per sink,
+// so that a sink that is down (its cursor still, its forwarder reading the same batch again on
+// each retry) keeps the entries of that one batch, not every name the other sinks read and
+// confirm meanwhile. The series table has SeriesTable::kReaderSlots slots per entry: holding
+// sinks from the last slot's index on share it (the lowest of their cursors bounds them).
+// Gatewayd has at most three holding sinks (Kafka, time-series, file).
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <limits>
 #include <string>
 #include <utility>
@@ -99,9 +105,21 @@ const InternedSeries& SqliteJournal::series(SeriesId id) {
 }
 
 void SqliteJournal::updateEvictable() {
-  std::uint64_t held = std::numeric_limits<std::uint64_t>::max();
-  for (const SinkState* st : holding_sinks_) held = std::min(held, st->cursor);
-  series_.setEvictable(held, persisted_series_);
+  SeriesTable::HeldUpto upto;
+  upto.fill(std::numeric_limits<std::uint64_t>::max());
+  for (size_t k = 0; k < holding_sinks_.size(); ++k) {
+    std::uint64_t& slot = upto[std::min(k, SeriesTable::kReaderSlots - 1)];
+    slot = std::min(slot, holding_sinks_[k]->cursor);
+  }
+  series_.setEvictable(upto, persisted_series_);
+}
+
+Journal::Reader SqliteJournal::readerOf(std::string_view sink) const {
+  const auto it = sinks_.find(sink);
+  if (it == sinks_.end()) return kNoReader;
+  for (size_t k = 0; k < holding_sinks_.size(); ++k)
+    if (holding_sinks_[k] == &it->second) return static_cast<Reader>(k);
+  return kNoReader;
 }
 
 bool SqliteJournal::deviceSeriesIds(std::string_view device, std::string& ids) {

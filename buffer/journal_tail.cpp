@@ -152,11 +152,11 @@ std::uint64_t SqliteJournal::sendableSeq() const {
 }
 
 std::uint64_t SqliteJournal::readTail(std::uint64_t after, size_t limit,
-                                      std::vector<ReadingRecord>& out) {
+                                      std::vector<ReadingRecord>& out, Reader reader) {
   const std::uint64_t upto = sendableSeq();
   const std::uint64_t committed_upto = std::min(upto, last_seq_);
   size_t n = 0;
-  series_.beginCall();
+  series_.beginCall(reader);
   // A record whose series cannot be read back (past the pinned ids; logged) ends the read
   // before it, as a read error does: the sink asks again.
   const auto stoppedAt = [&] {
@@ -174,7 +174,7 @@ std::uint64_t SqliteJournal::readTail(std::uint64_t after, size_t limit,
       if (!readSlice(tail_, tail_blobs_, tail_after_ + 1, from, committed_upto, limit, out, n))
         return stoppedAt();
     } else {
-      readRows(false, after, limit, out);
+      readRows(false, after, limit, out, reader);
       n = out.size();
       // Past committed_upto only when durableSeq() < sendableSeq() <= last_seq_: drop those.
       while (n > 0 && out[n - 1].seq > committed_upto) --n;

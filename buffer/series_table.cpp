@@ -135,7 +135,7 @@ const InternedSeries* SeriesTable::get(SeriesId id, std::uint64_t seq) {
   Slot& s = slots_[slot];
   s.used = true;
   s.call = call_;
-  s.held = std::max(s.held, seq);
+  if (reader_ != kNoReader) s.held[reader_] = std::max(s.held[reader_], seq);
   return &s.series;
 }
 
@@ -178,7 +178,7 @@ const InternedSeries& SeriesTable::cache(Series&& series, SeriesId id) {
   s.series.device = std::move(series.device);
   s.metric = std::move(series.metric);
   s.tags = std::move(series.tags);
-  s.held = 0;
+  s.held.fill(0);
   s.call = call_;
   s.id = id;
   s.hash = hash;

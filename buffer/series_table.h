@@ -24,6 +24,8 @@
 // read from any thread while it stays valid (pinned: the table's life; cached: see above).
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -40,7 +42,7 @@ class SeriesTable {
  public:
   static constexpr SeriesId kNoId = std::numeric_limits<SeriesId>::max();
   static constexpr std::size_t kAllPinned = std::numeric_limits<std::size_t>::max();
-  /// 16,384 entries of ~170 bytes with short names (slot, strings, two index slots): ~3 MiB,
+  /// 16,384 entries of ~195 bytes with short names (slot, strings, two index slots): ~3 MiB,
   /// against ~21 MiB for 200,000 pinned series. At 50,000 new names/s this is ~0.3 s of them:
   /// more than the time a sink takes to read what was just appended (a group commit, 50 ms), so
   /// the sinks find the entries they read still cached.
@@ -52,6 +54,15 @@ class SeriesTable {
   /// ~4 us, most of it SQLite's file locking for the read (fcntl). Three bits per name: at
   /// 1,000,000 such names 1.5 % of new names are looked up for nothing, at 5,000,000 most.
   static constexpr std::size_t kFilterBits = std::size_t{1} << 23;
+  /// Readers that hold records past their call (the sinks' forwarders) each have a slot of an
+  /// entry's held seqs, so that a reader that stops confirming keeps only what it read (issue
+  /// 13: one sink down must not keep every name the others read). Readers from kReaderSlots - 1
+  /// on share the last slot: among them, the lowest cursor bounds what any of them read.
+  static constexpr std::size_t kReaderSlots = 4;
+  /// A reader that holds nothing past its call (beginCall()).
+  static constexpr std::uint32_t kNoReader = std::numeric_limits<std::uint32_t>::max();
+  /// Per reader slot: the seq through which that reader has confirmed what it read.
+  using HeldUpto = std::array<std::uint64_t, kReaderSlots>;
 
   /// `expected_series`: no longer used (the index grows with what it holds). Ids below `pinned`
   /// are kept for the table's life; from `pinned` on, `cache` entries (at least 1) are kept.
@@ -80,20 +91,31 @@ class SeriesTable {
   const InternedSeries& load(SeriesId id, Series series);
 
   /// The series of `id` if in memory, else nullptr (an id ≥ pinned() that was evicted). A cached
-  /// entry is marked as used by the current call (see beginCall()) and, with `seq`, as handed
-  /// out with a record of that seq.
+  /// entry is marked as used by the current call (see beginCall()) and, when the call has a
+  /// reader, as handed out to it with a record of `seq`.
   const InternedSeries* get(SeriesId id, std::uint64_t seq = 0);
   /// Pinned ids only (or any id, in a table that never evicts).
   const InternedSeries& operator[](std::size_t id) const { return pinned_series_[id]; }
 
   /// A new call of the owner begins: entries used by the previous one may be evicted again (an
   /// entry used in the current call never is, so the records a read returns stay valid).
-  void beginCall() { ++call_; }
+  /// `reader` (0, 1, …; kNoReader: none) reads records it holds past the call: get() notes the
+  /// seqs handed out to it, per reader slot.
+  void beginCall(std::uint32_t reader = kNoReader) {
+    ++call_;
+    reader_ = reader == kNoReader ? kNoReader : std::min<std::uint32_t>(reader, kReaderSlots - 1);
+  }
   /// What may be evicted from now on: entries of ids below `persisted` (their series row is in
-  /// SQLite) whose records handed out all have seqs ≤ `held_upto`.
-  void setEvictable(std::uint64_t held_upto, std::size_t persisted) {
+  /// SQLite) whose records handed out to the readers of slot k all have seqs ≤ held_upto[k].
+  void setEvictable(const HeldUpto& held_upto, std::size_t persisted) {
     held_upto_ = held_upto;
     persisted_ = persisted;
+  }
+  /// The same bound for every reader slot.
+  void setEvictable(std::uint64_t held_upto, std::size_t persisted) {
+    HeldUpto all;
+    all.fill(held_upto);
+    setEvictable(all, persisted);
   }
 
   /// Ids given out (pinned, cached or evicted): the next new id.
@@ -132,7 +154,7 @@ class SeriesTable {
     std::string metric;
     Tags tags;
     InternedSeries series{std::string(), metric, tags};
-    std::uint64_t held = 0;  ///< highest seq of a record handed out with it
+    HeldUpto held{};         ///< per reader slot: highest seq of a record handed out with it
     std::uint64_t call = 0;  ///< the owner's call that last used it
     SeriesId id = kNoId;     ///< kNoId: free
     std::uint32_t hash = 0;  ///< of the series
@@ -148,7 +170,10 @@ class SeriesTable {
   /// A free slot for a new cached entry, evicting when at capacity.
   std::uint32_t takeSlot();
   bool evictable(const Slot& s) const {
-    return s.id != kNoId && s.id < persisted_ && s.held <= held_upto_ && s.call != call_;
+    if (s.id == kNoId || s.id >= persisted_ || s.call == call_) return false;
+    for (std::size_t k = 0; k < kReaderSlots; ++k)
+      if (s.held[k] > held_upto_[k]) return false;
+    return true;
   }
   /// Moves the hand up to kScanSlots slots on and evicts one safe entry there; kNoId if none.
   std::uint32_t evictOne();
@@ -176,7 +201,8 @@ class SeriesTable {
   std::size_t cached_ = 0;
   std::size_t hand_ = 0;
   std::uint64_t call_ = 1;
-  std::uint64_t held_upto_ = 0;
+  std::uint32_t reader_ = kNoReader;  ///< of the current call: a slot, or kNoReader
+  HeldUpto held_upto_{};
   std::size_t persisted_ = 0;
   std::uint64_t evictions_ = 0;
   std::vector<std::uint64_t> filter_;  ///< kFilterBits, or empty (no id past the pinned ones)

@@ -184,10 +184,16 @@ class SqliteJournal final : public Journal {
                             std::string_view json) override;
   size_t pending() const override { return pending_.size(); }
   bool commit() override;
-  void read(std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out) override;
-  void readAlerts(std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out) override;
+  using Journal::read;
+  using Journal::readAlerts;
+  using Journal::readTail;
+  Reader readerOf(std::string_view sink) const override;  // journal_series.cpp
+  void read(std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out,
+            Reader reader) override;
+  void readAlerts(std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out,
+                  Reader reader) override;
   std::uint64_t readTail(std::uint64_t after, size_t limit,  // journal_tail.cpp
-                         std::vector<ReadingRecord>& out) override;
+                         std::vector<ReadingRecord>& out, Reader reader) override;
   std::uint64_t sendableSeq() const override;  // journal_tail.cpp
   void readDevice(std::string_view device, std::uint64_t after, size_t limit, std::uint64_t scan,
                   std::vector<ReadingRecord>& out) override;
@@ -271,7 +277,8 @@ class SqliteJournal final : public Journal {
   /// After a commit of the first `rows` pending rows, readings only, fewer than all: they
   /// become the committed tail, the others stay pending.
   void keepCommittedPrefix(size_t rows);
-  void readRows(bool alerts, std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out);
+  void readRows(bool alerts, std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out,
+                Reader reader);
   size_t readSegment(Stmt& stmt, std::uint64_t after, size_t limit, std::vector<ReadingRecord>& out,
                      size_t n);
 
@@ -304,8 +311,8 @@ class SqliteJournal final : public Journal {
   /// The series of `id` (< series_.size()) for a record of `seq` handed out: in memory, or read
   /// back from SQLite into the cache; nullptr when it cannot be read (logged).
   const InternedSeries* resolveSeries(SeriesId id, std::uint64_t seq);
-  /// Tells the series table what it may evict: series rows written, records confirmed by every
-  /// sink that holds records.
+  /// Tells the series table what it may evict: series rows written, and per holding sink (its
+  /// Reader, holding_sinks_' index) the records it read confirmed by its cursor.
   void updateEvictable();
   /// The ids of `device`'s series (readDevice()), as a comma-separated list.
   bool deviceSeriesIds(std::string_view device, std::string& ids);
@@ -383,7 +390,8 @@ class SqliteJournal final : public Journal {
 
   SeriesTable series_;  // pinned: index = SeriesId, never moves; past it a bounded cache
   size_t persisted_series_ = 0;
-  std::vector<const SinkState*> holding_sinks_;  // of sinks_: all but options_.sinks_without_series
+  // Of sinks_: all but options_.sinks_without_series; the index is the sink's Reader.
+  std::vector<const SinkState*> holding_sinks_;
   Stmt find_series_, load_series_, device_series_;  // journal_series.cpp
   std::uint64_t series_lookups_ = 0, series_found_ = 0, series_loads_ = 0;
 

@@ -48,6 +48,7 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
     status.name = sink->name();
     status.cursor = journal.cursor(sink->name());
     sent_upto = status.cursor;
+    reader = journal.readerOf(sink->name());
   }
 
   boost::asio::io_context& io;
@@ -71,7 +72,10 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
   // source unacknowledged, and its seq is never given out again).
   std::uint64_t sent_upto = 0;
   std::uint64_t batch_through = 0;  // readTail()'s answer for the batch with the worker
-  bool busy = false;                // a batch is with the worker, or a retry is scheduled
+  // Tells the journal which sink holds the records read (Journal::readerOf()): a cached series
+  // stays while this sink's cursor is below a record of it, whatever the other sinks confirm.
+  buffer::Journal::Reader reader = buffer::Journal::kNoReader;
+  bool busy = false;  // a batch is with the worker, or a retry is scheduled
   bool stopped = false;
   bool retry_scheduled = false;  // busy because of a retry wait, not a batch with the worker
   std::uint64_t retry_gen = 0;
@@ -222,7 +226,7 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
       if (durable <= sent_upto) return;
       const auto beyond = [durable](const ReadingRecord& r) { return r.seq > durable; };
       takeSpare(batch);
-      journal.readAlerts(sent_upto, options.batch, batch);
+      journal.readAlerts(sent_upto, options.batch, batch, reader);
       batch.erase(std::find_if(batch.begin(), batch.end(), beyond), batch.end());
       if (batch.empty()) {
         giveBack(batch);
@@ -245,7 +249,7 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
       }
       last_send = steadyNow();
       takeSpare(batch);
-      batch_through = journal.readTail(sent_upto, options.batch, batch);
+      batch_through = journal.readTail(sent_upto, options.batch, batch, reader);
       if (batch.empty()) {
         giveBack(batch);
         if (batch_through > sent_upto) advance(batch_through);  // a gap left by a crash

@@ -237,7 +237,8 @@ TEST_CASE("journal: a cached series a sink may still hold is not evicted (issue 
   REQUIRE(j->commit());
   // Sink "a" reads them (as a forwarder's batch in flight: above its cursor, 0).
   std::vector<ReadingRecord> batch;
-  REQUIRE(j->readTail(0, 100, batch) == 8);
+  REQUIRE(j->readerOf("windows") == Journal::kNoReader);
+  REQUIRE(j->readTail(0, 100, batch, j->readerOf("a")) == 8);
   REQUIRE(batch.size() == 8);
   std::vector<const InternedSeries*> held;
   for (const auto& r : batch) held.push_back(r.series);
@@ -264,6 +265,105 @@ TEST_CASE("journal: a cached series a sink may still hold is not evicted (issue 
   }
   // (Were the replay point's cursor counted, the first 8 would stay: 9 or more.)
   CHECK(t.cachedCount() <= 8);
+}
+
+TEST_CASE("journal: a sink that is down keeps only the series it read (issue 13)") {
+  gw::test::TempDir dir("gw-journal-series-down");
+  constexpr std::size_t kCache = 256;
+  constexpr std::size_t kBatch = 100;  // sink "a"'s batch, held while it retries
+  JournalOptions o = small(dir.path / "journal.db", 0, kCache, {"a", "b"});
+  auto j = Journal::open(o);
+  const SeriesTable& t = tableOf(*j);
+  const Journal::Reader a = j->readerOf("a"), b = j->readerOf("b");
+  REQUIRE(a != Journal::kNoReader);
+  REQUIRE(b != Journal::kNoReader);
+  REQUIRE(a != b);
+  CHECK(j->readerOf("unknown") == Journal::kNoReader);
+  int next = 0;
+  const auto appendNames = [&](int n) {
+    for (int i = 0; i < n; ++i, ++next)
+      j->append(j->internSeries(invented(next)), next, kT0 + next, std::nullopt,
+                TimeReference::kReceive);
+    REQUIRE(j->commit());
+  };
+  // Sink "a" reads one batch and never confirms it: its forwarder retries, reading the same
+  // batch again each time (gateway/forwarder.cpp).
+  appendNames(static_cast<int>(kBatch));
+  std::vector<ReadingRecord> held;
+  REQUIRE(j->readTail(0, kBatch, held, a) == kBatch);
+  std::vector<const InternedSeries*> where;
+  for (const auto& r : held) where.push_back(r.series);
+  // Sink "b" reads and confirms 20,000 records of new names, 50 at a time; "a" retries its batch
+  // every 1,000.
+  std::vector<ReadingRecord> sent, retried;
+  std::uint64_t b_upto = 0;
+  std::size_t most = 0;
+  while (next < 20000 + static_cast<int>(kBatch)) {
+    appendNames(50);
+    b_upto = j->readTail(b_upto, 1000, sent, b);
+    REQUIRE(!sent.empty());
+    for (const auto& r : sent) REQUIRE(sameAs(r, invented(static_cast<int>(r.value))));
+    j->setCursor("b", b_upto);
+    if (next % 1000 == 0) {
+      REQUIRE(j->readTail(0, kBatch, retried, a) == kBatch);
+      for (size_t i = 0; i < kBatch; ++i) REQUIRE(retried[i].series == where[i]);
+    }
+    most = std::max(most, t.cachedCount());
+  }
+  REQUIRE(b_upto == j->lastSeq());
+  MESSAGE("20,000 names through sink b while sink a holds ", kBatch, ": ", most,
+          " cached at most (capacity ", kCache, "), ", t.evictions(), " evictions");
+  // Bounded: the capacity, a's batch, the 50 names of one commit that "b" has not read yet.
+  CHECK(most <= kCache + kBatch + 50);
+  CHECK(t.cacheSlots() <= kCache + kBatch + 50);
+  // a's batch: where it was, unchanged.
+  for (size_t i = 0; i < kBatch; ++i) {
+    CHECK(held[i].series == where[i]);
+    CHECK(sameAs(held[i], invented(static_cast<int>(i))));
+  }
+  // "a" is back and confirms everything: its batch may go too.
+  j->setCursor("a", j->lastSeq());
+  const std::uint64_t evicted = t.evictions();
+  for (int round = 0; round < 20; ++round) {
+    appendNames(50);
+    b_upto = j->readTail(b_upto, 1000, sent, b);
+    j->setCursor("b", b_upto);
+    j->setCursor("a", b_upto);
+  }
+  CHECK(t.cachedCount() <= kCache);
+  CHECK(t.evictions() >= evicted + 1000);
+  // The names "a" held are read back from SQLite, correct.
+  std::vector<ReadingRecord> again;
+  j->read(0, kBatch, again);
+  REQUIRE(again.size() == kBatch);
+  for (const auto& r : again) CHECK(sameAs(r, invented(static_cast<int>(r.value))));
+}
+
+TEST_CASE("series table: holding readers past kReaderSlots share the last slot") {
+  SeriesTable t(0, 0, 1);
+  const auto addAndRead = [&](int i, std::uint32_t reader, std::uint64_t seq) {
+    t.beginCall();
+    const SeriesId id = t.add(invented(i));
+    t.beginCall(reader);
+    REQUIRE(t.get(id, seq) != nullptr);
+    return id;
+  };
+  SeriesTable::HeldUpto upto;
+  upto.fill(UINT64_MAX);
+  // Reader 7 (slot kReaderSlots - 1) read seq 10; its slot's bound is 9: the entry stays.
+  upto[SeriesTable::kReaderSlots - 1] = 9;
+  const SeriesId held = addAndRead(0, 7, 10);
+  t.setEvictable(upto, 100);
+  addAndRead(1, SeriesTable::kNoReader, 11);
+  t.beginCall();
+  CHECK(t.get(held) != nullptr);
+  // A read without a reader (seq 11) holds nothing past its call.
+  upto[SeriesTable::kReaderSlots - 1] = 10;
+  t.setEvictable(upto, 100);
+  t.beginCall();
+  t.add(invented(2));
+  t.beginCall();
+  CHECK(t.get(held) == nullptr);  // evicted once its slot's bound reached 10
 }
 
 TEST_CASE("journal: a schema-7 journal is upgraded in place: index series_name, rows kept") {
