@@ -549,9 +549,14 @@ void SqliteJournal::setCursor(std::string_view sink, std::uint64_t seq) {
   if (seq > last_seq_)
     die(fmt::format("sink {} confirmed seq {} beyond the last committed seq {}", sink, seq,
                     last_seq_));
-  if (seq > it->second.cursor) {
-    it->second.cursor = seq;
-    it->second.dirty = true;
+  SinkState& st = it->second;
+  if (seq > st.cursor) {
+    st.cursor = seq;
+    st.dirty = true;
+  }
+  // Even below a cursor that retention moved on: the batch the sink was sending is done.
+  if (seq > st.confirmed) {
+    st.confirmed = seq;
     updateEvictable();
   }
 }

@@ -398,6 +398,7 @@ int SqliteJournal::registerSinks(std::map<std::string, SinkState, std::less<>> s
     }
     stored.erase(it);
   }
+  for (auto& [name, st] : sinks_) st.confirmed = st.cursor;  // nothing is in flight yet
   for (const auto& [name, st] : stored)
     log::notice(
         "journal {}: sink {} (cursor {}) is not configured; its row is kept but it holds "

@@ -9,11 +9,13 @@
 // one read returns stay valid together; readers that hold nothing across calls, the tail view,
 // the windows' replay, series(), need no more), and, for each sink that holds records (the
 // forwarders: a batch in flight is above its cursor, gateway/forwarder.cpp), whose records
-// handed out to that sink (its Reader) all have seqs at or below that sink's cursor. Per sink,
+// handed out to that sink (its Reader) all have seqs at or below what that sink confirmed
+// (SinkState::confirmed: not its cursor, which retention moves past rows it drops, maybe while
+// the sink's worker still sends them). Per sink,
 // so that a sink that is down (its cursor still, its forwarder reading the same batch again on
 // each retry) keeps the entries of that one batch, not every name the other sinks read and
 // confirm meanwhile. The series table has SeriesTable::kReaderSlots slots per entry: holding
-// sinks from the last slot's index on share it (the lowest of their cursors bounds them).
+// sinks from the last slot's index on share it (the lowest of their confirmed seqs bounds them).
 // Gatewayd has at most three holding sinks (Kafka, time-series, file).
 #include <fmt/core.h>
 
@@ -109,7 +111,7 @@ void SqliteJournal::updateEvictable() {
   upto.fill(std::numeric_limits<std::uint64_t>::max());
   for (size_t k = 0; k < holding_sinks_.size(); ++k) {
     std::uint64_t& slot = upto[std::min(k, SeriesTable::kReaderSlots - 1)];
-    slot = std::min(slot, holding_sinks_[k]->cursor);
+    slot = std::min(slot, holding_sinks_[k]->confirmed);
   }
   series_.setEvictable(upto, persisted_series_);
 }

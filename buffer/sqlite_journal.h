@@ -235,6 +235,10 @@ class SqliteJournal final : public Journal {
     std::uint64_t cursor = 0;
     std::uint64_t dropped = 0;
     bool dirty = false;  // cursor/dropped not yet written
+    /// The highest seq the sink itself confirmed (setCursor), or its cursor at open. Retention
+    /// moves `cursor` past rows it drops, maybe while the sink's worker still sends a batch of
+    /// them: the series cache's eviction goes by this instead (updateEvictable()).
+    std::uint64_t confirmed = 0;
   };
   struct DropTally {
     std::uint64_t rows = 0, first = 0, last = 0;

@@ -339,6 +339,58 @@ TEST_CASE("journal: a sink that is down keeps only the series it read (issue 13)
   for (const auto& r : again) CHECK(sameAs(r, invented(static_cast<int>(r.value))));
 }
 
+TEST_CASE("journal: retention moving a sink's cursor past its batch keeps that batch's series") {
+  // The caps drop rows a sink has not confirmed while its worker may still be sending them: the
+  // cursor moves past them, but what the sink holds stays until the sink itself confirms.
+  gw::test::TempDir dir("gw-journal-series-retention");
+  constexpr std::size_t kCache = 64;
+  constexpr int kBatch = 50;
+  JournalOptions o = small(dir.path / "journal.db", 0, kCache, {"a", "b"});
+  o.max_age = 60 * kNanosPerSecond;
+  auto j = Journal::open(o);
+  const SeriesTable& t = tableOf(*j);
+  const Journal::Reader a = j->readerOf("a"), b = j->readerOf("b");
+  int next = 0;
+  const auto appendNames = [&](int n) {
+    for (int i = 0; i < n; ++i, ++next)
+      j->append(j->internSeries(invented(next)), next, kT0 + next, std::nullopt,
+                TimeReference::kReceive);
+    REQUIRE(j->commit());
+  };
+  appendNames(kBatch);
+  std::vector<ReadingRecord> held;
+  REQUIRE(j->readTail(0, kBatch, held, a) == static_cast<size_t>(kBatch));
+  std::vector<const InternedSeries*> where;
+  for (const auto& r : held) where.push_back(r.series);
+  // Every row is past max_age: dropped unsent, both cursors moved past them.
+  CHECK(j->enforceRetention(wallNow() + 10 * o.max_age) == static_cast<std::uint64_t>(kBatch));
+  REQUIRE(j->cursor("a") == static_cast<std::uint64_t>(kBatch));
+  // 2,000 new names through "b" while "a"'s worker still sends its batch.
+  std::vector<ReadingRecord> sent;
+  std::uint64_t b_upto = j->cursor("b");
+  while (next < 2000) {
+    appendNames(25);
+    b_upto = j->readTail(b_upto, 1000, sent, b);
+    j->setCursor("b", b_upto);
+  }
+  CHECK(t.evictions() > 1000);
+  for (int i = 0; i < kBatch; ++i) {
+    const auto k = static_cast<size_t>(i);
+    CHECK(held[k].series == where[k]);
+    CHECK(sameAs(held[k], invented(i)));
+  }
+  // The batch is done (a confirm below the moved cursor): its series may go now.
+  j->setCursor("a", static_cast<std::uint64_t>(kBatch));
+  CHECK(j->cursor("a") == static_cast<std::uint64_t>(kBatch));
+  for (int round = 0; round < 10; ++round) {
+    appendNames(25);
+    b_upto = j->readTail(b_upto, 1000, sent, b);
+    j->setCursor("b", b_upto);
+    j->setCursor("a", b_upto);
+  }
+  CHECK(t.cachedCount() <= kCache);
+}
+
 TEST_CASE("series table: holding readers past kReaderSlots share the last slot") {
   SeriesTable t(0, 0, 1);
   const auto addAndRead = [&](int i, std::uint32_t reader, std::uint64_t seq) {
