@@ -285,25 +285,34 @@ def syscall_names():
     return names
 
 
-def by_thread(gw, mq, devices, rate, seconds, qos, seed):
-    """System calls per reading by thread and call over `seconds` of the steady load."""
+def perf_during_load(gw, mq, devices, rate, seconds, qos, seed, client, event, *reports):
+    """`perf record -e EVENT` (`event` as perf's arguments) of gatewayd over `seconds` of the steady
+    load; returns the readings taken meanwhile and the text of each `perf` command in `reports`
+    (their arguments; the data file's `-i` is added)."""
     pid = gw.proc.p.pid
     t = threading.Thread(target=sim, args=(mq.uri, "--devices", devices, "--metrics", "temp", "--count",
                                            rate * (seconds + 10), "--rate", rate, "--qos", qos, "--seed", seed,
-                                           "--client-id", f"pi-threads-{seed}"))
+                                           "--client-id", f"{client}-{seed}"))
     t.start()
     time.sleep(6)  # the publisher ramps up (sampling cadence)
     s0 = status(gw)
     with tempfile.TemporaryDirectory(prefix="pi-perf-") as tmp:
         data = str(Path(tmp) / "perf.data")
-        subprocess.run(["perf", "record", "-q", "-o", data, "-e", "raw_syscalls:sys_enter", "-p", str(pid), "--",
-                        "sleep", str(seconds)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(["perf", "record", "-q", "-o", data, *event, "-p", str(pid), "--", "sleep", str(seconds)],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         n = status(gw)["readings"] - s0["readings"]
-        out = subprocess.run(["perf", "script", "-i", data, "-F", "comm,tid,trace"], check=True,
-                             capture_output=True, text=True).stdout
+        texts = [subprocess.run(["perf", r[0], "-i", data, *r[1:]], check=True, capture_output=True,
+                                text=True).stdout for r in reports]
     t.join()
+    return n, texts
+
+
+def by_thread(gw, mq, devices, rate, seconds, qos, seed):
+    """System calls per reading by thread and call over `seconds` of the steady load."""
+    n, (out,) = perf_during_load(gw, mq, devices, rate, seconds, qos, seed, "pi-threads",
+                                 ["-e", "raw_syscalls:sys_enter"], ["script", "-F", "comm,tid,trace"])
     names, calls, threads = syscall_names(), collections.Counter(), collections.Counter()
-    main_tid = str(pid)
+    main_tid = str(gw.proc.p.pid)
     for line in out.splitlines():
         m = re.match(r"\s*(.+?)\s+(\d+)\s+NR (\d+)", line)
         if not m:
@@ -325,24 +334,10 @@ def cpu_profile(gw, mq, devices, rate, seconds, qos, seed, top=40):
     """Where the CPU goes over `seconds` of the steady load: `perf record` (cycles at 999 Hz, every
     thread of gatewayd, kernel included), printed as the share of samples per thread and the top
     symbols (self time) with the thread that ran them."""
-    pid = gw.proc.p.pid
-    t = threading.Thread(target=sim, args=(mq.uri, "--devices", devices, "--metrics", "temp", "--count",
-                                           rate * (seconds + 10), "--rate", rate, "--qos", qos, "--seed", seed,
-                                           "--client-id", f"pi-perf-{seed}"))
-    t.start()
-    time.sleep(6)  # the publisher ramps up (sampling cadence)
-    s0 = status(gw)
-    with tempfile.TemporaryDirectory(prefix="pi-perf-") as tmp:
-        data = str(Path(tmp) / "perf.data")
-        subprocess.run(["perf", "record", "-q", "-o", data, "-F", "999", "-p", str(pid), "--",
-                        "sleep", str(seconds)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        n = status(gw)["readings"] - s0["readings"]
-        out = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort",
-                              "comm,dso,sym", "--percent-limit", "0.3"], check=True,
-                             capture_output=True, text=True).stdout
-        by_comm = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort",
-                                  "comm"], check=True, capture_output=True, text=True).stdout
-    t.join()
+    n, (out, by_comm) = perf_during_load(
+        gw, mq, devices, rate, seconds, qos, seed, "pi-perf", ["-F", "999"],
+        ["report", "--stdio", "--no-children", "--sort", "comm,dso,sym", "--percent-limit", "0.3"],
+        ["report", "--stdio", "--no-children", "--sort", "comm"])
     print(f"\nCPU profile ({n:,} readings in {seconds} s), samples by thread:")
     print("\n".join(line for line in by_comm.splitlines() if line.strip() and not line.startswith("#")))
     print("top symbols (self):")
