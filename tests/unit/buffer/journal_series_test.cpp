@@ -64,6 +64,23 @@ void flood(Journal& j, int from, int n, std::vector<SeriesId>* ids = nullptr, si
   j.setCursor("a", j.lastSeq());
 }
 
+// Reads every record of `j` and checks each carries invented(value)'s name; returns how many.
+std::size_t readAllInvented(Journal& j) {
+  std::vector<ReadingRecord> out;
+  std::uint64_t after = 0;
+  std::size_t seen = 0;
+  for (;;) {
+    j.read(after, 4096, out);
+    if (out.empty()) break;
+    for (const auto& r : out) {
+      REQUIRE(sameAs(r, invented(static_cast<int>(r.value))));
+      ++seen;
+    }
+    after = out.back().seq;
+  }
+  return seen;
+}
+
 }  // namespace
 
 TEST_CASE("series table: past the pinned ids a bounded cache; safe entries evicted, slots reused") {
@@ -143,19 +160,7 @@ TEST_CASE("journal: 100,000 invented names with 10 pinned; memory bounded, names
     CHECK(j->internSeries(invented(100000)) == 100000);  // new
 
     // Every record read back carries its own name, read back from SQLite where evicted.
-    std::vector<ReadingRecord> out;
-    std::uint64_t after = 0;
-    int seen = 0;
-    for (;;) {
-      j->read(after, 4096, out);
-      if (out.empty()) break;
-      for (const auto& r : out) {
-        REQUIRE(sameAs(r, invented(static_cast<int>(r.value))));
-        ++seen;
-      }
-      after = out.back().seq;
-    }
-    CHECK(seen == 100000);
+    CHECK(readAllInvented(*j) == 100000);
     CHECK(t.cacheSlots() <= 64 + 4096 + 100);  // a read's batch stays valid as a whole
 
     // Pending records of evicted series (readTail: from memory, names read back).
@@ -210,19 +215,7 @@ TEST_CASE("journal: 100,000 invented names with 10 pinned; memory bounded, names
   const SalvageReport r = salvageInto(db, *live);
   CHECK(r.no_series == 0);
   CHECK(r.readings == 100000 + 3 + 1);
-  std::vector<ReadingRecord> out;
-  std::uint64_t after = 0;
-  std::size_t seen = 0;
-  for (;;) {
-    live->read(after, 4096, out);
-    if (out.empty()) break;
-    for (const auto& rec : out) {
-      REQUIRE(sameAs(rec, invented(static_cast<int>(rec.value))));
-      ++seen;
-    }
-    after = out.back().seq;
-  }
-  CHECK(seen == r.readings);
+  CHECK(readAllInvented(*live) == r.readings);
 }
 
 TEST_CASE("journal: a cached series a sink may still hold is not evicted (issue 13)") {
