@@ -64,6 +64,28 @@ void flood(Journal& j, int from, int n, std::vector<SeriesId>* ids = nullptr, si
   j.setCursor("a", j.lastSeq());
 }
 
+// Appends `n` invented names from `next` on (value = index), committed together.
+void appendInvented(Journal& j, int& next, int n) {
+  for (int i = 0; i < n; ++i, ++next)
+    j.append(j.internSeries(invented(next)), next, kT0 + next, std::nullopt,
+             TimeReference::kReceive);
+  REQUIRE(j.commit());
+}
+
+// `rounds` commits of `per` new names; sink "b" (reader `b`) reads each after `b_upto` and both
+// sinks confirm it. Returns b's new position.
+std::uint64_t bothConfirm(Journal& j, int& next, int rounds, int per, std::uint64_t b_upto,
+                          Journal::Reader b) {
+  std::vector<ReadingRecord> sent;
+  for (int round = 0; round < rounds; ++round) {
+    appendInvented(j, next, per);
+    b_upto = j.readTail(b_upto, 1000, sent, b);
+    j.setCursor("b", b_upto);
+    j.setCursor("a", b_upto);
+  }
+  return b_upto;
+}
+
 // Reads every record of `j` and checks each carries invented(value)'s name; returns how many.
 std::size_t readAllInvented(Journal& j) {
   std::vector<ReadingRecord> out;
@@ -273,12 +295,7 @@ TEST_CASE("journal: a sink that is down keeps only the series it read (issue 13)
   REQUIRE(a != b);
   CHECK(j->readerOf("unknown") == Journal::kNoReader);
   int next = 0;
-  const auto appendNames = [&](int n) {
-    for (int i = 0; i < n; ++i, ++next)
-      j->append(j->internSeries(invented(next)), next, kT0 + next, std::nullopt,
-                TimeReference::kReceive);
-    REQUIRE(j->commit());
-  };
+  const auto appendNames = [&](int n) { appendInvented(*j, next, n); };
   // Sink "a" reads one batch and never confirms it: its forwarder retries, reading the same
   // batch again each time (gateway/forwarder.cpp).
   appendNames(static_cast<int>(kBatch));
@@ -317,12 +334,7 @@ TEST_CASE("journal: a sink that is down keeps only the series it read (issue 13)
   // "a" is back and confirms everything: its batch may go too.
   j->setCursor("a", j->lastSeq());
   const std::uint64_t evicted = t.evictions();
-  for (int round = 0; round < 20; ++round) {
-    appendNames(50);
-    b_upto = j->readTail(b_upto, 1000, sent, b);
-    j->setCursor("b", b_upto);
-    j->setCursor("a", b_upto);
-  }
+  b_upto = bothConfirm(*j, next, 20, 50, b_upto, b);
   CHECK(t.cachedCount() <= kCache);
   CHECK(t.evictions() >= evicted + 1000);
   // The names "a" held are read back from SQLite, correct.
@@ -344,12 +356,7 @@ TEST_CASE("journal: retention moving a sink's cursor past its batch keeps that b
   const SeriesTable& t = tableOf(*j);
   const Journal::Reader a = j->readerOf("a"), b = j->readerOf("b");
   int next = 0;
-  const auto appendNames = [&](int n) {
-    for (int i = 0; i < n; ++i, ++next)
-      j->append(j->internSeries(invented(next)), next, kT0 + next, std::nullopt,
-                TimeReference::kReceive);
-    REQUIRE(j->commit());
-  };
+  const auto appendNames = [&](int n) { appendInvented(*j, next, n); };
   appendNames(kBatch);
   std::vector<ReadingRecord> held;
   REQUIRE(j->readTail(0, kBatch, held, a) == static_cast<size_t>(kBatch));
@@ -375,12 +382,7 @@ TEST_CASE("journal: retention moving a sink's cursor past its batch keeps that b
   // The batch is done (a confirm below the moved cursor): its series may go now.
   j->setCursor("a", static_cast<std::uint64_t>(kBatch));
   CHECK(j->cursor("a") == static_cast<std::uint64_t>(kBatch));
-  for (int round = 0; round < 10; ++round) {
-    appendNames(25);
-    b_upto = j->readTail(b_upto, 1000, sent, b);
-    j->setCursor("b", b_upto);
-    j->setCursor("a", b_upto);
-  }
+  b_upto = bothConfirm(*j, next, 10, 25, b_upto, b);
   CHECK(t.cachedCount() <= kCache);
 }
 
