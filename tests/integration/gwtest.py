@@ -254,9 +254,13 @@ timestamp_unit = "ms"
 
 class Gatewayd:
     def __init__(self, wd, mqtt_uri, kafka=None, vm=None, extra="", subscribe=DEFAULT_SUBSCRIBE,
-                 client_id=None, env=None, buffer="", commit_interval="20ms", own_group=False):
+                 client_id=None, env=None, buffer="", commit_interval="20ms", own_group=False,
+                 session_expiry="1h", stats_format="json"):
         """env: extra environment variables (e.g. LD_PRELOAD); buffer: more [buffer] keys;
-        commit_interval: None leaves buffer.commit_interval at gatewayd's default; own_group:
+        commit_interval: None leaves buffer.commit_interval at gatewayd's default;
+        stats_format: None leaves the key out (builds before it, c59da00^ and older, log JSON
+        stats and do not know it); session_expiry: mqtt.session_expiry ("0s": a clean session,
+        no messages kept for it once it stops); own_group:
         gatewayd in a process group of its own, for a caller that stops it (SIGSTOP): in the
         caller's group it would get the kernel's SIGHUP + SIGCONT when that group is orphaned
         while it is stopped (e.g. the shell that started the caller in the background exits)."""
@@ -270,12 +274,12 @@ id = "test-gw"
 state_dir = "state"
 control_socket = "control.sock"
 stats_interval = "1s"
-stats_format = "json"  # stats() parses the `stats {json}` line
+{f'stats_format = "{stats_format}"  # stats() parses the `stats {{json}}` line' if stats_format else ""}
 
 [mqtt]
 uri = "{mqtt_uri}"
 client_id = "{client_id or 'gw-' + wd.path.name}"
-session_expiry = "1h"
+session_expiry = "{session_expiry}"
 reconnect_max = "1s"
 {subscribe}
 [buffer]
