@@ -3,6 +3,7 @@ syscalls with perf, the slope of a delivered count, raw control requests.
 
 Only measurement helpers live here; the servers are gwtest's fixtures (tests/integration).
 """
+import json
 import os
 import signal
 import socket
@@ -186,6 +187,13 @@ def slope(points, lo_frac=0.1, hi_frac=0.9):
     lo = [p for p in points if p[1] >= lo_frac * total][0]
     hi = [p for p in points if p[1] >= hi_frac * total][0]
     return (hi[1] - lo[1]) / (hi[0] - lo[0]) if hi[0] > lo[0] else float("nan")
+
+
+def report(res, json_path=None):
+    """Prints a bench's results as JSON, and writes them to json_path when given."""
+    print(json.dumps(res, indent=2))
+    if json_path:
+        Path(json_path).write_text(json.dumps(res, indent=2))
 
 
 def request(sock_path, line, timeout=30.0):

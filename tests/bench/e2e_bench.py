@@ -20,8 +20,6 @@ single runs vary by ±15 %, and pairs see the same load.
 Usage: tests/bench/e2e_bench.py [--runs 3] [--seconds 10] [--gatewayd OLD] [--json out.json]
 """
 import argparse
-import json
-import os
 import statistics
 import subprocess
 import sys
@@ -57,17 +55,12 @@ def bare_rate(wd, mq, count, qos=0):
     return float(m["rate"]), int(m["received"])
 
 
-def cpu_seconds(pid):
-    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
 def gatewayd_rate(wd, gw, mq, count, qos=0, seen=None):
     """Readings/s delivered to Kafka: slope of kafka.sent between 10% and 90% of the load.
     seen: filled with gatewayd's CPU µs per reading and its most unacknowledged QoS 1 messages
     in a stats line (one a second)."""
     base = gw.wait_stats("gatewayd stats", lambda s: True)["sinks"]["kafka"]["sent"]
-    cpu0 = cpu_seconds(gw.proc.p.pid)
+    cpu0 = benchlib.cpu_seconds(gw.proc.p.pid)
     in_flight = 0
     t = threading.Thread(target=sim, args=(wd, mq.uri, "--devices", 50, "--count", count, "--rate", 0,
                                            "--qos", qos, "--seed", 2))
@@ -87,11 +80,9 @@ def gatewayd_rate(wd, gw, mq, count, qos=0, seen=None):
         time.sleep(0.05)
     t.join()
     total = points[-1][1]
-    lo = [p for p in points if p[1] >= 0.1 * total][0]
-    hi = [p for p in points if p[1] >= 0.9 * total][0]
-    rate = (hi[1] - lo[1]) / (hi[0] - lo[0]) if hi[0] > lo[0] else float("nan")
+    rate = benchlib.slope(points)
     if seen is not None:
-        seen["cpu_us"] = (cpu_seconds(gw.proc.p.pid) - cpu0) / max(total, 1) * 1e6
+        seen["cpu_us"] = (benchlib.cpu_seconds(gw.proc.p.pid) - cpu0) / max(total, 1) * 1e6
         seen["in_flight_max"] = in_flight
     return rate, total
 
@@ -182,9 +173,7 @@ def main():
             "qos1_most_unacknowledged": max(q1_flight),
             "runs": a.runs, "count": a.count,
         }
-        print(json.dumps(res, indent=2))
-        if a.json:
-            Path(a.json).write_text(json.dumps(res, indent=2))
+        benchlib.report(res, a.json)
         ok = True
     finally:
         wd.close(failed=not ok)

@@ -16,12 +16,12 @@ Usage: tests/bench/qos1_bench.py --other PATH [--other-without-stats-format] [--
                                  [--count 100000] [--json F]
 """
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402
 import e2e_bench  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
@@ -81,9 +81,7 @@ def main():
             "rate": res["this"]["rate_per_s"] / res["other"]["rate_per_s"],
             "rounds_this_faster": sum(t > o for t, o in zip(runs["this"]["rate"], runs["other"]["rate"])),
             "rounds": a.rounds}
-        print(json.dumps(res, indent=2))
-        if a.json:
-            Path(a.json).write_text(json.dumps(res, indent=2))
+        benchlib.report(res, a.json)
         ok = True
     finally:
         wd.close(failed=not ok)
