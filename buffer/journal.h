@@ -178,10 +178,10 @@ class JournalNewerError : public JournalError {
 /// stays valid and unchanged until the next call of internSeries(), series(), read(),
 /// readTail(), readAlerts() or readDevice() (the calls that may read an evicted series back from
 /// SQLite, and so evict another), and, for a record read with a Reader (readerOf()), until that
-/// sink's cursor has reached the record's seq. A forwarder's batch in flight is always above its
-/// cursor, so its records stay valid on the sink's thread; a sink that is down keeps the series
-/// of the records it read (its batch), whatever the other sinks read and confirm meanwhile. The
-/// SQLite journal checkpoints its WAL on a thread of its own (its own connection, joined on
+/// sink has confirmed (setCursor()) the record's seq. A forwarder's batch in flight is always above
+/// what it confirmed, so its records stay valid on the sink's thread; a sink that is down keeps the
+/// series of the records it read (its batch), whatever the other sinks read and confirm meanwhile.
+/// The SQLite journal checkpoints its WAL on a thread of its own (its own connection, joined on
 /// destruction); nothing of that thread is visible through this interface. With synchronous = kFull
 /// another thread of its own fdatasyncs the WAL; the onDurable() callback is called on it.
 class Journal {
@@ -227,8 +227,8 @@ class Journal {
   /// Identifies a sink that reads records and holds them past the call (a forwarder: its batch
   /// is in flight on its worker): readerOf() once, then each read(), readTail() or readAlerts()
   /// of that sink passes it. A cached series (past pinned_series) then stays in memory until
-  /// that sink's own cursor reaches the records it read (see "Threading"), so a sink that is
-  /// down keeps only what it read, not what the others read meanwhile.
+  /// that sink itself confirms the records it read (see "Threading"), so a sink that is down
+  /// keeps only what it read, not what the others read meanwhile.
   using Reader = std::uint32_t;
   /// A read that holds nothing past the call (the tail view, the windows' replay, status).
   static constexpr Reader kNoReader = std::numeric_limits<Reader>::max();

@@ -285,9 +285,9 @@ OpenResult SqliteJournal::loadState() {
         (rc = s.bind(1, pinned)) != SQLITE_OK)
       return failed(rc, "loading series");
     while ((rc = s.step()) == SQLITE_ROW) {
-      Series series{std::string(s.columnText(1)), std::string(s.columnText(2)), {}};
+      Series series;
       if (s.columnInt(0) != static_cast<std::int64_t>(series_.size()) ||
-          !decodeTags(s.columnBlob(3), series.tags))
+          !readSeriesColumns(s, 1, series))
         return {Outcome::kCorrupt, fmt::format("series table: bad row id {}", s.columnInt(0))};
       series_.add(std::move(series));
     }
@@ -303,10 +303,7 @@ OpenResult SqliteJournal::loadState() {
         return failed(rc, "loading series");
       Series series;
       while ((rc = names.step()) == SQLITE_ROW) {
-        series.device.assign(names.columnText(0));
-        series.metric.assign(names.columnText(1));
-        series.tags.clear();
-        if (!decodeTags(names.columnBlob(2), series.tags))
+        if (!readSeriesColumns(names, 0, series))
           return {Outcome::kCorrupt, "series table: a row's tags cannot be decoded"};
         series_.noteName(series);
       }

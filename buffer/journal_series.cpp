@@ -49,16 +49,20 @@ bool SqliteJournal::lookupSeriesRow(const Series& series, SeriesId& id) {
   return false;
 }
 
+bool readSeriesColumns(const Stmt& row, int first, Series& out) {
+  out.device.assign(row.columnText(first));
+  out.metric.assign(row.columnText(first + 1));
+  out.tags.clear();
+  return decodeTags(row.columnBlob(first + 2), out.tags);
+}
+
 bool SqliteJournal::loadSeriesRow(SeriesId id, Series& out) {
   ++series_loads_;
   ResetGuard guard(load_series_);
   int rc = load_series_.bind(1, static_cast<std::int64_t>(id));
   if (rc == SQLITE_OK) rc = load_series_.step();
   if (rc == SQLITE_ROW) {
-    out.device.assign(load_series_.columnText(0));
-    out.metric.assign(load_series_.columnText(1));
-    out.tags.clear();
-    if (decodeTags(load_series_.columnBlob(2), out.tags)) return true;
+    if (readSeriesColumns(load_series_, 0, out)) return true;
     logLimited(read_log_, "journal {}: series row {} cannot be decoded", path_, id);
     return false;
   }

@@ -83,6 +83,9 @@ inline constexpr size_t kRowsPerInsert = 32;
 /// Tags as a BLOB: (varint length, bytes) for each key and value, in template order.
 std::string encodeTags(const std::vector<std::pair<std::string, std::string>>& tags);
 bool decodeTags(std::string_view in, std::vector<std::pair<std::string, std::string>>& tags);
+/// A `series` row's device, metric and tags from columns `first`, `first + 1` and `first + 2` of
+/// `row` into `out` (its strings reused); false when the tags cannot be decoded.
+bool readSeriesColumns(const Stmt& row, int first, Series& out);
 /// A reading's value as an exact decimal (schema 7): when `v` is m / 10^k for an integer m with
 /// |m| < 2^47 and k in 1..kMaxDecimalScale (the double that division gives, bit for bit), returns
 /// k and sets `m`: the row stores m in v (SQLite keeps an integral REAL as an integer of 1-6
@@ -316,7 +319,7 @@ class SqliteJournal final : public Journal {
   /// back from SQLite into the cache; nullptr when it cannot be read (logged).
   const InternedSeries* resolveSeries(SeriesId id, std::uint64_t seq);
   /// Tells the series table what it may evict: series rows written, and per holding sink (its
-  /// Reader, holding_sinks_' index) the records it read confirmed by its cursor.
+  /// Reader, holding_sinks_' index) the records it read that it confirmed (SinkState::confirmed).
   void updateEvictable();
   /// The ids of `device`'s series (readDevice()), as a comma-separated list.
   bool deviceSeriesIds(std::string_view device, std::string& ids);

@@ -73,7 +73,7 @@ struct Forwarder::Impl : std::enable_shared_from_this<Impl> {
   std::uint64_t sent_upto = 0;
   std::uint64_t batch_through = 0;  // readTail()'s answer for the batch with the worker
   // Tells the journal which sink holds the records read (Journal::readerOf()): a cached series
-  // stays while this sink's cursor is below a record of it, whatever the other sinks confirm.
+  // stays until this sink confirms the records of it it read, whatever the other sinks confirm.
   buffer::Journal::Reader reader = buffer::Journal::kNoReader;
   bool busy = false;  // a batch is with the worker, or a retry is scheduled
   bool stopped = false;
