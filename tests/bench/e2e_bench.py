@@ -123,9 +123,7 @@ def main():
     if a.gatewayd:
         gwtest.GATEWAYD = Path(a.gatewayd).resolve()
 
-    wd = Workdir("bench")
-    ok = False
-    try:
+    with Workdir("bench") as wd:
         mq = Mosquitto(wd, persistence=False)
         kafka = KafkaBroker(wd)
         bare, daemon, q1, q1_bare, q1_cpu, q1_flight = [], [], [], [], [], []
@@ -174,9 +172,6 @@ def main():
             "runs": a.runs, "count": a.count,
         }
         benchlib.report(res, a.json)
-        ok = True
-    finally:
-        wd.close(failed=not ok)
 
 
 if __name__ == "__main__":

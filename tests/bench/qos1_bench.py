@@ -44,10 +44,8 @@ def main():
         if not path.is_file():
             sys.exit(f"qos1_bench: no gatewayd at {path}")
 
-    wd = Workdir("qos1")
-    ok = False
     runs = {name: {"rate": [], "ratio": [], "cpu_us": [], "in_flight": []} for name, _, _ in builds}
-    try:
+    with Workdir("qos1") as wd:
         mq = Mosquitto(wd, persistence=False)
         kafka = KafkaBroker(wd)
         for i in range(a.rounds):
@@ -55,15 +53,11 @@ def main():
             print(f"round {i + 1}: bare QoS 1 subscriber {bare:,.0f}/s ({n} received)", flush=True)
             for name, path, stats_format in builds[i % 2:] + builds[:i % 2]:
                 gwtest.GATEWAYD = path
-                gwd = Workdir(f"qos1-{name}")
-                try:
+                with Workdir(f"qos1-{name}") as gwd:
                     gw = Gatewayd(gwd, mq.uri, kafka=kafka, client_id=f"qos1-{name}",
                                   session_expiry="0s", stats_format=stats_format)
                     seen = {}
                     rate, n = e2e_bench.gatewayd_rate(gwd, gw, mq, a.count, qos=1, seen=seen)
-                    gw.proc.stop()
-                finally:
-                    gwd.close(failed=False)
                 r = runs[name]
                 r["rate"].append(rate)
                 r["ratio"].append(rate / bare)
@@ -72,20 +66,16 @@ def main():
                 print(f"round {i + 1}: {name} {rate:,.0f}/s ({n} delivered, ratio {rate / bare:.2f}, "
                       f"{seen['cpu_us']:.2f} µs CPU each, at most {seen['in_flight_max']} "
                       "unacknowledged)", flush=True)
-        res = {name: {"rate_per_s": statistics.median(r["rate"]),
-                      "ratio_to_bare": statistics.median(r["ratio"]),
-                      "cpu_us_per_reading": statistics.median(r["cpu_us"]),
-                      "most_unacknowledged": max(r["in_flight"])}
-               for name, r in runs.items()}
-        res["this_over_other"] = {
-            "rate": res["this"]["rate_per_s"] / res["other"]["rate_per_s"],
-            "rounds_this_faster": sum(t > o for t, o in zip(runs["this"]["rate"], runs["other"]["rate"])),
-            "rounds": a.rounds}
-        benchlib.report(res, a.json)
-        ok = True
-    finally:
-        wd.close(failed=not ok)
-
+    res = {name: {"rate_per_s": statistics.median(r["rate"]),
+                  "ratio_to_bare": statistics.median(r["ratio"]),
+                  "cpu_us_per_reading": statistics.median(r["cpu_us"]),
+                  "most_unacknowledged": max(r["in_flight"])}
+           for name, r in runs.items()}
+    res["this_over_other"] = {
+        "rate": res["this"]["rate_per_s"] / res["other"]["rate_per_s"],
+        "rounds_this_faster": sum(t > o for t, o in zip(runs["this"]["rate"], runs["other"]["rate"])),
+        "rounds": a.rounds}
+    benchlib.report(res, a.json)
 
 if __name__ == "__main__":
     main()

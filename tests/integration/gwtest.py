@@ -94,6 +94,12 @@ class Workdir:
         self.procs.append(proc)
         return proc
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close(failed=exc_type is not None)
+
     def close(self, failed):
         for p in reversed(self.procs):
             try:
